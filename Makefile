@@ -1,0 +1,87 @@
+# contrastive: the front door. `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+PROFILE ?= quick
+TARGET ?= kubeflow
+IMAGE ?= contrastive:dev
+REGISTRY ?=
+GIT_SHA := $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+PYTEST_ARGS ?=
+
+.PHONY: help install data run test test-fast lint format compile submit schedule images \
+        bench bench-ingest clean
+
+help: ## List every target with one line each
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[tf,jax,dev]"
+	@touch $(STAMP)
+
+install: $(STAMP) data ## Create .venv, install the project (editable) and Fashion-MNIST
+
+data: ## Install the embedded dataset (Debian package dataset-fashion-mnist) if missing
+	@if [ -d $(FMNIST_DIR) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing dataset-fashion-mnist"; \
+	  (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	   (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) ; \
+	else \
+	  echo "Fashion-MNIST not found in $(FMNIST_DIR)."; \
+	  echo "Install it with: sudo apt-get install dataset-fashion-mnist"; \
+	  echo "(or ingest another source: contrastive ingest --source tfds:fashion_mnist ...)"; \
+	fi
+
+run: install ## Run the whole pipeline locally (kfp.local) on Fashion-MNIST, quick profile
+	$(BIN)/contrastive run --profile $(PROFILE)
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## Apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: install lint ## Lint, the whole suite (TensorFlow backend), then library tests on JAX
+	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -m backend $(PYTEST_ARGS)
+
+test-fast: install ## Unit tests only (TensorFlow backend), no end-to-end runs
+	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -m "not slow" tests/unit $(PYTEST_ARGS)
+
+compile: $(STAMP) ## Write build/pipeline-kubeflow.yaml and build/pipeline-vertex.yaml
+	@mkdir -p build
+	$(BIN)/contrastive compile --target kubeflow --image $(IMAGE) --output build/pipeline-kubeflow.yaml
+	$(BIN)/contrastive compile --target vertex --image $(IMAGE) --output build/pipeline-vertex.yaml
+
+submit: compile ## Submit build/pipeline-$(TARGET).yaml (ARGS="--host ..." or "--project ...")
+	$(BIN)/contrastive submit --target $(TARGET) --package build/pipeline-$(TARGET).yaml $(ARGS)
+
+schedule: compile ## Schedule retraining (ARGS="--cron ... --schedule-name ...")
+	$(BIN)/contrastive schedule --target $(TARGET) --package build/pipeline-$(TARGET).yaml $(ARGS)
+
+images: ## Build and push REGISTRY/contrastive:<git sha> (needs a Docker engine)
+	@test -n "$(REGISTRY)" || (echo "usage: make images REGISTRY=us-docker.pkg.dev/PROJECT/REPO" && exit 2)
+	docker build -f images/Dockerfile -t $(REGISTRY)/contrastive:$(GIT_SHA) .
+	docker push $(REGISTRY)/contrastive:$(GIT_SHA)
+	@echo "now: make compile IMAGE=$(REGISTRY)/contrastive:$(GIT_SHA)"
+
+bench-ingest: install ## Ingest + read throughput on Fashion-MNIST (images/s)
+	$(BIN)/python bench/bench_ingest.py
+
+bench: install bench-ingest ## All benchmarks (results in bench/results, docs/BENCHMARKS.md)
+	$(BIN)/python bench/bench_speed.py
+	$(BIN)/python bench/bench_quality.py
+
+clean: ## Remove build outputs and local runs (keeps .venv)
+	rm -rf build runs local_outputs .pytest_cache .ruff_cache

@@ -1,0 +1,360 @@
+"""One frozen configuration tree (data, augmentation, model, training) loaded from YAML profiles.
+
+Profiles ship in `contrastive/profiles/*.yaml`. A profile may name a `base` profile whose values it
+overrides. Command-line overrides are dotted keys (`train.epochs=3`). Everything is validated
+once, here, before any expensive work starts; errors name the field and echo the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENCODER_NAMES = ("small_cnn", "simclr_cnn", "resnet18", "resnet50v2")
+METHODS = ("supcon", "simclr", "npairs")
+PROJECTION_HEADS = ("linear", "mlp")
+CLASSIFIER_HEADS = ("linear", "seed")
+CLASSIFIER_MODES = ("linear", "finetune")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "cosine")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and the value."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    # Resize every image to (height, width) inside the input pipeline; None keeps stored size.
+    image_size: tuple[int, int] | None = None
+    # Use only the first N training examples (fast experiments and tests); None = all.
+    limit: int | None = None
+    # Shuffle buffer of the streaming reader, in examples.
+    shuffle_buffer: int = 20_000
+    # Load splits into memory when they fit (fast on small data; the GPU machine has no TF).
+    in_memory: bool = True
+
+
+@dataclass(frozen=True)
+class AugmentStrength:
+    # Smallest crop area as a fraction of the image (random resized crop).
+    min_area: float = 0.25
+    # Brightness scale is drawn from [1 - brightness, 1 + brightness].
+    brightness: float = 0.6
+    # Amplitude of the per-image channel-mixing (RGB) or contrast (grayscale) jitter.
+    jitter: float = 0.2
+    # Max rotation as a fraction of a full turn (keras RandomRotation's factor).
+    rotation: float = 0.0
+    # Random horizontal flip.
+    flip: bool = True
+    # Probability of turning an RGB image gray (ignored for one channel).
+    grayscale: float = 0.0
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    # Strong augmentation: contrastive pretraining views (seed 003's "contrastive" setting).
+    strong: AugmentStrength = AugmentStrength(
+        min_area=0.25, brightness=0.6, jitter=0.2, rotation=0.02, grayscale=0.2
+    )
+    # Weak augmentation: classifier and cross-entropy baseline training.
+    weak: AugmentStrength = AugmentStrength(min_area=0.75, brightness=0.3, jitter=0.1)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    # Encoder backbone, one of ENCODER_NAMES.
+    encoder: str = "small_cnn"
+    # Width of `simclr_cnn` (ignored by the other encoders).
+    width: int = 128
+    # Projection head used for contrastive pretraining: "mlp" (SimCLR/SupCon) or "linear".
+    projection_head: str = "mlp"
+    projection_dim: int = 128
+    projection_hidden_dim: int = 512
+    # Classifier head on the encoder: "linear" or the seeds' "seed" head (dropout-512-dropout).
+    classifier_head: str = "linear"
+    classifier_hidden_dim: int = 512
+    dropout: float = 0.5
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # Contrastive objective for pretraining, one of METHODS.
+    method: str = "supcon"
+    # Pretraining epochs (and the cross-entropy baseline's epochs: same budget).
+    epochs: int = 10
+    # Epochs for the classifier trained on the pretrained encoder.
+    classifier_epochs: int = 5
+    # "linear" trains a head on the frozen encoder; "finetune" also updates the encoder.
+    classifier_mode: str = "linear"
+    batch_size: int = 256
+    # Softmax temperature of the contrastive losses.
+    temperature: float = 0.1
+    # If set, the SupCon loss is scaled by temperature / base_temperature (paper's code).
+    base_temperature: float | None = None
+    # Augmented views per image in a pretraining step.
+    num_views: int = 2
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    classifier_learning_rate: float = 1e-3
+    # Encoder learning rate when fine-tuning (the head uses classifier_learning_rate).
+    finetune_learning_rate: float = 1e-4
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    # bfloat16/float16 compute policy; the loss is always computed in float32.
+    mixed_precision: str | None = None
+    # XLA compilation of the train step: True, False or "auto" (Keras decides).
+    jit_compile: bool | str = "auto"
+    seed: int = 0
+    # kNN monitor: neighbours, softmax temperature, and how many labelled examples it uses.
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    knn_max_examples: int = 10_000
+    # Train the online linear probe on stop-gradient features during pretraining.
+    online_probe: bool = True
+    # Semi-supervised (seed 003): pretrain on labelled + unlabelled images, ignoring labels.
+    use_unlabeled: bool = False
+    # Checkpoint every N epochs during training; 0 disables checkpoints.
+    checkpoint_every: int = 1
+    # Keras progress output: 0 silent, 1 bar, 2 one line per epoch.
+    verbose: int = 2
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    # Name of the profile this came from (for reports and lineage).
+    profile: str = "custom"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples as lists) that `from_dict` and YAML accept."""
+        return _to_plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Config:
+        """Build and validate a Config from a nested dict; unknown keys are errors."""
+        config = _build(cls, values, prefix="")
+        validate(config)
+        return config
+
+    def replace(self, overrides: dict[str, Any] | list[str]) -> Config:
+        """Return a copy with dotted-key overrides applied, validated."""
+        values = self.to_dict()
+        for key, value in _parse_overrides(overrides).items():
+            _set_dotted(values, key, value)
+        return Config.from_dict(values)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def available_profiles() -> list[str]:
+    """Names of the profiles shipped with the package."""
+    folder = importlib.resources.files("contrastive") / "profiles"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_config(
+    profile: str | Path = "quick", overrides: dict[str, Any] | list[str] | None = None
+) -> Config:
+    """Load a profile by name (or a YAML file path) and apply dotted-key overrides.
+
+    Args:
+        profile: a shipped profile name (`quick`, `full`, ...) or a path to a YAML file.
+        overrides: `{"train.epochs": 3}` or `["train.epochs=3"]`; values given as strings are
+            parsed as YAML scalars.
+
+    Raises:
+        ConfigError: unknown profile, unknown key, or an invalid value.
+    """
+    values = _load_profile_values(str(profile), seen=())
+    values.setdefault("profile", Path(str(profile)).stem)
+    for key, value in _parse_overrides(overrides or {}).items():
+        _set_dotted(values, key, value)
+    return Config.from_dict(values)
+
+
+def validate(config: Config) -> None:
+    """Raise ConfigError naming the first invalid field and its value."""
+    t, m, d = config.train, config.model, config.data
+    _check_choice("model.encoder", m.encoder, ENCODER_NAMES)
+    _check_choice("model.projection_head", m.projection_head, PROJECTION_HEADS)
+    _check_choice("model.classifier_head", m.classifier_head, CLASSIFIER_HEADS)
+    _check_choice("train.method", t.method, METHODS)
+    _check_choice("train.classifier_mode", t.classifier_mode, CLASSIFIER_MODES)
+    _check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
+    _check_choice("train.schedule", t.schedule, SCHEDULES)
+    _check_choice("train.mixed_precision", t.mixed_precision, (None, "bfloat16", "float16"))
+    _check_choice("train.jit_compile", t.jit_compile, (True, False, "auto"))
+    for name in ("epochs", "classifier_epochs", "num_views", "knn_k", "knn_max_examples"):
+        _check(f"train.{name}", getattr(t, name), lambda v: v >= 1, "must be >= 1")
+    _check("train.batch_size", t.batch_size, lambda v: v >= 2, "must be >= 2")
+    for name in ("temperature", "knn_temperature", "learning_rate"):
+        _check(f"train.{name}", getattr(t, name), lambda v: v > 0, "must be > 0")
+    for name in ("classifier_learning_rate", "finetune_learning_rate"):
+        _check(f"train.{name}", getattr(t, name), lambda v: v > 0, "must be > 0")
+    if t.base_temperature is not None:
+        _check("train.base_temperature", t.base_temperature, lambda v: v > 0, "must be > 0")
+    _check("train.weight_decay", t.weight_decay, lambda v: v >= 0, "must be >= 0")
+    _check("train.momentum", t.momentum, lambda v: 0 <= v < 1, "must be in [0, 1)")
+    _check("train.warmup_epochs", t.warmup_epochs, lambda v: 0 <= v < t.epochs, "must be in [0, epochs)")
+    _check("train.checkpoint_every", t.checkpoint_every, lambda v: v >= 0, "must be >= 0")
+    _check("train.verbose", t.verbose, lambda v: v in (0, 1, 2), "must be 0, 1 or 2")
+    for name in ("width", "projection_dim", "projection_hidden_dim", "classifier_hidden_dim"):
+        _check(f"model.{name}", getattr(m, name), lambda v: v >= 1, "must be >= 1")
+    _check("model.dropout", m.dropout, lambda v: 0 <= v < 1, "must be in [0, 1)")
+    if d.limit is not None:
+        _check("data.limit", d.limit, lambda v: v >= 1, "must be >= 1")
+    if d.image_size is not None:
+        _check(
+            "data.image_size",
+            d.image_size,
+            lambda v: len(v) == 2 and all(int(s) >= 8 for s in v),
+            "must be [height, width], each >= 8",
+        )
+    for strength in ("strong", "weak"):
+        a = getattr(config.augment, strength)
+        prefix = f"augment.{strength}"
+        _check(f"{prefix}.min_area", a.min_area, lambda v: 0 < v <= 1, "must be in (0, 1]")
+        for name in ("brightness", "jitter"):
+            _check(f"{prefix}.{name}", getattr(a, name), lambda v: 0 <= v < 1, "must be in [0, 1)")
+        _check(f"{prefix}.rotation", a.rotation, lambda v: 0 <= v <= 0.5, "must be in [0, 0.5]")
+        _check(f"{prefix}.grayscale", a.grayscale, lambda v: 0 <= v <= 1, "must be in [0, 1]")
+
+
+# --------------------------------------------------------------------------------------------
+# internals
+
+
+def _check(name: str, value: Any, predicate, requirement: str) -> None:
+    try:
+        ok = bool(predicate(value))
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ConfigError(f"{name} {requirement}. Received: {name}={value!r}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(
+            f"{name} must be one of {list(choices)}. Received: {name}={value!r}"
+        )
+
+
+def _load_profile_values(profile: str, seen: tuple[str, ...]) -> dict[str, Any]:
+    if profile in seen:
+        raise ConfigError(f"profile inheritance loops: {' -> '.join(seen + (profile,))}")
+    path = Path(profile)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        text = path.read_text()
+    else:
+        resource = importlib.resources.files("contrastive") / "profiles" / f"{profile}.yaml"
+        if not resource.is_file():
+            raise ConfigError(
+                f"unknown profile {profile!r}; shipped profiles: {available_profiles()} "
+                "(or pass a path to a .yaml file)"
+            )
+        text = resource.read_text()
+    try:
+        values = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"profile {profile!r} is not valid YAML: {error}") from error
+    if not isinstance(values, dict):
+        raise ConfigError(f"profile {profile!r} must be a mapping, got {type(values).__name__}")
+    base = values.pop("base", None)
+    if base is None:
+        return values
+    merged = _load_profile_values(str(base), seen + (profile,))
+    _deep_update(merged, values)
+    return merged
+
+
+def _deep_update(target: dict, updates: dict) -> None:
+    for key, value in updates.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = value
+
+
+def _parse_overrides(overrides: dict[str, Any] | list[str]) -> dict[str, Any]:
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    parsed = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override must look like section.field=value. Received: {item!r}")
+        parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    return parsed
+
+
+def _set_dotted(values: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = values
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {key!r}: {part!r} is not a section")
+    node[parts[-1]] = value
+
+
+def _build(cls, values: Any, prefix: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix or 'config'} must be a mapping. Received: {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        name = f"{prefix}{unknown[0]}"
+        raise ConfigError(f"unknown config field {name!r}; known fields: {sorted(fields)}")
+    kwargs = {}
+    for name, value in values.items():
+        default = getattr(cls(), name) if _has_default(cls) else None
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value, f"{prefix}{name}.")
+        elif name == "image_size" and value is not None:
+            kwargs[name] = tuple(value) if isinstance(value, (list, tuple)) else value
+        else:
+            kwargs[name] = _coerce(f"{prefix}{name}", value, default)
+    return cls(**kwargs)
+
+
+def _has_default(cls) -> bool:
+    try:
+        cls()
+    except TypeError:
+        return False
+    return True
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    # YAML reads 1e-3 as a string; accept it as a float where a float is expected.
+    if isinstance(default, float) and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number. Received: {name}={value!r}") from None
+    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
+        if value.is_integer():
+            return int(value)
+        raise ConfigError(f"{name} must be an integer. Received: {name}={value!r}")
+    return value
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value

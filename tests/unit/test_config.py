@@ -1,0 +1,101 @@
+"""Configuration: profiles load, overrides apply, bad values are refused with their name."""
+
+import dataclasses
+
+import pytest
+import yaml
+
+from contrastive.config import Config, ConfigError, available_profiles, load_config
+
+SHIPPED = ["full", "quick", "seed-cifar10-resnet50v2", "seed-small-cnn", "seed-stl10-simclr", "tiny"]
+
+
+def test_every_shipped_profile_loads_and_validates():
+    assert set(SHIPPED) <= set(available_profiles())
+    for name in SHIPPED:
+        config = load_config(name)
+        assert config.profile == name
+        assert config.train.epochs >= 1
+
+
+def test_seed_profiles_reproduce_the_seed_settings():
+    seed = load_config("seed-cifar10-resnet50v2")
+    assert (seed.train.batch_size, seed.train.temperature, seed.train.epochs) == (265, 0.05, 50)
+    assert (seed.train.optimizer, seed.train.learning_rate) == ("adam", 0.001)
+    assert (seed.train.method, seed.train.num_views) == ("npairs", 1)
+    assert (seed.model.encoder, seed.model.classifier_head) == ("resnet50v2", "seed")
+    stl = load_config("seed-stl10-simclr")
+    assert (stl.train.method, stl.train.batch_size, stl.model.width) == ("simclr", 525, 128)
+    assert stl.train.use_unlabeled and stl.train.classifier_mode == "finetune"
+    full = load_config("full")
+    assert full.model.encoder == "resnet18" and full.train.batch_size >= 512
+    assert full.train.epochs >= 100
+
+
+def test_tiny_inherits_from_quick_and_overrides():
+    quick, tiny = load_config("quick"), load_config("tiny")
+    assert tiny.model.encoder == quick.model.encoder
+    assert tiny.data.limit == 512 and tiny.train.epochs == 1
+
+
+def test_overrides_as_strings_and_dict():
+    config = load_config("quick", ["train.epochs=7", "train.learning_rate=1e-2", "data.image_size=[32,32]"])
+    assert config.train.epochs == 7
+    assert config.train.learning_rate == pytest.approx(0.01)
+    assert config.data.image_size == (32, 32)
+    assert load_config("quick", {"model.encoder": "resnet18"}).model.encoder == "resnet18"
+
+
+def test_round_trip_through_dict_and_yaml():
+    config = load_config("full", ["train.base_temperature=0.07"])
+    assert Config.from_dict(config.to_dict()) == config
+    assert Config.from_dict(yaml.safe_load(config.to_yaml())) == config
+
+
+def test_config_is_frozen():
+    config = load_config("quick")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.train.epochs = 2  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("model.encoder=vgg", "model.encoder=vgg"),
+        ("train.epochs=0", "train.epochs=0"),
+        ("train.batch_size=1", "train.batch_size=1"),
+        ("train.temperature=0", "train.temperature=0"),
+        ("train.temperature=-1", "train.temperature=-1"),
+        ("train.method=moco", "train.method=moco"),
+        ("train.classifier_mode=probe", "train.classifier_mode=probe"),
+        ("model.dropout=1.5", "model.dropout=1.5"),
+        ("augment.strong.min_area=0", "augment.strong.min_area=0"),
+        ("train.epochs=abc", "train.epochs=abc"),
+    ],
+)
+def test_invalid_values_name_the_field_and_value(override, fragment):
+    with pytest.raises(ConfigError) as error:
+        load_config("quick", [override])
+    field, value = fragment.split("=")
+    assert field in str(error.value)
+    assert value in str(error.value)
+
+
+def test_unknown_field_and_profile_and_malformed_override():
+    with pytest.raises(ConfigError, match="train.epochz"):
+        load_config("quick", ["train.epochz=1"])
+    with pytest.raises(ConfigError, match="unknown profile 'nope'"):
+        load_config("nope")
+    with pytest.raises(ConfigError, match="section.field=value"):
+        load_config("quick", ["epochs"])
+
+
+def test_profile_from_file_with_base(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("base: quick\ntrain:\n  epochs: 9\n")
+    config = load_config(path)
+    assert config.train.epochs == 9 and config.profile == "mine"
+    loop = tmp_path / "loop.yaml"
+    loop.write_text(f"base: {loop}\n")
+    with pytest.raises(ConfigError, match="loops"):
+        load_config(loop)
