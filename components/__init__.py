@@ -1,0 +1,41 @@
+"""KFP components: thin glue over `contrastive.tasks`, one file per component.
+
+Each file defines a plain function whose name matches the file; `build(image)` turns them into
+KFP components bound to a container image, so the image is a compile-time argument and never
+read from the environment at import.
+"""
+
+from types import SimpleNamespace
+
+from components.compare_and_report import compare_and_report
+from components.evaluate_classifier import evaluate_classifier
+from components.ingest_data import ingest_data
+from components.pretrain_encoder import pretrain_encoder
+from components.train_baseline import train_baseline
+from components.train_classifier import train_classifier
+
+FUNCTIONS = (
+    ingest_data,
+    train_baseline,
+    pretrain_encoder,
+    train_classifier,
+    evaluate_classifier,
+    compare_and_report,
+)
+DEFAULT_IMAGE = "contrastive:dev"
+
+
+def build(image: str = DEFAULT_IMAGE) -> SimpleNamespace:
+    """Every component as a `kfp.dsl` component running in `image` (kfp is in the image)."""
+    from kfp import dsl
+
+    if not image or any(c.isspace() for c in image):
+        raise ValueError(f"image must be a container image reference. Received: image={image!r}")
+    return SimpleNamespace(
+        **{
+            function.__name__: dsl.component(
+                function, base_image=image, install_kfp_package=False
+            )
+            for function in FUNCTIONS
+        }
+    )

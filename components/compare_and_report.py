@@ -1,0 +1,54 @@
+"""compare_and_report: pick the best classifier, gate it against the champion, write the report."""
+
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+
+
+def compare_and_report(
+    dataset: Input[Dataset],
+    report: Output[HTML],
+    summary: Output[Markdown],
+    results: Output[Artifact],
+    decision: Output[Metrics],
+    baseline_evaluation: Input[Artifact] = None,
+    baseline_model: Input[Model] = None,
+    supcon_evaluation: Input[Artifact] = None,
+    supcon_model: Input[Model] = None,
+    simclr_evaluation: Input[Artifact] = None,
+    simclr_model: Input[Model] = None,
+    npairs_evaluation: Input[Artifact] = None,
+    npairs_model: Input[Model] = None,
+    profile: str = "quick",
+    overrides: str = "",
+    epochs: int = 0,
+    classifier_epochs: int = 0,
+    batch_size: int = 0,
+    temperature: float = 0.0,
+    encoder: str = "",
+    registry: str = "",
+    promotion_margin: float = 0.0,
+    run_id: str = "",
+) -> str:
+    """Compare the methods' evaluations; returns the name of the best method."""
+    from contrastive import tasks
+
+    candidates = {
+        name: (evaluation.path, model.path)
+        for name, evaluation, model in (
+            ("baseline", baseline_evaluation, baseline_model),
+            ("supcon", supcon_evaluation, supcon_model),
+            ("simclr", simclr_evaluation, simclr_model),
+            ("npairs", npairs_evaluation, npairs_model),
+        )
+        if evaluation is not None and model is not None
+    }
+    outcome = tasks.run_compare_and_report(
+        dataset.path, candidates, report_path=report.path, markdown_path=summary.path,
+        results_path=results.path, registry=registry, promotion_margin=promotion_margin,
+        run_id=run_id, config=tasks.resolve_config(
+            profile, overrides=overrides, epochs=epochs, classifier_epochs=classifier_epochs,
+            batch_size=batch_size, temperature=temperature, encoder=encoder,
+        ),
+    )
+    for name, value in outcome["scalars"].items():
+        decision.log_metric(name, value)
+    return outcome["best"]

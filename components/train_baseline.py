@@ -1,0 +1,29 @@
+"""train_baseline: the cross-entropy baseline (same encoder, augmentation and epoch budget)."""
+
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+
+def train_baseline(
+    dataset: Input[Dataset],
+    model: Output[Model],
+    metrics: Output[Metrics],
+    profile: str = "quick",
+    overrides: str = "",
+    epochs: int = 0,
+    classifier_epochs: int = 0,
+    batch_size: int = 0,
+    encoder: str = "",
+    seed: int = 0,
+):
+    """Train a classifier end to end with cross-entropy into the Model artifact."""
+    from contrastive import tasks
+
+    config = tasks.resolve_config(
+        profile, overrides=overrides, epochs=epochs, classifier_epochs=classifier_epochs,
+        batch_size=batch_size, encoder=encoder, seed=seed,
+    )
+    result = tasks.run_train_baseline(dataset.path, model.path, config)
+    model.metadata.update(method="baseline", framework="keras")
+    for name, value in result.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics.log_metric(name, value)

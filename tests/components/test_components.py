@@ -1,0 +1,147 @@
+"""Each component's logic through `python_func`, artifacts in a temp dir, chained as the DAG
+chains them (no KFP runtime): ingest -> pretrain -> classifier -> evaluate -> compare."""
+
+import json
+
+import pytest
+from kfp import dsl
+
+import components
+
+C = components.build("contrastive:test")
+PROFILE = "tiny"
+
+
+def _artifact(kind, path):
+    return kind(uri=str(path))
+
+
+@pytest.fixture(scope="module")
+def chain(separable_npz, tmp_path_factory):
+    root = tmp_path_factory.mktemp("chain")
+    out = {"root": root}
+    dataset = _artifact(dsl.Dataset, root / "dataset")
+    out["num_classes"] = C.ingest_data.python_func(
+        dataset=dataset, source=f"npz:{separable_npz}", validation_fraction=0.1,
+        data_snapshot="2026-11-22",
+    )
+    out["dataset"] = dataset
+    encoder = _artifact(dsl.Model, root / "encoder")
+    out["pretrain_metrics"] = _artifact(dsl.Metrics, root / "pretrain_metrics")
+    C.pretrain_encoder.python_func(
+        dataset=dataset, encoder_model=encoder, metrics=out["pretrain_metrics"], method="supcon",
+        profile=PROFILE, epochs=2,
+    )
+    out["encoder"] = encoder
+    model = _artifact(dsl.Model, root / "classifier")
+    out["classifier_metrics"] = _artifact(dsl.Metrics, root / "classifier_metrics")
+    C.train_classifier.python_func(
+        dataset=dataset, encoder_model=encoder, model=model, metrics=out["classifier_metrics"],
+        mode="linear", profile=PROFILE, classifier_epochs=2,
+    )
+    out["model"] = model
+    baseline = _artifact(dsl.Model, root / "baseline")
+    C.train_baseline.python_func(
+        dataset=dataset, model=baseline, metrics=_artifact(dsl.Metrics, root / "bm"),
+        profile=PROFILE,
+    )
+    out["baseline"] = baseline
+    for name, trained in (("supcon", model), ("baseline", baseline)):
+        evaluation = _artifact(dsl.Artifact, root / f"{name}_evaluation.json")
+        metrics = _artifact(dsl.Metrics, root / f"{name}_eval_metrics")
+        confusion = _artifact(dsl.ClassificationMetrics, root / f"{name}_confusion")
+        out[f"{name}_accuracy"] = C.evaluate_classifier.python_func(
+            dataset=dataset, model=trained, metrics=metrics, classification_metrics=confusion,
+            predictions=_artifact(dsl.Dataset, root / f"{name}_predictions.parquet"),
+            evaluation=evaluation,
+        )
+        out[f"{name}_evaluation"], out[f"{name}_eval_metrics"] = evaluation, metrics
+        out[f"{name}_confusion"] = confusion
+    return out
+
+
+def test_ingest_component_writes_a_committed_dataset(chain):
+    dataset = chain["dataset"]
+    manifest = json.loads((chain["root"] / "dataset" / "manifest.json").read_text())
+    assert chain["num_classes"] == 4 == manifest["num_classes"]
+    assert dataset.metadata["splits"] == {"train": 360, "validation": 40, "test": 100}
+    assert dataset.metadata["data_snapshot"] == "2026-11-22"
+
+
+def test_pretrain_component_writes_a_complete_encoder_and_metrics(chain):
+    encoder_dir = chain["root"] / "encoder"
+    assert (encoder_dir / "COMPLETE").is_file() and (encoder_dir / "model.keras").is_file()
+    assert not (encoder_dir / "checkpoints").exists()
+    metrics = chain["pretrain_metrics"].metadata
+    assert metrics["epochs"] == 2
+    assert 0.0 <= metrics["knn_accuracy"] <= 1.0 and metrics["final_loss"] > 0
+    assert chain["encoder"].metadata["method"] == "supcon"
+
+
+def test_evaluate_component_logs_accuracy_and_confusion_matrix(chain):
+    accuracy = chain["supcon_accuracy"]
+    assert accuracy == pytest.approx(chain["supcon_eval_metrics"].metadata["accuracy"])
+    assert accuracy > 0.5  # 4 separable classes; chance is 0.25
+    matrix = chain["supcon_confusion"].metadata["confusionMatrix"]
+    assert [c["displayName"] for c in matrix["annotationSpecs"]] == ["0", "1", "2", "3"]
+    assert sum(sum(row["row"]) for row in matrix["rows"]) == 100
+    result = json.loads((chain["root"] / "supcon_evaluation.json").read_text())
+    assert result["num_examples"] == 100 and len(result["embedding_2d"]["x"]) == 100
+    import pyarrow.parquet as pq
+
+    predictions = pq.read_table(chain["root"] / "supcon_predictions.parquet")
+    assert predictions.num_rows == 100
+    assert set(predictions.column_names) >= {"label", "predicted", "probabilities"}
+
+
+def test_compare_component_picks_the_best_and_gates_against_the_registry(chain, tmp_path):
+    report = _artifact(dsl.HTML, tmp_path / "report.html")
+    summary = _artifact(dsl.Markdown, tmp_path / "summary.md")
+    results = _artifact(dsl.Artifact, tmp_path / "results.json")
+    decision = _artifact(dsl.Metrics, tmp_path / "decision")
+    registry = tmp_path / "registry"
+    best = C.compare_and_report.python_func(
+        dataset=chain["dataset"], report=report, summary=summary, results=results,
+        decision=decision, supcon_evaluation=chain["supcon_evaluation"],
+        supcon_model=chain["model"], baseline_evaluation=chain["baseline_evaluation"],
+        baseline_model=chain["baseline"], profile=PROFILE, registry=str(registry),
+        run_id="run-1",
+    )
+    expected = max(("supcon", "baseline"), key=lambda m: chain[f"{m}_accuracy"])
+    assert best == expected
+    html = (tmp_path / "report.html").read_text()
+    assert "supcon" in html and "baseline" in html and "<table" in html
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["best"] == best and saved["decision"]["promoted"] is True
+    assert decision.metadata["promoted"] == 1.0
+    champion = json.loads((registry / "champion.json").read_text())
+    assert champion["run_id"] == "run-1"
+
+
+def test_components_refuse_an_incomplete_model(chain, tmp_path):
+    from contrastive.tasks import ModelIncompleteError
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.keras").write_bytes(b"partial")
+    with pytest.raises(ModelIncompleteError, match="incomplete"):
+        C.evaluate_classifier.python_func(
+            dataset=chain["dataset"], model=_artifact(dsl.Model, broken),
+            metrics=_artifact(dsl.Metrics, tmp_path / "m"),
+            classification_metrics=_artifact(dsl.ClassificationMetrics, tmp_path / "c"),
+            predictions=_artifact(dsl.Dataset, tmp_path / "p.parquet"),
+            evaluation=_artifact(dsl.Artifact, tmp_path / "e.json"),
+        )
+
+
+def test_component_bodies_are_thin():
+    import inspect
+
+    for function in components.FUNCTIONS:
+        lines = inspect.getsource(function).splitlines()
+        body = [line for line in lines if line.strip() and not line.strip().startswith("#")]
+        signature_end = next(i for i, line in enumerate(body) if line.rstrip().endswith(":"))
+        assert len(body) - signature_end - 1 <= 30, function.__name__
+        assert "import contrastive" in inspect.getsource(function) or (
+            "from contrastive" in inspect.getsource(function)
+        )

@@ -1,0 +1,116 @@
+"""Compile the DAG for both targets and check the spec: tasks, edges, accelerators, image."""
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp import compiler
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from pipelines import cli
+from pipelines.pipeline import build_pipeline
+
+IMAGE = "us-docker.pkg.dev/acme/ml/contrastive:1a2b3c4"
+GPU_TASKS = {"train-baseline", "pretrain-supcon", "pretrain-simclr", "classifier-supcon",
+             "classifier-simclr", "evaluate-baseline", "evaluate-supcon", "evaluate-simclr"}
+CPU_TASKS = {"ingest", "compare-and-report"}
+
+
+def _compile(tmp_path, **kwargs):
+    path = tmp_path / "pipeline.yaml"
+    compiler.Compiler().compile(build_pipeline(image=IMAGE, **kwargs), str(path))
+    documents = list(yaml.safe_load_all(path.read_text()))
+    return documents[0]
+
+
+def _tasks(spec):
+    """display name -> (task, executor container)."""
+    executors = spec["deploymentSpec"]["executors"]
+    components = spec["components"]
+    out = {}
+    for task in spec["root"]["dag"]["tasks"].values():
+        component = components[task["componentRef"]["name"]]
+        out[task["taskInfo"]["name"]] = (task, executors[component["executorLabel"]]["container"])
+    return out
+
+
+def _producers(task):
+    artifacts = task.get("inputs", {}).get("artifacts", {})
+    return {name: a["taskOutputArtifact"]["producerTask"] for name, a in artifacts.items()}
+
+
+@pytest.mark.parametrize("target, accelerator", [("kubeflow", "nvidia.com/gpu"),
+                                                 ("vertex", "NVIDIA_L4")])
+def test_dag_tasks_edges_and_accelerators(tmp_path, target, accelerator):
+    spec = _compile(tmp_path, target=target)
+    json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())  # a valid PipelineSpec proto
+    tasks = _tasks(spec)
+    assert set(tasks) == GPU_TASKS | CPU_TASKS
+    for name, (_, container) in tasks.items():
+        assert container["image"] == IMAGE
+        accel = container.get("resources", {}).get("accelerator")
+        if name in GPU_TASKS:
+            assert accel["resourceType"] == accelerator and accel["resourceCount"] == "1", name
+        else:
+            assert accel is None, f"{name} must not request an accelerator"
+    key = {t["taskInfo"]["name"]: k for k, t in spec["root"]["dag"]["tasks"].items()}
+    ingest = key["ingest"]
+    assert _producers(tasks["pretrain-supcon"][0]) == {"dataset": ingest}
+    assert _producers(tasks["classifier-simclr"][0])["encoder_model"] == key["pretrain-simclr"]
+    assert _producers(tasks["evaluate-baseline"][0])["model"] == key["train-baseline"]
+    compare = _producers(tasks["compare-and-report"][0])
+    assert compare["supcon_evaluation"] == key["evaluate-supcon"]
+    assert compare["simclr_model"] == key["classifier-simclr"]
+    assert compare["baseline_model"] == key["train-baseline"]
+    assert "retryPolicy" in spec["root"]["dag"]["tasks"][key["pretrain-supcon"]]
+
+
+def test_methods_switch_branches_off(tmp_path):
+    tasks = _tasks(_compile(tmp_path, target="kubeflow", methods=["baseline", "npairs"]))
+    assert set(tasks) == {"ingest", "train-baseline", "evaluate-baseline", "pretrain-npairs",
+                          "classifier-npairs", "evaluate-npairs", "compare-and-report"}
+    with pytest.raises(ValueError, match="moco"):
+        build_pipeline(methods=["supcon", "moco"])
+
+
+def test_cpu_only_and_custom_accelerator(tmp_path):
+    tasks = _tasks(_compile(tmp_path, target="vertex", accelerator_count=0))
+    assert all("accelerator" not in c.get("resources", {}) for _, c in tasks.values())
+    tasks = _tasks(_compile(tmp_path, target="vertex", accelerator_type="NVIDIA_H100_80GB",
+                            accelerator_count=2))
+    accel = tasks["pretrain-supcon"][1]["resources"]["accelerator"]
+    assert (accel["resourceType"], accel["resourceCount"]) == ("NVIDIA_H100_80GB", "2")
+
+
+@pytest.mark.parametrize("target, wrong", [("kubeflow", "NVIDIA_L4"), ("vertex", "nvidia.com/gpu")])
+def test_accelerator_name_of_the_wrong_target_is_refused(target, wrong):
+    with pytest.raises(ValueError, match=wrong.replace(".", r"\.")):
+        build_pipeline(target=target, accelerator_type=wrong)
+
+
+def test_pipeline_parameters_and_cache_settings(tmp_path):
+    spec = _compile(tmp_path, target="kubeflow")
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    for name in ("source", "profile", "epochs", "batch_size", "temperature", "encoder",
+                 "data_snapshot", "registry", "promotion_margin", "classifier_mode", "limit"):
+        assert name in params, name
+    tasks = spec["root"]["dag"]["tasks"]
+    compare = next(t for t in tasks.values() if t["taskInfo"]["name"] == "compare-and-report")
+    assert compare.get("cachingOptions", {}).get("enableCache") in (False, None)
+    ingest = next(t for t in tasks.values() if t["taskInfo"]["name"] == "ingest")
+    assert ingest["inputs"]["parameters"]["data_snapshot"]["componentInputParameter"] == (
+        "data_snapshot"
+    )
+
+
+def test_cli_compile_writes_yaml_with_the_image(tmp_path, capsys):
+    out = tmp_path / "p.yaml"
+    code = cli.main(["compile", "--target", "vertex", "--image", IMAGE, "--output", str(out),
+                     "--accelerator-type", "NVIDIA_TESLA_T4"])
+    assert code == 0
+    text = out.read_text()
+    assert IMAGE in text and "NVIDIA_TESLA_T4" in text
+    code = cli.main(["compile", "--target", "kubeflow", "--output", str(tmp_path / "k.yaml"),
+                     "--accelerator-type", "NVIDIA_TESLA_T4"])
+    assert code == 2
+    assert "NVIDIA_TESLA_T4" in capsys.readouterr().err
+    assert not (tmp_path / "k.yaml").exists()
