@@ -9,11 +9,13 @@ from typing import Optional
 from kfp import dsl
 
 import components
-from pipelines.targets import default_accelerator, validate_accelerator
+from pipelines.targets import validate_accelerator
 
 PIPELINE_NAME = "contrastive"
 METHODS = ("baseline", "supcon", "simclr", "npairs")
 DEFAULT_METHODS = ("baseline", "supcon", "simclr")
+# What a step asks for when no accelerator type is given at compile time.
+DEFAULT_ACCELERATORS = {"kubeflow": "nvidia.com/gpu", "vertex": "NVIDIA_L4"}
 
 
 def build_pipeline(
@@ -36,7 +38,7 @@ def build_pipeline(
     methods = _check_methods(methods)
     use_gpu = target != "local" and accelerator_count > 0
     if target != "local":
-        accelerator_type = accelerator_type or default_accelerator(target)
+        accelerator_type = accelerator_type or DEFAULT_ACCELERATORS.get(target, "")
         validate_accelerator(target, accelerator_type)
     c = components.build(image)
 

@@ -460,11 +460,11 @@ def gate_champion(
     champion = registry.champion()
     champion_accuracy = None
     if champion is not None:
-        with registry.local_champion_copy() as champion_dir:
-            champion_accuracy = run_evaluate(data_uri, champion_dir, embedding_points=0)["accuracy"]
+        champion_accuracy = _evaluate_remote_model(data_uri, registry.champion_model_dir())
     promote, reason = decide(candidate_accuracy, champion_accuracy, margin)
     decision = {
-        "promoted": promote, "candidate": candidate, "candidate_accuracy": candidate_accuracy,
+        "promoted": promote, "promote": promote, "candidate": candidate,
+        "candidate_accuracy": candidate_accuracy,
         "champion_accuracy": champion_accuracy, "margin": margin, "reason": reason,
         "champion_run_id": champion.get("run_id") if champion else None,
     }
@@ -472,6 +472,19 @@ def gate_champion(
         registry.promote(run_id, candidate_dir, candidate_accuracy, extra={"method": candidate})
     registry.record_decision(run_id, decision)
     return decision
+
+
+def _evaluate_remote_model(data_uri: str, model_uri: str) -> float:
+    """Test accuracy of a model directory that may live in object storage."""
+    import tempfile
+
+    from contrastive import storage
+
+    if not storage.is_gcs(model_uri):
+        return run_evaluate(data_uri, model_uri, embedding_points=0)["accuracy"]
+    with tempfile.TemporaryDirectory(prefix="champion-") as local:
+        storage.copy_tree(model_uri, local)
+        return run_evaluate(data_uri, local, embedding_points=0)["accuracy"]
 
 
 def find_encoder(model):
