@@ -469,9 +469,28 @@ def gate_champion(
         "champion_run_id": champion.get("run_id") if champion else None,
     }
     if promote:
-        registry.promote(run_id, candidate_dir, candidate_accuracy, extra={"method": candidate})
+        _promote_with_export(registry, run_id, candidate_dir, candidate_accuracy, candidate,
+                             expected_generation=champion["generation"] if champion else 0)
     registry.record_decision(run_id, decision)
     return decision
+
+
+def _promote_with_export(registry, run_id, model_dir, score, method, *, expected_generation):
+    """Promote a copy of `model_dir` with a serving SavedModel (uint8 images in) beside it."""
+    import tempfile
+
+    from contrastive.export import export_saved_model
+
+    with tempfile.TemporaryDirectory(prefix="promote-") as staging:
+        bundle = Path(staging) / "model"
+        shutil.copytree(model_dir, bundle, ignore=shutil.ignore_patterns("checkpoints"))
+        try:
+            export_saved_model(str(bundle / MODEL_FILE), str(bundle / "saved_model"))
+        except ImportError as error:  # the JAX-only GPU image has no TensorFlow to export with
+            log.warning("SavedModel export skipped: %s", error)
+        (bundle / COMPLETE_MARKER).touch()
+        registry.promote(run_id, bundle, score, extra={"method": method},
+                         expected_generation=expected_generation)
 
 
 def _evaluate_remote_model(data_uri: str, model_uri: str) -> float:

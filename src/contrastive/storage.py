@@ -1,0 +1,322 @@
+"""Object storage: the same small set of calls for local paths and `gs://bucket/key` URIs.
+
+Local paths use plain files; `gs://` goes through google-cloud-storage (imported on first
+use, so the library imports without it). Writes are atomic: a reader sees the old bytes or
+the new ones, never a half-written file (locally: temp file + `os.replace`; on GCS a
+single-object upload is atomic by itself).
+
+Compare-and-swap for small pointer files (`read_with_generation` /
+`write_if_generation_match`): on GCS the object generation with an `ifGenerationMatch`
+precondition; locally a content fingerprint checked under an `O_EXCL` lock file.
+
+Every call takes an optional `client` (a `google.cloud.storage.Client`); by default one
+client per process is made from the environment's credentials (and honours
+`STORAGE_EMULATOR_HOST`, read by google-cloud-storage itself).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import posixpath
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+GCS_SCHEME = "gs://"
+# A lock older than this is left over from a crashed writer and may be broken.
+STALE_LOCK_SECONDS = 300.0
+
+
+class PreconditionFailedError(Exception):
+    """The object changed (or another writer holds it) since its generation was read."""
+
+
+def is_gcs(uri: str | os.PathLike) -> bool:
+    return os.fspath(uri).startswith(GCS_SCHEME)
+
+
+def split_gcs(uri: str) -> tuple[str, str]:
+    """`gs://bucket/a/b` -> `("bucket", "a/b")`."""
+    if not is_gcs(uri):
+        raise ValueError(f"not a gs:// URI. Received: uri={uri!r}")
+    bucket, _, name = uri[len(GCS_SCHEME) :].partition("/")
+    if not bucket:
+        raise ValueError(f"gs:// URI has no bucket. Received: uri={uri!r}")
+    return bucket, name
+
+
+def join(base: str | os.PathLike, *parts: str) -> str:
+    """Joins path parts with `/` for gs:// URIs and `os.path.join` for local paths."""
+    base = os.fspath(base)
+    if is_gcs(base):
+        return posixpath.join(base, *parts)
+    return os.path.join(base, *parts)
+
+
+@functools.lru_cache(maxsize=1)
+def default_gcs_client():
+    """The process-wide `google.cloud.storage.Client` (`cache_clear()` to rebuild it)."""
+    from google.cloud import storage as gcs
+
+    return gcs.Client()
+
+
+def _blob(uri: str, client: Any):
+    bucket, name = split_gcs(uri)
+    if not name:
+        raise ValueError(f"gs:// URI names no object. Received: uri={uri!r}")
+    return (client or default_gcs_client()).bucket(bucket).blob(name)
+
+
+def read_bytes(uri: str | os.PathLike, *, client: Any = None) -> bytes:
+    """Whole content of a file or object; `FileNotFoundError` when it does not exist."""
+    uri = os.fspath(uri)
+    if not is_gcs(uri):
+        with open(uri, "rb") as stream:
+            return stream.read()
+    from google.api_core import exceptions
+
+    try:
+        return _blob(uri, client).download_as_bytes()
+    except exceptions.NotFound:
+        raise FileNotFoundError(f"no such object: {uri}") from None
+
+
+def read_text(uri: str | os.PathLike, *, client: Any = None) -> str:
+    return read_bytes(uri, client=client).decode("utf-8")
+
+
+def read_json(uri: str | os.PathLike, *, client: Any = None) -> Any:
+    return json.loads(read_bytes(uri, client=client))
+
+
+def write_bytes(uri: str | os.PathLike, data: bytes, *, client: Any = None) -> None:
+    """Writes `data` atomically, creating local parent folders as needed."""
+    uri = os.fspath(uri)
+    if is_gcs(uri):
+        _blob(uri, client).upload_from_string(data)
+        return
+    _replace_local(uri, data)
+
+
+def write_text(uri: str | os.PathLike, text: str, *, client: Any = None) -> None:
+    write_bytes(uri, text.encode("utf-8"), client=client)
+
+
+def write_json(uri: str | os.PathLike, value: Any, *, client: Any = None) -> None:
+    write_bytes(uri, _json_bytes(value), client=client)
+
+
+def _json_bytes(value: Any) -> bytes:
+    return (json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def _replace_local(path: str, data: bytes) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def exists(uri: str | os.PathLike, *, client: Any = None) -> bool:
+    """True for an existing file or folder; on GCS, an object or any object under `uri/`."""
+    uri = os.fspath(uri)
+    if not is_gcs(uri):
+        return os.path.exists(uri)
+    bucket, name = split_gcs(uri)
+    client = client or default_gcs_client()
+    if name and client.bucket(bucket).blob(name).exists():
+        return True
+    prefix = name.rstrip("/") + "/" if name else ""
+    return any(True for _ in client.list_blobs(bucket, prefix=prefix, max_results=1))
+
+
+def list_files(uri: str | os.PathLike, *, client: Any = None) -> list[str]:
+    """Files under the folder `uri`, recursively, as sorted `/`-separated relative paths."""
+    uri = os.fspath(uri)
+    if not is_gcs(uri):
+        found = []
+        for folder, _, files in os.walk(uri):
+            for name in files:
+                relative = os.path.relpath(os.path.join(folder, name), uri)
+                found.append(relative.replace(os.sep, "/"))
+        return sorted(found)
+    bucket, name = split_gcs(uri)
+    prefix = name.rstrip("/") + "/" if name else ""
+    blobs = (client or default_gcs_client()).list_blobs(bucket, prefix=prefix)
+    # Zero-byte "folder" placeholders some tools create end with "/": not files.
+    return sorted(b.name[len(prefix) :] for b in blobs if not b.name.endswith("/"))
+
+
+def delete(uri: str | os.PathLike, *, client: Any = None) -> None:
+    """Removes one file or object; missing is fine."""
+    uri = os.fspath(uri)
+    if not is_gcs(uri):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(uri)
+        return
+    from google.api_core import exceptions
+
+    with contextlib.suppress(exceptions.NotFound):
+        _blob(uri, client).delete()
+
+
+def copy_file(source: str, destination: str, *, client: Any = None) -> None:
+    """Copies one file between any two of local / gs://."""
+    if not is_gcs(source) and not is_gcs(destination):
+        os.makedirs(os.path.dirname(os.path.abspath(destination)), exist_ok=True)
+        shutil.copyfile(source, destination)
+    elif is_gcs(source) and not is_gcs(destination):
+        os.makedirs(os.path.dirname(os.path.abspath(destination)), exist_ok=True)
+        _blob(source, client).download_to_filename(destination)
+    elif not is_gcs(source):
+        _blob(destination, client).upload_from_filename(source)
+    else:  # server-side copy: the bytes never pass through this machine
+        source_blob = _blob(source, client)
+        target_bucket, target_name = split_gcs(destination)
+        gcs = client or default_gcs_client()
+        source_blob.bucket.copy_blob(source_blob, gcs.bucket(target_bucket), target_name)
+
+
+def copy_tree(
+    source: str | os.PathLike,
+    destination: str | os.PathLike,
+    *,
+    last: str | None = None,
+    client: Any = None,
+) -> list[str]:
+    """Copies every file under `source` to `destination`, keeping relative paths.
+
+    Args:
+        last: relative path of a marker file (e.g. `COMPLETE`) copied after all others,
+            so a reader that trusts the marker never sees a partial copy.
+
+    Returns:
+        The relative paths copied, in copy order.
+    """
+    source, destination = os.fspath(source), os.fspath(destination)
+    files = list_files(source, client=client)
+    if not files:
+        raise FileNotFoundError(f"no files to copy under {source}")
+    if last is not None and last in files:
+        files = [name for name in files if name != last] + [last]
+    for relative in files:
+        copy_file(
+            join(source, *relative.split("/")),
+            join(destination, *relative.split("/")),
+            client=client,
+        )
+    return files
+
+
+def read_with_generation(uri: str | os.PathLike, *, client: Any = None) -> tuple[bytes | None, int]:
+    """`(content, generation)`; `(None, 0)` when absent.
+
+    The generation is the GCS object generation, or locally a fingerprint of the content:
+    pass it to `write_if_generation_match` to write only if nobody wrote in between.
+    """
+    uri = os.fspath(uri)
+    if not is_gcs(uri):
+        try:
+            data = read_bytes(uri)
+        except FileNotFoundError:
+            return None, 0
+        return data, _fingerprint(data)
+    from google.api_core import exceptions
+
+    blob = _blob(uri, client)
+    for _ in range(5):
+        try:
+            blob.reload()
+            generation = int(blob.generation)
+            return blob.download_as_bytes(if_generation_match=generation), generation
+        except exceptions.NotFound:
+            return None, 0
+        except exceptions.PreconditionFailed:
+            continue  # replaced between the metadata read and the download: read again
+    raise PreconditionFailedError(f"{uri} keeps changing while being read")
+
+
+def write_if_generation_match(
+    uri: str | os.PathLike, data: bytes, generation: int, *, client: Any = None
+) -> int:
+    """Writes `data` only if the current generation is `generation` (0: must not exist).
+
+    Returns:
+        The new generation.
+
+    Raises:
+        PreconditionFailedError: somebody else wrote first (or holds the local lock).
+    """
+    uri = os.fspath(uri)
+    if is_gcs(uri):
+        from google.api_core import exceptions
+
+        blob = _blob(uri, client)
+        try:
+            blob.upload_from_string(data, if_generation_match=generation)
+        except exceptions.PreconditionFailed:
+            raise PreconditionFailedError(
+                f"{uri} changed since generation {generation} was read"
+            ) from None
+        return int(blob.generation)
+    with _local_lock(uri + ".lock"):
+        try:
+            current = _fingerprint(read_bytes(uri))
+        except FileNotFoundError:
+            current = 0
+        if current != generation:
+            raise PreconditionFailedError(f"{uri} changed since generation {generation} was read")
+        _replace_local(uri, data)
+    return _fingerprint(data)
+
+
+def _fingerprint(data: bytes) -> int:
+    # Never 0: 0 means "absent".
+    return int.from_bytes(hashlib.sha256(data).digest()[:8], "big") | 1
+
+
+@contextlib.contextmanager
+def _local_lock(path: str) -> Iterator[None]:
+    """An exclusive lock file; refuses at once (no waiting) while another writer holds it."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    for attempt in range(2):
+        try:
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            try:
+                age = time.time() - os.stat(path).st_mtime
+            except FileNotFoundError:
+                continue
+            if attempt == 0 and age > STALE_LOCK_SECONDS:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                continue
+            raise PreconditionFailedError(
+                f"{path} is held by another writer (remove it if no writer is running)"
+            ) from None
+    else:
+        raise PreconditionFailedError(f"{path} is held by another writer")
+    try:
+        os.write(descriptor, f"{os.getpid()}\n".encode())
+        os.close(descriptor)
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)

@@ -1,0 +1,345 @@
+"""Fixtures for the cloud tests: loopback servers that record what the real clients send.
+
+- `kfp_api`: a tiny KFP v2beta1 REST server (healthz, experiments, runs, recurringruns) for
+  `kfp.Client(host=...)`.
+- `vertex_api`: a Vertex AI v1 REST server (pipelineJobs, schedules) for `VertexClient`.
+- `gcs`: gcp-storage-emulator on 127.0.0.1 (one per session), reached by google-cloud-storage
+  through STORAGE_EMULATOR_HOST set for one test. The emulator ignores `ifGenerationMatch`,
+  so the fixture adds that check to its upload handler (412 like GCS) and records the
+  preconditions each upload carried.
+- `packages`: tiny pipelines compiled with kfp, one per accelerator naming.
+
+Every server listens on 127.0.0.1 with a free port, answers at most `MAX_REQUESTS`, and is
+shut down when its fixture ends.
+"""
+
+import functools
+import http.server
+import json
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+MAX_REQUESTS = 200
+PROJECT = "my-project"
+REGION = "us-central1"
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict
+    headers: dict
+    body: object
+
+
+Route = tuple[str, str, Callable[[Recorded, re.Match], tuple[int, dict]]]
+
+
+@dataclass
+class RecordingServer:
+    """Answers JSON per route and keeps every request it saw in `requests`."""
+
+    routes: list[Route]
+    requests: list[Recorded] = field(default_factory=list)
+    url: str = ""
+
+    def bodies(self, method: str, path_pattern: str) -> list:
+        return [
+            r.body for r in self.requests if r.method == method and re.search(path_pattern, r.path)
+        ]
+
+    def respond(self, recorded: Recorded) -> tuple[int, dict]:
+        if len(self.requests) > MAX_REQUESTS:
+            return 503, {"error": {"code": 503, "message": "request budget exhausted"}}
+        for method, pattern, handler in self.routes:
+            match = re.fullmatch(pattern, recorded.path)
+            if method == recorded.method and match:
+                return handler(recorded, match)
+        return 404, {"error": {"code": 404, "message": f"no route for {recorded.path}"}}
+
+
+def _make_handler(server: RecordingServer):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            parsed = urlparse(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = raw
+            recorded = Recorded(
+                self.command, parsed.path, parse_qs(parsed.query), dict(self.headers), body
+            )
+            server.requests.append(recorded)
+            status, payload = server.respond(recorded)
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+        def log_message(self, *args) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def recording_server():
+    """Factory: `recording_server(routes)` starts a server that stops with the test."""
+    started = []
+
+    def start(routes: list[Route]) -> RecordingServer:
+        recorder = RecordingServer(routes)
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(recorder))
+        httpd.daemon_threads = True
+        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+        thread.daemon = True
+        thread.start()
+        recorder.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        started.append((httpd, thread))
+        return recorder
+
+    yield start
+    for httpd, thread in started:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_clients(monkeypatch, tmp_path):
+    """No proxies, no KFP settings from the environment or ~/.config/kfp."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    for name in (
+        "KF_PIPELINES_ENDPOINT",
+        "KF_PIPELINES_UI_ENDPOINT",
+        "KF_PIPELINES_IAP_OAUTH2_CLIENT_ID",
+        "KF_PIPELINES_APP_OAUTH2_CLIENT_ID",
+        "KF_PIPELINES_APP_OAUTH2_CLIENT_SECRET",
+        "KF_PIPELINES_DEFAULT_EXPERIMENT_NAME",
+        "KF_PIPELINES_OVERRIDE_EXPERIMENT_NAME",
+        "STORAGE_EMULATOR_HOST",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    import kfp
+
+    monkeypatch.setattr(kfp.Client, "_LOCAL_KFP_CONTEXT", str(tmp_path / "kfp-context.json"))
+
+
+@pytest.fixture
+def kfp_api(recording_server) -> RecordingServer:
+    """KFP v2beta1: healthz, experiments (none exist yet), runs, recurringruns."""
+
+    def experiment(recorded, _):
+        return 200, {"experiment_id": "exp-1", "display_name": recorded.body["display_name"]}
+
+    def run(recorded, _):
+        return 200, {"run_id": "run-123", "display_name": recorded.body.get("display_name")}
+
+    def recurring(recorded, _):
+        return 200, {
+            "recurring_run_id": "rr-456",
+            "display_name": recorded.body.get("display_name"),
+        }
+
+    return recording_server(
+        [
+            ("GET", r"/apis/v2beta1/healthz", lambda r, m: (200, {"multi_user": False})),
+            ("GET", r"/apis/v2beta1/experiments", lambda r, m: (200, {"experiments": []})),
+            ("POST", r"/apis/v2beta1/experiments", experiment),
+            ("POST", r"/apis/v2beta1/runs", run),
+            ("POST", r"/apis/v2beta1/recurringruns", recurring),
+        ]
+    )
+
+
+@pytest.fixture
+def vertex_api(recording_server) -> RecordingServer:
+    """Vertex AI v1: pipelineJobs.create and schedules.create."""
+    parent = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)"
+
+    def pipeline_job(recorded, match):
+        job_id = recorded.query["pipelineJobId"][0]
+        name = f"projects/123456/locations/{match['region']}/pipelineJobs/{job_id}"
+        return 200, {"name": name, "displayName": recorded.body.get("displayName")}
+
+    def schedule(recorded, match):
+        name = f"projects/123456/locations/{match['region']}/schedules/789"
+        return 200, {"name": name, "displayName": recorded.body.get("displayName")}
+
+    return recording_server(
+        [
+            ("POST", parent + r"/pipelineJobs", pipeline_job),
+            ("POST", parent + r"/schedules", schedule),
+        ]
+    )
+
+
+@pytest.fixture
+def anonymous():
+    from google.auth.credentials import AnonymousCredentials
+
+    return AnonymousCredentials()
+
+
+# ---------------------------------------------------------------- compiled pipelines
+
+
+@pytest.fixture(scope="session")
+def packages(tmp_path_factory) -> dict[str, str]:
+    """Compiled tiny pipelines: `kubeflow` (nvidia.com/gpu), `vertex` (NVIDIA_L4), `param`
+    (accelerator from the `accel` parameter, default NVIDIA_L4), `cpu` (no accelerator).
+    Each has parameters `x: int = 1`, `data_snapshot: str = ""` and a nested sub-pipeline."""
+    from kfp import compiler, dsl
+
+    @dsl.component(base_image="python:3.11-slim")
+    def ingest(x: int, data_snapshot: str) -> int:
+        return x
+
+    @dsl.component(base_image="python:3.11-slim")
+    def train(x: int) -> int:
+        return x + 1
+
+    @dsl.pipeline(name="inner")
+    def inner(x: int) -> int:
+        return train(x=x).output
+
+    folder = tmp_path_factory.mktemp("packages")
+
+    def build(name: str, accelerator: str | None) -> str:
+        @dsl.pipeline(name="tiny-pipeline")
+        def tiny(x: int = 1, data_snapshot: str = ""):
+            step = ingest(x=x, data_snapshot=data_snapshot)
+            if accelerator:
+                step.set_accelerator_type(accelerator).set_accelerator_limit(1)
+            inner(x=step.output)
+
+        path = str(folder / f"{name}.yaml")
+        compiler.Compiler().compile(tiny, path)
+        return path
+
+    @dsl.pipeline(name="param-pipeline")
+    def with_param(x: int = 1, data_snapshot: str = "", accel: str = "NVIDIA_L4"):
+        ingest(x=x, data_snapshot=data_snapshot).set_accelerator_type(accel).set_accelerator_limit(
+            1
+        )
+
+    param_path = str(folder / "param.yaml")
+    compiler.Compiler().compile(with_param, param_path)
+    return {
+        "kubeflow": build("kubeflow", "nvidia.com/gpu"),
+        "vertex": build("vertex", "NVIDIA_L4"),
+        "cpu": build("cpu", None),
+        "param": param_path,
+    }
+
+
+def caching_flags(spec: dict) -> dict[str, object]:
+    """`{"<dag>/<task>": enableCache}` for every task of every DAG of a pipeline spec.
+
+    kfp.Client sends the spec as proto3 JSON, which leaves out `enableCache: false` (the
+    default): a missing flag means caching is off, as the KFP backend reads it."""
+    flags = {}
+    dags = {"root": spec["root"], **spec.get("components", {})}
+    for dag_name, component in dags.items():
+        for task_name, task in component.get("dag", {}).get("tasks", {}).items():
+            options = task.get("cachingOptions", {})
+            flags[f"{dag_name}/{task_name}"] = bool(options.get("enableCache", False))
+    return flags
+
+
+# ---------------------------------------------------------------- GCS emulator
+
+
+@dataclass
+class GcsEmulator:
+    url: str
+    bucket: str
+    preconditions: list  # (object name, ifGenerationMatch) of every conditional upload
+    prefix: str = ""
+
+
+@pytest.fixture(scope="session")
+def _gcs_server():
+    from gcp_storage_emulator import server as emulator
+    from gcp_storage_emulator.handlers import buckets, objects
+    from gcp_storage_emulator.storage import Storage
+
+    state = Storage(use_memory_fs=True)
+    bucket = "test-bucket"
+    buckets.create_bucket(bucket, state)
+    preconditions: list = []
+
+    def insert_with_preconditions(request, response, storage, *args, **kwargs):
+        # gcp-storage-emulator accepts ifGenerationMatch but does not check it; GCS does.
+        expected = request.query.get("ifGenerationMatch")
+        if expected is not None:
+            data = request.data if isinstance(request.data, dict) else {}
+            name = (request.query.get("name") or [None])[0] or (data.get("meta") or {}).get("name")
+            current = storage.objects.get(request.params["bucket_name"], {}).get(name)
+            generation = int(current["generation"]) if current else 0
+            preconditions.append((name, int(expected[0])))
+            if generation != int(expected[0]):
+                response.status = HTTPStatus.PRECONDITION_FAILED
+                response.json({"error": {"code": 412, "message": "conditionNotMet"}})
+                return None
+        return objects.insert(request, response, storage, *args, **kwargs)
+
+    patched = []
+    for _, handlers in emulator.HANDLERS:
+        for method, handler in list(handlers.items()):
+            if handler is objects.insert:
+                handlers[method] = insert_with_preconditions
+                patched.append((handlers, method))
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(emulator.RequestHandler, state)
+    )
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    try:
+        yield GcsEmulator(f"http://127.0.0.1:{httpd.server_address[1]}", bucket, preconditions)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+        for handlers, method in patched:
+            handlers[method] = objects.insert
+
+
+@pytest.fixture
+def gcs(_gcs_server, monkeypatch):
+    """The emulator for one test: STORAGE_EMULATOR_HOST set, a fresh default client, and a
+    unique `prefix` (`gs://test-bucket/<uuid>`) so tests never see each other's objects."""
+    from contrastive import storage
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", _gcs_server.url)
+    storage.default_gcs_client.cache_clear()
+    _gcs_server.preconditions.clear()
+    _gcs_server.prefix = f"gs://{_gcs_server.bucket}/{uuid.uuid4().hex}"
+    yield _gcs_server
+    storage.default_gcs_client.cache_clear()
+
+
+@pytest.fixture(params=["local", "gcs"])
+def root(request, tmp_path) -> str:
+    """A storage root: a local folder, or a prefix in the GCS emulator."""
+    if request.param == "local":
+        return str(tmp_path / "root")
+    return request.getfixturevalue("gcs").prefix

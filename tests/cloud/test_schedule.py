@@ -1,0 +1,244 @@
+"""`pipelines.schedule`: cron checks per target and what reaches the scheduler APIs."""
+
+import pytest
+
+from pipelines.schedule import ScheduleError, schedule, validate_cron
+
+from .conftest import PROJECT, REGION, caching_flags
+
+
+@pytest.mark.parametrize(
+    ("target", "cron", "expected"),
+    [
+        ("kubeflow", "0 0 3 * * 1", "0 0 3 * * 1"),
+        ("kubeflow", "0  */15 * * * ?", "0 */15 * * * ?"),
+        ("kubeflow", "0 0 9 ? * MON-FRI", "0 0 9 ? * MON-FRI"),
+        ("vertex", "0 3 * * 1", "0 3 * * 1"),
+        ("vertex", "TZ=Europe/Paris 0 3 * * 1", "TZ=Europe/Paris 0 3 * * 1"),
+        (
+            "vertex",
+            "CRON_TZ=America/New_York  30 2 1 JAN,JUL *",
+            "CRON_TZ=America/New_York 30 2 1 JAN,JUL *",
+        ),
+    ],
+)
+def test_schedule_valid_cron_is_normalized(target, cron, expected):
+    assert validate_cron(target, cron) == expected
+
+
+@pytest.mark.parametrize(
+    ("target", "cron", "message"),
+    [
+        (
+            "kubeflow",
+            "0 3 * * 1",
+            r"cron for kubeflow needs exactly 6 fields .* got 5; Kubeflow cron starts with seconds",
+        ),
+        ("kubeflow", "0 0 0 3 * * 1", "needs exactly 6 fields"),
+        (
+            "vertex",
+            "0 0 3 * * 1",
+            r"cron for vertex needs exactly 5 fields .* got 6; Vertex AI cron has no seconds",
+        ),
+        ("vertex", "3 * *", "needs exactly 5 fields"),
+        ("kubeflow", "61 0 3 * * 1", "cron field second has a bad value '61'"),
+        ("kubeflow", "0 0 3 * * 8", "cron field day-of-week has a bad value '8'"),
+        ("vertex", "0 25 * * *", "cron field hour has a bad value '25'"),
+        ("vertex", "0 3 * 13 *", "cron field month has a bad value '13'"),
+        ("vertex", "0 3 * * FOO", "cron field day-of-week has a bad value 'FOO'"),
+        ("vertex", "*/0 3 * * *", "cron field minute has a bad value '\\*/0'"),
+        ("vertex", "0 3 L * *", "cron field day-of-month has a bad value 'L'"),
+        ("vertex", "0 3 * * 1#2", "cron field day-of-week has a bad value '1#2'"),
+        ("vertex", "0 3 H * *", "cron field day-of-month has a bad value 'H'"),
+        ("vertex", "0 3 ? * 1", r"cron field day-of-month has a bad value '\?'"),
+        ("kubeflow", "? 0 3 * * 1", r"cron field second has a bad value '\?'"),
+        (
+            "vertex",
+            "TZ=Mars/Olympus_Mons 0 3 * * 1",
+            "cron time zone 'Mars/Olympus_Mons' is unknown",
+        ),
+        ("vertex", "CRON_TZ= 0 3 * * 1", "cron time zone '' is unknown"),
+        ("kubeflow", "TZ=Europe/Paris 0 0 3 * * 1", "cron for kubeflow takes no time zone prefix"),
+        ("vertex", "@daily", "cron descriptors like @daily are not accepted"),
+        ("vertex", "0 0 30 2 *", "cron never fires"),
+        ("vertex", "   ", "cron expression is empty"),
+        ("argo", "0 3 * * 1", "target must be one of kubeflow, vertex"),
+    ],
+)
+def test_schedule_bad_cron_is_refused_with_reason(target, cron, message):
+    with pytest.raises(ScheduleError, match=message):
+        validate_cron(target, cron)
+
+
+def test_schedule_kubeflow_recurring_run_on_the_wire(kfp_api, packages):
+    result = schedule(
+        packages["kubeflow"],
+        target="kubeflow",
+        cron="0 0 3 * * 1",
+        schedule_name="weekly-train",
+        host=kfp_api.url,
+        experiment="contrastive",
+        params={"x": 2, "data_snapshot": "latest"},
+        pipeline_root="minio://mlpipeline/root",
+        service_account="pipeline-runner",
+    )
+
+    assert result == {
+        "schedule_id": "rr-456",
+        "url": f"{kfp_api.url}/#/recurringrun/details/rr-456",
+        "cron": "0 0 3 * * 1",
+    }
+    assert kfp_api.bodies("POST", r"/experiments$")[0]["display_name"] == "contrastive"
+    (body,) = kfp_api.bodies("POST", r"/recurringruns$")
+    assert body["display_name"] == "weekly-train"
+    assert body["experiment_id"] == "exp-1"
+    assert body["trigger"] == {"cron_schedule": {"cron": "0 0 3 * * 1"}}
+    assert int(body["max_concurrency"]) == 1
+    assert body["no_catchup"] is True
+    assert body["mode"] == "ENABLE"
+    assert body["service_account"] == "pipeline-runner"
+    assert body["runtime_config"] == {
+        "parameters": {"x": 2, "data_snapshot": "latest"},
+        "pipeline_root": "minio://mlpipeline/root",
+    }
+    assert body["pipeline_spec"]["pipelineInfo"]["name"] == "tiny-pipeline"
+
+
+def test_schedule_vertex_schedule_on_the_wire(vertex_api, packages, anonymous):
+    result = schedule(
+        packages["vertex"],
+        target="vertex",
+        cron="TZ=Europe/Paris 0 3 * * 1",
+        schedule_name="weekly-train",
+        project=PROJECT,
+        region=REGION,
+        pipeline_root="gs://bucket/pipeline-root",
+        params={"x": 4},
+        service_account="trainer@my-project.iam.gserviceaccount.com",
+        credentials=anonymous,
+        api_endpoint=vertex_api.url,
+    )
+
+    (request,) = vertex_api.requests
+    assert request.path == f"/v1/projects/{PROJECT}/locations/{REGION}/schedules"
+    assert result == {
+        "schedule_id": "789",
+        "url": f"https://console.cloud.google.com/vertex-ai/locations/{REGION}/pipelines/"
+        f"schedules/789?project={PROJECT}",
+        "cron": "TZ=Europe/Paris 0 3 * * 1",
+    }
+    body = request.body
+    assert body["displayName"] == "weekly-train"
+    assert body["cron"] == "TZ=Europe/Paris 0 3 * * 1"
+    assert int(body["maxConcurrentRunCount"]) == 1
+    create = body["createPipelineJobRequest"]
+    assert create["parent"] == f"projects/{PROJECT}/locations/{REGION}"
+    job = create["pipelineJob"]
+    assert job["displayName"] == "weekly-train"
+    assert job["serviceAccount"] == "trainer@my-project.iam.gserviceaccount.com"
+    assert job["runtimeConfig"] == {
+        "gcsOutputDirectory": "gs://bucket/pipeline-root",
+        "parameterValues": {"x": 4},
+    }
+    assert job["pipelineSpec"]["pipelineInfo"]["name"] == "tiny-pipeline"
+
+
+def test_schedule_disables_cache_so_each_run_ingests_fresh_data(
+    kfp_api, vertex_api, packages, anonymous
+):
+    """Two scheduled runs over changed data must both ingest: the schedule carries the same
+    inputs every time, so only a disabled cache (on every task, nested ones included)
+    keeps the second run from reusing the first run's ingest output."""
+    schedule(
+        packages["cpu"],
+        target="kubeflow",
+        cron="0 0 3 * * *",
+        schedule_name="daily",
+        host=kfp_api.url,
+    )
+    schedule(
+        packages["cpu"],
+        target="vertex",
+        cron="0 3 * * *",
+        schedule_name="daily",
+        project=PROJECT,
+        region=REGION,
+        pipeline_root="gs://bucket/root",
+        credentials=anonymous,
+        api_endpoint=vertex_api.url,
+    )
+
+    (kubeflow,) = kfp_api.bodies("POST", r"/recurringruns$")
+    (vertex,) = vertex_api.bodies("POST", r"/schedules$")
+    for spec in (
+        kubeflow["pipeline_spec"],
+        vertex["createPipelineJobRequest"]["pipelineJob"]["pipelineSpec"],
+    ):
+        assert caching_flags(spec) == {
+            "root/ingest": False,
+            "root/inner": False,
+            "comp-inner/train": False,
+        }
+
+
+def test_schedule_enable_caching_keeps_the_cache(vertex_api, packages, anonymous):
+    schedule(
+        packages["cpu"],
+        target="vertex",
+        cron="0 3 * * *",
+        schedule_name="daily",
+        project=PROJECT,
+        region=REGION,
+        pipeline_root="gs://bucket/root",
+        enable_caching=True,
+        credentials=anonymous,
+        api_endpoint=vertex_api.url,
+    )
+    (body,) = vertex_api.bodies("POST", r"/schedules$")
+    spec = body["createPipelineJobRequest"]["pipelineJob"]["pipelineSpec"]
+    assert set(caching_flags(spec).values()) == {True}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (dict(target="kubeflow", cron="0 3 * * 1"), "needs exactly 6 fields"),
+        (dict(target="vertex", cron="0 0 3 * * 1"), "needs exactly 5 fields"),
+        (dict(target="vertex", cron="TZ=Nowhere/City 0 3 * * 1"), "time zone 'Nowhere/City'"),
+        (dict(target="vertex", project=None), "--project is required"),
+        (dict(target="vertex", region=None), "--region is required"),
+        (dict(target="kubeflow", package_key="vertex"), "is a Vertex AI name"),
+        (dict(target="vertex", package_key="kubeflow"), "is a Kubernetes resource name"),
+        (
+            dict(target="kubeflow", params="/nonexistent/params.yaml"),
+            "params file '/nonexistent/params.yaml' is not readable",
+        ),
+        (dict(target="kubeflow", schedule_name=" "), "--schedule-name is required"),
+        (dict(target="kubeflow", max_concurrency=0), "max_concurrency must be >= 1"),
+        (dict(target="lambda"), "target must be one of"),
+    ],
+)
+def test_schedule_refuses_bad_input_before_any_request(
+    overrides, message, kfp_api, vertex_api, packages, anonymous
+):
+    target = overrides["target"]
+    arguments = dict(
+        target=target,
+        cron="0 0 3 * * 1" if target == "kubeflow" else "0 3 * * 1",
+        schedule_name="weekly",
+        host=kfp_api.url,
+        project=PROJECT,
+        region=REGION,
+        pipeline_root="gs://bucket/root",
+        credentials=anonymous if target == "vertex" else None,
+        api_endpoint=vertex_api.url,
+    )
+    arguments.update(overrides)
+    package = packages[arguments.pop("package_key", "cpu")]
+
+    with pytest.raises(ScheduleError, match=message) as caught:
+        schedule(package, **arguments)
+
+    assert isinstance(caught.value, ValueError)
+    assert kfp_api.requests == []
+    assert vertex_api.requests == []
