@@ -43,7 +43,8 @@ def build_pipeline(
     c = components.build(image)
 
     def on_gpu(task):
-        task.set_cpu_limit(cpu_limit).set_memory_limit(memory_limit)
+        if target != "local":
+            task.set_cpu_limit(cpu_limit).set_memory_limit(memory_limit)
         if use_gpu:
             task.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_count)
         return task
@@ -80,7 +81,8 @@ def build_pipeline(
             source=source, validation_fraction=validation_fraction, seed=seed, limit=limit,
             image_size=image_size, labeled_fraction=labeled_fraction, data_snapshot=data_snapshot,
         ).set_display_name("ingest")
-        ingest.set_cpu_limit("4").set_memory_limit("16G")
+        if target != "local":
+            ingest.set_cpu_limit("4").set_memory_limit("16G")
         dataset = ingest.outputs["dataset"]
         common = dict(profile=profile, overrides=overrides, batch_size=batch_size, seed=seed)
         evaluated = {}

@@ -485,7 +485,7 @@ def _promote_with_export(registry, run_id, model_dir, score, method, *, expected
         bundle = Path(staging) / "model"
         shutil.copytree(model_dir, bundle, ignore=shutil.ignore_patterns("checkpoints"))
         try:
-            export_saved_model(str(bundle / MODEL_FILE), str(bundle / "saved_model"))
+            export_saved_model(load_model_dir(model_dir)[0], str(bundle / "saved_model"))
         except ImportError as error:  # the JAX-only GPU image has no TensorFlow to export with
             log.warning("SavedModel export skipped: %s", error)
         (bundle / COMPLETE_MARKER).touch()

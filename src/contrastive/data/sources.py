@@ -1,0 +1,490 @@
+"""Image sources: where `ingest` reads examples from.
+
+`open_source` turns a source string into a `Source`: class names plus, per source split
+(`train`, `test`, `unlabeled`), either in-memory arrays (`ArraySplit`: IDX, npz, TFDS) or a list
+of image files still to be read (`FileSplit`: image folders). Labels are known up front in both
+cases, so splits can be planned before any image is encoded.
+
+Source strings:
+    fashion_mnist          IDX files in `fashion_mnist_dir` (Debian package
+                           dataset-fashion-mnist), else TFDS `fashion_mnist`.
+    idx:DIR                MNIST-format IDX files: train-/t10k- images and labels, gz or not.
+    tfds:NAME              a TFDS dataset (`unlabelled` split -> our `unlabeled`).
+    npz:FILE               arrays x_train, y_train, x_test, y_test (+ x_unlabeled, class_names).
+    PATH | gs://B/PREFIX   an image folder: <root>/<class>/<image> or
+                           <root>/{train,test}/<class>/<image>, optional <root>/unlabeled/.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from contrastive.data import storage
+from contrastive.data.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+SOURCE_FORMS = "fashion_mnist, idx:DIR, tfds:NAME, npz:FILE, or an image folder (path or gs://)"
+
+_IDX_PREFIXES = {"train": ("train",), "test": ("t10k", "test")}
+_TFDS_SPLITS = {
+    "train": "train",
+    "test": "test",
+    "unlabelled": "unlabeled",
+    "unlabeled": "unlabeled",
+}
+_TFDS_BATCH = 1024
+
+
+@dataclass(frozen=True)
+class ArraySplit:
+    """Decoded images held in memory."""
+
+    images: np.ndarray  # uint8 [N, H, W, C]
+    labels: np.ndarray  # int64 [N]; -1 = unlabeled
+    origin: str  # the file (or TFDS split) the images came from
+    labels_origin: str = ""  # the file the labels came from, when not `origin`
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class FileSplit:
+    """Image files not read yet; each file's id is its path relative to `root`."""
+
+    paths: list[str]
+    labels: np.ndarray  # int64 [N]; -1 = unlabeled
+    root: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Source:
+    kind: str  # "idx" | "npz" | "tfds" | "folder"
+    location: str  # resolved directory, file or TFDS name
+    class_names: list[str]
+    splits: dict[str, ArraySplit | FileSplit]
+    skipped: list[dict] = field(default_factory=list)  # refused while listing: {path, reason}
+    ignored: list[str] = field(default_factory=list)  # entries that are not images or folders
+
+
+def open_source(
+    source: str,
+    *,
+    fashion_mnist_dir: str = FASHION_MNIST_DIR,
+    tfds_data_dir: str | None = None,
+    class_names: Sequence[str] | None = None,
+    image_size: tuple[int, int] | None = None,
+    tfds_limit: int | None = None,
+) -> Source:
+    """Open `source` (see the module docstring) and check its labels.
+
+    Args:
+        class_names: names for label ids 0..K-1 of IDX/npz sources (default: "0".."K-1", or the
+            npz's `class_names`); other sources name their own classes.
+        image_size: `(height, width)`; TFDS images are resized while loading, which also lets
+            datasets with images of varying size be ingested.
+        tfds_limit: read at most this many examples per TFDS split (TFDS files are already
+            shuffled, so the first N are a fair sample).
+    """
+    if not isinstance(source, str) or not source.strip():
+        raise DataError(f"source must be a non-empty string ({SOURCE_FORMS}). Received: {source!r}")
+    source = source.strip()
+    if class_names is not None and not source.startswith(("idx:", "npz:")):
+        raise DataError(f"class_names applies to idx: and npz: sources; {source} names its classes")
+    scheme, _, rest = source.partition(":")
+    if source == "fashion_mnist":
+        opened = _open_fashion_mnist(fashion_mnist_dir, tfds_data_dir, image_size, tfds_limit)
+    elif "://" in source:
+        if not source.startswith("gs://"):
+            scheme = source.split("://")[0]
+            raise DataError(
+                f"unknown source scheme {scheme!r} in source={source!r}; expected {SOURCE_FORMS}"
+            )
+        opened = _open_folder(source)
+    elif rest and scheme in ("idx", "tfds", "npz", "folder"):
+        if scheme == "idx":
+            opened = _open_idx(rest, class_names)
+        elif scheme == "npz":
+            opened = _open_npz(rest, class_names)
+        elif scheme == "tfds":
+            opened = _open_tfds(rest, tfds_data_dir, image_size, tfds_limit)
+        else:
+            opened = _open_folder(rest)
+    elif rest and len(scheme) > 1 and "/" not in scheme:
+        raise DataError(
+            f"unknown source scheme {scheme!r} in source={source!r}; expected {SOURCE_FORMS}"
+        )
+    else:
+        if not storage.isdir(source):
+            hint = f" (did you mean tfds:{source}?)" if "/" not in source else ""
+            raise DataError(f"image folder not found: {source}{hint}; expected {SOURCE_FORMS}")
+        opened = _open_folder(source)
+    _check_labels(opened)
+    return opened
+
+
+def _check_labels(source: Source) -> None:
+    num_classes = len(source.class_names)
+    if num_classes < 2:
+        raise DataError(
+            f"{source.location}: a classifier needs at least 2 classes; found {num_classes} "
+            f"({source.class_names})"
+        )
+    if "train" not in source.splits or not len(source.splits["train"]):
+        raise DataError(f"{source.location}: no train examples")
+    for name, split in source.splits.items():
+        if name == "unlabeled":
+            continue
+        bad = np.flatnonzero((split.labels < 0) | (split.labels >= num_classes))
+        if len(bad):
+            if isinstance(split, ArraySplit):
+                where = split.labels_origin or split.origin
+            else:
+                where = split.paths[bad[0]]
+            raise DataError(
+                f"{where}: label {int(split.labels[bad[0]])} at position {int(bad[0])} is outside "
+                f"the class range [0, {num_classes}) ({len(bad)} such labels in {name})"
+            )
+    present = np.unique(source.splits["train"].labels)
+    if len(present) < 2:
+        raise DataError(
+            f"{source.location}: train examples hold a single class ({int(present[0])}); "
+            "a classifier needs at least 2"
+        )
+
+
+def _default_class_names(
+    splits: dict[str, ArraySplit], class_names: Sequence[str] | None
+) -> list[str]:
+    if class_names is not None:
+        return [str(name) for name in class_names]
+    labeled = [split.labels for name, split in splits.items() if name != "unlabeled"]
+    top = max((int(labels.max()) for labels in labeled if len(labels)), default=-1)
+    return [str(label) for label in range(top + 1)]
+
+
+# --- IDX (MNIST format) ---------------------------------------------------------------------
+
+
+def _open_fashion_mnist(directory, tfds_data_dir, image_size, tfds_limit) -> Source:
+    if storage.isdir(directory) and _find_idx_files(directory).get("train"):
+        opened = _open_idx(directory, FASHION_MNIST_CLASSES)
+        opened.kind = "idx"
+        return opened
+    try:
+        opened = _open_tfds("fashion_mnist", tfds_data_dir, image_size, tfds_limit)
+    except DataError as error:
+        raise DataError(
+            f"fashion_mnist: no IDX files in {directory} (install the Debian package "
+            f"dataset-fashion-mnist, or pass fashion_mnist_dir) and TFDS could not provide it "
+            f"either: {error}"
+        ) from None
+    opened.class_names = list(FASHION_MNIST_CLASSES)
+    return opened
+
+
+def _find_idx_files(directory: str) -> dict[str, tuple[str, str]]:
+    """Split -> (images file, labels file); a split with neither file is left out."""
+    names = [entry.name for entry in storage.list_dir(directory) if not entry.is_dir]
+    found = {}
+    for split, prefixes in _IDX_PREFIXES.items():
+        images = [n for n in names if n.startswith(tuple(f"{p}-images" for p in prefixes))]
+        labels = [n for n in names if n.startswith(tuple(f"{p}-labels" for p in prefixes))]
+        if images and labels:
+            found[split] = (storage.join(directory, images[0]), storage.join(directory, labels[0]))
+        elif images or labels:
+            present = (images or labels)[0]
+            missing = "labels" if images else "images"
+            raise DataError(f"{storage.join(directory, present)} has no matching {missing} file")
+    return found
+
+
+def _open_idx(directory: str, class_names: Sequence[str] | None) -> Source:
+    directory = storage.strip_trailing_slash(directory)
+    if not storage.isdir(directory):
+        raise DataError(f"IDX directory not found: {directory}")
+    files = _find_idx_files(directory)
+    if "train" not in files:
+        raise DataError(
+            f"{directory}: no IDX train files (expected train-images-idx3-ubyte[.gz] and "
+            "train-labels-idx1-ubyte[.gz])"
+        )
+    splits = {}
+    for split, (images_path, labels_path) in files.items():
+        images = read_idx(images_path, ndim=3)
+        labels = read_idx(labels_path, ndim=1)
+        if len(images) != len(labels):
+            raise DataError(
+                f"IDX count mismatch: {images_path} holds {len(images)} images but "
+                f"{labels_path} holds {len(labels)} labels"
+            )
+        splits[split] = ArraySplit(
+            images[..., None], labels.astype(np.int64), images_path, labels_path
+        )
+    return Source("idx", directory, _default_class_names(splits, class_names), splits)
+
+
+def read_idx(path: str, ndim: int) -> np.ndarray:
+    """An IDX file (optionally gzipped) of unsigned bytes with `ndim` dimensions, as uint8."""
+    data = storage.read_bytes(path)
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as error:
+            raise DataError(f"{path}: corrupt gzip data ({error})") from None
+    header = 4 + 4 * ndim
+    if len(data) < header or data[:2] != b"\0\0":
+        raise DataError(f"{path}: not an IDX file (bad magic number {data[:4].hex()})")
+    if data[2] != 0x08:
+        raise DataError(f"{path}: IDX type code 0x{data[2]:02x} is not unsigned byte (0x08)")
+    if data[3] != ndim:
+        raise DataError(f"{path}: IDX file has {data[3]} dimensions, expected {ndim}")
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    expected = int(np.prod(dims))
+    if len(data) - header != expected:
+        raise DataError(
+            f"{path}: IDX count mismatch: header declares {'x'.join(map(str, dims))} = "
+            f"{expected} bytes of data, the file holds {len(data) - header}"
+        )
+    return np.frombuffer(data, np.uint8, offset=header).reshape(dims)
+
+
+# --- npz --------------------------------------------------------------------------------------
+
+
+def _open_npz(path: str, class_names: Sequence[str] | None) -> Source:
+    if not storage.exists(path):
+        raise DataError(f"npz file not found: {path}")
+    try:
+        handle = path if storage.is_local(path) else io.BytesIO(storage.read_bytes(path))
+        with np.load(handle, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: not a readable npz file ({error})") from None
+    if "x_train" not in arrays or "y_train" not in arrays:
+        raise DataError(f"{path}: npz needs fields x_train and y_train; found {sorted(arrays)}")
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        raise DataError(f"{path}: npz has only one of x_test / y_test; give both or neither")
+    splits = {}
+    for split, x_key, y_key in (
+        ("train", "x_train", "y_train"),
+        ("test", "x_test", "y_test"),
+        ("unlabeled", "x_unlabeled", None),
+    ):
+        if x_key not in arrays:
+            continue
+        images = _npz_images(arrays[x_key], path, x_key)
+        if y_key is None:
+            labels = np.full(len(images), -1, np.int64)
+        else:
+            labels = _npz_labels(arrays[y_key], path, y_key)
+            if len(labels) != len(images):
+                raise DataError(
+                    f"{path}: {x_key} holds {len(images)} images but {y_key} holds "
+                    f"{len(labels)} labels"
+                )
+        splits[split] = ArraySplit(images, labels, f"{path}:{x_key}", f"{path}:{y_key}")
+    shapes = {split.images.shape[1:] for split in splits.values()}
+    if len(shapes) > 1:
+        raise DataError(f"{path}: image shapes differ between fields: {sorted(shapes)}")
+    if class_names is None and "class_names" in arrays:
+        class_names = [str(name) for name in arrays["class_names"].tolist()]
+    return Source("npz", path, _default_class_names(splits, class_names), splits)
+
+
+def _npz_images(x: np.ndarray, path: str, key: str) -> np.ndarray:
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise DataError(
+            f"{path}: field {key} must be [N, H, W] or [N, H, W, C] with C 1 or 3; "
+            f"found shape {x.shape}"
+        )
+    if x.dtype == np.uint8:
+        return x
+    if np.issubdtype(x.dtype, np.integer) and (not x.size or (x.min() >= 0 and x.max() <= 255)):
+        return x.astype(np.uint8)
+    raise DataError(
+        f"{path}: field {key} must hold uint8 pixels in [0, 255]; found dtype {x.dtype}"
+        + (f" with range [{x.min()}, {x.max()}]" if x.size else "")
+    )
+
+
+def _npz_labels(y: np.ndarray, path: str, key: str) -> np.ndarray:
+    y = np.squeeze(y) if y.ndim == 2 and y.shape[-1] == 1 else y
+    if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) or y.dtype == bool):
+        raise DataError(
+            f"{path}: field {key} must be integer class ids of shape [N]; found dtype {y.dtype} "
+            f"and shape {y.shape}"
+        )
+    return y.astype(np.int64)
+
+
+# --- TFDS ------------------------------------------------------------------------------------
+
+
+def _open_tfds(name, data_dir, image_size, limit) -> Source:
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    where = data_dir or "the default TFDS data_dir"
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as error:
+        raise DataError(f"tfds:{name}: unknown TFDS dataset ({error})") from None
+    try:
+        builder.download_and_prepare()
+    except Exception as error:
+        raise DataError(
+            f"tfds:{name}: not prepared in {where} and could not be downloaded ({error})"
+        ) from None
+    features = builder.info.features
+    image_keys = [k for k, f in features.items() if isinstance(f, tfds.features.Image)]
+    label_keys = [k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)]
+    if not image_keys or not label_keys:
+        raise DataError(
+            f"tfds:{name}: needs an Image and a ClassLabel feature; found {dict(features)}"
+        )
+    image_key = "image" if "image" in image_keys else image_keys[0]
+    label_key = "label" if "label" in label_keys else label_keys[0]
+    image_shape = features[image_key].shape
+    if image_size is None and None in image_shape[:2]:
+        raise DataError(f"tfds:{name}: images vary in size ({image_shape}); pass image_size")
+
+    # Datasets prepared elsewhere list their splits; without that metadata use the usual two.
+    available = list(builder.info.splits) or ["train", "test"]
+    splits = {}
+    for tfds_split in available:
+        ours = _TFDS_SPLITS.get(tfds_split)
+        if ours is None:
+            logger.warning("tfds:%s: split %r is not ingested", name, tfds_split)
+            continue
+        dataset = builder.as_dataset(split=tfds_split, shuffle_files=False)
+        dataset = dataset.map(lambda example: (example[image_key], example[label_key]))
+        if limit is not None:
+            dataset = dataset.take(limit)
+        if image_size is not None:
+            dataset = dataset.map(
+                lambda image, label: (_resize_uint8(tf, image, image_size), label),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        images, labels = [], []
+        for image_batch, label_batch in dataset.batch(_TFDS_BATCH).as_numpy_iterator():
+            images.append(image_batch)
+            labels.append(label_batch)
+        if not images:
+            continue
+        labels = np.concatenate(labels).astype(np.int64)
+        if ours == "unlabeled":
+            labels[:] = -1
+        splits[ours] = ArraySplit(np.concatenate(images), labels, f"tfds:{name}/{tfds_split}")
+    class_names = list(features[label_key].names)
+    return Source("tfds", f"tfds:{name}", class_names, splits)
+
+
+def _resize_uint8(tf, image, image_size):
+    resized = tf.image.resize(image, image_size, method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
+# --- image folders ---------------------------------------------------------------------------
+
+
+def _open_folder(root: str) -> Source:
+    root = storage.strip_trailing_slash(root)
+    if not storage.isdir(root):
+        raise DataError(f"image folder not found: {root}")
+    entries = storage.list_dir(root)
+    directories = {entry.name for entry in entries if entry.is_dir}
+    ignored = [storage.join(root, entry.name) for entry in entries if not entry.is_dir]
+    skipped: list[dict] = []
+
+    if "train" in directories:
+        split_roots = {"train": storage.join(root, "train")}
+        if "test" in directories:
+            split_roots["test"] = storage.join(root, "test")
+        extra = directories - {"train", "test", "unlabeled"}
+        class_dirs = {}
+        for split, split_root in split_roots.items():
+            split_entries = storage.list_dir(split_root)
+            class_dirs[split] = {entry.name for entry in split_entries if entry.is_dir}
+            ignored += [storage.join(split_root, e.name) for e in split_entries if not e.is_dir]
+        class_names = sorted(class_dirs["train"])
+        unknown = class_dirs.get("test", set()) - set(class_names)
+        if unknown:
+            raise DataError(
+                f"{storage.join(split_roots['test'], sorted(unknown)[0])}: test class folder has "
+                f"no train counterpart (train classes: {class_names})"
+            )
+    else:
+        split_roots = {"train": root}
+        extra = set()
+        class_dirs = {"train": directories - {"unlabeled"}}
+        class_names = sorted(class_dirs["train"])
+    ignored += [storage.join(root, name) for name in sorted(extra)]
+    if not class_names:
+        raise DataError(f"{root}: no class folders (expected <root>/<class>/<image>)")
+    if len(class_names) == 1:
+        raise DataError(
+            f"{root}: only one class folder ({class_names[0]!r}); a classifier needs at least 2"
+        )
+
+    splits = {}
+    for split, split_root in split_roots.items():
+        paths, labels = [], []
+        for label, class_name in enumerate(class_names):
+            if class_name not in class_dirs[split]:
+                continue
+            class_dir = storage.join(split_root, class_name)
+            files = _list_images(root, class_dir, skipped, ignored)
+            if not files:
+                raise DataError(f"class folder is empty: {class_dir}")
+            paths += files
+            labels += [label] * len(files)
+        splits[split] = FileSplit(paths, np.asarray(labels, np.int64), root)
+    if "unlabeled" in directories:
+        files = _list_images(root, storage.join(root, "unlabeled"), skipped, ignored)
+        splits["unlabeled"] = FileSplit(files, np.full(len(files), -1, np.int64), root)
+    return Source("folder", root, class_names, splits, skipped, ignored)
+
+
+def _list_images(root: str, directory: str, skipped: list, ignored: list) -> list[str]:
+    """Candidate image files directly inside `directory`; content is checked when read."""
+    if storage.escapes_root(root, directory):
+        raise DataError(f"{directory}: folder escapes the source root {root} (symlink or '..')")
+    local = storage.is_local(directory)
+    files = []
+    for entry in storage.list_dir(directory):
+        path = storage.join(directory, entry.name)
+        if entry.is_dir:
+            ignored.append(path)
+        # Local names from a directory scan have no "..", so only symlinks can leave the root.
+        elif (entry.is_link or not local) and storage.escapes_root(root, path):
+            skipped.append({"path": path, "reason": "path escapes the source root"})
+        else:
+            files.append(path)
+    return files

@@ -1,0 +1,105 @@
+"""Seeded, stratified assignment of source examples to the output splits (pure NumPy)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Output splits, in manifest order. `unlabeled` examples carry label -1.
+SPLITS = ("train", "validation", "test", "unlabeled")
+
+# Independent random streams per decision, so that e.g. changing `labeled_fraction` does not
+# change which examples land in `validation`.
+_STREAM_LIMIT, _STREAM_VALIDATION, _STREAM_LABELED, _STREAM_ORDER = range(4)
+
+
+def stratified_split(
+    labels: np.ndarray, fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split positions `0..N-1` into `(kept, taken)` with `taken` ≈ `fraction` of every class.
+
+    `taken` holds exactly `round(fraction * N)` positions; each class gets its proportional
+    share, the rounding remainders going to the classes with the largest fractional parts.
+
+    Args:
+        labels: int `[N]`.
+        fraction: in `[0, 1]`.
+        rng: the random stream choosing which examples of a class are taken.
+
+    Returns:
+        Two sorted int64 arrays of positions into `labels`, disjoint, together `0..N-1`.
+    """
+    labels = np.asarray(labels)
+    if not len(labels):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    total = int(round(fraction * len(labels)))
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    quotas = counts * fraction
+    shares = np.floor(quotas).astype(np.int64)
+    remainder = total - int(shares.sum())
+    if remainder > 0:
+        by_fraction = np.argsort(-(quotas - shares), kind="stable")
+        shares[by_fraction[:remainder]] += 1
+    members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
+    kept, taken = [], []
+    for share, positions in zip(shares, members, strict=True):
+        positions = rng.permutation(positions)
+        taken.append(positions[:share])
+        kept.append(positions[share:])
+    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(taken))
+
+
+def plan_splits(
+    source_labels: dict[str, np.ndarray],
+    *,
+    validation_fraction: float,
+    labeled_fraction: float | None,
+    limit: int | None,
+    seed: int,
+) -> dict[str, list[tuple[str, int, int]]]:
+    """Decide which source example goes to which output split, and in which order.
+
+    Source splits are `train`, `test` and optionally `unlabeled` (labels -1). Each is first cut
+    to `limit` examples (stratified sample). `validation` is a stratified `validation_fraction`
+    of the source train split; with `labeled_fraction`, only that stratified fraction of the
+    remaining train examples keeps its label and the rest joins `unlabeled` with label -1.
+    `train` and `unlabeled` are written in a seeded random order (so that a reader's shuffle
+    buffer mixes classes); `validation` and `test` keep source order.
+
+    Returns:
+        Output split -> `[(source_split, source_position, stored_label), ...]` in write order;
+        empty splits are left out.
+    """
+    chosen = {}
+    for number, (name, labels) in enumerate(sorted(source_labels.items())):
+        positions = np.arange(len(labels))
+        if limit is not None and limit < len(labels):
+            rng = np.random.default_rng([seed, _STREAM_LIMIT, number])
+            _, positions = stratified_split(labels, limit / len(labels), rng)
+        chosen[name] = positions
+
+    plan: dict[str, list[tuple[str, int, int]]] = {name: [] for name in SPLITS}
+    if "train" in chosen:
+        labels = source_labels["train"]
+        train = chosen["train"]
+        kept, held_out = stratified_split(
+            labels[train], validation_fraction, np.random.default_rng([seed, _STREAM_VALIDATION])
+        )
+        plan["validation"] = [("train", int(p), int(labels[p])) for p in train[held_out]]
+        train = train[kept]
+        if labeled_fraction is not None and labeled_fraction < 1:
+            unlabel, label = stratified_split(
+                labels[train], labeled_fraction, np.random.default_rng([seed, _STREAM_LABELED])
+            )
+            plan["unlabeled"] = [("train", int(p), -1) for p in train[unlabel]]
+            train = train[label]
+        plan["train"] = [("train", int(p), int(labels[p])) for p in train]
+    if "test" in chosen:
+        labels = source_labels["test"]
+        plan["test"] = [("test", int(p), int(labels[p])) for p in chosen["test"]]
+    if "unlabeled" in chosen:
+        plan["unlabeled"] += [("unlabeled", int(p), -1) for p in chosen["unlabeled"]]
+
+    for number, name in enumerate(("train", "unlabeled")):
+        order = np.random.default_rng([seed, _STREAM_ORDER, number]).permutation(len(plan[name]))
+        plan[name] = [plan[name][i] for i in order]
+    return {name: items for name, items in plan.items() if items}

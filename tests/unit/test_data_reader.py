@@ -1,0 +1,199 @@
+"""Tests for contrastive.data's reader: manifest checks, read_split, load_arrays, damage."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from contrastive import data
+from contrastive.data import CorruptShardError, DataError, DatasetIncompleteError
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A committed npz dataset: 200 train (4 classes, 8x8x3), 40 test, several shards."""
+    root = tmp_path_factory.mktemp("reader")
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.integers(0, 256, (200, 8, 8, 3), dtype=np.uint8),
+        "y_train": np.arange(200) % 4,
+        "x_test": rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8),
+        "y_test": np.arange(40) % 4,
+    }
+    np.savez(root / "d.npz", **arrays)
+    out = str(root / "out")
+    data.ingest(f"npz:{root / 'd.npz'}", out, shard_size_bytes=10_000, progress=False)
+    return out, arrays
+
+
+def batches(dataset_):
+    return [(x.numpy(), y.numpy()) for x, y in dataset_]
+
+
+def concat(batch_list):
+    return np.concatenate([x for x, _ in batch_list]), np.concatenate([y for _, y in batch_list])
+
+
+def test_read_split_yields_uint8_batches_of_the_manifest_shape(dataset):
+    out, arrays = dataset
+    ds = data.read_split(out, "test", 16)
+    assert ds.element_spec[0].dtype == tf.uint8 and ds.element_spec[1].dtype == tf.int64
+    result = batches(ds)
+    assert [len(y) for _, y in result] == [16, 16, 8]
+    x, y = concat(result)
+    assert x.shape == (40, 8, 8, 3)
+    # Test keeps source order and is one shard here.
+    np.testing.assert_array_equal(x, arrays["x_test"])
+    np.testing.assert_array_equal(y, arrays["y_test"])
+
+
+def test_train_read_back_holds_every_example_once(dataset):
+    out, arrays = dataset
+    assert len(data.read_manifest(out)["splits"]["train"]["shards"]) > 2
+    x_train, _ = data.load_arrays(out, "train")
+    x_validation, _ = data.load_arrays(out, "validation")
+    read = sorted(image.tobytes() for image in np.concatenate([x_train, x_validation]))
+    assert read == sorted(image.tobytes() for image in arrays["x_train"])
+
+
+def test_shuffle_is_seeded(dataset):
+    out, _ = dataset
+
+    def order(seed):
+        return concat(batches(data.read_split(out, "train", 32, shuffle=True, seed=seed)))[0]
+
+    first = order(1)
+    np.testing.assert_array_equal(first, order(1))
+    assert not np.array_equal(first, order(2))
+    assert sorted(map(bytes, first)) == sorted(map(bytes, data.load_arrays(out, "train")[0]))
+
+
+def test_deterministic_reads_repeat_the_same_order(dataset):
+    out, _ = dataset
+    first = concat(batches(data.read_split(out, "train", 50)))[0]
+    np.testing.assert_array_equal(first, concat(batches(data.read_split(out, "train", 50)))[0])
+
+
+def test_limit_drop_remainder_repeat_and_cache(dataset):
+    out, _ = dataset
+    assert sum(len(y) for _, y in batches(data.read_split(out, "train", 7, limit=30))) == 30
+    sizes = [len(y) for _, y in batches(data.read_split(out, "test", 16, drop_remainder=True))]
+    assert sizes == [16, 16]
+    repeated = data.read_split(out, "test", 16, repeat=True, cache=True, drop_remainder=True)
+    assert repeated.element_spec[0].shape.as_list() == [16, 8, 8, 3]
+    assert len(batches(repeated.take(7))) == 7
+    cached = data.read_split(out, "test", 40, cache=True)
+    np.testing.assert_array_equal(batches(cached)[0][0], batches(cached)[0][0])
+
+
+def test_image_size_resizes_on_read(dataset):
+    out, _ = dataset
+    x, _ = batches(data.read_split(out, "test", 8, image_size=(4, 5)))[0]
+    assert x.shape == (8, 4, 5, 3) and x.dtype == np.uint8
+
+
+def test_load_arrays_limit(dataset):
+    out, arrays = dataset
+    x, y = data.load_arrays(out, "test", limit=5)
+    np.testing.assert_array_equal(x, arrays["x_test"][:5])
+    assert y.dtype == np.int64
+
+
+def test_dataset_info_counts_labels(dataset):
+    out, _ = dataset
+    info = data.dataset_info(out)
+    assert info["splits"]["test"]["label_counts"] == {"0": 10, "1": 10, "2": 10, "3": 10}
+    assert info["splits"]["train"]["num_shards"] > 2
+    assert info["image_shape"] == [8, 8, 3]
+
+
+def test_unknown_split(dataset):
+    out, _ = dataset
+    with pytest.raises(DataError, match=r"has no split 'unlabeled'; it has \['test', 'train'"):
+        data.read_split(out, "unlabeled", 8)
+
+
+def test_bad_reader_arguments(dataset):
+    out, _ = dataset
+    with pytest.raises(
+        ValueError, match="batch_size must be an integer >= 1. Received: batch_size=0"
+    ):
+        data.read_split(out, "test", 0)
+
+
+def test_encoded_images_decode_in_the_reader(tmp_path):
+    root = tmp_path / "images"
+    expected = {}
+    for label, name in enumerate(("a", "b")):
+        for i in range(3):
+            array = np.random.default_rng(label * 10 + i).integers(0, 256, (5, 7, 3), np.uint8)
+            (root / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(root / name / f"{i}.png")
+            expected[array.tobytes()] = label
+    out = str(tmp_path / "out")
+    data.ingest(str(root), out, validation_fraction=0.0, progress=False)
+    x, y = concat(batches(data.read_split(out, "train", 4, shuffle=True)))
+    assert {image.tobytes(): int(label) for image, label in zip(x, y, strict=True)} == expected
+
+
+# --- refusing incomplete, unknown and damaged datasets -------------------------------------
+
+
+def test_location_without_manifest_is_incomplete(tmp_path):
+    for call in (
+        lambda: data.read_manifest(str(tmp_path)),
+        lambda: data.read_split(str(tmp_path), "train", 8),
+        lambda: data.load_arrays(str(tmp_path), "train"),
+    ):
+        with pytest.raises(DatasetIncompleteError, match="dataset incomplete") as error:
+            call()
+        assert str(tmp_path) in str(error.value)
+
+
+def test_unknown_format_version_is_refused(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"format_version": 99, "splits": {}}))
+    with pytest.raises(DataError, match="format_version=99 is not supported"):
+        data.read_split(str(tmp_path), "train", 8)
+
+
+def damaged_copy(dataset, tmp_path, damage):
+    """A copy of the fixture dataset with one train shard damaged; returns (uri, shard name)."""
+    out, _ = dataset
+    copy = tmp_path / "copy"
+    for path in Path(out).rglob("*"):
+        if path.is_file():
+            target = copy / path.relative_to(out)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    shard = copy / data.read_manifest(out)["splits"]["train"]["shards"][1]["path"]
+    content = bytearray(shard.read_bytes())
+    shard.write_bytes(damage(content))
+    return str(copy), shard.name
+
+
+def flip_one_bit(content):
+    content[len(content) // 2] ^= 0x01
+    return bytes(content)
+
+
+@pytest.mark.parametrize(
+    "damage", [lambda c: bytes(c[:-10]), flip_one_bit], ids=["truncated", "bit-flip"]
+)
+def test_damaged_shard_is_named(dataset, tmp_path, damage):
+    uri, name = damaged_copy(dataset, tmp_path, damage)
+    with pytest.raises(CorruptShardError, match=f"corrupt shard .*{name}"):
+        data.read_split(uri, "train", 8)
+    with pytest.raises(CorruptShardError, match=name):
+        data.load_arrays(uri, "train")
+    with pytest.raises(CorruptShardError, match=name):
+        data.verify_shards(uri)
+    data.read_split(uri, "test", 8)  # other splits stay readable
+
+
+def test_size_check_runs_even_without_checksums(dataset, tmp_path):
+    uri, name = damaged_copy(dataset, tmp_path, lambda c: bytes(c[:-10]))
+    with pytest.raises(CorruptShardError, match=name):
+        data.read_split(uri, "train", 8, verify=False)

@@ -1,0 +1,89 @@
+"""Tests for contrastive.data.splits (stratified, seeded split planning) and path checks."""
+
+import numpy as np
+import pytest
+
+from contrastive.data.splits import plan_splits, stratified_split
+from contrastive.data.storage import escapes_root
+
+
+def test_stratified_split_takes_the_fraction_of_every_class():
+    labels = np.repeat([0, 1, 2], [50, 30, 20])
+    kept, taken = stratified_split(labels, 0.1, np.random.default_rng(0))
+    assert len(taken) == 10
+    assert np.bincount(labels[taken]).tolist() == [5, 3, 2]
+    assert sorted(np.concatenate([kept, taken]).tolist()) == list(range(100))
+
+
+def test_stratified_split_rounds_to_the_requested_total():
+    labels = np.repeat([0, 1, 2], [7, 7, 7])
+    _, taken = stratified_split(labels, 0.5, np.random.default_rng(0))
+    assert len(taken) == round(0.5 * 21)
+    assert set(np.bincount(labels[taken]).tolist()) <= {3, 4}
+
+
+def test_stratified_split_edges():
+    _, taken = stratified_split(np.zeros(0, np.int64), 0.3, np.random.default_rng(0))
+    assert len(taken) == 0
+    kept, taken = stratified_split(np.array([4, 4, 9]), 0.0, np.random.default_rng(0))
+    assert len(taken) == 0 and len(kept) == 3
+
+
+def test_plan_is_reproducible_and_changes_with_the_seed():
+    labels = {"train": np.repeat(np.arange(4), 25), "test": np.arange(10) % 4}
+    options = dict(validation_fraction=0.2, labeled_fraction=None, limit=None)
+    first = plan_splits(labels, seed=7, **options)
+    assert first == plan_splits(labels, seed=7, **options)
+    assert first["validation"] != plan_splits(labels, seed=8, **options)["validation"]
+
+
+def test_plan_splits_are_disjoint_and_cover_the_source():
+    labels = {
+        "train": np.repeat(np.arange(3), 40),
+        "test": np.arange(12) % 3,
+        "unlabeled": np.full(9, -1),
+    }
+    plan = plan_splits(labels, validation_fraction=0.25, labeled_fraction=0.5, limit=None, seed=0)
+    train_positions = [
+        position
+        for name in ("train", "validation", "unlabeled")
+        for source, position, _ in plan[name]
+        if source == "train"
+    ]
+    assert sorted(train_positions) == list(range(120))
+    assert len(plan["validation"]) == 30
+    assert len(plan["train"]) == 45  # half of the 90 left after validation keeps its label
+    assert {label for _, _, label in plan["unlabeled"]} == {-1}
+    assert len(plan["unlabeled"]) == 45 + 9
+    assert np.bincount([label for _, _, label in plan["train"]]).tolist() == [15, 15, 15]
+
+
+def test_plan_limit_is_a_stratified_sample_per_source_split():
+    labels = {"train": np.repeat(np.arange(5), 100), "test": np.repeat(np.arange(5), 20)}
+    plan = plan_splits(labels, validation_fraction=0.0, labeled_fraction=None, limit=50, seed=0)
+    assert "validation" not in plan
+    assert np.bincount([label for _, _, label in plan["train"]]).tolist() == [10] * 5
+    assert len(plan["test"]) == 50
+
+
+def test_validation_is_independent_of_labeled_fraction():
+    labels = {"train": np.repeat(np.arange(3), 30)}
+    options = dict(validation_fraction=0.2, limit=None, seed=3)
+    assert (
+        plan_splits(labels, labeled_fraction=None, **options)["validation"]
+        == plan_splits(labels, labeled_fraction=0.3, **options)["validation"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("root", "path", "escapes"),
+    [
+        ("gs://bucket/root", "gs://bucket/root/cat/a.png", False),
+        ("gs://bucket/root", "gs://bucket/root/../secret/a.png", True),
+        ("gs://bucket/root", "gs://bucket/root/cat/../../a.png", True),
+        ("gs://bucket/root", "gs://bucket/rootx/a.png", True),
+        ("gs://bucket/root/", "gs://bucket/root/cat/./a.png", False),
+    ],
+)
+def test_escapes_root_for_object_store_paths(root, path, escapes):
+    assert escapes_root(root, path) is escapes
