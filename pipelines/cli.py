@@ -19,32 +19,37 @@ EXIT_USAGE = 2
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser, *, pretrain: bool = True) -> None:
-    group = parser.add_argument_group("configuration (0 or empty keeps the profile's value)")
+    group = parser.add_argument_group("configuration (a flag left out keeps the profile's value)")
     group.add_argument("--profile", default="quick",
                        help="shipped profile name (see `contrastive profiles`) or a YAML file")
     group.add_argument("--override", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                        help="set any config field, e.g. train.learning_rate=0.01 (repeatable)")
-    group.add_argument("--epochs", type=int, default=0,
+    group.add_argument("--epochs", type=int, default=None,
                        help="pretraining epochs (also the baseline's budget)")
-    group.add_argument("--classifier-epochs", type=int, default=0,
+    group.add_argument("--classifier-epochs", type=int, default=None,
                        help="epochs of the classifier on the encoder")
-    group.add_argument("--batch-size", type=int, default=0, help="training batch size (>= 2)")
-    group.add_argument("--encoder", default="",
+    group.add_argument("--batch-size", type=int, default=None, help="training batch size (>= 2)")
+    group.add_argument("--encoder", default=None,
                        help="small_cnn | simclr_cnn | resnet18 | resnet50v2")
     group.add_argument("--seed", type=int, default=None, help="random seed of the training run")
     if pretrain:
-        group.add_argument("--temperature", type=float, default=0.0,
+        group.add_argument("--temperature", type=float, default=None,
                            help="contrastive softmax temperature (> 0)")
 
 
 def _config(args):
+    """Profile + flags. A flag given on the command line is validated as given (`--epochs 0`
+    is an error, not "the profile's value" as 0 means for pipeline parameters)."""
     from contrastive.tasks import resolve_config
 
-    return resolve_config(
-        args.profile, overrides=args.override, epochs=args.epochs,
-        classifier_epochs=args.classifier_epochs, batch_size=args.batch_size,
-        temperature=getattr(args, "temperature", 0.0), encoder=args.encoder, seed=args.seed,
-    )
+    overrides = list(args.override)
+    for flag, field in (("epochs", "train.epochs"), ("classifier_epochs", "train.classifier_epochs"),
+                        ("batch_size", "train.batch_size"), ("temperature", "train.temperature"),
+                        ("encoder", "model.encoder"), ("seed", "train.seed")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{field}={value}")
+    return resolve_config(args.profile, overrides=overrides)
 
 
 def cmd_ingest(args) -> int:
@@ -69,12 +74,22 @@ def cmd_run(args) -> int:
     config = _config(args)  # validate everything before the first task starts
     params = {
         "source": args.source, "profile": args.profile, "overrides": ",".join(args.override),
-        "epochs": args.epochs, "classifier_epochs": args.classifier_epochs,
-        "batch_size": args.batch_size, "temperature": args.temperature, "encoder": args.encoder,
+        "epochs": args.epochs or 0, "classifier_epochs": args.classifier_epochs or 0,
+        "batch_size": args.batch_size or 0, "temperature": args.temperature or 0.0,
+        "encoder": args.encoder or "", "limit": args.limit, "seed": config.train.seed,
         "classifier_mode": args.classifier_mode or config.train.classifier_mode,
-        "limit": args.limit, "seed": config.train.seed, "registry": args.registry,
-        "promotion_margin": args.promotion_margin, "validation_fraction": args.validation_fraction,
+        "registry": args.registry, "promotion_margin": args.promotion_margin,
+        "validation_fraction": args.validation_fraction,
     }
+    if args.limit < 0:
+        raise ValueError(f"--limit must be >= 0 (0 = all). Received: --limit={args.limit}")
+    if args.promotion_margin < 0:
+        raise ValueError(f"--promotion-margin must be >= 0. Received: {args.promotion_margin}")
+    if not 0 < args.validation_fraction < 1:
+        raise ValueError(
+            "--validation-fraction must be in (0, 1). "
+            f"Received: --validation-fraction={args.validation_fraction}"
+        )
     results = run_local(params, methods=methods, runs_dir=args.runs_dir)
     _print_results(results)
     return 0

@@ -1,0 +1,161 @@
+"""Fault injection with real processes and signals: preemption mid-training, incomplete
+models, and bad parameters that must fail fast, name the value, and write nothing."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CLI = [sys.executable, "-m", "pipelines.cli"]
+
+
+def _cli(*args, timeout=300):
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _backed_up_epochs(checkpoints: Path):
+    from contrastive.training.callbacks import backed_up_epochs
+
+    return backed_up_epochs(checkpoints) if checkpoints.is_dir() else None
+
+
+def test_pretrain_killed_after_epoch_two_resumes_to_six_epochs(tiny_dataset, tmp_path):
+    output = tmp_path / "encoder"
+    command = [*CLI, "pretrain", "--data", tiny_dataset, "--output", str(output),
+               "--method", "supcon", "--profile", "tiny", "--epochs", "6",
+               "--override", "data.limit=256"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 240
+    try:
+        while (_backed_up_epochs(output / "checkpoints") or 0) < 2:
+            assert process.poll() is None, process.stdout.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "no epoch-2 checkpoint in time"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)  # a preempted spot node gives no warning
+    finally:
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    assert not (output / "COMPLETE").exists()
+    finished = _backed_up_epochs(output / "checkpoints")
+    assert 2 <= finished < 6
+
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resumed from epoch {finished} of 6" in result.stderr
+    history = json.loads((output / "history.json").read_text())["pretrain"]
+    assert len(history["loss"]) == 6
+    assert json.loads((output / "metrics.json").read_text())["epochs"] == 6
+    assert (output / "COMPLETE").is_file() and not (output / "checkpoints").exists()
+
+
+def test_evaluate_refuses_a_model_without_completion_marker(tiny_dataset, tmp_path):
+    model = tmp_path / "half-written"
+    model.mkdir()
+    (model / "model.keras").write_bytes(b"PK\x03\x04 truncated")
+    result = _cli("evaluate", "--data", tiny_dataset, "--model", str(model))
+    assert result.returncode != 0
+    assert "incomplete" in result.stderr and str(model) in result.stderr
+
+
+def test_evaluate_refuses_a_dataset_with_another_class_count(tiny_dataset, tmp_path):
+    import numpy as np
+
+    from contrastive import data
+
+    # Train nothing: take a classifier from a 4-class dataset and a 3-class dataset.
+    classifier = tmp_path / "clf"
+    result = _cli("train", "--data", tiny_dataset, "--baseline", "--output", str(classifier),
+                  "--profile", "tiny", "--epochs", "1", "--classifier-epochs", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, size=(30, 28, 28, 1), dtype=np.uint8)
+    y = np.arange(30) % 3
+    npz = tmp_path / "three.npz"
+    np.savez(npz, x_train=x, y_train=y, x_test=x, y_test=y)
+    three = tmp_path / "three"
+    data.ingest(f"npz:{npz}", str(three), progress=False)
+    result = _cli("evaluate", "--data", str(three), "--model", str(classifier))
+    assert result.returncode != 0
+    assert "class count mismatch" in result.stderr and "3" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--encoder", "vgg16"], "model.encoder='vgg16'"),
+        (["--method", "moco"], "train.method='moco'"),
+        (["--profile", "huge"], "unknown profile 'huge'"),
+        (["--epochs", "0"], "train.epochs=0"),
+        (["--epochs", "-3"], "train.epochs=-3"),
+        (["--batch-size", "1"], "train.batch_size=1"),
+        (["--temperature", "0"], "train.temperature=0"),
+        (["--temperature", "-0.5"], "train.temperature=-0.5"),
+        (["--override", "augment.strong.min_area=1.5"], "augment.strong.min_area=1.5"),
+    ],
+)
+def test_bad_pretrain_parameters_fail_fast_and_write_nothing(tiny_dataset, tmp_path, args,
+                                                              message):
+    output = tmp_path / "out"
+    start = time.monotonic()
+    result = _cli("pretrain", "--data", tiny_dataset, "--output", str(output), *args)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr
+    assert not output.exists()
+    assert time.monotonic() - start < 60
+
+
+def test_data_uri_without_manifest_is_refused(tmp_path):
+    empty = tmp_path / "not-a-dataset"
+    empty.mkdir()
+    output = tmp_path / "out"
+    result = _cli("pretrain", "--data", str(empty), "--output", str(output), "--profile", "tiny")
+    assert result.returncode == 2
+    assert "dataset incomplete" in result.stderr and str(empty) in result.stderr
+    assert not output.exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--validation-fraction", "1.5"], "1.5"),
+        (["--validation-fraction", "0"], "validation"),
+        (["--labeled-fraction", "2"], "2"),
+        (["--source", "ftp://example/images"], "ftp://example/images"),
+    ],
+)
+def test_bad_ingest_parameters_fail_fast_and_write_nothing(separable_npz, tmp_path, args,
+                                                            message):
+    output = tmp_path / "dataset"
+    base = ["ingest", "--source", f"npz:{separable_npz}", "--output", str(output)]
+    if "--source" in args:
+        base = ["ingest", "--output", str(output)]
+    result = _cli(*base, *args)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert not (output / "manifest.json").exists()
+
+
+def test_compile_refuses_the_wrong_accelerator_name(tmp_path):
+    output = tmp_path / "pipeline.yaml"
+    result = _cli("compile", "--target", "vertex", "--accelerator-type", "nvidia.com/gpu",
+                  "--output", str(output))
+    assert result.returncode == 2 and "nvidia.com/gpu" in result.stderr
+    assert not output.exists()
+
+
+def test_divergence_stops_training_with_a_hint(tiny_dataset, tmp_path):
+    output = tmp_path / "diverged"
+    result = _cli("pretrain", "--data", tiny_dataset, "--output", str(output), "--profile",
+                  "tiny", "--override", "train.learning_rate=1e12", "--override",
+                  "train.optimizer=sgd", "--epochs", "3", "--override", "train.online_probe=false")
+    assert result.returncode != 0
+    assert "learning rate" in result.stderr
+    assert not (output / "COMPLETE").exists()
+    assert os.path.isdir(tmp_path)
