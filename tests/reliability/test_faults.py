@@ -125,7 +125,7 @@ def test_data_uri_without_manifest_is_refused(tmp_path):
     "args, message",
     [
         (["--validation-fraction", "1.5"], "1.5"),
-        (["--validation-fraction", "0"], "validation"),
+        (["--validation-fraction", "-0.1"], "-0.1"),
         (["--labeled-fraction", "2"], "2"),
         (["--source", "ftp://example/images"], "ftp://example/images"),
     ],
