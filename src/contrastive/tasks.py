@@ -484,10 +484,12 @@ def _promote_with_export(registry, run_id, model_dir, score, method, *, expected
     with tempfile.TemporaryDirectory(prefix="promote-") as staging:
         bundle = Path(staging) / "model"
         shutil.copytree(model_dir, bundle, ignore=shutil.ignore_patterns("checkpoints"))
-        try:
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
             export_saved_model(load_model_dir(model_dir)[0], str(bundle / "saved_model"))
-        except ImportError as error:  # the JAX-only GPU image has no TensorFlow to export with
-            log.warning("SavedModel export skipped: %s", error)
+        else:  # a SavedModel needs TensorFlow; the .keras file is promoted on its own
+            log.warning("SavedModel export skipped on the %s backend", keras.backend.backend())
         (bundle / COMPLETE_MARKER).touch()
         registry.promote(run_id, bundle, score, extra={"method": method},
                          expected_generation=expected_generation)
