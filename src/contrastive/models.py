@@ -1,0 +1,326 @@
+"""Encoders (by name) and the projection and classification heads put on top of them.
+
+An encoder maps float images in `[0, 1]`, shape `[batch, height, width, channels]`, to pooled
+features `[batch, feature_dim]`; its `output_shape[-1]` is the feature dimension. All models
+are functional Keras models built from stock layers, so they save to `.keras` and reload
+without custom objects.
+
+    encoder = build_encoder("resnet18", (32, 32, 3), seed=0)   # -> [B, 512]
+    head = build_projection_head("mlp", encoder.output_shape[-1])  # -> [B, 128]
+
+| name         | origin                                   | `width` means        | features  |
+|--------------|------------------------------------------|----------------------|-----------|
+| `small_cnn`  | SupCon keras-io example (small CNN)      | last Dense units     | width=128 |
+| `simclr_cnn` | SimCLR keras-io example (stride-2 convs) | filters, Dense units | width=128 |
+| `resnet18`   | CIFAR ResNet-18 (He et al., 2016)        | stage-1 channels     | 8*width   |
+| `resnet50v2` | `keras.applications.ResNet50V2`          | fixed (must be None) | 2048      |
+
+`resnet18` gives 512 features at its default width 64.
+"""
+
+import copy
+import itertools
+import numbers
+
+import keras
+from keras import layers
+
+ENCODERS = {}
+"""Encoder builders by name: `builder(input_shape, width) -> keras.Model`."""
+
+PROJECTION_HEADS = ("linear", "mlp")
+CLASSIFIER_HEADS = ("linear", "seed")
+
+
+def register_encoder(name):
+    """Decorator adding `builder(input_shape, width) -> keras.Model` to `ENCODERS` as `name`.
+
+    `width` is None for the builder's default. Raises ValueError if `name` is taken.
+    """
+
+    def register(builder):
+        if name in ENCODERS:
+            raise ValueError(f"An encoder is already registered as name={name!r}")
+        ENCODERS[name] = builder
+        return builder
+
+    return register
+
+
+def _is_positive_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+def _check_positive_int(value, argument):
+    if not _is_positive_int(value):
+        raise ValueError(f"{argument} must be a positive int. Received: {argument}={value!r}")
+
+
+def _check_seed(seed):
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError(f"seed must be an int or None. Received: seed={seed!r}")
+
+
+def build_encoder(name, input_shape, *, width=None, seed=None):
+    """Builds the encoder registered as `name` for images of `input_shape`.
+
+    Args:
+        name: a key of `ENCODERS`: `small_cnn`, `simclr_cnn`, `resnet18`, `resnet50v2`.
+        input_shape: `(height, width, channels)` of the data.
+        width: size knob of the encoder (see the module table), None for its default.
+        seed: int seeding every random weight initializer (in layer order from `seed`), so
+            two encoders built with the same seed have equal weights; None for random.
+
+    Returns:
+        `keras.Model` named `name`, float `[B, H, W, C]` in `[0, 1]` -> `[B, feature_dim]`.
+    """
+    if name not in ENCODERS:
+        raise ValueError(f"Unknown encoder name={name!r}. Known encoders: {sorted(ENCODERS)}")
+    if len(input_shape) != 3 or not all(_is_positive_int(size) for size in input_shape):
+        raise ValueError(
+            "input_shape must be (height, width, channels) of positive ints. "
+            f"Received: input_shape={tuple(input_shape)}"
+        )
+    if width is not None:
+        _check_positive_int(width, "width")
+    _check_seed(seed)
+    encoder = ENCODERS[name](tuple(int(size) for size in input_shape), width)
+    if seed is not None:
+        encoder = _reseed(encoder, seed)
+    return encoder
+
+
+def _reseed(model, seed):
+    """Rebuilds `model` with every random initializer and random layer seeded from `seed`.
+
+    Layers are cloned in order and each seedable setting gets the next integer, so equal
+    seeds give equal weights (and dropout masks). One mechanism for all models, including
+    `keras.applications` ones whose initializers cannot be passed in.
+    """
+    seeds = itertools.count(seed)
+
+    def clone_layer(layer):
+        config = copy.deepcopy(layer.get_config())
+        if "seed" in config:
+            config["seed"] = next(seeds)
+        for key, value in config.items():
+            if (
+                key.endswith("_initializer")
+                and isinstance(value, dict)
+                and "seed" in value.get("config", {})
+            ):
+                value["config"]["seed"] = next(seeds)
+        return layer.__class__.from_config(config)
+
+    return keras.models.clone_model(model, clone_function=clone_layer)
+
+
+@register_encoder("small_cnn")
+def _small_cnn(input_shape, width):
+    """SupCon keras-io example's encoder: two conv/max-pool blocks, then a linear Dense.
+
+    Conv(32, 3x3, relu) -> MaxPool(2) -> Conv(64, 3x3, relu) -> MaxPool(2) -> Flatten ->
+    Dense(width=128). As in the example the last Dense has no activation and there is no
+    dropout (the classifier head has it). Needs inputs of at least 10x10.
+    """
+    if min(input_shape[:2]) < 10:
+        raise ValueError(f"small_cnn needs images of at least 10x10. Received: {input_shape=}")
+    inputs = keras.Input(shape=input_shape)
+    x = layers.Conv2D(32, 3, activation="relu")(inputs)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Conv2D(64, 3, activation="relu")(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    outputs = layers.Dense(width or 128)(x)
+    return keras.Model(inputs, outputs, name="small_cnn")
+
+
+@register_encoder("simclr_cnn")
+def _simclr_cnn(input_shape, width):
+    """SimCLR keras-io example's encoder: 4 x Conv(width, 3x3, stride 2, relu) -> Flatten ->
+    Dense(width, relu), width 128 by default.
+
+    Each conv uses "valid" padding like the example unless that would leave no pixel; then
+    it uses "same". 96x96 (STL-10) and 32x32 inputs get the example's exact network
+    (32 -> 15 -> 7 -> 3 -> 1); 28x28 goes 13 -> 6 -> 2 -> 1, its last conv padded.
+    """
+    width = width or 128
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    for _ in range(4):
+        # A valid 3x3 stride-2 conv leaves (size - 3) // 2 + 1 pixels.
+        valid = min(x.shape[1], x.shape[2]) >= 3
+        padding = "valid" if valid else "same"
+        x = layers.Conv2D(width, 3, strides=2, padding=padding, activation="relu")(x)
+    x = layers.Flatten()(x)
+    outputs = layers.Dense(width, activation="relu")(x)
+    return keras.Model(inputs, outputs, name="simclr_cnn")
+
+
+def _basic_block(x, filters, strides, name):
+    """ResNet v1 basic block: (3x3 conv, BN, ReLU, 3x3 conv, BN) + shortcut, then ReLU.
+
+    The shortcut is a 1x1 strided conv + BN when the shape changes, else the identity.
+    """
+    shortcut = x
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(
+            filters,
+            1,
+            strides=strides,
+            use_bias=False,
+            kernel_initializer="he_uniform",
+            name=f"{name}_shortcut_conv",
+        )(x)
+        shortcut = layers.BatchNormalization(name=f"{name}_shortcut_bn")(shortcut)
+    x = layers.Conv2D(
+        filters,
+        3,
+        strides=strides,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_uniform",
+        name=f"{name}_conv1",
+    )(x)
+    x = layers.BatchNormalization(name=f"{name}_bn1")(x)
+    x = layers.ReLU(name=f"{name}_relu1")(x)
+    x = layers.Conv2D(
+        filters,
+        3,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_uniform",
+        name=f"{name}_conv2",
+    )(x)
+    x = layers.BatchNormalization(name=f"{name}_bn2")(x)
+    x = layers.Add(name=f"{name}_add")([x, shortcut])
+    return layers.ReLU(name=f"{name}_out")(x)
+
+
+@register_encoder("resnet18")
+def _resnet18(input_shape, width):
+    """CIFAR-style ResNet-18 for 28-32 px images.
+
+    3x3 conv (width=64, stride 1) + BN + ReLU stem with no max-pool, four stages of two
+    basic blocks with [1, 2, 4, 8] x width filters (strides 1, 2, 2, 2), global average
+    pooling -> 8 * width = 512 features. Convolutions have no bias (BN follows) and He-uniform
+    kernels (variance 2 / fan_in, as He-normal, but cheaper to draw on JAX).
+    """
+    width = width or 64
+    inputs = keras.Input(shape=input_shape)
+    x = layers.Conv2D(
+        width,
+        3,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_uniform",
+        name="stem_conv",
+    )(inputs)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    for stage, multiplier in enumerate((1, 2, 4, 8), start=1):
+        for block in (1, 2):
+            strides = 2 if stage > 1 and block == 1 else 1
+            x = _basic_block(x, width * multiplier, strides, name=f"stage{stage}_block{block}")
+    outputs = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    return keras.Model(inputs, outputs, name="resnet18")
+
+
+@register_encoder("resnet50v2")
+def _resnet50v2(input_shape, width):
+    """`keras.applications.ResNet50V2` (no top, random weights, average pooled): 2048 features.
+
+    The application needs at least 32x32 inputs, so smaller images (28x28 MNIST) are resized
+    bilinearly inside the encoder to at least 32 on each side. `width` must be None.
+    """
+    if width is not None:
+        raise ValueError(f"resnet50v2 has a fixed width; pass width=None. Received: {width=}")
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    height, columns = input_shape[:2]
+    if min(height, columns) < 32:
+        x = layers.Resizing(max(height, 32), max(columns, 32), name="resize_to_32")(x)
+    backbone = keras.applications.ResNet50V2(
+        include_top=False, weights=None, input_tensor=x, pooling="avg"
+    )
+    # Re-wrap: the application's model takes a list of inputs; ours takes one tensor.
+    return keras.Model(inputs, backbone.output, name="resnet50v2")
+
+
+def build_projection_head(kind, feature_dim, *, projection_dim=128, hidden_dim=512, seed=None):
+    """Builds the projection head used for the contrastive loss.
+
+    `linear`: Dense(projection_dim) (the SupCon example's head, minus its output ReLU, which
+    would confine the normalised projections to the positive orthant).
+    `mlp`: Dense(hidden_dim, relu) -> Dense(projection_dim), no activation on the output
+    (SimCLR).
+
+    Args:
+        kind: `"linear"` or `"mlp"`.
+        feature_dim: encoder feature dimension.
+        projection_dim: output dimension.
+        hidden_dim: hidden units of the `mlp` head.
+        seed: int seeding the kernel initializers, or None.
+
+    Returns:
+        `keras.Model` named `projection_head`: `[B, feature_dim]` -> `[B, projection_dim]`.
+    """
+    if kind not in PROJECTION_HEADS:
+        raise ValueError(
+            f"Unknown projection head kind={kind!r}. Known kinds: {list(PROJECTION_HEADS)}"
+        )
+    _check_positive_int(feature_dim, "feature_dim")
+    _check_positive_int(projection_dim, "projection_dim")
+    _check_positive_int(hidden_dim, "hidden_dim")
+    _check_seed(seed)
+    inputs = keras.Input(shape=(feature_dim,))
+    x = inputs
+    if kind == "mlp":
+        x = layers.Dense(hidden_dim, activation="relu")(x)
+    outputs = layers.Dense(projection_dim)(x)
+    head = keras.Model(inputs, outputs, name="projection_head")
+    return head if seed is None else _reseed(head, seed)
+
+
+def build_classifier_head(
+    kind, feature_dim, num_classes, *, hidden_dim=512, dropout=0.5, seed=None
+):
+    """Builds the classification head; it outputs class probabilities (softmax), not logits.
+
+    `seed`: the SupCon example's head, Dropout -> Dense(hidden_dim, relu) -> Dropout ->
+    Dense(num_classes) -> softmax.
+    `linear`: Dense(num_classes) -> softmax (linear probe).
+    The softmax runs in float32 so the head stays stable under mixed precision.
+
+    Args:
+        kind: `"seed"` or `"linear"`.
+        feature_dim: encoder feature dimension.
+        num_classes: number of classes.
+        hidden_dim: hidden units of the `seed` head.
+        dropout: dropout rate of the `seed` head, in `[0, 1)`.
+        seed: int seeding the kernel initializers and dropout, or None.
+
+    Returns:
+        `keras.Model` named `classifier_head`: `[B, feature_dim]` -> probabilities
+        `[B, num_classes]` (rows sum to 1); train with a non-logits cross-entropy.
+    """
+    if kind not in CLASSIFIER_HEADS:
+        raise ValueError(
+            f"Unknown classifier head kind={kind!r}. Known kinds: {list(CLASSIFIER_HEADS)}"
+        )
+    _check_positive_int(feature_dim, "feature_dim")
+    _check_positive_int(num_classes, "num_classes")
+    _check_positive_int(hidden_dim, "hidden_dim")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout}")
+    _check_seed(seed)
+    inputs = keras.Input(shape=(feature_dim,))
+    x = inputs
+    if kind == "seed":
+        x = layers.Dropout(dropout)(x)
+        x = layers.Dense(hidden_dim, activation="relu")(x)
+        x = layers.Dropout(dropout)(x)
+    x = layers.Dense(num_classes)(x)
+    outputs = layers.Activation("softmax", dtype="float32")(x)
+    head = keras.Model(inputs, outputs, name="classifier_head")
+    return head if seed is None else _reseed(head, seed)
