@@ -1,0 +1,108 @@
+"""Training callbacks: divergence guard and epoch backups that let a restarted run resume."""
+
+import json
+import logging
+import math
+import os
+
+import keras
+
+log = logging.getLogger(__name__)
+
+# File names written by `keras.callbacks.BackupAndRestore` (Keras 3.15).
+_BACKUP_WEIGHTS = "latest.weights.h5"
+_BACKUP_METADATA = "training_metadata.json"
+
+_DIVERGENCE_HINT = (
+    "lower the learning rate, raise the temperature, or disable mixed precision "
+    "(train.mixed_precision=null)"
+)
+
+
+class TrainingDivergedError(RuntimeError):
+    """The training loss became NaN or infinite; the message names the epoch and batch."""
+
+
+@keras.saving.register_keras_serializable(package="contrastive")
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stops training and raises `TrainingDivergedError` when a batch's loss is NaN or Inf.
+
+    Keras' `TerminateOnNaN` only stops; a diverged run must fail loudly instead of handing
+    a NaN model to the next pipeline step. Checked after every batch, so the error names
+    the first bad batch (epochs and batches are 1-based in the message).
+
+    Args:
+        monitor: key of the batch logs to check. Defaults to `"loss"`.
+    """
+
+    def __init__(self, monitor="loss"):
+        super().__init__()
+        self.monitor = monitor
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            return
+        value = float(value)
+        if not math.isfinite(value):
+            self.model.stop_training = True
+            raise TrainingDivergedError(
+                f"training diverged: {self.monitor}={value} at epoch {self._epoch + 1}, "
+                f"batch {batch + 1}; {_DIVERGENCE_HINT}"
+            )
+
+    def get_config(self):
+        return {"monitor": self.monitor}
+
+
+@keras.saving.register_keras_serializable(package="contrastive")
+class EpochBackup(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` that saves every `every` epochs and after the last one, and keeps
+    its backup when training ends.
+
+    The backup (model weights, optimizer state included, and the count of finished epochs)
+    lets a restarted `fit` with the same model, data and `epochs` continue where the last
+    backup left off. It is kept after a successful `fit` (`delete_checkpoint=False`): a crash
+    between the end of `fit` and the caller saving the final model would otherwise lose the
+    whole run. The caller deletes `backup_dir` once the final model is committed; a rerun
+    that finds a finished backup trains zero epochs and returns the restored model.
+
+    Args:
+        backup_dir: directory used only by this callback.
+        every: save after every `every`-th epoch (and the last), >= 1.
+    """
+
+    def __init__(self, backup_dir, every=1):
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be an int >= 1. Received: every={every!r}")
+        super().__init__(os.fspath(backup_dir), save_freq="epoch", delete_checkpoint=False)
+        self.every = every
+
+    def on_epoch_end(self, epoch, logs=None):
+        finished = epoch + 1
+        if finished % self.every == 0 or finished == self.params.get("epochs"):
+            super().on_epoch_end(epoch, logs)
+
+    def get_config(self):
+        return {"backup_dir": self.backup_dir, "every": self.every}
+
+
+def backed_up_epochs(backup_dir):
+    """Epochs finished by the run backed up in `backup_dir`, or None when it holds no backup.
+
+    Reads the metadata `BackupAndRestore` writes; remote (`scheme://`) paths are not read and
+    give None (the callback still restores from them).
+    """
+    backup_dir = os.fspath(backup_dir)
+    if "://" in backup_dir:
+        return None
+    weights = os.path.join(backup_dir, _BACKUP_WEIGHTS)
+    metadata = os.path.join(backup_dir, _BACKUP_METADATA)
+    if not (os.path.isfile(weights) and os.path.isfile(metadata)):
+        return None
+    with open(metadata) as file:
+        return int(json.load(file)["epoch"])
