@@ -102,7 +102,7 @@ class TrainConfig:
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     classifier_learning_rate: float = 1e-3
-    # Encoder learning rate when fine-tuning (the head uses classifier_learning_rate).
+    # Learning rate of the whole classifier (encoder and head) in classifier_mode finetune.
     finetune_learning_rate: float = 1e-4
     momentum: float = 0.9
     weight_decay: float = 0.0

@@ -509,16 +509,22 @@ def _evaluate_remote_model(data_uri: str, model_uri: str) -> float:
 
 
 def find_encoder(model):
-    """The encoder sub-model inside a classifier (the nested model named `encoder*`)."""
+    """The encoder inside a classifier: the frozen wrapper's encoder, or the nested model
+    named after a registered encoder."""
     import keras
 
-    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    for layer in nested:
-        if layer.name.startswith("encoder"):
+    from contrastive.models import ENCODERS
+    from contrastive.training import FrozenEncoder
+
+    for layer in model.layers:
+        if isinstance(layer, FrozenEncoder):
+            return layer.encoder
+    for layer in model.layers:
+        if isinstance(layer, keras.Model) and layer.name in ENCODERS:
             return layer
-    if nested:
-        return max(nested, key=lambda layer: layer.count_params())
-    raise ValueError(f"model {model.name!r} has no nested encoder model")
+    raise ValueError(
+        f"model {model.name!r} has no encoder sub-model (expected one of {sorted(ENCODERS)})"
+    )
 
 
 # --------------------------------------------------------------------------------------------

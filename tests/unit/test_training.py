@@ -393,10 +393,10 @@ def test_nan_loss_raises_training_diverged_error(data):
 def test_resume_from_checkpoint_runs_the_remaining_epochs(data, tmp_path, caplog):
     checkpoint_dir = tmp_path / "checkpoints"
     first = make_config(epochs=1, classifier_epochs=1)  # baseline: 2 epochs
-    _, history = training.train_baseline(
+    _, first_history = training.train_baseline(
         first, data["train"], num_classes=NUM_CLASSES, checkpoint_dir=str(checkpoint_dir)
     )
-    assert len(history["loss"]) == 2
+    assert len(first_history["loss"]) == 2
     metadata = json.loads((checkpoint_dir / "training_metadata.json").read_text())
     assert metadata["epoch"] == 2  # the backup is kept after a successful fit
 
@@ -406,7 +406,8 @@ def test_resume_from_checkpoint_runs_the_remaining_epochs(data, tmp_path, caplog
             second, data["train"], num_classes=NUM_CLASSES, checkpoint_dir=str(checkpoint_dir)
         )
     assert "resumed from epoch 2 of 3" in caplog.text
-    assert len(history["loss"]) == 1  # History covers only the epochs this call ran
+    assert len(history["loss"]) == 3  # the two epochs before the restart come back too
+    assert history["loss"][:2] == first_history["loss"]
     steps = math.ceil(len(data["train"][1]) / 64)
     assert int(model.optimizer.iterations) == 3 * steps  # optimizer state came back
 

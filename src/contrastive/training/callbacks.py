@@ -106,3 +106,43 @@ def backed_up_epochs(backup_dir):
         return None
     with open(metadata) as file:
         return int(json.load(file)["epoch"])
+
+
+HISTORY_FILE = "history.json"
+
+
+class HistoryBackup(keras.callbacks.Callback):
+    """Keeps the per-epoch logs of every run in `backup_dir/history.json`, so a resumed run
+    returns the whole history, not only the epochs it ran itself.
+
+    Put it before the `EpochBackup` in the callback list: the history is then written before
+    the weights, and `previous_history` trims it to the epochs the weights have.
+
+    Args:
+        backup_dir: the checkpoint directory shared with `EpochBackup`.
+        previous: the history of the epochs already done (from `previous_history`).
+    """
+
+    def __init__(self, backup_dir, previous=None):
+        super().__init__()
+        self.path = os.path.join(os.fspath(backup_dir), HISTORY_FILE)
+        self.history = {key: list(values) for key, values in (previous or {}).items()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        staging = f"{self.path}.tmp"
+        with open(staging, "w") as file:
+            json.dump(self.history, file)
+        os.replace(staging, self.path)
+
+
+def previous_history(backup_dir, finished_epochs):
+    """The history saved by `HistoryBackup`, trimmed to `finished_epochs` epochs."""
+    path = os.path.join(os.fspath(backup_dir), HISTORY_FILE)
+    if not finished_epochs or not os.path.isfile(path):
+        return {}
+    with open(path) as file:
+        saved = json.load(file)
+    return {key: values[:finished_epochs] for key, values in saved.items()}

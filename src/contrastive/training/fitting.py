@@ -12,7 +12,13 @@ import os
 
 import numpy as np
 
-from contrastive.training.callbacks import DivergenceGuard, EpochBackup, backed_up_epochs
+from contrastive.training.callbacks import (
+    DivergenceGuard,
+    EpochBackup,
+    HistoryBackup,
+    backed_up_epochs,
+    previous_history,
+)
 from contrastive.training.optim import build_optimizer
 
 log = logging.getLogger(__name__)
@@ -126,8 +132,8 @@ def fit_model(
     `EpochBackup` saves weights, optimizer state and the finished-epoch count there every
     `checkpoint_every` epochs and after the last. A call that finds a backup resumes from it
     (logged as "resumed from epoch N") and runs only the remaining epochs, so the model ends
-    with exactly `epochs` epochs; the returned history then holds only those remaining
-    epochs (Keras' `History` restarts with each `fit`). The backup is kept at the end: the
+    with exactly `epochs` epochs; the returned history holds every epoch, the ones done
+    before the interruption included (`HistoryBackup` keeps them beside the weights). The backup is kept at the end: the
     caller deletes `checkpoint_dir` after committing the final model. A backup beyond
     `epochs` raises ValueError.
 
@@ -143,6 +149,7 @@ def fit_model(
         jit_compile=train_cfg.jit_compile,
     )
     callbacks = [DivergenceGuard(), *callbacks]
+    history_backup = None
     if checkpoint_dir is not None and train_cfg.checkpoint_every > 0:
         finished = backed_up_epochs(checkpoint_dir)
         if finished is not None:
@@ -158,6 +165,8 @@ def fit_model(
                 epochs,
                 os.fspath(checkpoint_dir),
             )
+        history_backup = HistoryBackup(checkpoint_dir, previous_history(checkpoint_dir, finished))
+        callbacks.append(history_backup)  # before the weights: trimmed on resume if ahead
         callbacks.append(EpochBackup(checkpoint_dir, every=train_cfg.checkpoint_every))
 
     fit_args = {
@@ -171,4 +180,6 @@ def fit_model(
         history = model.fit(x, y, batch_size=train_cfg.batch_size, shuffle=True, **fit_args)
     else:
         history = model.fit(train, **fit_args)
+    if history_backup is not None:
+        return history_backup.history  # earlier runs' epochs included after a resume
     return {key: [float(value) for value in values] for key, values in history.history.items()}
