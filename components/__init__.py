@@ -33,9 +33,7 @@ def build(image: str = DEFAULT_IMAGE) -> SimpleNamespace:
         raise ValueError(f"image must be a container image reference. Received: image={image!r}")
     return SimpleNamespace(
         **{
-            function.__name__: dsl.component(
-                function, base_image=image, install_kfp_package=False
-            )
+            function.__name__: dsl.component(function, base_image=image, install_kfp_package=False)
             for function in FUNCTIONS
         }
     )

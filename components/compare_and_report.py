@@ -42,11 +42,22 @@ def compare_and_report(
         if evaluation is not None and model is not None
     }
     outcome = tasks.run_compare_and_report(
-        dataset.path, candidates, report_path=report.path, markdown_path=summary.path,
-        results_path=results.path, registry=registry, promotion_margin=promotion_margin,
-        run_id=run_id, config=tasks.resolve_config(
-            profile, overrides=overrides, epochs=epochs, classifier_epochs=classifier_epochs,
-            batch_size=batch_size, temperature=temperature, encoder=encoder,
+        dataset.path,
+        candidates,
+        report_path=report.path,
+        markdown_path=summary.path,
+        results_path=results.path,
+        registry=registry,
+        promotion_margin=promotion_margin,
+        run_id=run_id,
+        config=tasks.resolve_config(
+            profile,
+            overrides=overrides,
+            epochs=epochs,
+            classifier_epochs=classifier_epochs,
+            batch_size=batch_size,
+            temperature=temperature,
+            encoder=encoder,
         ),
     )
     for name, value in outcome["scalars"].items():

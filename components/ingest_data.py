@@ -22,12 +22,20 @@ def ingest_data(
     from contrastive import tasks
 
     manifest = tasks.run_ingest(
-        source, dataset.path, validation_fraction=validation_fraction, seed=seed, limit=limit,
-        image_size=image_size, on_error=on_error, labeled_fraction=labeled_fraction,
+        source,
+        dataset.path,
+        validation_fraction=validation_fraction,
+        seed=seed,
+        limit=limit,
+        image_size=image_size,
+        on_error=on_error,
+        labeled_fraction=labeled_fraction,
     )
     dataset.metadata.update(
-        num_classes=manifest["num_classes"], image_shape=manifest["image_shape"],
+        num_classes=manifest["num_classes"],
+        image_shape=manifest["image_shape"],
         splits={k: v["num_examples"] for k, v in manifest["splits"].items()},
-        skipped=len(manifest["skipped"]), data_snapshot=data_snapshot,
+        skipped=len(manifest["skipped"]),
+        data_snapshot=data_snapshot,
     )
     return int(manifest["num_classes"])

@@ -20,8 +20,13 @@ def pretrain_encoder(
     from contrastive import tasks
 
     config = tasks.resolve_config(
-        profile, overrides=overrides, epochs=epochs, batch_size=batch_size,
-        temperature=temperature, encoder=encoder, seed=seed,
+        profile,
+        overrides=overrides,
+        epochs=epochs,
+        batch_size=batch_size,
+        temperature=temperature,
+        encoder=encoder,
+        seed=seed,
     )
     result = tasks.run_pretrain(dataset.path, encoder_model.path, config, method=method)
     encoder_model.metadata.update(method=method, kind="encoder", framework="keras")

@@ -19,8 +19,13 @@ def train_baseline(
     from contrastive import tasks
 
     config = tasks.resolve_config(
-        profile, overrides=overrides, epochs=epochs, classifier_epochs=classifier_epochs,
-        batch_size=batch_size, encoder=encoder, seed=seed,
+        profile,
+        overrides=overrides,
+        epochs=epochs,
+        classifier_epochs=classifier_epochs,
+        batch_size=batch_size,
+        encoder=encoder,
+        seed=seed,
     )
     result = tasks.run_train_baseline(dataset.path, model.path, config)
     model.metadata.update(method="baseline", framework="keras")

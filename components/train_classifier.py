@@ -19,8 +19,11 @@ def train_classifier(
     from contrastive import tasks
 
     config = tasks.resolve_config(
-        profile, overrides=overrides, classifier_epochs=classifier_epochs,
-        batch_size=batch_size, seed=seed,
+        profile,
+        overrides=overrides,
+        classifier_epochs=classifier_epochs,
+        batch_size=batch_size,
+        seed=seed,
     )
     result = tasks.run_train_classifier(
         dataset.path, encoder_model.path, model.path, config, mode=mode

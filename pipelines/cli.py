@@ -1,13 +1,13 @@
 """`contrastive`: the command line. Every subcommand validates its arguments before any work.
 
-    contrastive ingest    --source SOURCE --output URI          images -> TFRecords + manifest
-    contrastive run       [--profile quick] [--methods ...]      the whole DAG locally (kfp.local)
-    contrastive compile   --target kubeflow|vertex --output F    pipeline YAML
-    contrastive pretrain  --data URI --output DIR --method M     one step, outside KFP
-    contrastive train     --data URI --output DIR (--encoder-model DIR | --baseline)
-    contrastive evaluate  --data URI --model DIR
-    contrastive submit / schedule                                run on Kubeflow or Vertex AI
-    contrastive profiles                                         list the shipped profiles
+contrastive ingest    --source SOURCE --output URI          images -> TFRecords + manifest
+contrastive run       [--profile quick] [--methods ...]      the whole DAG locally (kfp.local)
+contrastive compile   --target kubeflow|vertex --output F    pipeline YAML
+contrastive pretrain  --data URI --output DIR --method M     one step, outside KFP
+contrastive train     --data URI --output DIR (--encoder-model DIR | --baseline)
+contrastive evaluate  --data URI --model DIR
+contrastive submit / schedule                                run on Kubeflow or Vertex AI
+contrastive profiles                                         list the shipped profiles
 """
 
 import argparse
@@ -20,21 +20,36 @@ EXIT_USAGE = 2
 
 def _add_config_arguments(parser: argparse.ArgumentParser, *, pretrain: bool = True) -> None:
     group = parser.add_argument_group("configuration (a flag left out keeps the profile's value)")
-    group.add_argument("--profile", default="quick",
-                       help="shipped profile name (see `contrastive profiles`) or a YAML file")
-    group.add_argument("--override", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                       help="set any config field, e.g. train.learning_rate=0.01 (repeatable)")
-    group.add_argument("--epochs", type=int, default=None,
-                       help="pretraining epochs (also the baseline's budget)")
-    group.add_argument("--classifier-epochs", type=int, default=None,
-                       help="epochs of the classifier on the encoder")
+    group.add_argument(
+        "--profile",
+        default="quick",
+        help="shipped profile name (see `contrastive profiles`) or a YAML file",
+    )
+    group.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="set any config field, e.g. train.learning_rate=0.01 (repeatable)",
+    )
+    group.add_argument(
+        "--epochs", type=int, default=None, help="pretraining epochs (also the baseline's budget)"
+    )
+    group.add_argument(
+        "--classifier-epochs",
+        type=int,
+        default=None,
+        help="epochs of the classifier on the encoder",
+    )
     group.add_argument("--batch-size", type=int, default=None, help="training batch size (>= 2)")
-    group.add_argument("--encoder", default=None,
-                       help="small_cnn | simclr_cnn | resnet18 | resnet50v2")
+    group.add_argument(
+        "--encoder", default=None, help="small_cnn | simclr_cnn | resnet18 | resnet50v2"
+    )
     group.add_argument("--seed", type=int, default=None, help="random seed of the training run")
     if pretrain:
-        group.add_argument("--temperature", type=float, default=None,
-                           help="contrastive softmax temperature (> 0)")
+        group.add_argument(
+            "--temperature", type=float, default=None, help="contrastive softmax temperature (> 0)"
+        )
 
 
 def _config(args):
@@ -43,9 +58,14 @@ def _config(args):
     from contrastive.tasks import resolve_config
 
     overrides = list(args.override)
-    for flag, field in (("epochs", "train.epochs"), ("classifier_epochs", "train.classifier_epochs"),
-                        ("batch_size", "train.batch_size"), ("temperature", "train.temperature"),
-                        ("encoder", "model.encoder"), ("seed", "train.seed")):
+    for flag, field in (
+        ("epochs", "train.epochs"),
+        ("classifier_epochs", "train.classifier_epochs"),
+        ("batch_size", "train.batch_size"),
+        ("temperature", "train.temperature"),
+        ("encoder", "model.encoder"),
+        ("seed", "train.seed"),
+    ):
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{field}={value}")
@@ -56,10 +76,17 @@ def cmd_ingest(args) -> int:
     from contrastive import tasks
 
     manifest = tasks.run_ingest(
-        args.source, args.output, validation_fraction=args.validation_fraction, seed=args.seed,
-        limit=args.limit, image_size=args.image_size, on_error=args.on_error,
-        overwrite=args.overwrite, labeled_fraction=args.labeled_fraction,
-        tfds_data_dir=args.tfds_data_dir, progress=sys.stderr.isatty(),
+        args.source,
+        args.output,
+        validation_fraction=args.validation_fraction,
+        seed=args.seed,
+        limit=args.limit,
+        image_size=args.image_size,
+        on_error=args.on_error,
+        overwrite=args.overwrite,
+        labeled_fraction=args.labeled_fraction,
+        tfds_data_dir=args.tfds_data_dir,
+        progress=sys.stderr.isatty(),
     )
     counts = ", ".join(f"{k}={v['num_examples']}" for k, v in manifest["splits"].items())
     print(f"dataset written to {args.output}: {counts}; skipped {len(manifest['skipped'])}")
@@ -73,12 +100,19 @@ def cmd_run(args) -> int:
     methods = _check_methods(args.methods)
     config = _config(args)  # validate everything before the first task starts
     params = {
-        "source": args.source, "profile": args.profile, "overrides": ",".join(args.override),
-        "epochs": args.epochs or 0, "classifier_epochs": args.classifier_epochs or 0,
-        "batch_size": args.batch_size or 0, "temperature": args.temperature or 0.0,
-        "encoder": args.encoder or "", "limit": args.limit, "seed": config.train.seed,
+        "source": args.source,
+        "profile": args.profile,
+        "overrides": ",".join(args.override),
+        "epochs": args.epochs or 0,
+        "classifier_epochs": args.classifier_epochs or 0,
+        "batch_size": args.batch_size or 0,
+        "temperature": args.temperature or 0.0,
+        "encoder": args.encoder or "",
+        "limit": args.limit,
+        "seed": config.train.seed,
         "classifier_mode": args.classifier_mode or config.train.classifier_mode,
-        "registry": args.registry, "promotion_margin": args.promotion_margin,
+        "registry": args.registry,
+        "promotion_margin": args.promotion_margin,
         "validation_fraction": args.validation_fraction,
     }
     if args.limit < 0:
@@ -124,9 +158,14 @@ def cmd_compile(args) -> int:
     from pipelines.pipeline import build_pipeline
 
     pipeline = build_pipeline(
-        image=args.image, target=args.target, methods=args.methods,
-        accelerator_type=args.accelerator_type, accelerator_count=args.accelerator_count,
-        cpu_limit=args.cpu_limit, memory_limit=args.memory_limit, retries=args.retries,
+        image=args.image,
+        target=args.target,
+        methods=args.methods,
+        accelerator_type=args.accelerator_type,
+        accelerator_count=args.accelerator_count,
+        cpu_limit=args.cpu_limit,
+        memory_limit=args.memory_limit,
+        retries=args.retries,
     )
     compiler.Compiler().compile(pipeline, package_path=args.output)
     print(f"compiled {args.target} pipeline to {args.output} (image {args.image})")
@@ -166,8 +205,16 @@ def cmd_evaluate(args) -> int:
     if args.output:
         with open(args.output, "w") as file:
             json.dump(result, file)
-    print(json.dumps({"accuracy": result["accuracy"], "macro_f1": result["macro_f1"],
-                      "num_examples": result["num_examples"]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "accuracy": result["accuracy"],
+                "macro_f1": result["macro_f1"],
+                "num_examples": result["num_examples"],
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -179,8 +226,10 @@ def cmd_profiles(args) -> int:
     else:
         for name in available_profiles():
             config = load_config(name)
-            print(f"{name:26s} {config.model.encoder:11s} {config.train.method:7s} "
-                  f"epochs={config.train.epochs} batch={config.train.batch_size}")
+            print(
+                f"{name:26s} {config.model.encoder:11s} {config.train.method:7s} "
+                f"epochs={config.train.epochs} batch={config.train.batch_size}"
+            )
     return 0
 
 
@@ -194,50 +243,97 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("ingest", help="images -> sharded TFRecords + index.parquet + manifest")
-    p.add_argument("--source", required=True,
-                   help="fashion_mnist | idx:DIR | tfds:NAME | npz:FILE | a folder (local or gs://)")
+    p.add_argument(
+        "--source",
+        required=True,
+        help="fashion_mnist | idx:DIR | tfds:NAME | npz:FILE | a folder (local or gs://)",
+    )
     p.add_argument("--output", required=True, help="dataset location (local path or gs://)")
-    p.add_argument("--validation-fraction", type=float, default=0.1,
-                   help="fraction of train held out, stratified (default 0.1)")
+    p.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.1,
+        help="fraction of train held out, stratified (default 0.1)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
     p.add_argument("--limit", type=int, default=0, help="at most N examples per split (0 = all)")
     p.add_argument("--image-size", default="", help="resize every image to H,W")
-    p.add_argument("--on-error", choices=["skip", "fail"], default="skip",
-                   help="undecodable image: record and skip it, or fail naming it")
+    p.add_argument(
+        "--on-error",
+        choices=["skip", "fail"],
+        default="skip",
+        help="undecodable image: record and skip it, or fail naming it",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a committed dataset")
-    p.add_argument("--labeled-fraction", type=float, default=0.0,
-                   help="keep this stratified fraction of train labelled, rest -> unlabeled")
+    p.add_argument(
+        "--labeled-fraction",
+        type=float,
+        default=0.0,
+        help="keep this stratified fraction of train labelled, rest -> unlabeled",
+    )
     p.add_argument("--tfds-data-dir", default=None, help="TFDS data_dir (may be gs://)")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("run", help="run the whole pipeline locally with kfp.local")
     _add_config_arguments(p)
     p.add_argument("--source", default="fashion_mnist", help="data source (see ingest)")
-    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                   help="comma-separated branches: baseline,supcon,simclr,npairs")
-    p.add_argument("--classifier-mode", choices=["linear", "finetune"], default=None,
-                   help="classifier on the pretrained encoder (default: the profile's)")
+    p.add_argument(
+        "--methods",
+        default=",".join(DEFAULT_METHODS),
+        help="comma-separated branches: baseline,supcon,simclr,npairs",
+    )
+    p.add_argument(
+        "--classifier-mode",
+        choices=["linear", "finetune"],
+        default=None,
+        help="classifier on the pretrained encoder (default: the profile's)",
+    )
     p.add_argument("--limit", type=int, default=0, help="ingest at most N examples per split")
-    p.add_argument("--validation-fraction", type=float, default=0.1,
-                   help="fraction of train held out for validation")
+    p.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.1,
+        help="fraction of train held out for validation",
+    )
     p.add_argument("--registry", default="", help="champion registry (path or gs://); '' = none")
-    p.add_argument("--promotion-margin", type=float, default=0.0,
-                   help="promote only if test accuracy beats the champion by more than this")
+    p.add_argument(
+        "--promotion-margin",
+        type=float,
+        default=0.0,
+        help="promote only if test accuracy beats the champion by more than this",
+    )
     p.add_argument("--runs-dir", default="runs", help="where run outputs go (default runs/)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compile", help="compile the pipeline to YAML for Kubeflow or Vertex AI")
-    p.add_argument("--target", choices=["kubeflow", "vertex"], required=True,
-                   help="where the YAML will run (accelerator names differ)")
+    p.add_argument(
+        "--target",
+        choices=["kubeflow", "vertex"],
+        required=True,
+        help="where the YAML will run (accelerator names differ)",
+    )
     p.add_argument("--output", required=True, help="YAML file to write")
-    p.add_argument("--image", default="contrastive:dev",
-                   help="container image of every step, e.g. REGISTRY/contrastive:<sha>")
-    p.add_argument("--accelerator-type", default=None,
-                   help="Kubeflow: nvidia.com/gpu; Vertex: NVIDIA_L4, NVIDIA_H100_80GB, ...")
-    p.add_argument("--accelerator-count", type=int, default=1,
-                   help="accelerators per training/evaluation step (0 = CPU only)")
-    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                   help="branches to include: baseline,supcon,simclr,npairs")
+    p.add_argument(
+        "--image",
+        default="contrastive:dev",
+        help="container image of every step, e.g. REGISTRY/contrastive:<sha>",
+    )
+    p.add_argument(
+        "--accelerator-type",
+        default=None,
+        help="Kubeflow: nvidia.com/gpu; Vertex: NVIDIA_L4, NVIDIA_H100_80GB, ...",
+    )
+    p.add_argument(
+        "--accelerator-count",
+        type=int,
+        default=1,
+        help="accelerators per training/evaluation step (0 = CPU only)",
+    )
+    p.add_argument(
+        "--methods",
+        default=",".join(DEFAULT_METHODS),
+        help="branches to include: baseline,supcon,simclr,npairs",
+    )
     p.add_argument("--cpu-limit", default="8", help="CPU limit of GPU steps")
     p.add_argument("--memory-limit", default="32G", help="memory limit of GPU steps")
     p.add_argument("--retries", type=int, default=3, help="retries of training steps")

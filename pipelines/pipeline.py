@@ -1,10 +1,7 @@
 """The DAG: ingest -> {baseline, pretrain(supcon) -> classifier, pretrain(simclr) -> classifier}
 -> evaluate each -> compare_and_report. This module only wires steps."""
 
-
-
 from collections.abc import Sequence
-from typing import Optional
 
 from kfp import dsl
 
@@ -23,7 +20,7 @@ def build_pipeline(
     image: str = components.DEFAULT_IMAGE,
     target: str = "kubeflow",
     methods: Sequence[str] = DEFAULT_METHODS,
-    accelerator_type: Optional[str] = None,
+    accelerator_type: str | None = None,
     accelerator_count: int = 1,
     cpu_limit: str = "8",
     memory_limit: str = "32G",
@@ -78,8 +75,13 @@ def build_pipeline(
         promotion_margin: float = 0.0,
     ):
         ingest = c.ingest_data(
-            source=source, validation_fraction=validation_fraction, seed=seed, limit=limit,
-            image_size=image_size, labeled_fraction=labeled_fraction, data_snapshot=data_snapshot,
+            source=source,
+            validation_fraction=validation_fraction,
+            seed=seed,
+            limit=limit,
+            image_size=image_size,
+            labeled_fraction=labeled_fraction,
+            data_snapshot=data_snapshot,
         ).set_display_name("ingest")
         if target != "local":
             ingest.set_cpu_limit("4").set_memory_limit("16G")
@@ -88,29 +90,61 @@ def build_pipeline(
         evaluated = {}
         for method in methods:
             if method == "baseline":
-                trained = retried(on_gpu(c.train_baseline(
-                    dataset=dataset, epochs=epochs, classifier_epochs=classifier_epochs,
-                    encoder=encoder, **common,
-                ))).set_display_name("train-baseline")
+                trained = retried(
+                    on_gpu(
+                        c.train_baseline(
+                            dataset=dataset,
+                            epochs=epochs,
+                            classifier_epochs=classifier_epochs,
+                            encoder=encoder,
+                            **common,
+                        )
+                    )
+                ).set_display_name("train-baseline")
             else:
-                pretrained = retried(on_gpu(c.pretrain_encoder(
-                    dataset=dataset, method=method, epochs=epochs, temperature=temperature,
-                    encoder=encoder, **common,
-                ))).set_display_name(f"pretrain-{method}")
-                trained = retried(on_gpu(c.train_classifier(
-                    dataset=dataset, encoder_model=pretrained.outputs["encoder_model"],
-                    mode=classifier_mode, classifier_epochs=classifier_epochs, **common,
-                ))).set_display_name(f"classifier-{method}")
-            evaluation = on_gpu(c.evaluate_classifier(
-                dataset=dataset, model=trained.outputs["model"],
-            )).set_display_name(f"evaluate-{method}")
+                pretrained = retried(
+                    on_gpu(
+                        c.pretrain_encoder(
+                            dataset=dataset,
+                            method=method,
+                            epochs=epochs,
+                            temperature=temperature,
+                            encoder=encoder,
+                            **common,
+                        )
+                    )
+                ).set_display_name(f"pretrain-{method}")
+                trained = retried(
+                    on_gpu(
+                        c.train_classifier(
+                            dataset=dataset,
+                            encoder_model=pretrained.outputs["encoder_model"],
+                            mode=classifier_mode,
+                            classifier_epochs=classifier_epochs,
+                            **common,
+                        )
+                    )
+                ).set_display_name(f"classifier-{method}")
+            evaluation = on_gpu(
+                c.evaluate_classifier(
+                    dataset=dataset,
+                    model=trained.outputs["model"],
+                )
+            ).set_display_name(f"evaluate-{method}")
             evaluated[f"{method}_evaluation"] = evaluation.outputs["evaluation"]
             evaluated[f"{method}_model"] = trained.outputs["model"]
         c.compare_and_report(
-            dataset=dataset, profile=profile, overrides=overrides, epochs=epochs,
-            classifier_epochs=classifier_epochs, batch_size=batch_size, temperature=temperature,
-            encoder=encoder, registry=registry,
-            promotion_margin=promotion_margin, run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            dataset=dataset,
+            profile=profile,
+            overrides=overrides,
+            epochs=epochs,
+            classifier_epochs=classifier_epochs,
+            batch_size=batch_size,
+            temperature=temperature,
+            encoder=encoder,
+            registry=registry,
+            promotion_margin=promotion_margin,
+            run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             **evaluated,
         ).set_display_name("compare-and-report").set_caching_options(False)
 

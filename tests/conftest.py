@@ -38,6 +38,7 @@ def tiny_dataset(separable_npz, tmp_path_factory):
     from contrastive import data
 
     output = tmp_path_factory.mktemp("datasets") / "separable"
-    data.ingest(f"npz:{separable_npz}", str(output), validation_fraction=0.1, seed=0,
-                progress=False)
+    data.ingest(
+        f"npz:{separable_npz}", str(output), validation_fraction=0.1, seed=0, progress=False
+    )
     return str(output)

@@ -23,9 +23,11 @@ def _imported_top_levels(path: Path) -> set[str]:
 
 
 def _sources():
-    for package, folder in (("contrastive", ROOT / "src" / "contrastive"),
-                            ("components", ROOT / "components"),
-                            ("pipelines", ROOT / "pipelines")):
+    for package, folder in (
+        ("contrastive", ROOT / "src" / "contrastive"),
+        ("components", ROOT / "components"),
+        ("pipelines", ROOT / "pipelines"),
+    ):
         for path in folder.rglob("*.py"):
             yield package, path
 

@@ -207,7 +207,12 @@ def validate(config: Config) -> None:
         _check("train.base_temperature", t.base_temperature, lambda v: v > 0, "must be > 0")
     _check("train.weight_decay", t.weight_decay, lambda v: v >= 0, "must be >= 0")
     _check("train.momentum", t.momentum, lambda v: 0 <= v < 1, "must be in [0, 1)")
-    _check("train.warmup_epochs", t.warmup_epochs, lambda v: 0 <= v < t.epochs, "must be in [0, epochs)")
+    _check(
+        "train.warmup_epochs",
+        t.warmup_epochs,
+        lambda v: 0 <= v < t.epochs,
+        "must be in [0, epochs)",
+    )
     _check("train.checkpoint_every", t.checkpoint_every, lambda v: v >= 0, "must be >= 0")
     _check("train.verbose", t.verbose, lambda v: v in (0, 1, 2), "must be 0, 1 or 2")
     for name in ("width", "projection_dim", "projection_hidden_dim", "classifier_hidden_dim"):
@@ -247,9 +252,7 @@ def _check(name: str, value: Any, predicate, requirement: str) -> None:
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
     if value not in choices:
-        raise ConfigError(
-            f"{name} must be one of {list(choices)}. Received: {name}={value!r}"
-        )
+        raise ConfigError(f"{name} must be one of {list(choices)}. Received: {name}={value!r}")
 
 
 def _load_profile_values(profile: str, seen: tuple[str, ...]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The pipeline's steps as library functions: the file I/O edge shared by the CLI and KFP components.
+"""The pipeline's steps as library functions: the file I/O edge of the CLI and KFP components.
 
 Each `run_*` function reads a dataset (a URI with a `manifest.json`) and/or a model directory,
 calls the training or evaluation code, and writes a model directory:
@@ -70,8 +70,11 @@ def resolve_config(
     if isinstance(overrides, str):
         overrides = [item.strip() for item in overrides.split(",") if item.strip()]
     values: dict[str, Any] = {}
-    for name, value in (("train.epochs", epochs), ("train.classifier_epochs", classifier_epochs),
-                        ("train.batch_size", batch_size)):
+    for name, value in (
+        ("train.epochs", epochs),
+        ("train.classifier_epochs", classifier_epochs),
+        ("train.batch_size", batch_size),
+    ):
         if value < 0:
             raise ConfigError(f"{name} must be >= 1 (0 keeps the profile's). Received: {value}")
         if value:
@@ -108,7 +111,9 @@ class TrainingData:
     manifest: dict
 
 
-def load_training_data(data_uri: str, config: Config, *, include_unlabeled: bool = False) -> TrainingData:
+def load_training_data(
+    data_uri: str, config: Config, *, include_unlabeled: bool = False
+) -> TrainingData:
     """Load the train (and validation) split of a committed dataset into memory."""
     from contrastive import data
 
@@ -189,15 +194,27 @@ def load_model_dir(model_dir: str | Path):
 # steps
 
 
-def run_ingest(source: str, output: str, *, image_size: str | Sequence[int] | None = "",
-               limit: int | None = 0, labeled_fraction: float | None = 0.0, **options) -> dict:
+def run_ingest(
+    source: str,
+    output: str,
+    *,
+    image_size: str | Sequence[int] | None = "",
+    limit: int | None = 0,
+    labeled_fraction: float | None = 0.0,
+    **options,
+) -> dict:
     """`contrastive.data.ingest` with pipeline-parameter conventions (0 / "" mean unset)."""
     from contrastive import data
 
     return data.ingest(
-        source, output, image_size=parse_image_size(image_size), limit=limit or None,
-        labeled_fraction=labeled_fraction or None, overwrite=options.pop("overwrite", True),
-        progress=options.pop("progress", False), **options,
+        source,
+        output,
+        image_size=parse_image_size(image_size),
+        limit=limit or None,
+        labeled_fraction=labeled_fraction or None,
+        overwrite=options.pop("overwrite", True),
+        progress=options.pop("progress", False),
+        **options,
     )
 
 
@@ -218,7 +235,9 @@ def parse_image_size(value: str | Sequence[int] | None) -> tuple[int, int] | Non
     return size
 
 
-def run_pretrain(data_uri: str, output_dir: str | Path, config: Config, *, method: str = "") -> dict:
+def run_pretrain(
+    data_uri: str, output_dir: str | Path, config: Config, *, method: str = ""
+) -> dict:
     """Pretrain an encoder with a contrastive loss; write it as a model directory."""
     from contrastive import training
 
@@ -248,16 +267,31 @@ def run_pretrain(data_uri: str, output_dir: str | Path, config: Config, *, metho
         "views_per_second": _rate(len(data.train[0]) * config.train.num_views, history, seconds),
     }
     save_model_dir(
-        output_dir, encoder, config=config, history={"pretrain": history}, metrics=metrics,
-        info=_info(data, config, kind="encoder", method=config.train.method, data_uri=data_uri,
-                   train_seconds=seconds),
+        output_dir,
+        encoder,
+        config=config,
+        history={"pretrain": history},
+        metrics=metrics,
+        info=_info(
+            data,
+            config,
+            kind="encoder",
+            method=config.train.method,
+            data_uri=data_uri,
+            train_seconds=seconds,
+        ),
     )
     log.info("pretrain %s: %s", config.train.method, _brief(metrics))
     return metrics
 
 
 def run_train_classifier(
-    data_uri: str, encoder_dir: str | Path, output_dir: str | Path, config: Config, *, mode: str = ""
+    data_uri: str,
+    encoder_dir: str | Path,
+    output_dir: str | Path,
+    config: Config,
+    *,
+    mode: str = "",
 ) -> dict:
     """Train a classifier on a pretrained encoder (frozen `linear` probe or `finetune`)."""
     from contrastive import training
@@ -270,7 +304,12 @@ def run_train_classifier(
     _check_compatible(encoder_info, data, encoder_dir)
     start = time.perf_counter()
     model, history = training.train_classifier(
-        config, encoder, data.train, data.validation, num_classes=data.num_classes, mode=mode,
+        config,
+        encoder,
+        data.train,
+        data.validation,
+        num_classes=data.num_classes,
+        mode=mode,
         checkpoint_dir=str(Path(output_dir) / "checkpoints"),
     )
     seconds = time.perf_counter() - start
@@ -288,11 +327,21 @@ def run_train_classifier(
         "pretrain_final_loss": pretrain_metrics.get("final_loss"),
     }
     save_model_dir(
-        output_dir, model, config=config,
-        history={"pretrain": pretrain_history, "classifier": history}, metrics=metrics,
-        info=_info(data, config, kind="classifier", method=encoder_info.get("method"),
-                   data_uri=data_uri, train_seconds=total, mode=mode,
-                   encoder_dir=str(encoder_dir)),
+        output_dir,
+        model,
+        config=config,
+        history={"pretrain": pretrain_history, "classifier": history},
+        metrics=metrics,
+        info=_info(
+            data,
+            config,
+            kind="classifier",
+            method=encoder_info.get("method"),
+            data_uri=data_uri,
+            train_seconds=total,
+            mode=mode,
+            encoder_dir=str(encoder_dir),
+        ),
     )
     log.info("train_classifier %s/%s: %s", encoder_info.get("method"), mode, _brief(metrics))
     return metrics
@@ -307,7 +356,10 @@ def run_train_baseline(data_uri: str, output_dir: str | Path, config: Config) ->
     data = load_training_data(data_uri, config)
     start = time.perf_counter()
     model, history = training.train_baseline(
-        config, data.train, data.validation, num_classes=data.num_classes,
+        config,
+        data.train,
+        data.validation,
+        num_classes=data.num_classes,
         checkpoint_dir=str(Path(output_dir) / "checkpoints"),
     )
     seconds = time.perf_counter() - start
@@ -319,9 +371,19 @@ def run_train_baseline(data_uri: str, output_dir: str | Path, config: Config) ->
         "epochs": len(history.get("loss", [])),
     }
     save_model_dir(
-        output_dir, model, config=config, history={"classifier": history}, metrics=metrics,
-        info=_info(data, config, kind="classifier", method="baseline", data_uri=data_uri,
-                   train_seconds=seconds),
+        output_dir,
+        model,
+        config=config,
+        history={"classifier": history},
+        metrics=metrics,
+        info=_info(
+            data,
+            config,
+            kind="classifier",
+            method="baseline",
+            data_uri=data_uri,
+            train_seconds=seconds,
+        ),
     )
     log.info("train_baseline: %s", _brief(metrics))
     return metrics
@@ -359,7 +421,8 @@ def run_evaluate(
         features = training.embed(find_encoder(model), x[: embedding_points * 2], batch_size)
         points, indices = evaluation.pca_2d(features, max_points=embedding_points)
         embedding = {
-            "x": points[:, 0].tolist(), "y": points[:, 1].tolist(),
+            "x": points[:, 0].tolist(),
+            "y": points[:, 1].tolist(),
             "label": y[indices].astype(int).tolist(),
         }
     result.update(
@@ -374,8 +437,13 @@ def run_evaluate(
     result["scalars"] = _evaluation_scalars(result)
     if predictions_path is not None:
         _write_predictions(predictions_path, y, predicted, probabilities)
-    log.info("evaluate %s: accuracy %.4f on %d %s images", info.get("method"),
-             result["accuracy"], len(y), split)
+    log.info(
+        "evaluate %s: accuracy %.4f on %d %s images",
+        info.get("method"),
+        result["accuracy"],
+        len(y),
+        split,
+    )
     return result
 
 
@@ -430,8 +498,13 @@ def run_compare_and_report(
     }
     if registry:
         summary["decision"] = gate_champion(
-            registry, data_uri, best, methods[best]["accuracy"], candidates[best][1],
-            run_id=run_id, margin=promotion_margin,
+            registry,
+            data_uri,
+            best,
+            methods[best]["accuracy"],
+            candidates[best][1],
+            run_id=run_id,
+            margin=promotion_margin,
         )
     preview = Path(report_path).with_name("augmentation_preview.png")
     try:
@@ -450,8 +523,14 @@ def run_compare_and_report(
 
 
 def gate_champion(
-    registry_root: str, data_uri: str, candidate: str, candidate_accuracy: float,
-    candidate_dir: str, *, run_id: str, margin: float,
+    registry_root: str,
+    data_uri: str,
+    candidate: str,
+    candidate_accuracy: float,
+    candidate_dir: str,
+    *,
+    run_id: str,
+    margin: float,
 ) -> dict:
     """Re-evaluate the champion on this run's test split; promote the candidate if it wins."""
     from contrastive.registry import ModelRegistry, decide
@@ -463,14 +542,24 @@ def gate_champion(
         champion_accuracy = _evaluate_remote_model(data_uri, registry.champion_model_dir())
     promote, reason = decide(candidate_accuracy, champion_accuracy, margin)
     decision = {
-        "promoted": promote, "promote": promote, "candidate": candidate,
+        "promoted": promote,
+        "promote": promote,
+        "candidate": candidate,
         "candidate_accuracy": candidate_accuracy,
-        "champion_accuracy": champion_accuracy, "margin": margin, "reason": reason,
+        "champion_accuracy": champion_accuracy,
+        "margin": margin,
+        "reason": reason,
         "champion_run_id": champion.get("run_id") if champion else None,
     }
     if promote:
-        _promote_with_export(registry, run_id, candidate_dir, candidate_accuracy, candidate,
-                             expected_generation=champion["generation"] if champion else 0)
+        _promote_with_export(
+            registry,
+            run_id,
+            candidate_dir,
+            candidate_accuracy,
+            candidate,
+            expected_generation=champion["generation"] if champion else 0,
+        )
     registry.record_decision(run_id, decision)
     return decision
 
@@ -491,8 +580,9 @@ def _promote_with_export(registry, run_id, model_dir, score, method, *, expected
         else:  # a SavedModel needs TensorFlow; the .keras file is promoted on its own
             log.warning("SavedModel export skipped on the %s backend", keras.backend.backend())
         (bundle / COMPLETE_MARKER).touch()
-        registry.promote(run_id, bundle, score, extra={"method": method},
-                         expected_generation=expected_generation)
+        registry.promote(
+            run_id, bundle, score, extra={"method": method}, expected_generation=expected_generation
+        )
 
 
 def _evaluate_remote_model(data_uri: str, model_uri: str) -> float:
@@ -585,9 +675,12 @@ def _info(data: TrainingData, config: Config, **extra) -> dict:
 
 def _manifest_view(manifest: dict) -> TrainingData:
     return TrainingData(
-        train=(np.zeros((0,)), np.zeros((0,))), validation=None,
-        num_classes=int(manifest["num_classes"]), class_names=list(manifest["class_names"]),
-        image_shape=tuple(manifest["image_shape"]), manifest=manifest,
+        train=(np.zeros((0,)), np.zeros((0,))),
+        validation=None,
+        num_classes=int(manifest["num_classes"]),
+        class_names=list(manifest["class_names"]),
+        image_shape=tuple(manifest["image_shape"]),
+        manifest=manifest,
     )
 
 
@@ -615,8 +708,13 @@ def _knn(encoder, data: TrainingData, config: Config) -> float | None:
     vx, vy = data.validation
     return float(
         training.knn_accuracy(
-            encoder, x[labelled][:cap], y[labelled][:cap], vx[:cap], vy[:cap],
-            k=config.train.knn_k, temperature=config.train.knn_temperature,
+            encoder,
+            x[labelled][:cap],
+            y[labelled][:cap],
+            vx[:cap],
+            vy[:cap],
+            k=config.train.knn_k,
+            temperature=config.train.knn_temperature,
         )
     )
 
@@ -632,8 +730,11 @@ def _last(history: dict, key: str):
 
 
 def _brief(metrics: dict) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in metrics.items() if v is not None)
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in metrics.items()
+        if v is not None
+    )
 
 
 def _plain(value):
@@ -668,13 +769,15 @@ def _write_predictions(path, labels, predicted, probabilities) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.table({
-        "index": np.arange(len(labels), dtype=np.int64),
-        "label": labels.astype(np.int64),
-        "predicted": predicted.astype(np.int64),
-        "confidence": probabilities.max(axis=1).astype(np.float32),
-        "probabilities": list(probabilities.astype(np.float32)),
-    })
+    table = pa.table(
+        {
+            "index": np.arange(len(labels), dtype=np.int64),
+            "label": labels.astype(np.int64),
+            "predicted": predicted.astype(np.int64),
+            "confidence": probabilities.max(axis=1).astype(np.float32),
+            "probabilities": list(probabilities.astype(np.float32)),
+        }
+    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.tmp")

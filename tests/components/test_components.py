@@ -22,28 +22,43 @@ def chain(separable_npz, tmp_path_factory):
     out = {"root": root}
     dataset = _artifact(dsl.Dataset, root / "dataset")
     out["num_classes"] = C.ingest_data.python_func(
-        dataset=dataset, source=f"npz:{separable_npz}", validation_fraction=0.1,
+        dataset=dataset,
+        source=f"npz:{separable_npz}",
+        validation_fraction=0.1,
         data_snapshot="2026-11-22",
     )
     out["dataset"] = dataset
     encoder = _artifact(dsl.Model, root / "encoder")
     out["pretrain_metrics"] = _artifact(dsl.Metrics, root / "pretrain_metrics")
     C.pretrain_encoder.python_func(
-        dataset=dataset, encoder_model=encoder, metrics=out["pretrain_metrics"], method="supcon",
-        profile=PROFILE, epochs=2,
+        dataset=dataset,
+        encoder_model=encoder,
+        metrics=out["pretrain_metrics"],
+        method="supcon",
+        profile=PROFILE,
+        epochs=2,
     )
     out["encoder"] = encoder
     model = _artifact(dsl.Model, root / "classifier")
     out["classifier_metrics"] = _artifact(dsl.Metrics, root / "classifier_metrics")
     C.train_classifier.python_func(
-        dataset=dataset, encoder_model=encoder, model=model, metrics=out["classifier_metrics"],
-        mode="linear", profile=PROFILE, classifier_epochs=4,
+        dataset=dataset,
+        encoder_model=encoder,
+        model=model,
+        metrics=out["classifier_metrics"],
+        mode="linear",
+        profile=PROFILE,
+        classifier_epochs=4,
     )
     out["model"] = model
     baseline = _artifact(dsl.Model, root / "baseline")
     C.train_baseline.python_func(
-        dataset=dataset, model=baseline, metrics=_artifact(dsl.Metrics, root / "bm"),
-        profile=PROFILE, epochs=2, classifier_epochs=2,
+        dataset=dataset,
+        model=baseline,
+        metrics=_artifact(dsl.Metrics, root / "bm"),
+        profile=PROFILE,
+        epochs=2,
+        classifier_epochs=2,
     )
     out["baseline"] = baseline
     for name, trained in (("supcon", model), ("baseline", baseline)):
@@ -51,7 +66,10 @@ def chain(separable_npz, tmp_path_factory):
         metrics = _artifact(dsl.Metrics, root / f"{name}_eval_metrics")
         confusion = _artifact(dsl.ClassificationMetrics, root / f"{name}_confusion")
         out[f"{name}_accuracy"] = C.evaluate_classifier.python_func(
-            dataset=dataset, model=trained, metrics=metrics, classification_metrics=confusion,
+            dataset=dataset,
+            model=trained,
+            metrics=metrics,
+            classification_metrics=confusion,
             predictions=_artifact(dsl.Dataset, root / f"{name}_predictions.parquet"),
             evaluation=evaluation,
         )
@@ -101,10 +119,17 @@ def test_compare_component_picks_the_best_and_gates_against_the_registry(chain, 
     decision = _artifact(dsl.Metrics, tmp_path / "decision")
     registry = tmp_path / "registry"
     best = C.compare_and_report.python_func(
-        dataset=chain["dataset"], report=report, summary=summary, results=results,
-        decision=decision, supcon_evaluation=chain["supcon_evaluation"],
-        supcon_model=chain["model"], baseline_evaluation=chain["baseline_evaluation"],
-        baseline_model=chain["baseline"], profile=PROFILE, registry=str(registry),
+        dataset=chain["dataset"],
+        report=report,
+        summary=summary,
+        results=results,
+        decision=decision,
+        supcon_evaluation=chain["supcon_evaluation"],
+        supcon_model=chain["model"],
+        baseline_evaluation=chain["baseline_evaluation"],
+        baseline_model=chain["baseline"],
+        profile=PROFILE,
+        registry=str(registry),
         run_id="run-1",
     )
     top = max(chain["supcon_accuracy"], chain["baseline_accuracy"])
@@ -126,7 +151,8 @@ def test_components_refuse_an_incomplete_model(chain, tmp_path):
     (broken / "model.keras").write_bytes(b"partial")
     with pytest.raises(ModelIncompleteError, match="incomplete"):
         C.evaluate_classifier.python_func(
-            dataset=chain["dataset"], model=_artifact(dsl.Model, broken),
+            dataset=chain["dataset"],
+            model=_artifact(dsl.Model, broken),
             metrics=_artifact(dsl.Metrics, tmp_path / "m"),
             classification_metrics=_artifact(dsl.ClassificationMetrics, tmp_path / "c"),
             predictions=_artifact(dsl.Dataset, tmp_path / "p.parquet"),

@@ -14,9 +14,22 @@ pytestmark = pytest.mark.slow
 def local_run(separable_npz, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     command = [
-        sys.executable, "-m", "pipelines.cli", "run", "--profile", "tiny",
-        "--source", f"npz:{separable_npz}", "--methods", "baseline,supcon,simclr",
-        "--epochs", "1", "--runs-dir", str(runs), "--registry", str(runs / "registry"),
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "run",
+        "--profile",
+        "tiny",
+        "--source",
+        f"npz:{separable_npz}",
+        "--methods",
+        "baseline,supcon,simclr",
+        "--epochs",
+        "1",
+        "--runs-dir",
+        str(runs),
+        "--registry",
+        str(runs / "registry"),
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
@@ -42,9 +55,18 @@ def test_every_task_left_its_artifacts(local_run):
     runs, _ = local_run
     artifacts = (runs / "latest" / "artifacts").resolve()
     task_dirs = {p.name for p in next(artifacts.iterdir()).iterdir() if p.is_dir()}
-    for task in ("ingest-data", "train-baseline", "pretrain-encoder", "pretrain-encoder-2",
-                 "train-classifier", "train-classifier-2", "evaluate-classifier",
-                 "evaluate-classifier-2", "evaluate-classifier-3", "compare-and-report"):
+    for task in (
+        "ingest-data",
+        "train-baseline",
+        "pretrain-encoder",
+        "pretrain-encoder-2",
+        "train-classifier",
+        "train-classifier-2",
+        "evaluate-classifier",
+        "evaluate-classifier-2",
+        "evaluate-classifier-3",
+        "compare-and-report",
+    ):
         assert task in task_dirs, (task, sorted(task_dirs))
     for model_dir in artifacts.glob("*/train-*/model"):
         assert (model_dir / "COMPLETE").is_file() and (model_dir / "model.keras").is_file()
@@ -68,13 +90,27 @@ def test_report_contains_the_accuracy_table(local_run):
 
 
 def test_bad_parameter_fails_fast_and_writes_nothing(tmp_path):
-    command = [sys.executable, "-m", "pipelines.cli", "run", "--profile", "tiny",
-               "--batch-size", "1", "--runs-dir", str(tmp_path / "runs")]
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "run",
+        "--profile",
+        "tiny",
+        "--batch-size",
+        "1",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "train.batch_size" in result.stderr and "1" in result.stderr
     assert not (tmp_path / "runs").exists()
-    result = subprocess.run(command[:6] + ["--methods", "supcon,moco", "--runs-dir", str(tmp_path / "runs")], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        command[:6] + ["--methods", "supcon,moco", "--runs-dir", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "moco" in result.stderr
     assert not Path(tmp_path / "runs").exists()

@@ -10,8 +10,16 @@ from pipelines import cli
 from pipelines.pipeline import build_pipeline
 
 IMAGE = "us-docker.pkg.dev/acme/ml/contrastive:1a2b3c4"
-GPU_TASKS = {"train-baseline", "pretrain-supcon", "pretrain-simclr", "classifier-supcon",
-             "classifier-simclr", "evaluate-baseline", "evaluate-supcon", "evaluate-simclr"}
+GPU_TASKS = {
+    "train-baseline",
+    "pretrain-supcon",
+    "pretrain-simclr",
+    "classifier-supcon",
+    "classifier-simclr",
+    "evaluate-baseline",
+    "evaluate-supcon",
+    "evaluate-simclr",
+}
 CPU_TASKS = {"ingest", "compare-and-report"}
 
 
@@ -38,8 +46,9 @@ def _producers(task):
     return {name: a["taskOutputArtifact"]["producerTask"] for name, a in artifacts.items()}
 
 
-@pytest.mark.parametrize("target, accelerator", [("kubeflow", "nvidia.com/gpu"),
-                                                 ("vertex", "NVIDIA_L4")])
+@pytest.mark.parametrize(
+    "target, accelerator", [("kubeflow", "nvidia.com/gpu"), ("vertex", "NVIDIA_L4")]
+)
 def test_dag_tasks_edges_and_accelerators(tmp_path, target, accelerator):
     spec = _compile(tmp_path, target=target)
     json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())  # a valid PipelineSpec proto
@@ -66,8 +75,15 @@ def test_dag_tasks_edges_and_accelerators(tmp_path, target, accelerator):
 
 def test_methods_switch_branches_off(tmp_path):
     tasks = _tasks(_compile(tmp_path, target="kubeflow", methods=["baseline", "npairs"]))
-    assert set(tasks) == {"ingest", "train-baseline", "evaluate-baseline", "pretrain-npairs",
-                          "classifier-npairs", "evaluate-npairs", "compare-and-report"}
+    assert set(tasks) == {
+        "ingest",
+        "train-baseline",
+        "evaluate-baseline",
+        "pretrain-npairs",
+        "classifier-npairs",
+        "evaluate-npairs",
+        "compare-and-report",
+    }
     with pytest.raises(ValueError, match="moco"):
         build_pipeline(methods=["supcon", "moco"])
 
@@ -75,8 +91,11 @@ def test_methods_switch_branches_off(tmp_path):
 def test_cpu_only_and_custom_accelerator(tmp_path):
     tasks = _tasks(_compile(tmp_path, target="vertex", accelerator_count=0))
     assert all("accelerator" not in c.get("resources", {}) for _, c in tasks.values())
-    tasks = _tasks(_compile(tmp_path, target="vertex", accelerator_type="NVIDIA_H100_80GB",
-                            accelerator_count=2))
+    tasks = _tasks(
+        _compile(
+            tmp_path, target="vertex", accelerator_type="NVIDIA_H100_80GB", accelerator_count=2
+        )
+    )
     accel = tasks["pretrain-supcon"][1]["resources"]["accelerator"]
     assert (accel["resourceType"], accel["resourceCount"]) == ("NVIDIA_H100_80GB", "2")
 
@@ -90,8 +109,19 @@ def test_accelerator_name_of_the_wrong_target_is_refused(target, wrong):
 def test_pipeline_parameters_and_cache_settings(tmp_path):
     spec = _compile(tmp_path, target="kubeflow")
     params = spec["root"]["inputDefinitions"]["parameters"]
-    for name in ("source", "profile", "epochs", "batch_size", "temperature", "encoder",
-                 "data_snapshot", "registry", "promotion_margin", "classifier_mode", "limit"):
+    for name in (
+        "source",
+        "profile",
+        "epochs",
+        "batch_size",
+        "temperature",
+        "encoder",
+        "data_snapshot",
+        "registry",
+        "promotion_margin",
+        "classifier_mode",
+        "limit",
+    ):
         assert name in params, name
     tasks = spec["root"]["dag"]["tasks"]
     compare = next(t for t in tasks.values() if t["taskInfo"]["name"] == "compare-and-report")
@@ -104,13 +134,33 @@ def test_pipeline_parameters_and_cache_settings(tmp_path):
 
 def test_cli_compile_writes_yaml_with_the_image(tmp_path, capsys):
     out = tmp_path / "p.yaml"
-    code = cli.main(["compile", "--target", "vertex", "--image", IMAGE, "--output", str(out),
-                     "--accelerator-type", "NVIDIA_TESLA_T4"])
+    code = cli.main(
+        [
+            "compile",
+            "--target",
+            "vertex",
+            "--image",
+            IMAGE,
+            "--output",
+            str(out),
+            "--accelerator-type",
+            "NVIDIA_TESLA_T4",
+        ]
+    )
     assert code == 0
     text = out.read_text()
     assert IMAGE in text and "NVIDIA_TESLA_T4" in text
-    code = cli.main(["compile", "--target", "kubeflow", "--output", str(tmp_path / "k.yaml"),
-                     "--accelerator-type", "NVIDIA_TESLA_T4"])
+    code = cli.main(
+        [
+            "compile",
+            "--target",
+            "kubeflow",
+            "--output",
+            str(tmp_path / "k.yaml"),
+            "--accelerator-type",
+            "NVIDIA_TESLA_T4",
+        ]
+    )
     assert code == 2
     assert "NVIDIA_TESLA_T4" in capsys.readouterr().err
     assert not (tmp_path / "k.yaml").exists()

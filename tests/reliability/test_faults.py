@@ -28,9 +28,22 @@ def _backed_up_epochs(checkpoints: Path):
 
 def test_pretrain_killed_after_epoch_two_resumes_to_six_epochs(tiny_dataset, tmp_path):
     output = tmp_path / "encoder"
-    command = [*CLI, "pretrain", "--data", tiny_dataset, "--output", str(output),
-               "--method", "supcon", "--profile", "tiny", "--epochs", "6",
-               "--override", "data.limit=256"]
+    command = [
+        *CLI,
+        "pretrain",
+        "--data",
+        tiny_dataset,
+        "--output",
+        str(output),
+        "--method",
+        "supcon",
+        "--profile",
+        "tiny",
+        "--epochs",
+        "6",
+        "--override",
+        "data.limit=256",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 240
     try:
@@ -71,8 +84,20 @@ def test_evaluate_refuses_a_dataset_with_another_class_count(tiny_dataset, tmp_p
 
     # Train nothing: take a classifier from a 4-class dataset and a 3-class dataset.
     classifier = tmp_path / "clf"
-    result = _cli("train", "--data", tiny_dataset, "--baseline", "--output", str(classifier),
-                  "--profile", "tiny", "--epochs", "1", "--classifier-epochs", "1")
+    result = _cli(
+        "train",
+        "--data",
+        tiny_dataset,
+        "--baseline",
+        "--output",
+        str(classifier),
+        "--profile",
+        "tiny",
+        "--epochs",
+        "1",
+        "--classifier-epochs",
+        "1",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rng = np.random.default_rng(0)
     x = rng.integers(0, 255, size=(30, 28, 28, 1), dtype=np.uint8)
@@ -100,8 +125,7 @@ def test_evaluate_refuses_a_dataset_with_another_class_count(tiny_dataset, tmp_p
         (["--override", "augment.strong.min_area=1.5"], "augment.strong.min_area=1.5"),
     ],
 )
-def test_bad_pretrain_parameters_fail_fast_and_write_nothing(tiny_dataset, tmp_path, args,
-                                                              message):
+def test_bad_pretrain_parameters_fail_fast_and_write_nothing(tiny_dataset, tmp_path, args, message):
     output = tmp_path / "out"
     start = time.monotonic()
     result = _cli("pretrain", "--data", tiny_dataset, "--output", str(output), *args)
@@ -130,8 +154,7 @@ def test_data_uri_without_manifest_is_refused(tmp_path):
         (["--source", "ftp://example/images"], "ftp://example/images"),
     ],
 )
-def test_bad_ingest_parameters_fail_fast_and_write_nothing(separable_npz, tmp_path, args,
-                                                            message):
+def test_bad_ingest_parameters_fail_fast_and_write_nothing(separable_npz, tmp_path, args, message):
     output = tmp_path / "dataset"
     base = ["ingest", "--source", f"npz:{separable_npz}", "--output", str(output)]
     if "--source" in args:
@@ -144,17 +167,38 @@ def test_bad_ingest_parameters_fail_fast_and_write_nothing(separable_npz, tmp_pa
 
 def test_compile_refuses_the_wrong_accelerator_name(tmp_path):
     output = tmp_path / "pipeline.yaml"
-    result = _cli("compile", "--target", "vertex", "--accelerator-type", "nvidia.com/gpu",
-                  "--output", str(output))
+    result = _cli(
+        "compile",
+        "--target",
+        "vertex",
+        "--accelerator-type",
+        "nvidia.com/gpu",
+        "--output",
+        str(output),
+    )
     assert result.returncode == 2 and "nvidia.com/gpu" in result.stderr
     assert not output.exists()
 
 
 def test_divergence_stops_training_with_a_hint(tiny_dataset, tmp_path):
     output = tmp_path / "diverged"
-    result = _cli("pretrain", "--data", tiny_dataset, "--output", str(output), "--profile",
-                  "tiny", "--override", "train.learning_rate=1e12", "--override",
-                  "train.optimizer=sgd", "--epochs", "3", "--override", "train.online_probe=false")
+    result = _cli(
+        "pretrain",
+        "--data",
+        tiny_dataset,
+        "--output",
+        str(output),
+        "--profile",
+        "tiny",
+        "--override",
+        "train.learning_rate=1e12",
+        "--override",
+        "train.optimizer=sgd",
+        "--epochs",
+        "3",
+        "--override",
+        "train.online_probe=false",
+    )
     assert result.returncode != 0
     assert "learning rate" in result.stderr
     assert not (output / "COMPLETE").exists()

@@ -7,7 +7,14 @@ import yaml
 
 from contrastive.config import Config, ConfigError, available_profiles, load_config
 
-SHIPPED = ["full", "quick", "seed-cifar10-resnet50v2", "seed-small-cnn", "seed-stl10-simclr", "tiny"]
+SHIPPED = [
+    "full",
+    "quick",
+    "seed-cifar10-resnet50v2",
+    "seed-small-cnn",
+    "seed-stl10-simclr",
+    "tiny",
+]
 
 
 def test_every_shipped_profile_loads_and_validates():
@@ -39,7 +46,9 @@ def test_tiny_inherits_from_quick_and_overrides():
 
 
 def test_overrides_as_strings_and_dict():
-    config = load_config("quick", ["train.epochs=7", "train.learning_rate=1e-2", "data.image_size=[32,32]"])
+    config = load_config(
+        "quick", ["train.epochs=7", "train.learning_rate=1e-2", "data.image_size=[32,32]"]
+    )
     assert config.train.epochs == 7
     assert config.train.learning_rate == pytest.approx(0.01)
     assert config.data.image_size == (32, 32)

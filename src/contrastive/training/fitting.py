@@ -133,9 +133,9 @@ def fit_model(
     `checkpoint_every` epochs and after the last. A call that finds a backup resumes from it
     (logged as "resumed from epoch N") and runs only the remaining epochs, so the model ends
     with exactly `epochs` epochs; the returned history holds every epoch, the ones done
-    before the interruption included (`HistoryBackup` keeps them beside the weights). The backup is kept at the end: the
-    caller deletes `checkpoint_dir` after committing the final model. A backup beyond
-    `epochs` raises ValueError.
+    before the interruption included (`HistoryBackup` keeps them beside the weights). The
+    backup is kept at the end: the caller deletes `checkpoint_dir` after committing the final
+    model. A backup beyond `epochs` raises ValueError.
 
     Returns:
         The `History` dict: metric name -> list of Python floats, one per epoch run.
