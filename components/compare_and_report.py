@@ -17,13 +17,6 @@ def compare_and_report(
     simclr_model: Input[Model] = None,
     npairs_evaluation: Input[Artifact] = None,
     npairs_model: Input[Model] = None,
-    profile: str = "quick",
-    overrides: str = "",
-    epochs: int = 0,
-    classifier_epochs: int = 0,
-    batch_size: int = 0,
-    temperature: float = 0.0,
-    encoder: str = "",
     registry: str = "",
     promotion_margin: float = 0.0,
     run_id: str = "",
@@ -50,15 +43,6 @@ def compare_and_report(
         registry=registry,
         promotion_margin=promotion_margin,
         run_id=run_id,
-        config=tasks.resolve_config(
-            profile,
-            overrides=overrides,
-            epochs=epochs,
-            classifier_epochs=classifier_epochs,
-            batch_size=batch_size,
-            temperature=temperature,
-            encoder=encoder,
-        ),
     )
     for name, value in outcome["scalars"].items():
         decision.log_metric(name, value)

@@ -135,13 +135,6 @@ def build_pipeline(
             evaluated[f"{method}_model"] = trained.outputs["model"]
         c.compare_and_report(
             dataset=dataset,
-            profile=profile,
-            overrides=overrides,
-            epochs=epochs,
-            classifier_epochs=classifier_epochs,
-            batch_size=batch_size,
-            temperature=temperature,
-            encoder=encoder,
             registry=registry,
             promotion_margin=promotion_margin,
             run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,

@@ -431,6 +431,7 @@ def run_evaluate(
         train_seconds=info.get("train_seconds"),
         history=_read_json(Path(model_dir) / "history.json"),
         train_metrics=_read_json(Path(model_dir) / "metrics.json"),
+        config=_read_yaml(Path(model_dir) / "config.yaml"),
         embedding_2d=embedding,
     )
     result["knn_accuracy"] = result["train_metrics"].get("knn_accuracy")
@@ -454,7 +455,7 @@ def run_compare_and_report(
     report_path: str | Path,
     markdown_path: str | Path,
     results_path: str | Path,
-    config: Config,
+    config: Config | None = None,
     parameters: str | dict = "{}",
     registry: str = "",
     promotion_margin: float = 0.0,
@@ -464,6 +465,8 @@ def run_compare_and_report(
 
     Args:
         candidates: method name -> (evaluation JSON path, classifier model directory).
+        config: shown in the report and used for the augmentation preview; by default the
+            best model's own training config.
         registry: a local path or gs:// prefix holding `champion.json`; "" skips the gate.
         promotion_margin: the candidate must beat the champion's accuracy by more than this.
 
@@ -478,6 +481,8 @@ def run_compare_and_report(
     manifest = data_io.read_manifest(data_uri)
     methods = {name: _read_json(Path(path)) for name, (path, _) in candidates.items()}
     best = max(methods, key=lambda name: methods[name]["accuracy"])
+    if config is None:  # every evaluation carries the config its model was trained with
+        config = Config.from_dict(methods[best].get("config") or {})
     run_id = run_id or time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     if isinstance(parameters, str):
         parameters = json.loads(parameters or "{}")
@@ -759,6 +764,12 @@ def _write_text(path: Path, text: str) -> None:
 
 def _write_json(path: Path, value) -> None:
     _write_text(path, json.dumps(value, indent=2, allow_nan=False, default=float))
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text()) if path.is_file() else {}
 
 
 def _read_json(path: Path) -> dict:

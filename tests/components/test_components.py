@@ -128,7 +128,6 @@ def test_compare_component_picks_the_best_and_gates_against_the_registry(chain, 
         supcon_model=chain["model"],
         baseline_evaluation=chain["baseline_evaluation"],
         baseline_model=chain["baseline"],
-        profile=PROFILE,
         registry=str(registry),
         run_id="run-1",
     )
@@ -139,8 +138,12 @@ def test_compare_component_picks_the_best_and_gates_against_the_registry(chain, 
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["best"] == best and saved["decision"]["promoted"] is True
     assert decision.metadata["promoted"] == 1.0
+    assert saved["profile"] == PROFILE  # the config comes from the evaluated models
     champion = json.loads((registry / "champion.json").read_text())
     assert champion["run_id"] == "run-1"
+    version = registry / "versions" / "run-1"
+    assert (version / "COMPLETE").is_file() and (version / "model.keras").is_file()
+    assert (version / "saved_model" / "saved_model.pb").is_file()  # serving export
 
 
 def test_components_refuse_an_incomplete_model(chain, tmp_path):
