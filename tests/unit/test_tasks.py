@@ -1,0 +1,86 @@
+"""contrastive.tasks: parameter conventions, model directories, the semi-supervised path."""
+
+import json
+
+import numpy as np
+import pytest
+
+from contrastive import data, tasks
+from contrastive.config import ConfigError
+
+
+def test_resolve_config_zero_and_empty_keep_the_profile():
+    base = tasks.resolve_config("quick")
+    same = tasks.resolve_config("quick", epochs=0, batch_size=0, temperature=0.0, encoder="")
+    assert same == base
+    changed = tasks.resolve_config(
+        "quick",
+        overrides="train.learning_rate=0.01, model.projection_dim=32",
+        epochs=4,
+        temperature=0.2,
+        encoder="resnet18",
+        limit=100,
+        seed=7,
+    )
+    assert (changed.train.epochs, changed.train.temperature, changed.model.encoder) == (
+        4,
+        0.2,
+        "resnet18",
+    )
+    assert (changed.train.learning_rate, changed.model.projection_dim) == (0.01, 32)
+    assert (changed.data.limit, changed.train.seed) == (100, 7)
+    with pytest.raises(ConfigError, match="temperature=-1"):
+        tasks.resolve_config("quick", temperature=-1)
+    with pytest.raises(ConfigError, match="limit=-5"):
+        tasks.resolve_config("quick", limit=-5)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("32,32", (32, 32)), ("64x48", (64, 48)), ([28, 28], (28, 28)), ("", None), (None, None)],
+)
+def test_parse_image_size(value, expected):
+    assert tasks.parse_image_size(value) == expected
+
+
+@pytest.mark.parametrize("value", ["32", "a,b", "0,4", "1,2,3"])
+def test_parse_image_size_refuses_malformed(value):
+    with pytest.raises(ConfigError, match="image_size"):
+        tasks.parse_image_size(value)
+
+
+def test_load_model_dir_refuses_missing_and_incomplete(tmp_path):
+    with pytest.raises(tasks.ModelIncompleteError, match="model.keras is missing"):
+        tasks.load_model_dir(tmp_path)
+    (tmp_path / "model.keras").write_bytes(b"x")
+    with pytest.raises(tasks.ModelIncompleteError, match="no COMPLETE marker"):
+        tasks.load_model_dir(tmp_path)
+
+
+def test_semi_supervised_simclr_then_finetune(separable_npz, tmp_path):
+    dataset = tmp_path / "semi"
+    manifest = data.ingest(
+        f"npz:{separable_npz}", str(dataset), labeled_fraction=0.25, progress=False
+    )
+    splits = {name: split["num_examples"] for name, split in manifest["splits"].items()}
+    assert splits["unlabeled"] > 2 * splits["train"]
+    config = tasks.resolve_config(
+        "tiny", overrides=["train.use_unlabeled=true", "train.method=simclr", "data.limit=null"]
+    )
+    loaded = tasks.load_training_data(str(dataset), config, include_unlabeled=True)
+    x, y = loaded.train
+    assert len(x) == splits["train"] + splits["unlabeled"]
+    assert int(np.sum(y == -1)) == splits["unlabeled"]
+
+    encoder_dir, classifier_dir = tmp_path / "encoder", tmp_path / "classifier"
+    metrics = tasks.run_pretrain(str(dataset), encoder_dir, config)
+    assert metrics["method"] == "simclr" and metrics["epochs"] == 1
+    result = tasks.run_train_classifier(
+        str(dataset), encoder_dir, classifier_dir, config, mode="finetune"
+    )
+    assert result["mode"] == "finetune"
+    info = json.loads((classifier_dir / "info.json").read_text())
+    assert info["mode"] == "finetune" and info["method"] == "simclr"
+    evaluation = tasks.run_evaluate(str(dataset), classifier_dir, embedding_points=10)
+    assert evaluation["num_examples"] == splits["test"]
+    assert len(evaluation["embedding_2d"]["x"]) == 10
