@@ -30,6 +30,5 @@ def pretrain_encoder(
     )
     result = tasks.run_pretrain(dataset.path, encoder_model.path, config, method=method)
     encoder_model.metadata.update(method=method, kind="encoder", framework="keras")
-    for name, value in result.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            metrics.log_metric(name, value)
+    for name, value in tasks.numeric_metrics(result).items():
+        metrics.log_metric(name, value)

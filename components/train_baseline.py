@@ -29,6 +29,5 @@ def train_baseline(
     )
     result = tasks.run_train_baseline(dataset.path, model.path, config)
     model.metadata.update(method="baseline", framework="keras")
-    for name, value in result.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            metrics.log_metric(name, value)
+    for name, value in tasks.numeric_metrics(result).items():
+        metrics.log_metric(name, value)

@@ -29,6 +29,5 @@ def train_classifier(
         dataset.path, encoder_model.path, model.path, config, mode=mode
     )
     model.metadata.update(method=result.get("method"), mode=mode, framework="keras")
-    for name, value in result.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            metrics.log_metric(name, value)
+    for name, value in tasks.numeric_metrics(result).items():
+        metrics.log_metric(name, value)

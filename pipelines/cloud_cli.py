@@ -148,22 +148,30 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-name", metavar="N", help="display name of the run(s)")
 
 
+def _connection(args: argparse.Namespace) -> dict:
+    """The flags `submit` and `schedule` share, as keyword arguments."""
+    names = (
+        "host",
+        "namespace",
+        "experiment",
+        "params",
+        "pipeline_root",
+        "project",
+        "region",
+        "service_account",
+        "run_name",
+        "enable_caching",
+    )
+    return {name: getattr(args, name) for name in names}
+
+
 def run_submit(args: argparse.Namespace) -> int:
     """Handler of `contrastive submit`; returns the exit code."""
     try:
         result = submit(
             args.package,
             target=args.target,
-            host=args.host,
-            namespace=args.namespace,
-            experiment=args.experiment,
-            params=args.params,
-            pipeline_root=args.pipeline_root,
-            project=args.project,
-            region=args.region,
-            service_account=args.service_account,
-            run_name=args.run_name,
-            enable_caching=args.enable_caching,
+            **_connection(args),
         )
     except SubmitError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -184,16 +192,7 @@ def run_schedule(args: argparse.Namespace) -> int:
             target=args.target,
             cron=args.cron,
             schedule_name=args.schedule_name,
-            host=args.host,
-            namespace=args.namespace,
-            experiment=args.experiment,
-            params=args.params,
-            pipeline_root=args.pipeline_root,
-            project=args.project,
-            region=args.region,
-            service_account=args.service_account,
-            run_name=args.run_name,
-            enable_caching=args.enable_caching,
+            **_connection(args),
         )
     except ScheduleError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -603,6 +603,15 @@ def _evaluate_remote_model(data_uri: str, model_uri: str) -> float:
         return run_evaluate(data_uri, local, embedding_points=0)["accuracy"]
 
 
+def numeric_metrics(result: dict) -> dict[str, float]:
+    """The plain numbers of a step's result, as a KFP Metrics artifact logs them."""
+    return {
+        name: float(value)
+        for name, value in result.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
+
+
 def find_encoder(model):
     """The encoder inside a classifier: the frozen wrapper's encoder, or the nested model
     named after a registered encoder."""
