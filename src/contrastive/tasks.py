@@ -243,9 +243,8 @@ def run_pretrain(
 
     if method:
         config = config.replace({"train.method": method})
-    if is_complete(output_dir):
-        log.info("%s is already complete; reusing it (idempotent retry)", output_dir)
-        return json.loads((Path(output_dir) / "metrics.json").read_text())
+    if (done := _reuse_complete(output_dir)) is not None:
+        return done
     data = load_training_data(data_uri, config, include_unlabeled=config.train.use_unlabeled)
     start = time.perf_counter()
     encoder, history = training.pretrain(
@@ -297,8 +296,8 @@ def run_train_classifier(
     from contrastive import training
 
     mode = mode or config.train.classifier_mode
-    if is_complete(output_dir):
-        return json.loads((Path(output_dir) / "metrics.json").read_text())
+    if (done := _reuse_complete(output_dir)) is not None:
+        return done
     encoder, encoder_info = load_model_dir(encoder_dir)
     data = load_training_data(data_uri, config)
     _check_compatible(encoder_info, data, encoder_dir)
@@ -351,8 +350,8 @@ def run_train_baseline(data_uri: str, output_dir: str | Path, config: Config) ->
     """Train the cross-entropy baseline: same encoder, weak augmentation, same epoch budget."""
     from contrastive import training
 
-    if is_complete(output_dir):
-        return json.loads((Path(output_dir) / "metrics.json").read_text())
+    if (done := _reuse_complete(output_dir)) is not None:
+        return done
     data = load_training_data(data_uri, config)
     start = time.perf_counter()
     model, history = training.train_baseline(
@@ -673,6 +672,14 @@ def _augment_kwargs(strength) -> dict:
     from dataclasses import asdict
 
     return asdict(strength)
+
+
+def _reuse_complete(output_dir) -> dict | None:
+    """A retried step whose output is already complete returns it instead of retraining."""
+    if not is_complete(output_dir):
+        return None
+    log.info("%s is already complete; reusing it (idempotent retry)", output_dir)
+    return _read_json(Path(output_dir) / "metrics.json")
 
 
 def _info(data: TrainingData, config: Config, **extra) -> dict:
