@@ -13,6 +13,7 @@ contrastive profiles                                         list the shipped pr
 import argparse
 import json
 import logging
+import os
 import sys
 
 EXIT_USAGE = 2
@@ -377,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    # TensorFlow's C++ start-up notices drown the output (warnings and errors still show); set
+    # before TensorFlow loads, and inherited by the kfp.local task processes.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -36,8 +36,6 @@ def run_local(
     # Component commands call `python3`: make it this interpreter, which has the project.
     bin_dir = os.path.dirname(sys.executable)
     os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-    # Keep TensorFlow's C++ start-up notices out of every task's log (warnings still show).
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(run_dir / "artifacts"),
