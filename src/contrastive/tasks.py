@@ -203,36 +203,20 @@ def run_ingest(
     labeled_fraction: float | None = 0.0,
     **options,
 ) -> dict:
-    """`contrastive.data.ingest` with pipeline-parameter conventions (0 / "" mean unset)."""
+    """`contrastive.data.ingest` with pipeline-parameter conventions (0 / "" mean unset);
+    `image_size` is "H,W" or a pair, parsed and validated by `ingest`."""
     from contrastive import data
 
     return data.ingest(
         source,
         output,
-        image_size=parse_image_size(image_size),
+        image_size=image_size or None,
         limit=limit or None,
         labeled_fraction=labeled_fraction or None,
         overwrite=options.pop("overwrite", True),
         progress=options.pop("progress", False),
         **options,
     )
-
-
-def parse_image_size(value: str | Sequence[int] | None) -> tuple[int, int] | None:
-    """'32,32' / '32x32' / [32, 32] -> (32, 32); '' or None -> None."""
-    if value is None or value == "" or value == ():
-        return None
-    if isinstance(value, str):
-        parts = value.lower().replace("x", ",").split(",")
-    else:
-        parts = list(value)
-    try:
-        size = tuple(int(str(p).strip()) for p in parts)
-    except ValueError:
-        size = ()
-    if len(size) != 2 or min(size) < 1:
-        raise ConfigError(f"image_size must be HEIGHT,WIDTH (e.g. 32,32). Received: {value!r}")
-    return size
 
 
 def run_pretrain(

@@ -51,6 +51,12 @@ def test_parse_image_size(value, expected):
     assert data.parse_image_size(value) == expected
 
 
+@pytest.mark.parametrize("value", ["32", "a,b", "0,4", "1,2,3"])
+def test_parse_image_size_refuses_malformed(value):
+    with pytest.raises(DataError, match="image_size"):
+        data.parse_image_size(value)
+
+
 @pytest.mark.parametrize(
     ("source", "message"),
     [

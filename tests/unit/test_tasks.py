@@ -35,20 +35,6 @@ def test_resolve_config_zero_and_empty_keep_the_profile():
         tasks.resolve_config("quick", limit=-5)
 
 
-@pytest.mark.parametrize(
-    "value, expected",
-    [("32,32", (32, 32)), ("64x48", (64, 48)), ([28, 28], (28, 28)), ("", None), (None, None)],
-)
-def test_parse_image_size(value, expected):
-    assert tasks.parse_image_size(value) == expected
-
-
-@pytest.mark.parametrize("value", ["32", "a,b", "0,4", "1,2,3"])
-def test_parse_image_size_refuses_malformed(value):
-    with pytest.raises(ConfigError, match="image_size"):
-        tasks.parse_image_size(value)
-
-
 def test_load_model_dir_refuses_missing_and_incomplete(tmp_path):
     with pytest.raises(tasks.ModelIncompleteError, match="model.keras is missing"):
         tasks.load_model_dir(tmp_path)
