@@ -56,7 +56,7 @@ def _add_config_arguments(parser: argparse.ArgumentParser, *, pretrain: bool = T
 def _config(args):
     """Profile + flags. A flag given on the command line is validated as given (`--epochs 0`
     is an error, not "the profile's value" as 0 means for pipeline parameters)."""
-    from contrastive.tasks import resolve_config
+    from contrastive.config import resolve_config
 
     overrides = list(args.override)
     for flag, field in (

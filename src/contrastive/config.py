@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,58 @@ def load_config(
     for key, value in _parse_overrides(overrides or {}).items():
         _set_dotted(values, key, value)
     return Config.from_dict(values)
+
+
+def resolve_config(
+    profile: str = "quick",
+    *,
+    overrides: Sequence[str] | str = (),
+    epochs: int = 0,
+    classifier_epochs: int = 0,
+    batch_size: int = 0,
+    temperature: float = 0.0,
+    encoder: str = "",
+    limit: int = 0,
+    seed: int | None = None,
+) -> Config:
+    """A profile plus explicit overrides (the pipeline-parameter conventions).
+
+    Args:
+        profile: a profile name (`available_profiles()`).
+        overrides: `section.field=value` strings, or one comma-separated string (the form a
+            pipeline parameter can carry).
+        epochs, classifier_epochs, batch_size, temperature, encoder, limit, seed: shortcuts
+            for the common overrides; 0 / "" / None keep the profile's value.
+
+    Returns:
+        The validated `Config`.
+    """
+    if isinstance(overrides, str):
+        overrides = [item.strip() for item in overrides.split(",") if item.strip()]
+    values: dict[str, Any] = {}
+    for name, value in (
+        ("train.epochs", epochs),
+        ("train.classifier_epochs", classifier_epochs),
+        ("train.batch_size", batch_size),
+    ):
+        if value < 0:
+            raise ConfigError(f"{name} must be >= 1 (0 keeps the profile's). Received: {value}")
+        if value:
+            values[name] = value
+    if temperature < 0:
+        raise ConfigError(f"train.temperature must be > 0. Received: temperature={temperature}")
+    if temperature:
+        values["train.temperature"] = temperature
+    if encoder:
+        values["model.encoder"] = encoder
+    if limit < 0:
+        raise ConfigError(f"data.limit must be >= 1 (0 = all). Received: limit={limit}")
+    if limit:
+        values["data.limit"] = limit
+    if seed is not None:
+        values["train.seed"] = seed
+    config = load_config(profile, list(overrides))
+    return config.replace(values) if values else config
 
 
 def validate(config: Config) -> None:

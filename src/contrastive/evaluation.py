@@ -7,7 +7,9 @@ numbers and lists (JSON-ready) or NumPy arrays, never NaN: a ratio whose denomin
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -162,6 +164,47 @@ def top_confusions(confusion_matrix, class_names=None, k: int = 5) -> list[dict]
         }
         for negative_count, t, p in cells[: int(k)]
     ]
+
+
+def metric_scalars(result: dict) -> dict[str, float]:
+    """Flat figures of a `classification_metrics` result for a KFP Metrics artifact:
+    `accuracy`, `macro_f1` and `precision_<class>` / `recall_<class>` / `f1_<class>`."""
+    scalars = {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"]}
+    for index, name in enumerate(result["class_names"]):
+        key = re.sub(r"[^0-9A-Za-z]+", "_", str(name)).strip("_").lower() or f"class_{index}"
+        for metric in ("precision", "recall", "f1"):
+            scalars[f"{metric}_{key}"] = float(result[metric][index])
+    return scalars
+
+
+def write_predictions(path, labels, predicted, probabilities) -> None:
+    """Per-example predictions as Parquet (`index`, `label`, `predicted`, `confidence`,
+    `probabilities`), written atomically; parent folders are created.
+
+    Args:
+        path: local file path.
+        labels, predicted: integer arrays `[n]`.
+        probabilities: float array `[n, C]`.
+    """
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "index": np.arange(len(labels), dtype=np.int64),
+            "label": labels.astype(np.int64),
+            "predicted": predicted.astype(np.int64),
+            "confidence": probabilities.max(axis=1).astype(np.float32),
+            "probabilities": list(probabilities.astype(np.float32)),
+        }
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, staging)
+    os.replace(staging, path)
 
 
 def _check_num_classes(num_classes) -> int:

@@ -47,6 +47,28 @@ def register_encoder(name):
     return register
 
 
+def find_encoder(model):
+    """The encoder inside a classifier.
+
+    Args:
+        model: a classifier: a frozen wrapper holding the encoder (its `encoder` attribute),
+            or a functional model with the encoder nested under its registered name.
+
+    Returns:
+        The encoder `keras.Model` (images -> features).
+    """
+    for layer in model.layers:
+        inner = getattr(layer, "encoder", None)  # training.FrozenEncoder wraps it
+        if isinstance(inner, keras.Model):
+            return inner
+    for layer in model.layers:
+        if isinstance(layer, keras.Model) and layer.name in ENCODERS:
+            return layer
+    raise ValueError(
+        f"model {model.name!r} has no encoder sub-model (expected one of {sorted(ENCODERS)})"
+    )
+
+
 def _is_positive_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 

@@ -126,6 +126,7 @@ def _replace_local(path: str, data: bytes) -> None:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes it owner-only; our files are meant to be read
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -9,8 +9,10 @@ into memory. Paths may be local or `gs://` throughout.
 from contrastive.data.errors import CorruptShardError, DataError, DatasetIncompleteError
 from contrastive.data.ingestion import FORMAT_VERSION, ingest, parse_image_size
 from contrastive.data.reader import (
+    TrainingData,
     dataset_info,
     load_arrays,
+    load_training_data,
     read_manifest,
     read_split,
     verify_shards,
@@ -21,12 +23,14 @@ __all__ = [
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_DIR",
     "FORMAT_VERSION",
+    "TrainingData",
     "CorruptShardError",
     "DataError",
     "DatasetIncompleteError",
     "dataset_info",
     "ingest",
     "load_arrays",
+    "load_training_data",
     "parse_image_size",
     "read_manifest",
     "read_split",

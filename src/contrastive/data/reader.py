@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
@@ -239,6 +240,48 @@ def load_arrays(uri: str, split: str, limit: int | None = None) -> tuple[np.ndar
             f"{uri}: split {split} holds {filled} records, the manifest says {count}"
         )
     return images, labels
+
+
+@dataclass
+class TrainingData:
+    """In-memory splits (uint8 images, int64 labels; unlabeled images carry label -1)."""
+
+    train: tuple[np.ndarray, np.ndarray]
+    validation: tuple[np.ndarray, np.ndarray] | None
+    num_classes: int
+    class_names: list[str]
+    image_shape: tuple[int, int, int]
+    manifest: dict
+
+
+def load_training_data(
+    uri: str, *, limit: int | None = None, include_unlabeled: bool = False
+) -> TrainingData:
+    """Load the train (and validation) split of a committed dataset into memory.
+
+    Args:
+        uri: the dataset (a folder or gs:// prefix with a `manifest.json`).
+        limit: at most this many examples per split; None = all.
+        include_unlabeled: append the `unlabeled` split to train, with label -1.
+    """
+    manifest = read_manifest(uri)
+    x, y = load_arrays(uri, "train", limit=limit)
+    splits = manifest["splits"]
+    if include_unlabeled and splits.get("unlabeled", {}).get("num_examples", 0):
+        xu, _ = load_arrays(uri, "unlabeled", limit=limit)
+        x = np.concatenate([x, xu])
+        y = np.concatenate([y, np.full(len(xu), -1, dtype=y.dtype)])
+    validation = None
+    if splits.get("validation", {}).get("num_examples", 0):
+        validation = load_arrays(uri, "validation", limit=limit)
+    return TrainingData(
+        train=(x, y),
+        validation=validation,
+        num_classes=int(manifest["num_classes"]),
+        class_names=list(manifest["class_names"]),
+        image_shape=tuple(manifest["image_shape"]),
+        manifest=manifest,
+    )
 
 
 def dataset_info(uri: str) -> dict:
