@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -179,15 +178,13 @@ def metric_scalars(result: dict) -> dict[str, float]:
 
 def write_predictions(path, labels, predicted, probabilities) -> None:
     """Per-example predictions as Parquet (`index`, `label`, `predicted`, `confidence`,
-    `probabilities`), written atomically; parent folders are created.
+    `probabilities`), written atomically through `contrastive.storage`.
 
     Args:
-        path: local file path.
+        path: local path or gs:// URI.
         labels, predicted: integer arrays `[n]`.
         probabilities: float array `[n, C]`.
     """
-    import os
-
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -200,11 +197,11 @@ def write_predictions(path, labels, predicted, probabilities) -> None:
             "probabilities": list(probabilities.astype(np.float32)),
         }
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, staging)
-    os.replace(staging, path)
+    from contrastive import storage
+
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    storage.write_bytes(path, buffer.getvalue().to_pybytes())
 
 
 def _check_num_classes(num_classes) -> int:

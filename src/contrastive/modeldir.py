@@ -119,9 +119,8 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def write_json(path: str | Path, value) -> None:
-    """Atomically write `value` made plain (NaN -> null) as indented JSON, keys in order."""
-    text = json.dumps(plain(value), indent=2, allow_nan=False, default=float)
-    storage.write_text(path, text)
+    """Atomically write `value` made plain (NumPy -> Python, NaN -> null) as JSON."""
+    storage.write_json(path, plain(value))
 
 
 def plain(value):

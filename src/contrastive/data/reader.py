@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from contrastive.data import storage
+from contrastive import storage
 from contrastive.data.errors import CorruptShardError, DataError, DatasetIncompleteError
 from contrastive.data.ingestion import FORMAT_VERSION, MANIFEST_NAME, parse_image_size
 from contrastive.data.records import FEATURE_SPEC

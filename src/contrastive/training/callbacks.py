@@ -7,6 +7,8 @@ import os
 
 import keras
 
+from contrastive import storage
+
 log = logging.getLogger(__name__)
 
 # File names written by `keras.callbacks.BackupAndRestore` (Keras 3.15).
@@ -131,11 +133,7 @@ class HistoryBackup(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        staging = f"{self.path}.tmp"
-        with open(staging, "w") as file:
-            json.dump(self.history, file)
-        os.replace(staging, self.path)
+        storage.write_json(self.path, self.history)
 
 
 def previous_history(backup_dir, finished_epochs):
