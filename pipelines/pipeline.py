@@ -6,11 +6,13 @@ from collections.abc import Sequence
 from kfp import dsl
 
 import components
+from contrastive.config import BASELINE
+from contrastive.config import METHODS as PRETRAINING_METHODS
 from pipelines.targets import validate_accelerator
 
 PIPELINE_NAME = "contrastive"
-METHODS = ("baseline", "supcon", "simclr", "npairs")
-DEFAULT_METHODS = ("baseline", "supcon", "simclr")
+METHODS = (BASELINE, *PRETRAINING_METHODS)
+DEFAULT_METHODS = (BASELINE, "supcon", "simclr")
 # What a step asks for when no accelerator type is given at compile time.
 DEFAULT_ACCELERATORS = {"kubeflow": "nvidia.com/gpu", "vertex": "NVIDIA_L4"}
 
@@ -89,7 +91,7 @@ def build_pipeline(
         common = dict(profile=profile, overrides=overrides, batch_size=batch_size, seed=seed)
         evaluated = {}
         for method in methods:
-            if method == "baseline":
+            if method == BASELINE:
                 trained = retried(
                     on_gpu(
                         c.train_baseline(

@@ -14,6 +14,7 @@ contrastive pretraining and `WEAK` views for training a classifier.
     views = augmenter(images, training=True)  # [B, 32, 32, 3]
 """
 
+import dataclasses
 import math
 import numbers
 import os
@@ -21,26 +22,12 @@ import os
 import keras
 from keras import ops
 
-# Strong views for contrastive pretraining (SimCLR example: min_area 0.25, brightness 0.6,
-# jitter 0.2) plus the SupCon example's light rotation (0.02 of a turn) and SimCLR's random
-# grayscale.
-STRONG = {
-    "min_area": 0.25,
-    "brightness": 0.6,
-    "jitter": 0.2,
-    "rotation": 0.02,
-    "flip": True,
-    "grayscale": 0.2,
-}
-# Weak views for classification (SimCLR example: min_area 0.75, brightness 0.3, jitter 0.1).
-WEAK = {
-    "min_area": 0.75,
-    "brightness": 0.3,
-    "jitter": 0.1,
-    "rotation": 0.0,
-    "flip": True,
-    "grayscale": 0.0,
-}
+from contrastive.config import AugmentConfig
+
+# The two strengths' values live in `config.AugmentConfig` (the one home of the defaults);
+# these dicts are its `build_augmenter` keyword arguments.
+STRONG = dataclasses.asdict(AugmentConfig().strong)
+WEAK = dataclasses.asdict(AugmentConfig().weak)
 
 # ITU-R BT.601 luma weights, as in `keras.ops.image.rgb_to_grayscale`.
 _LUMA_WEIGHTS = (0.2989, 0.5870, 0.1140)

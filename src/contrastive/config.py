@@ -16,8 +16,14 @@ from typing import Any
 
 import yaml
 
+# The names the configuration accepts. Each is also a registry key, checked by
+# tests/unit/test_registries.py: ENCODER_NAMES = `models.ENCODERS` (an encoder registers under
+# one of these names, nothing else), METHODS = `losses.LOSSES`. They are spelled here so that
+# a configuration is validated without importing Keras.
 ENCODER_NAMES = ("small_cnn", "simclr_cnn", "resnet18", "resnet50v2")
 METHODS = ("supcon", "simclr", "npairs")
+# The supervised comparison every run can include beside the pretraining METHODS.
+BASELINE = "baseline"
 PROJECTION_HEADS = ("linear", "mlp")
 CLASSIFIER_HEADS = ("linear", "seed")
 CLASSIFIER_MODES = ("linear", "finetune")
@@ -59,11 +65,15 @@ class AugmentStrength:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    # Strong augmentation: contrastive pretraining views (seed 003's "contrastive" setting).
+    # The one home of the augmentation defaults (`augment.STRONG` / `WEAK` derive from it).
+    # Strong: contrastive pretraining views, after the SimCLR keras-io example (min_area 0.25,
+    # brightness 0.6, jitter 0.2) plus the SupCon example's light rotation (0.02 of a turn)
+    # and SimCLR's random grayscale.
     strong: AugmentStrength = AugmentStrength(
         min_area=0.25, brightness=0.6, jitter=0.2, rotation=0.02, grayscale=0.2
     )
-    # Weak augmentation: classifier and cross-entropy baseline training.
+    # Weak: classifier and cross-entropy baseline training (SimCLR example: min_area 0.75,
+    # brightness 0.3, jitter 0.1).
     weak: AugmentStrength = AugmentStrength(min_area=0.75, brightness=0.3, jitter=0.1)
 
 

@@ -276,11 +276,16 @@ class NPairsLoss(_ScalarLoss):
         }
 
 
+# Pretraining method -> its loss: the method names' registry (tests/unit/test_registries.py
+# checks that `config.METHODS` lists the same names).
+LOSSES = {"supcon": SupConLoss, "simclr": SimCLRLoss, "npairs": NPairsLoss}
+
+
 def get_loss(method, temperature, base_temperature=None):
     """Builds the loss wrapper for a pretraining method.
 
     Args:
-        method: `"supcon"`, `"simclr"` or `"npairs"`.
+        method: a key of `LOSSES`: `"supcon"`, `"simclr"` or `"npairs"`.
         temperature: Softmax temperature, > 0.
         base_temperature: Optional; scales the loss by `temperature / base_temperature`.
             Defaults to `None`.
@@ -288,15 +293,9 @@ def get_loss(method, temperature, base_temperature=None):
     Returns:
         A `SupConLoss`, `SimCLRLoss` or `NPairsLoss`.
     """
-    if method == "supcon":
-        return SupConLoss(temperature, base_temperature)
-    if method == "simclr":
-        return SimCLRLoss(temperature, base_temperature)
-    if method == "npairs":
-        return NPairsLoss(temperature, base_temperature)
-    raise ValueError(
-        f"method must be one of 'supcon', 'simclr', 'npairs'. Received: method={method!r}"
-    )
+    if method not in LOSSES:
+        raise ValueError(f"method must be one of {list(LOSSES)}. Received: method={method!r}")
+    return LOSSES[method](temperature, base_temperature)
 
 
 def _loss_scale(temperature, base_temperature):

@@ -25,11 +25,11 @@ import numbers
 import keras
 from keras import layers
 
-ENCODERS = {}
-"""Encoder builders by name: `builder(input_shape, width) -> keras.Model`."""
+from contrastive.config import CLASSIFIER_HEADS, PROJECTION_HEADS
 
-PROJECTION_HEADS = ("linear", "mlp")
-CLASSIFIER_HEADS = ("linear", "seed")
+ENCODERS = {}
+"""Encoder builders by name: `builder(input_shape, width) -> keras.Model`. The built-in names
+are `contrastive.config.ENCODER_NAMES` (tests/unit/test_registries.py checks they agree)."""
 
 
 def register_encoder(name):

@@ -12,15 +12,17 @@ from typing import Any
 
 import numpy as np
 
+from contrastive.config import BASELINE, METHODS
 from contrastive.evaluation import metrics_from_confusion_matrix
 
+# How the report names each method (tests/unit/test_registries.py checks every method has one).
 METHOD_LABELS = {
-    "baseline": "Cross-entropy baseline",
+    BASELINE: "Cross-entropy baseline",
     "supcon": "SupCon",
     "simclr": "SimCLR",
     "npairs": "N-pairs (seeds' SupCon)",
 }
-METHOD_ORDER = ("baseline", "supcon", "simclr", "npairs")
+METHOD_ORDER = (BASELINE, *METHODS)
 PHASE_ORDER = ("pretrain", "classifier")
 # Keras logs the schedule's learning rate per epoch; on the accuracy axis it would flatten the
 # curves that matter.

@@ -6,13 +6,11 @@ import keras
 from keras import ops
 
 from contrastive.augment import build_augmenter
-from contrastive.losses import get_loss
+from contrastive.losses import LOSSES, get_loss
 from contrastive.models import build_encoder, build_projection_head
 from contrastive.training import fitting
 from contrastive.training.knn import KnnMonitor
 from contrastive.training.optim import precision_policy
-
-METHODS = ("supcon", "simclr", "npairs")
 
 # Offsets from `train.seed` so that no two components draw from the same seed.
 ENCODER_SEED, PROJECTION_SEED, CLASSIFIER_SEED, AUGMENT_SEED = 0, 1000, 2000, 3000
@@ -79,8 +77,8 @@ class PretrainModel(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {list(METHODS)}. Received: method={method!r}")
+        if method not in LOSSES:
+            raise ValueError(f"method must be one of {list(LOSSES)}. Received: method={method!r}")
         if isinstance(num_views, bool) or not isinstance(num_views, int) or num_views < 1:
             raise ValueError(f"num_views must be an int >= 1. Received: num_views={num_views!r}")
         if method == "simclr" and num_views < 2:
