@@ -16,10 +16,11 @@ from typing import Any
 
 import yaml
 
-# The names the configuration accepts. Each is also a registry key, checked by
-# tests/unit/test_registries.py: ENCODER_NAMES = `models.ENCODERS` (an encoder registers under
-# one of these names, nothing else), METHODS = `losses.LOSSES`. They are spelled here so that
-# a configuration is validated without importing Keras.
+from contrastive import validation
+
+# The names the configuration accepts, each the key set of a registry (tests/unit/
+# test_registries.py checks they agree): ENCODER_NAMES = `models.ENCODERS`,
+# METHODS = `losses.LOSSES`. Spelled here so that a configuration validates without Keras.
 ENCODER_NAMES = ("small_cnn", "simclr_cnn", "resnet18", "resnet50v2")
 METHODS = ("supcon", "simclr", "npairs")
 # The supervised comparison every run can include beside the pretraining METHODS.
@@ -226,21 +227,14 @@ def resolve_config(
         ("train.epochs", epochs),
         ("train.classifier_epochs", classifier_epochs),
         ("train.batch_size", batch_size),
+        ("train.temperature", temperature),
+        ("data.limit", limit),
     ):
-        if value < 0:
-            raise ConfigError(f"{name} must be >= 1 (0 keeps the profile's). Received: {value}")
+        _check(name, value, lambda v: v >= 0, "must be > 0 (0 keeps the profile's value)")
         if value:
             values[name] = value
-    if temperature < 0:
-        raise ConfigError(f"train.temperature must be > 0. Received: temperature={temperature}")
-    if temperature:
-        values["train.temperature"] = temperature
     if encoder:
         values["model.encoder"] = encoder
-    if limit < 0:
-        raise ConfigError(f"data.limit must be >= 1 (0 = all). Received: limit={limit}")
-    if limit:
-        values["data.limit"] = limit
     if seed is not None:
         values["train.seed"] = seed
     config = load_config(profile, list(overrides))
@@ -305,17 +299,11 @@ def validate(config: Config) -> None:
 
 
 def _check(name: str, value: Any, predicate, requirement: str) -> None:
-    try:
-        ok = bool(predicate(value))
-    except TypeError:
-        ok = False
-    if not ok:
-        raise ConfigError(f"{name} {requirement}. Received: {name}={value!r}")
+    validation.check(name, value, predicate, requirement, error=ConfigError)
 
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {list(choices)}. Received: {name}={value!r}")
+    validation.check_choice(name, value, choices, error=ConfigError)
 
 
 def _load_profile_values(profile: str, seen: tuple[str, ...]) -> dict[str, Any]:
@@ -406,12 +394,12 @@ def _has_default(cls) -> bool:
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
     # YAML reads 1e-3 as a string; accept it as a float where a float is expected.
-    if isinstance(default, float) and isinstance(value, (int, str)) and not isinstance(value, bool):
+    if isinstance(default, float) and (isinstance(value, str) or validation.is_int(value)):
         try:
             return float(value)
         except ValueError:
             raise ConfigError(f"{name} must be a number. Received: {name}={value!r}") from None
-    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
+    if validation.is_int(default) and isinstance(value, float):
         if value.is_integer():
             return int(value)
         raise ConfigError(f"{name} must be an integer. Received: {name}={value!r}")

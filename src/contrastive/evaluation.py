@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from contrastive import validation
+
 
 def classification_metrics(y_true, y_pred, num_classes: int, class_names=None) -> dict:
     """Accuracy, confusion matrix and per-class precision / recall / F1 of integer labels.
@@ -205,15 +207,7 @@ def write_predictions(path, labels, predicted, probabilities) -> None:
 
 
 def _check_num_classes(num_classes) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
-        raise ValueError(
-            f"num_classes must be an integer >= 1. Received: num_classes={num_classes}"
-        )
-    if num_classes < 1:
-        raise ValueError(
-            f"num_classes must be an integer >= 1. Received: num_classes={num_classes}"
-        )
-    return int(num_classes)
+    return int(validation.check_int("num_classes", num_classes))
 
 
 def _as_labels(values, name: str, num_classes: int) -> np.ndarray:

@@ -12,11 +12,10 @@ Negative labels (the data contract's `-1`, "no label") never match anything: an 
 only positives are its own other views (SupCon) or itself (n-pairs).
 """
 
-import math
-import numbers
-
 import keras
 from keras import ops
+
+from contrastive import validation
 
 # Stands in for -inf on the self-similarity diagonal: exp() of it is exactly 0 in float32,
 # and unlike -inf it keeps `0 * value` and the gradients finite.
@@ -300,17 +299,11 @@ def get_loss(method, temperature, base_temperature=None):
 
 def _loss_scale(temperature, base_temperature):
     """Validates the temperatures; returns the factor `temperature / base_temperature`."""
-    _check_positive("temperature", temperature)
+    validation.check_positive("temperature", temperature)
     if base_temperature is None:
         return 1.0
-    _check_positive("base_temperature", base_temperature)
+    validation.check_positive("base_temperature", base_temperature)
     return temperature / base_temperature
-
-
-def _check_positive(name, value):
-    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not (is_number and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be > 0. Received: {name}={value}")
 
 
 def _as_float32(features):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -33,7 +32,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from contrastive import storage
+from contrastive import storage, validation
 from contrastive.modeldir import COMPLETE_MARKER, load_model_dir
 
 log = logging.getLogger(__name__)
@@ -91,8 +90,7 @@ def decide(
 
 
 def _check_finite(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number. Received: {name}={value!r}")
+    validation.check_finite(name, value)
 
 
 def _check_run_id(run_id: str) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from contrastive import modeldir
+from contrastive import modeldir, validation
 from contrastive.config import Config
 from contrastive.modeldir import check_compatible, load_model_dir, read_json
 
@@ -371,11 +371,7 @@ def run_compare_and_report(
 
 def numeric_metrics(result: dict) -> dict[str, float]:
     """The plain numbers of a step's result, as a KFP Metrics artifact logs them."""
-    return {
-        name: float(value)
-        for name, value in result.items()
-        if isinstance(value, (int, float)) and not isinstance(value, bool)
-    }
+    return {name: float(value) for name, value in result.items() if validation.is_number(value)}
 
 
 # --------------------------------------------------------------------------------------------

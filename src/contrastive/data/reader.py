@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from contrastive import storage
+from contrastive import storage, validation
 from contrastive.data.errors import CorruptShardError, DataError, DatasetIncompleteError
 from contrastive.data.ingestion import FORMAT_VERSION, MANIFEST_NAME, parse_image_size
 from contrastive.data.records import FEATURE_SPEC
@@ -143,8 +143,7 @@ def read_split(
     manifest = read_manifest(uri)
     entry = _split_entry(manifest, split, uri)
     for name, value in (("batch_size", batch_size), ("shuffle_buffer", shuffle_buffer)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise DataError(f"{name} must be an integer >= 1. Received: {name}={value!r}")
+        validation.check_int(name, value, error=DataError)
     if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 1):
         raise DataError(f"limit must be an integer >= 1 or None. Received: limit={limit!r}")
     image_size = parse_image_size(image_size)

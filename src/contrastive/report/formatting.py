@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from contrastive import validation
 from contrastive.config import BASELINE, METHODS
 from contrastive.evaluation import metrics_from_confusion_matrix
 
@@ -225,7 +226,7 @@ def label_value(value: Any) -> int | str:
 
 
 def label_name(label: Any, class_names: list[str]) -> str:
-    if isinstance(label, int) and not isinstance(label, bool) and 0 <= label < len(class_names):
+    if validation.is_int(label) and 0 <= label < len(class_names):
         return class_names[label]
     return str(label)
 

@@ -7,7 +7,7 @@ import os
 
 import keras
 
-from contrastive import storage
+from contrastive import storage, validation
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,7 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
     """
 
     def __init__(self, backup_dir, every=1):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be an int >= 1. Received: every={every!r}")
+        validation.check_int("every", every)
         super().__init__(os.fspath(backup_dir), save_freq="epoch", delete_checkpoint=False)
         self.every = every
 

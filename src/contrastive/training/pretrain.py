@@ -5,6 +5,7 @@ import dataclasses
 import keras
 from keras import ops
 
+from contrastive import validation
 from contrastive.augment import build_augmenter
 from contrastive.losses import LOSSES, get_loss
 from contrastive.models import build_encoder, build_projection_head
@@ -79,19 +80,13 @@ class PretrainModel(keras.Model):
         super().__init__(**kwargs)
         if method not in LOSSES:
             raise ValueError(f"method must be one of {list(LOSSES)}. Received: method={method!r}")
-        if isinstance(num_views, bool) or not isinstance(num_views, int) or num_views < 1:
-            raise ValueError(f"num_views must be an int >= 1. Received: num_views={num_views!r}")
+        validation.check_int("num_views", num_views)
         if method == "simclr" and num_views < 2:
             raise ValueError(
                 "simclr needs num_views >= 2 (an image's only positives are its other views). "
                 f"Received: num_views={num_views}"
             )
-        if num_classes is not None and (
-            isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
-        ):
-            raise ValueError(
-                f"num_classes must be None or an int >= 1. Received: num_classes={num_classes!r}"
-            )
+        validation.check_int("num_classes", num_classes, allow_none=True)
         self.encoder = encoder
         self.projection_head = projection_head
         self.augmenter = augmenter
@@ -391,5 +386,4 @@ def pretrain(config, train, validation=None, *, num_classes, checkpoint_dir=None
 
 
 def _check_classes(num_classes):
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be an int >= 1. Received: num_classes={num_classes!r}")
+    validation.check_int("num_classes", num_classes)
