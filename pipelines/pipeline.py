@@ -52,11 +52,6 @@ def build_pipeline(
         # Spot GPUs get preempted: the retry resumes from the task's checkpoints.
         return task.set_retry(num_retries=retries, backoff_duration="60s", backoff_factor=2.0)
 
-    @dsl.pipeline(
-        name=PIPELINE_NAME,
-        description="SupCon and SimCLR pretraining vs a cross-entropy baseline; "
-        "the best classifier is promoted if it beats the champion.",
-    )
     def contrastive_pipeline(
         source: str = "fashion_mnist",
         profile: str = "quick",
@@ -76,6 +71,8 @@ def build_pipeline(
         registry: str = "",
         promotion_margin: float = 0.0,
     ):
+        """SupCon and SimCLR pretraining vs a cross-entropy baseline; the best classifier is
+        promoted if it beats the champion."""
         ingest = c.ingest_data(
             source=source,
             validation_fraction=validation_fraction,
@@ -143,7 +140,11 @@ def build_pipeline(
             **evaluated,
         ).set_display_name("compare-and-report").set_caching_options(False)
 
-    return contrastive_pipeline
+    return dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="SupCon and SimCLR pretraining vs a cross-entropy baseline; "
+        "the best classifier is promoted if it beats the champion.",
+    )(components.document(contrastive_pipeline))
 
 
 def _check_methods(methods: Sequence[str]) -> tuple[str, ...]:
