@@ -63,15 +63,6 @@ def run_pretrain(
     if method:
         config = config.replace({"train.method": method})
 
-    def train(data: TrainingData, checkpoint_dir: str):
-        return training.pretrain(
-            config,
-            data.train,
-            data.validation,
-            num_classes=data.num_classes,
-            checkpoint_dir=checkpoint_dir,
-        )
-
     def summarize(encoder, history: dict, data: TrainingData, seconds: float):
         metrics = {
             "method": config.train.method,
@@ -93,7 +84,7 @@ def run_pretrain(
         data_uri,
         output_dir,
         config,
-        train,
+        training.pretrain,
         summarize,
         include_unlabeled=config.train.use_unlabeled,
     )
@@ -116,17 +107,8 @@ def run_train_classifier(
     encoder, encoder_info = load_model_dir(encoder_dir)
     method = encoder_info.get("method")
 
-    def train(data: TrainingData, checkpoint_dir: str):
-        check_compatible(encoder_info, data, encoder_dir)
-        return training.train_classifier(
-            config,
-            encoder,
-            data.train,
-            data.validation,
-            num_classes=data.num_classes,
-            mode=mode,
-            checkpoint_dir=checkpoint_dir,
-        )
+    def fit(config: Config, *splits, **kwargs):
+        return training.train_classifier(config, encoder, *splits, mode=mode, **kwargs)
 
     def summarize(model, history: dict, data: TrainingData, seconds: float):
         pretrain_history = read_json(Path(encoder_dir) / "history.json").get("pretrain", {})
@@ -152,22 +134,19 @@ def run_train_classifier(
         return metrics, {"pretrain": pretrain_history, "classifier": history}, info
 
     return _train_step(
-        f"train_classifier {method}/{mode}", data_uri, output_dir, config, train, summarize
+        f"train_classifier {method}/{mode}",
+        data_uri,
+        output_dir,
+        config,
+        fit,
+        summarize,
+        check=lambda data: check_compatible(encoder_info, data, encoder_dir),
     )
 
 
 def run_train_baseline(data_uri: str, output_dir: str | Path, config: Config) -> dict:
     """Train the cross-entropy baseline: same encoder, weak augmentation, same epoch budget."""
     from contrastive import training
-
-    def train(data: TrainingData, checkpoint_dir: str):
-        return training.train_baseline(
-            config,
-            data.train,
-            data.validation,
-            num_classes=data.num_classes,
-            checkpoint_dir=checkpoint_dir,
-        )
 
     def summarize(model, history: dict, data: TrainingData, seconds: float):
         metrics = {
@@ -180,7 +159,9 @@ def run_train_baseline(data_uri: str, output_dir: str | Path, config: Config) ->
         info = {"kind": "classifier", "method": "baseline", "train_seconds": seconds}
         return metrics, {"classifier": history}, info
 
-    return _train_step("train_baseline", data_uri, output_dir, config, train, summarize)
+    return _train_step(
+        "train_baseline", data_uri, output_dir, config, training.train_baseline, summarize
+    )
 
 
 def _train_step(
@@ -188,18 +169,22 @@ def _train_step(
     data_uri: str,
     output_dir: str | Path,
     config: Config,
-    train: Callable[[TrainingData, str], tuple[Any, dict]],
+    fit: Callable[..., tuple[Any, dict]],
     summarize: Callable[[Any, dict, TrainingData, float], tuple[dict, dict, dict]],
     *,
     include_unlabeled: bool = False,
+    check: Callable[[TrainingData], None] | None = None,
 ) -> dict:
     """The sequence every training step shares: reuse → load → train → time → save.
 
     Args:
         name: the step as the log line names it.
-        train: `(data, checkpoint_dir) -> (model, history)`.
+        fit: a `training` entry point, `fit(config, train, validation, *, num_classes,
+            checkpoint_dir) -> (model, history)`.
         summarize: `(model, history, data, seconds) -> (metrics, history to save, info)`;
             `info` holds the step's own fields (kind, method, ...), the dataset's are added.
+        include_unlabeled: train on the unlabeled split too (label -1).
+        check: refuses data the step cannot use (raises), before training.
 
     Returns:
         The step's metrics (those of the complete output when it is reused).
@@ -212,7 +197,15 @@ def _train_step(
         data_uri, limit=config.data.limit, include_unlabeled=include_unlabeled
     )
     start = time.perf_counter()
-    model, history = train(data, str(Path(output_dir) / "checkpoints"))
+    if check is not None:
+        check(data)
+    model, history = fit(
+        config,
+        data.train,
+        data.validation,
+        num_classes=data.num_classes,
+        checkpoint_dir=str(Path(output_dir) / "checkpoints"),
+    )
     seconds = time.perf_counter() - start
     metrics, saved_history, info = summarize(model, history, data, seconds)
     modeldir.save_model_dir(
