@@ -335,6 +335,10 @@ def run_compare_and_report(
         "best": best,
     }
     if registry:
+
+        def test_accuracy(model_dir: str) -> float:  # the champion, on this run's test split
+            return run_evaluate(data_uri, model_dir, embedding_points=0)["accuracy"]
+
         summary["decision"] = gate_champion(
             registry,
             best,
@@ -342,9 +346,7 @@ def run_compare_and_report(
             candidates[best][1],
             run_id=run_id,
             margin=promotion_margin,
-            evaluate=lambda model_dir: run_evaluate(data_uri, model_dir, embedding_points=0)[
-                "accuracy"
-            ],
+            evaluate=test_accuracy,
         )
     preview = Path(report_path).with_name("augmentation_preview.png")
     try:
