@@ -80,24 +80,12 @@ def parse_variant(text: str) -> dict:
     return {"name": name, "method": method, "overrides": overrides}
 
 
-def find_encoder(model, encoder_name: str):
-    """The encoder nested in a classifier (the baseline keeps it as a layer of that name)."""
-    import keras
-
-    for layer in model.layers:
-        inner = getattr(layer, "encoder", None)  # FrozenEncoder wraps it
-        if isinstance(inner, keras.Model):
-            return inner
-        if isinstance(layer, keras.Model) and layer.name == encoder_name:
-            return layer
-    raise ValueError(f"no encoder named {encoder_name!r} in model {model.name!r}")
-
-
 def run_one(variant: dict, config, train, test) -> dict:
     """Trains one variant with one seed; returns accuracies, timings and final losses."""
     import numpy as np
 
     from contrastive import training
+    from contrastive.models import find_encoder
 
     started = time.perf_counter()
     phases = {}
@@ -122,7 +110,7 @@ def run_one(variant: dict, config, train, test) -> dict:
     train_seconds = time.perf_counter() - started
     probabilities = training.predict_proba(model, test[0])
     test_accuracy = float(np.mean(probabilities.argmax(axis=1) == test[1]))
-    encoder = find_encoder(model, config.model.encoder)
+    encoder = find_encoder(model)
     knn = training.knn_accuracy(
         encoder,
         *train,

@@ -23,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+from contrastive.data import sources
+
+FASHION_MNIST_DIR = Path(sources.FASHION_MNIST_DIR)
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NUM_CLASSES = 10
@@ -55,16 +57,19 @@ def forbid_tensorflow() -> None:
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (gzipped or not) as a NumPy array: uint8 images `[N, H, W]` or labels `[N]`."""
+    """An IDX file (gzipped or not) as a NumPy array: uint8 images `[N, H, W]` or labels `[N]`.
+
+    The dimension count comes from the header; the parsing is the ingest's own
+    (`contrastive.data.sources.read_idx`).
+    """
+    from contrastive.data.sources import read_idx as read_idx_file
+
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rb") as handle:
-        data = handle.read()
-    magic = int.from_bytes(data[0:4], "big")
+        magic = int.from_bytes(handle.read(4), "big")
     if magic >> 8 != 0x08:  # 0x08: unsigned byte payload
         raise ValueError(f"{path} is not an unsigned-byte IDX file. Received: magic={magic:#x}")
-    ndim = magic & 0xFF
-    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    return read_idx_file(str(path), magic & 0xFF)
 
 
 def load_fashion_mnist(
@@ -85,15 +90,12 @@ def load_fashion_mnist(
 
 
 def split_train_validation(x, y, *, validation_fraction=0.1, seed=0):
-    """Stratified, seeded hold-out (the pipeline's ingest makes the same 54k / 6k cut)."""
-    rng = np.random.default_rng(seed)
-    validation = []
-    for label in np.unique(y):
-        rows = np.flatnonzero(y == label)
-        validation.append(rng.choice(rows, int(round(len(rows) * validation_fraction)), False))
-    held_out = np.zeros(len(y), bool)
-    held_out[np.concatenate(validation)] = True
-    train_rows = rng.permutation(np.flatnonzero(~held_out))
+    """The pipeline's stratified, seeded hold-out (`contrastive.data.splits`): the same
+    54k / 6k cut as `make run`'s ingest; the train rows come in a seeded random order."""
+    from contrastive.data.splits import hold_out_validation
+
+    kept, held_out = hold_out_validation(y, validation_fraction, seed)
+    train_rows = np.random.default_rng(seed).permutation(kept)
     return (x[train_rows], y[train_rows]), (x[held_out], y[held_out])
 
 

@@ -18,8 +18,9 @@ def pretrain_encoder(
 ):
     """Pretrain into the Model artifact; metrics: final loss, contrastive and kNN accuracy."""
     from contrastive import tasks
+    from contrastive.config import resolve_config
 
-    config = tasks.resolve_config(
+    config = resolve_config(
         profile,
         overrides=overrides,
         epochs=epochs,

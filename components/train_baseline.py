@@ -17,8 +17,9 @@ def train_baseline(
 ):
     """Train a classifier end to end with cross-entropy into the Model artifact."""
     from contrastive import tasks
+    from contrastive.config import resolve_config
 
-    config = tasks.resolve_config(
+    config = resolve_config(
         profile,
         overrides=overrides,
         epochs=epochs,

@@ -17,8 +17,9 @@ def train_classifier(
 ):
     """Train the classifier head (and the encoder when `mode` is finetune)."""
     from contrastive import tasks
+    from contrastive.config import resolve_config
 
-    config = tasks.resolve_config(
+    config = resolve_config(
         profile,
         overrides=overrides,
         classifier_epochs=classifier_epochs,

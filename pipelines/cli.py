@@ -56,7 +56,7 @@ def _add_config_arguments(parser: argparse.ArgumentParser, *, pretrain: bool = T
 def _config(args):
     """Profile + flags. A flag given on the command line is validated as given (`--epochs 0`
     is an error, not "the profile's value" as 0 means for pipeline parameters)."""
-    from contrastive.tasks import resolve_config
+    from contrastive.config import resolve_config
 
     overrides = list(args.override)
     for flag, field in (
@@ -116,15 +116,13 @@ def cmd_run(args) -> int:
         "promotion_margin": args.promotion_margin,
         "validation_fraction": args.validation_fraction,
     }
-    if args.limit < 0:
-        raise ValueError(f"--limit must be >= 0 (0 = all). Received: --limit={args.limit}")
-    if args.promotion_margin < 0:
-        raise ValueError(f"--promotion-margin must be >= 0. Received: {args.promotion_margin}")
-    if not 0 < args.validation_fraction < 1:
-        raise ValueError(
-            "--validation-fraction must be in (0, 1). "
-            f"Received: --validation-fraction={args.validation_fraction}"
-        )
+    from contrastive.validation import check
+
+    check("--limit", args.limit, lambda v: v >= 0, "must be >= 0 (0 = all)")
+    check("--promotion-margin", args.promotion_margin, lambda v: v >= 0, "must be >= 0")
+    check(
+        "--validation-fraction", args.validation_fraction, lambda v: 0 < v < 1, "must be in (0, 1)"
+    )
     results = run_local(params, methods=methods, runs_dir=args.runs_dir)
     _print_results(results)
     return 0

@@ -6,11 +6,13 @@ from collections.abc import Sequence
 from kfp import dsl
 
 import components
+from contrastive.config import BASELINE
+from contrastive.config import METHODS as PRETRAINING_METHODS
 from pipelines.targets import validate_accelerator
 
 PIPELINE_NAME = "contrastive"
-METHODS = ("baseline", "supcon", "simclr", "npairs")
-DEFAULT_METHODS = ("baseline", "supcon", "simclr")
+METHODS = (BASELINE, *PRETRAINING_METHODS)
+DEFAULT_METHODS = (BASELINE, "supcon", "simclr")
 # What a step asks for when no accelerator type is given at compile time.
 DEFAULT_ACCELERATORS = {"kubeflow": "nvidia.com/gpu", "vertex": "NVIDIA_L4"}
 
@@ -50,11 +52,6 @@ def build_pipeline(
         # Spot GPUs get preempted: the retry resumes from the task's checkpoints.
         return task.set_retry(num_retries=retries, backoff_duration="60s", backoff_factor=2.0)
 
-    @dsl.pipeline(
-        name=PIPELINE_NAME,
-        description="SupCon and SimCLR pretraining vs a cross-entropy baseline; "
-        "the best classifier is promoted if it beats the champion.",
-    )
     def contrastive_pipeline(
         source: str = "fashion_mnist",
         profile: str = "quick",
@@ -74,6 +71,8 @@ def build_pipeline(
         registry: str = "",
         promotion_margin: float = 0.0,
     ):
+        """SupCon and SimCLR pretraining vs a cross-entropy baseline; the best classifier is
+        promoted if it beats the champion."""
         ingest = c.ingest_data(
             source=source,
             validation_fraction=validation_fraction,
@@ -89,7 +88,7 @@ def build_pipeline(
         common = dict(profile=profile, overrides=overrides, batch_size=batch_size, seed=seed)
         evaluated = {}
         for method in methods:
-            if method == "baseline":
+            if method == BASELINE:
                 trained = retried(
                     on_gpu(
                         c.train_baseline(
@@ -141,7 +140,11 @@ def build_pipeline(
             **evaluated,
         ).set_display_name("compare-and-report").set_caching_options(False)
 
-    return contrastive_pipeline
+    return dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="SupCon and SimCLR pretraining vs a cross-entropy baseline; "
+        "the best classifier is promoted if it beats the champion.",
+    )(components.document(contrastive_pipeline))
 
 
 def _check_methods(methods: Sequence[str]) -> tuple[str, ...]:

@@ -14,41 +14,23 @@ contrastive pretraining and `WEAK` views for training a classifier.
     views = augmenter(images, training=True)  # [B, 32, 32, 3]
 """
 
+import dataclasses
 import math
-import numbers
 import os
 
 import keras
 from keras import ops
 
-# Strong views for contrastive pretraining (SimCLR example: min_area 0.25, brightness 0.6,
-# jitter 0.2) plus the SupCon example's light rotation (0.02 of a turn) and SimCLR's random
-# grayscale.
-STRONG = {
-    "min_area": 0.25,
-    "brightness": 0.6,
-    "jitter": 0.2,
-    "rotation": 0.02,
-    "flip": True,
-    "grayscale": 0.2,
-}
-# Weak views for classification (SimCLR example: min_area 0.75, brightness 0.3, jitter 0.1).
-WEAK = {
-    "min_area": 0.75,
-    "brightness": 0.3,
-    "jitter": 0.1,
-    "rotation": 0.0,
-    "flip": True,
-    "grayscale": 0.0,
-}
+from contrastive import validation
+from contrastive.config import AugmentConfig
+
+# The two strengths' values live in `config.AugmentConfig` (the one home of the defaults);
+# these dicts are its `build_augmenter` keyword arguments.
+STRONG = dataclasses.asdict(AugmentConfig().strong)
+WEAK = dataclasses.asdict(AugmentConfig().weak)
 
 # ITU-R BT.601 luma weights, as in `keras.ops.image.rgb_to_grayscale`.
 _LUMA_WEIGHTS = (0.2989, 0.5870, 0.1140)
-
-
-def _check_seed(seed):
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"seed must be an int or None. Received: seed={seed!r}")
 
 
 def _check_channels(layer_name, input_shape):
@@ -141,7 +123,7 @@ class RandomResizedCrop(keras.layers.Layer):
             )
         if not 0.0 <= rotation <= 0.5:
             raise ValueError(f"rotation must be in [0, 0.5]. Received: rotation={rotation}")
-        _check_seed(seed)
+        validation.check_seed(seed)
         self.min_area = float(min_area)
         self.aspect_ratio = (float(aspect_ratio[0]), float(aspect_ratio[1]))
         self.rotation = float(rotation)
@@ -241,7 +223,7 @@ class RandomColorAffine(keras.layers.Layer):
             raise ValueError(f"brightness must be in [0, 1]. Received: brightness={brightness}")
         if jitter < 0.0:
             raise ValueError(f"jitter must be >= 0. Received: jitter={jitter}")
-        _check_seed(seed)
+        validation.check_seed(seed)
         self.brightness = float(brightness)
         self.jitter = float(jitter)
         self.seed = seed
@@ -313,7 +295,7 @@ class RandomGrayscale(keras.layers.Layer):
         super().__init__(**kwargs)
         if not 0.0 <= probability <= 1.0:
             raise ValueError(f"probability must be in [0, 1]. Received: probability={probability}")
-        _check_seed(seed)
+        validation.check_seed(seed)
         self.probability = float(probability)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -376,8 +358,7 @@ def build_augmenter(
         range; the identity with `training=False`.
     """
     if len(image_shape) != 3 or not all(
-        isinstance(size, numbers.Integral) and not isinstance(size, bool) and size > 0
-        for size in image_shape
+        validation.is_int(size) and size > 0 for size in image_shape
     ):
         raise ValueError(
             "image_shape must be (height, width, channels) of positive ints. "
@@ -386,7 +367,7 @@ def build_augmenter(
     _check_channels("build_augmenter", image_shape)
     if not 0.0 <= grayscale <= 1.0:
         raise ValueError(f"grayscale must be in [0, 1]. Received: grayscale={grayscale}")
-    _check_seed(seed)
+    validation.check_seed(seed)
 
     def stage_seed():
         # Distinct per stage so stages draw independent numbers; fixed by `seed`.

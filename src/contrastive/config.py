@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from contrastive import validation
+
+# The names the configuration accepts, each the key set of a registry (tests/unit/
+# test_registries.py checks they agree): ENCODER_NAMES = `models.ENCODERS`,
+# METHODS = `losses.LOSSES`. Spelled here so that a configuration validates without Keras.
 ENCODER_NAMES = ("small_cnn", "simclr_cnn", "resnet18", "resnet50v2")
 METHODS = ("supcon", "simclr", "npairs")
+# The supervised comparison every run can include beside the pretraining METHODS.
+BASELINE = "baseline"
 PROJECTION_HEADS = ("linear", "mlp")
 CLASSIFIER_HEADS = ("linear", "seed")
 CLASSIFIER_MODES = ("linear", "finetune")
@@ -58,11 +66,15 @@ class AugmentStrength:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    # Strong augmentation: contrastive pretraining views (seed 003's "contrastive" setting).
+    # The one home of the augmentation defaults (`augment.STRONG` / `WEAK` derive from it).
+    # Strong: contrastive pretraining views, after the SimCLR keras-io example (min_area 0.25,
+    # brightness 0.6, jitter 0.2) plus the SupCon example's light rotation (0.02 of a turn)
+    # and SimCLR's random grayscale.
     strong: AugmentStrength = AugmentStrength(
         min_area=0.25, brightness=0.6, jitter=0.2, rotation=0.02, grayscale=0.2
     )
-    # Weak augmentation: classifier and cross-entropy baseline training.
+    # Weak: classifier and cross-entropy baseline training (SimCLR example: min_area 0.75,
+    # brightness 0.3, jitter 0.1).
     weak: AugmentStrength = AugmentStrength(min_area=0.75, brightness=0.3, jitter=0.1)
 
 
@@ -184,6 +196,51 @@ def load_config(
     return Config.from_dict(values)
 
 
+def resolve_config(
+    profile: str = "quick",
+    *,
+    overrides: Sequence[str] | str = (),
+    epochs: int = 0,
+    classifier_epochs: int = 0,
+    batch_size: int = 0,
+    temperature: float = 0.0,
+    encoder: str = "",
+    limit: int = 0,
+    seed: int | None = None,
+) -> Config:
+    """A profile plus explicit overrides (the pipeline-parameter conventions).
+
+    Args:
+        profile: a profile name (`available_profiles()`).
+        overrides: `section.field=value` strings, or one comma-separated string (the form a
+            pipeline parameter can carry).
+        epochs, classifier_epochs, batch_size, temperature, encoder, limit, seed: shortcuts
+            for the common overrides; 0 / "" / None keep the profile's value.
+
+    Returns:
+        The validated `Config`.
+    """
+    if isinstance(overrides, str):
+        overrides = [item.strip() for item in overrides.split(",") if item.strip()]
+    values: dict[str, Any] = {}
+    for name, value in (
+        ("train.epochs", epochs),
+        ("train.classifier_epochs", classifier_epochs),
+        ("train.batch_size", batch_size),
+        ("train.temperature", temperature),
+        ("data.limit", limit),
+    ):
+        _check(name, value, lambda v: v >= 0, "must be > 0 (0 keeps the profile's value)")
+        if value:
+            values[name] = value
+    if encoder:
+        values["model.encoder"] = encoder
+    if seed is not None:
+        values["train.seed"] = seed
+    config = load_config(profile, list(overrides))
+    return config.replace(values) if values else config
+
+
 def validate(config: Config) -> None:
     """Raise ConfigError naming the first invalid field and its value."""
     t, m, d = config.train, config.model, config.data
@@ -242,17 +299,11 @@ def validate(config: Config) -> None:
 
 
 def _check(name: str, value: Any, predicate, requirement: str) -> None:
-    try:
-        ok = bool(predicate(value))
-    except TypeError:
-        ok = False
-    if not ok:
-        raise ConfigError(f"{name} {requirement}. Received: {name}={value!r}")
+    validation.check(name, value, predicate, requirement, error=ConfigError)
 
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {list(choices)}. Received: {name}={value!r}")
+    validation.check_choice(name, value, choices, error=ConfigError)
 
 
 def _load_profile_values(profile: str, seen: tuple[str, ...]) -> dict[str, Any]:
@@ -343,12 +394,12 @@ def _has_default(cls) -> bool:
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
     # YAML reads 1e-3 as a string; accept it as a float where a float is expected.
-    if isinstance(default, float) and isinstance(value, (int, str)) and not isinstance(value, bool):
+    if isinstance(default, float) and (isinstance(value, str) or validation.is_int(value)):
         try:
             return float(value)
         except ValueError:
             raise ConfigError(f"{name} must be a number. Received: {name}={value!r}") from None
-    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
+    if validation.is_int(default) and isinstance(value, float):
         if value.is_integer():
             return int(value)
         raise ConfigError(f"{name} must be an integer. Received: {name}={value!r}")

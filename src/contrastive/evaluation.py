@@ -7,9 +7,12 @@ numbers and lists (JSON-ready) or NumPy arrays, never NaN: a ratio whose denomin
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
+
+from contrastive import validation
 
 
 def classification_metrics(y_true, y_pred, num_classes: int, class_names=None) -> dict:
@@ -164,16 +167,47 @@ def top_confusions(confusion_matrix, class_names=None, k: int = 5) -> list[dict]
     ]
 
 
+def metric_scalars(result: dict) -> dict[str, float]:
+    """Flat figures of a `classification_metrics` result for a KFP Metrics artifact:
+    `accuracy`, `macro_f1` and `precision_<class>` / `recall_<class>` / `f1_<class>`."""
+    scalars = {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"]}
+    for index, name in enumerate(result["class_names"]):
+        key = re.sub(r"[^0-9A-Za-z]+", "_", str(name)).strip("_").lower() or f"class_{index}"
+        for metric in ("precision", "recall", "f1"):
+            scalars[f"{metric}_{key}"] = float(result[metric][index])
+    return scalars
+
+
+def write_predictions(path, labels, predicted, probabilities) -> None:
+    """Per-example predictions as Parquet (`index`, `label`, `predicted`, `confidence`,
+    `probabilities`), written atomically through `contrastive.storage`.
+
+    Args:
+        path: local path or gs:// URI.
+        labels, predicted: integer arrays `[n]`.
+        probabilities: float array `[n, C]`.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "index": np.arange(len(labels), dtype=np.int64),
+            "label": labels.astype(np.int64),
+            "predicted": predicted.astype(np.int64),
+            "confidence": probabilities.max(axis=1).astype(np.float32),
+            "probabilities": list(probabilities.astype(np.float32)),
+        }
+    )
+    from contrastive import storage
+
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    storage.write_bytes(path, buffer.getvalue().to_pybytes())
+
+
 def _check_num_classes(num_classes) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
-        raise ValueError(
-            f"num_classes must be an integer >= 1. Received: num_classes={num_classes}"
-        )
-    if num_classes < 1:
-        raise ValueError(
-            f"num_classes must be an integer >= 1. Received: num_classes={num_classes}"
-        )
-    return int(num_classes)
+    return int(validation.check_int("num_classes", num_classes))
 
 
 def _as_labels(values, name: str, num_classes: int) -> np.ndarray:

@@ -12,11 +12,10 @@ Negative labels (the data contract's `-1`, "no label") never match anything: an 
 only positives are its own other views (SupCon) or itself (n-pairs).
 """
 
-import math
-import numbers
-
 import keras
 from keras import ops
+
+from contrastive import validation
 
 # Stands in for -inf on the self-similarity diagonal: exp() of it is exactly 0 in float32,
 # and unlike -inf it keeps `0 * value` and the gradients finite.
@@ -276,11 +275,16 @@ class NPairsLoss(_ScalarLoss):
         }
 
 
+# Pretraining method -> its loss: the method names' registry (tests/unit/test_registries.py
+# checks that `config.METHODS` lists the same names).
+LOSSES = {"supcon": SupConLoss, "simclr": SimCLRLoss, "npairs": NPairsLoss}
+
+
 def get_loss(method, temperature, base_temperature=None):
     """Builds the loss wrapper for a pretraining method.
 
     Args:
-        method: `"supcon"`, `"simclr"` or `"npairs"`.
+        method: a key of `LOSSES`: `"supcon"`, `"simclr"` or `"npairs"`.
         temperature: Softmax temperature, > 0.
         base_temperature: Optional; scales the loss by `temperature / base_temperature`.
             Defaults to `None`.
@@ -288,30 +292,18 @@ def get_loss(method, temperature, base_temperature=None):
     Returns:
         A `SupConLoss`, `SimCLRLoss` or `NPairsLoss`.
     """
-    if method == "supcon":
-        return SupConLoss(temperature, base_temperature)
-    if method == "simclr":
-        return SimCLRLoss(temperature, base_temperature)
-    if method == "npairs":
-        return NPairsLoss(temperature, base_temperature)
-    raise ValueError(
-        f"method must be one of 'supcon', 'simclr', 'npairs'. Received: method={method!r}"
-    )
+    if method not in LOSSES:
+        raise ValueError(f"method must be one of {list(LOSSES)}. Received: method={method!r}")
+    return LOSSES[method](temperature, base_temperature)
 
 
 def _loss_scale(temperature, base_temperature):
     """Validates the temperatures; returns the factor `temperature / base_temperature`."""
-    _check_positive("temperature", temperature)
+    validation.check_positive("temperature", temperature)
     if base_temperature is None:
         return 1.0
-    _check_positive("base_temperature", base_temperature)
+    validation.check_positive("base_temperature", base_temperature)
     return temperature / base_temperature
-
-
-def _check_positive(name, value):
-    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not (is_number and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be > 0. Received: {name}={value}")
 
 
 def _as_float32(features):

@@ -20,16 +20,16 @@ without custom objects.
 
 import copy
 import itertools
-import numbers
 
 import keras
 from keras import layers
 
-ENCODERS = {}
-"""Encoder builders by name: `builder(input_shape, width) -> keras.Model`."""
+from contrastive import validation
+from contrastive.config import CLASSIFIER_HEADS, PROJECTION_HEADS
 
-PROJECTION_HEADS = ("linear", "mlp")
-CLASSIFIER_HEADS = ("linear", "seed")
+ENCODERS = {}
+"""Encoder builders by name: `builder(input_shape, width) -> keras.Model`. The built-in names
+are `contrastive.config.ENCODER_NAMES` (tests/unit/test_registries.py checks they agree)."""
 
 
 def register_encoder(name):
@@ -47,18 +47,26 @@ def register_encoder(name):
     return register
 
 
-def _is_positive_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+def find_encoder(model):
+    """The encoder inside a classifier.
 
+    Args:
+        model: a classifier: a frozen wrapper holding the encoder (its `encoder` attribute),
+            or a functional model with the encoder nested under its registered name.
 
-def _check_positive_int(value, argument):
-    if not _is_positive_int(value):
-        raise ValueError(f"{argument} must be a positive int. Received: {argument}={value!r}")
-
-
-def _check_seed(seed):
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"seed must be an int or None. Received: seed={seed!r}")
+    Returns:
+        The encoder `keras.Model` (images -> features).
+    """
+    for layer in model.layers:
+        inner = getattr(layer, "encoder", None)  # training.FrozenEncoder wraps it
+        if isinstance(inner, keras.Model):
+            return inner
+    for layer in model.layers:
+        if isinstance(layer, keras.Model) and layer.name in ENCODERS:
+            return layer
+    raise ValueError(
+        f"model {model.name!r} has no encoder sub-model (expected one of {sorted(ENCODERS)})"
+    )
 
 
 def build_encoder(name, input_shape, *, width=None, seed=None):
@@ -76,14 +84,16 @@ def build_encoder(name, input_shape, *, width=None, seed=None):
     """
     if name not in ENCODERS:
         raise ValueError(f"Unknown encoder name={name!r}. Known encoders: {sorted(ENCODERS)}")
-    if len(input_shape) != 3 or not all(_is_positive_int(size) for size in input_shape):
+    if len(input_shape) != 3 or not all(
+        validation.is_int(size) and size >= 1 for size in input_shape
+    ):
         raise ValueError(
             "input_shape must be (height, width, channels) of positive ints. "
             f"Received: input_shape={tuple(input_shape)}"
         )
     if width is not None:
-        _check_positive_int(width, "width")
-    _check_seed(seed)
+        validation.check_int("width", width)
+    validation.check_seed(seed)
     encoder = ENCODERS[name](tuple(int(size) for size in input_shape), width)
     if seed is not None:
         encoder = _reseed(encoder, seed)
@@ -269,10 +279,10 @@ def build_projection_head(kind, feature_dim, *, projection_dim=128, hidden_dim=5
         raise ValueError(
             f"Unknown projection head kind={kind!r}. Known kinds: {list(PROJECTION_HEADS)}"
         )
-    _check_positive_int(feature_dim, "feature_dim")
-    _check_positive_int(projection_dim, "projection_dim")
-    _check_positive_int(hidden_dim, "hidden_dim")
-    _check_seed(seed)
+    validation.check_int("feature_dim", feature_dim)
+    validation.check_int("projection_dim", projection_dim)
+    validation.check_int("hidden_dim", hidden_dim)
+    validation.check_seed(seed)
     inputs = keras.Input(shape=(feature_dim,))
     x = inputs
     if kind == "mlp":
@@ -308,12 +318,12 @@ def build_classifier_head(
         raise ValueError(
             f"Unknown classifier head kind={kind!r}. Known kinds: {list(CLASSIFIER_HEADS)}"
         )
-    _check_positive_int(feature_dim, "feature_dim")
-    _check_positive_int(num_classes, "num_classes")
-    _check_positive_int(hidden_dim, "hidden_dim")
+    validation.check_int("feature_dim", feature_dim)
+    validation.check_int("num_classes", num_classes)
+    validation.check_int("hidden_dim", hidden_dim)
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout}")
-    _check_seed(seed)
+    validation.check_seed(seed)
     inputs = keras.Input(shape=(feature_dim,))
     x = inputs
     if kind == "seed":

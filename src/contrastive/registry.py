@@ -23,16 +23,21 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
+import logging
 import os
 import re
-from collections.abc import Mapping
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, NamedTuple
 
-from contrastive import storage
+from contrastive import storage, validation
+from contrastive.modeldir import COMPLETE_MARKER, load_model_dir
+
+log = logging.getLogger(__name__)
 
 CHAMPION_FILE = "champion.json"
-COMPLETE_MARKER = "COMPLETE"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -85,8 +90,7 @@ def decide(
 
 
 def _check_finite(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number. Received: {name}={value!r}")
+    validation.check_finite(name, value)
 
 
 def _check_run_id(run_id: str) -> None:
@@ -256,3 +260,84 @@ class ModelRegistry:
             return storage.read_json(self.decision_uri(run_id), client=self._client)
         except FileNotFoundError:
             return None
+
+
+def gate_champion(
+    registry_root: str,
+    candidate: str,
+    candidate_accuracy: float,
+    candidate_dir: str,
+    *,
+    run_id: str,
+    margin: float,
+    evaluate: Callable[[str], float],
+) -> dict:
+    """Re-evaluate the champion on this run's test split; promote the candidate if it wins.
+
+    Args:
+        registry_root: a local folder or gs:// prefix holding `champion.json`.
+        candidate: the candidate's method name (kept in the record).
+        candidate_accuracy: its test accuracy.
+        candidate_dir: its local model directory.
+        run_id: names the version folder and the decision file.
+        margin: the candidate must beat the champion by more than this.
+        evaluate: local model directory -> test accuracy on this run's split.
+
+    Returns:
+        The decision dict, also written to `decisions/<run_id>.json`.
+    """
+    registry = ModelRegistry(registry_root)
+    champion = registry.champion()
+    champion_accuracy = None
+    if champion is not None:
+        champion_accuracy = _evaluate_anywhere(registry.champion_model_dir(), evaluate)
+    promote, reason = decide(candidate_accuracy, champion_accuracy, margin)
+    decision = {
+        "promoted": promote,
+        "promote": promote,
+        "candidate": candidate,
+        "candidate_accuracy": candidate_accuracy,
+        "champion_accuracy": champion_accuracy,
+        "margin": margin,
+        "reason": reason,
+        "champion_run_id": champion.get("run_id") if champion else None,
+    }
+    if promote:
+        promote_with_export(
+            registry,
+            run_id,
+            candidate_dir,
+            candidate_accuracy,
+            candidate,
+            expected_generation=champion["generation"] if champion else 0,
+        )
+    registry.record_decision(run_id, decision)
+    return decision
+
+
+def promote_with_export(registry, run_id, model_dir, score, method, *, expected_generation):
+    """Promote a copy of `model_dir` with a serving SavedModel (uint8 images in) beside it."""
+    import keras
+
+    from contrastive.export import export_saved_model
+
+    with tempfile.TemporaryDirectory(prefix="promote-") as staging:
+        bundle = Path(staging) / "model"
+        shutil.copytree(model_dir, bundle, ignore=shutil.ignore_patterns("checkpoints"))
+        if keras.backend.backend() == "tensorflow":
+            export_saved_model(load_model_dir(model_dir)[0], str(bundle / "saved_model"))
+        else:  # a SavedModel needs TensorFlow; the .keras file is promoted on its own
+            log.warning("SavedModel export skipped on the %s backend", keras.backend.backend())
+        (bundle / COMPLETE_MARKER).touch()
+        registry.promote(
+            run_id, bundle, score, extra={"method": method}, expected_generation=expected_generation
+        )
+
+
+def _evaluate_anywhere(model_uri: str, evaluate: Callable[[str], float]) -> float:
+    """`evaluate` a model directory that may live in object storage (copied locally first)."""
+    if not storage.is_gcs(model_uri):
+        return evaluate(model_uri)
+    with tempfile.TemporaryDirectory(prefix="champion-") as local:
+        storage.copy_tree(model_uri, local)
+        return evaluate(local)

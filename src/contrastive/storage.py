@@ -1,9 +1,11 @@
-"""Object storage: the same small set of calls for local paths and `gs://bucket/key` URIs.
+"""All file I/O of the library: one set of calls for local paths and `gs://bucket/key` URIs.
 
-Local paths use plain files; `gs://` goes through google-cloud-storage (imported on first
-use, so the library imports without it). Writes are atomic: a reader sees the old bytes or
-the new ones, never a half-written file (locally: temp file + `os.replace`; on GCS a
-single-object upload is atomic by itself).
+Local paths use plain `os` calls. `gs://` objects go through google-cloud-storage; folder
+operations on remote paths (and any other `scheme://` TensorFlow knows) go through
+`tf.io.gfile`. Both are imported on first use, so the library (and the NumPy-only parts of
+`contrastive.data`) import without them. Writes are atomic: a reader sees the old bytes or the
+new ones, never a half-written file (locally: temp file + `os.replace`; on GCS a single-object
+upload is atomic by itself).
 
 Compare-and-swap for small pointer files (`read_with_generation` /
 `write_if_generation_match`): on GCS the object generation with an `ifGenerationMatch`
@@ -26,11 +28,12 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 GCS_SCHEME = "gs://"
 # A lock older than this is left over from a crashed writer and may be broken.
 STALE_LOCK_SECONDS = 300.0
+_READ_CHUNK_BYTES = 8 << 20
 
 
 class PreconditionFailedError(Exception):
@@ -39,6 +42,18 @@ class PreconditionFailedError(Exception):
 
 def is_gcs(uri: str | os.PathLike) -> bool:
     return os.fspath(uri).startswith(GCS_SCHEME)
+
+
+def is_local(path: str | os.PathLike) -> bool:
+    """True for a plain filesystem path (no `scheme://`)."""
+    return "://" not in os.fspath(path)
+
+
+def _gfile():
+    """`tf.io.gfile`, for remote folder operations (TensorFlow imported on first use)."""
+    import tensorflow as tf
+
+    return tf.io.gfile
 
 
 def split_gcs(uri: str) -> tuple[str, str]:
@@ -52,11 +67,18 @@ def split_gcs(uri: str) -> tuple[str, str]:
 
 
 def join(base: str | os.PathLike, *parts: str) -> str:
-    """Joins path parts with `/` for gs:// URIs and `os.path.join` for local paths."""
+    """Joins path parts with `/` for remote URIs and `os.path.join` for local paths."""
     base = os.fspath(base)
-    if is_gcs(base):
+    if not is_local(base):
         return posixpath.join(base, *parts)
     return os.path.join(base, *parts)
+
+
+def strip_trailing_slash(path: str) -> str:
+    stripped = path.rstrip("/")
+    if not stripped or stripped.endswith(":/"):  # "/" or "gs://": keep the root as given
+        return path
+    return stripped
 
 
 @functools.lru_cache(maxsize=1)
@@ -77,8 +99,11 @@ def _blob(uri: str, client: Any):
 def read_bytes(uri: str | os.PathLike, *, client: Any = None) -> bytes:
     """Whole content of a file or object; `FileNotFoundError` when it does not exist."""
     uri = os.fspath(uri)
-    if not is_gcs(uri):
+    if is_local(uri):
         with open(uri, "rb") as stream:
+            return stream.read()
+    if not is_gcs(uri):
+        with _gfile().GFile(uri, "rb") as stream:
             return stream.read()
     from google.api_core import exceptions
 
@@ -101,8 +126,11 @@ def write_bytes(uri: str | os.PathLike, data: bytes, *, client: Any = None) -> N
     uri = os.fspath(uri)
     if is_gcs(uri):
         _blob(uri, client).upload_from_string(data)
-        return
-    _replace_local(uri, data)
+    elif not is_local(uri):
+        with _gfile().GFile(uri, "wb") as stream:
+            stream.write(data)
+    else:
+        _replace_local(uri, data)
 
 
 def write_text(uri: str | os.PathLike, text: str, *, client: Any = None) -> None:
@@ -126,6 +154,7 @@ def _replace_local(path: str, data: bytes) -> None:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes it owner-only; our files are meant to be read
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -136,8 +165,10 @@ def _replace_local(path: str, data: bytes) -> None:
 def exists(uri: str | os.PathLike, *, client: Any = None) -> bool:
     """True for an existing file or folder; on GCS, an object or any object under `uri/`."""
     uri = os.fspath(uri)
-    if not is_gcs(uri):
+    if is_local(uri):
         return os.path.exists(uri)
+    if not is_gcs(uri):
+        return _gfile().exists(uri)
     bucket, name = split_gcs(uri)
     client = client or default_gcs_client()
     if name and client.bucket(bucket).blob(name).exists():
@@ -163,17 +194,114 @@ def list_files(uri: str | os.PathLike, *, client: Any = None) -> list[str]:
     return sorted(b.name[len(prefix) :] for b in blobs if not b.name.endswith("/"))
 
 
-def delete(uri: str | os.PathLike, *, client: Any = None) -> None:
+def remove(uri: str | os.PathLike, *, client: Any = None) -> None:
     """Removes one file or object; missing is fine."""
     uri = os.fspath(uri)
-    if not is_gcs(uri):
+    if is_local(uri):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(uri)
+        return
+    if not is_gcs(uri):
+        if _gfile().exists(uri):
+            _gfile().remove(uri)
         return
     from google.api_core import exceptions
 
     with contextlib.suppress(exceptions.NotFound):
         _blob(uri, client).delete()
+
+
+def isdir(path: str) -> bool:
+    return os.path.isdir(path) if is_local(path) else _gfile().isdir(path)
+
+
+def makedirs(path: str) -> None:
+    """Creates a folder and its parents; an existing one is fine."""
+    if is_local(path):
+        os.makedirs(path, exist_ok=True)
+    else:
+        _gfile().makedirs(path)
+
+
+def rename(source: str, destination: str) -> None:
+    """Moves one file, replacing `destination` (atomic on local disks; copy+delete remotely)."""
+    if is_local(source) and is_local(destination):
+        os.replace(source, destination)
+    else:
+        _gfile().rename(source, destination, overwrite=True)
+
+
+def remove_tree(path: str) -> None:
+    """Removes a folder and everything under it; missing is fine."""
+    if is_local(path):
+        if os.path.exists(path):
+            shutil.rmtree(path)
+    elif _gfile().exists(path):
+        _gfile().rmtree(path)
+
+
+def file_size(path: str) -> int:
+    return os.path.getsize(path) if is_local(path) else _gfile().stat(path).length
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    opener = open if is_local(path) else _gfile().GFile
+    with opener(path, "rb") as handle:
+        while chunk := handle.read(_READ_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Entry(NamedTuple):
+    name: str
+    is_dir: bool
+    is_link: bool  # a local symlink (object stores have none)
+
+
+def list_dir(path: str, *, include_hidden: bool = False) -> list[Entry]:
+    """Sorted entries of the folder `path`; hidden names (`.x`) only on request.
+
+    Local folders are scanned with `os.scandir` (one call instead of a stat per entry;
+    symlinks are followed). Object stores report sub-"directories" with a trailing slash; an
+    entry without one is asked `isdir` only when it has no file-like extension.
+    """
+    entries = []
+    if is_local(path):
+        with os.scandir(path) as scan:
+            for entry in scan:
+                if include_hidden or not entry.name.startswith("."):
+                    entries.append(Entry(entry.name, _scandir_is_dir(entry), entry.is_symlink()))
+        return sorted(entries)
+    for name in _gfile().listdir(path):
+        is_dir = name.endswith("/")
+        name = name.rstrip("/")
+        if not name or (name.startswith(".") and not include_hidden):
+            continue
+        if not is_dir and not posixpath.splitext(name)[1]:
+            is_dir = _gfile().isdir(join(path, name))
+        entries.append(Entry(name, is_dir, False))
+    return sorted(entries)
+
+
+def _scandir_is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a dangling symlink: report it as a file, reading it will fail visibly
+        return False
+
+
+def escapes_root(root: str, path: str) -> bool:
+    """True when `path` is not inside `root` once `..` and (local) symlinks are resolved."""
+    if is_local(path):
+        real_root = os.path.realpath(root)
+        real_path = os.path.realpath(path)
+        return os.path.commonpath([real_root, real_path]) != real_root or real_path == real_root
+    root = strip_trailing_slash(root)
+    if not path.startswith(root + "/"):
+        return True
+    relative = posixpath.normpath(path[len(root) + 1 :])
+    return relative == "." or relative.startswith("../") or relative == ".." or relative[0] == "/"
 
 
 def copy_file(source: str, destination: str, *, client: Any = None) -> None:

@@ -1,193 +1,28 @@
 """The pipeline's steps as library functions: the file I/O edge of the CLI and KFP components.
 
-Each `run_*` function reads a dataset (a URI with a `manifest.json`) and/or a model directory,
-calls the training or evaluation code, and writes a model directory:
-
-    <dir>/model.keras    the Keras model (encoder for pretraining, classifier otherwise)
-    <dir>/config.yaml    the configuration it was trained with
-    <dir>/history.json   per-epoch training curves
-    <dir>/metrics.json   summary figures
-    <dir>/info.json      kind, method, classes, image shape, timings, lineage
-    <dir>/COMPLETE       written last: a directory without it is refused by every consumer
-
-Checkpoints go to `<dir>/checkpoints/` while training, so a retried task with the same output
-resumes; they are removed once the model is complete.
+Each `run_*` function reads a dataset (a URI with a `manifest.json`) and/or a model directory
+(`contrastive.modeldir`), calls the training or evaluation code, and writes a model directory.
+The three training steps share one sequence, `_train_step`: reuse a complete output on retry,
+load the data, train, time it, save.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import time
-import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from contrastive import modeldir, validation
+from contrastive.config import Config
+from contrastive.modeldir import check_compatible, load_model_dir, read_json
 
-from contrastive import __version__
-from contrastive.config import Config, ConfigError, load_config
+if TYPE_CHECKING:
+    from contrastive.data import TrainingData
 
 log = logging.getLogger(__name__)
-
-COMPLETE_MARKER = "COMPLETE"
-MODEL_FILE = "model.keras"
-
-
-class ModelIncompleteError(RuntimeError):
-    """A model directory has no COMPLETE marker (a crashed or still-running writer)."""
-
-
-class DataMismatchError(ValueError):
-    """The dataset and the model disagree (class count, image shape)."""
-
-
-# --------------------------------------------------------------------------------------------
-# configuration
-
-
-def resolve_config(
-    profile: str = "quick",
-    *,
-    overrides: Sequence[str] | str = (),
-    epochs: int = 0,
-    classifier_epochs: int = 0,
-    batch_size: int = 0,
-    temperature: float = 0.0,
-    encoder: str = "",
-    limit: int = 0,
-    seed: int | None = None,
-) -> Config:
-    """A profile plus explicit overrides; 0 / "" / None keep the profile's value.
-
-    `overrides` is a list of `section.field=value` strings or one comma-separated string
-    (the form a pipeline parameter can carry).
-    """
-    if isinstance(overrides, str):
-        overrides = [item.strip() for item in overrides.split(",") if item.strip()]
-    values: dict[str, Any] = {}
-    for name, value in (
-        ("train.epochs", epochs),
-        ("train.classifier_epochs", classifier_epochs),
-        ("train.batch_size", batch_size),
-    ):
-        if value < 0:
-            raise ConfigError(f"{name} must be >= 1 (0 keeps the profile's). Received: {value}")
-        if value:
-            values[name] = value
-    if temperature < 0:
-        raise ConfigError(f"train.temperature must be > 0. Received: temperature={temperature}")
-    if temperature:
-        values["train.temperature"] = temperature
-    if encoder:
-        values["model.encoder"] = encoder
-    if limit < 0:
-        raise ConfigError(f"data.limit must be >= 1 (0 = all). Received: limit={limit}")
-    if limit:
-        values["data.limit"] = limit
-    if seed is not None:
-        values["train.seed"] = seed
-    config = load_config(profile, list(overrides))
-    return config.replace(values) if values else config
-
-
-# --------------------------------------------------------------------------------------------
-# data
-
-
-@dataclass
-class TrainingData:
-    """In-memory splits (uint8 images, int64 labels; unlabeled images carry label -1)."""
-
-    train: tuple[np.ndarray, np.ndarray]
-    validation: tuple[np.ndarray, np.ndarray] | None
-    num_classes: int
-    class_names: list[str]
-    image_shape: tuple[int, int, int]
-    manifest: dict
-
-
-def load_training_data(
-    data_uri: str, config: Config, *, include_unlabeled: bool = False
-) -> TrainingData:
-    """Load the train (and validation) split of a committed dataset into memory."""
-    from contrastive import data
-
-    manifest = data.read_manifest(data_uri)
-    limit = config.data.limit
-    x, y = data.load_arrays(data_uri, "train", limit=limit)
-    splits = manifest["splits"]
-    if include_unlabeled and splits.get("unlabeled", {}).get("num_examples", 0):
-        xu, _ = data.load_arrays(data_uri, "unlabeled", limit=limit)
-        x = np.concatenate([x, xu])
-        y = np.concatenate([y, np.full(len(xu), -1, dtype=y.dtype)])
-    validation = None
-    if splits.get("validation", {}).get("num_examples", 0):
-        validation = data.load_arrays(data_uri, "validation", limit=limit)
-    return TrainingData(
-        train=(x, y),
-        validation=validation,
-        num_classes=int(manifest["num_classes"]),
-        class_names=list(manifest["class_names"]),
-        image_shape=tuple(manifest["image_shape"]),
-        manifest=manifest,
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# model directories
-
-
-def is_complete(model_dir: str | Path) -> bool:
-    return (Path(model_dir) / COMPLETE_MARKER).is_file()
-
-
-def save_model_dir(
-    model_dir: str | Path,
-    model,
-    *,
-    config: Config,
-    history: dict,
-    metrics: dict,
-    info: dict,
-) -> Path:
-    """Write a model directory; the COMPLETE marker goes last, files appear by atomic rename."""
-    model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    (model_dir / COMPLETE_MARKER).unlink(missing_ok=True)
-    staging = model_dir / f".{MODEL_FILE}.{uuid.uuid4().hex[:8]}.tmp.keras"
-    model.save(staging)
-    os.replace(staging, model_dir / MODEL_FILE)
-    _write_json(model_dir / "history.json", _plain(history))
-    _write_json(model_dir / "metrics.json", _plain(metrics))
-    _write_json(model_dir / "info.json", _plain({**info, "package_version": __version__}))
-    _write_text(model_dir / "config.yaml", config.to_yaml())
-    _write_text(model_dir / COMPLETE_MARKER, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    shutil.rmtree(model_dir / "checkpoints", ignore_errors=True)
-    return model_dir
-
-
-def load_model_dir(model_dir: str | Path):
-    """Return (keras model, info dict) from a complete model directory (safe_mode loading)."""
-    import keras
-
-    from contrastive import augment, losses, models, training  # noqa: F401  (registrations)
-
-    model_dir = Path(model_dir)
-    if not (model_dir / MODEL_FILE).is_file() and not is_complete(model_dir):
-        raise ModelIncompleteError(f"no model in {model_dir}: {MODEL_FILE} is missing")
-    if not is_complete(model_dir):
-        raise ModelIncompleteError(
-            f"model directory {model_dir} is incomplete (no {COMPLETE_MARKER} marker): the task "
-            "that writes it crashed or is still running; rerun it"
-        )
-    model = keras.saving.load_model(model_dir / MODEL_FILE, safe_mode=True)
-    info = json.loads((model_dir / "info.json").read_text())
-    return model, info
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,45 +62,32 @@ def run_pretrain(
 
     if method:
         config = config.replace({"train.method": method})
-    if (done := _reuse_complete(output_dir)) is not None:
-        return done
-    data = load_training_data(data_uri, config, include_unlabeled=config.train.use_unlabeled)
-    start = time.perf_counter()
-    encoder, history = training.pretrain(
-        config,
-        data.train,
-        data.validation,
-        num_classes=data.num_classes,
-        checkpoint_dir=str(Path(output_dir) / "checkpoints"),
-    )
-    seconds = time.perf_counter() - start
-    metrics = {
-        "method": config.train.method,
-        "final_loss": _last(history, "loss"),
-        "contrastive_accuracy": _last(history, "contrastive_accuracy"),
-        "probe_accuracy": _last(history, "probe_accuracy"),
-        "knn_accuracy": _knn(encoder, data, config),
-        "train_seconds": seconds,
-        "epochs": len(history.get("loss", [])),
-        "views_per_second": _rate(len(data.train[0]) * config.train.num_views, history, seconds),
-    }
-    save_model_dir(
+
+    def summarize(encoder, history: dict, data: TrainingData, seconds: float):
+        metrics = {
+            "method": config.train.method,
+            "final_loss": _last(history, "loss"),
+            "contrastive_accuracy": _last(history, "contrastive_accuracy"),
+            "probe_accuracy": _last(history, "probe_accuracy"),
+            "knn_accuracy": _knn(encoder, data, config),
+            "train_seconds": seconds,
+            "epochs": len(history.get("loss", [])),
+            "views_per_second": _rate(
+                len(data.train[0]) * config.train.num_views, history, seconds
+            ),
+        }
+        info = {"kind": "encoder", "method": config.train.method, "train_seconds": seconds}
+        return metrics, {"pretrain": history}, info
+
+    return _train_step(
+        f"pretrain {config.train.method}",
+        data_uri,
         output_dir,
-        encoder,
-        config=config,
-        history={"pretrain": history},
-        metrics=metrics,
-        info=_info(
-            data,
-            config,
-            kind="encoder",
-            method=config.train.method,
-            data_uri=data_uri,
-            train_seconds=seconds,
-        ),
+        config,
+        training.pretrain,
+        summarize,
+        include_unlabeled=config.train.use_unlabeled,
     )
-    log.info("pretrain %s: %s", config.train.method, _brief(metrics))
-    return metrics
 
 
 def run_train_classifier(
@@ -280,65 +102,104 @@ def run_train_classifier(
     from contrastive import training
 
     mode = mode or config.train.classifier_mode
-    if (done := _reuse_complete(output_dir)) is not None:
-        return done
+    if modeldir.is_complete(output_dir):  # no need to load the encoder of a finished step
+        return modeldir.reuse_complete(output_dir)
     encoder, encoder_info = load_model_dir(encoder_dir)
-    data = load_training_data(data_uri, config)
-    _check_compatible(encoder_info, data, encoder_dir)
-    start = time.perf_counter()
-    model, history = training.train_classifier(
-        config,
-        encoder,
-        data.train,
-        data.validation,
-        num_classes=data.num_classes,
-        mode=mode,
-        checkpoint_dir=str(Path(output_dir) / "checkpoints"),
-    )
-    seconds = time.perf_counter() - start
-    pretrain_history = _read_json(Path(encoder_dir) / "history.json").get("pretrain", {})
-    pretrain_metrics = _read_json(Path(encoder_dir) / "metrics.json")
-    total = seconds + float(encoder_info.get("train_seconds", 0.0))
-    metrics = {
-        "method": encoder_info.get("method"),
-        "mode": mode,
-        "val_accuracy": _last(history, "val_accuracy"),
-        "train_accuracy": _last(history, "accuracy"),
-        "classifier_seconds": seconds,
-        "train_seconds": total,
-        "knn_accuracy": pretrain_metrics.get("knn_accuracy"),
-        "pretrain_final_loss": pretrain_metrics.get("final_loss"),
-    }
-    save_model_dir(
+    method = encoder_info.get("method")
+
+    def fit(config: Config, *splits, **kwargs):
+        return training.train_classifier(config, encoder, *splits, mode=mode, **kwargs)
+
+    def summarize(model, history: dict, data: TrainingData, seconds: float):
+        pretrain_history = read_json(Path(encoder_dir) / "history.json").get("pretrain", {})
+        pretrain_metrics = read_json(Path(encoder_dir) / "metrics.json")
+        total = seconds + float(encoder_info.get("train_seconds", 0.0))
+        metrics = {
+            "method": method,
+            "mode": mode,
+            "val_accuracy": _last(history, "val_accuracy"),
+            "train_accuracy": _last(history, "accuracy"),
+            "classifier_seconds": seconds,
+            "train_seconds": total,
+            "knn_accuracy": pretrain_metrics.get("knn_accuracy"),
+            "pretrain_final_loss": pretrain_metrics.get("final_loss"),
+        }
+        info = {
+            "kind": "classifier",
+            "method": method,
+            "train_seconds": total,
+            "mode": mode,
+            "encoder_dir": str(encoder_dir),
+        }
+        return metrics, {"pretrain": pretrain_history, "classifier": history}, info
+
+    return _train_step(
+        f"train_classifier {method}/{mode}",
+        data_uri,
         output_dir,
-        model,
-        config=config,
-        history={"pretrain": pretrain_history, "classifier": history},
-        metrics=metrics,
-        info=_info(
-            data,
-            config,
-            kind="classifier",
-            method=encoder_info.get("method"),
-            data_uri=data_uri,
-            train_seconds=total,
-            mode=mode,
-            encoder_dir=str(encoder_dir),
-        ),
+        config,
+        fit,
+        summarize,
+        check=lambda data: check_compatible(encoder_info, data, encoder_dir),
     )
-    log.info("train_classifier %s/%s: %s", encoder_info.get("method"), mode, _brief(metrics))
-    return metrics
 
 
 def run_train_baseline(data_uri: str, output_dir: str | Path, config: Config) -> dict:
     """Train the cross-entropy baseline: same encoder, weak augmentation, same epoch budget."""
     from contrastive import training
 
-    if (done := _reuse_complete(output_dir)) is not None:
+    def summarize(model, history: dict, data: TrainingData, seconds: float):
+        metrics = {
+            "method": "baseline",
+            "val_accuracy": _last(history, "val_accuracy"),
+            "train_accuracy": _last(history, "accuracy"),
+            "train_seconds": seconds,
+            "epochs": len(history.get("loss", [])),
+        }
+        info = {"kind": "classifier", "method": "baseline", "train_seconds": seconds}
+        return metrics, {"classifier": history}, info
+
+    return _train_step(
+        "train_baseline", data_uri, output_dir, config, training.train_baseline, summarize
+    )
+
+
+def _train_step(
+    name: str,
+    data_uri: str,
+    output_dir: str | Path,
+    config: Config,
+    fit: Callable[..., tuple[Any, dict]],
+    summarize: Callable[[Any, dict, TrainingData, float], tuple[dict, dict, dict]],
+    *,
+    include_unlabeled: bool = False,
+    check: Callable[[TrainingData], None] | None = None,
+) -> dict:
+    """The sequence every training step shares: reuse → load → train → time → save.
+
+    Args:
+        name: the step as the log line names it.
+        fit: a `training` entry point, `fit(config, train, validation, *, num_classes,
+            checkpoint_dir) -> (model, history)`.
+        summarize: `(model, history, data, seconds) -> (metrics, history to save, info)`;
+            `info` holds the step's own fields (kind, method, ...), the dataset's are added.
+        include_unlabeled: train on the unlabeled split too (label -1).
+        check: refuses data the step cannot use (raises), before training.
+
+    Returns:
+        The step's metrics (those of the complete output when it is reused).
+    """
+    if (done := modeldir.reuse_complete(output_dir)) is not None:
         return done
-    data = load_training_data(data_uri, config)
+    from contrastive.data import load_training_data
+
+    data = load_training_data(
+        data_uri, limit=config.data.limit, include_unlabeled=include_unlabeled
+    )
     start = time.perf_counter()
-    model, history = training.train_baseline(
+    if check is not None:
+        check(data)
+    model, history = fit(
         config,
         data.train,
         data.validation,
@@ -346,29 +207,16 @@ def run_train_baseline(data_uri: str, output_dir: str | Path, config: Config) ->
         checkpoint_dir=str(Path(output_dir) / "checkpoints"),
     )
     seconds = time.perf_counter() - start
-    metrics = {
-        "method": "baseline",
-        "val_accuracy": _last(history, "val_accuracy"),
-        "train_accuracy": _last(history, "accuracy"),
-        "train_seconds": seconds,
-        "epochs": len(history.get("loss", [])),
-    }
-    save_model_dir(
+    metrics, saved_history, info = summarize(model, history, data, seconds)
+    modeldir.save_model_dir(
         output_dir,
         model,
         config=config,
-        history={"classifier": history},
+        history=saved_history,
         metrics=metrics,
-        info=_info(
-            data,
-            config,
-            kind="classifier",
-            method="baseline",
-            data_uri=data_uri,
-            train_seconds=seconds,
-        ),
+        info=_info(data, config, data_uri=data_uri, **info),
     )
-    log.info("train_baseline: %s", _brief(metrics))
+    log.info("%s: %s", name, _brief(metrics))
     return metrics
 
 
@@ -387,10 +235,11 @@ def run_evaluate(
     """
     from contrastive import data as data_io
     from contrastive import evaluation, training
+    from contrastive.models import find_encoder
 
     model, info = load_model_dir(model_dir)
     manifest = data_io.read_manifest(data_uri)
-    _check_compatible(info, _manifest_view(manifest), model_dir)
+    check_compatible(info, manifest, model_dir)
     x, y = data_io.load_arrays(data_uri, split)
     if len(x) == 0:
         raise ValueError(f"split {split!r} of {data_uri} is empty: nothing to evaluate")
@@ -412,15 +261,15 @@ def run_evaluate(
         method=info.get("method"),
         split=split,
         train_seconds=info.get("train_seconds"),
-        history=_read_json(Path(model_dir) / "history.json"),
-        train_metrics=_read_json(Path(model_dir) / "metrics.json"),
-        config=_read_yaml(Path(model_dir) / "config.yaml"),
+        history=read_json(Path(model_dir) / "history.json"),
+        train_metrics=read_json(Path(model_dir) / "metrics.json"),
+        config=modeldir.read_yaml(Path(model_dir) / "config.yaml"),
         embedding_2d=embedding,
     )
     result["knn_accuracy"] = result["train_metrics"].get("knn_accuracy")
-    result["scalars"] = _evaluation_scalars(result)
+    result["scalars"] = evaluation.metric_scalars(result)
     if predictions_path is not None:
-        _write_predictions(predictions_path, y, predicted, probabilities)
+        evaluation.write_predictions(predictions_path, y, predicted, probabilities)
     log.info(
         "evaluate %s: accuracy %.4f on %d %s images",
         info.get("method"),
@@ -457,12 +306,13 @@ def run_compare_and_report(
     `scalars` (flat figures for a KFP Metrics artifact).
     """
     from contrastive import data as data_io
-    from contrastive import report
+    from contrastive import report, storage
+    from contrastive.registry import gate_champion
 
     if not candidates:
         raise ValueError("no method was evaluated: enable at least one of the branches")
     manifest = data_io.read_manifest(data_uri)
-    methods = {name: _read_json(Path(path)) for name, (path, _) in candidates.items()}
+    methods = {name: read_json(Path(path)) for name, (path, _) in candidates.items()}
     best = max(methods, key=lambda name: methods[name]["accuracy"])
     if config is None:  # every evaluation carries the config its model was trained with
         config = Config.from_dict(methods[best].get("config") or {})
@@ -471,7 +321,7 @@ def run_compare_and_report(
         parameters = json.loads(parameters or "{}")
     summary = {
         "run_id": run_id,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created_at": modeldir.utc_now(),
         "profile": config.profile,
         "config": config.to_dict(),
         "parameters": parameters,
@@ -481,18 +331,22 @@ def run_compare_and_report(
             "image_shape": manifest["image_shape"],
             "splits": {k: v["num_examples"] for k, v in manifest["splits"].items()},
         },
-        "methods": {name: _method_summary(result) for name, result in methods.items()},
+        "methods": {name: report.method_summary(result) for name, result in methods.items()},
         "best": best,
     }
     if registry:
+
+        def test_accuracy(model_dir: str) -> float:  # the champion, on this run's test split
+            return run_evaluate(data_uri, model_dir, embedding_points=0)["accuracy"]
+
         summary["decision"] = gate_champion(
             registry,
-            data_uri,
             best,
             methods[best]["accuracy"],
             candidates[best][1],
             run_id=run_id,
             margin=promotion_margin,
+            evaluate=test_accuracy,
         )
     preview = Path(report_path).with_name("augmentation_preview.png")
     try:
@@ -501,169 +355,34 @@ def run_compare_and_report(
         log.warning("augmentation preview skipped: %s", error)
         preview = None
     report.build_report(summary, report_path, preview_png=preview)
-    _write_text(Path(markdown_path), report.render_markdown(summary))
+    storage.write_text(markdown_path, report.render_markdown(summary))
     scalars = {f"{name}_test_accuracy": m["accuracy"] for name, m in methods.items()}
     if "decision" in summary:
         scalars["promoted"] = float(bool(summary["decision"]["promoted"]))
     summary["scalars"] = scalars
-    _write_json(Path(results_path), _plain(summary))
+    modeldir.write_json(results_path, summary)
     return summary
-
-
-def gate_champion(
-    registry_root: str,
-    data_uri: str,
-    candidate: str,
-    candidate_accuracy: float,
-    candidate_dir: str,
-    *,
-    run_id: str,
-    margin: float,
-) -> dict:
-    """Re-evaluate the champion on this run's test split; promote the candidate if it wins."""
-    from contrastive.registry import ModelRegistry, decide
-
-    registry = ModelRegistry(registry_root)
-    champion = registry.champion()
-    champion_accuracy = None
-    if champion is not None:
-        champion_accuracy = _evaluate_remote_model(data_uri, registry.champion_model_dir())
-    promote, reason = decide(candidate_accuracy, champion_accuracy, margin)
-    decision = {
-        "promoted": promote,
-        "promote": promote,
-        "candidate": candidate,
-        "candidate_accuracy": candidate_accuracy,
-        "champion_accuracy": champion_accuracy,
-        "margin": margin,
-        "reason": reason,
-        "champion_run_id": champion.get("run_id") if champion else None,
-    }
-    if promote:
-        _promote_with_export(
-            registry,
-            run_id,
-            candidate_dir,
-            candidate_accuracy,
-            candidate,
-            expected_generation=champion["generation"] if champion else 0,
-        )
-    registry.record_decision(run_id, decision)
-    return decision
-
-
-def _promote_with_export(registry, run_id, model_dir, score, method, *, expected_generation):
-    """Promote a copy of `model_dir` with a serving SavedModel (uint8 images in) beside it."""
-    import tempfile
-
-    from contrastive.export import export_saved_model
-
-    with tempfile.TemporaryDirectory(prefix="promote-") as staging:
-        bundle = Path(staging) / "model"
-        shutil.copytree(model_dir, bundle, ignore=shutil.ignore_patterns("checkpoints"))
-        import keras
-
-        if keras.backend.backend() == "tensorflow":
-            export_saved_model(load_model_dir(model_dir)[0], str(bundle / "saved_model"))
-        else:  # a SavedModel needs TensorFlow; the .keras file is promoted on its own
-            log.warning("SavedModel export skipped on the %s backend", keras.backend.backend())
-        (bundle / COMPLETE_MARKER).touch()
-        registry.promote(
-            run_id, bundle, score, extra={"method": method}, expected_generation=expected_generation
-        )
-
-
-def _evaluate_remote_model(data_uri: str, model_uri: str) -> float:
-    """Test accuracy of a model directory that may live in object storage."""
-    import tempfile
-
-    from contrastive import storage
-
-    if not storage.is_gcs(model_uri):
-        return run_evaluate(data_uri, model_uri, embedding_points=0)["accuracy"]
-    with tempfile.TemporaryDirectory(prefix="champion-") as local:
-        storage.copy_tree(model_uri, local)
-        return run_evaluate(data_uri, local, embedding_points=0)["accuracy"]
 
 
 def numeric_metrics(result: dict) -> dict[str, float]:
     """The plain numbers of a step's result, as a KFP Metrics artifact logs them."""
-    return {
-        name: float(value)
-        for name, value in result.items()
-        if isinstance(value, (int, float)) and not isinstance(value, bool)
-    }
-
-
-def find_encoder(model):
-    """The encoder inside a classifier: the frozen wrapper's encoder, or the nested model
-    named after a registered encoder."""
-    import keras
-
-    from contrastive.models import ENCODERS
-    from contrastive.training import FrozenEncoder
-
-    for layer in model.layers:
-        if isinstance(layer, FrozenEncoder):
-            return layer.encoder
-    for layer in model.layers:
-        if isinstance(layer, keras.Model) and layer.name in ENCODERS:
-            return layer
-    raise ValueError(
-        f"model {model.name!r} has no encoder sub-model (expected one of {sorted(ENCODERS)})"
-    )
+    return {name: float(value) for name, value in result.items() if validation.is_number(value)}
 
 
 # --------------------------------------------------------------------------------------------
 # helpers
 
 
-def _evaluation_scalars(result: dict) -> dict[str, float]:
-    import re
-
-    scalars = {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"]}
-    for index, name in enumerate(result["class_names"]):
-        key = re.sub(r"[^0-9A-Za-z]+", "_", str(name)).strip("_").lower() or f"class_{index}"
-        for metric in ("precision", "recall", "f1"):
-            scalars[f"{metric}_{key}"] = float(result[metric][index])
-    return scalars
-
-
-def _method_summary(result: dict) -> dict:
-    return {
-        "test_accuracy": result["accuracy"],
-        "macro_f1": result.get("macro_f1"),
-        "train_seconds": result.get("train_seconds"),
-        "knn_accuracy": result.get("knn_accuracy"),
-        "history": result.get("history", {}),
-        "confusion_matrix": result.get("confusion_matrix"),
-        "per_class": {k: result.get(k) for k in ("precision", "recall", "f1", "support")},
-        "embedding_2d": result.get("embedding_2d"),
-    }
-
-
 def _render_preview(data_uri: str, config: Config, path: Path) -> None:
+    from dataclasses import asdict
+
     from contrastive import augment, data
 
     x, _ = data.load_arrays(data_uri, "test", limit=8)
     shape = tuple(x.shape[1:])
-    weak = augment.build_augmenter(shape, **_augment_kwargs(config.augment.weak), seed=1)
-    strong = augment.build_augmenter(shape, **_augment_kwargs(config.augment.strong), seed=2)
+    weak = augment.build_augmenter(shape, **asdict(config.augment.weak), seed=1)
+    strong = augment.build_augmenter(shape, **asdict(config.augment.strong), seed=2)
     augment.render_preview(x, weak, strong, path, num_images=min(8, len(x)))
-
-
-def _augment_kwargs(strength) -> dict:
-    from dataclasses import asdict
-
-    return asdict(strength)
-
-
-def _reuse_complete(output_dir) -> dict | None:
-    """A retried step whose output is already complete returns it instead of retraining."""
-    if not is_complete(output_dir):
-        return None
-    log.info("%s is already complete; reusing it (idempotent retry)", output_dir)
-    return _read_json(Path(output_dir) / "metrics.json")
 
 
 def _info(data: TrainingData, config: Config, **extra) -> dict:
@@ -673,33 +392,9 @@ def _info(data: TrainingData, config: Config, **extra) -> dict:
         "image_shape": list(data.image_shape),
         "encoder": config.model.encoder,
         "profile": config.profile,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created_at": modeldir.utc_now(),
         **extra,
     }
-
-
-def _manifest_view(manifest: dict) -> TrainingData:
-    return TrainingData(
-        train=(np.zeros((0,)), np.zeros((0,))),
-        validation=None,
-        num_classes=int(manifest["num_classes"]),
-        class_names=list(manifest["class_names"]),
-        image_shape=tuple(manifest["image_shape"]),
-        manifest=manifest,
-    )
-
-
-def _check_compatible(info: dict, data: TrainingData, model_dir) -> None:
-    if info.get("kind") == "classifier" and int(info["num_classes"]) != data.num_classes:
-        raise DataMismatchError(
-            f"class count mismatch: model {model_dir} predicts {info['num_classes']} classes, "
-            f"the dataset has {data.num_classes} ({data.class_names})"
-        )
-    if list(info.get("image_shape", [])) != list(data.image_shape):
-        raise DataMismatchError(
-            f"image shape mismatch: model {model_dir} takes {info.get('image_shape')}, "
-            f"the dataset has {list(data.image_shape)}"
-        )
 
 
 def _knn(encoder, data: TrainingData, config: Config) -> float | None:
@@ -740,57 +435,3 @@ def _brief(metrics: dict) -> str:
         for k, v in metrics.items()
         if v is not None
     )
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None  # JSON has no NaN; a missing figure reads as null
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
-
-
-def _write_text(path: Path, text: str) -> None:
-    staging = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    staging.write_text(text)
-    os.replace(staging, path)
-
-
-def _write_json(path: Path, value) -> None:
-    _write_text(path, json.dumps(value, indent=2, allow_nan=False, default=float))
-
-
-def _read_yaml(path: Path) -> dict:
-    import yaml
-
-    return yaml.safe_load(path.read_text()) if path.is_file() else {}
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _write_predictions(path, labels, predicted, probabilities) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.table(
-        {
-            "index": np.arange(len(labels), dtype=np.int64),
-            "label": labels.astype(np.int64),
-            "predicted": predicted.astype(np.int64),
-            "confidence": probabilities.max(axis=1).astype(np.float32),
-            "probabilities": list(probabilities.astype(np.float32)),
-        }
-    )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, staging)
-    os.replace(staging, path)

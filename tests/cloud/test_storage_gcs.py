@@ -98,8 +98,8 @@ def test_storage_gcs_uploads_carry_if_generation_match(gcs):
 def test_storage_delete(root):
     uri = storage.join(root, "gone.txt")
     storage.write_bytes(uri, b"x")
-    storage.delete(uri)
-    storage.delete(uri)  # missing is fine
+    storage.remove(uri)
+    storage.remove(uri)  # missing is fine
     assert not storage.exists(uri)
 
 

@@ -147,7 +147,7 @@ def test_compare_component_picks_the_best_and_gates_against_the_registry(chain, 
 
 
 def test_components_refuse_an_incomplete_model(chain, tmp_path):
-    from contrastive.tasks import ModelIncompleteError
+    from contrastive.modeldir import ModelIncompleteError
 
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -164,3 +164,30 @@ def test_cli_compile_writes_yaml_with_the_image(tmp_path, capsys):
     assert code == 2
     assert "NVIDIA_TESLA_T4" in capsys.readouterr().err
     assert not (tmp_path / "k.yaml").exists()
+
+
+def test_compiled_yaml_describes_every_input(tmp_path):
+    """Every component input and every pipeline parameter carries its Args: line."""
+    from components.parameters import DESCRIPTIONS
+
+    spec = _compile(tmp_path, target="vertex", methods=("baseline", "supcon", "simclr", "npairs"))
+    interfaces = {"root": spec["root"], **spec["components"]}
+    checked = 0
+    for name, interface in interfaces.items():
+        definitions = interface.get("inputDefinitions", {})
+        for kind in ("parameters", "artifacts"):
+            for parameter, definition in definitions.get(kind, {}).items():
+                assert definition.get("description") == DESCRIPTIONS[parameter], (name, parameter)
+                checked += 1
+    assert checked >= 40
+    assert spec["root"]["inputDefinitions"]["parameters"]["promotion_margin"]["description"]
+
+
+def test_an_undescribed_input_is_refused():
+    from components.parameters import document
+
+    def step(profile: str, mystery: int = 0):
+        """A step."""
+
+    with pytest.raises(ValueError, match=r"Received: missing=\['mystery'\]"):
+        document(step)

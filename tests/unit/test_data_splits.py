@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from contrastive.data.splits import plan_splits, stratified_split
-from contrastive.data.storage import escapes_root
+from contrastive.storage import escapes_root
 
 
 def test_stratified_split_takes_the_fraction_of_every_class():

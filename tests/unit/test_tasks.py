@@ -5,15 +5,15 @@ import json
 import numpy as np
 import pytest
 
-from contrastive import data, tasks
-from contrastive.config import ConfigError
+from contrastive import data, modeldir, tasks
+from contrastive.config import ConfigError, resolve_config
 
 
 def test_resolve_config_zero_and_empty_keep_the_profile():
-    base = tasks.resolve_config("quick")
-    same = tasks.resolve_config("quick", epochs=0, batch_size=0, temperature=0.0, encoder="")
+    base = resolve_config("quick")
+    same = resolve_config("quick", epochs=0, batch_size=0, temperature=0.0, encoder="")
     assert same == base
-    changed = tasks.resolve_config(
+    changed = resolve_config(
         "quick",
         overrides="train.learning_rate=0.01, model.projection_dim=32",
         epochs=4,
@@ -30,17 +30,17 @@ def test_resolve_config_zero_and_empty_keep_the_profile():
     assert (changed.train.learning_rate, changed.model.projection_dim) == (0.01, 32)
     assert (changed.data.limit, changed.train.seed) == (100, 7)
     with pytest.raises(ConfigError, match="temperature=-1"):
-        tasks.resolve_config("quick", temperature=-1)
+        resolve_config("quick", temperature=-1)
     with pytest.raises(ConfigError, match="limit=-5"):
-        tasks.resolve_config("quick", limit=-5)
+        resolve_config("quick", limit=-5)
 
 
 def test_load_model_dir_refuses_missing_and_incomplete(tmp_path):
-    with pytest.raises(tasks.ModelIncompleteError, match="model.keras is missing"):
-        tasks.load_model_dir(tmp_path)
+    with pytest.raises(modeldir.ModelIncompleteError, match="model.keras is missing"):
+        modeldir.load_model_dir(tmp_path)
     (tmp_path / "model.keras").write_bytes(b"x")
-    with pytest.raises(tasks.ModelIncompleteError, match="no COMPLETE marker"):
-        tasks.load_model_dir(tmp_path)
+    with pytest.raises(modeldir.ModelIncompleteError, match="no COMPLETE marker"):
+        modeldir.load_model_dir(tmp_path)
 
 
 def test_semi_supervised_simclr_then_finetune(separable_npz, tmp_path):
@@ -50,10 +50,10 @@ def test_semi_supervised_simclr_then_finetune(separable_npz, tmp_path):
     )
     splits = {name: split["num_examples"] for name, split in manifest["splits"].items()}
     assert splits["unlabeled"] > 2 * splits["train"]
-    config = tasks.resolve_config(
+    config = resolve_config(
         "tiny", overrides=["train.use_unlabeled=true", "train.method=simclr", "data.limit=null"]
     )
-    loaded = tasks.load_training_data(str(dataset), config, include_unlabeled=True)
+    loaded = data.load_training_data(str(dataset), limit=config.data.limit, include_unlabeled=True)
     x, y = loaded.train
     assert len(x) == splits["train"] + splits["unlabeled"]
     assert int(np.sum(y == -1)) == splits["unlabeled"]

@@ -4,31 +4,42 @@
 with an `index.parquet` and a `manifest.json` committed last; `read_split` streams a split as
 `tf.data` batches of `(uint8 images [B, H, W, C], int64 labels [B])`; `load_arrays` loads one
 into memory. Paths may be local or `gs://` throughout.
+
+The package imports lazily: `contrastive.data.splits`, `sources`, `images` and `errors` are
+NumPy-only and import without TensorFlow (the benchmarks reuse them); the names below load
+their module (and TensorFlow, for the reader and the ingest) on first use.
 """
 
-from contrastive.data.errors import CorruptShardError, DataError, DatasetIncompleteError
-from contrastive.data.ingestion import FORMAT_VERSION, ingest, parse_image_size
-from contrastive.data.reader import (
-    dataset_info,
-    load_arrays,
-    read_manifest,
-    read_split,
-    verify_shards,
-)
-from contrastive.data.sources import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR
+import importlib
 
-__all__ = [
-    "FASHION_MNIST_CLASSES",
-    "FASHION_MNIST_DIR",
-    "FORMAT_VERSION",
-    "CorruptShardError",
-    "DataError",
-    "DatasetIncompleteError",
-    "dataset_info",
-    "ingest",
-    "load_arrays",
-    "parse_image_size",
-    "read_manifest",
-    "read_split",
-    "verify_shards",
-]
+_EXPORTS = {
+    "CorruptShardError": "errors",
+    "DataError": "errors",
+    "DatasetIncompleteError": "errors",
+    "FORMAT_VERSION": "ingestion",
+    "ingest": "ingestion",
+    "parse_image_size": "ingestion",
+    "TrainingData": "reader",
+    "dataset_info": "reader",
+    "load_arrays": "reader",
+    "load_training_data": "reader",
+    "read_manifest": "reader",
+    "read_split": "reader",
+    "verify_shards": "reader",
+    "FASHION_MNIST_CLASSES": "sources",
+    "FASHION_MNIST_DIR": "sources",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from contrastive.data import storage
+from contrastive import storage
 from contrastive.data.errors import DataError
 from contrastive.data.images import (
     EncodedImage,

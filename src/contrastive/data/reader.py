@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
-from contrastive.data import storage
+from contrastive import storage, validation
 from contrastive.data.errors import CorruptShardError, DataError, DatasetIncompleteError
 from contrastive.data.ingestion import FORMAT_VERSION, MANIFEST_NAME, parse_image_size
 from contrastive.data.records import FEATURE_SPEC
@@ -142,8 +143,7 @@ def read_split(
     manifest = read_manifest(uri)
     entry = _split_entry(manifest, split, uri)
     for name, value in (("batch_size", batch_size), ("shuffle_buffer", shuffle_buffer)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise DataError(f"{name} must be an integer >= 1. Received: {name}={value!r}")
+        validation.check_int(name, value, error=DataError)
     if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 1):
         raise DataError(f"limit must be an integer >= 1 or None. Received: limit={limit!r}")
     image_size = parse_image_size(image_size)
@@ -239,6 +239,48 @@ def load_arrays(uri: str, split: str, limit: int | None = None) -> tuple[np.ndar
             f"{uri}: split {split} holds {filled} records, the manifest says {count}"
         )
     return images, labels
+
+
+@dataclass
+class TrainingData:
+    """In-memory splits (uint8 images, int64 labels; unlabeled images carry label -1)."""
+
+    train: tuple[np.ndarray, np.ndarray]
+    validation: tuple[np.ndarray, np.ndarray] | None
+    num_classes: int
+    class_names: list[str]
+    image_shape: tuple[int, int, int]
+    manifest: dict
+
+
+def load_training_data(
+    uri: str, *, limit: int | None = None, include_unlabeled: bool = False
+) -> TrainingData:
+    """Load the train (and validation) split of a committed dataset into memory.
+
+    Args:
+        uri: the dataset (a folder or gs:// prefix with a `manifest.json`).
+        limit: at most this many examples per split; None = all.
+        include_unlabeled: append the `unlabeled` split to train, with label -1.
+    """
+    manifest = read_manifest(uri)
+    x, y = load_arrays(uri, "train", limit=limit)
+    splits = manifest["splits"]
+    if include_unlabeled and splits.get("unlabeled", {}).get("num_examples", 0):
+        xu, _ = load_arrays(uri, "unlabeled", limit=limit)
+        x = np.concatenate([x, xu])
+        y = np.concatenate([y, np.full(len(xu), -1, dtype=y.dtype)])
+    validation = None
+    if splits.get("validation", {}).get("num_examples", 0):
+        validation = load_arrays(uri, "validation", limit=limit)
+    return TrainingData(
+        train=(x, y),
+        validation=validation,
+        num_classes=int(manifest["num_classes"]),
+        class_names=list(manifest["class_names"]),
+        image_shape=tuple(manifest["image_shape"]),
+        manifest=manifest,
+    )
 
 
 def dataset_info(uri: str) -> dict:

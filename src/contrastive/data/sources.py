@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from contrastive.data import storage
+from contrastive import storage
 from contrastive.data.errors import DataError
 
 logger = logging.getLogger(__name__)

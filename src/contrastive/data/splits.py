@@ -48,6 +48,15 @@ def stratified_split(
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(taken))
 
 
+def hold_out_validation(
+    labels: np.ndarray, validation_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pipeline's stratified validation cut of a train split: `(kept, held_out)` positions
+    (the cut `plan_splits` makes when no `limit` applies; the benchmarks reuse it)."""
+    rng = np.random.default_rng([seed, _STREAM_VALIDATION])
+    return stratified_split(labels, validation_fraction, rng)
+
+
 def plan_splits(
     source_labels: dict[str, np.ndarray],
     *,
@@ -81,9 +90,7 @@ def plan_splits(
     if "train" in chosen:
         labels = source_labels["train"]
         train = chosen["train"]
-        kept, held_out = stratified_split(
-            labels[train], validation_fraction, np.random.default_rng([seed, _STREAM_VALIDATION])
-        )
+        kept, held_out = hold_out_validation(labels[train], validation_fraction, seed)
         plan["validation"] = [("train", int(p), int(labels[p])) for p in train[held_out]]
         train = train[kept]
         if labeled_fraction is not None and labeled_fraction < 1:

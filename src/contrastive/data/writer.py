@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from contrastive.data import storage
+from contrastive import storage
 
 # TFRecord framing per record: length (8 bytes) + its CRC (4) + data + data CRC (4).
 _RECORD_OVERHEAD_BYTES = 16

@@ -7,6 +7,8 @@ import os
 
 import keras
 
+from contrastive import storage, validation
+
 log = logging.getLogger(__name__)
 
 # File names written by `keras.callbacks.BackupAndRestore` (Keras 3.15).
@@ -77,8 +79,7 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
     """
 
     def __init__(self, backup_dir, every=1):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be an int >= 1. Received: every={every!r}")
+        validation.check_int("every", every)
         super().__init__(os.fspath(backup_dir), save_freq="epoch", delete_checkpoint=False)
         self.every = every
 
@@ -131,11 +132,7 @@ class HistoryBackup(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        staging = f"{self.path}.tmp"
-        with open(staging, "w") as file:
-            json.dump(self.history, file)
-        os.replace(staging, self.path)
+        storage.write_json(self.path, self.history)
 
 
 def previous_history(backup_dir, finished_epochs):

@@ -8,6 +8,8 @@ bounded and a jitted predict function is compiled once.
 import keras
 import numpy as np
 
+from contrastive import validation
+
 
 def embed(encoder, images, batch_size=512):
     """Features of `images` from `encoder` in inference mode.
@@ -69,11 +71,10 @@ def knn_predict(
     Reference: Wu et al. 2018, "Unsupervised Feature Learning via Non-Parametric Instance
     Discrimination" (CVPR), Sec. 3.4.
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be an int >= 1. Received: k={k!r}")
+    validation.check_int("k", k)
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0. Received: temperature={temperature!r}")
-    _check_batch_size(batch_size)
+    validation.check_int("batch_size", batch_size)
     reference = _normalize(reference_features)
     query = _normalize(query_features)
     labels = np.asarray(reference_labels).astype(np.int64)
@@ -179,12 +180,8 @@ class KnnMonitor(keras.callbacks.Callback):
         name="val_knn_accuracy",
     ):
         super().__init__()
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be an int >= 1. Received: every={every!r}")
-        if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
-            raise ValueError(
-                f"max_examples must be an int >= 1. Received: max_examples={max_examples!r}"
-            )
+        validation.check_int("every", every)
+        validation.check_int("max_examples", max_examples)
         rng = np.random.default_rng(seed)
         self.encoder = encoder
         self.reference = _subsample(
@@ -228,7 +225,7 @@ class KnnMonitor(keras.callbacks.Callback):
 
 def _batched(model, images, batch_size, scale):
     """`model.predict_on_batch` over fixed-size float32 batches; float32 NumPy output."""
-    _check_batch_size(batch_size)
+    validation.check_int("batch_size", batch_size)
     images = np.asarray(images)
     if images.ndim != 4:
         raise ValueError(f"images must be [N, H, W, C]. Received: images.shape={images.shape}")
@@ -276,8 +273,3 @@ def _normalize(features):
         raise ValueError(f"features must be [N, D]. Received: shape={features.shape}")
     norms = np.linalg.norm(features, axis=1, keepdims=True)
     return features / np.maximum(norms, 1e-12)
-
-
-def _check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1. Received: batch_size={batch_size!r}")

@@ -5,6 +5,8 @@ import logging
 
 import keras
 
+from contrastive import validation
+
 log = logging.getLogger(__name__)
 
 # `train.mixed_precision` value -> Keras dtype policy name.
@@ -36,8 +38,8 @@ def build_learning_rate(train_cfg, steps_per_epoch, epochs, learning_rate):
     Returns:
         A float or a `keras.optimizers.schedules.CosineDecay`.
     """
-    _check_int("steps_per_epoch", steps_per_epoch)
-    _check_int("epochs", epochs)
+    validation.check_int("steps_per_epoch", steps_per_epoch)
+    validation.check_int("epochs", epochs)
     if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
         raise ValueError(f"learning_rate must be > 0. Received: learning_rate={learning_rate!r}")
     learning_rate = float(learning_rate)
@@ -129,8 +131,3 @@ def precision_policy(mixed_precision):
         yield
     finally:
         keras.config.set_dtype_policy(previous)
-
-
-def _check_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1. Received: {name}={value!r}")

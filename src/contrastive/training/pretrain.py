@@ -5,14 +5,13 @@ import dataclasses
 import keras
 from keras import ops
 
+from contrastive import validation
 from contrastive.augment import build_augmenter
-from contrastive.losses import get_loss
+from contrastive.losses import LOSSES, get_loss
 from contrastive.models import build_encoder, build_projection_head
 from contrastive.training import fitting
 from contrastive.training.knn import KnnMonitor
 from contrastive.training.optim import precision_policy
-
-METHODS = ("supcon", "simclr", "npairs")
 
 # Offsets from `train.seed` so that no two components draw from the same seed.
 ENCODER_SEED, PROJECTION_SEED, CLASSIFIER_SEED, AUGMENT_SEED = 0, 1000, 2000, 3000
@@ -79,21 +78,15 @@ class PretrainModel(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {list(METHODS)}. Received: method={method!r}")
-        if isinstance(num_views, bool) or not isinstance(num_views, int) or num_views < 1:
-            raise ValueError(f"num_views must be an int >= 1. Received: num_views={num_views!r}")
+        if method not in LOSSES:
+            raise ValueError(f"method must be one of {list(LOSSES)}. Received: method={method!r}")
+        validation.check_int("num_views", num_views)
         if method == "simclr" and num_views < 2:
             raise ValueError(
                 "simclr needs num_views >= 2 (an image's only positives are its other views). "
                 f"Received: num_views={num_views}"
             )
-        if num_classes is not None and (
-            isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
-        ):
-            raise ValueError(
-                f"num_classes must be None or an int >= 1. Received: num_classes={num_classes!r}"
-            )
+        validation.check_int("num_classes", num_classes, allow_none=True)
         self.encoder = encoder
         self.projection_head = projection_head
         self.augmenter = augmenter
@@ -393,5 +386,4 @@ def pretrain(config, train, validation=None, *, num_classes, checkpoint_dir=None
 
 
 def _check_classes(num_classes):
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be an int >= 1. Received: num_classes={num_classes!r}")
+    validation.check_int("num_classes", num_classes)

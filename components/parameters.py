@@ -1,0 +1,93 @@
+"""What each KFP input means: one line per parameter name, shared by every component and the
+pipeline, so a name means the same everywhere and is described once.
+
+`document(function)` appends a Google-style `Args:` section built from these lines to the
+function's docstring; KFP copies each line into the compiled YAML, so the KFP and Vertex UIs
+explain every input. A parameter without a line here is refused at import.
+"""
+
+import inspect
+
+from contrastive.config import (
+    BASELINE,
+    CLASSIFIER_MODES,
+    ENCODER_NAMES,
+    METHODS,
+    available_profiles,
+)
+from contrastive.data.sources import SOURCE_FORMS
+
+KEEP = "0 keeps the profile's value"
+
+DESCRIPTIONS = {
+    # data
+    "source": f"Image source: {SOURCE_FORMS}.",
+    "dataset": "The ingested dataset (sharded TFRecords with a manifest).",
+    "validation_fraction": "Stratified fraction of the source train split held out for "
+    "validation, in (0, 1).",
+    "limit": "Use at most this many examples per source split; 0 = all.",
+    "image_size": "Resize images to 'H,W' at ingest; empty keeps the stored size.",
+    "labeled_fraction": "Keep labels on this stratified fraction of train (the rest becomes "
+    "unlabeled); 0 = all labeled.",
+    "on_error": "What ingest does with an unreadable image: skip (and list it) or fail.",
+    "data_snapshot": "Only enters KFP's cache key: a new value ingests the source afresh.",
+    # configuration
+    "profile": "Configuration profile: " + ", ".join(available_profiles()) + ".",
+    "overrides": "Comma-separated section.field=value configuration overrides.",
+    "epochs": f"Pretraining (or baseline) epochs; {KEEP}.",
+    "classifier_epochs": f"Classifier epochs after pretraining; {KEEP}.",
+    "batch_size": f"Training batch size; {KEEP}.",
+    "temperature": f"Contrastive softmax temperature; {KEEP}.",
+    "encoder": "Encoder architecture (" + ", ".join(ENCODER_NAMES) + "); empty keeps the "
+    "profile's.",
+    "seed": "Random seed of the split and the training.",
+    # steps
+    "method": "Pretraining method: " + ", ".join(METHODS) + ".",
+    "mode": "Classifier on the encoder: " + " or ".join(CLASSIFIER_MODES) + " (linear: a "
+    "frozen probe).",
+    "classifier_mode": "Classifier on each pretrained encoder: "
+    + " or ".join(CLASSIFIER_MODES)
+    + ".",
+    "encoder_model": "The pretrained encoder (a model directory).",
+    "model": "The classifier (a model directory: model.keras, config, history, metrics).",
+    "metrics": "Summary figures of the step, as KFP metrics.",
+    "split": "Dataset split to evaluate (test, validation or train).",
+    "classification_metrics": "Confusion matrix for the KFP UI.",
+    "predictions": "Per-example predictions (Parquet: label, predicted, confidence, "
+    "probabilities).",
+    "evaluation": "The full evaluation result (JSON: accuracy, per-class metrics, confusion, "
+    "embedding).",
+    # compare and report
+    "report": "The run report (one self-contained HTML page).",
+    "summary": "A short Markdown summary of the accuracies and the promotion decision.",
+    "results": "The run summary as JSON.",
+    "decision": "Test accuracy per method and whether the best was promoted, as KFP metrics.",
+    "registry": "Model registry (local folder or gs:// prefix) holding champion.json; empty "
+    "skips the champion gate.",
+    "promotion_margin": "The best candidate must beat the champion's test accuracy by more "
+    "than this to be promoted.",
+    "run_id": "Names the promoted version and the decision record; empty: a UTC timestamp.",
+}
+for _method in (BASELINE, *METHODS):
+    DESCRIPTIONS[f"{_method}_evaluation"] = (
+        f"The {_method} branch's evaluation; absent when that branch is not compiled in."
+    )
+    DESCRIPTIONS[f"{_method}_model"] = f"The {_method} branch's classifier; absent likewise."
+
+
+def document(function):
+    """Append an `Args:` section for every parameter of `function` to its docstring.
+
+    Raises:
+        ValueError: a parameter has no line in `DESCRIPTIONS`.
+    """
+    names = list(inspect.signature(function).parameters)
+    missing = [name for name in names if name not in DESCRIPTIONS]
+    if missing:
+        raise ValueError(
+            f"describe every KFP input in components/parameters.py. Received: missing={missing}"
+        )
+    summary = (inspect.getdoc(function) or function.__name__).split("\nArgs:")[0].rstrip()
+    args = [f"    {name}: {DESCRIPTIONS[name]}" for name in names]
+    function.__doc__ = "\n".join([summary, "", "Args:", *args])
+    return function
