@@ -24,7 +24,7 @@ help: ## List every target with one line each
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[tf,jax,dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[tf,jax,dev,vertex]"
 	@touch $(STAMP)
 
 install: $(STAMP) data ## Create .venv, install the project (editable) and Fashion-MNIST
