@@ -1,6 +1,7 @@
 """`contrastive submit` / `contrastive schedule` as registered by `pipelines.cloud_cli`."""
 
 import argparse
+import dataclasses
 import re
 
 import pytest
@@ -34,13 +35,13 @@ COMMON_FLAGS = [
     "--project",
     "--region",
     "--service-account",
-    "--run-name",
+    "--tensorboard",
 ]
 
 
 def test_submit_cli_help_documents_every_flag(capsys):
     text = _help("submit", capsys)
-    for flag in [*COMMON_FLAGS, "--enable-caching", "--disable-caching"]:
+    for flag in [*COMMON_FLAGS, "--run-name", "--enable-caching", "--disable-caching"]:
         # Each flag has a line of help text, not just a usage mention.
         assert re.search(rf"^\s+{flag}\b.*\S.*$", text, re.MULTILINE), flag
     assert "{kubeflow,vertex}" in text
@@ -101,25 +102,15 @@ def test_submit_cli_service_failure_returns_1(recording_server, packages, capsys
     )
 
     assert args.func(args) == 1
-    assert capsys.readouterr().err.startswith("error: submission to kubeflow failed")
+    assert capsys.readouterr().err == (
+        "error: kubeflow API answered 404 Not Found: no route for /apis/v2beta1/experiments\n"
+    )
 
 
-def test_schedule_cli_prints_schedule_and_returns_0(vertex_api, packages, capsys, monkeypatch):
-    from google.auth.credentials import AnonymousCredentials
-
-    from pipelines import schedule as schedule_module
-
-    real = schedule_module.schedule
-
-    def with_test_endpoint(*args, **kwargs):
-        return real(
-            *args, credentials=AnonymousCredentials(), api_endpoint=vertex_api.url, **kwargs
-        )
-
-    monkeypatch.setattr(cloud_cli, "schedule", with_test_endpoint)
-    args = _parser().parse_args(
+def _vertex_args(command, vertex_api, packages, *extra):
+    return _parser().parse_args(
         [
-            "schedule",
+            command,
             "--target",
             "vertex",
             "--package",
@@ -130,19 +121,113 @@ def test_schedule_cli_prints_schedule_and_returns_0(vertex_api, packages, capsys
             REGION,
             "--pipeline-root",
             "gs://bucket/root",
-            "--cron",
-            "TZ=Etc/UTC 0 3 * * 1",
-            "--schedule-name",
-            "weekly",
+            *extra,
         ]
+    )
+
+
+@pytest.fixture
+def cli_reaches(vertex_api, monkeypatch):
+    """The CLI's connection, pointed at a loopback server with anonymous credentials."""
+    from google.auth.credentials import AnonymousCredentials
+
+    def reach(url):
+        real = cloud_cli.connection_from_args
+
+        def to_loopback(args):
+            return dataclasses.replace(
+                real(args), credentials=AnonymousCredentials(), api_endpoint=url
+            )
+
+        monkeypatch.setattr(cloud_cli, "connection_from_args", to_loopback)
+
+    return reach
+
+
+def test_schedule_cli_prints_schedule_and_returns_0(vertex_api, cli_reaches, packages, capsys):
+    cli_reaches(vertex_api.server.url)
+    args = _vertex_args(
+        "schedule",
+        vertex_api,
+        packages,
+        "--cron",
+        "TZ=Etc/UTC 0 3 * * 1",
+        "--schedule-name",
+        "weekly",
     )
 
     assert args.func(args) == 0
 
     out = capsys.readouterr().out
-    assert "schedule id: 789" in out and "cron: TZ=Etc/UTC 0 3 * * 1" in out
+    assert out.splitlines() == [
+        "schedule id: 789",
+        "cron: TZ=Etc/UTC 0 3 * * 1",
+        f"url: https://console.cloud.google.com/vertex-ai/locations/{REGION}/pipelines/"
+        f"schedules/789?project={PROJECT}",
+    ]
     (body,) = vertex_api.bodies("POST", r"/schedules$")
     assert body["cron"] == "TZ=Etc/UTC 0 3 * * 1"
+
+
+def test_submit_cli_vertex_prints_run_id_and_console_url(vertex_api, cli_reaches, packages, capsys):
+    cli_reaches(vertex_api.server.url)
+    args = _vertex_args("submit", vertex_api, packages, "--run-name", "first-run")
+
+    assert args.func(args) == 0
+
+    (request,) = [r for r in vertex_api.requests if r.path.endswith("/pipelineJobs")]
+    (job_id,) = request.query["pipelineJobId"]
+    assert capsys.readouterr().out.splitlines() == [
+        f"run id: {job_id}",
+        f"url: https://console.cloud.google.com/vertex-ai/locations/{REGION}/pipelines/runs/"
+        f"{job_id}?project={PROJECT}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (
+            403,
+            "error: vertex API answered 403: Permission 'aiplatform.pipelineJobs.create' denied "
+            "(your credentials need roles/aiplatform.user on the project, and "
+            "roles/iam.serviceAccountUser on --service-account)",
+        ),
+        (
+            500,
+            "error: vertex API answered 500: Internal error encountered. "
+            "(the service failed; nothing was created, try again later)",
+        ),
+        (
+            503,
+            "error: vertex API answered 503: The service is currently unavailable. "
+            "(the service failed; nothing was created, try again later)",
+        ),
+    ],
+)
+def test_submit_cli_vertex_refusal_prints_what_to_do_and_returns_1(
+    status, expected, vertex_api, cli_reaches, recording_server, packages, capsys, monkeypatch
+):
+    message = expected.split(f"{status}: ")[1].split(" (")[0]
+    failing = recording_server(
+        [
+            ("GET", r"/storage/v1/b/bucket", lambda r, m: (200, {"projectNumber": "123456"})),
+            (
+                "POST",
+                r".*/pipelineJobs",
+                lambda r, m: (status, {"error": {"code": status, "message": message}}),
+            ),
+        ]
+    )
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", failing.url)
+    cli_reaches(failing.url)
+    args = _vertex_args("submit", vertex_api, packages)
+
+    assert args.func(args) == 1
+
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines()[-1] == expected
+    assert captured.out == ""
 
 
 def test_schedule_cli_bad_cron_prints_error_and_returns_2(kfp_api, packages, capsys):
