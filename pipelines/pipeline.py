@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from kfp import dsl
 
 import components
+from pipelines.kubernetes import KubernetesSettings
 from pipelines.targets import validate_accelerator
 
 PIPELINE_NAME = "contrastive"
@@ -25,14 +26,23 @@ def build_pipeline(
     cpu_limit: str = "8",
     memory_limit: str = "32G",
     retries: int = 3,
+    kubernetes: KubernetesSettings | None = None,
 ):
     """Return the pipeline function for `target` ("kubeflow", "vertex" or "local").
 
     Methods are chosen here, at compile time: each one adds its branch to the DAG. Training and
     evaluation tasks request `accelerator_count` accelerators of `accelerator_type` (named the
     target's way: `nvidia.com/gpu` on Kubeflow, `NVIDIA_L4` etc. on Vertex); "local" requests none.
+    `kubernetes` (target kubeflow only) adds pod settings through kfp-kubernetes: node selector
+    and tolerations on the training and evaluation tasks, image pull secrets and a timeout on all.
     """
     methods = _check_methods(methods)
+    kubernetes = kubernetes or KubernetesSettings()
+    if kubernetes and target != "kubeflow":
+        raise ValueError(
+            "node selector, tolerations, image pull secrets and task timeout are Kubernetes "
+            f"settings, for target kubeflow only. Received: target={target!r}"
+        )
     use_gpu = target != "local" and accelerator_count > 0
     if target != "local":
         accelerator_type = accelerator_type or DEFAULT_ACCELERATORS.get(target, "")
@@ -44,7 +54,7 @@ def build_pipeline(
             task.set_cpu_limit(cpu_limit).set_memory_limit(memory_limit)
         if use_gpu:
             task.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_count)
-        return task
+        return kubernetes.apply(task, accelerated=True)
 
     def retried(task):
         # Spot GPUs get preempted: the retry resumes from the task's checkpoints.
@@ -85,6 +95,7 @@ def build_pipeline(
         ).set_display_name("ingest")
         if target != "local":
             ingest.set_cpu_limit("4").set_memory_limit("16G")
+        kubernetes.apply(ingest, accelerated=False)
         dataset = ingest.outputs["dataset"]
         common = dict(profile=profile, overrides=overrides, batch_size=batch_size, seed=seed)
         evaluated = {}
@@ -133,13 +144,18 @@ def build_pipeline(
             ).set_display_name(f"evaluate-{method}")
             evaluated[f"{method}_evaluation"] = evaluation.outputs["evaluation"]
             evaluated[f"{method}_model"] = trained.outputs["model"]
-        c.compare_and_report(
-            dataset=dataset,
-            registry=registry,
-            promotion_margin=promotion_margin,
-            run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-            **evaluated,
-        ).set_display_name("compare-and-report").set_caching_options(False)
+        compared = (
+            c.compare_and_report(
+                dataset=dataset,
+                registry=registry,
+                promotion_margin=promotion_margin,
+                run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                **evaluated,
+            )
+            .set_display_name("compare-and-report")
+            .set_caching_options(False)
+        )
+        kubernetes.apply(compared, accelerated=False)
 
     return contrastive_pipeline
 
