@@ -83,6 +83,7 @@ def build_pipeline(
         data_snapshot: str = "",
         registry: str = "",
         promotion_margin: float = 0.0,
+        tensorboard_root: str = "",
     ):
         ingest = c.ingest_data(
             source=source,
@@ -108,6 +109,8 @@ def build_pipeline(
                             epochs=epochs,
                             classifier_epochs=classifier_epochs,
                             encoder=encoder,
+                            tensorboard_root=tensorboard_root,
+                            tensorboard_name="train-baseline",
                             **common,
                         )
                     )
@@ -121,6 +124,8 @@ def build_pipeline(
                             epochs=epochs,
                             temperature=temperature,
                             encoder=encoder,
+                            tensorboard_root=tensorboard_root,
+                            tensorboard_name=f"pretrain-{method}",
                             **common,
                         )
                     )
@@ -132,6 +137,8 @@ def build_pipeline(
                             encoder_model=pretrained.outputs["encoder_model"],
                             mode=classifier_mode,
                             classifier_epochs=classifier_epochs,
+                            tensorboard_root=tensorboard_root,
+                            tensorboard_name=f"classifier-{method}",
                             **common,
                         )
                     )

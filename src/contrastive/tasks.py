@@ -220,9 +220,18 @@ def run_ingest(
 
 
 def run_pretrain(
-    data_uri: str, output_dir: str | Path, config: Config, *, method: str = ""
+    data_uri: str,
+    output_dir: str | Path,
+    config: Config,
+    *,
+    method: str = "",
+    tensorboard_dir: str | None = None,
 ) -> dict:
-    """Pretrain an encoder with a contrastive loss; write it as a model directory."""
+    """Pretrain an encoder with a contrastive loss; write it as a model directory.
+
+    TensorBoard logs (every metric, every epoch) go to `tensorboard_dir`, by default
+    `<output_dir>/tensorboard`.
+    """
     from contrastive import training
 
     if method:
@@ -237,6 +246,7 @@ def run_pretrain(
         data.validation,
         num_classes=data.num_classes,
         checkpoint_dir=str(Path(output_dir) / "checkpoints"),
+        callbacks=_tensorboard(output_dir, tensorboard_dir),
     )
     seconds = time.perf_counter() - start
     metrics = {
@@ -275,8 +285,10 @@ def run_train_classifier(
     config: Config,
     *,
     mode: str = "",
+    tensorboard_dir: str | None = None,
 ) -> dict:
-    """Train a classifier on a pretrained encoder (frozen `linear` probe or `finetune`)."""
+    """Train a classifier on a pretrained encoder (frozen `linear` probe or `finetune`);
+    TensorBoard logs as for `run_pretrain`."""
     from contrastive import training
 
     mode = mode or config.train.classifier_mode
@@ -294,6 +306,7 @@ def run_train_classifier(
         num_classes=data.num_classes,
         mode=mode,
         checkpoint_dir=str(Path(output_dir) / "checkpoints"),
+        callbacks=_tensorboard(output_dir, tensorboard_dir),
     )
     seconds = time.perf_counter() - start
     pretrain_history = _read_json(Path(encoder_dir) / "history.json").get("pretrain", {})
@@ -330,8 +343,11 @@ def run_train_classifier(
     return metrics
 
 
-def run_train_baseline(data_uri: str, output_dir: str | Path, config: Config) -> dict:
-    """Train the cross-entropy baseline: same encoder, weak augmentation, same epoch budget."""
+def run_train_baseline(
+    data_uri: str, output_dir: str | Path, config: Config, *, tensorboard_dir: str | None = None
+) -> dict:
+    """Train the cross-entropy baseline: same encoder, weak augmentation, same epoch budget;
+    TensorBoard logs as for `run_pretrain`."""
     from contrastive import training
 
     if (done := _reuse_complete(output_dir)) is not None:
@@ -344,6 +360,7 @@ def run_train_baseline(data_uri: str, output_dir: str | Path, config: Config) ->
         data.validation,
         num_classes=data.num_classes,
         checkpoint_dir=str(Path(output_dir) / "checkpoints"),
+        callbacks=_tensorboard(output_dir, tensorboard_dir),
     )
     seconds = time.perf_counter() - start
     metrics = {
@@ -656,6 +673,14 @@ def _augment_kwargs(strength) -> dict:
     from dataclasses import asdict
 
     return asdict(strength)
+
+
+def _tensorboard(output_dir, tensorboard_dir: str | None) -> list:
+    """A `keras.callbacks.TensorBoard` writing each epoch's metrics (train and validation)."""
+    import keras
+
+    log_dir = tensorboard_dir or os.path.join(os.fspath(output_dir), "tensorboard")
+    return [keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, update_freq="epoch")]
 
 
 def _reuse_complete(output_dir) -> dict | None:
