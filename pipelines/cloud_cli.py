@@ -14,7 +14,7 @@ import sys
 
 from pipelines.connection import Connection, SubmitError
 from pipelines.schedule import ScheduleError, schedule
-from pipelines.submit import request_errors, submit
+from pipelines.submit import request_errors, submit, with_vertex_model
 from pipelines.targets import TARGETS
 
 SUBMIT_EXAMPLES = """\
@@ -132,6 +132,12 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "(default 'Default'); vertex: a Vertex AI Experiment (submit only)",
     )
     parser.add_argument(
+        "--vertex-model",
+        metavar="ID",
+        help="vertex: a promoted champion also becomes a new version of this Vertex Model "
+        "(alias 'champion'; created if missing); needs the registry parameter on gs://",
+    )
+    parser.add_argument(
         "--tensorboard",
         metavar="RESOURCE",
         help="vertex: TensorBoard backing --experiment, projects/P/locations/R/tensorboards/ID",
@@ -197,6 +203,12 @@ def service_error_message(target: str, err: BaseException) -> str:
     return text
 
 
+def _params(args: argparse.Namespace, connection: Connection):
+    if args.vertex_model is None:
+        return args.params
+    return with_vertex_model(args.params, connection, args.vertex_model)
+
+
 def _other_error_message(target: str, err: BaseException) -> str:
     import kfp_server_api
 
@@ -225,10 +237,11 @@ def run_submit(args: argparse.Namespace) -> int:
     """Handler of `contrastive submit`; returns the exit code."""
 
     def action() -> int:
+        connection = connection_from_args(args)
         result = submit(
             args.package,
-            connection_from_args(args),
-            params=args.params,
+            connection,
+            params=_params(args, connection),
             run_name=args.run_name,
             enable_caching=args.enable_caching,
         )
@@ -243,12 +256,17 @@ def run_schedule(args: argparse.Namespace) -> int:
     """Handler of `contrastive schedule`; returns the exit code."""
 
     def action() -> int:
+        connection = connection_from_args(args)
+        try:
+            params = _params(args, connection)
+        except SubmitError as err:
+            raise ScheduleError(str(err)) from None
         result = schedule(
             args.package,
-            connection_from_args(args),
+            connection,
             cron=args.cron,
             schedule_name=args.schedule_name,
-            params=args.params,
+            params=params,
             enable_caching=args.enable_caching,
         )
         print(f"schedule id: {result['schedule_id']}")

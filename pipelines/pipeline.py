@@ -84,6 +84,9 @@ def build_pipeline(
         registry: str = "",
         promotion_margin: float = 0.0,
         tensorboard_root: str = "",
+        vertex_model: str = "",
+        vertex_project: str = "",
+        vertex_region: str = "",
     ):
         ingest = c.ingest_data(
             source=source,

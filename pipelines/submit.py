@@ -225,6 +225,37 @@ def check_image(package: PipelinePackage) -> None:
             )
 
 
+def with_vertex_model(
+    params: Mapping[str, Any] | str | os.PathLike | None, connection: Connection, model_id: str
+) -> dict[str, Any]:
+    """`params` plus what the champion gate needs to upload a promoted model as a version of
+    the Vertex Model `model_id` (vertex only; the champion registry must be on gs://)."""
+    from contrastive.serving import check_model_id
+
+    values = load_params(params)
+    if connection.target != VERTEX:
+        raise SubmitError(
+            "--vertex-model uploads to the Vertex AI Model Registry; it is for target vertex. "
+            f"Received: vertex_model={model_id!r}"
+        )
+    try:
+        check_model_id(model_id)
+    except ValueError as err:
+        raise SubmitError(str(err)) from None
+    registry = values.get("registry", "")
+    if not (isinstance(registry, str) and registry.startswith("gs://")):
+        raise SubmitError(
+            "--vertex-model needs the champion registry on Cloud Storage: set the pipeline "
+            f"parameter registry to a gs:// prefix in --params. Received: registry={registry!r}"
+        )
+    return {
+        **values,
+        "vertex_model": model_id,
+        "vertex_project": connection.project,
+        "vertex_region": connection.region,
+    }
+
+
 @dataclass(frozen=True)
 class PreparedRun:
     """A package and its parameter values that passed every local check."""
@@ -404,4 +435,5 @@ __all__ = [
     "prepare",
     "submit",
     "vertex_pipeline_job",
+    "with_vertex_model",
 ]

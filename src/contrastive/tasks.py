@@ -460,6 +460,7 @@ def run_compare_and_report(
     registry: str = "",
     promotion_margin: float = 0.0,
     run_id: str = "",
+    vertex_model: dict | None = None,
 ) -> dict:
     """Pick the best method by test accuracy, gate it against the champion, write the report.
 
@@ -469,6 +470,9 @@ def run_compare_and_report(
             best model's own training config.
         registry: a local path or gs:// prefix holding `champion.json`; "" skips the gate.
         promotion_margin: the candidate must beat the champion's accuracy by more than this.
+        vertex_model: keyword arguments of `contrastive.serving.upload_vertex_model` (model_id,
+            project, region, ...): a promoted champion also becomes a new version of that
+            Vertex Model with the alias `champion`. None: no upload.
 
     Returns the summary dict (also written as JSON to `results_path`), with `best` and
     `scalars` (flat figures for a KFP Metrics artifact).
@@ -510,6 +514,7 @@ def run_compare_and_report(
             candidates[best][1],
             run_id=run_id,
             margin=promotion_margin,
+            vertex_model=vertex_model,
         )
     preview = Path(report_path).with_name("augmentation_preview.png")
     try:
@@ -536,8 +541,13 @@ def gate_champion(
     *,
     run_id: str,
     margin: float,
+    vertex_model: dict | None = None,
 ) -> dict:
-    """Re-evaluate the champion on this run's test split; promote the candidate if it wins."""
+    """Re-evaluate the champion on this run's test split; promote the candidate if it wins.
+
+    With `vertex_model` (see `run_compare_and_report`), a promotion also uploads the promoted
+    SavedModel to the Vertex AI Model Registry; the upload is recorded in the decision.
+    """
     from contrastive.registry import ModelRegistry, decide
 
     registry = ModelRegistry(registry_root)
@@ -565,6 +575,14 @@ def gate_champion(
             candidate,
             expected_generation=champion["generation"] if champion else 0,
         )
+        if vertex_model:
+            from contrastive import storage
+            from contrastive.serving import upload_vertex_model
+
+            saved_model = storage.join(registry.version_dir(run_id), "saved_model")
+            decision["vertex_model"] = upload_vertex_model(
+                saved_model, run_id=run_id, **vertex_model
+            )
     registry.record_decision(run_id, decision)
     return decision
 

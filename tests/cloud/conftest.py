@@ -17,6 +17,7 @@ shut down when its fixture ends.
 import functools
 import http.server
 import json
+import os
 import re
 import socket
 import threading
@@ -24,7 +25,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
 
@@ -255,6 +256,36 @@ def _vertex_routes(contexts: dict) -> list[Route]:
     def get_tensorboard(recorded, match):
         return 200, {"name": resource(match, "tensorboards", match["id"]), "displayName": "tb"}
 
+    models: dict = {}
+
+    def get_model(recorded, match):
+        model_id = unquote(match["id"]).split("@")[0]
+        if model_id not in models:
+            return 404, {"error": {"code": 404, "message": f"model {model_id} not found"}}
+        return 200, {**models[model_id][-1], "name": resource(match, "models", model_id)}
+
+    def upload_model(recorded, match):
+        parent = recorded.body.get("parentModel", "")
+        model_id = recorded.body.get("modelId") or parent.rsplit("/", 1)[-1]
+        versions = models.setdefault(model_id, [])
+        for version in versions:  # an alias names one version: Vertex moves it
+            version["versionAliases"] = [
+                a
+                for a in version["versionAliases"]
+                if a not in recorded.body["model"]["versionAliases"]
+            ]
+        versions.append({**recorded.body["model"], "versionId": str(len(versions) + 1)})
+        name = resource(match, "models", model_id)
+        return 200, {
+            "name": resource(match, "operations", f"upload-{len(versions)}"),
+            "done": True,
+            "response": {
+                "@type": "type.googleapis.com/google.cloud.aiplatform.v1.UploadModelResponse",
+                "model": name,
+                "modelVersionId": str(len(versions)),
+            },
+        }
+
     def bucket(recorded, match):
         return 200, {"name": match["bucket"], "projectNumber": PROJECT_NUMBER}
 
@@ -268,6 +299,8 @@ def _vertex_routes(contexts: dict) -> list[Route]:
         ("PATCH", _STORE + r"/contexts/(?P<id>[^/:]+)", update_context),
         ("POST", _STORE + r"/contexts/(?P<id>[^/:]+):addContextChildren", lambda r, m: (200, {})),
         ("GET", _PARENT + r"/tensorboards/(?P<id>[^/:]+)", get_tensorboard),
+        ("GET", _PARENT + r"/models/(?P<id>[^/:]+)", get_model),
+        ("POST", _PARENT + r"/models:upload", upload_model),
         ("GET", r"/storage/v1/b/(?P<bucket>[^/]+)", bucket),
     ]
 
@@ -287,7 +320,8 @@ def vertex_api(recording_server, monkeypatch) -> VertexFake:
 
     contexts: dict = {}
     server = recording_server(_vertex_routes(contexts))
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
+    if not os.environ.get("STORAGE_EMULATOR_HOST"):  # the `gcs` emulator, when a test has it
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
     monkeypatch.setattr(
         resource_manager_utils, "get_project_number", lambda *a, **k: PROJECT_NUMBER
     )

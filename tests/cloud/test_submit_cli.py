@@ -36,6 +36,7 @@ COMMON_FLAGS = [
     "--region",
     "--service-account",
     "--tensorboard",
+    "--vertex-model",
 ]
 
 
@@ -257,3 +258,66 @@ def test_schedule_cli_requires_cron(capsys):
         _parser().parse_args(["schedule", "--target", "kubeflow", "--package", "p.yaml"])
     assert stop.value.code == 2
     assert "--cron" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def contrastive_vertex_package(tmp_path_factory):
+    from kfp import compiler
+
+    from pipelines.pipeline import build_pipeline
+
+    path = tmp_path_factory.mktemp("contrastive") / "pipeline-vertex.yaml"
+    pipeline = build_pipeline(image="us-docker.pkg.dev/p/ml/contrastive:abc", target="vertex")
+    compiler.Compiler().compile(pipeline, str(path))
+    return str(path)
+
+
+def test_submit_cli_vertex_model_reaches_the_champion_gate_parameters(
+    vertex_api, cli_reaches, contrastive_vertex_package, tmp_path, capsys
+):
+    params = tmp_path / "params.yaml"
+    params.write_text("registry: gs://bucket/registry\nprofile: full\n")
+    cli_reaches(vertex_api.server.url)
+    args = _parser().parse_args(
+        ["submit", "--target", "vertex", "--package", contrastive_vertex_package]
+        + ["--project", PROJECT, "--region", REGION, "--pipeline-root", "gs://bucket/root"]
+        + ["--params", str(params), "--vertex-model", "contrastive-fmnist"]
+    )
+
+    assert args.func(args) == 0, capsys.readouterr().err
+
+    (job,) = vertex_api.bodies("POST", "pipelineJobs$")
+    assert job["runtimeConfig"]["parameterValues"] == {
+        "registry": "gs://bucket/registry",
+        "profile": "full",
+        "vertex_model": "contrastive-fmnist",
+        "vertex_project": PROJECT,
+        "vertex_region": REGION,
+    }
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--target", "kubeflow", "--host", "http://127.0.0.1:9"],
+            "error: --vertex-model uploads to the Vertex AI Model Registry; it is for target "
+            "vertex. Received: vertex_model='contrastive'",
+        ),
+        (
+            ["--target", "vertex", "--project", PROJECT, "--region", REGION],
+            "error: --vertex-model needs the champion registry on Cloud Storage: set the "
+            "pipeline parameter registry to a gs:// prefix in --params. Received: registry=''",
+        ),
+    ],
+)
+def test_submit_cli_vertex_model_refused_before_any_request(
+    extra, message, vertex_api, contrastive_vertex_package, capsys
+):
+    args = _parser().parse_args(
+        ["submit", "--package", contrastive_vertex_package, "--vertex-model", "contrastive"] + extra
+    )
+
+    assert args.func(args) == 2
+    assert capsys.readouterr().err.strip() == message
+    assert vertex_api.requests == []
