@@ -1,4 +1,4 @@
-"""Publish a promoted champion for serving: a new version in the Vertex AI Model Registry.
+"""Publish a promoted champion for serving: a Vertex AI Model version, a KServe manifest.
 
 The champion gate (`contrastive.tasks.gate_champion`) calls `upload_vertex_model` after a
 promotion when a Vertex model name is given; a run that promotes nothing uploads nothing.
@@ -6,6 +6,11 @@ The SavedModel (uint8 `serve` signature, `contrastive.export`) becomes a new ver
 Vertex Model `model_id` with the alias `champion`, which Vertex moves from the previous
 version; the first upload creates the Model. Everything goes through the official SDK
 (`google.cloud.aiplatform.Model.upload`); nothing here reads the environment.
+
+For Kubeflow clusters the gate also writes `inferenceservice.yaml` next to `champion.json`:
+a KServe `InferenceService` whose TensorFlow predictor serves the champion's SavedModel.
+TF Serving loads numbered versions below its base path, so the promoted bundle carries the
+SavedModel a second time as `kserve/1/` and the manifest's `storageUri` is `.../kserve`.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from typing import Any
 CHAMPION_ALIAS = "champion"
 # Vertex AI's prebuilt TensorFlow 2 CPU prediction image; override for GPUs or a newer TF.
 DEFAULT_SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
+KSERVE_API_VERSION = "serving.kserve.io/v1beta1"
+KSERVE_DIR = "kserve"  # in a promoted version: kserve/1/saved_model.pb
+INFERENCE_SERVICE_FILE = "inferenceservice.yaml"
 _MODEL_ID = re.compile(r"^[a-z0-9][-a-z0-9_]{0,62}$")
 
 
@@ -94,4 +102,37 @@ def upload_vertex_model(
     }
 
 
-__all__ = ["CHAMPION_ALIAS", "DEFAULT_SERVING_IMAGE", "check_model_id", "upload_vertex_model"]
+def inference_service(storage_uri: str, *, run_id: str, name: str = "contrastive") -> dict:
+    """A KServe v1beta1 `InferenceService` serving the SavedModel versions under
+    `storage_uri` with the TensorFlow predictor (TF Serving, `serve` signature, uint8 images).
+
+    Args:
+        storage_uri: the folder holding `1/saved_model.pb` (gs://, s3:// or pvc://).
+        run_id: the run that promoted it (an annotation, so `kubectl describe` shows it).
+        name: the InferenceService's name, a DNS-1035 label.
+    """
+    if not re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", name):
+        raise ValueError(
+            f"inference service name must be a DNS-1035 label. Received: name={name!r}"
+        )
+    return {
+        "apiVersion": KSERVE_API_VERSION,
+        "kind": "InferenceService",
+        "metadata": {"name": name, "annotations": {"contrastive/run-id": run_id}},
+        "spec": {
+            "predictor": {
+                "model": {"modelFormat": {"name": "tensorflow"}, "storageUri": storage_uri}
+            }
+        },
+    }
+
+
+__all__ = [
+    "CHAMPION_ALIAS",
+    "DEFAULT_SERVING_IMAGE",
+    "INFERENCE_SERVICE_FILE",
+    "KSERVE_DIR",
+    "check_model_id",
+    "inference_service",
+    "upload_vertex_model",
+]

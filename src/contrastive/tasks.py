@@ -575,6 +575,7 @@ def gate_champion(
             candidate,
             expected_generation=champion["generation"] if champion else 0,
         )
+        decision["inference_service"] = _write_inference_service(registry, run_id)
         if vertex_model:
             from contrastive import storage
             from contrastive.serving import upload_vertex_model
@@ -587,11 +588,28 @@ def gate_champion(
     return decision
 
 
+def _write_inference_service(registry, run_id: str) -> str | None:
+    """KServe manifest of the new champion next to `champion.json`; None without a SavedModel."""
+    import yaml
+
+    from contrastive import storage
+    from contrastive.serving import INFERENCE_SERVICE_FILE, KSERVE_DIR, inference_service
+
+    served = storage.join(registry.version_dir(run_id), KSERVE_DIR)
+    if not storage.exists(storage.join(served, "1", "saved_model.pb")):
+        return None
+    manifest_uri = storage.join(registry.root, INFERENCE_SERVICE_FILE)
+    manifest = inference_service(served, run_id=run_id)
+    storage.write_text(manifest_uri, yaml.safe_dump(manifest, sort_keys=False))
+    return manifest_uri
+
+
 def _promote_with_export(registry, run_id, model_dir, score, method, *, expected_generation):
     """Promote a copy of `model_dir` with a serving SavedModel (uint8 images in) beside it."""
     import tempfile
 
     from contrastive.export import export_saved_model
+    from contrastive.serving import KSERVE_DIR
 
     with tempfile.TemporaryDirectory(prefix="promote-") as staging:
         bundle = Path(staging) / "model"
@@ -600,6 +618,8 @@ def _promote_with_export(registry, run_id, model_dir, score, method, *, expected
 
         if keras.backend.backend() == "tensorflow":
             export_saved_model(load_model_dir(model_dir)[0], str(bundle / "saved_model"))
+            # TF Serving (KServe) wants numbered versions below its base path.
+            shutil.copytree(bundle / "saved_model", bundle / KSERVE_DIR / "1")
         else:  # a SavedModel needs TensorFlow; the .keras file is promoted on its own
             log.warning("SavedModel export skipped on the %s backend", keras.backend.backend())
         (bundle / COMPLETE_MARKER).touch()

@@ -5,6 +5,7 @@ from urllib.parse import unquote
 
 import numpy as np
 import pytest
+import yaml
 
 from contrastive.serving import CHAMPION_ALIAS, DEFAULT_SERVING_IMAGE, upload_vertex_model
 
@@ -145,3 +146,67 @@ def test_vertex_model_gate_uploads_only_a_promoted_champion(
     from contrastive import storage
 
     assert storage.exists(f"{registry}/versions/run-1/saved_model/saved_model.pb")
+    # The KServe manifest next to champion.json names the promoted (first) run's version.
+    assert promoted["inference_service"] == f"{registry}/inferenceservice.yaml"
+    manifest = yaml.safe_load(storage.read_text(f"{registry}/inferenceservice.yaml"))
+    assert manifest == {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "contrastive", "annotations": {"contrastive/run-id": "run-1"}},
+        "spec": {
+            "predictor": {
+                "model": {
+                    "modelFormat": {"name": "tensorflow"},
+                    "storageUri": f"{registry}/versions/run-1/kserve",
+                }
+            }
+        },
+    }
+    _check_kserve_fields(manifest, KSERVE_INFERENCE_SERVICE)
+    # TF Serving finds version 1 under storageUri.
+    assert storage.exists(f"{registry}/versions/run-1/kserve/1/saved_model.pb")
+
+
+# The KServe v1beta1 InferenceService fields the manifest may use (serving.kserve.io API
+# reference): nested mappings list their allowed keys, `str` marks a string value.
+_OBJECT_META = {"name": str, "namespace": str, "annotations": dict, "labels": dict}
+KSERVE_INFERENCE_SERVICE = {
+    "apiVersion": str,
+    "kind": str,
+    "metadata": _OBJECT_META,
+    "spec": {
+        "predictor": {
+            "model": {
+                "modelFormat": {"name": str, "version": str},
+                "storageUri": str,
+                "runtime": str,
+                "protocolVersion": str,
+                "resources": dict,
+            },
+            "minReplicas": int,
+            "maxReplicas": int,
+            "serviceAccountName": str,
+        },
+    },
+}
+
+
+def _check_kserve_fields(value, schema, where="InferenceService"):
+    if isinstance(schema, type):
+        assert isinstance(value, schema), where
+        return
+    assert isinstance(value, dict), where
+    unknown = set(value) - set(schema)
+    assert not unknown, f"{where}: fields KServe does not define: {sorted(unknown)}"
+    for key, item in value.items():
+        _check_kserve_fields(item, schema[key], f"{where}.{key}")
+
+
+def test_vertex_model_kserve_field_check_catches_a_misspelt_field():
+    from contrastive.serving import inference_service
+
+    manifest = inference_service("gs://b/r/versions/x/kserve", run_id="x")
+    _check_kserve_fields(manifest, KSERVE_INFERENCE_SERVICE)
+    manifest["spec"]["predictor"]["model"]["storageURI"] = "gs://b"
+    with pytest.raises(AssertionError, match=r"\['storageURI'\]"):
+        _check_kserve_fields(manifest, KSERVE_INFERENCE_SERVICE)
