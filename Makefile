@@ -60,7 +60,7 @@ test-fast: install ## Unit tests only (TensorFlow backend), no end-to-end runs
 	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -m "not slow" tests/unit $(PYTEST_ARGS)
 
 RUN ?= latest
-tensorboard: $(STAMP) ## TensorBoard on the training logs of runs/$(RUN) (default: the latest run)
+tensorboard: $(STAMP) ## TensorBoard on runs/RUN/tensorboard (RUN=latest by default, PORT=6006)
 	$(BIN)/tensorboard --logdir runs/$(RUN)/tensorboard --host localhost --port $${PORT:-6006}
 
 compile: $(STAMP) ## Write build/pipeline-kubeflow.yaml and build/pipeline-vertex.yaml
