@@ -199,7 +199,7 @@ def service_error_message(target: str, err: BaseException) -> str:
             "roles/iam.serviceAccountUser on --service-account)"
         )
     if isinstance(cause, api.ServerError):
-        return f"{text} (the service failed; nothing was created, try again later)"
+        return f"{text} (a failure of the service, not of the input: try again later)"
     return text
 
 

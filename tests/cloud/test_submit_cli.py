@@ -197,12 +197,12 @@ def test_submit_cli_vertex_prints_run_id_and_console_url(vertex_api, cli_reaches
         (
             500,
             "error: vertex API answered 500: Internal error encountered. "
-            "(the service failed; nothing was created, try again later)",
+            "(a failure of the service, not of the input: try again later)",
         ),
         (
             503,
             "error: vertex API answered 503: The service is currently unavailable. "
-            "(the service failed; nothing was created, try again later)",
+            "(a failure of the service, not of the input: try again later)",
         ),
     ],
 )
