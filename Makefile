@@ -15,7 +15,7 @@ GIT_SHA := $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 PYTEST_ARGS ?=
 
 .PHONY: help install data run test test-fast lint format compile submit schedule images \
-        bench bench-ingest clean
+        bench bench-ingest clean tensorboard
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -24,7 +24,7 @@ help: ## List every target with one line each
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[tf,jax,dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[tf,jax,dev,vertex]"
 	@touch $(STAMP)
 
 install: $(STAMP) data ## Create .venv, install the project (editable) and Fashion-MNIST
@@ -58,6 +58,10 @@ test: install lint ## Lint, the whole suite (TensorFlow backend), then library t
 
 test-fast: install ## Unit tests only (TensorFlow backend), no end-to-end runs
 	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -m "not slow" tests/unit $(PYTEST_ARGS)
+
+RUN ?= latest
+tensorboard: $(STAMP) ## TensorBoard on runs/RUN/tensorboard (RUN=latest by default, PORT=6006)
+	$(BIN)/tensorboard --logdir runs/$(RUN)/tensorboard --host localhost --port $${PORT:-6006}
 
 compile: $(STAMP) ## Write build/pipeline-kubeflow.yaml and build/pipeline-vertex.yaml
 	@mkdir -p build

@@ -20,9 +20,15 @@ def compare_and_report(
     registry: str = "",
     promotion_margin: float = 0.0,
     run_id: str = "",
+    vertex_model: str = "",
+    vertex_project: str = "",
+    vertex_region: str = "",
 ) -> str:
-    """Compare the methods' evaluations; returns the name of the best method."""
+    """Compare the methods' evaluations; returns the name of the best method. With
+    `vertex_model`, a promoted champion also becomes a version of that Vertex Model."""
     from contrastive import tasks
+
+    vertex = dict(model_id=vertex_model, project=vertex_project, region=vertex_region)
 
     candidates = {
         name: (evaluation.path, model.path)
@@ -43,6 +49,7 @@ def compare_and_report(
         registry=registry,
         promotion_margin=promotion_margin,
         run_id=run_id,
+        vertex_model=vertex if vertex_model else None,
     )
     for name, value in outcome["scalars"].items():
         decision.log_metric(name, value)

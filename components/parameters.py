@@ -67,6 +67,14 @@ DESCRIPTIONS = {
     "promotion_margin": "The best candidate must beat the champion's test accuracy by more "
     "than this to be promoted.",
     "run_id": "Names the promoted version and the decision record; empty: a UTC timestamp.",
+    # serving and monitoring
+    "tensorboard_root": "Folder or gs:// prefix for TensorBoard logs, one sub-folder per step; "
+    "Vertex's AIP_TENSORBOARD_LOG_DIR wins; empty: inside the step's output.",
+    "tensorboard_name": "The step's sub-folder under tensorboard_root.",
+    "vertex_model": "Vertex AI Model ID: a promoted champion becomes a new version of it with "
+    "the alias 'champion'; empty: no upload.",
+    "vertex_project": "Google Cloud project of vertex_model.",
+    "vertex_region": "Region of vertex_model (e.g. us-central1).",
 }
 for _method in (BASELINE, *METHODS):
     DESCRIPTIONS[f"{_method}_evaluation"] = (

@@ -15,8 +15,14 @@ def pretrain_encoder(
     temperature: float = 0.0,
     encoder: str = "",
     seed: int = 0,
+    tensorboard_root: str = "",
+    tensorboard_name: str = "pretrain",
 ):
-    """Pretrain into the Model artifact; metrics: final loss, contrastive and kNN accuracy."""
+    """Pretrain into the Model artifact; metrics: final loss, contrastive and kNN accuracy.
+    TensorBoard logs: AIP_TENSORBOARD_LOG_DIR, else tensorboard_root/tensorboard_name, else
+    inside the Model artifact."""
+    import os
+
     from contrastive import tasks
     from contrastive.config import resolve_config
 
@@ -29,7 +35,13 @@ def pretrain_encoder(
         encoder=encoder,
         seed=seed,
     )
-    result = tasks.run_pretrain(dataset.path, encoder_model.path, config, method=method)
+    # Vertex sets AIP_TENSORBOARD_LOG_DIR for a step with a TensorBoard; else the run's root.
+    log_dir = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or (
+        tensorboard_root and f"{tensorboard_root.rstrip('/')}/{tensorboard_name}"
+    )
+    result = tasks.run_pretrain(
+        dataset.path, encoder_model.path, config, method=method, tensorboard_dir=log_dir or None
+    )
     encoder_model.metadata.update(method=method, kind="encoder", framework="keras")
     for name, value in tasks.numeric_metrics(result).items():
         metrics.log_metric(name, value)

@@ -14,8 +14,13 @@ def train_baseline(
     batch_size: int = 0,
     encoder: str = "",
     seed: int = 0,
+    tensorboard_root: str = "",
+    tensorboard_name: str = "train-baseline",
 ):
-    """Train a classifier end to end with cross-entropy into the Model artifact."""
+    """Train a classifier end to end with cross-entropy into the Model artifact. TensorBoard
+    logs as in pretrain_encoder."""
+    import os
+
     from contrastive import tasks
     from contrastive.config import resolve_config
 
@@ -28,7 +33,13 @@ def train_baseline(
         encoder=encoder,
         seed=seed,
     )
-    result = tasks.run_train_baseline(dataset.path, model.path, config)
+    # Vertex sets AIP_TENSORBOARD_LOG_DIR for a step with a TensorBoard; else the run's root.
+    log_dir = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or (
+        tensorboard_root and f"{tensorboard_root.rstrip('/')}/{tensorboard_name}"
+    )
+    result = tasks.run_train_baseline(
+        dataset.path, model.path, config, tensorboard_dir=log_dir or None
+    )
     model.metadata.update(method="baseline", framework="keras")
     for name, value in tasks.numeric_metrics(result).items():
         metrics.log_metric(name, value)

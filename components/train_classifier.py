@@ -14,8 +14,13 @@ def train_classifier(
     classifier_epochs: int = 0,
     batch_size: int = 0,
     seed: int = 0,
+    tensorboard_root: str = "",
+    tensorboard_name: str = "classifier",
 ):
-    """Train the classifier head (and the encoder when `mode` is finetune)."""
+    """Train the classifier head (and the encoder when `mode` is finetune). TensorBoard logs
+    as in pretrain_encoder."""
+    import os
+
     from contrastive import tasks
     from contrastive.config import resolve_config
 
@@ -26,8 +31,17 @@ def train_classifier(
         batch_size=batch_size,
         seed=seed,
     )
+    # Vertex sets AIP_TENSORBOARD_LOG_DIR for a step with a TensorBoard; else the run's root.
+    log_dir = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or (
+        tensorboard_root and f"{tensorboard_root.rstrip('/')}/{tensorboard_name}"
+    )
     result = tasks.run_train_classifier(
-        dataset.path, encoder_model.path, model.path, config, mode=mode
+        dataset.path,
+        encoder_model.path,
+        model.path,
+        config,
+        mode=mode,
+        tensorboard_dir=log_dir or None,
     )
     model.metadata.update(method=result.get("method"), mode=mode, framework="keras")
     for name, value in tasks.numeric_metrics(result).items():

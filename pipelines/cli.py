@@ -154,8 +154,15 @@ def _print_results(results: dict) -> None:
 def cmd_compile(args) -> int:
     from kfp import compiler
 
+    from pipelines.kubernetes import KubernetesSettings
     from pipelines.pipeline import build_pipeline
 
+    kubernetes = KubernetesSettings.from_flags(
+        node_selector=args.node_selector,
+        tolerations=args.toleration,
+        image_pull_secrets=args.image_pull_secret,
+        task_timeout=args.task_timeout,
+    )
     pipeline = build_pipeline(
         image=args.image,
         target=args.target,
@@ -165,6 +172,7 @@ def cmd_compile(args) -> int:
         cpu_limit=args.cpu_limit,
         memory_limit=args.memory_limit,
         retries=args.retries,
+        kubernetes=kubernetes,
     )
     compiler.Compiler().compile(pipeline, package_path=args.output)
     print(f"compiled {args.target} pipeline to {args.output} (image {args.image})")
@@ -336,6 +344,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-limit", default="8", help="CPU limit of GPU steps")
     p.add_argument("--memory-limit", default="32G", help="memory limit of GPU steps")
     p.add_argument("--retries", type=int, default=3, help="retries of training steps")
+    k8s = p.add_argument_group("Kubernetes pod settings (target kubeflow only, kfp-kubernetes)")
+    k8s.add_argument(
+        "--node-selector",
+        action="append",
+        default=[],
+        metavar="LABEL=VALUE",
+        help="node label the training and evaluation pods select, e.g. "
+        "cloud.google.com/gke-nodepool=gpu-pool (repeatable)",
+    )
+    k8s.add_argument(
+        "--toleration",
+        action="append",
+        default=[],
+        metavar="KEY[=VALUE]:EFFECT",
+        help="taint the training and evaluation pods tolerate, e.g. nvidia.com/gpu:NoSchedule "
+        "or cloud.google.com/gke-spot=true:NoSchedule (repeatable)",
+    )
+    k8s.add_argument(
+        "--image-pull-secret",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="secret every pod pulls the image with, for a private registry (repeatable)",
+    )
+    k8s.add_argument(
+        "--task-timeout",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="stop any step's pod after this many seconds (0 = no limit)",
+    )
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("pretrain", help="contrastive pretraining of an encoder (one step)")

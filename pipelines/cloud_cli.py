@@ -8,10 +8,13 @@ arguments and returns an exit code: 0 done, 2 refused before any request (bad in
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
 
+from pipelines.connection import Connection, SubmitError
 from pipelines.schedule import ScheduleError, schedule
-from pipelines.submit import SubmitError, request_errors, submit
+from pipelines.submit import request_errors, submit, with_vertex_model
 from pipelines.targets import TARGETS
 
 SUBMIT_EXAMPLES = """\
@@ -21,7 +24,8 @@ examples:
   contrastive submit --target vertex --package build/pipeline.yaml \\
       --project my-project --region us-central1 \\
       --pipeline-root gs://my-bucket/pipeline-root \\
-      --service-account trainer@my-project.iam.gserviceaccount.com
+      --service-account trainer@my-project.iam.gserviceaccount.com \\
+      --experiment supcon-sweep
 """
 
 SCHEDULE_EXAMPLES = """\
@@ -53,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_common_arguments(submit_parser)
+    submit_parser.add_argument("--run-name", metavar="N", help="display name of the run")
     caching = submit_parser.add_mutually_exclusive_group()
     caching.add_argument(
         "--enable-caching",
@@ -123,8 +128,19 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--experiment",
         metavar="NAME",
-        help="kubeflow: experiment to file runs under (created if missing; default "
-        "'Default'); vertex: recorded as the label experiment=NAME",
+        help="experiment to file runs under, created if missing: kubeflow: a KFP experiment "
+        "(default 'Default'); vertex: a Vertex AI Experiment (submit only)",
+    )
+    parser.add_argument(
+        "--vertex-model",
+        metavar="ID",
+        help="vertex: a promoted champion also becomes a new version of this Vertex Model "
+        "(alias 'champion'; created if missing); needs the registry parameter on gs://",
+    )
+    parser.add_argument(
+        "--tensorboard",
+        metavar="RESOURCE",
+        help="vertex: TensorBoard backing --experiment, projects/P/locations/R/tensorboards/ID",
     )
     parser.add_argument(
         "--params",
@@ -145,62 +161,117 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="identity of the run: kubeflow: Kubernetes service account name; vertex: "
         "service account e-mail",
     )
-    parser.add_argument("--run-name", metavar="N", help="display name of the run(s)")
 
 
-def _connection(args: argparse.Namespace) -> dict:
-    """The flags `submit` and `schedule` share, as keyword arguments."""
-    names = (
-        "host",
-        "namespace",
-        "experiment",
-        "params",
-        "pipeline_root",
-        "project",
-        "region",
-        "service_account",
-        "run_name",
-        "enable_caching",
+def connection_from_args(args: argparse.Namespace) -> Connection:
+    """The `Connection` that the shared flags of `submit` and `schedule` describe."""
+    return Connection(
+        target=args.target,
+        host=args.host,
+        namespace=args.namespace,
+        project=args.project,
+        region=args.region,
+        pipeline_root=args.pipeline_root,
+        service_account=args.service_account,
+        experiment=args.experiment,
+        tensorboard=args.tensorboard,
     )
-    return {name: getattr(args, name) for name in names}
+
+
+def service_error_message(target: str, err: BaseException) -> str:
+    """One line for a request the service refused or failed, with what to do about it."""
+    import google.api_core.exceptions as api
+
+    cause: BaseException | None = err
+    while cause is not None and not isinstance(cause, api.GoogleAPICallError):
+        cause = cause.__cause__
+    if cause is None:
+        return _other_error_message(target, err)
+    status = cause.code if isinstance(cause.code, int) else "?"
+    # Over REST the SDK prefixes the request line ("POST https://...: "); the URL adds nothing.
+    message = re.sub(r"^(GET|POST|PUT|PATCH|DELETE) \S+: ", "", str(cause.message))
+    text = f"{target} API answered {status}: {message}"
+    if isinstance(cause, (api.Unauthenticated, api.Unauthorized)):
+        return f"{text} (sign in: gcloud auth application-default login)"
+    if isinstance(cause, (api.PermissionDenied, api.Forbidden)):
+        return (
+            f"{text} (your credentials need roles/aiplatform.user on the project, and "
+            "roles/iam.serviceAccountUser on --service-account)"
+        )
+    if isinstance(cause, api.ServerError):
+        return f"{text} (a failure of the service, not of the input: try again later)"
+    return text
+
+
+def _params(args: argparse.Namespace, connection: Connection):
+    if args.vertex_model is None:
+        return args.params
+    return with_vertex_model(args.params, connection, args.vertex_model)
+
+
+def _other_error_message(target: str, err: BaseException) -> str:
+    import kfp_server_api
+
+    if isinstance(err, kfp_server_api.ApiException):
+        try:
+            detail = json.loads(err.body)["error"]["message"]
+        except (TypeError, ValueError, KeyError):
+            detail = str(err.body or "")[:300]
+        return f"{target} API answered {err.status} {err.reason}: {detail}"
+    return f"{target} request failed: {err}"
+
+
+def _handled(target: str, action, *refused: type[BaseException]) -> int:
+    """Runs `action()`; maps refusals to exit 2 and service failures to exit 1."""
+    try:
+        return action()
+    except refused as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (*request_errors(), RuntimeError) as err:
+        print(f"error: {service_error_message(target, err)}", file=sys.stderr)
+        return 1
 
 
 def run_submit(args: argparse.Namespace) -> int:
     """Handler of `contrastive submit`; returns the exit code."""
-    try:
+
+    def action() -> int:
+        connection = connection_from_args(args)
         result = submit(
             args.package,
-            target=args.target,
-            **_connection(args),
+            connection,
+            params=_params(args, connection),
+            run_name=args.run_name,
+            enable_caching=args.enable_caching,
         )
-    except SubmitError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except request_errors() as err:
-        print(f"error: submission to {args.target} failed: {err}", file=sys.stderr)
-        return 1
-    print(f"run id: {result['run_id']}")
-    print(f"url: {result['url']}")
-    return 0
+        print(f"run id: {result['run_id']}")
+        print(f"url: {result['url']}")
+        return 0
+
+    return _handled(args.target, action, SubmitError)
 
 
 def run_schedule(args: argparse.Namespace) -> int:
     """Handler of `contrastive schedule`; returns the exit code."""
-    try:
+
+    def action() -> int:
+        connection = connection_from_args(args)
+        try:
+            params = _params(args, connection)
+        except SubmitError as err:
+            raise ScheduleError(str(err)) from None
         result = schedule(
             args.package,
-            target=args.target,
+            connection,
             cron=args.cron,
             schedule_name=args.schedule_name,
-            **_connection(args),
+            params=params,
+            enable_caching=args.enable_caching,
         )
-    except ScheduleError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except request_errors() as err:
-        print(f"error: scheduling on {args.target} failed: {err}", file=sys.stderr)
-        return 1
-    print(f"schedule id: {result['schedule_id']}")
-    print(f"cron: {result['cron']}")
-    print(f"url: {result['url']}")
-    return 0
+        print(f"schedule id: {result['schedule_id']}")
+        print(f"cron: {result['cron']}")
+        print(f"url: {result['url']}")
+        return 0
+
+    return _handled(args.target, action, ScheduleError)

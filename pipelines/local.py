@@ -43,7 +43,8 @@ def run_local(
     )
     pipeline = build_pipeline(target="local", methods=methods)
     start = time.perf_counter()
-    pipeline(**params)
+    # TensorBoard logs of every training step: runs/<run-id>/tensorboard/<step> (make tensorboard).
+    pipeline(**{"tensorboard_root": str(run_dir / "tensorboard"), **params})
     seconds = time.perf_counter() - start
     summary_path = _find_output(run_dir / "artifacts", "compare-and-report", "results")
     summary = json.loads(summary_path.read_text())

@@ -8,6 +8,7 @@ from kfp import dsl
 import components
 from contrastive.config import BASELINE
 from contrastive.config import METHODS as PRETRAINING_METHODS
+from pipelines.kubernetes import KubernetesSettings
 from pipelines.targets import validate_accelerator
 
 PIPELINE_NAME = "contrastive"
@@ -27,14 +28,23 @@ def build_pipeline(
     cpu_limit: str = "8",
     memory_limit: str = "32G",
     retries: int = 3,
+    kubernetes: KubernetesSettings | None = None,
 ):
     """Return the pipeline function for `target` ("kubeflow", "vertex" or "local").
 
     Methods are chosen here, at compile time: each one adds its branch to the DAG. Training and
     evaluation tasks request `accelerator_count` accelerators of `accelerator_type` (named the
     target's way: `nvidia.com/gpu` on Kubeflow, `NVIDIA_L4` etc. on Vertex); "local" requests none.
+    `kubernetes` (target kubeflow only) adds pod settings through kfp-kubernetes: node selector
+    and tolerations on the training and evaluation tasks, image pull secrets and a timeout on all.
     """
     methods = _check_methods(methods)
+    kubernetes = kubernetes or KubernetesSettings()
+    if kubernetes and target != "kubeflow":
+        raise ValueError(
+            "node selector, tolerations, image pull secrets and task timeout are Kubernetes "
+            f"settings, for target kubeflow only. Received: target={target!r}"
+        )
     use_gpu = target != "local" and accelerator_count > 0
     if target != "local":
         accelerator_type = accelerator_type or DEFAULT_ACCELERATORS.get(target, "")
@@ -46,7 +56,7 @@ def build_pipeline(
             task.set_cpu_limit(cpu_limit).set_memory_limit(memory_limit)
         if use_gpu:
             task.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_count)
-        return task
+        return kubernetes.apply(task, accelerated=True)
 
     def retried(task):
         # Spot GPUs get preempted: the retry resumes from the task's checkpoints.
@@ -70,6 +80,10 @@ def build_pipeline(
         data_snapshot: str = "",
         registry: str = "",
         promotion_margin: float = 0.0,
+        tensorboard_root: str = "",
+        vertex_model: str = "",
+        vertex_project: str = "",
+        vertex_region: str = "",
     ):
         """SupCon and SimCLR pretraining vs a cross-entropy baseline; the best classifier is
         promoted if it beats the champion."""
@@ -84,6 +98,7 @@ def build_pipeline(
         ).set_display_name("ingest")
         if target != "local":
             ingest.set_cpu_limit("4").set_memory_limit("16G")
+        kubernetes.apply(ingest, accelerated=False)
         dataset = ingest.outputs["dataset"]
         common = dict(profile=profile, overrides=overrides, batch_size=batch_size, seed=seed)
         evaluated = {}
@@ -96,6 +111,8 @@ def build_pipeline(
                             epochs=epochs,
                             classifier_epochs=classifier_epochs,
                             encoder=encoder,
+                            tensorboard_root=tensorboard_root,
+                            tensorboard_name="train-baseline",
                             **common,
                         )
                     )
@@ -109,6 +126,8 @@ def build_pipeline(
                             epochs=epochs,
                             temperature=temperature,
                             encoder=encoder,
+                            tensorboard_root=tensorboard_root,
+                            tensorboard_name=f"pretrain-{method}",
                             **common,
                         )
                     )
@@ -120,6 +139,8 @@ def build_pipeline(
                             encoder_model=pretrained.outputs["encoder_model"],
                             mode=classifier_mode,
                             classifier_epochs=classifier_epochs,
+                            tensorboard_root=tensorboard_root,
+                            tensorboard_name=f"classifier-{method}",
                             **common,
                         )
                     )
@@ -132,13 +153,18 @@ def build_pipeline(
             ).set_display_name(f"evaluate-{method}")
             evaluated[f"{method}_evaluation"] = evaluation.outputs["evaluation"]
             evaluated[f"{method}_model"] = trained.outputs["model"]
-        c.compare_and_report(
-            dataset=dataset,
-            registry=registry,
-            promotion_margin=promotion_margin,
-            run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-            **evaluated,
-        ).set_display_name("compare-and-report").set_caching_options(False)
+        compared = (
+            c.compare_and_report(
+                dataset=dataset,
+                registry=registry,
+                promotion_margin=promotion_margin,
+                run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                **evaluated,
+            )
+            .set_display_name("compare-and-report")
+            .set_caching_options(False)
+        )
+        kubernetes.apply(compared, accelerated=False)
 
     return dsl.pipeline(
         name=PIPELINE_NAME,

@@ -19,14 +19,8 @@ import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
-from pipelines.submit import (
-    SubmitError,
-    VertexClient,
-    kubeflow_client,
-    package_file,
-    prepare,
-    vertex_pipeline_job,
-)
+from pipelines.connection import Connection, SubmitError
+from pipelines.submit import package_file, prepare, vertex_pipeline_job
 from pipelines.targets import KUBEFLOW, TARGETS, VERTEX
 
 KUBEFLOW_FIELDS = ("second", "minute", "hour", "day-of-month", "month", "day-of-week")
@@ -138,32 +132,20 @@ def _check_fires(target: str, fields: str, cron: str) -> None:
 
 def schedule(
     package_path: str | os.PathLike,
+    connection: Connection,
     *,
-    target: str,
     cron: str,
     schedule_name: str,
-    host: str | None = None,
-    namespace: str | None = None,
-    experiment: str | None = None,
     params: Mapping[str, Any] | str | os.PathLike | None = None,
-    pipeline_root: str | None = None,
-    project: str | None = None,
-    region: str | None = None,
-    service_account: str | None = None,
-    run_name: str | None = None,
     enable_caching: bool = False,
     max_concurrency: int = 1,
-    credentials: Any = None,
-    api_endpoint: str | None = None,
 ) -> dict[str, str]:
     """Creates a recurring run (Kubeflow) or a schedule (Vertex AI) of a compiled pipeline.
 
     Args:
-        package_path, target, host, namespace, experiment, params, pipeline_root, project,
-            region, service_account, credentials, api_endpoint: as for `pipelines.submit.submit`.
+        package_path, connection, params: as for `pipelines.submit.submit`.
         cron: 6 fields with seconds for kubeflow, 5 fields (optional `TZ=` prefix) for vertex.
-        schedule_name: display name of the schedule.
-        run_name: display name of the runs it starts (vertex; default `schedule_name`).
+        schedule_name: display name of the schedule (and of the runs it starts).
         enable_caching: False (default) turns task caching off in every scheduled run, so
             each run ingests the data as it is at that time.
         max_concurrency: most runs of this schedule at once; 1 keeps a slow run from
@@ -175,6 +157,7 @@ def schedule(
     Raises:
         ScheduleError: before any request, for a bad cron, setting, package or parameter.
     """
+    target = connection.target
     if target not in TARGETS:
         raise ScheduleError(
             f"target must be one of {', '.join(TARGETS)}. Received: target={target!r}"
@@ -186,65 +169,54 @@ def schedule(
         raise ScheduleError(f"max_concurrency must be an int. Received: {max_concurrency!r}")
     if max_concurrency < 1:
         raise ScheduleError(f"max_concurrency must be >= 1. Received: {max_concurrency}")
-    try:
-        package, values = prepare(
-            package_path,
-            target=target,
-            host=host,
-            params=params,
-            pipeline_root=pipeline_root,
-            project=project,
-            region=region,
-            service_account=service_account,
+    if target == VERTEX and connection.experiment:
+        raise ScheduleError(
+            "--experiment is for `submit` on vertex: a Vertex AI schedule cannot file its runs "
+            f"under an Experiment. Received: experiment={connection.experiment!r}"
         )
+    try:
+        run = prepare(package_path, connection, params)
     except SubmitError as err:
         raise ScheduleError(str(err)) from None
 
     if target == KUBEFLOW:
-        client = kubeflow_client(host, namespace=namespace, credentials=credentials)
+        client = connection.kfp_client()
         experiment_id = client.create_experiment(
-            name=experiment or "Default", namespace=namespace
+            name=connection.experiment or "Default", namespace=connection.namespace
         ).experiment_id
-        with package_file(package, enable_caching) as path:
+        with package_file(run.package, enable_caching) as path:
             created = client.create_recurring_run(
                 experiment_id=experiment_id,
                 job_name=schedule_name,
                 cron_expression=cron,
                 max_concurrency=max_concurrency,
                 no_catchup=True,
-                params=values,
+                params=run.params,
                 pipeline_package_path=path,
-                pipeline_root=pipeline_root,
+                pipeline_root=connection.pipeline_root,
                 enable_caching=enable_caching,
-                service_account=service_account,
+                service_account=connection.service_account,
             )
         schedule_id = created.recurring_run_id
-        url = f"{host.rstrip('/')}/#/recurringrun/details/{schedule_id}"
+        url = connection.kubeflow_url("recurringrun", schedule_id)
         return {"schedule_id": schedule_id, "url": url, "cron": cron}
 
-    client = VertexClient(project, region, credentials=credentials, api_endpoint=api_endpoint)
-    job = vertex_pipeline_job(
-        package,
-        params=values,
-        pipeline_root=pipeline_root,
-        display_name=run_name or schedule_name,
-        service_account=service_account,
-        enable_caching=enable_caching,
-        experiment=experiment,
-    )
-    body = {
-        "displayName": schedule_name,
+    with package_file(run.package, enable_caching) as path:
+        job = vertex_pipeline_job(connection, run, template_path=path, display_name=schedule_name)
+        # No catch-up: a schedule that fell behind starts the next run, not the missed ones.
+        created = job.create_schedule(
+            cron=cron,
+            display_name=schedule_name,
+            max_concurrent_run_count=max_concurrency,
+            allow_queueing=False,
+            service_account=connection.service_account,
+        )
+    schedule_id = created.resource_name.rsplit("/", 1)[-1]
+    return {
+        "schedule_id": schedule_id,
+        "url": connection.vertex_url("schedules", schedule_id),
         "cron": cron,
-        "maxConcurrentRunCount": str(max_concurrency),
-        "createPipelineJobRequest": {"parent": client.parent, "pipelineJob": job},
     }
-    created = client.create_schedule(body)
-    schedule_id = created.get("name", "").rsplit("/", 1)[-1]
-    url = (
-        f"https://console.cloud.google.com/vertex-ai/locations/{region}/pipelines/schedules/"
-        f"{schedule_id}?project={project}"
-    )
-    return {"schedule_id": schedule_id, "url": url, "cron": cron}
 
 
 __all__ = ["KUBEFLOW", "VERTEX", "ScheduleError", "schedule", "validate_cron"]

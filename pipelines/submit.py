@@ -5,11 +5,11 @@ its required settings, the package (a KFP pipeline spec), the parameters (names 
 against the spec), and the accelerator names (Kubernetes resource names on Kubeflow, Vertex
 enum names on Vertex). A mistake costs an error message, not a failed run after a queue wait.
 
-Kubeflow goes through `kfp.Client`. Vertex goes through the Vertex AI REST API
-(`projects.locations.pipelineJobs.create`) with a google-auth `AuthorizedSession`: the
-`google-cloud-aiplatform` client needs `python-dateutil<3` (through google-cloud-bigquery),
-which conflicts with the pinned environment, and the REST body is the same `PipelineJob`
-that client would send.
+The package must name a real image: `contrastive compile` without `--image` writes the
+placeholder `contrastive:dev`, which no cluster can pull, so it is refused here.
+
+Kubeflow goes through `kfp.Client`, Vertex AI through `google.cloud.aiplatform.PipelineJob`
+(the official SDK: auth, retries, Experiments). `pipelines.connection.Connection` says where.
 """
 
 from __future__ import annotations
@@ -20,22 +20,22 @@ import datetime
 import os
 import re
 import tempfile
-import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from pipelines.targets import KUBEFLOW, TARGETS, VERTEX, validate_accelerator
+from pipelines.connection import Connection, SubmitError
+from pipelines.targets import KUBEFLOW, VERTEX, validate_accelerator
 
-VERTEX_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+# What `contrastive compile` writes without --image; no registry serves it.
+PLACEHOLDER_IMAGE = "contrastive:dev"
 PACKAGE_SUFFIXES = (".yaml", ".yml")
 
 # Vertex pipeline job ids: a lowercase letter, then lowercase letters, digits and dashes.
 _VERTEX_JOB_ID = re.compile(r"^[a-z][-a-z0-9]{0,127}$")
 _PLACEHOLDER = re.compile(r"^\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}$")
-_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _PARAMETER_TYPES: dict[str, tuple[type, ...]] = {
     "STRING": (str,),
     "NUMBER_INTEGER": (int,),
@@ -44,18 +44,6 @@ _PARAMETER_TYPES: dict[str, tuple[type, ...]] = {
     "LIST": (list,),
     "STRUCT": (dict,),
 }
-
-
-class SubmitError(ValueError):
-    """A submission was refused before any request: the message names the bad field."""
-
-
-class VertexApiError(RuntimeError):
-    """The Vertex AI API answered with an error status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"Vertex AI API error {status}: {message}")
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -223,111 +211,91 @@ def check_accelerators(package: PipelinePackage, target: str, params: Mapping[st
             raise SubmitError(f"executor {executor!r}: {err}") from None
 
 
-def check_target(
-    target: str,
-    *,
-    host: str | None,
-    pipeline_root: str | None,
-    project: str | None,
-    region: str | None,
-    service_account: str | None,
-) -> None:
-    """Refuses a target without the settings it needs."""
-    if target not in TARGETS:
-        raise SubmitError(
-            f"target must be one of {', '.join(TARGETS)}. Received: target={target!r}"
-        )
-    if target == KUBEFLOW:
-        if not host:
-            raise SubmitError("--host is required for target kubeflow (the KFP API URL)")
-        if not host.startswith(("http://", "https://")):
-            raise SubmitError(f"host must start with http:// or https://. Received: host={host!r}")
-        if service_account and not _K8S_NAME.match(service_account):
+def check_image(package: PipelinePackage) -> None:
+    """Refuses a package whose steps run the placeholder image `contrastive:dev`."""
+    executors = package.spec.get("deploymentSpec", {}).get("executors", {})
+    for executor, body in sorted(executors.items()):
+        image = ((body or {}).get("container") or {}).get("image")
+        if image == PLACEHOLDER_IMAGE:
             raise SubmitError(
-                "service account for kubeflow is a Kubernetes service account name like "
-                f"'pipeline-runner'. Received: service_account={service_account!r}"
+                f"package {package.path!r} was compiled without --image: executor {executor!r} "
+                f"runs the placeholder {PLACEHOLDER_IMAGE!r}, which no cluster can pull; "
+                "recompile with `make compile IMAGE=REGISTRY/contrastive:TAG`. "
+                f"Received: image={image!r}"
             )
-        return
-    for field, value in (("project", project), ("region", region)):
-        if not value:
-            raise SubmitError(f"--{field} is required for target vertex")
-    if not pipeline_root:
-        raise SubmitError("--pipeline-root is required for target vertex (a gs:// URI)")
-    if not pipeline_root.startswith("gs://") or len(pipeline_root) <= len("gs://"):
+
+
+def with_vertex_model(
+    params: Mapping[str, Any] | str | os.PathLike | None, connection: Connection, model_id: str
+) -> dict[str, Any]:
+    """`params` plus what the champion gate needs to upload a promoted model as a version of
+    the Vertex Model `model_id` (vertex only; the champion registry must be on gs://)."""
+    from contrastive.serving import check_model_id
+
+    values = load_params(params)
+    if connection.target != VERTEX:
         raise SubmitError(
-            "pipeline root for vertex must be a gs:// URI. "
-            f"Received: pipeline_root={pipeline_root!r}"
+            "--vertex-model uploads to the Vertex AI Model Registry; it is for target vertex. "
+            f"Received: vertex_model={model_id!r}"
         )
-    if service_account and "@" not in service_account:
+    try:
+        check_model_id(model_id)
+    except ValueError as err:
+        raise SubmitError(str(err)) from None
+    registry = values.get("registry", "")
+    if not (isinstance(registry, str) and registry.startswith("gs://")):
         raise SubmitError(
-            "service account for vertex is an e-mail like "
-            "'trainer@PROJECT.iam.gserviceaccount.com'. "
-            f"Received: service_account={service_account!r}"
+            "--vertex-model needs the champion registry on Cloud Storage: set the pipeline "
+            f"parameter registry to a gs:// prefix in --params. Received: registry={registry!r}"
         )
+    return {
+        **values,
+        "vertex_model": model_id,
+        "vertex_project": connection.project,
+        "vertex_region": connection.region,
+    }
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """A package and its parameter values that passed every local check."""
+
+    package: PipelinePackage
+    params: dict[str, Any]
 
 
 def prepare(
     package_path: str | os.PathLike,
-    *,
-    target: str,
-    host: str | None = None,
+    connection: Connection,
     params: Mapping[str, Any] | str | os.PathLike | None = None,
-    pipeline_root: str | None = None,
-    project: str | None = None,
-    region: str | None = None,
-    service_account: str | None = None,
-) -> tuple[PipelinePackage, dict[str, Any]]:
-    """All local checks; returns the package and the parameter values to send."""
-    check_target(
-        target,
-        host=host,
-        pipeline_root=pipeline_root,
-        project=project,
-        region=region,
-        service_account=service_account,
-    )
+) -> PreparedRun:
+    """All local checks, in the order a user fixes them; nothing is sent."""
+    connection.check()
     values = load_params(params)
     package = load_package(package_path)
     check_params(package, values)
-    check_accelerators(package, target, values)
-    return package, values
+    check_accelerators(package, connection.target, values)
+    check_image(package)
+    return PreparedRun(package, values)
 
 
 def submit(
     package_path: str | os.PathLike,
+    connection: Connection,
     *,
-    target: str,
-    host: str | None = None,
-    namespace: str | None = None,
-    experiment: str | None = None,
     params: Mapping[str, Any] | str | os.PathLike | None = None,
-    pipeline_root: str | None = None,
-    project: str | None = None,
-    region: str | None = None,
-    service_account: str | None = None,
     run_name: str | None = None,
-    credentials: Any = None,
-    api_endpoint: str | None = None,
     enable_caching: bool | None = None,
 ) -> dict[str, str]:
     """Starts one run of a compiled pipeline.
 
     Args:
         package_path: compiled pipeline YAML (`make compile`).
-        target: `"kubeflow"` or `"vertex"`.
-        host: KFP API URL (kubeflow), e.g. `http://localhost:8080`.
-        namespace: Kubernetes namespace of a multi-user KFP (kubeflow).
-        experiment: experiment name (kubeflow: created if missing; vertex: a label).
+        connection: where to run it and as whom.
         params: pipeline arguments, a mapping or a YAML/JSON file path.
-        pipeline_root: where artifacts go; required `gs://...` for vertex.
-        project, region: Google Cloud project and region (vertex).
-        service_account: Kubernetes service account (kubeflow) or e-mail (vertex).
         run_name: display name of the run.
-        credentials: `kfp.client` token credentials (kubeflow) or google-auth credentials
-            (vertex; default: application default credentials).
-        api_endpoint: Vertex API root, default `https://{region}-aiplatform.googleapis.com`.
         enable_caching: None keeps the compile-time caching of each task; True/False
-            overrides it for every task of this run.
+            overrides it for every task of this run (nested DAGs included).
 
     Returns:
         `{"run_id": ..., "url": ...}` (the KFP UI or Google Cloud console page of the run).
@@ -335,68 +303,58 @@ def submit(
     Raises:
         SubmitError: before any request, when a setting, the package or a parameter is wrong.
     """
-    package, values = prepare(
-        package_path,
-        target=target,
-        host=host,
-        params=params,
-        pipeline_root=pipeline_root,
-        project=project,
-        region=region,
-        service_account=service_account,
-    )
-    if target == KUBEFLOW:
-        client = kubeflow_client(host, namespace=namespace, credentials=credentials)
-        with package_file(package, enable_caching) as path:
+    run = prepare(package_path, connection, params)
+    if connection.target == KUBEFLOW:
+        client = connection.kfp_client()
+        with package_file(run.package, enable_caching) as path:
             result = client.create_run_from_pipeline_package(
                 path,
-                arguments=values,
+                arguments=run.params,
                 run_name=run_name,
-                experiment_name=experiment,
-                namespace=namespace,
-                pipeline_root=pipeline_root,
+                experiment_name=connection.experiment,
+                namespace=connection.namespace,
+                pipeline_root=connection.pipeline_root,
                 enable_caching=enable_caching,
-                service_account=service_account,
+                service_account=connection.service_account,
             )
-        return {"run_id": result.run_id, "url": kubeflow_run_url(host, result.run_id)}
+        return {"run_id": result.run_id, "url": connection.kubeflow_url("runs", result.run_id)}
 
-    job = vertex_pipeline_job(
-        package,
-        params=values,
-        pipeline_root=pipeline_root,
-        display_name=run_name or package.name,
-        service_account=service_account,
-        enable_caching=enable_caching,
-        experiment=experiment,
-    )
-    client = VertexClient(project, region, credentials=credentials, api_endpoint=api_endpoint)
-    created = client.create_pipeline_job(job, job_id=vertex_job_id(run_name or package.name))
-    job_id = created.get("name", "").rsplit("/", 1)[-1]
-    return {"run_id": job_id, "url": vertex_run_url(project, region, job_id)}
-
-
-def kubeflow_client(host: str, *, namespace: str | None = None, credentials: Any = None):
-    """A `kfp.Client` for `host`; its "needs KFP >= 2.0.0-beta.2" warning is silenced."""
-    import kfp
-
-    options: dict[str, Any] = {"host": host}
-    if namespace:
-        options["namespace"] = namespace
-    if credentials is not None:
-        options["credentials"] = credentials
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        return kfp.Client(**options)
+    display_name = run_name or run.package.name
+    with package_file(run.package, enable_caching) as path:
+        job = vertex_pipeline_job(
+            connection,
+            run,
+            template_path=path,
+            display_name=display_name,
+            job_id=vertex_job_id(display_name),
+        )
+        job.submit(
+            service_account=connection.service_account,
+            experiment=connection.vertex_experiment(),
+        )
+    job_id = job.resource_name.rsplit("/", 1)[-1]
+    return {"run_id": job_id, "url": connection.vertex_url("runs", job_id)}
 
 
-def kubeflow_run_url(host: str, run_id: str) -> str:
-    return f"{host.rstrip('/')}/#/runs/details/{run_id}"
-
-
-def vertex_run_url(project: str, region: str, job_id: str) -> str:
-    return (
-        f"https://console.cloud.google.com/vertex-ai/locations/{region}/pipelines/runs/"
-        f"{job_id}?project={project}"
+def vertex_pipeline_job(
+    connection: Connection,
+    run: PreparedRun,
+    *,
+    template_path: str,
+    display_name: str,
+    job_id: str | None = None,
+):
+    """An unsent `aiplatform.PipelineJob` of `run` (caching is already set in the template)."""
+    aiplatform = connection.vertex()
+    return aiplatform.PipelineJob(
+        display_name=display_name,
+        template_path=template_path,
+        job_id=job_id,
+        pipeline_root=connection.pipeline_root,
+        parameter_values=run.params,
+        project=connection.project,
+        location=connection.region,
+        credentials=connection.credentials,
     )
 
 
@@ -422,7 +380,8 @@ def set_caching(spec: dict, enable_caching: bool) -> None:
 
 @contextlib.contextmanager
 def package_file(package: PipelinePackage, enable_caching: bool | None) -> Iterator[str]:
-    """The package path to hand to `kfp.Client`, with caching set in every DAG when asked.
+    """The package path to hand to `kfp.Client` or `PipelineJob`, with caching set in every
+    DAG when asked.
 
     `kfp.Client(enable_caching=...)` only rewrites the root DAG's tasks; a task inside a
     sub-pipeline would still hit the cache, so the override is applied here to all of them.
@@ -440,108 +399,20 @@ def package_file(package: PipelinePackage, enable_caching: bool | None) -> Itera
         yield path
 
 
-def vertex_pipeline_job(
-    package: PipelinePackage,
-    *,
-    params: Mapping[str, Any],
-    pipeline_root: str,
-    display_name: str,
-    service_account: str | None = None,
-    enable_caching: bool | None = None,
-    experiment: str | None = None,
-) -> dict:
-    """The `PipelineJob` REST body (v1) for one run of `package`."""
-    spec = copy.deepcopy(package.spec)
-    if enable_caching is not None:
-        set_caching(spec, enable_caching)
-    job: dict[str, Any] = {
-        "displayName": display_name,
-        "pipelineSpec": spec,
-        "runtimeConfig": {"gcsOutputDirectory": pipeline_root, "parameterValues": dict(params)},
-    }
-    if service_account:
-        job["serviceAccount"] = service_account
-    if experiment:
-        job["labels"] = {"experiment": _label_value(experiment)}
-    return job
-
-
-def _label_value(text: str) -> str:
-    return re.sub(r"[^-_0-9a-z]+", "-", text.lower()).strip("-")[:63] or "default"
-
-
-class VertexClient:
-    """The two Vertex AI REST calls we need, over a google-auth `AuthorizedSession`.
-
-    Args:
-        project, region: where pipeline jobs and schedules live.
-        credentials: google-auth credentials; default: application default credentials
-            (looked up at the first request, so building a client needs no login).
-        api_endpoint: API root URL, default `https://{region}-aiplatform.googleapis.com`.
-        timeout: seconds per request.
-    """
-
-    def __init__(
-        self,
-        project: str,
-        region: str,
-        *,
-        credentials: Any = None,
-        api_endpoint: str | None = None,
-        timeout: float = 60.0,
-    ) -> None:
-        endpoint = api_endpoint or f"https://{region}-aiplatform.googleapis.com"
-        if "://" not in endpoint:
-            endpoint = f"https://{endpoint}"
-        self.endpoint = endpoint.rstrip("/")
-        self.parent = f"projects/{project}/locations/{region}"
-        self.timeout = timeout
-        self._credentials = credentials
-        self._session = None
-
-    def _post(self, path: str, body: dict, params: dict | None = None) -> dict:
-        if self._session is None:
-            from google.auth.transport.requests import AuthorizedSession
-
-            credentials = self._credentials
-            if credentials is None:
-                import google.auth
-
-                credentials, _ = google.auth.default(scopes=VERTEX_SCOPES)
-            self._session = AuthorizedSession(credentials)
-        response = self._session.post(
-            f"{self.endpoint}/v1/{path}", json=body, params=params, timeout=self.timeout
-        )
-        if response.status_code >= 400:
-            try:
-                message = response.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = response.text[:500]
-            raise VertexApiError(response.status_code, message)
-        return response.json()
-
-    def create_pipeline_job(self, job: dict, *, job_id: str) -> dict:
-        """`POST .../pipelineJobs?pipelineJobId=...`; returns the created PipelineJob."""
-        return self._post(f"{self.parent}/pipelineJobs", job, params={"pipelineJobId": job_id})
-
-    def create_schedule(self, schedule: dict) -> dict:
-        """`POST .../schedules`; returns the created Schedule."""
-        return self._post(f"{self.parent}/schedules", schedule)
-
-
 def request_errors() -> tuple[type[BaseException], ...]:
     """Exceptions a submission raises when the service (not the input) is the problem."""
+    import google.api_core.exceptions
     import google.auth.exceptions
     import kfp_server_api
     import requests
     import urllib3.exceptions
 
     return (
-        VertexApiError,
+        google.api_core.exceptions.GoogleAPIError,
+        google.auth.exceptions.GoogleAuthError,
         kfp_server_api.ApiException,
         requests.RequestException,
         urllib3.exceptions.HTTPError,
-        google.auth.exceptions.GoogleAuthError,
         ConnectionError,
         TimeoutError,
     )
@@ -549,18 +420,20 @@ def request_errors() -> tuple[type[BaseException], ...]:
 
 __all__ = [
     "KUBEFLOW",
+    "PLACEHOLDER_IMAGE",
     "VERTEX",
+    "Connection",
     "PipelinePackage",
+    "PreparedRun",
     "SubmitError",
-    "VertexApiError",
-    "VertexClient",
     "accelerator_types",
     "check_accelerators",
+    "check_image",
     "check_params",
-    "check_target",
     "load_package",
     "load_params",
     "prepare",
     "submit",
     "vertex_pipeline_job",
+    "with_vertex_model",
 ]

@@ -271,8 +271,13 @@ def gate_champion(
     run_id: str,
     margin: float,
     evaluate: Callable[[str], float],
+    vertex_model: dict | None = None,
 ) -> dict:
     """Re-evaluate the champion on this run's test split; promote the candidate if it wins.
+
+    A promotion also writes a KServe `InferenceService` manifest for the new champion next to
+    `champion.json` and, with `vertex_model`, uploads the promoted SavedModel to the Vertex AI
+    Model Registry; both are recorded in the decision.
 
     Args:
         registry_root: a local folder or gs:// prefix holding `champion.json`.
@@ -282,6 +287,8 @@ def gate_champion(
         run_id: names the version folder and the decision file.
         margin: the candidate must beat the champion by more than this.
         evaluate: local model directory -> test accuracy on this run's split.
+        vertex_model: keyword arguments of `contrastive.serving.upload_vertex_model`
+            (model_id, project, region, ...); None: no upload.
 
     Returns:
         The decision dict, also written to `decisions/<run_id>.json`.
@@ -311,8 +318,31 @@ def gate_champion(
             candidate,
             expected_generation=champion["generation"] if champion else 0,
         )
+        decision["inference_service"] = write_inference_service(registry, run_id)
+        if vertex_model:
+            from contrastive.serving import upload_vertex_model
+
+            saved_model = storage.join(registry.version_dir(run_id), "saved_model")
+            decision["vertex_model"] = upload_vertex_model(
+                saved_model, run_id=run_id, **vertex_model
+            )
     registry.record_decision(run_id, decision)
     return decision
+
+
+def write_inference_service(registry, run_id: str) -> str | None:
+    """KServe manifest of the new champion next to `champion.json`; None without a SavedModel."""
+    import yaml
+
+    from contrastive.serving import INFERENCE_SERVICE_FILE, KSERVE_DIR, inference_service
+
+    served = storage.join(registry.version_dir(run_id), KSERVE_DIR)
+    if not storage.exists(storage.join(served, "1", "saved_model.pb")):
+        return None
+    manifest_uri = storage.join(registry.root, INFERENCE_SERVICE_FILE)
+    manifest = inference_service(served, run_id=run_id)
+    storage.write_text(manifest_uri, yaml.safe_dump(manifest, sort_keys=False))
+    return manifest_uri
 
 
 def promote_with_export(registry, run_id, model_dir, score, method, *, expected_generation):
@@ -320,12 +350,15 @@ def promote_with_export(registry, run_id, model_dir, score, method, *, expected_
     import keras
 
     from contrastive.export import export_saved_model
+    from contrastive.serving import KSERVE_DIR
 
     with tempfile.TemporaryDirectory(prefix="promote-") as staging:
         bundle = Path(staging) / "model"
         shutil.copytree(model_dir, bundle, ignore=shutil.ignore_patterns("checkpoints"))
         if keras.backend.backend() == "tensorflow":
             export_saved_model(load_model_dir(model_dir)[0], str(bundle / "saved_model"))
+            # TF Serving (KServe) wants numbered versions below its base path.
+            shutil.copytree(bundle / "saved_model", bundle / KSERVE_DIR / "1")
         else:  # a SavedModel needs TensorFlow; the .keras file is promoted on its own
             log.warning("SavedModel export skipped on the %s backend", keras.backend.backend())
         (bundle / COMPLETE_MARKER).touch()

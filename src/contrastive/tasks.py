@@ -55,9 +55,18 @@ def run_ingest(
 
 
 def run_pretrain(
-    data_uri: str, output_dir: str | Path, config: Config, *, method: str = ""
+    data_uri: str,
+    output_dir: str | Path,
+    config: Config,
+    *,
+    method: str = "",
+    tensorboard_dir: str | None = None,
 ) -> dict:
-    """Pretrain an encoder with a contrastive loss; write it as a model directory."""
+    """Pretrain an encoder with a contrastive loss; write it as a model directory.
+
+    TensorBoard logs (every metric, every epoch) go to `tensorboard_dir`, by default
+    `<output_dir>/tensorboard`.
+    """
     from contrastive import training
 
     if method:
@@ -87,6 +96,7 @@ def run_pretrain(
         training.pretrain,
         summarize,
         include_unlabeled=config.train.use_unlabeled,
+        tensorboard_dir=tensorboard_dir,
     )
 
 
@@ -97,8 +107,10 @@ def run_train_classifier(
     config: Config,
     *,
     mode: str = "",
+    tensorboard_dir: str | None = None,
 ) -> dict:
-    """Train a classifier on a pretrained encoder (frozen `linear` probe or `finetune`)."""
+    """Train a classifier on a pretrained encoder (frozen `linear` probe or `finetune`);
+    TensorBoard logs as for `run_pretrain`."""
     from contrastive import training
 
     mode = mode or config.train.classifier_mode
@@ -141,11 +153,15 @@ def run_train_classifier(
         fit,
         summarize,
         check=lambda data: check_compatible(encoder_info, data, encoder_dir),
+        tensorboard_dir=tensorboard_dir,
     )
 
 
-def run_train_baseline(data_uri: str, output_dir: str | Path, config: Config) -> dict:
-    """Train the cross-entropy baseline: same encoder, weak augmentation, same epoch budget."""
+def run_train_baseline(
+    data_uri: str, output_dir: str | Path, config: Config, *, tensorboard_dir: str | None = None
+) -> dict:
+    """Train the cross-entropy baseline: same encoder, weak augmentation, same epoch budget;
+    TensorBoard logs as for `run_pretrain`."""
     from contrastive import training
 
     def summarize(model, history: dict, data: TrainingData, seconds: float):
@@ -160,7 +176,13 @@ def run_train_baseline(data_uri: str, output_dir: str | Path, config: Config) ->
         return metrics, {"classifier": history}, info
 
     return _train_step(
-        "train_baseline", data_uri, output_dir, config, training.train_baseline, summarize
+        "train_baseline",
+        data_uri,
+        output_dir,
+        config,
+        training.train_baseline,
+        summarize,
+        tensorboard_dir=tensorboard_dir,
     )
 
 
@@ -174,6 +196,7 @@ def _train_step(
     *,
     include_unlabeled: bool = False,
     check: Callable[[TrainingData], None] | None = None,
+    tensorboard_dir: str | None = None,
 ) -> dict:
     """The sequence every training step shares: reuse → load → train → time → save.
 
@@ -185,6 +208,8 @@ def _train_step(
             `info` holds the step's own fields (kind, method, ...), the dataset's are added.
         include_unlabeled: train on the unlabeled split too (label -1).
         check: refuses data the step cannot use (raises), before training.
+        tensorboard_dir: where `keras.callbacks.TensorBoard` writes (default
+            `<output_dir>/tensorboard`).
 
     Returns:
         The step's metrics (those of the complete output when it is reused).
@@ -205,6 +230,7 @@ def _train_step(
         data.validation,
         num_classes=data.num_classes,
         checkpoint_dir=str(Path(output_dir) / "checkpoints"),
+        callbacks=_tensorboard(output_dir, tensorboard_dir),
     )
     seconds = time.perf_counter() - start
     metrics, saved_history, info = summarize(model, history, data, seconds)
@@ -292,6 +318,7 @@ def run_compare_and_report(
     registry: str = "",
     promotion_margin: float = 0.0,
     run_id: str = "",
+    vertex_model: dict | None = None,
 ) -> dict:
     """Pick the best method by test accuracy, gate it against the champion, write the report.
 
@@ -301,6 +328,9 @@ def run_compare_and_report(
             best model's own training config.
         registry: a local path or gs:// prefix holding `champion.json`; "" skips the gate.
         promotion_margin: the candidate must beat the champion's accuracy by more than this.
+        vertex_model: keyword arguments of `contrastive.serving.upload_vertex_model` (model_id,
+            project, region, ...): a promoted champion also becomes a new version of that
+            Vertex Model with the alias `champion`. None: no upload.
 
     Returns the summary dict (also written as JSON to `results_path`), with `best` and
     `scalars` (flat figures for a KFP Metrics artifact).
@@ -347,6 +377,7 @@ def run_compare_and_report(
             run_id=run_id,
             margin=promotion_margin,
             evaluate=test_accuracy,
+            vertex_model=vertex_model,
         )
     preview = Path(report_path).with_name("augmentation_preview.png")
     try:
@@ -435,3 +466,11 @@ def _brief(metrics: dict) -> str:
         for k, v in metrics.items()
         if v is not None
     )
+
+
+def _tensorboard(output_dir, tensorboard_dir: str | None) -> list:
+    """A `keras.callbacks.TensorBoard` writing each epoch's metrics (train and validation)."""
+    import keras
+
+    log_dir = tensorboard_dir or str(Path(output_dir) / "tensorboard")
+    return [keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, update_freq="epoch")]

@@ -2,7 +2,8 @@
 
 - `kfp_api`: a tiny KFP v2beta1 REST server (healthz, experiments, runs, recurringruns) for
   `kfp.Client(host=...)`.
-- `vertex_api`: a Vertex AI v1 REST server (pipelineJobs, schedules) for `VertexClient`.
+- `vertex_api`: a Vertex AI v1 REST server (pipeline jobs, schedules, metadata store,
+  tensorboards) for the official SDK `google.cloud.aiplatform` over its REST transport.
 - `gcs`: gcp-storage-emulator on 127.0.0.1 (one per session), reached by google-cloud-storage
   through STORAGE_EMULATOR_HOST set for one test. The emulator ignores `ifGenerationMatch`,
   so the fixture adds that check to its upload handler (412 like GCS) and records the
@@ -16,13 +17,15 @@ shut down when its fixture ends.
 import functools
 import http.server
 import json
+import os
 import re
+import socket
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
 
@@ -137,8 +140,28 @@ def _hermetic_clients(monkeypatch, tmp_path):
     ):
         monkeypatch.delenv(name, raising=False)
     import kfp
+    from google.cloud.aiplatform import initializer
 
     monkeypatch.setattr(kfp.Client, "_LOCAL_KFP_CONTEXT", str(tmp_path / "kfp-context.json"))
+    # aiplatform.init() sets process-wide defaults (on the object `aiplatform.init` is bound
+    # to): each test starts from none.
+    for name, value in vars(initializer._Config()).items():
+        monkeypatch.setattr(initializer.global_config, name, value)
+    for name in ("GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_REGION", "CLOUD_ML_REGION"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch):
+    """A test that tries to open a socket to anything but 127.0.0.1 fails at once."""
+    real_connect = socket.socket.connect
+
+    def connect(self, address):
+        if isinstance(address, tuple) and address[0] not in ("127.0.0.1", "::1", "localhost"):
+            raise ConnectionRefusedError(f"cloud tests reach loopback only. Received: {address}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
 
 
 @pytest.fixture
@@ -168,26 +191,154 @@ def kfp_api(recording_server) -> RecordingServer:
     )
 
 
-@pytest.fixture
-def vertex_api(recording_server) -> RecordingServer:
-    """Vertex AI v1: pipelineJobs.create and schedules.create."""
-    parent = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)"
+PROJECT_NUMBER = "123456"
+_PARENT = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)"
+_STORE = _PARENT + r"/metadataStores/default"
 
-    def pipeline_job(recorded, match):
+
+@dataclass
+class VertexFake:
+    """A loopback Vertex AI v1 (pipeline jobs, schedules, metadata store, tensorboards, models)
+    and the two Cloud Storage bucket reads the SDK makes before a submission."""
+
+    server: RecordingServer
+    connection: Callable  # connection(**overrides) -> pipelines.connection.Connection
+    contexts: dict  # metadata contexts by id (experiments and pipeline runs)
+
+    @property
+    def requests(self) -> list[Recorded]:
+        return self.server.requests
+
+    def bodies(self, method: str, path_pattern: str) -> list:
+        return self.server.bodies(method, path_pattern)
+
+    def calls(self) -> list[tuple[str, str]]:
+        """`(method, path)` of every request, query strings left out."""
+        return [(r.method, r.path) for r in self.server.requests]
+
+
+def _vertex_routes(contexts: dict) -> list[Route]:
+    def resource(match, kind, resource_id):
+        return f"projects/{match['project']}/locations/{match['region']}/{kind}/{resource_id}"
+
+    def create_job(recorded, match):
         job_id = recorded.query["pipelineJobId"][0]
-        name = f"projects/123456/locations/{match['region']}/pipelineJobs/{job_id}"
-        return 200, {"name": name, "displayName": recorded.body.get("displayName")}
+        return 200, {**recorded.body, "name": resource(match, "pipelineJobs", job_id)}
 
-    def schedule(recorded, match):
-        name = f"projects/123456/locations/{match['region']}/schedules/789"
-        return 200, {"name": name, "displayName": recorded.body.get("displayName")}
+    def get_job(recorded, match):
+        name = resource(match, "pipelineJobs", match["id"])
+        run_context = resource(match, "metadataStores/default/contexts", match["id"])
+        contexts[match["id"]] = {"name": run_context, "schemaTitle": "system.PipelineRun"}
+        return 200, {
+            "name": name,
+            "state": "PIPELINE_STATE_RUNNING",
+            "jobDetail": {"pipelineRunContext": contexts[match["id"]]},
+        }
 
-    return recording_server(
-        [
-            ("POST", parent + r"/pipelineJobs", pipeline_job),
-            ("POST", parent + r"/schedules", schedule),
-        ]
+    def create_schedule(recorded, match):
+        return 200, {**recorded.body, "name": resource(match, "schedules", "789")}
+
+    def get_context(recorded, match):
+        if match["id"] not in contexts:
+            return 404, {"error": {"code": 404, "message": f"context {match['id']} not found"}}
+        return 200, contexts[match["id"]]
+
+    def create_context(recorded, match):
+        context_id = recorded.query["contextId"][0]
+        name = resource(match, "metadataStores/default/contexts", context_id)
+        contexts[context_id] = {**recorded.body, "name": name}
+        return 200, contexts[context_id]
+
+    def update_context(recorded, match):
+        contexts[match["id"]] = {**contexts[match["id"]], **recorded.body}
+        return 200, contexts[match["id"]]
+
+    def get_tensorboard(recorded, match):
+        return 200, {"name": resource(match, "tensorboards", match["id"]), "displayName": "tb"}
+
+    models: dict = {}
+
+    def get_model(recorded, match):
+        model_id = unquote(match["id"]).split("@")[0]
+        if model_id not in models:
+            return 404, {"error": {"code": 404, "message": f"model {model_id} not found"}}
+        return 200, {**models[model_id][-1], "name": resource(match, "models", model_id)}
+
+    def upload_model(recorded, match):
+        parent = recorded.body.get("parentModel", "")
+        model_id = recorded.body.get("modelId") or parent.rsplit("/", 1)[-1]
+        versions = models.setdefault(model_id, [])
+        for version in versions:  # an alias names one version: Vertex moves it
+            version["versionAliases"] = [
+                a
+                for a in version["versionAliases"]
+                if a not in recorded.body["model"]["versionAliases"]
+            ]
+        versions.append({**recorded.body["model"], "versionId": str(len(versions) + 1)})
+        name = resource(match, "models", model_id)
+        return 200, {
+            "name": resource(match, "operations", f"upload-{len(versions)}"),
+            "done": True,
+            "response": {
+                "@type": "type.googleapis.com/google.cloud.aiplatform.v1.UploadModelResponse",
+                "model": name,
+                "modelVersionId": str(len(versions)),
+            },
+        }
+
+    def bucket(recorded, match):
+        return 200, {"name": match["bucket"], "projectNumber": PROJECT_NUMBER}
+
+    return [
+        ("POST", _PARENT + r"/pipelineJobs", create_job),
+        ("GET", _PARENT + r"/pipelineJobs/(?P<id>[^/:]+)", get_job),
+        ("POST", _PARENT + r"/schedules", create_schedule),
+        ("GET", _STORE, lambda r, m: (200, {"name": r.path[len("/v1/") :]})),
+        ("GET", _STORE + r"/contexts/(?P<id>[^/:]+)", get_context),
+        ("POST", _STORE + r"/contexts", create_context),
+        ("PATCH", _STORE + r"/contexts/(?P<id>[^/:]+)", update_context),
+        ("POST", _STORE + r"/contexts/(?P<id>[^/:]+):addContextChildren", lambda r, m: (200, {})),
+        ("GET", _PARENT + r"/tensorboards/(?P<id>[^/:]+)", get_tensorboard),
+        ("GET", _PARENT + r"/models/(?P<id>[^/:]+)", get_model),
+        ("POST", _PARENT + r"/models:upload", upload_model),
+        ("GET", r"/storage/v1/b/(?P<bucket>[^/]+)", bucket),
+    ]
+
+
+@pytest.fixture
+def vertex_api(recording_server, monkeypatch) -> VertexFake:
+    """The Vertex AI SDK pointed at a loopback server (REST transport, anonymous credentials).
+
+    The SDK also reads the pipeline root's bucket (Cloud Storage, sent to the same server via
+    STORAGE_EMULATOR_HOST) and asks Resource Manager for the project number to check that the
+    bucket is the project's; that one lookup (gRPC, not redirectable) answers `PROJECT_NUMBER`.
+    """
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud.aiplatform.utils import resource_manager_utils
+
+    from pipelines.connection import Connection
+
+    contexts: dict = {}
+    server = recording_server(_vertex_routes(contexts))
+    if not os.environ.get("STORAGE_EMULATOR_HOST"):  # the `gcs` emulator, when a test has it
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
+    monkeypatch.setattr(
+        resource_manager_utils, "get_project_number", lambda *a, **k: PROJECT_NUMBER
     )
+
+    def connection(**overrides) -> Connection:
+        settings = dict(
+            target="vertex",
+            project=PROJECT,
+            region=REGION,
+            pipeline_root="gs://bucket/pipeline-root",
+            credentials=AnonymousCredentials(),
+            api_endpoint=server.url,
+        )
+        settings.update(overrides)
+        return Connection(**settings)
+
+    return VertexFake(server, connection, contexts)
 
 
 @pytest.fixture
@@ -203,7 +354,8 @@ def anonymous():
 @pytest.fixture(scope="session")
 def packages(tmp_path_factory) -> dict[str, str]:
     """Compiled tiny pipelines: `kubeflow` (nvidia.com/gpu), `vertex` (NVIDIA_L4), `param`
-    (accelerator from the `accel` parameter, default NVIDIA_L4), `cpu` (no accelerator).
+    (accelerator from the `accel` parameter, default NVIDIA_L4), `cpu` (no accelerator),
+    `placeholder` (one step in the image `contrastive:dev`, as compiled without --image).
     Each has parameters `x: int = 1`, `data_snapshot: str = ""` and a nested sub-pipeline."""
     from kfp import compiler, dsl
 
@@ -241,11 +393,22 @@ def packages(tmp_path_factory) -> dict[str, str]:
 
     param_path = str(folder / "param.yaml")
     compiler.Compiler().compile(with_param, param_path)
+
+    # What `contrastive compile` writes without --image.
+    placeholder_ingest = dsl.component(ingest.python_func, base_image="contrastive:dev")
+
+    @dsl.pipeline(name="placeholder-pipeline")
+    def placeholder(x: int = 1, data_snapshot: str = ""):
+        placeholder_ingest(x=x, data_snapshot=data_snapshot)
+
+    placeholder_path = str(folder / "placeholder.yaml")
+    compiler.Compiler().compile(placeholder, placeholder_path)
     return {
         "kubeflow": build("kubeflow", "nvidia.com/gpu"),
         "vertex": build("vertex", "NVIDIA_L4"),
         "cpu": build("cpu", None),
         "param": param_path,
+        "placeholder": placeholder_path,
     }
 
 

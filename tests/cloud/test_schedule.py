@@ -1,10 +1,23 @@
 """`pipelines.schedule`: cron checks per target and what reaches the scheduler APIs."""
 
+import json
+
 import pytest
 
+from pipelines.connection import Connection
 from pipelines.schedule import ScheduleError, schedule, validate_cron
 
 from .conftest import PROJECT, REGION, caching_flags
+
+CONNECTION_FIELDS = ("target", "host", "namespace", "project", "region", "pipeline_root")
+CONNECTION_FIELDS += ("service_account", "experiment", "tensorboard", "credentials")
+CONNECTION_FIELDS += ("api_endpoint",)
+
+
+def _schedule(package, **arguments):
+    """`schedule` with connection fields and schedule options given side by side."""
+    settings = {key: arguments.pop(key) for key in CONNECTION_FIELDS if key in arguments}
+    return schedule(package, Connection(**settings), **arguments)
 
 
 @pytest.mark.parametrize(
@@ -71,7 +84,7 @@ def test_schedule_bad_cron_is_refused_with_reason(target, cron, message):
 
 
 def test_schedule_kubeflow_recurring_run_on_the_wire(kfp_api, packages):
-    result = schedule(
+    result = _schedule(
         packages["kubeflow"],
         target="kubeflow",
         cron="0 0 3 * * 1",
@@ -104,69 +117,51 @@ def test_schedule_kubeflow_recurring_run_on_the_wire(kfp_api, packages):
     assert body["pipeline_spec"]["pipelineInfo"]["name"] == "tiny-pipeline"
 
 
-def test_schedule_vertex_schedule_on_the_wire(vertex_api, packages, anonymous):
+def test_schedule_vertex_schedule_on_the_wire(vertex_api, packages):
+    from google.cloud import aiplatform_v1
+
     result = schedule(
         packages["vertex"],
-        target="vertex",
+        vertex_api.connection(service_account="trainer@my-project.iam.gserviceaccount.com"),
         cron="TZ=Europe/Paris 0 3 * * 1",
         schedule_name="weekly-train",
-        project=PROJECT,
-        region=REGION,
-        pipeline_root="gs://bucket/pipeline-root",
         params={"x": 4},
-        service_account="trainer@my-project.iam.gserviceaccount.com",
-        credentials=anonymous,
-        api_endpoint=vertex_api.url,
     )
 
-    (request,) = vertex_api.requests
-    assert request.path == f"/v1/projects/{PROJECT}/locations/{REGION}/schedules"
+    assert vertex_api.calls() == [("POST", f"/v1/projects/{PROJECT}/locations/{REGION}/schedules")]
     assert result == {
         "schedule_id": "789",
         "url": f"https://console.cloud.google.com/vertex-ai/locations/{REGION}/pipelines/"
         f"schedules/789?project={PROJECT}",
         "cron": "TZ=Europe/Paris 0 3 * * 1",
     }
-    body = request.body
-    assert body["displayName"] == "weekly-train"
-    assert body["cron"] == "TZ=Europe/Paris 0 3 * * 1"
-    assert int(body["maxConcurrentRunCount"]) == 1
-    create = body["createPipelineJobRequest"]
-    assert create["parent"] == f"projects/{PROJECT}/locations/{REGION}"
-    job = create["pipelineJob"]
-    assert job["displayName"] == "weekly-train"
-    assert job["serviceAccount"] == "trainer@my-project.iam.gserviceaccount.com"
-    assert job["runtimeConfig"] == {
-        "gcsOutputDirectory": "gs://bucket/pipeline-root",
-        "parameterValues": {"x": 4},
-    }
-    assert job["pipelineSpec"]["pipelineInfo"]["name"] == "tiny-pipeline"
+    (body,) = vertex_api.bodies("POST", r"/schedules$")
+    sent = aiplatform_v1.Schedule.from_json(json.dumps(body))
+    assert sent.display_name == "weekly-train"
+    assert sent.cron == "TZ=Europe/Paris 0 3 * * 1"
+    assert sent.max_concurrent_run_count == 1
+    assert sent.allow_queueing is False
+    create = sent.create_pipeline_job_request
+    assert create.parent == f"projects/{PROJECT}/locations/{REGION}"
+    job = create.pipeline_job
+    assert job.service_account == "trainer@my-project.iam.gserviceaccount.com"
+    assert job.runtime_config.gcs_output_directory == "gs://bucket/pipeline-root"
+    assert dict(job.runtime_config.parameter_values) == {"x": 4}
+    assert job.pipeline_spec["pipelineInfo"]["name"] == "tiny-pipeline"
 
 
-def test_schedule_disables_cache_so_each_run_ingests_fresh_data(
-    kfp_api, vertex_api, packages, anonymous
-):
+def test_schedule_disables_cache_so_each_run_ingests_fresh_data(kfp_api, vertex_api, packages):
     """Two scheduled runs over changed data must both ingest: the schedule carries the same
     inputs every time, so only a disabled cache (on every task, nested ones included)
     keeps the second run from reusing the first run's ingest output."""
-    schedule(
+    _schedule(
         packages["cpu"],
         target="kubeflow",
         cron="0 0 3 * * *",
         schedule_name="daily",
         host=kfp_api.url,
     )
-    schedule(
-        packages["cpu"],
-        target="vertex",
-        cron="0 3 * * *",
-        schedule_name="daily",
-        project=PROJECT,
-        region=REGION,
-        pipeline_root="gs://bucket/root",
-        credentials=anonymous,
-        api_endpoint=vertex_api.url,
-    )
+    schedule(packages["cpu"], vertex_api.connection(), cron="0 3 * * *", schedule_name="daily")
 
     (kubeflow,) = kfp_api.bodies("POST", r"/recurringruns$")
     (vertex,) = vertex_api.bodies("POST", r"/schedules$")
@@ -181,18 +176,13 @@ def test_schedule_disables_cache_so_each_run_ingests_fresh_data(
         }
 
 
-def test_schedule_enable_caching_keeps_the_cache(vertex_api, packages, anonymous):
+def test_schedule_enable_caching_keeps_the_cache(vertex_api, packages):
     schedule(
         packages["cpu"],
-        target="vertex",
+        vertex_api.connection(),
         cron="0 3 * * *",
         schedule_name="daily",
-        project=PROJECT,
-        region=REGION,
-        pipeline_root="gs://bucket/root",
         enable_caching=True,
-        credentials=anonymous,
-        api_endpoint=vertex_api.url,
     )
     (body,) = vertex_api.bodies("POST", r"/schedules$")
     spec = body["createPipelineJobRequest"]["pipelineJob"]["pipelineSpec"]
@@ -216,6 +206,12 @@ def test_schedule_enable_caching_keeps_the_cache(vertex_api, packages, anonymous
         (dict(target="kubeflow", schedule_name=" "), "--schedule-name is required"),
         (dict(target="kubeflow", max_concurrency=0), "max_concurrency must be >= 1"),
         (dict(target="lambda"), "target must be one of"),
+        (
+            dict(target="vertex", experiment="sweep"),
+            "--experiment is for `submit` on vertex: a Vertex AI schedule cannot file its runs "
+            "under an Experiment. Received: experiment='sweep'",
+        ),
+        (dict(target="vertex", package_key="placeholder"), "was compiled without --image"),
     ],
 )
 def test_schedule_refuses_bad_input_before_any_request(
@@ -231,13 +227,13 @@ def test_schedule_refuses_bad_input_before_any_request(
         region=REGION,
         pipeline_root="gs://bucket/root",
         credentials=anonymous if target == "vertex" else None,
-        api_endpoint=vertex_api.url,
+        api_endpoint=vertex_api.server.url if target == "vertex" else None,
     )
     arguments.update(overrides)
     package = packages[arguments.pop("package_key", "cpu")]
 
     with pytest.raises(ScheduleError, match=message) as caught:
-        schedule(package, **arguments)
+        _schedule(package, **arguments)
 
     assert isinstance(caught.value, ValueError)
     assert kfp_api.requests == []

@@ -5,9 +5,18 @@ import json
 import pytest
 import yaml
 
+from pipelines.connection import Connection
 from pipelines.submit import SubmitError, load_package, submit, vertex_job_id
 
 from .conftest import PROJECT, REGION, caching_flags
+
+RUN_OPTIONS = ("params", "run_name", "enable_caching")
+
+
+def _submit(package, **settings):
+    """`submit` with connection fields and run options given side by side."""
+    options = {key: settings.pop(key) for key in RUN_OPTIONS if key in settings}
+    return submit(package, Connection(**settings), **options)
 
 
 def _spec(path):
@@ -16,7 +25,7 @@ def _spec(path):
 
 
 def test_submit_kubeflow_sends_spec_params_root_and_service_account(kfp_api, packages):
-    result = submit(
+    result = _submit(
         packages["kubeflow"],
         target="kubeflow",
         host=kfp_api.url,
@@ -50,7 +59,7 @@ def test_submit_kubeflow_sends_spec_params_root_and_service_account(kfp_api, pac
 
 
 def test_submit_kubeflow_disable_caching_reaches_nested_tasks(kfp_api, packages):
-    submit(packages["cpu"], target="kubeflow", host=kfp_api.url, enable_caching=False)
+    _submit(packages["cpu"], target="kubeflow", host=kfp_api.url, enable_caching=False)
 
     (run,) = kfp_api.bodies("POST", r"/runs$")
     flags = caching_flags(run["pipeline_spec"])
@@ -58,7 +67,7 @@ def test_submit_kubeflow_disable_caching_reaches_nested_tasks(kfp_api, packages)
 
 
 def test_submit_kubeflow_namespace_skips_healthz_and_scopes_experiment(kfp_api, packages):
-    submit(packages["cpu"], target="kubeflow", host=kfp_api.url, namespace="team-a")
+    _submit(packages["cpu"], target="kubeflow", host=kfp_api.url, namespace="team-a")
 
     assert not [r for r in kfp_api.requests if r.path.endswith("/healthz")]
     (listing,) = [r for r in kfp_api.requests if r.method == "GET" and "experiments" in r.path]
@@ -66,24 +75,25 @@ def test_submit_kubeflow_namespace_skips_healthz_and_scopes_experiment(kfp_api, 
     assert kfp_api.bodies("POST", r"/experiments$")[0]["namespace"] == "team-a"
 
 
-def test_submit_vertex_sends_pipeline_job(vertex_api, packages, anonymous):
+def _job(body) -> "object":
+    """A recorded body as the SDK's own type: unknown or mistyped fields raise here."""
+    from google.cloud import aiplatform_v1
+
+    return aiplatform_v1.PipelineJob.from_json(json.dumps(body))
+
+
+def test_submit_vertex_sends_pipeline_job_through_the_sdk(vertex_api, packages, capsys):
     result = submit(
         packages["vertex"],
-        target="vertex",
-        project=PROJECT,
-        region=REGION,
-        pipeline_root="gs://bucket/pipeline-root",
+        vertex_api.connection(service_account="trainer@my-project.iam.gserviceaccount.com"),
         params={"x": 7},
-        service_account="trainer@my-project.iam.gserviceaccount.com",
         run_name="Nightly Train",
-        experiment="SupCon Sweep",
-        credentials=anonymous,
-        api_endpoint=vertex_api.url,
     )
 
-    (request,) = vertex_api.requests
-    assert request.method == "POST"
-    assert request.path == f"/v1/projects/{PROJECT}/locations/{REGION}/pipelineJobs"
+    assert [call for call in vertex_api.calls() if "/storage/" not in call[1]] == [
+        ("POST", f"/v1/projects/{PROJECT}/locations/{REGION}/pipelineJobs")
+    ]
+    (request,) = [r for r in vertex_api.requests if r.path.endswith("/pipelineJobs")]
     (job_id,) = request.query["pipelineJobId"]
     assert job_id.startswith("nightly-train-") and len(job_id) == len("nightly-train-") + 14
     assert result == {
@@ -91,50 +101,98 @@ def test_submit_vertex_sends_pipeline_job(vertex_api, packages, anonymous):
         "url": f"https://console.cloud.google.com/vertex-ai/locations/{REGION}/pipelines/runs/"
         f"{job_id}?project={PROJECT}",
     }
-    job = request.body
-    assert job["displayName"] == "Nightly Train"
-    assert job["pipelineSpec"] == _spec(packages["vertex"])
-    assert job["runtimeConfig"] == {
-        "gcsOutputDirectory": "gs://bucket/pipeline-root",
-        "parameterValues": {"x": 7},
-    }
-    assert job["serviceAccount"] == "trainer@my-project.iam.gserviceaccount.com"
-    assert job["labels"] == {"experiment": "supcon-sweep"}
-    resources = job["pipelineSpec"]["deploymentSpec"]["executors"]["exec-ingest"]["container"]
-    assert resources["resources"]["accelerator"]["resourceType"] == "NVIDIA_L4"
+    job = _job(request.body)
+    assert job.display_name == "Nightly Train"
+    assert job.service_account == "trainer@my-project.iam.gserviceaccount.com"
+    assert job.runtime_config.gcs_output_directory == "gs://bucket/pipeline-root"
+    assert dict(job.runtime_config.parameter_values) == {"x": 7}
+    spec = _spec(packages["vertex"])
+    sent = request.body["pipelineSpec"]
+    assert sent["pipelineInfo"] == spec["pipelineInfo"]
+    assert sent["deploymentSpec"] == spec["deploymentSpec"]
+    assert sent["root"] == spec["root"]
+    resources = sent["deploymentSpec"]["executors"]["exec-ingest"]["container"]["resources"]
+    assert resources["accelerator"]["resourceType"] == "NVIDIA_L4"
+    # The SDK checks that the pipeline root's bucket exists before creating the job.
+    assert ("GET", "/storage/v1/b/bucket") in vertex_api.calls()
 
 
-def test_submit_vertex_enable_caching_false_reaches_every_task(vertex_api, packages, anonymous):
-    submit(
+def test_submit_vertex_experiment_files_the_run_under_it(vertex_api, packages):
+    tensorboard = f"projects/{PROJECT}/locations/{REGION}/tensorboards/42"
+    result = submit(
         packages["cpu"],
+        vertex_api.connection(experiment="supcon-sweep", tensorboard=tensorboard),
+        run_name="sweep-1",
+    )
+
+    store = f"/v1/projects/{PROJECT}/locations/{REGION}/metadataStores/default"
+    (created,) = vertex_api.bodies("POST", r"/contexts$")
+    assert created["schemaTitle"] == "system.Experiment"
+    (context_request,) = [r for r in vertex_api.requests if r.path == f"{store}/contexts"]
+    assert context_request.query["contextId"] == ["supcon-sweep"]
+    (backing,) = vertex_api.bodies("PATCH", r"/contexts/supcon-sweep$")
+    assert backing["metadata"]["backing_tensorboard_resource"] == tensorboard
+    (children,) = vertex_api.bodies("POST", r"/contexts/supcon-sweep:addContextChildren$")
+    run_context = f"projects/{PROJECT}/locations/{REGION}/metadataStores/default/contexts/"
+    assert children == {"childContexts": [run_context + result["run_id"]]}
+    # The experiment is created before the job, the run linked to it after.
+    paths = [path for _, path in vertex_api.calls()]
+    assert paths.index(f"{store}/contexts") < paths.index(
+        f"/v1/projects/{PROJECT}/locations/{REGION}/pipelineJobs"
+    )
+
+
+def test_submit_vertex_enable_caching_false_reaches_every_task(vertex_api, packages):
+    submit(packages["cpu"], vertex_api.connection(), enable_caching=False)
+
+    (job,) = vertex_api.bodies("POST", "pipelineJobs$")
+    assert caching_flags(job["pipelineSpec"]) == {
+        "root/ingest": False,
+        "root/inner": False,
+        "comp-inner/train": False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "exception", "message"),
+    [
+        (403, "Forbidden", "403 POST .* denied to trainer"),
+        (503, "ServiceUnavailable", "503 POST .* backend unavailable"),
+    ],
+)
+def test_submit_vertex_api_error_is_raised_by_the_sdk(
+    status, exception, message, recording_server, vertex_api, packages, monkeypatch
+):
+    import google.api_core.exceptions as api
+
+    refusing = recording_server(
+        [
+            ("GET", r"/storage/v1/b/bucket", lambda r, m: (200, {"projectNumber": "123456"})),
+            (
+                "POST",
+                r".*/pipelineJobs",
+                lambda r, m: (
+                    status,
+                    {"error": {"code": status, "message": message.split(".* ")[1]}},
+                ),
+            ),
+        ]
+    )
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", refusing.url)
+    from google.auth.credentials import AnonymousCredentials
+
+    connection = Connection(
         target="vertex",
         project=PROJECT,
         region=REGION,
         pipeline_root="gs://bucket/root",
-        enable_caching=False,
-        credentials=anonymous,
-        api_endpoint=vertex_api.url,
+        credentials=AnonymousCredentials(),
+        api_endpoint=refusing.url,
     )
-    (job,) = vertex_api.bodies("POST", "pipelineJobs")
-    assert set(caching_flags(job["pipelineSpec"]).values()) == {False}
-
-
-def test_submit_vertex_api_error_is_reported(recording_server, packages, anonymous):
-    from pipelines.submit import VertexApiError
-
-    denied = recording_server(
-        [("POST", r".*", lambda r, m: (403, {"error": {"code": 403, "message": "denied"}}))]
-    )
-    with pytest.raises(VertexApiError, match="403: denied"):
-        submit(
-            packages["cpu"],
-            target="vertex",
-            project=PROJECT,
-            region=REGION,
-            pipeline_root="gs://bucket/root",
-            credentials=anonymous,
-            api_endpoint=denied.url,
-        )
+    with pytest.raises(getattr(api, exception), match=message):
+        submit(packages["cpu"], connection)
+    # No retry of a create: one request reached the API.
+    assert len([r for r in refusing.requests if r.path.endswith("/pipelineJobs")]) == 1
 
 
 def test_submit_params_file_yaml_and_json(kfp_api, packages, tmp_path):
@@ -143,32 +201,24 @@ def test_submit_params_file_yaml_and_json(kfp_api, packages, tmp_path):
     as_json = tmp_path / "params.json"
     as_json.write_text(json.dumps({"x": 12}))
 
-    submit(packages["cpu"], target="kubeflow", host=kfp_api.url, params=str(as_yaml))
-    submit(packages["cpu"], target="kubeflow", host=kfp_api.url, params=as_json)
+    _submit(packages["cpu"], target="kubeflow", host=kfp_api.url, params=str(as_yaml))
+    _submit(packages["cpu"], target="kubeflow", host=kfp_api.url, params=as_json)
 
     sent = [body["runtime_config"]["parameters"] for body in kfp_api.bodies("POST", r"/runs$")]
     assert sent == [{"x": 11, "data_snapshot": "snap-1"}, {"x": 12}]
 
 
-def test_submit_accelerator_from_pipeline_parameter_is_resolved(
-    kfp_api, vertex_api, packages, anonymous
-):
-    vertex = dict(
-        target="vertex",
-        project=PROJECT,
-        region=REGION,
-        pipeline_root="gs://bucket/root",
-        credentials=anonymous,
-        api_endpoint=vertex_api.url,
-    )
-    submit(packages["param"], **vertex)  # default accel=NVIDIA_L4
+def test_submit_accelerator_from_pipeline_parameter_is_resolved(kfp_api, vertex_api, packages):
+    vertex = vertex_api.connection()
+    kubeflow = Connection(target="kubeflow", host=kfp_api.url)
+    submit(packages["param"], vertex)  # default accel=NVIDIA_L4
     with pytest.raises(SubmitError, match="'NVIDIA_L4' is a Vertex AI name"):
-        submit(packages["param"], target="kubeflow", host=kfp_api.url)
+        submit(packages["param"], kubeflow)
     with pytest.raises(SubmitError, match="is a Kubernetes resource name"):
-        submit(packages["param"], params={"accel": "nvidia.com/gpu"}, **vertex)
-    submit(packages["param"], target="kubeflow", host=kfp_api.url, params={"accel": "amd.com/gpu"})
+        submit(packages["param"], vertex, params={"accel": "nvidia.com/gpu"})
+    submit(packages["param"], kubeflow, params={"accel": "amd.com/gpu"})
 
-    assert len(vertex_api.requests) == 1
+    assert len(vertex_api.bodies("POST", "pipelineJobs$")) == 1
     assert kfp_api.bodies("POST", r"/runs$")[0]["runtime_config"]["parameters"] == {
         "accel": "amd.com/gpu"
     }
@@ -256,6 +306,29 @@ def _bad_inputs(tmp_path, packages):
             dict(target="kubeflow", package=str(tmp_path)),
             "package file not found",
         ),
+        "placeholder image on vertex": (
+            dict(target="vertex", package=packages["placeholder"], **vertex_ok),
+            f"package '{packages['placeholder']}' was compiled without --image: executor "
+            "'exec-ingest' runs the placeholder 'contrastive:dev', which no cluster can pull; "
+            "recompile with `make compile IMAGE=REGISTRY/contrastive:TAG`. "
+            "Received: image='contrastive:dev'",
+        ),
+        "placeholder image on kubeflow": (
+            dict(target="kubeflow", package=packages["placeholder"]),
+            "was compiled without --image",
+        ),
+        "tensorboard without experiment": (
+            dict(target="vertex", tensorboard="123", **vertex_ok),
+            "--tensorboard backs a Vertex AI Experiment; give --experiment NAME too",
+        ),
+        "tensorboard not a resource name": (
+            dict(target="vertex", experiment="e", tensorboard="my-board", **vertex_ok),
+            "tensorboard must be a resource name .* Received: tensorboard='my-board'",
+        ),
+        "tensorboard on kubeflow": (
+            dict(target="kubeflow", tensorboard="123"),
+            "--tensorboard is a Vertex AI TensorBoard resource; it is for target vertex",
+        ),
     }
 
 
@@ -280,25 +353,27 @@ BAD_INPUT_CASES = [
     "missing package",
     "package not a pipeline spec",
     "package not yaml",
+    "placeholder image on vertex",
+    "placeholder image on kubeflow",
+    "tensorboard without experiment",
+    "tensorboard not a resource name",
+    "tensorboard on kubeflow",
 ]
 
 
 @pytest.mark.parametrize("case", BAD_INPUT_CASES)
-def test_submit_refuses_bad_input_before_any_request(
-    case, kfp_api, vertex_api, packages, tmp_path, anonymous
-):
+def test_submit_refuses_bad_input_before_any_request(case, kfp_api, vertex_api, packages, tmp_path):
     overrides, message = _bad_inputs(tmp_path, packages)[case]
-    arguments = dict(
-        package=packages["cpu"],
-        host=kfp_api.url,
-        credentials=anonymous if overrides.get("target") == "vertex" else None,
-        api_endpoint=vertex_api.url,
-    )
+    from google.auth.credentials import AnonymousCredentials
+
+    arguments = dict(package=packages["cpu"], host=kfp_api.url)
+    if overrides.get("target") == "vertex":
+        arguments.update(credentials=AnonymousCredentials(), api_endpoint=vertex_api.server.url)
     arguments.update(overrides)
     package = arguments.pop("package")
 
     with pytest.raises(SubmitError, match=message):
-        submit(package, **arguments)
+        _submit(package, **arguments)
 
     assert kfp_api.requests == []
     assert vertex_api.requests == []

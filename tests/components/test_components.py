@@ -2,6 +2,7 @@
 chains them (no KFP runtime): ingest -> pretrain -> classifier -> evaluate -> compare."""
 
 import json
+import os
 
 import pytest
 from kfp import dsl
@@ -49,17 +50,25 @@ def chain(separable_npz, tmp_path_factory):
         mode="linear",
         profile=PROFILE,
         classifier_epochs=4,
+        tensorboard_root=str(root / "tensorboard"),
+        tensorboard_name="classifier-supcon",
     )
     out["model"] = model
     baseline = _artifact(dsl.Model, root / "baseline")
-    C.train_baseline.python_func(
-        dataset=dataset,
-        model=baseline,
-        metrics=_artifact(dsl.Metrics, root / "bm"),
-        profile=PROFILE,
-        epochs=2,
-        classifier_epochs=2,
-    )
+    # What Vertex sets for a step that has a TensorBoard: it wins over tensorboard_root.
+    os.environ["AIP_TENSORBOARD_LOG_DIR"] = str(root / "aip-tensorboard")
+    try:
+        C.train_baseline.python_func(
+            dataset=dataset,
+            model=baseline,
+            metrics=_artifact(dsl.Metrics, root / "bm"),
+            profile=PROFILE,
+            epochs=2,
+            classifier_epochs=2,
+            tensorboard_root=str(root / "tensorboard"),
+        )
+    finally:
+        del os.environ["AIP_TENSORBOARD_LOG_DIR"]
     out["baseline"] = baseline
     for name, trained in (("supcon", model), ("baseline", baseline)):
         evaluation = _artifact(dsl.Artifact, root / f"{name}_evaluation.json")
@@ -94,6 +103,36 @@ def test_pretrain_component_writes_a_complete_encoder_and_metrics(chain):
     assert metrics["epochs"] == 2
     assert 0.0 <= metrics["knn_accuracy"] <= 1.0 and metrics["final_loss"] > 0
     assert chain["encoder"].metadata["method"] == "supcon"
+
+
+def _epoch_scalars(log_dir, tag):
+    """Per-epoch values of a scalar that keras.callbacks.TensorBoard wrote under `log_dir`."""
+    import tensorflow as tf
+    from tensorboard.backend.event_processing import event_accumulator
+
+    events = event_accumulator.EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
+    events.Reload()
+    return [float(tf.make_ndarray(event.tensor_proto)) for event in events.Tensors(tag)]
+
+
+@pytest.mark.parametrize(
+    ("model_dir", "log_dir", "history_key"),
+    [
+        ("encoder", "encoder/tensorboard", "pretrain"),  # default: inside the step's output
+        ("classifier", "tensorboard/classifier-supcon", "classifier"),  # tensorboard_root
+        ("baseline", "aip-tensorboard", "classifier"),  # AIP_TENSORBOARD_LOG_DIR
+    ],
+)
+def test_training_components_write_tensorboard_logs(chain, model_dir, log_dir, history_key):
+    history = json.loads((chain["root"] / model_dir / "history.json").read_text())[history_key]
+    logged = _epoch_scalars(chain["root"] / log_dir / "train", "epoch_loss")
+    assert logged == pytest.approx(history["loss"], rel=1e-6)
+    if "val_loss" in history:
+        validation = _epoch_scalars(chain["root"] / log_dir / "validation", "epoch_loss")
+        assert validation == pytest.approx(history["val_loss"], rel=1e-6)
+    # The classifier's logs went to the root, the baseline's to AIP_TENSORBOARD_LOG_DIR only.
+    assert not (chain["root"] / "tensorboard" / "train-baseline").exists()
+    assert not (chain["root"] / "baseline" / "tensorboard").exists()
 
 
 def test_evaluate_component_logs_accuracy_and_confusion_matrix(chain):

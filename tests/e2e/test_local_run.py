@@ -114,3 +114,18 @@ def test_bad_parameter_fails_fast_and_writes_nothing(tmp_path):
     )
     assert result.returncode == 2 and "moco" in result.stderr
     assert not Path(tmp_path / "runs").exists()
+
+
+def test_training_steps_log_to_the_run_tensorboard_folder(local_run):
+    runs, _ = local_run
+    tensorboard = (runs / "latest" / "tensorboard").resolve()
+    steps = {p.name for p in tensorboard.iterdir()}
+    assert steps == {
+        "train-baseline",
+        "pretrain-supcon",
+        "pretrain-simclr",
+        "classifier-supcon",
+        "classifier-simclr",
+    }
+    for step in steps:
+        assert list((tensorboard / step / "train").glob("events.out.tfevents.*")), step

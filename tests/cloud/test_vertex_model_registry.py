@@ -1,0 +1,212 @@
+"""A promoted champion as a new version of a Vertex AI Model (official SDK, loopback API)."""
+
+import json
+from urllib.parse import unquote
+
+import numpy as np
+import pytest
+import yaml
+
+from contrastive.serving import CHAMPION_ALIAS, DEFAULT_SERVING_IMAGE, upload_vertex_model
+
+from .conftest import PROJECT, REGION
+
+MODELS = f"/v1/projects/{PROJECT}/locations/{REGION}/models"
+
+
+def _upload_request(body):
+    from google.cloud import aiplatform_v1
+
+    return aiplatform_v1.UploadModelRequest.from_json(json.dumps(body))
+
+
+def _vertex(vertex_api):
+    connection = vertex_api.connection()
+    return dict(
+        project=PROJECT,
+        region=REGION,
+        credentials=connection.credentials,
+        api_endpoint=connection.api_endpoint,
+    )
+
+
+def test_vertex_model_first_upload_creates_the_model_then_adds_versions(vertex_api):
+    first = upload_vertex_model(
+        "gs://bucket/registry/versions/run-1/saved_model",
+        model_id="contrastive-fmnist",
+        run_id="run-1",
+        **_vertex(vertex_api),
+    )
+    second = upload_vertex_model(
+        "gs://bucket/registry/versions/run-2/saved_model",
+        model_id="contrastive-fmnist",
+        run_id="run-2",
+        **_vertex(vertex_api),
+    )
+
+    name = f"projects/{PROJECT}/locations/{REGION}/models/contrastive-fmnist"
+    assert first == {"model": name, "version_id": "1", "alias": CHAMPION_ALIAS}
+    assert second == {"model": name, "version_id": "2", "alias": CHAMPION_ALIAS}
+    uploads = [_upload_request(b) for b in vertex_api.bodies("POST", r"/models:upload$")]
+    assert [u.model_id for u in uploads] == ["contrastive-fmnist", ""]
+    assert [u.parent_model for u in uploads] == ["", name]
+    for upload, run in zip(uploads, ("run-1", "run-2"), strict=True):
+        model = upload.model
+        assert model.artifact_uri == f"gs://bucket/registry/versions/{run}/saved_model"
+        assert model.container_spec.image_uri == DEFAULT_SERVING_IMAGE
+        assert list(model.version_aliases) == ["champion", "default"]
+        assert model.version_description == f"champion promoted by run {run}"
+        assert dict(model.labels) == {"run_id": run}
+    # Looked up before each upload (absent the first time, the parent the second), and the
+    # new version read back after it.
+    lookups = [unquote(path) for method, path in vertex_api.calls() if method == "GET"]
+    base = f"{MODELS}/contrastive-fmnist"
+    assert lookups == [base, f"{base}@1", base, f"{base}@2"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            dict(saved_model_uri="/tmp/registry/versions/r/saved_model"),
+            "the registry must be a gs:// prefix",
+        ),
+        (dict(model_id="Contrastive FMNIST"), "Received: vertex_model='Contrastive FMNIST'"),
+    ],
+)
+def test_vertex_model_bad_input_is_refused_before_any_request(vertex_api, arguments, message):
+    settings = dict(
+        saved_model_uri="gs://bucket/registry/versions/r/saved_model",
+        model_id="contrastive",
+        run_id="r",
+        **_vertex(vertex_api),
+    )
+    settings.update(arguments)
+    with pytest.raises(ValueError, match=message):
+        upload_vertex_model(settings.pop("saved_model_uri"), **settings)
+    assert vertex_api.requests == []
+
+
+@pytest.fixture
+def candidate(tmp_path):
+    """A complete classifier model directory, as a training step leaves it."""
+    import keras
+
+    from contrastive import tasks
+    from contrastive.config import load_config
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    model.predict(np.zeros((1, 8, 8, 1), np.uint8), verbose=0)
+    model_dir = tmp_path / "candidate"
+    tasks.save_model_dir(
+        model_dir,
+        model,
+        config=load_config("tiny"),
+        history={},
+        metrics={},
+        info={"kind": "classifier", "num_classes": 3, "image_shape": [8, 8, 1]},
+    )
+    return str(model_dir)
+
+
+@pytest.mark.skipif(
+    __import__("keras").backend.backend() != "tensorflow",
+    reason="the promoted SavedModel needs the TensorFlow backend",
+)
+def test_vertex_model_gate_uploads_only_a_promoted_champion(
+    gcs, vertex_api, candidate, monkeypatch
+):
+    from contrastive import tasks
+
+    registry = f"{gcs.prefix}/registry"
+    vertex = dict(model_id="contrastive", **_vertex(vertex_api))
+    gate = dict(data_uri="unused", candidate="supcon", candidate_dir=candidate, margin=0.0)
+
+    promoted = tasks.gate_champion(
+        registry, candidate_accuracy=0.9, run_id="run-1", vertex_model=vertex, **gate
+    )
+    # The second run's candidate loses against the champion, re-evaluated at 0.9.
+    monkeypatch.setattr(tasks, "_evaluate_remote_model", lambda data_uri, model_dir: 0.9)
+    kept = tasks.gate_champion(
+        registry, candidate_accuracy=0.85, run_id="run-2", vertex_model=vertex, **gate
+    )
+
+    assert promoted["promoted"] is True and kept["promoted"] is False
+    assert promoted["vertex_model"] == {
+        "model": f"projects/{PROJECT}/locations/{REGION}/models/contrastive",
+        "version_id": "1",
+        "alias": "champion",
+    }
+    assert "vertex_model" not in kept
+    (upload,) = vertex_api.bodies("POST", r"/models:upload$")
+    assert upload["model"]["artifactUri"] == f"{registry}/versions/run-1/saved_model"
+    from contrastive import storage
+
+    assert storage.exists(f"{registry}/versions/run-1/saved_model/saved_model.pb")
+    # The KServe manifest next to champion.json names the promoted (first) run's version.
+    assert promoted["inference_service"] == f"{registry}/inferenceservice.yaml"
+    manifest = yaml.safe_load(storage.read_text(f"{registry}/inferenceservice.yaml"))
+    assert manifest == {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "contrastive", "annotations": {"contrastive/run-id": "run-1"}},
+        "spec": {
+            "predictor": {
+                "model": {
+                    "modelFormat": {"name": "tensorflow"},
+                    "storageUri": f"{registry}/versions/run-1/kserve",
+                }
+            }
+        },
+    }
+    _check_kserve_fields(manifest, KSERVE_INFERENCE_SERVICE)
+    # TF Serving finds version 1 under storageUri.
+    assert storage.exists(f"{registry}/versions/run-1/kserve/1/saved_model.pb")
+
+
+# The KServe v1beta1 InferenceService fields the manifest may use (serving.kserve.io API
+# reference): nested mappings list their allowed keys, `str` marks a string value.
+_OBJECT_META = {"name": str, "namespace": str, "annotations": dict, "labels": dict}
+KSERVE_INFERENCE_SERVICE = {
+    "apiVersion": str,
+    "kind": str,
+    "metadata": _OBJECT_META,
+    "spec": {
+        "predictor": {
+            "model": {
+                "modelFormat": {"name": str, "version": str},
+                "storageUri": str,
+                "runtime": str,
+                "protocolVersion": str,
+                "resources": dict,
+            },
+            "minReplicas": int,
+            "maxReplicas": int,
+            "serviceAccountName": str,
+        },
+    },
+}
+
+
+def _check_kserve_fields(value, schema, where="InferenceService"):
+    if isinstance(schema, type):
+        assert isinstance(value, schema), where
+        return
+    assert isinstance(value, dict), where
+    unknown = set(value) - set(schema)
+    assert not unknown, f"{where}: fields KServe does not define: {sorted(unknown)}"
+    for key, item in value.items():
+        _check_kserve_fields(item, schema[key], f"{where}.{key}")
+
+
+def test_vertex_model_kserve_field_check_catches_a_misspelt_field():
+    from contrastive.serving import inference_service
+
+    manifest = inference_service("gs://b/r/versions/x/kserve", run_id="x")
+    _check_kserve_fields(manifest, KSERVE_INFERENCE_SERVICE)
+    manifest["spec"]["predictor"]["model"]["storageURI"] = "gs://b"
+    with pytest.raises(AssertionError, match=r"\['storageURI'\]"):
+        _check_kserve_fields(manifest, KSERVE_INFERENCE_SERVICE)
