@@ -9,7 +9,6 @@ import signal
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -455,9 +454,7 @@ def test_killed_ingest_leaves_no_manifest_and_a_rerun_completes(tmp_path):
     with pytest.raises(data.DatasetIncompleteError, match="dataset incomplete"):
         data.read_split(str(out), "train", 8)
 
-    started = time.perf_counter()
     manifest = data.ingest(source, str(out), shard_size_bytes=1000, progress=False)
-    assert time.perf_counter() - started < 30
     assert not list(out.glob(".tmp-*"))
     x, _ = data.load_arrays(str(out), "train")
     assert len(x) == manifest["splits"]["train"]["num_examples"] == 180
