@@ -10,7 +10,8 @@ Usage (from the repository root; a few minutes on 2 cores):
     .venv/bin/python bench/mutation_check.py [--only loss,knn,confusion,commit]
 
 Prints one line per mutant and a summary; exits 1 when a mutant survives or is stale.
-Not part of `make test` (it runs the unit tests once per mutant).
+Not part of `make test` (it runs the unit tests once per mutant). The champion gate's mutants
+are not listed yet: that code is moving to `registry.py`; add them once it has settled.
 """
 
 from __future__ import annotations
