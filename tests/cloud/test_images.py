@@ -168,19 +168,3 @@ def test_images_gpu_requirements_swap_tensorflow_cpu_and_keep_every_pin(tmp_path
     pinned = {_name(line) for line in constraints if "==" in line}
     unpinned = [r for r in requirements if _name(r) not in pinned]
     assert unpinned == [], "every image requirement needs a pin in constraints.txt"
-
-
-@pytest.mark.slow
-def test_images_gpu_tensorflow_pin_exists_on_the_index(tmp_path):
-    """The only pin the CPU dev environment does not prove: tensorflow (GPU) itself."""
-    requirements, _ = _gpu_files(tmp_path)
-    version = next(r for r in requirements if r.startswith("tensorflow[")).split("==")[1]
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "index", "versions", "tensorflow"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    available = re.search(r"Available versions: (.*)", result.stdout).group(1).split(", ")
-    assert version in available

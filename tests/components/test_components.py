@@ -101,7 +101,9 @@ def test_pretrain_component_writes_a_complete_encoder_and_metrics(chain):
     assert not (encoder_dir / "checkpoints").exists()
     metrics = chain["pretrain_metrics"].metadata
     assert metrics["epochs"] == 2
-    assert 0.0 <= metrics["knn_accuracy"] <= 1.0 and metrics["final_loss"] > 0
+    # kNN on the separable set (chance 0.25): 1.00 measured; a collapsed encoder scores ~0.25.
+    assert metrics["knn_accuracy"] >= 0.9, metrics
+    assert metrics["final_loss"] > 0
     assert chain["encoder"].metadata["method"] == "supcon"
 
 
@@ -138,10 +140,14 @@ def test_training_components_write_tensorboard_logs(chain, model_dir, log_dir, h
 def test_evaluate_component_logs_accuracy_and_confusion_matrix(chain):
     accuracy = chain["supcon_accuracy"]
     assert accuracy == pytest.approx(chain["supcon_eval_metrics"].metadata["accuracy"])
-    assert accuracy > 0.5  # 4 separable classes; chance is 0.25
+    # 4 separable classes, chance 0.25; measured with seeds 0, 1, 2 (the components' `seed`):
+    # supcon 1.00 / 1.00 / 1.00, baseline 1.00 / 1.00 / 1.00.
+    assert accuracy >= 0.7 and chain["baseline_accuracy"] >= 0.9
     matrix = chain["supcon_confusion"].metadata["confusionMatrix"]
     assert [c["displayName"] for c in matrix["annotationSpecs"]] == ["0", "1", "2", "3"]
-    assert sum(sum(row["row"]) for row in matrix["rows"]) == 100
+    rows = [row["row"] for row in matrix["rows"]]
+    assert sum(map(sum, rows)) == 100
+    assert accuracy == pytest.approx(sum(rows[i][i] for i in range(4)) / 100)
     result = json.loads((chain["root"] / "supcon_evaluation.json").read_text())
     assert result["num_examples"] == 100 and len(result["embedding_2d"]["x"]) == 100
     import pyarrow.parquet as pq
@@ -149,6 +155,8 @@ def test_evaluate_component_logs_accuracy_and_confusion_matrix(chain):
     predictions = pq.read_table(chain["root"] / "supcon_predictions.parquet")
     assert predictions.num_rows == 100
     assert set(predictions.column_names) >= {"label", "predicted", "probabilities"}
+    labels, predicted = predictions["label"].to_pylist(), predictions["predicted"].to_pylist()
+    assert accuracy == pytest.approx(sum(map(int.__eq__, labels, predicted)) / 100)
 
 
 def test_compare_component_picks_the_best_and_gates_against_the_registry(chain, tmp_path):

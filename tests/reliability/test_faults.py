@@ -2,7 +2,6 @@
 models, and bad parameters that must fail fast, name the value, and write nothing."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -108,31 +107,46 @@ def test_evaluate_refuses_a_dataset_with_another_class_count(tiny_dataset, tmp_p
     data.ingest(f"npz:{npz}", str(three), progress=False)
     result = _cli("evaluate", "--data", str(three), "--model", str(classifier))
     assert result.returncode != 0
-    assert "class count mismatch" in result.stderr and "3" in result.stderr
+    assert (
+        f"class count mismatch: model {classifier} predicts 4 classes, "
+        "the dataset has 3 (['0', '1', '2'])"
+    ) in result.stderr
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--encoder", "vgg16"], "model.encoder='vgg16'"),
-        (["--method", "moco"], "train.method='moco'"),
-        (["--profile", "huge"], "unknown profile 'huge'"),
-        (["--epochs", "0"], "train.epochs=0"),
-        (["--epochs", "-3"], "train.epochs=-3"),
-        (["--batch-size", "1"], "train.batch_size=1"),
-        (["--temperature", "0"], "train.temperature=0"),
-        (["--temperature", "-0.5"], "train.temperature=-0.5"),
-        (["--override", "augment.strong.min_area=1.5"], "augment.strong.min_area=1.5"),
+        (
+            ["--encoder", "vgg16"],
+            "model.encoder must be one of ['small_cnn', 'simclr_cnn', 'resnet18', "
+            "'resnet50v2']. Received: model.encoder='vgg16'",
+        ),
+        (
+            ["--method", "moco"],
+            "train.method must be one of ['supcon', 'simclr', 'npairs']. "
+            "Received: train.method='moco'",
+        ),
+        (["--profile", "huge"], "unknown profile 'huge'; shipped profiles: ["),
+        (["--epochs", "0"], "train.epochs must be >= 1. Received: train.epochs=0"),
+        (["--epochs", "-3"], "train.epochs must be >= 1. Received: train.epochs=-3"),
+        (["--batch-size", "1"], "train.batch_size must be >= 2. Received: train.batch_size=1"),
+        (["--temperature", "0"], "train.temperature must be > 0. Received: train.temperature=0.0"),
+        (
+            ["--temperature", "-0.5"],
+            "train.temperature must be > 0. Received: train.temperature=-0.5",
+        ),
+        (
+            ["--override", "augment.strong.min_area=1.5"],
+            "augment.strong.min_area must be in (0, 1]. Received: augment.strong.min_area=1.5",
+        ),
     ],
 )
 def test_bad_pretrain_parameters_fail_fast_and_write_nothing(tiny_dataset, tmp_path, args, message):
     output = tmp_path / "out"
-    start = time.monotonic()
     result = _cli("pretrain", "--data", tiny_dataset, "--output", str(output), *args)
     assert result.returncode == 2, result.stderr[-2000:]
-    assert message in result.stderr
+    assert f"error: {message}" in result.stderr
     assert not output.exists()
-    assert time.monotonic() - start < 60
 
 
 def test_data_uri_without_manifest_is_refused(tmp_path):
@@ -148,10 +162,22 @@ def test_data_uri_without_manifest_is_refused(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--validation-fraction", "1.5"], "1.5"),
-        (["--validation-fraction", "-0.1"], "-0.1"),
-        (["--labeled-fraction", "2"], "2"),
-        (["--source", "ftp://example/images"], "ftp://example/images"),
+        (
+            ["--validation-fraction", "1.5"],
+            "validation_fraction must be in [0, 1). Received: validation_fraction=1.5",
+        ),
+        (
+            ["--validation-fraction", "-0.1"],
+            "validation_fraction must be in [0, 1). Received: validation_fraction=-0.1",
+        ),
+        (
+            ["--labeled-fraction", "2"],
+            "labeled_fraction must be in (0, 1] or None. Received: labeled_fraction=2.0",
+        ),
+        (
+            ["--source", "ftp://example/images"],
+            "unknown source scheme 'ftp' in source='ftp://example/images'",
+        ),
     ],
 )
 def test_bad_ingest_parameters_fail_fast_and_write_nothing(separable_npz, tmp_path, args, message):
@@ -161,8 +187,8 @@ def test_bad_ingest_parameters_fail_fast_and_write_nothing(separable_npz, tmp_pa
         base = ["ingest", "--output", str(output)]
     result = _cli(*base, *args)
     assert result.returncode != 0
-    assert message in result.stderr
-    assert not (output / "manifest.json").exists()
+    assert f"error: {message}" in result.stderr
+    assert not output.exists()
 
 
 def test_compile_refuses_the_wrong_accelerator_name(tmp_path):
@@ -200,6 +226,7 @@ def test_divergence_stops_training_with_a_hint(tiny_dataset, tmp_path):
         "train.online_probe=false",
     )
     assert result.returncode != 0
-    assert "learning rate" in result.stderr
-    assert not (output / "COMPLETE").exists()
-    assert os.path.isdir(tmp_path)
+    assert "error: training diverged: loss=" in result.stderr
+    # Batch 1's loss is computed before the first update, so the first NaN is batch 2's.
+    assert "at epoch 1, batch 2; lower the learning rate, raise the temperature" in result.stderr
+    assert not output.exists()  # nothing half-written: no model, no checkpoints, no metrics

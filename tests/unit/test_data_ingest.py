@@ -9,7 +9,6 @@ import signal
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -393,6 +392,37 @@ def test_committed_output_is_refused_without_overwrite(tmp_path):
     assert [p.name for p in Path(out).iterdir() if p.name.startswith(".tmp")] == []
 
 
+def test_overwrite_with_fewer_shards_leaves_only_the_new_shards(tmp_path):
+    source = write_npz(tmp_path / "d.npz", **make_arrays())
+    out = tmp_path / "out"
+    first = data.ingest(source, str(out), shard_size_bytes=500, progress=False)
+    second = data.ingest(source, str(out), overwrite=True, progress=False)
+    for split, entry in second["splits"].items():
+        assert len(first["splits"][split]["shards"]) > len(entry["shards"])
+        on_disk = sorted(f"{split}/{p.name}" for p in (out / split).iterdir())
+        assert on_disk == sorted(shard["path"] for shard in entry["shards"])
+
+
+def test_overwrite_failing_mid_commit_leaves_no_manifest(tmp_path, monkeypatch):
+    from contrastive.data import ingestion
+
+    source = write_npz(tmp_path / "d.npz", **make_arrays())
+    out = tmp_path / "out"
+    data.ingest(source, str(out), progress=False)
+
+    def rename(source_path, destination):
+        raise OSError(f"injected failure moving {source_path}")
+
+    # The old shards go before the new ones move in: the old manifest must go first.
+    monkeypatch.setattr(ingestion.storage, "rename", rename)
+    with pytest.raises(OSError, match="injected failure"):
+        data.ingest(source, str(out), overwrite=True, progress=False)
+    monkeypatch.undo()
+    assert not (out / "manifest.json").exists()
+    with pytest.raises(data.DatasetIncompleteError, match="dataset incomplete"):
+        data.read_split(str(out), "train", 8)
+
+
 def test_stale_partial_files_are_cleaned(tmp_path):
     source = write_npz(tmp_path / "d.npz", **make_arrays())
     out = tmp_path / "out"
@@ -455,9 +485,7 @@ def test_killed_ingest_leaves_no_manifest_and_a_rerun_completes(tmp_path):
     with pytest.raises(data.DatasetIncompleteError, match="dataset incomplete"):
         data.read_split(str(out), "train", 8)
 
-    started = time.perf_counter()
     manifest = data.ingest(source, str(out), shard_size_bytes=1000, progress=False)
-    assert time.perf_counter() - started < 30
     assert not list(out.glob(".tmp-*"))
     x, _ = data.load_arrays(str(out), "train")
     assert len(x) == manifest["splits"]["train"]["num_examples"] == 180

@@ -1,6 +1,7 @@
 """Tests for contrastive.data's reader: manifest checks, read_split, load_arrays, damage."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -85,8 +86,28 @@ def test_limit_drop_remainder_repeat_and_cache(dataset):
     repeated = data.read_split(out, "test", 16, repeat=True, cache=True, drop_remainder=True)
     assert repeated.element_spec[0].shape.as_list() == [16, 8, 8, 3]
     assert len(batches(repeated.take(7))) == 7
-    cached = data.read_split(out, "test", 40, cache=True)
-    np.testing.assert_array_equal(batches(cached)[0][0], batches(cached)[0][0])
+
+
+def test_cache_keeps_the_first_read_when_the_shards_change(dataset, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(dataset[0], out)
+    cached = data.read_split(str(out), "test", 40, cache=True)
+    uncached = data.read_split(str(out), "test", 40)
+    first = concat(batches(cached))
+    np.testing.assert_array_equal(first[0], concat(batches(uncached))[0])
+    shards = sorted(out.glob("test/*.tfrecord"))
+    assert shards
+    for shard in shards:  # rewrite every test shard with its records in reverse order
+        records = [r.numpy() for r in tf.data.TFRecordDataset(str(shard))]
+        assert len(records) > 1
+        with tf.io.TFRecordWriter(str(shard)) as writer:
+            for record in reversed(records):
+                writer.write(record)
+    changed = concat(batches(uncached))[0]
+    assert not np.array_equal(changed, first[0])  # an uncached read sees the new shards
+    again = concat(batches(cached))
+    np.testing.assert_array_equal(again[0], first[0])  # the cache still holds the first read
+    np.testing.assert_array_equal(again[1], first[1])
 
 
 def test_image_size_resizes_on_read(dataset):

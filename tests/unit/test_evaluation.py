@@ -75,6 +75,14 @@ def test_class_absent_from_labels_and_predictions_is_left_out_of_macro_f1():
     assert metrics["macro_f1"] == 1.0
 
 
+def test_class_only_predicted_counts_in_macro_f1():
+    # Class 1 is never true but is predicted once: F1 0, and it counts (scikit-learn's default
+    # label set is the union of y_true and y_pred). Class 2 occurs nowhere and is left out.
+    metrics = classification_metrics([0, 0], [0, 1], 3)
+    assert metrics["f1"] == pytest.approx([2 / 3, 0.0, 0.0])
+    assert metrics["macro_f1"] == pytest.approx((2 / 3 + 0.0) / 2)
+
+
 def test_empty_input_gives_zeros_not_nan():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
