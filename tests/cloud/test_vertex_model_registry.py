@@ -92,8 +92,8 @@ def candidate(tmp_path):
     """A complete classifier model directory, as a training step leaves it."""
     import keras
 
-    from contrastive import tasks
     from contrastive.config import load_config
+    from contrastive.modeldir import save_model_dir
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 1))
@@ -101,7 +101,7 @@ def candidate(tmp_path):
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
     model.predict(np.zeros((1, 8, 8, 1), np.uint8), verbose=0)
     model_dir = tmp_path / "candidate"
-    tasks.save_model_dir(
+    save_model_dir(
         model_dir,
         model,
         config=load_config("tiny"),
@@ -116,21 +116,18 @@ def candidate(tmp_path):
     __import__("keras").backend.backend() != "tensorflow",
     reason="the promoted SavedModel needs the TensorFlow backend",
 )
-def test_vertex_model_gate_uploads_only_a_promoted_champion(
-    gcs, vertex_api, candidate, monkeypatch
-):
-    from contrastive import tasks
+def test_vertex_model_gate_uploads_only_a_promoted_champion(gcs, vertex_api, candidate):
+    from contrastive.registry import gate_champion
 
     registry = f"{gcs.prefix}/registry"
     vertex = dict(model_id="contrastive", **_vertex(vertex_api))
-    gate = dict(data_uri="unused", candidate="supcon", candidate_dir=candidate, margin=0.0)
+    # The second run's candidate loses against the champion, re-evaluated at 0.9.
+    gate = dict(candidate="supcon", candidate_dir=candidate, margin=0.0, evaluate=lambda _: 0.9)
 
-    promoted = tasks.gate_champion(
+    promoted = gate_champion(
         registry, candidate_accuracy=0.9, run_id="run-1", vertex_model=vertex, **gate
     )
-    # The second run's candidate loses against the champion, re-evaluated at 0.9.
-    monkeypatch.setattr(tasks, "_evaluate_remote_model", lambda data_uri, model_dir: 0.9)
-    kept = tasks.gate_champion(
+    kept = gate_champion(
         registry, candidate_accuracy=0.85, run_id="run-2", vertex_model=vertex, **gate
     )
 
