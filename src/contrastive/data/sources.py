@@ -562,7 +562,7 @@ def _open_folder(root: str) -> Source:
             class_dir = storage.join(split_root, class_name)
             files = _list_images(root, class_dir, skipped, ignored)
             if not files:
-                raise DataError(f"class folder holds no image files: {display_path(class_dir)}")
+                raise DataError(f"class folder is empty: {display_path(class_dir)}")
             paths += files
             labels += [label] * len(files)
         splits[split] = FileSplit(paths, np.asarray(labels, np.int64), root)
