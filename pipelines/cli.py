@@ -419,7 +419,11 @@ def _describe_error(error: BaseException, args) -> str:
         if (value := getattr(args, name, None))
     ]
     where = f" (contrastive {args.command} {' '.join(inputs)})" if inputs else ""
-    return f"{type(error).__name__}: {message}{where}"
+    kind = type(error)
+    name = kind.__qualname__
+    if kind.__module__ != "builtins":  # zlib.error, tensorflow.NotFoundError
+        name = f"{kind.__module__.split('.')[0]}.{name}"
+    return f"{name}: {message}{where}"
 
 
 if __name__ == "__main__":
