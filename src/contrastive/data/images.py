@@ -110,13 +110,40 @@ def prepare_encoded(
         raise ImageRejected(f"undecodable {source_format}: {error}") from None
     channels = 1 if pixels.ndim == 2 else 3
     size = (height, width) if image_size is None else tuple(image_size)
-    if source_format in KEPT_FORMATS and image.mode in ("L", "RGB") and size == (height, width):
+    if (
+        source_format in KEPT_FORMATS
+        and image.mode in ("L", "RGB")
+        and size == (height, width)
+        and _reader_decodes(data, source_format, pixels)
+    ):
         return EncodedImage(data, source_format, height, width, channels)
     if size != (height, width):
         resized = Image.fromarray(pixels).resize((size[1], size[0]), Image.Resampling.BILINEAR)
         pixels = np.asarray(resized)
     output_format = "jpeg" if source_format == "jpeg" else "png"
     return EncodedImage(encode(pixels, output_format), output_format, *size, channels)
+
+
+def _reader_decodes(data: bytes, source_format: str, pixels: np.ndarray) -> bool:
+    """True when the reader's decoder (`tf.io.decode_image`) reads `data` as PIL did: the same
+    pixels for PNG, the same size for JPEG (decoders may differ by a level or two).
+
+    PIL accepts some damaged files that libpng/libjpeg in TensorFlow refuse (a missing IEND, a
+    bad checksum); kept as they are, those would make the dataset unreadable at training time,
+    so they are stored re-encoded from the pixels PIL decoded instead.
+    """
+    import tensorflow as tf
+
+    channels = 1 if pixels.ndim == 2 else 3
+    try:
+        decoded = tf.io.decode_image(data, channels=channels, expand_animations=False).numpy()
+    except (tf.errors.OpError, ValueError):
+        return False
+    if source_format == "png":
+        return decoded.shape[:2] == pixels.shape[:2] and np.array_equal(
+            decoded.reshape(pixels.shape), pixels
+        )
+    return decoded.shape[:2] == pixels.shape[:2]
 
 
 def to_uint8(image: Image.Image) -> np.ndarray:
