@@ -2,6 +2,7 @@
 are not UTF-8, special files, silent drops, odd layouts. Each case failed before its fix."""
 
 import gzip
+import hashlib
 import io
 import json
 import logging
@@ -365,3 +366,26 @@ def test_corrupt_zlib_in_a_png_is_skipped_naming_the_file(tmp_path):
     (skipped,) = manifest["skipped"]
     assert skipped["path"] == str(root / "a" / "0.png")
     assert skipped["reason"].startswith("undecodable png")
+
+
+@pytest.mark.parametrize("damage", ["no_iend", "iend_cut_short"])
+def test_png_that_pil_accepts_but_libpng_refuses_is_stored_re_encoded(tmp_path, damage):
+    """Found by the fuzz test: such bytes, kept as they were, made `load_arrays` fail."""
+    root = tmp_path / "images"
+    _folder(root)
+    original = (root / "a" / "0.png").read_bytes()
+    pixels = np.asarray(Image.open(io.BytesIO(original)))
+    if damage == "no_iend":
+        damaged = original[: original.index(b"IEND") - 4]
+    else:
+        damaged = original[:-2]
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(damaged))), pixels)
+    (root / "a" / "0.png").write_bytes(damaged)
+    out = tmp_path / "out"
+    manifest = data.ingest(str(root), str(out), validation_fraction=0.0, progress=False)
+    assert manifest["skipped"] == []
+    images, _ = data.load_arrays(str(out), "train")
+    rows = sorted(_index(out).values(), key=lambda row: row["record"])
+    (position,) = [i for i, row in enumerate(rows) if row["id"] == "a/0.png"]
+    np.testing.assert_array_equal(images[position][..., 0], pixels)
+    assert rows[position]["sha256"] != hashlib.sha256(damaged).hexdigest()
