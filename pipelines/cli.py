@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 
 EXIT_USAGE = 2
 
@@ -426,10 +427,40 @@ def main(argv=None) -> int:
     )
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        # ConfigError, DataError, ModelIncompleteError and friends: the message names the value.
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(error, ValueError) else 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        # The one boundary: whatever a command raises reaches the user as one line naming the
+        # file or value (ConfigError, DataError and friends already do; anything else gets its
+        # type and the command's inputs), exit code 2. The traceback only with -v.
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {_describe_error(error, args)}", file=sys.stderr)
+        if not args.verbose:
+            print("(run `contrastive -v ...` for the traceback)", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _describe_error(error: BaseException, args) -> str:
+    """One line for the user: the message, plus what was being processed when it does not
+    come from our own validation (which already names the file, field and value)."""
+    message = str(error) or repr(error)
+    if isinstance(error, ValueError):  # ConfigError, DataError: the message names the value
+        return message
+    if isinstance(error, OSError) and error.filename and os.fsdecode(error.filename) not in message:
+        message = f"{os.fsdecode(error.filename)}: {message}"
+    inputs = [
+        f"--{name.replace('_', '-')}={value}"
+        for name in ("source", "data", "model", "encoder_model", "output", "package")
+        if (value := getattr(args, name, None))
+    ]
+    where = f" (contrastive {args.command} {' '.join(inputs)})" if inputs else ""
+    kind = type(error)
+    name = kind.__qualname__
+    if kind.__module__ != "builtins":  # zlib.error, tensorflow.NotFoundError
+        name = f"{kind.__module__.split('.')[0]}.{name}"
+    return f"{name}: {message}{where}"
 
 
 if __name__ == "__main__":

@@ -109,8 +109,13 @@ def test_type_is_detected_by_content_not_extension(tmp_path):
     (root / "README.md").write_text("top-level file")
     out = tmp_path / "out"
     manifest = data.ingest(str(root), str(out), validation_fraction=0.0, progress=False)
-    assert manifest["ignored_files"] == 3
-    assert manifest["skipped"] == []
+    assert manifest["ignored"] == [
+        {"path": str(root / "README.md"), "reason": "file beside the class folders"},
+        {"path": str(root / "cat" / "notes.txt"), "reason": "not an image"},
+    ]
+    assert manifest["ignored_files"] == 2
+    # Named like an image but is not one: skipped (and fatal with on_error="fail"), not ignored.
+    assert [entry["path"] for entry in manifest["skipped"]] == [str(root / "dog" / "fake.png")]
     row = index_of(out)["cat/really_png.jpg"]
     assert row["format"] == "png"
     np.testing.assert_array_equal(decoded(out, "train")["cat/really_png.jpg"][0], png_named_jpg)

@@ -1,8 +1,17 @@
-"""Image bytes: format sniffing, validation before decode, conversion and resizing (PIL)."""
+"""Image bytes: format sniffing, validation before decode, conversion to 8 bits, resizing (PIL).
+
+Every decoded image becomes 8-bit grey (`L`) or RGB by `to_uint8`, which scales each Pillow mode
+from its real bit depth (a 16-bit PNG's 0..65535 maps to 0..255; nothing is clipped), composites
+transparency over black, and converts CMYK and palettes. A mode it cannot scale faithfully
+(float pixels outside [0, 1], negative integers, an unknown mode) rejects the image.
+"""
 
 from __future__ import annotations
 
 import io
+import os
+import struct
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,12 +20,18 @@ from PIL import Image
 # Formats kept byte for byte when an image is 8-bit grey or RGB and needs no resize; anything
 # else is converted to PNG (or JPEG for JPEG sources) so the reader's decoders see two formats.
 KEPT_FORMATS = ("png", "jpeg")
-_GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+# What a file named like this is expected to be: such a file that does not decode is skipped
+# (or fails the ingest with on_error="fail"), never ignored silently.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jpe", ".gif", ".bmp", ".tif", ".tiff", ".webp")
+# Pillow modes `to_uint8` converts; the first group becomes grey, the rest RGB.
+GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+RGB_MODES = ("RGB", "RGBA", "RGBa", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV")
+_INFLATE_CHUNK = 1 << 20  # bytes of inflated PNG data held at once while checking a stream
 _JPEG_QUALITY = 95  # re-encoding a JPEG (resize, CMYK) at 95 keeps a second generation close
 
 
 def sniff_format(head: bytes) -> str | None:
-    """The image format from the leading bytes ('png', 'jpeg', 'gif', 'bmp'), else None."""
+    """The image format from the leading bytes ('png', 'jpeg', 'gif', 'bmp', 'tiff', 'webp')."""
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "png"
     if head.startswith(b"\xff\xd8\xff"):
@@ -25,7 +40,16 @@ def sniff_format(head: bytes) -> str | None:
         return "gif"
     if head.startswith(b"BM") and len(head) >= 18:
         return "bmp"
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return "tiff"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "webp"
     return None
+
+
+def looks_like_image_name(name: str) -> bool:
+    """True when the file name has an image extension (case-insensitive)."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
 class ImageRejected(Exception):
@@ -81,18 +105,147 @@ def prepare_encoded(
     except Exception as error:
         raise ImageRejected(f"undecodable {source_format}: {error}") from None
 
-    target_mode = "L" if image.mode in _GREY_MODES else "RGB"
-    channels = 1 if target_mode == "L" else 3
+    try:
+        pixels = to_uint8(image)
+    except ImageRejected:
+        raise
+    except Exception as error:  # a decoder that fails only when the pixels are accessed
+        raise ImageRejected(f"undecodable {source_format}: {error}") from None
+    channels = 1 if pixels.ndim == 2 else 3
     size = (height, width) if image_size is None else tuple(image_size)
-    if source_format in KEPT_FORMATS and image.mode == target_mode and size == (height, width):
+    if (
+        source_format in KEPT_FORMATS
+        and image.mode in ("L", "RGB")
+        and size == (height, width)
+        and _reader_decodes(data, source_format)
+    ):
         return EncodedImage(data, source_format, height, width, channels)
-
-    if image.mode != target_mode:
-        image = image.convert(target_mode)
     if size != (height, width):
-        image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        resized = Image.fromarray(pixels).resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        pixels = np.asarray(resized)
     output_format = "jpeg" if source_format == "jpeg" else "png"
-    return EncodedImage(encode(np.asarray(image), output_format), output_format, *size, channels)
+    return EncodedImage(encode(pixels, output_format), output_format, *size, channels)
+
+
+def _reader_decodes(data: bytes, source_format: str) -> bool:
+    """True when the reader's decoder (libpng/libjpeg in `tf.io.decode_image`) will read the
+    kept bytes as PIL did.
+
+    PIL stops reading a PNG once it has its pixels, so it accepts files that libpng refuses: a
+    chunk with a bad CRC, no IEND, a zlib stream that fails after the last row. Kept as they
+    are, those would make the dataset unreadable at training time, so they are stored
+    re-encoded from the pixels PIL decoded instead. Checked in Python (CRCs and one streaming
+    inflate, ~13 µs for a 28x28 PNG): asking TensorFlow to decode every image cost ~0.5 ms
+    each, ten times the rest of the per-file work. A JPEG is kept when it ends
+    with its EOI marker (libjpeg refuses a truncated one; other damage it decodes with a
+    warning).
+    """
+    if source_format == "jpeg":
+        return data.rstrip(b"\0").endswith(b"\xff\xd9")
+    return _png_is_intact(data)
+
+
+def _png_is_intact(data: bytes) -> bool:
+    """Every chunk complete with a correct CRC, an IEND, and an IDAT stream that inflates
+    cleanly to its end."""
+    position = 8  # after the signature
+    inflate = zlib.decompressobj()
+    while position + 12 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        end = position + 12 + length
+        if end > len(data):
+            return False
+        body = data[position + 8 : end - 4]
+        if zlib.crc32(kind + body) != struct.unpack(">I", data[end - 4 : end])[0]:
+            return False
+        if kind == b"IDAT":
+            try:
+                chunk = inflate.decompress(body, _INFLATE_CHUNK)
+                while chunk and inflate.unconsumed_tail:
+                    chunk = inflate.decompress(inflate.unconsumed_tail, _INFLATE_CHUNK)
+            except zlib.error:
+                return False
+        elif kind == b"IEND":
+            return inflate.eof
+        position = end
+    return False
+
+
+def to_uint8(image: Image.Image) -> np.ndarray:
+    """The pixels of a decoded image as uint8 `[H, W]` (grey modes) or `[H, W, 3]`.
+
+    Integer modes are scaled from their bit depth, `round(v * 255 / max)`: `I;16*` from
+    65535, `I` from the file's declared bits per sample (32 when unknown; signed TIFF samples
+    from 2**31 - 1). `F` must hold values in [0, 1] (scaled by 255). `1` maps to 0/255.
+    Alpha (`LA`, `RGBA`, `PA`, `P` with transparency) is composited over black:
+    `round(v * alpha / 255)`. `CMYK` becomes `round((255 - c) * (255 - k) / 255)` per channel.
+
+    Raises:
+        ImageRejected: a mode that cannot be scaled faithfully (negative or non-finite values,
+            float values outside [0, 1], an unknown mode).
+    """
+    mode = image.mode
+    if mode in ("L", "RGB"):
+        return np.asarray(image)
+    if mode == "1":
+        return np.asarray(image, dtype=np.uint8) * np.uint8(255)
+    if mode.startswith("I;16"):
+        return _scale(np.asarray(image).astype(np.int64), 65535)
+    if mode == "I":
+        values = np.asarray(image).astype(np.int64)
+        if values.size and values.min() < 0:
+            raise ImageRejected(
+                f"32-bit integer image with negative pixel values (min {values.min()}); "
+                "cannot scale to 8 bits"
+            )
+        return _scale(values, _integer_maximum(image))
+    if mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        if values.size and not np.isfinite(values).all():
+            raise ImageRejected("float image holds NaN or infinite pixel values")
+        if values.size and (values.min() < 0 or values.max() > 1):
+            raise ImageRejected(
+                f"float image values span [{values.min():g}, {values.max():g}]; only [0, 1] "
+                "can be scaled to 8 bits"
+            )
+        return np.rint(values * 255).astype(np.uint8)
+    if mode == "LA":
+        grey, alpha = np.moveaxis(np.asarray(image).astype(np.int64), -1, 0)
+        return _scale(grey * alpha, 255 * 255)
+    if mode == "La":  # premultiplied alpha: the grey channel is already composited over black
+        return np.asarray(image)[..., 0]
+    if mode == "RGBA" or mode == "PA" or (mode == "P" and "transparency" in image.info):
+        rgba = np.asarray(image.convert("RGBA")).astype(np.int64)
+        return _scale(rgba[..., :3] * rgba[..., 3:], 255 * 255)
+    if mode in ("RGBa", "RGBX"):  # premultiplied alpha / padding: the colour is as stored
+        return np.ascontiguousarray(np.asarray(image)[..., :3])
+    if mode == "CMYK":
+        cmyk = np.asarray(image).astype(np.int64)
+        return _scale((255 - cmyk[..., :3]) * (255 - cmyk[..., 3:]), 255 * 255)
+    if mode in ("P", "YCbCr", "LAB", "HSV"):  # 8-bit colour spaces Pillow converts exactly
+        return np.asarray(image.convert("RGB"))
+    raise ImageRejected(f"unsupported image mode {mode!r}")
+
+
+def _scale(values: np.ndarray, maximum: int) -> np.ndarray:
+    """`round(values * 255 / maximum)` as uint8, exact integer arithmetic (half rounds up)."""
+    return ((values * 255 + maximum // 2) // maximum).clip(0, 255).astype(np.uint8)
+
+
+def _integer_maximum(image: Image.Image) -> int:
+    """Largest value of a mode-`I` image's samples, from the file's declared bit depth."""
+    tags = getattr(image, "tag_v2", None)
+    bits, signed = 32, True  # Pillow's mode I itself is signed 32-bit
+    if tags is not None:
+        declared = tags.get(258)  # BitsPerSample
+        if declared:
+            bits = int(declared[0] if isinstance(declared, tuple) else declared)
+        sample_format = tags.get(339)  # SampleFormat: 1 unsigned, 2 signed
+        if sample_format:
+            signed = (sample_format[0] if isinstance(sample_format, tuple) else sample_format) == 2
+        else:
+            signed = False
+    return (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
 
 
 def encode(pixels: np.ndarray, image_format: str) -> bytes:

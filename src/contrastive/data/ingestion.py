@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 import sys
 import time
 import uuid
@@ -33,6 +34,7 @@ from contrastive.data.errors import DataError
 from contrastive.data.images import (
     EncodedImage,
     ImageRejected,
+    looks_like_image_name,
     prepare_encoded,
     resize_arrays,
     sniff_format,
@@ -44,6 +46,7 @@ from contrastive.data.sources import (
     ArraySplit,
     FileSplit,
     Source,
+    display_path,
     open_source,
 )
 from contrastive.data.splits import SPLITS, plan_splits
@@ -60,6 +63,9 @@ _TMP_PREFIX = ".tmp-"
 _RESIZE_CHUNK = 4096
 _PROGRESS_EVERY = 512
 _SNIFF_BYTES = 32
+_LOGGED_PATHS = 20  # skipped / ignored files named in the log; the manifest lists them all
+# Array sources resized by `image_size` are held in memory; refuse before resizing past this.
+MAX_RESIZED_ARRAY_BYTES = 16 << 30
 
 # index.parquet: one row per example, column -> Arrow type.
 _INDEX_COLUMNS = {
@@ -143,6 +149,11 @@ def ingest(
         array_format=array_format,
         shard_size_bytes=shard_size_bytes,
     )
+    if image_size is not None and image_size[0] * image_size[1] > max_pixels:
+        raise DataError(
+            f"image_size={image_size[0]},{image_size[1]} is {image_size[0] * image_size[1]:,} "
+            f"pixels per image, over max_pixels={max_pixels:,}"
+        )
     # Plain Python numbers from here on: NumPy scalars would not serialize into the manifest.
     seed, validation_fraction = int(seed), float(validation_fraction)
     limit = None if limit is None else int(limit)
@@ -171,6 +182,7 @@ def ingest(
     if on_error == "fail" and opened.skipped:
         first = opened.skipped[0]
         raise DataError(f"{first['path']}: {first['reason']}")
+    _check_array_sizes(opened, image_size, max_pixels)
     if image_size is not None:
         _resize_arrays(opened, image_size)
     plan = plan_splits(
@@ -317,6 +329,28 @@ def _inside(root: str, path: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
+def _check_array_sizes(opened: Source, image_size, max_pixels: int) -> None:
+    """Pixels per image and the memory of resized arrays, before any array is touched."""
+    for split in opened.splits.values():
+        if not isinstance(split, ArraySplit):
+            continue
+        count, height, width, channels = split.images.shape
+        if height * width > max_pixels:
+            raise DataError(
+                f"{split.origin}: images are {height}x{width} = {height * width:,} pixels, over "
+                f"max_pixels={max_pixels:,}"
+            )
+        if image_size is not None and (height, width) != tuple(image_size):
+            needed = count * image_size[0] * image_size[1] * channels
+            if needed > MAX_RESIZED_ARRAY_BYTES:
+                raise DataError(
+                    f"{split.origin}: resizing {count:,} images to image_size="
+                    f"{image_size[0]},{image_size[1]} needs {needed / 2**30:.1f} GiB in memory, "
+                    f"over MAX_RESIZED_ARRAY_BYTES={MAX_RESIZED_ARRAY_BYTES / 2**30:.0f} GiB; "
+                    "use a smaller image_size or a limit"
+                )
+
+
 def _resize_arrays(opened: Source, image_size: tuple[int, int]) -> None:
     for name, split in opened.splits.items():
         if isinstance(split, ArraySplit) and split.images.shape[1:3] != image_size:
@@ -340,7 +374,7 @@ class _Written:
         self.formats: dict[str, dict[str, int]] = {}
         self.index: dict[str, list] = {column: [] for column in _INDEX_COLUMNS}
         self.skipped: list[dict] = []
-        self.ignored: list[str] = []
+        self.ignored: list[dict] = []
         self.image_shape: list[int] = []
 
 
@@ -384,7 +418,7 @@ def _write_examples(
                 split = opened.splits[source_split]
                 example_id, source_path, source_offset = _lineage(split, source_split, position)
                 if result is None:
-                    written.ignored.append(source_path)
+                    written.ignored.append({"path": source_path, "reason": "not an image"})
                     continue
                 if isinstance(result, ImageRejected):
                     if on_error == "fail":
@@ -446,8 +480,8 @@ def _lineage(split: ArraySplit | FileSplit, source_split: str, position: int):
     """`(id, source_path, source_offset)` of one source example."""
     if isinstance(split, ArraySplit):
         return f"{source_split}/{position}", split.origin, position
-    path = split.paths[position]
-    return path[len(split.root) + 1 :], path, -1
+    path = display_path(split.paths[position])
+    return path[len(display_path(split.root)) + 1 :], path, -1
 
 
 def _encode_arrays(
@@ -480,7 +514,10 @@ def _read_files(
 
     def read(item):
         path = opened.splits[item[0]].paths[item[1]]
-        return read_image_file(path, image_size=image_size, max_pixels=max_pixels)
+        try:
+            return read_image_file(path, image_size=image_size, max_pixels=max_pixels)
+        except MemoryError:
+            return ImageRejected("out of memory while decoding")
 
     window = 4 * num_workers
     with ThreadPoolExecutor(num_workers) as executor:
@@ -502,20 +539,42 @@ def _read_files(
 def read_image_file(
     path: str, *, image_size: tuple[int, int] | None, max_pixels: int
 ) -> EncodedImage | ImageRejected | None:
-    """One folder image ready to store, the reason it was refused, or None if not an image."""
-    import tensorflow as tf
+    """One folder image ready to store, the reason it was refused, or None if not an image.
 
+    A file is an image when its content says so (magic bytes) or its name does (extension):
+    one named like an image that is empty, of another format or undecodable is refused, not
+    ignored, so that `on_error="fail"` fails on it.
+    """
     try:
-        data = storage.read_bytes(path)
-    except (OSError, tf.errors.OpError) as error:
+        data = _read_regular_file(path)
+    except ImageRejected as rejected:
+        return rejected
+    except Exception as error:  # OSError, tf.errors.OpError
         return ImageRejected(f"unreadable file: {error}")
     source_format = sniff_format(data[:_SNIFF_BYTES])
     if source_format is None:
-        return None
+        if not looks_like_image_name(path):
+            return None
+        what = "an empty file" if not data else f"content starting {data[:8]!r}"
+        return ImageRejected(f"named as an image but not a supported image format ({what})")
     try:
         return prepare_encoded(data, source_format, image_size=image_size, max_pixels=max_pixels)
     except ImageRejected as rejected:
         return rejected
+    except Exception as error:  # a decoder bug must not end the ingest without the file name
+        return ImageRejected(f"undecodable {source_format}: {type(error).__name__}: {error}")
+
+
+def _read_regular_file(path: str) -> bytes:
+    """The bytes of a regular file; anything else (a pipe replacing a listed file, a device) is
+    refused without blocking: the open is non-blocking and the type checked on the handle."""
+    if not storage.is_local(path):
+        return storage.read_bytes(path)
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise ImageRejected("not a regular file")
+        return handle.read()
 
 
 def _check_every_class_has_images(opened: Source, index: dict[str, list]) -> None:
@@ -556,7 +615,8 @@ def _build_manifest(source: str, opened: Source, written: _Written, parameters: 
         "image_shape": written.image_shape,
         "splits": splits,
         "index": INDEX_NAME,
-        "skipped": written.skipped,
+        "skipped": sorted(written.skipped, key=lambda entry: entry["path"]),
+        "ignored": sorted(written.ignored, key=lambda entry: entry["path"]),
         "ignored_files": len(written.ignored),
         "duplicates": _count_duplicates(written.index),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -644,20 +704,23 @@ def _log_summary(source: str, output: str, manifest: dict, seconds: float) -> No
         seconds,
         total / max(seconds, 1e-9),
     )
-    if manifest["skipped"]:
-        logger.warning(
-            "%d images skipped (first: %s: %s)",
-            len(manifest["skipped"]),
-            manifest["skipped"][0]["path"],
-            manifest["skipped"][0]["reason"],
-        )
-    if manifest["ignored_files"]:
-        logger.warning("%d non-image files ignored", manifest["ignored_files"])
+    _log_paths("images skipped", manifest["skipped"])
+    _log_paths("non-image files ignored", manifest["ignored"])
     if manifest["duplicates"]["held_out_in_train"]:
         logger.warning(
             "%d validation/test examples are byte-identical to train examples",
             manifest["duplicates"]["held_out_in_train"],
         )
+
+
+def _log_paths(what: str, entries: list[dict]) -> None:
+    """Warn with the first `_LOGGED_PATHS` paths and reasons, then how many more."""
+    if not entries:
+        return
+    lines = [f"  {entry['path']}: {entry['reason']}" for entry in entries[:_LOGGED_PATHS]]
+    if len(entries) > _LOGGED_PATHS:
+        lines.append(f"  ... and {len(entries) - _LOGGED_PATHS} more (manifest.json lists all)")
+    logger.warning("%d %s:\n%s", len(entries), what, "\n".join(lines))
 
 
 class _Progress:

@@ -17,10 +17,13 @@ Source strings:
 
 from __future__ import annotations
 
-import gzip
 import io
 import logging
+import os
+import stat
 import struct
+import sys
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -28,6 +31,7 @@ import numpy as np
 
 from contrastive import storage
 from contrastive.data.errors import DataError
+from contrastive.data.images import looks_like_image_name
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +48,9 @@ FASHION_MNIST_CLASSES = (
     "Bag",
     "Ankle boot",
 )
+# Most classes a source may declare: labels are checked against it before any list of class
+# names is built (an npz label of 10**12 must not allocate 10**12 names).
+MAX_CLASSES = 100_000
 SOURCE_FORMS = "fashion_mnist, idx:DIR, tfds:NAME, npz:FILE, or an image folder (path or gs://)"
 
 _IDX_PREFIXES = {"train": ("train",), "test": ("t10k", "test")}
@@ -54,6 +61,20 @@ _TFDS_SPLITS = {
     "unlabeled": "unlabeled",
 }
 _TFDS_BATCH = 1024
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZIP_MAGIC = b"PK\x03\x04"
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def display_path(path: str) -> str:
+    """`path` as text that any encoder accepts: bytes of a name that is not valid UTF-8 (held
+    by Python as surrogate escapes) are written `\\xNN`. For ids, the manifest, the index and
+    messages; the original `path` is still what opens the file."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 @dataclass(frozen=True)
@@ -88,7 +109,7 @@ class Source:
     class_names: list[str]
     splits: dict[str, ArraySplit | FileSplit]
     skipped: list[dict] = field(default_factory=list)  # refused while listing: {path, reason}
-    ignored: list[str] = field(default_factory=list)  # entries that are not images or folders
+    ignored: list[dict] = field(default_factory=list)  # not images: {path, reason}
 
 
 def open_source(
@@ -115,6 +136,21 @@ def open_source(
     source = source.strip()
     if class_names is not None and not source.startswith(("idx:", "npz:")):
         raise DataError(f"class_names applies to idx: and npz: sources; {source} names its classes")
+    try:
+        opened = _open(
+            source, fashion_mnist_dir, tfds_data_dir, class_names, image_size, tfds_limit
+        )
+    except DataError:
+        raise
+    except Exception as error:  # OSError, MemoryError, a library's own: name what was read
+        raise DataError(
+            f"{display_path(source)}: cannot read the source ({type(error).__name__}: {error})"
+        ) from error
+    _check_labels(opened)
+    return opened
+
+
+def _open(source, fashion_mnist_dir, tfds_data_dir, class_names, image_size, tfds_limit):
     scheme, _, rest = source.partition(":")
     if source == "fashion_mnist":
         opened = _open_fashion_mnist(fashion_mnist_dir, tfds_data_dir, image_size, tfds_limit)
@@ -143,7 +179,6 @@ def open_source(
             hint = f" (did you mean tfds:{source}?)" if "/" not in source else ""
             raise DataError(f"image folder not found: {source}{hint}; expected {SOURCE_FORMS}")
         opened = _open_folder(source)
-    _check_labels(opened)
     return opened
 
 
@@ -180,10 +215,26 @@ def _check_labels(source: Source) -> None:
 def _default_class_names(
     splits: dict[str, ArraySplit], class_names: Sequence[str] | None
 ) -> list[str]:
+    """The given names, else "0".."K-1" for the largest label K-1; K is checked first."""
     if class_names is not None:
+        if len(class_names) > MAX_CLASSES:
+            raise DataError(
+                f"class_names holds {len(class_names):,} names; at most MAX_CLASSES="
+                f"{MAX_CLASSES:,} classes are supported"
+            )
         return [str(name) for name in class_names]
-    labeled = [split.labels for name, split in splits.items() if name != "unlabeled"]
-    top = max((int(labels.max()) for labels in labeled if len(labels)), default=-1)
+    top, where = -1, ""
+    for name, split in splits.items():
+        if name != "unlabeled" and len(split.labels):
+            position = int(np.argmax(split.labels))
+            if int(split.labels[position]) > top:
+                top = int(split.labels[position])
+                where = f"{split.labels_origin or split.origin} at position {position}"
+    if top >= MAX_CLASSES:
+        raise DataError(
+            f"{where}: label {top} implies {top + 1:,} classes; at most MAX_CLASSES="
+            f"{MAX_CLASSES:,} are supported (labels must be class ids 0..K-1)"
+        )
     return [str(label) for label in range(top + 1)]
 
 
@@ -251,12 +302,9 @@ def _open_idx(directory: str, class_names: Sequence[str] | None) -> Source:
 def read_idx(path: str, ndim: int) -> np.ndarray:
     """An IDX file (optionally gzipped) of unsigned bytes with `ndim` dimensions, as uint8."""
     data = storage.read_bytes(path)
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as error:
-            raise DataError(f"{path}: corrupt gzip data ({error})") from None
     header = 4 + 4 * ndim
+    if data[:2] == _GZIP_MAGIC:
+        data = _gunzip_idx(data, path, header)
     if len(data) < header or data[:2] != b"\0\0":
         raise DataError(f"{path}: not an IDX file (bad magic number {data[:4].hex()})")
     if data[2] != 0x08:
@@ -273,18 +321,48 @@ def read_idx(path: str, ndim: int) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=header).reshape(dims)
 
 
+def _gunzip_idx(data: bytes, path: str, header: int) -> bytes:
+    """Decompress an IDX file, never more than its header declares plus one byte (to detect
+    excess): a corrupt or hostile stream cannot grow memory past the declared size."""
+    try:
+        stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        head = stream.decompress(data, header)
+        declared = 0
+        if len(head) == header and head[:3] == b"\0\0\x08":
+            dims = struct.unpack(f">{(header - 4) // 4}I", head[4:header])
+            declared = min(int(np.prod(dims, dtype=object)), sys.maxsize - 1)
+        body = stream.decompress(stream.unconsumed_tail, declared + 1)
+        if not stream.eof and len(body) <= declared:  # only the gzip trailer may be left
+            body += stream.decompress(stream.unconsumed_tail, 1)
+        if not stream.eof and len(head) + len(body) <= header + declared:
+            raise DataError(f"{path}: corrupt gzip data (the compressed stream is truncated)")
+        return head + body
+    except zlib.error as error:
+        raise DataError(f"{path}: corrupt gzip data ({error})") from None
+
+
 # --- npz --------------------------------------------------------------------------------------
 
 
 def _open_npz(path: str, class_names: Sequence[str] | None) -> Source:
     if not storage.exists(path):
         raise DataError(f"npz file not found: {path}")
+    data = storage.read_bytes(path)
+    if not data.startswith(_ZIP_MAGIC):
+        what = "a single .npy array" if data.startswith(_NPY_MAGIC) else "not a zip archive"
+        raise DataError(
+            f"{path}: not an npz file ({what}); npz: expects np.savez output with x_train and "
+            "y_train"
+        )
     try:
-        handle = path if storage.is_local(path) else io.BytesIO(storage.read_bytes(path))
-        with np.load(handle, allow_pickle=False) as npz:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError) as error:
-        raise DataError(f"{path}: not a readable npz file ({error})") from None
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as error:  # zipfile, zlib, numpy format and pickle errors alike
+        raise DataError(
+            f"{path}: not a readable npz file ({type(error).__name__}: {error})"
+        ) from None
     if "x_train" not in arrays or "y_train" not in arrays:
         raise DataError(f"{path}: npz needs fields x_train and y_train; found {sorted(arrays)}")
     if ("x_test" in arrays) != ("y_test" in arrays):
@@ -420,8 +498,13 @@ def _open_folder(root: str) -> Source:
         raise DataError(f"image folder not found: {root}")
     entries = storage.list_dir(root)
     directories = {entry.name for entry in entries if entry.is_dir}
-    ignored = [storage.join(root, entry.name) for entry in entries if not entry.is_dir]
     skipped: list[dict] = []
+    ignored: list[dict] = []
+    for entry in entries:
+        if not entry.is_dir:
+            _refuse_file(
+                storage.join(root, entry.name), "file beside the class folders", skipped, ignored
+            )
 
     if "train" in directories:
         split_roots = {"train": storage.join(root, "train")}
@@ -432,25 +515,42 @@ def _open_folder(root: str) -> Source:
         for split, split_root in split_roots.items():
             split_entries = storage.list_dir(split_root)
             class_dirs[split] = {entry.name for entry in split_entries if entry.is_dir}
-            ignored += [storage.join(split_root, e.name) for e in split_entries if not e.is_dir]
+            for entry in split_entries:
+                if not entry.is_dir:
+                    path = storage.join(split_root, entry.name)
+                    _refuse_file(path, f"file beside the {split} class folders", skipped, ignored)
         class_names = sorted(class_dirs["train"])
         unknown = class_dirs.get("test", set()) - set(class_names)
         if unknown:
             raise DataError(
-                f"{storage.join(split_roots['test'], sorted(unknown)[0])}: test class folder has "
-                f"no train counterpart (train classes: {class_names})"
+                f"{display_path(storage.join(split_roots['test'], sorted(unknown)[0]))}: test "
+                f"class folder has no train counterpart (train classes: "
+                f"{[display_path(name) for name in class_names]})"
             )
     else:
+        if "test" in directories and _holds_folders(storage.join(root, "test")):
+            raise DataError(
+                f"{display_path(storage.join(root, 'test'))} holds class folders but {root} has "
+                "no train/ folder: a split layout needs <root>/train/<class>/ (and optionally "
+                "<root>/test/<class>/); a class named 'test' holds images, not folders"
+            )
         split_roots = {"train": root}
         extra = set()
         class_dirs = {"train": directories - {"unlabeled"}}
         class_names = sorted(class_dirs["train"])
-    ignored += [storage.join(root, name) for name in sorted(extra)]
+    for name in sorted(extra):
+        ignored.append({"path": storage.join(root, name), "reason": "folder outside train/test"})
     if not class_names:
         raise DataError(f"{root}: no class folders (expected <root>/<class>/<image>)")
     if len(class_names) == 1:
         raise DataError(
-            f"{root}: only one class folder ({class_names[0]!r}); a classifier needs at least 2"
+            f"{root}: only one class folder ({display_path(class_names[0])!r}); a classifier "
+            "needs at least 2"
+        )
+    if len(class_names) > MAX_CLASSES:
+        raise DataError(
+            f"{root}: {len(class_names):,} class folders; at most MAX_CLASSES={MAX_CLASSES:,} "
+            "classes are supported"
         )
 
     splits = {}
@@ -462,29 +562,67 @@ def _open_folder(root: str) -> Source:
             class_dir = storage.join(split_root, class_name)
             files = _list_images(root, class_dir, skipped, ignored)
             if not files:
-                raise DataError(f"class folder is empty: {class_dir}")
+                raise DataError(f"class folder is empty: {display_path(class_dir)}")
             paths += files
             labels += [label] * len(files)
         splits[split] = FileSplit(paths, np.asarray(labels, np.int64), root)
     if "unlabeled" in directories:
         files = _list_images(root, storage.join(root, "unlabeled"), skipped, ignored)
         splits["unlabeled"] = FileSplit(files, np.full(len(files), -1, np.int64), root)
-    return Source("folder", root, class_names, splits, skipped, ignored)
+    names = [display_path(name) for name in class_names]
+    return Source("folder", root, names, splits, skipped, ignored)
+
+
+def _holds_folders(directory: str) -> bool:
+    return any(entry.is_dir for entry in storage.list_dir(directory))
+
+
+def _refuse_file(path: str, reason: str, skipped: list, ignored: list) -> None:
+    """A file outside the layout: skipped when named like an image, else ignored; both listed."""
+    target = skipped if looks_like_image_name(path) else ignored
+    target.append({"path": display_path(path), "reason": reason})
 
 
 def _list_images(root: str, directory: str, skipped: list, ignored: list) -> list[str]:
-    """Candidate image files directly inside `directory`; content is checked when read."""
+    """Candidate image files directly inside `directory`; content is checked when read.
+
+    Only regular files are candidates: a named pipe, socket or device is never opened (reading
+    a pipe would block forever). Sub-folders are listed in `ignored`.
+    """
     if storage.escapes_root(root, directory):
-        raise DataError(f"{directory}: folder escapes the source root {root} (symlink or '..')")
+        raise DataError(
+            f"{display_path(directory)}: folder escapes the source root {root} (symlink or '..')"
+        )
     local = storage.is_local(directory)
     files = []
     for entry in storage.list_dir(directory):
         path = storage.join(directory, entry.name)
         if entry.is_dir:
-            ignored.append(path)
+            ignored.append({"path": display_path(path), "reason": "folder below the class level"})
         # Local names from a directory scan have no "..", so only symlinks can leave the root.
         elif (entry.is_link or not local) and storage.escapes_root(root, path):
-            skipped.append({"path": path, "reason": "path escapes the source root"})
+            skipped.append({"path": display_path(path), "reason": "path escapes the source root"})
+        elif local and (kind := _special_file_kind(path)):
+            _refuse_file(path, f"not a regular file ({kind})", skipped, ignored)
         else:
             files.append(path)
     return files
+
+
+def _special_file_kind(path: str) -> str | None:
+    """None for a regular file (after symlinks), else what it is: 'named pipe', 'socket', ..."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        return f"cannot stat: {error.strerror}"
+    if stat.S_ISREG(mode):
+        return None
+    for test, kind in (
+        (stat.S_ISFIFO, "named pipe"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ):
+        if test(mode):
+            return kind
+    return "special file"

@@ -1,0 +1,129 @@
+"""Every saved artifact loads, predicts the same and exports, in a fresh Python process that
+imports only `contrastive` (and Keras) - the train -> evaluate -> serve hand-offs cross
+processes, and users load our `.keras` files with `keras.saving.load_model`."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def artifacts(tiny_dataset, tmp_path_factory):
+    """{name: (model.keras path, input images, expected outputs)} for the four artifact kinds."""
+    from contrastive import data, tasks
+    from contrastive.training import build_pretrain_model
+
+    root = tmp_path_factory.mktemp("artifacts")
+    config = tasks.resolve_config("tiny")
+    tasks.run_pretrain(tiny_dataset, root / "encoder", config, method="supcon")
+    tasks.run_train_classifier(tiny_dataset, root / "encoder", root / "classifier", config)
+    tasks.run_train_baseline(tiny_dataset, root / "baseline", config)
+    manifest = data.read_manifest(tiny_dataset)
+    pretrain_model = build_pretrain_model(config, manifest["image_shape"], manifest["num_classes"])
+    (root / "pretrain").mkdir()
+    pretrain_model.save(root / "pretrain" / "model.keras")
+
+    images, _ = data.load_arrays(tiny_dataset, "test")
+    images = images[:8].astype("float32")
+    found = {}
+    for name in ("encoder", "classifier", "baseline", "pretrain"):
+        path = root / name / "model.keras"
+        model = tasks.load_model_dir(root / name)[0] if name != "pretrain" else pretrain_model
+        found[name] = (path, images, _flat(model(images, training=False)))
+    return found
+
+
+def _flat(outputs):
+    """A model's outputs (tensor, tuple or dict of tensors) as a list of arrays."""
+    if isinstance(outputs, dict):
+        return [array for key in sorted(outputs) for array in _flat(outputs[key])]
+    if isinstance(outputs, (list, tuple)):
+        return [array for item in outputs for array in _flat(item)]
+    return [np.asarray(outputs)]
+
+
+_FLAT = (
+    "def _flat(o):\n"
+    "    if isinstance(o, dict): return [a for k in sorted(o) for a in _flat(o[k])]\n"
+    "    if isinstance(o, (list, tuple)): return [a for i in o for a in _flat(i)]\n"
+    "    return [np.asarray(o)]\n"
+)
+_LOAD_WITH_KERAS = (
+    "import sys, numpy as np\n"
+    "import contrastive, keras\n" + _FLAT + "model = keras.saving.load_model(sys.argv[1])\n"
+    "np.savez(sys.argv[3], *_flat(model(np.load(sys.argv[2]), training=False)))\n"
+)
+_LOAD_WITH_CONTRASTIVE = (
+    "import sys, numpy as np\n"
+    "import contrastive\n" + _FLAT + "model = contrastive.load_model(sys.argv[1])\n"
+    "np.savez(sys.argv[3], *_flat(model(np.load(sys.argv[2]), training=False)))\n"
+)
+
+
+def _fresh_python(code, *args, timeout=300):
+    result = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.parametrize("name", ["encoder", "classifier", "baseline", "pretrain"])
+@pytest.mark.parametrize("loader", ["keras", "contrastive"])
+def test_artifact_loads_in_a_fresh_process(artifacts, tmp_path, name, loader):
+    path, images, expected = artifacts[name]
+    np.save(tmp_path / "images.npy", images)
+    code = _LOAD_WITH_KERAS if loader == "keras" else _LOAD_WITH_CONTRASTIVE
+    _fresh_python(code, path, tmp_path / "images.npy", tmp_path / "out.npz")
+    with np.load(tmp_path / "out.npz") as loaded:
+        outputs = [loaded[f"arr_{i}"] for i in range(len(loaded.files))]
+    assert len(outputs) == len(expected)
+    for output, reference in zip(outputs, expected, strict=True):
+        np.testing.assert_allclose(output, reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["classifier", "baseline"])
+def test_export_saved_model_in_a_fresh_process(artifacts, tmp_path, name):
+    import tensorflow as tf
+
+    path, images, (expected,) = artifacts[name]
+    export_dir = tmp_path / "saved_model"
+    _fresh_python(
+        "import sys\n"
+        "from contrastive.export import export_saved_model\n"
+        "export_saved_model(sys.argv[1], sys.argv[2])\n",
+        path,
+        export_dir,
+    )
+    served = tf.saved_model.load(str(export_dir)).signatures["serve"](
+        images=tf.constant(images.astype(np.uint8))
+    )
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(served["class"].numpy(), expected.argmax(-1))
+
+
+def test_import_contrastive_loads_neither_keras_nor_tensorflow():
+    out = _fresh_python(
+        "import sys, json, contrastive\n"
+        "print(json.dumps(['keras' in sys.modules, 'tensorflow' in sys.modules]))\n"
+    )
+    assert json.loads(out) == [False, False]
+
+
+@pytest.mark.backend
+def test_keras_imported_first_then_contrastive_registers_too(tmp_path):
+    out = _fresh_python(
+        "import keras, contrastive\n"
+        "names = ['RandomResizedCrop', 'SupConLoss', 'PretrainModel', 'FrozenEncoder']\n"
+        "print([keras.saving.get_registered_object('contrastive>' + n) is not None "
+        "for n in names])\n"
+    )
+    assert out.strip().splitlines()[-1] == "[True, True, True, True]"
