@@ -446,7 +446,8 @@ def _describe_error(error: BaseException, args) -> str:
     """One line for the user: the message, plus what was being processed when it does not
     come from our own validation (which already names the file, field and value)."""
     message = str(error) or repr(error)
-    if isinstance(error, ValueError):  # ConfigError, DataError: the message names the value
+    own = type(error).__module__.split(".")[0] in ("contrastive", "pipelines")
+    if own or isinstance(error, ValueError):  # our errors name the file, field and value
         return message
     if isinstance(error, OSError) and error.filename and os.fsdecode(error.filename) not in message:
         message = f"{os.fsdecode(error.filename)}: {message}"

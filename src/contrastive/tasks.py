@@ -224,14 +224,20 @@ def _train_step(
     start = time.perf_counter()
     if check is not None:
         check(data)
-    model, history = fit(
-        config,
-        data.train,
-        data.validation,
-        num_classes=data.num_classes,
-        checkpoint_dir=str(Path(output_dir) / "checkpoints"),
-        callbacks=_tensorboard(output_dir, tensorboard_dir),
-    )
+    existed = Path(output_dir).exists()
+    try:
+        model, history = fit(
+            config,
+            data.train,
+            data.validation,
+            num_classes=data.num_classes,
+            checkpoint_dir=str(Path(output_dir) / "checkpoints"),
+            callbacks=_tensorboard(output_dir, tensorboard_dir),
+        )
+    except Exception:
+        if tensorboard_dir is None:  # a failed step leaves no half-written output behind
+            _discard_default_logs(output_dir, remove_empty=not existed)
+        raise
     seconds = time.perf_counter() - start
     metrics, saved_history, info = summarize(model, history, data, seconds)
     modeldir.save_model_dir(
@@ -474,3 +480,14 @@ def _tensorboard(output_dir, tensorboard_dir: str | None) -> list:
 
     log_dir = tensorboard_dir or str(Path(output_dir) / "tensorboard")
     return [keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, update_freq="epoch")]
+
+
+def _discard_default_logs(output_dir, *, remove_empty: bool) -> None:
+    """Drop the TensorBoard logs a failed step wrote inside its own output (and the output
+    folder itself when the step created it and nothing else is left in it)."""
+    import shutil
+
+    output = Path(output_dir)
+    shutil.rmtree(output / "tensorboard", ignore_errors=True)
+    if remove_empty and output.is_dir() and not any(output.iterdir()):
+        output.rmdir()
