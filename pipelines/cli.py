@@ -53,6 +53,18 @@ def _add_config_arguments(parser: argparse.ArgumentParser, *, pretrain: bool = T
         )
 
 
+def _add_process_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "several processes (train.distribution=data_parallel, JAX backend)",
+        "all three together; without them the launcher's environment is read: Vertex AI "
+        "CLUSTER_SPEC, or Kubeflow Trainer's JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and "
+        "JAX_PROCESS_ID",
+    )
+    group.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="process 0")
+    group.add_argument("--num-processes", type=int, default=None, help="processes in the job")
+    group.add_argument("--process-id", type=int, default=None, help="this process, from 0")
+
+
 def _config(args):
     """Profile + flags. A flag given on the command line is validated as given (`--epochs 0`
     is an error, not "the profile's value" as 0 means for pipeline parameters)."""
@@ -179,10 +191,35 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def _join_processes(args, config) -> None:
+    """Joins a multi-process job when the flags or the launcher's environment describe one
+    (Vertex `CLUSTER_SPEC`, Kubeflow Trainer `JAX_*`); one process otherwise."""
+    from contrastive.training import distribution
+
+    group = distribution.process_group_from(
+        os.environ,
+        coordinator=args.coordinator,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
+    )
+    if group is None or group.num_processes == 1:
+        return
+    if config.train.distribution != "data_parallel":
+        raise ValueError(
+            f"{group.num_processes} processes ({group.source}) need "
+            "train.distribution=data_parallel, else each would train its own model. "
+            f"Received: train.distribution={config.train.distribution!r}"
+        )
+    distribution.initialize_processes(group)
+    args.joined_processes = group.num_processes
+
+
 def cmd_pretrain(args) -> int:
     from contrastive import tasks
 
-    metrics = tasks.run_pretrain(args.data, args.output, _config(args), method=args.method)
+    config = _config(args)
+    _join_processes(args, config)
+    metrics = tasks.run_pretrain(args.data, args.output, config, method=args.method)
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -193,6 +230,7 @@ def cmd_train(args) -> int:
     if bool(args.encoder_model) == bool(args.baseline):
         raise ValueError("give exactly one of --encoder-model DIR or --baseline")
     config = _config(args)
+    _join_processes(args, config)
     if args.baseline:
         metrics = tasks.run_train_baseline(args.data, args.output, config)
     else:
@@ -382,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="model directory to write")
     p.add_argument("--method", default="", help="supcon | simclr | npairs (default: profile's)")
     _add_config_arguments(p)
+    _add_process_arguments(p)
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("train", help="train a classifier on an encoder, or the baseline")
@@ -391,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", action="store_true", help="cross-entropy baseline instead")
     p.add_argument("--mode", default="", help="linear | finetune (default: profile's)")
     _add_config_arguments(p, pretrain=False)
+    _add_process_arguments(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a classifier on a split")
@@ -429,7 +469,19 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         # ConfigError, DataError, ModelIncompleteError and friends: the message names the value.
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(error, ValueError) else 1
+        code = EXIT_USAGE if isinstance(error, ValueError) else 1
+        if getattr(args, "joined_processes", 0) > 1:
+            _exit_now(code)
+        return code
+
+
+def _exit_now(code: int) -> None:
+    """Leaves a multi-process job at once: JAX's exit hook would wait (minutes) at a
+    shutdown barrier for peers that may be dead; the job fails with `code`."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 if __name__ == "__main__":
