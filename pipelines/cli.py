@@ -185,6 +185,11 @@ def cmd_compile(args) -> int:
         memory_limit=args.memory_limit,
         retries=args.retries,
         kubernetes=kubernetes,
+        replicas=args.replicas,
+        backend=args.backend,
+        machine_type=args.machine_type,
+        strategy=args.strategy,
+        job_output_dir=args.job_output_dir,
     )
     compiler.Compiler().compile(pipeline, package_path=args.output)
     print(f"compiled {args.target} pipeline to {args.output} (image {args.image})")
@@ -196,22 +201,15 @@ def _join_processes(args, config) -> None:
     (Vertex `CLUSTER_SPEC`, Kubeflow Trainer `JAX_*`); one process otherwise."""
     from contrastive.training import distribution
 
-    group = distribution.process_group_from(
+    group = distribution.join_processes(
         os.environ,
+        config.train,
         coordinator=args.coordinator,
         num_processes=args.num_processes,
         process_id=args.process_id,
     )
-    if group is None or group.num_processes == 1:
-        return
-    if config.train.distribution != "data_parallel":
-        raise ValueError(
-            f"{group.num_processes} processes ({group.source}) need "
-            "train.distribution=data_parallel, else each would train its own model. "
-            f"Received: train.distribution={config.train.distribution!r}"
-        )
-    distribution.initialize_processes(group)
-    args.joined_processes = group.num_processes
+    if group is not None:
+        args.joined_processes = group.num_processes
 
 
 def cmd_pretrain(args) -> int:
@@ -382,6 +380,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-limit", default="8", help="CPU limit of GPU steps")
     p.add_argument("--memory-limit", default="32G", help="memory limit of GPU steps")
     p.add_argument("--retries", type=int, default=3, help="retries of training steps")
+    scale = p.add_argument_group(
+        "scale out (README: Scale out)",
+        "more than one accelerator in all makes the training steps data-parallel (JAX)",
+    )
+    scale.add_argument(
+        "--replicas", type=int, default=1, help="nodes per training step (Vertex: CustomJob)"
+    )
+    scale.add_argument(
+        "--backend",
+        default="tensorflow",
+        choices=["tensorflow", "jax"],
+        help="Keras backend of the steps; jax for data-parallel (use the JAX image)",
+    )
+    scale.add_argument(
+        "--machine-type", default="", help="Vertex machine of each replica (default: by GPU)"
+    )
+    scale.add_argument(
+        "--strategy", default="STANDARD", choices=["STANDARD", "SPOT"], help="Vertex VMs"
+    )
+    scale.add_argument(
+        "--job-output-dir", default="", help="Vertex CustomJob base output directory (gs://)"
+    )
     k8s = p.add_argument_group("Kubernetes pod settings (target kubeflow only, kfp-kubernetes)")
     k8s.add_argument(
         "--node-selector",

@@ -220,6 +220,7 @@ def resolve_config(
     encoder: str = "",
     limit: int = 0,
     seed: int | None = None,
+    distribution: str = "",
 ) -> Config:
     """A profile plus explicit overrides (the pipeline-parameter conventions).
 
@@ -227,8 +228,9 @@ def resolve_config(
         profile: a profile name (`available_profiles()`).
         overrides: `section.field=value` strings, or one comma-separated string (the form a
             pipeline parameter can carry).
-        epochs, classifier_epochs, batch_size, temperature, encoder, limit, seed: shortcuts
-            for the common overrides; 0 / "" / None keep the profile's value.
+        epochs, classifier_epochs, batch_size, temperature, encoder, limit, seed,
+            distribution: shortcuts for the common overrides; 0 / "" / None keep the
+            profile's value.
 
     Returns:
         The validated `Config`.
@@ -250,6 +252,8 @@ def resolve_config(
         values["model.encoder"] = encoder
     if seed is not None:
         values["train.seed"] = seed
+    if distribution:
+        values["train.distribution"] = distribution
     config = load_config(profile, list(overrides))
     return config.replace(values) if values else config
 

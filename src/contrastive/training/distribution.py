@@ -205,6 +205,39 @@ def initialize_processes(group):
     keras.distribution.initialize(group.coordinator, group.num_processes, group.process_id)
 
 
+def join_processes(environ, train_cfg, *, coordinator=None, num_processes=None, process_id=None):
+    """Joins the multi-process job that the settings or `environ` describe, if any.
+
+    The start-up of every training entry (CLI, KFP components): `process_group_from`, then
+    `initialize_processes` when it finds more than one process.
+
+    Args:
+        environ: a mapping of environment variables (`os.environ`).
+        train_cfg: `TrainConfig`; several processes need `distribution="data_parallel"`.
+        coordinator, num_processes, process_id: explicit settings (all three or none).
+
+    Returns:
+        The `ProcessGroup` joined, or None (one process).
+
+    Raises:
+        DistributionError: bad or partial settings, or several processes without
+            `data_parallel` (each would train its own model), before any training.
+    """
+    group = process_group_from(
+        environ, coordinator=coordinator, num_processes=num_processes, process_id=process_id
+    )
+    if group is None or group.num_processes == 1:
+        return None
+    if train_cfg.distribution != "data_parallel":
+        raise DistributionError(
+            f"{group.num_processes} processes ({group.source}) need "
+            "train.distribution=data_parallel, else each would train its own model. "
+            f"Received: train.distribution={train_cfg.distribution!r}"
+        )
+    initialize_processes(group)
+    return group
+
+
 def _require_jax(what):
     backend = keras.backend.backend()
     if backend != "jax":
