@@ -261,6 +261,37 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_trainjob(args) -> int:
+    from kubernetes import client, config
+
+    from contrastive.trainjob import run_trainjob, trainjob_manifest
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command or command[0] not in ("pretrain", "train"):
+        raise ValueError(
+            "give the step after --: pretrain ... or train ... "
+            f"Received: {' '.join(args.command) or 'nothing'}"
+        )
+    manifest = trainjob_manifest(
+        args.name,
+        image=args.image,
+        command=["contrastive", *command],
+        num_nodes=args.nodes,
+        gpus_per_node=args.gpus_per_node,
+        env={"KERAS_BACKEND": "jax"},
+    )
+    if args.kubeconfig:
+        config.load_kube_config(config_file=args.kubeconfig)
+    else:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+    run_trainjob(manifest, args.namespace, api_client=client.ApiClient(), timeout=args.timeout)
+    print(f"TrainJob {args.namespace}/{args.name} completed")
+    return 0
+
+
 def cmd_profiles(args) -> int:
     from contrastive.config import available_profiles, load_config
 
@@ -452,6 +483,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(p, pretrain=False)
     _add_process_arguments(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "trainjob",
+        help="run pretrain/train on several Kubeflow nodes (Kubeflow Trainer TrainJob, JAX)",
+        description="Creates a Kubeflow Trainer TrainJob on the jax-distributed runtime whose "
+        "nodes run `contrastive STEP ...`, streams its logs and exits 1 with the job's reason "
+        "if it fails. Example: contrastive trainjob --namespace team --name supcon-1 --image "
+        "REGISTRY/contrastive-jax:TAG --nodes 2 --gpus-per-node 4 -- pretrain --data gs://b/d "
+        "--output /mnt/shared/supcon --override train.distribution=data_parallel",
+    )
+    p.add_argument("--namespace", required=True, help="Kubernetes namespace (Kubeflow profile)")
+    p.add_argument("--name", required=True, help="TrainJob name (a DNS label)")
+    p.add_argument("--image", required=True, help="the JAX image (images/Dockerfile.jax)")
+    p.add_argument("--nodes", type=int, default=2, help="nodes = JAX processes (2)")
+    p.add_argument("--gpus-per-node", type=int, default=1, help="GPUs of each node (1)")
+    p.add_argument("--timeout", type=float, default=7 * 24 * 3600.0, help="seconds, then delete")
+    p.add_argument(
+        "--kubeconfig", default="", help="kubeconfig file (default: in-cluster, ~/.kube)"
+    )
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- pretrain ... | -- train ...")
+    p.set_defaults(func=cmd_trainjob)
 
     p = sub.add_parser("evaluate", help="evaluate a classifier on a split")
     p.add_argument("--data", required=True, help="dataset URI written by `contrastive ingest`")

@@ -214,3 +214,60 @@ def test_bad_trainjob_settings_are_refused(kwargs, message):
     with pytest.raises(ValueError) as raised:
         trainjob_manifest(**{**arguments, **kwargs})
     assert str(raised.value) == message
+
+
+def _kubeconfig(tmp_path, fake):
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "fake", "cluster": {"server": fake.api_client.configuration.host}}
+                ],
+                "users": [{"name": "fake", "user": {}}],
+                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+                "current-context": "fake",
+            }
+        )
+    )
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("script", "code", "message"),
+    [
+        ([_status(), _status("Complete", "JobSetCompleted")], 0, ""),
+        (
+            [_status("Failed", "BackoffLimitExceeded", "node-0-0 exited with code 1")],
+            1,
+            "error: TrainJob team-ml/supcon-1 failed: BackoffLimitExceeded: node-0-0 exited "
+            "with code 1",
+        ),
+    ],
+)
+def test_cli_trainjob_creates_follows_and_exits_with_the_jobs_outcome(
+    kubernetes_api, tmp_path, capsys, script, code, message
+):
+    from pipelines.cli import main
+
+    fake = kubernetes_api(script)
+    kubeconfig = _kubeconfig(tmp_path, fake)
+    step = ["pretrain", "--data", "gs://b/d", "--output", "/mnt/shared/supcon"]
+    assert (
+        main(
+            ["trainjob", "--namespace", NAMESPACE, "--name", "supcon-1", "--image", "img:1"]
+            + ["--nodes", "3", "--gpus-per-node", "8", "--kubeconfig", kubeconfig, "--", *step]
+        )
+        == code
+    )
+    trainer = fake.created[0]["spec"]["trainer"]
+    assert trainer["command"] == ["contrastive", *step]
+    assert (trainer["numNodes"], trainer["resourcesPerNode"]) == (
+        3,
+        {"limits": {"nvidia.com/gpu": 8}},
+    )
+    captured = capsys.readouterr()
+    assert "job-node-0-0-x1: job-node-0-0-x1 epoch 1" in captured.out
+    assert captured.err.strip() == message
