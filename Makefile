@@ -74,11 +74,14 @@ submit: compile ## Submit build/pipeline-$(TARGET).yaml (ARGS="--host ..." or "-
 schedule: compile ## Schedule retraining (ARGS="--cron ... --schedule-name ...")
 	$(BIN)/contrastive schedule --target $(TARGET) --package build/pipeline-$(TARGET).yaml $(ARGS)
 
-images: ## Build and push REGISTRY/contrastive:<git sha> (needs a Docker engine)
+images: ## Build and push REGISTRY/contrastive:<git sha> and contrastive-jax:<git sha> (Docker)
 	@test -n "$(REGISTRY)" || (echo "usage: make images REGISTRY=us-docker.pkg.dev/PROJECT/REPO" && exit 2)
 	docker build -f images/Dockerfile -t $(REGISTRY)/contrastive:$(GIT_SHA) .
 	docker push $(REGISTRY)/contrastive:$(GIT_SHA)
+	docker build -f images/Dockerfile.jax -t $(REGISTRY)/contrastive-jax:$(GIT_SHA) .
+	docker push $(REGISTRY)/contrastive-jax:$(GIT_SHA)
 	@echo "now: make compile IMAGE=$(REGISTRY)/contrastive:$(GIT_SHA)"
+	@echo "  (several GPUs: contrastive compile --backend jax --image $(REGISTRY)/contrastive-jax:$(GIT_SHA) ...)"
 
 bench-ingest: install ## Ingest + read throughput on Fashion-MNIST (images/s)
 	$(BIN)/python bench/bench_ingest.py

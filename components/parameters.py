@@ -41,6 +41,8 @@ DESCRIPTIONS = {
     "encoder": "Encoder architecture (" + ", ".join(ENCODER_NAMES) + "); empty keeps the "
     "profile's.",
     "seed": "Random seed of the split and the training.",
+    "distribution": "Devices of a training step: none (one) or data_parallel (every device "
+    "of every replica, JAX backend); empty keeps the profile's.",
     # steps
     "method": "Pretraining method: " + ", ".join(METHODS) + ".",
     "mode": "Classifier on the encoder: " + " or ".join(CLASSIFIER_MODES) + " (linear: a "

@@ -15,6 +15,7 @@ def pretrain_encoder(
     temperature: float = 0.0,
     encoder: str = "",
     seed: int = 0,
+    distribution: str = "",
     tensorboard_root: str = "",
     tensorboard_name: str = "pretrain",
 ):
@@ -25,6 +26,7 @@ def pretrain_encoder(
 
     from contrastive import tasks
     from contrastive.config import resolve_config
+    from contrastive.training.distribution import join_processes
 
     config = resolve_config(
         profile,
@@ -34,7 +36,9 @@ def pretrain_encoder(
         temperature=temperature,
         encoder=encoder,
         seed=seed,
+        distribution=distribution,
     )
+    join_processes(os.environ, config.train)  # Vertex CLUSTER_SPEC, Kubeflow Trainer JAX_*
     # Vertex sets AIP_TENSORBOARD_LOG_DIR for a step with a TensorBoard; else the run's root.
     log_dir = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or (
         tensorboard_root and f"{tensorboard_root.rstrip('/')}/{tensorboard_name}"

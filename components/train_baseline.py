@@ -14,6 +14,7 @@ def train_baseline(
     batch_size: int = 0,
     encoder: str = "",
     seed: int = 0,
+    distribution: str = "",
     tensorboard_root: str = "",
     tensorboard_name: str = "train-baseline",
 ):
@@ -23,6 +24,7 @@ def train_baseline(
 
     from contrastive import tasks
     from contrastive.config import resolve_config
+    from contrastive.training.distribution import join_processes
 
     config = resolve_config(
         profile,
@@ -32,7 +34,9 @@ def train_baseline(
         batch_size=batch_size,
         encoder=encoder,
         seed=seed,
+        distribution=distribution,
     )
+    join_processes(os.environ, config.train)  # Vertex CLUSTER_SPEC, Kubeflow Trainer JAX_*
     # Vertex sets AIP_TENSORBOARD_LOG_DIR for a step with a TensorBoard; else the run's root.
     log_dir = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or (
         tensorboard_root and f"{tensorboard_root.rstrip('/')}/{tensorboard_name}"

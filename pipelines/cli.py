@@ -54,6 +54,18 @@ def _add_config_arguments(parser: argparse.ArgumentParser, *, pretrain: bool = T
         )
 
 
+def _add_process_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "several processes (train.distribution=data_parallel, JAX backend)",
+        "all three together; without them the launcher's environment is read: Vertex AI "
+        "CLUSTER_SPEC, or Kubeflow Trainer's JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and "
+        "JAX_PROCESS_ID",
+    )
+    group.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="process 0")
+    group.add_argument("--num-processes", type=int, default=None, help="processes in the job")
+    group.add_argument("--process-id", type=int, default=None, help="this process, from 0")
+
+
 def _config(args):
     """Profile + flags. A flag given on the command line is validated as given (`--epochs 0`
     is an error, not "the profile's value" as 0 means for pipeline parameters)."""
@@ -174,16 +186,39 @@ def cmd_compile(args) -> int:
         memory_limit=args.memory_limit,
         retries=args.retries,
         kubernetes=kubernetes,
+        replicas=args.replicas,
+        backend=args.backend,
+        machine_type=args.machine_type,
+        strategy=args.strategy,
+        job_output_dir=args.job_output_dir,
     )
     compiler.Compiler().compile(pipeline, package_path=args.output)
     print(f"compiled {args.target} pipeline to {args.output} (image {args.image})")
     return 0
 
 
+def _join_processes(args, config) -> None:
+    """Joins a multi-process job when the flags or the launcher's environment describe one
+    (Vertex `CLUSTER_SPEC`, Kubeflow Trainer `JAX_*`); one process otherwise."""
+    from contrastive.training import distribution
+
+    group = distribution.join_processes(
+        os.environ,
+        config.train,
+        coordinator=args.coordinator,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
+    )
+    if group is not None:
+        args.joined_processes = group.num_processes
+
+
 def cmd_pretrain(args) -> int:
     from contrastive import tasks
 
-    metrics = tasks.run_pretrain(args.data, args.output, _config(args), method=args.method)
+    config = _config(args)
+    _join_processes(args, config)
+    metrics = tasks.run_pretrain(args.data, args.output, config, method=args.method)
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -194,6 +229,7 @@ def cmd_train(args) -> int:
     if bool(args.encoder_model) == bool(args.baseline):
         raise ValueError("give exactly one of --encoder-model DIR or --baseline")
     config = _config(args)
+    _join_processes(args, config)
     if args.baseline:
         metrics = tasks.run_train_baseline(args.data, args.output, config)
     else:
@@ -223,6 +259,37 @@ def cmd_evaluate(args) -> int:
             indent=2,
         )
     )
+    return 0
+
+
+def cmd_trainjob(args) -> int:
+    from kubernetes import client, config
+
+    from contrastive.trainjob import run_trainjob, trainjob_manifest
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command or command[0] not in ("pretrain", "train"):
+        raise ValueError(
+            "give the step after --: pretrain ... or train ... "
+            f"Received: {' '.join(args.command) or 'nothing'}"
+        )
+    manifest = trainjob_manifest(
+        args.name,
+        image=args.image,
+        command=["contrastive", *command],
+        num_nodes=args.nodes,
+        gpus_per_node=args.gpus_per_node,
+        env={"KERAS_BACKEND": "jax"},
+    )
+    if args.kubeconfig:
+        config.load_kube_config(config_file=args.kubeconfig)
+    else:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+    run_trainjob(manifest, args.namespace, api_client=client.ApiClient(), timeout=args.timeout)
+    print(f"TrainJob {args.namespace}/{args.name} completed")
     return 0
 
 
@@ -345,6 +412,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-limit", default="8", help="CPU limit of GPU steps")
     p.add_argument("--memory-limit", default="32G", help="memory limit of GPU steps")
     p.add_argument("--retries", type=int, default=3, help="retries of training steps")
+    scale = p.add_argument_group(
+        "scale out (README: Scale out)",
+        "more than one accelerator in all makes the training steps data-parallel (JAX)",
+    )
+    scale.add_argument(
+        "--replicas", type=int, default=1, help="nodes per training step (Vertex: CustomJob)"
+    )
+    scale.add_argument(
+        "--backend",
+        default="tensorflow",
+        choices=["tensorflow", "jax"],
+        help="Keras backend of the steps; jax for data-parallel (use the JAX image)",
+    )
+    scale.add_argument(
+        "--machine-type", default="", help="Vertex machine of each replica (default: by GPU)"
+    )
+    scale.add_argument(
+        "--strategy", default="STANDARD", choices=["STANDARD", "SPOT"], help="Vertex VMs"
+    )
+    scale.add_argument(
+        "--job-output-dir", default="", help="Vertex CustomJob base output directory (gs://)"
+    )
     k8s = p.add_argument_group("Kubernetes pod settings (target kubeflow only, kfp-kubernetes)")
     k8s.add_argument(
         "--node-selector",
@@ -383,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="model directory to write")
     p.add_argument("--method", default="", help="supcon | simclr | npairs (default: profile's)")
     _add_config_arguments(p)
+    _add_process_arguments(p)
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("train", help="train a classifier on an encoder, or the baseline")
@@ -392,7 +482,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", action="store_true", help="cross-entropy baseline instead")
     p.add_argument("--mode", default="", help="linear | finetune (default: profile's)")
     _add_config_arguments(p, pretrain=False)
+    _add_process_arguments(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "trainjob",
+        help="run pretrain/train on several Kubeflow nodes (Kubeflow Trainer TrainJob, JAX)",
+        description="Creates a Kubeflow Trainer TrainJob on the jax-distributed runtime whose "
+        "nodes run `contrastive STEP ...`, streams its logs and exits 1 with the job's reason "
+        "if it fails. Example: contrastive trainjob --namespace team --name supcon-1 --image "
+        "REGISTRY/contrastive-jax:TAG --nodes 2 --gpus-per-node 4 -- pretrain --data gs://b/d "
+        "--output /mnt/shared/supcon --override train.distribution=data_parallel",
+    )
+    p.add_argument("--namespace", required=True, help="Kubernetes namespace (Kubeflow profile)")
+    p.add_argument("--name", required=True, help="TrainJob name (a DNS label)")
+    p.add_argument("--image", required=True, help="the JAX image (images/Dockerfile.jax)")
+    p.add_argument("--nodes", type=int, default=2, help="nodes = JAX processes (2)")
+    p.add_argument("--gpus-per-node", type=int, default=1, help="GPUs of each node (1)")
+    p.add_argument("--timeout", type=float, default=7 * 24 * 3600.0, help="seconds, then delete")
+    p.add_argument(
+        "--kubeconfig", default="", help="kubeconfig file (default: in-cluster, ~/.kube)"
+    )
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- pretrain ... | -- train ...")
+    p.set_defaults(func=cmd_trainjob)
 
     p = sub.add_parser("evaluate", help="evaluate a classifier on a split")
     p.add_argument("--data", required=True, help="dataset URI written by `contrastive ingest`")
@@ -439,6 +551,8 @@ def main(argv=None) -> int:
         print(f"error: {_describe_error(error, args)}", file=sys.stderr)
         if not args.verbose:
             print("(run `contrastive -v ...` for the traceback)", file=sys.stderr)
+        if getattr(args, "joined_processes", 0) > 1:
+            _exit_now(EXIT_USAGE)
         return EXIT_USAGE
 
 
@@ -462,6 +576,15 @@ def _describe_error(error: BaseException, args) -> str:
     if kind.__module__ != "builtins":  # zlib.error, tensorflow.NotFoundError
         name = f"{kind.__module__.split('.')[0]}.{name}"
     return f"{name}: {message}{where}"
+
+
+def _exit_now(code: int) -> None:
+    """Leaves a multi-process job at once: JAX's exit hook would wait (minutes) at a
+    shutdown barrier for peers that may be dead; the job fails with `code`."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 if __name__ == "__main__":

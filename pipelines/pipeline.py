@@ -2,6 +2,7 @@
 -> evaluate each -> compare_and_report. This module only wires steps."""
 
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 from kfp import dsl
 
@@ -16,6 +17,31 @@ METHODS = (BASELINE, *PRETRAINING_METHODS)
 DEFAULT_METHODS = (BASELINE, "supcon", "simclr")
 # What a step asks for when no accelerator type is given at compile time.
 DEFAULT_ACCELERATORS = {"kubeflow": "nvidia.com/gpu", "vertex": "NVIDIA_L4"}
+BACKENDS = ("tensorflow", "jax")
+# Vertex machine type per accelerator and count, for training steps run as CustomJobs
+# (replicas > 1); other combinations need --machine-type.
+VERTEX_MACHINE_TYPES = {
+    "NVIDIA_L4": {
+        1: "g2-standard-12",
+        2: "g2-standard-24",
+        4: "g2-standard-48",
+        8: "g2-standard-96",
+    },
+    "NVIDIA_TESLA_A100": {
+        1: "a2-highgpu-1g",
+        2: "a2-highgpu-2g",
+        4: "a2-highgpu-4g",
+        8: "a2-highgpu-8g",
+    },
+    "NVIDIA_A100_80GB": {
+        1: "a2-ultragpu-1g",
+        2: "a2-ultragpu-2g",
+        4: "a2-ultragpu-4g",
+        8: "a2-ultragpu-8g",
+    },
+    "NVIDIA_H100_80GB": {8: "a3-highgpu-8g"},
+}
+TRAINING_COMPONENTS = ("pretrain_encoder", "train_classifier", "train_baseline")
 
 
 def build_pipeline(
@@ -29,6 +55,11 @@ def build_pipeline(
     memory_limit: str = "32G",
     retries: int = 3,
     kubernetes: KubernetesSettings | None = None,
+    replicas: int = 1,
+    backend: str = "tensorflow",
+    machine_type: str = "",
+    strategy: str = "STANDARD",
+    job_output_dir: str = "",
 ):
     """Return the pipeline function for `target` ("kubeflow", "vertex" or "local").
 
@@ -37,8 +68,17 @@ def build_pipeline(
     target's way: `nvidia.com/gpu` on Kubeflow, `NVIDIA_L4` etc. on Vertex); "local" requests none.
     `kubernetes` (target kubeflow only) adds pod settings through kfp-kubernetes: node selector
     and tolerations on the training and evaluation tasks, image pull secrets and a timeout on all.
+
+    Scale out: `replicas` nodes of `accelerator_count` accelerators each. More than one device
+    in all makes the training steps data-parallel (`distribution=data_parallel`), which needs
+    `backend="jax"` (every Keras step then gets `KERAS_BACKEND=jax`; `image` must be the JAX
+    image). Vertex, `replicas > 1`: the training steps run as Vertex CustomJobs of `replicas`
+    replicas (GCPC `create_custom_training_job_from_component`) on `machine_type` (default
+    from `VERTEX_MACHINE_TYPES`), `strategy` `STANDARD` or `SPOT`, job output under
+    `job_output_dir` when given. Kubeflow, `replicas > 1`: not compiled yet (refused).
     """
     methods = _check_methods(methods)
+    data_parallel = _check_scale(target, replicas, accelerator_count, backend, strategy)
     kubernetes = kubernetes or KubernetesSettings()
     if kubernetes and target != "kubeflow":
         raise ValueError(
@@ -50,8 +90,29 @@ def build_pipeline(
         accelerator_type = accelerator_type or DEFAULT_ACCELERATORS.get(target, "")
         validate_accelerator(target, accelerator_type)
     c = components.build(image)
+    training = c
+    if target == "vertex" and replicas > 1:
+        training = _vertex_custom_jobs(
+            c,
+            replicas=replicas,
+            machine_type=machine_type or _vertex_machine_type(accelerator_type, accelerator_count),
+            accelerator_type=accelerator_type,
+            accelerator_count=accelerator_count,
+            strategy=strategy,
+            job_output_dir=job_output_dir,
+            backend=backend,
+        )
+    scale = {"distribution": "data_parallel"} if data_parallel else {}
+
+    def on_backend(task):
+        if backend == "jax":
+            task.set_env_variable("KERAS_BACKEND", "jax")
+        return task
 
     def on_gpu(task):
+        if training is not c and task.component_spec.name in _CUSTOM_JOB_NAMES:
+            return task  # the CustomJob holds the machines; this task only launches it
+        on_backend(task)
         if target != "local":
             task.set_cpu_limit(cpu_limit).set_memory_limit(memory_limit)
         if use_gpu:
@@ -106,7 +167,7 @@ def build_pipeline(
             if method == BASELINE:
                 trained = retried(
                     on_gpu(
-                        c.train_baseline(
+                        training.train_baseline(
                             dataset=dataset,
                             epochs=epochs,
                             classifier_epochs=classifier_epochs,
@@ -114,13 +175,14 @@ def build_pipeline(
                             tensorboard_root=tensorboard_root,
                             tensorboard_name="train-baseline",
                             **common,
+                            **scale,
                         )
                     )
                 ).set_display_name("train-baseline")
             else:
                 pretrained = retried(
                     on_gpu(
-                        c.pretrain_encoder(
+                        training.pretrain_encoder(
                             dataset=dataset,
                             method=method,
                             epochs=epochs,
@@ -129,12 +191,13 @@ def build_pipeline(
                             tensorboard_root=tensorboard_root,
                             tensorboard_name=f"pretrain-{method}",
                             **common,
+                            **scale,
                         )
                     )
                 ).set_display_name(f"pretrain-{method}")
                 trained = retried(
                     on_gpu(
-                        c.train_classifier(
+                        training.train_classifier(
                             dataset=dataset,
                             encoder_model=pretrained.outputs["encoder_model"],
                             mode=classifier_mode,
@@ -142,6 +205,7 @@ def build_pipeline(
                             tensorboard_root=tensorboard_root,
                             tensorboard_name=f"classifier-{method}",
                             **common,
+                            **scale,
                         )
                     )
                 ).set_display_name(f"classifier-{method}")
@@ -171,6 +235,82 @@ def build_pipeline(
         description="SupCon and SimCLR pretraining vs a cross-entropy baseline; "
         "the best classifier is promoted if it beats the champion.",
     )(components.document(contrastive_pipeline))
+
+
+# Component names of the CustomJob-wrapped training steps (GCPC keeps the function's name).
+_CUSTOM_JOB_NAMES = {f"comp-{name.replace('_', '-')}" for name in TRAINING_COMPONENTS} | {
+    name.replace("_", "-") for name in TRAINING_COMPONENTS
+}
+
+
+def _check_scale(target, replicas, accelerator_count, backend, strategy) -> bool:
+    """True when the training steps are data-parallel; refuses settings that cannot run."""
+    if not isinstance(replicas, int) or replicas < 1:
+        raise ValueError(f"replicas must be an int >= 1. Received: replicas={replicas!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}. Received: backend={backend!r}")
+    if strategy not in ("STANDARD", "SPOT"):
+        raise ValueError(f"strategy must be STANDARD or SPOT. Received: strategy={strategy!r}")
+    data_parallel = replicas * max(accelerator_count, 1) > 1
+    if data_parallel and backend != "jax":
+        raise ValueError(
+            f"{replicas} replica(s) x {accelerator_count} accelerator(s) train data-parallel, "
+            "which runs on the JAX backend: compile with --backend jax and the JAX image. "
+            f"Received: backend={backend!r}"
+        )
+    if replicas > 1 and target == "local":
+        raise ValueError(f"replicas > 1 needs a cluster target. Received: target={target!r}")
+    if replicas > 1 and target == "kubeflow":
+        raise ValueError(
+            "several replicas on Kubeflow (a Kubeflow Trainer TrainJob per training step) are "
+            f"not compiled yet; use one node. Received: replicas={replicas}"
+        )
+    return data_parallel
+
+
+def _vertex_machine_type(accelerator_type: str, accelerator_count: int) -> str:
+    machine = VERTEX_MACHINE_TYPES.get(accelerator_type, {}).get(accelerator_count)
+    if machine is None:
+        raise ValueError(
+            f"no default Vertex machine type for {accelerator_count} x {accelerator_type}; "
+            f"pass --machine-type. Received: accelerator_type={accelerator_type!r}, "
+            f"accelerator_count={accelerator_count}"
+        )
+    return machine
+
+
+def _vertex_custom_jobs(
+    c,
+    *,
+    replicas,
+    machine_type,
+    accelerator_type,
+    accelerator_count,
+    strategy,
+    job_output_dir,
+    backend,
+):
+    """The training components as Vertex CustomJobs of `replicas` identical replicas."""
+    from google_cloud_pipeline_components.v1.custom_job import (
+        create_custom_training_job_from_component,
+    )
+
+    env = [{"name": "KERAS_BACKEND", "value": backend}]
+    wrapped = {
+        name: create_custom_training_job_from_component(
+            getattr(c, name),
+            display_name=name.replace("_", "-"),
+            replica_count=replicas,
+            machine_type=machine_type,
+            accelerator_type=accelerator_type if accelerator_count > 0 else "",
+            accelerator_count=accelerator_count,
+            strategy=strategy,
+            base_output_directory=job_output_dir,
+            env=env,
+        )
+        for name in TRAINING_COMPONENTS
+    }
+    return SimpleNamespace(**{**vars(c), **wrapped})
 
 
 def _check_methods(methods: Sequence[str]) -> tuple[str, ...]:

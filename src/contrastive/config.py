@@ -30,6 +30,10 @@ CLASSIFIER_HEADS = ("linear", "seed")
 CLASSIFIER_MODES = ("linear", "finetune")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
+# `train.distribution`: one device, or data-parallel over every device of every process.
+DISTRIBUTIONS = ("none", "data_parallel")
+# `train.lr_scaling`: how the learning rate follows the global batch (see TrainConfig).
+LR_SCALINGS = ("none", "linear", "sqrt")
 
 
 class ConfigError(ValueError):
@@ -137,6 +141,15 @@ class TrainConfig:
     checkpoint_every: int = 1
     # Keras progress output: 0 silent, 1 bar, 2 one line per epoch.
     verbose: int = 2
+    # "none": one device. "data_parallel": every device of every process (JAX backend only),
+    # `batch_size` is then the global batch, split evenly over the devices.
+    distribution: str = "none"
+    # Learning rate for the global batch: "none" keeps it, "linear" multiplies it by
+    # batch_size / lr_reference_batch, "sqrt" by the square root of that ratio (use a
+    # warm-up, `warmup_epochs`, with large scaled rates).
+    lr_scaling: str = "none"
+    # The batch size the configured learning rates were tuned for.
+    lr_reference_batch: int = 256
 
 
 @dataclass(frozen=True)
@@ -207,6 +220,7 @@ def resolve_config(
     encoder: str = "",
     limit: int = 0,
     seed: int | None = None,
+    distribution: str = "",
 ) -> Config:
     """A profile plus explicit overrides (the pipeline-parameter conventions).
 
@@ -214,8 +228,9 @@ def resolve_config(
         profile: a profile name (`available_profiles()`).
         overrides: `section.field=value` strings, or one comma-separated string (the form a
             pipeline parameter can carry).
-        epochs, classifier_epochs, batch_size, temperature, encoder, limit, seed: shortcuts
-            for the common overrides; 0 / "" / None keep the profile's value.
+        epochs, classifier_epochs, batch_size, temperature, encoder, limit, seed,
+            distribution: shortcuts for the common overrides; 0 / "" / None keep the
+            profile's value.
 
     Returns:
         The validated `Config`.
@@ -237,6 +252,8 @@ def resolve_config(
         values["model.encoder"] = encoder
     if seed is not None:
         values["train.seed"] = seed
+    if distribution:
+        values["train.distribution"] = distribution
     config = load_config(profile, list(overrides))
     return config.replace(values) if values else config
 
@@ -253,6 +270,9 @@ def validate(config: Config) -> None:
     _check_choice("train.schedule", t.schedule, SCHEDULES)
     _check_choice("train.mixed_precision", t.mixed_precision, (None, "bfloat16", "float16"))
     _check_choice("train.jit_compile", t.jit_compile, (True, False, "auto"))
+    _check_choice("train.distribution", t.distribution, DISTRIBUTIONS)
+    _check_choice("train.lr_scaling", t.lr_scaling, LR_SCALINGS)
+    _check("train.lr_reference_batch", t.lr_reference_batch, lambda v: v >= 1, "must be >= 1")
     for name in ("epochs", "classifier_epochs", "num_views", "knn_k", "knn_max_examples"):
         _check(f"train.{name}", getattr(t, name), lambda v: v >= 1, "must be >= 1")
     _check("train.batch_size", t.batch_size, lambda v: v >= 2, "must be >= 2")

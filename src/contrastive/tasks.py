@@ -116,7 +116,10 @@ def run_train_classifier(
     mode = mode or config.train.classifier_mode
     if modeldir.is_complete(output_dir):  # no need to load the encoder of a finished step
         return modeldir.reuse_complete(output_dir)
-    encoder, encoder_info = load_model_dir(encoder_dir)
+    from contrastive.training.distribution import distribution_scope, plan_layout
+
+    with distribution_scope(plan_layout(config.train)):  # its variables on every device
+        encoder, encoder_info = load_model_dir(encoder_dir)
     method = encoder_info.get("method")
 
     def fit(config: Config, *splits, **kwargs):
@@ -217,7 +220,13 @@ def _train_step(
     if (done := modeldir.reuse_complete(output_dir)) is not None:
         return done
     from contrastive.data import load_training_data
+    from contrastive.training.distribution import describe, plan_layout
 
+    layout = plan_layout(config.train)  # refuses a bad distribution before reading data
+    log.info("%s: %s", name, describe(layout))
+    # Streaming input (several processes): each process reads its own shards here, in batches
+    # of layout.per_process_batch (read_split(process_index=layout.process_index,
+    # process_count=layout.processes)); in-memory arrays are cut by fitting.fit_model.
     data = load_training_data(
         data_uri, limit=config.data.limit, include_unlabeled=include_unlabeled
     )
@@ -232,7 +241,7 @@ def _train_step(
             data.validation,
             num_classes=data.num_classes,
             checkpoint_dir=str(Path(output_dir) / "checkpoints"),
-            callbacks=_tensorboard(output_dir, tensorboard_dir),
+            callbacks=_tensorboard(output_dir, tensorboard_dir) if layout.is_chief else [],
         )
     except Exception:
         if tensorboard_dir is None:  # a failed step leaves no half-written output behind
@@ -240,13 +249,17 @@ def _train_step(
         raise
     seconds = time.perf_counter() - start
     metrics, saved_history, info = summarize(model, history, data, seconds)
+    if not layout.is_chief:  # one writer: process 0 commits the model directory
+        _save_discarded(model)
+        log.info("%s: process %d done; process 0 writes %s", name, layout.process_index, output_dir)
+        return metrics
     modeldir.save_model_dir(
         output_dir,
         model,
         config=config,
         history=saved_history,
         metrics=metrics,
-        info=_info(data, config, data_uri=data_uri, **info),
+        info=_info(data, config, data_uri=data_uri, distribution=layout.to_dict(), **info),
     )
     log.info("%s: %s", name, _brief(metrics))
     return metrics
@@ -422,6 +435,15 @@ def _render_preview(data_uri: str, config: Config, path: Path) -> None:
     augment.render_preview(x, weak, strong, path, num_images=min(8, len(x)))
 
 
+def _save_discarded(model) -> None:
+    """Saves `model` into a folder that is deleted: under a multi-process distribution saving
+    runs collectives, so every process saves when process 0 does."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        model.save(Path(scratch) / modeldir.MODEL_FILE)
+
+
 def _info(data: TrainingData, config: Config, **extra) -> dict:
     return {
         "num_classes": data.num_classes,
@@ -436,9 +458,10 @@ def _info(data: TrainingData, config: Config, **extra) -> dict:
 
 def _knn(encoder, data: TrainingData, config: Config) -> float | None:
     from contrastive import training
+    from contrastive.training.distribution import plan_layout
 
-    if data.validation is None:
-        return None
+    if data.validation is None or plan_layout(config.train).processes > 1:
+        return None  # several processes: the kNN monitor's arrays are not global
     x, y = data.train
     labelled = y >= 0
     cap = config.train.knn_max_examples

@@ -91,9 +91,13 @@ def test_methods_switch_branches_off(tmp_path):
 def test_cpu_only_and_custom_accelerator(tmp_path):
     tasks = _tasks(_compile(tmp_path, target="vertex", accelerator_count=0))
     assert all("accelerator" not in c.get("resources", {}) for _, c in tasks.values())
-    tasks = _tasks(
+    tasks = _tasks(  # two GPUs train data-parallel, on the JAX backend (test_scale_out.py)
         _compile(
-            tmp_path, target="vertex", accelerator_type="NVIDIA_H100_80GB", accelerator_count=2
+            tmp_path,
+            target="vertex",
+            accelerator_type="NVIDIA_H100_80GB",
+            accelerator_count=2,
+            backend="jax",
         )
     )
     accel = tasks["pretrain-supcon"][1]["resources"]["accelerator"]

@@ -11,6 +11,7 @@ and NumPy only and imports without TensorFlow.
 - `optim.py`: `build_optimizer`, `build_learning_rate`, `precision_policy`.
 - `callbacks.py`: `DivergenceGuard`, `TrainingDivergedError`, `EpochBackup`.
 - `fitting.py`: data arguments, compile and fit, checkpoint resume (shared by all three).
+- `distribution.py`: data-parallel layout, process start-up, per-process data, LR scaling.
 """
 
 from contrastive.training.callbacks import DivergenceGuard, EpochBackup, TrainingDivergedError

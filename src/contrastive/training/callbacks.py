@@ -4,6 +4,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 
 import keras
 
@@ -73,23 +74,48 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
     whole run. The caller deletes `backup_dir` once the final model is committed; a rerun
     that finds a finished backup trains zero epochs and returns the restored model.
 
+    Local backups appear by atomic rename (weights, then the epoch count), so a process killed
+    while saving leaves the previous backup readable. With several processes only the one
+    with `write=True` (process 0) saves; every process restores.
+
     Args:
         backup_dir: directory used only by this callback.
         every: save after every `every`-th epoch (and the last), >= 1.
+        write: save backups (False: only restore). Defaults to True.
     """
 
-    def __init__(self, backup_dir, every=1):
+    def __init__(self, backup_dir, every=1, write=True):
         validation.check_int("every", every)
         super().__init__(os.fspath(backup_dir), save_freq="epoch", delete_checkpoint=False)
         self.every = every
+        self.write = write
 
     def on_epoch_end(self, epoch, logs=None):
         finished = epoch + 1
         if finished % self.every == 0 or finished == self.params.get("epochs"):
             super().on_epoch_end(epoch, logs)
 
+    def _save_model(self):
+        if not self.write:
+            # Saving runs collectives under a multi-process distribution: every process
+            # saves, the others into a folder that is thrown away.
+            with tempfile.TemporaryDirectory() as scratch:
+                self.model.save_weights(os.path.join(scratch, _BACKUP_WEIGHTS))
+            return
+        if "://" in self.backup_dir:
+            super()._save_model()
+            return
+        os.makedirs(self.backup_dir, exist_ok=True)
+        staging = os.path.join(self.backup_dir, f".staging-{os.getpid()}.weights.h5")
+        self.model.save_weights(staging, overwrite=True)
+        os.replace(staging, os.path.join(self.backup_dir, _BACKUP_WEIGHTS))
+        storage.write_json(
+            os.path.join(self.backup_dir, _BACKUP_METADATA),
+            {"epoch": self._current_epoch, "batch": self._last_batch_seen},
+        )
+
     def get_config(self):
-        return {"backup_dir": self.backup_dir, "every": self.every}
+        return {"backup_dir": self.backup_dir, "every": self.every, "write": self.write}
 
 
 def backed_up_epochs(backup_dir):
@@ -122,17 +148,21 @@ class HistoryBackup(keras.callbacks.Callback):
     Args:
         backup_dir: the checkpoint directory shared with `EpochBackup`.
         previous: the history of the epochs already done (from `previous_history`).
+        write: write the file (False on every process but process 0: it only keeps the
+            history in memory). Defaults to True.
     """
 
-    def __init__(self, backup_dir, previous=None):
+    def __init__(self, backup_dir, previous=None, write=True):
         super().__init__()
         self.path = os.path.join(os.fspath(backup_dir), HISTORY_FILE)
         self.history = {key: list(values) for key, values in (previous or {}).items()}
+        self.write = write
 
     def on_epoch_end(self, epoch, logs=None):
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
-        storage.write_json(self.path, self.history)
+        if self.write:
+            storage.write_json(self.path, self.history)
 
 
 def previous_history(backup_dir, finished_epochs):

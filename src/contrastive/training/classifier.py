@@ -7,7 +7,7 @@ import keras
 
 from contrastive.augment import build_augmenter
 from contrastive.models import build_classifier_head, build_encoder
-from contrastive.training import fitting
+from contrastive.training import distribution, fitting
 from contrastive.training.optim import precision_policy
 from contrastive.training.pretrain import (
     AUGMENT_SEED,
@@ -182,7 +182,9 @@ def train_classifier(
             f"images of shape {image_shape} do not fit the encoder's input "
             f"{tuple(encoder.input_shape[1:])}. Received: image shape {image_shape}"
         )
-    model = build_classifier(config, encoder, num_classes, mode=mode)
+    layout = distribution.plan_layout(config.train)
+    with distribution.distribution_scope(layout):
+        model = build_classifier(config, encoder, num_classes, mode=mode)
     learning_rate = (
         config.train.classifier_learning_rate
         if mode == "linear"
@@ -217,7 +219,9 @@ def train_baseline(
     keras.utils.set_random_seed(config.train.seed)
     _check_classes(num_classes)
     train, validation = _labelled_data(train, validation, num_classes)
-    model = build_baseline(config, fitting.image_shape_of(train), num_classes)
+    layout = distribution.plan_layout(config.train)
+    with distribution.distribution_scope(layout):
+        model = build_baseline(config, fitting.image_shape_of(train), num_classes)
     history = _fit_classifier(
         model,
         config,
@@ -246,15 +250,16 @@ def _labelled_data(train, validation, num_classes):
 def _fit_classifier(
     model, config, train, validation, epochs, learning_rate, checkpoint_dir, callbacks
 ):
-    return fitting.fit_model(
-        model,
-        config,
-        train,
-        validation,
-        epochs=epochs,
-        learning_rate=learning_rate,
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        checkpoint_dir=checkpoint_dir,
-        callbacks=callbacks,
-    )
+    with distribution.distribution_scope(distribution.plan_layout(config.train)):
+        return fitting.fit_model(
+            model,
+            config,
+            train,
+            validation,
+            epochs=epochs,
+            learning_rate=learning_rate,
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            checkpoint_dir=checkpoint_dir,
+            callbacks=callbacks,
+        )

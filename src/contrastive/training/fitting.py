@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from contrastive.training import distribution
 from contrastive.training.callbacks import (
     DivergenceGuard,
     EpochBackup,
@@ -110,6 +111,19 @@ def steps_per_epoch_of(data, batch_size):
     return int(steps)
 
 
+def _validation_slice(validation, layout):
+    """Validation arrays as `process_slice` cuts them (whole global batches), or unchanged
+    when not distributed or not arrays; None when they hold less than one global batch."""
+    if layout.distribution == "none" or not (
+        isinstance(validation, tuple) and isinstance(validation[0], np.ndarray)
+    ):
+        return validation
+    if len(validation[0]) < layout.global_batch:
+        log.info("validation skipped: fewer examples than one global batch")
+        return None
+    return distribution.process_slice(*validation, layout)
+
+
 def fit_model(
     model,
     config,
@@ -126,7 +140,15 @@ def fit_model(
     """Compiles `model` with the configured optimiser and fits it for `epochs` epochs.
 
     NumPy pairs are fitted with `batch_size=config.train.batch_size, shuffle=True`;
-    datasets as they are. A `DivergenceGuard` always runs.
+    datasets as they are. A `DivergenceGuard` always runs. The learning rate is scaled for
+    the global batch by `train.lr_scaling` (`distribution.scaled_learning_rate`).
+
+    Distribution (`train.distribution`, see `distribution`): build `model` inside
+    `distribution.distribution_scope`. Under `data_parallel`, NumPy pairs are cut to this
+    process's slice (`distribution.process_slice`) and fed `per_process_batch` at a time;
+    a dataset must already yield this process's batches. One line logs processes, devices
+    and the per-device and global batch before the first epoch. Only process 0 writes
+    checkpoints; every process restores from them.
 
     Checkpoints: with `checkpoint_dir` set and `config.train.checkpoint_every > 0`, an
     `EpochBackup` saves weights, optimizer state and the finished-epoch count there every
@@ -141,9 +163,27 @@ def fit_model(
         The `History` dict: metric name -> list of Python floats, one per epoch run.
     """
     train_cfg = config.train
-    steps = steps_per_epoch_of(train, train_cfg.batch_size)
+    layout = distribution.plan_layout(train_cfg)
+    if isinstance(train, tuple) and isinstance(train[0], np.ndarray):
+        if layout.distribution != "none":
+            train = distribution.process_slice(*train, layout)
+        validation = _validation_slice(validation, layout)
+    # Datasets: each process must already yield its own batches of `per_process_batch`
+    # (contrastive.data.read_split's per-process shard selection).
+    steps = steps_per_epoch_of(train, layout.per_process_batch)
+    scaled_rate = distribution.scaled_learning_rate(learning_rate, train_cfg)
+    log.info(distribution.describe(layout))
+    if scaled_rate != learning_rate:
+        log.info(
+            "learning rate %.6g scaled %s for the global batch %d (reference %d): %.6g",
+            learning_rate,
+            train_cfg.lr_scaling,
+            layout.global_batch,
+            train_cfg.lr_reference_batch,
+            scaled_rate,
+        )
     model.compile(
-        optimizer=build_optimizer(train_cfg, steps, epochs, learning_rate),
+        optimizer=build_optimizer(train_cfg, steps, epochs, scaled_rate),
         loss=loss,
         metrics=metrics,
         jit_compile=train_cfg.jit_compile,
@@ -165,9 +205,15 @@ def fit_model(
                 epochs,
                 os.fspath(checkpoint_dir),
             )
-        history_backup = HistoryBackup(checkpoint_dir, previous_history(checkpoint_dir, finished))
+        history_backup = HistoryBackup(
+            checkpoint_dir,
+            previous_history(checkpoint_dir, finished),
+            write=layout.is_chief,
+        )
         callbacks.append(history_backup)  # before the weights: trimmed on resume if ahead
-        callbacks.append(EpochBackup(checkpoint_dir, every=train_cfg.checkpoint_every))
+        callbacks.append(
+            EpochBackup(checkpoint_dir, every=train_cfg.checkpoint_every, write=layout.is_chief)
+        )
 
     fit_args = {
         "epochs": epochs,
@@ -177,7 +223,7 @@ def fit_model(
     }
     if isinstance(train, tuple) and isinstance(train[0], np.ndarray):
         x, y = train
-        history = model.fit(x, y, batch_size=train_cfg.batch_size, shuffle=True, **fit_args)
+        history = model.fit(x, y, batch_size=layout.per_process_batch, shuffle=True, **fit_args)
     else:
         history = model.fit(train, **fit_args)
     if history_backup is not None:

@@ -9,7 +9,7 @@ from contrastive import validation
 from contrastive.augment import build_augmenter
 from contrastive.losses import LOSSES, get_loss
 from contrastive.models import build_encoder, build_projection_head
-from contrastive.training import fitting
+from contrastive.training import distribution, fitting
 from contrastive.training.knn import KnnMonitor
 from contrastive.training.optim import precision_policy
 
@@ -354,34 +354,35 @@ def pretrain(config, train, validation=None, *, num_classes, checkpoint_dir=None
     validation_arrays = fitting.as_arrays(validation, "validation", num_classes)
     if validation_arrays is not None:
         validation = validation_arrays
-    model = build_pretrain_model(config, fitting.image_shape_of(train), num_classes)
-
-    monitors = []
-    if arrays is not None and validation_arrays is not None:
-        reference = fitting.labelled_rows(*arrays)
-        query = fitting.labelled_rows(*validation_arrays)
-        if len(reference[1]) and len(query[1]):
-            monitors.append(
-                KnnMonitor(
-                    model.encoder,
-                    *reference,
-                    *query,
-                    k=config.train.knn_k,
-                    temperature=config.train.knn_temperature,
-                    max_examples=config.train.knn_max_examples,
-                    seed=config.train.seed,
+    layout = distribution.plan_layout(config.train)
+    with distribution.distribution_scope(layout):
+        model = build_pretrain_model(config, fitting.image_shape_of(train), num_classes)
+        monitors = []
+        if arrays is not None and validation_arrays is not None and layout.processes == 1:
+            reference = fitting.labelled_rows(*arrays)
+            query = fitting.labelled_rows(*validation_arrays)
+            if len(reference[1]) and len(query[1]):
+                monitors.append(
+                    KnnMonitor(
+                        model.encoder,
+                        *reference,
+                        *query,
+                        k=config.train.knn_k,
+                        temperature=config.train.knn_temperature,
+                        max_examples=config.train.knn_max_examples,
+                        seed=config.train.seed,
+                    )
                 )
-            )
-    history = fitting.fit_model(
-        model,
-        config,
-        train,
-        validation,
-        epochs=config.train.epochs,
-        learning_rate=config.train.learning_rate,
-        checkpoint_dir=checkpoint_dir,
-        callbacks=[*monitors, *callbacks],
-    )
+        history = fitting.fit_model(
+            model,
+            config,
+            train,
+            validation,
+            epochs=config.train.epochs,
+            learning_rate=config.train.learning_rate,
+            checkpoint_dir=checkpoint_dir,
+            callbacks=[*monitors, *callbacks],
+        )
     return model.encoder, history
 
 

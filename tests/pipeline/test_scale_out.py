@@ -1,0 +1,151 @@
+"""Compiled YAML of the scale-out options: one node with K GPUs, N nodes on Vertex (GCPC
+CustomJobs), and the refusals."""
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp import compiler
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from pipelines.pipeline import build_pipeline
+
+IMAGE = "us-docker.pkg.dev/acme/ml/contrastive-jax:1a2b3c4"
+TRAINING = {
+    "train-baseline",
+    "pretrain-supcon",
+    "pretrain-simclr",
+    "classifier-supcon",
+    "classifier-simclr",
+}
+EVALUATION = {"evaluate-baseline", "evaluate-supcon", "evaluate-simclr"}
+
+
+def _compile(tmp_path, **kwargs):
+    path = tmp_path / "pipeline.yaml"
+    compiler.Compiler().compile(build_pipeline(image=IMAGE, **kwargs), str(path))
+    text = path.read_text()
+    spec = yaml.safe_load(text)
+    json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
+    return spec, text
+
+
+def _tasks(spec):
+    """display name -> (task, component, executor)."""
+    executors = spec["deploymentSpec"]["executors"]
+    out = {}
+    for task in spec["root"]["dag"]["tasks"].values():
+        component = spec["components"][task["componentRef"]["name"]]
+        out[task["taskInfo"]["name"]] = (task, component, executors[component["executorLabel"]])
+    return out
+
+
+def _constant(task, name):
+    return task["inputs"]["parameters"][name]["runtimeValue"]["constant"]
+
+
+def test_one_node_with_k_gpus_trains_data_parallel_on_jax(tmp_path):
+    spec, _ = _compile(tmp_path, target="kubeflow", accelerator_count=4, backend="jax")
+    for name, (task, _, executor) in _tasks(spec).items():
+        container = executor["container"]
+        assert container["image"] == IMAGE
+        if name in TRAINING | EVALUATION:
+            assert container["resources"]["accelerator"]["resourceCount"] == "4"
+            assert container["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+            assert {"name": "KERAS_BACKEND", "value": "jax"} in container["env"]
+        if name in TRAINING:
+            assert _constant(task, "distribution") == "data_parallel"
+
+
+def test_one_gpu_stays_on_one_device(tmp_path):
+    spec, _ = _compile(tmp_path, target="kubeflow")
+    for name, (task, _, executor) in _tasks(spec).items():
+        if name in TRAINING:
+            assert "distribution" not in task["inputs"]["parameters"]  # the profile's: none
+            assert "env" not in executor["container"]
+
+
+@pytest.mark.parametrize("strategy", ["STANDARD", "SPOT"])
+def test_vertex_replicas_run_training_as_custom_jobs(tmp_path, strategy):
+    spec, text = _compile(
+        tmp_path,
+        target="vertex",
+        replicas=2,
+        accelerator_count=4,
+        backend="jax",
+        strategy=strategy,
+        job_output_dir="gs://acme-ml/custom-jobs",
+    )
+    tasks = _tasks(spec)
+    for name in TRAINING:
+        task, component, executor = tasks[name]
+        parameters = component["inputDefinitions"]["parameters"]
+        pools = parameters["worker_pool_specs"]["defaultValue"]
+        # GCPC: the primary replica in pool 0, the other N - 1 in pool 1; same container.
+        assert [pool["replica_count"] for pool in pools] == [1, 1]
+        for pool in pools:
+            assert pool["machine_spec"] == {
+                "machine_type": "g2-standard-48",
+                "accelerator_type": "NVIDIA_L4",
+                "accelerator_count": 4,
+            }
+            assert pool["container_spec"]["image_uri"] == IMAGE
+            assert pool["container_spec"]["env"] == [{"name": "KERAS_BACKEND", "value": "jax"}]
+        assert parameters["strategy"]["defaultValue"] == strategy
+        assert parameters["base_output_directory"]["defaultValue"] == "gs://acme-ml/custom-jobs"
+        assert _constant(task, "distribution") == "data_parallel"
+        # The launcher task runs GCPC's image and holds no GPU itself.
+        assert executor["container"]["image"].startswith(
+            "gcr.io/ml-pipeline/google-cloud-pipeline-components:"
+        )
+        assert "resources" not in executor["container"]
+    for name in EVALUATION:
+        container = tasks[name][2]["container"]
+        assert container["image"] == IMAGE
+        assert container["resources"]["accelerator"]["resourceType"] == "NVIDIA_L4"
+    for secret in ("token", "password", "private_key", "BEGIN"):
+        assert secret not in text.lower().replace("private_key_id", "")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"target": "kubeflow", "accelerator_count": 4},
+            "1 replica(s) x 4 accelerator(s) train data-parallel, which runs on the JAX "
+            "backend: compile with --backend jax and the JAX image. Received: "
+            "backend='tensorflow'",
+        ),
+        (
+            {"target": "vertex", "replicas": 2, "backend": "jax", "accelerator_count": 3},
+            "no default Vertex machine type for 3 x NVIDIA_L4; pass --machine-type. Received: "
+            "accelerator_type='NVIDIA_L4', accelerator_count=3",
+        ),
+        (
+            {"target": "vertex", "replicas": 0},
+            "replicas must be an int >= 1. Received: replicas=0",
+        ),
+        (
+            {"target": "vertex", "replicas": 2, "backend": "jax", "strategy": "FLEX"},
+            "strategy must be STANDARD or SPOT. Received: strategy='FLEX'",
+        ),
+    ],
+)
+def test_scale_out_settings_that_cannot_run_are_refused(kwargs, message):
+    with pytest.raises(ValueError) as raised:
+        build_pipeline(image=IMAGE, **kwargs)
+    assert str(raised.value) == message
+
+
+def test_vertex_machine_type_can_be_given(tmp_path):
+    spec, _ = _compile(
+        tmp_path,
+        target="vertex",
+        replicas=3,
+        accelerator_count=3,
+        backend="jax",
+        machine_type="custom-machine-3gpu",
+    )
+    component = _tasks(spec)["pretrain-supcon"][1]
+    pools = component["inputDefinitions"]["parameters"]["worker_pool_specs"]["defaultValue"]
+    assert [pool["replica_count"] for pool in pools] == [1, 2]
+    assert pools[1]["machine_spec"]["machine_type"] == "custom-machine-3gpu"
