@@ -545,23 +545,31 @@ def main(argv=None) -> int:
     except Exception as error:
         # The one boundary: whatever a command raises reaches the user as one line naming the
         # file or value (ConfigError, DataError and friends already do; anything else gets its
-        # type and the command's inputs), exit code 2. The traceback only with -v.
+        # type and the command's inputs), exit code 2 (or the error's own `exit_code`). The
+        # traceback only with -v.
         if args.verbose:
             traceback.print_exc()
         print(f"error: {_describe_error(error, args)}", file=sys.stderr)
-        if not args.verbose:
+        if not args.verbose and not _is_own(error):  # ours say all there is to say
             print("(run `contrastive -v ...` for the traceback)", file=sys.stderr)
+        code = getattr(error, "exit_code", EXIT_USAGE)  # e.g. a failed cluster job: 1
         if getattr(args, "joined_processes", 0) > 1:
-            _exit_now(EXIT_USAGE)
-        return EXIT_USAGE
+            _exit_now(code)
+        return code
+
+
+def _is_own(error: BaseException) -> bool:
+    """Raised by our own checks (ConfigError, DataError, ...: they name the file, field and
+    value) rather than by a library or the interpreter."""
+    own = type(error).__module__.split(".")[0] in ("contrastive", "pipelines")
+    return own or isinstance(error, ValueError)
 
 
 def _describe_error(error: BaseException, args) -> str:
     """One line for the user: the message, plus what was being processed when it does not
     come from our own validation (which already names the file, field and value)."""
     message = str(error) or repr(error)
-    own = type(error).__module__.split(".")[0] in ("contrastive", "pipelines")
-    if own or isinstance(error, ValueError):  # our errors name the file, field and value
+    if _is_own(error):
         return message
     if isinstance(error, OSError) and error.filename and os.fsdecode(error.filename) not in message:
         message = f"{os.fsdecode(error.filename)}: {message}"

@@ -28,6 +28,8 @@ _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 class TrainJobError(RuntimeError):
     """The TrainJob failed, was deleted, or ran out of time; the message says which and why."""
 
+    exit_code = 1  # the job failed on the cluster; the command's input was fine
+
 
 def trainjob_manifest(
     name,
