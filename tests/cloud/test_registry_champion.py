@@ -368,3 +368,47 @@ def test_champion_gate_refuses_when_the_champion_changes_during_its_evaluation(t
     registry = ModelRegistry(root)
     assert registry.champion()["run_id"] == "rival"
     assert not storage.exists(registry.version_dir("run-2"))
+
+
+def test_champion_gate_evaluates_a_gcs_champion_from_a_local_copy(gcs, trained):
+    """`evaluate` reads local folders: a champion in GCS is copied down first, then removed."""
+    import os
+
+    from contrastive.registry import gate_champion
+
+    root = gcs.prefix + "/registry"
+    seen = []
+
+    def evaluate(model_dir):
+        seen.append((model_dir, sorted(storage.list_files(model_dir))))
+        return 0.5
+
+    gate = dict(candidate="supcon", margin=0.0, evaluate=evaluate)
+    gate_champion(root, candidate_accuracy=0.6, candidate_dir=trained("a"), run_id="run-1", **gate)
+    decision = gate_champion(
+        root, candidate_accuracy=0.7, candidate_dir=trained("b"), run_id="run-2", **gate
+    )
+
+    ((local, files),) = seen
+    assert not storage.is_gcs(local)
+    assert files == storage.list_files(storage.join(root, "versions", "run-1"))
+    assert "model.keras" in files and COMPLETE_MARKER in files
+    assert not os.path.exists(local)  # the copy is a temporary folder
+    assert decision["champion_accuracy"] == 0.5 and decision["promoted"] is True
+
+
+def test_champion_gate_leaves_training_checkpoints_behind(tmp_path, trained):
+    from contrastive.registry import gate_champion
+
+    candidate = trained("a")
+    (tmp_path / "a" / "checkpoints").mkdir()
+    (tmp_path / "a" / "checkpoints" / "epoch-1.weights.h5").write_bytes(b"w")
+    root = str(tmp_path / "registry")
+
+    gate_champion(
+        root, "supcon", 0.9, candidate, run_id="run-1", margin=0.0, evaluate=lambda _: 0.0
+    )
+
+    promoted = storage.list_files(storage.join(root, "versions", "run-1"))
+    assert "model.keras" in promoted
+    assert [name for name in promoted if name.startswith("checkpoints")] == []
