@@ -176,6 +176,17 @@ def _loopback_only(monkeypatch):
 # ---------------------------------------------------------------- request schemas
 
 
+# The int64 fields of the KFP API protos: `kfp_server_api` types them "str" (their proto3 JSON
+# form); the gateway's parser also takes a number. Every other "str" field takes a string only.
+_KFP_INT64 = {
+    ("V2beta1RecurringRun", "max_concurrency"),
+    ("V2beta1PeriodicSchedule", "interval_second"),
+    ("V2beta1RunDetails", "pipeline_context_id"),
+    ("V2beta1RunDetails", "pipeline_run_context_id"),
+    ("V2beta1PipelineTaskDetail", "execution_id"),
+}
+
+
 def _kfp_type_errors(value, type_name: str, where: str) -> list[str]:
     """Where `value` (decoded JSON) does not fit the `kfp_server_api` type `type_name`."""
     import kfp_server_api.models as models
@@ -192,8 +203,13 @@ def _kfp_type_errors(value, type_name: str, where: str) -> list[str]:
             return [f"{where}: expected an object"]
         item = type_name.split(", ", 1)[1][:-1]
         return [e for k, v in value.items() for e in _kfp_type_errors(v, item, f"{where}.{k}")]
-    # proto3 JSON (the gateway's parser) takes 64-bit integers as strings or numbers.
-    scalars = {"str": (str, int), "bool": (bool,), "int": (int, str), "float": (float, int)}
+    if type_name == "int64":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return []
+        if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value):
+            return []
+        return [f"{where}: expected int64, got {value!r}"]
+    scalars = {"str": (str,), "bool": (bool,), "int": (int,), "float": (float, int)}
     if type_name in scalars or type_name in ("date", "datetime"):
         allowed = scalars.get(type_name, (str,))
         if not isinstance(value, allowed) or (type_name != "bool" and isinstance(value, bool)):
@@ -211,6 +227,7 @@ def _kfp_type_errors(value, type_name: str, where: str) -> list[str]:
     errors = [f'{where}: unknown field "{name}"' for name in value if name not in fields]
     for name, field_type in fields.items():
         if name in value:
+            field_type = "int64" if (type_name, name) in _KFP_INT64 else field_type
             errors += _kfp_type_errors(value[name], field_type, f"{where}.{name}")
     return errors
 
@@ -221,17 +238,17 @@ def kfp_body(model: str, handler: Callable) -> Callable:
     def check(recorded, match):
         from types import SimpleNamespace
 
-        from kfp_server_api import ApiClient
+        from kfp_server_api import ApiClient, ApiException
 
         if not isinstance(recorded.body, dict):
             errors = ["request body is not a JSON object"]
         else:
             errors = _kfp_type_errors(recorded.body, model, model)
         if not errors:
-            try:  # the generated model's own client-side checks (required fields...)
+            try:  # the generated client's own reading of it (timestamps...)
                 ApiClient().deserialize(SimpleNamespace(data=recorded.raw), model)
-            except (TypeError, ValueError) as err:
-                errors = [f"{model}: {err}"]
+            except (TypeError, ValueError, ApiException) as err:
+                errors = [f"{model}: {getattr(err, 'reason', None) or err}"]
         if errors:
             message = "; ".join(errors)
             return 400, {"error": message, "code": 3, "message": message, "details": []}
@@ -276,7 +293,7 @@ def kfp_api(recording_server) -> RecordingServer:
 
     def experiment(recorded, _):
         name = recorded.body.get("display_name")
-        if not name:  # the API server's own check: an experiment needs a name
+        if not name:  # the API server refuses a nameless experiment (in its own words)
             message = "Invalid input error: experiment display_name is empty"
             return 400, {"error": message, "code": 3, "message": message, "details": []}
         return 200, {"experiment_id": "exp-1", "display_name": name}

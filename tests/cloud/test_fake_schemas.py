@@ -195,6 +195,13 @@ def test_fake_kfp_refuses_a_bad_recurring_run_mode(kfp_api, packages, monkeypatc
             'V2beta1RecurringRun.trigger.cron_schedule: unknown field "start"',
         ),
         ("recurringruns", b'{"display_name": "s", "no_catchup": "yes"}', "expected bool"),
+        ("recurringruns", b'{"display_name": 7}', ".display_name: expected str, got int"),
+        ("recurringruns", b'{"max_concurrency": "two"}', "expected int64, got 'two'"),
+        (
+            "runs",
+            b'{"display_name": "r", "created_at": "yesterday"}',
+            "V2beta1Run: Failed to parse `yesterday` as datetime object",
+        ),
     ],
 )
 def test_fake_kfp_answers_a_malformed_body_with_invalid_argument(kfp_api, route, body, message):
