@@ -8,7 +8,9 @@ A mutant is *killed* when the tests fail, *survived* when they pass; a mutant wh
 no longer in its function is reported as *stale* (update this list after a refactor).
 
 Usage (from the repository root; a few minutes on 2 cores):
-    .venv/bin/python bench/mutation_check.py [--only loss,knn,confusion,commit,champion]
+    KERAS_BACKEND=tensorflow .venv/bin/python bench/mutation_check.py \
+        [--only loss,knn,confusion,commit,champion]
+(the champion group needs TensorFlow: the Vertex upload of a promoted SavedModel is tested there)
 
 Prints one line per mutant and a summary; exits 1 when a mutant survives or is stale.
 Not part of `make test` (it runs the tests once per mutant).
