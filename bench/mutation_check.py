@@ -1,17 +1,19 @@
 """Mutation check: break the code on purpose and show that a unit test fails for each mutant.
 
-Each mutant names a function (found by name with `ast` anywhere under `src/contrastive/`, so it
-survives moves between modules) and a piece of its source text to replace. The script edits
-the file, runs the tests that guard that function, and restores the file, whatever happens.
+Each mutant names a function or method (`Class.method`), found by name with `ast` anywhere
+under `src/contrastive/` (so it survives moves between modules), and a piece of its source
+text to replace. The script edits the file, runs the tests that guard that function, and
+restores the file, whatever happens.
 A mutant is *killed* when the tests fail, *survived* when they pass; a mutant whose text is
 no longer in its function is reported as *stale* (update this list after a refactor).
 
 Usage (from the repository root; a few minutes on 2 cores):
-    .venv/bin/python bench/mutation_check.py [--only loss,knn,confusion,commit]
+    KERAS_BACKEND=tensorflow .venv/bin/python bench/mutation_check.py \
+        [--only loss,knn,confusion,commit,champion]
+(the champion group needs TensorFlow: the Vertex upload of a promoted SavedModel is tested there)
 
 Prints one line per mutant and a summary; exits 1 when a mutant survives or is stale.
-Not part of `make test` (it runs the unit tests once per mutant). The champion gate's mutants
-are not listed yet: that code is moving to `registry.py`; add them once it has settled.
+Not part of `make test` (it runs the tests once per mutant).
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ LOSS = ("tests/unit/test_losses.py",)
 KNN = ("tests/unit/test_knn.py",)
 CONFUSION = ("tests/unit/test_evaluation.py",)
 COMMIT = ("tests/unit/test_data_ingest.py", "tests/unit/test_data_reader.py")
+CHAMPION = (
+    "tests/cloud/test_registry_champion.py",
+    "tests/cloud/test_storage_gcs.py",
+    "tests/cloud/test_vertex_model_registry.py",
+)
 
 MUTANTS = [
     # SupCon / NT-Xent loss
@@ -144,16 +151,216 @@ MUTANTS = [
         "pass",
         COMMIT,
     ),
+    # champion gate: the decision, the gate a pipeline runs, and the compare-and-swap promotion
+    Mutant(
+        "champion",
+        "decide",
+        "candidate_score > champion_score + margin",
+        "candidate_score >= champion_score + margin",
+        CHAMPION,
+    ),
+    Mutant(
+        "champion",
+        "decide",
+        "candidate_score > champion_score + margin",
+        "candidate_score > champion_score - margin",
+        CHAMPION,
+    ),
+    Mutant(
+        "champion",
+        "decide",
+        "candidate_score < champion_score - margin",
+        "candidate_score <= champion_score - margin",
+        CHAMPION,
+    ),
+    Mutant(
+        "champion",
+        "decide",
+        "candidate_score < champion_score - margin",
+        "candidate_score < champion_score + margin",
+        CHAMPION,
+    ),
+    Mutant("champion", "decide", "if margin < 0:", "if margin < -1:", CHAMPION),
+    Mutant(
+        "champion",
+        "decide",
+        'return Decision(True, f"no champion yet',
+        'return Decision(False, f"no champion yet',
+        CHAMPION,
+    ),
+    Mutant(
+        "champion",
+        "decide",
+        '_check_finite("champion_score", champion_score)',
+        "pass",
+        CHAMPION,
+    ),
+    Mutant(
+        "champion",
+        "decide",
+        'relation = ">" if better else "<="',
+        'relation = ">"',
+        CHAMPION,
+    ),
+    Mutant(
+        "champion",
+        "gate_champion",
+        "_evaluate_anywhere(registry.champion_model_dir(), evaluate)",
+        "candidate_accuracy",
+        CHAMPION,
+    ),
+    Mutant(
+        "champion",
+        "gate_champion",
+        "decide(candidate_accuracy, champion_accuracy, margin)",
+        "decide(candidate_accuracy, champion_accuracy, 0.0)",
+        CHAMPION,
+    ),
+    Mutant(
+        "champion",
+        "gate_champion",
+        'expected_generation=champion["generation"] if champion else 0',
+        "expected_generation=None",
+        CHAMPION,
+    ),
+    Mutant("champion", "gate_champion", "    if promote:\n", "    if True:\n", CHAMPION),
+    Mutant(
+        "champion",
+        "gate_champion",
+        "registry.record_decision(run_id, decision)",
+        "pass",
+        CHAMPION,
+    ),
+    Mutant(
+        "champion",
+        "gate_champion",
+        'champion.get("run_id") if champion else None',
+        "None",
+        CHAMPION,
+    ),
+    Mutant(
+        "champion",
+        "gate_champion",
+        "if vertex_model:",
+        "if vertex_model is not None and False:",
+        CHAMPION,
+    ),
+    Mutant(
+        "champion",
+        "_evaluate_anywhere",
+        "if not storage.is_gcs(model_uri):",
+        "if True:",
+        CHAMPION,
+    ),
+    Mutant(
+        "champion", "_evaluate_anywhere", "storage.copy_tree(model_uri, local)", "pass", CHAMPION
+    ),
+    Mutant(
+        "champion",
+        "promote_with_export",
+        'ignore=shutil.ignore_patterns("checkpoints")',
+        "ignore=None",
+        CHAMPION,
+    ),
+    Mutant(
+        "champion",
+        "promote_with_export",
+        'extra={"method": method}',
+        "extra={}",
+        CHAMPION,
+    ),
+    Mutant(
+        "champion",
+        "ModelRegistry.promote",
+        "if expected_generation is not None and expected_generation != current_generation:",
+        "if False:",
+        CHAMPION,
+    ),
+    Mutant(
+        "champion",
+        "ModelRegistry.promote",
+        '"generation": current_generation + 1',
+        '"generation": current_generation',
+        CHAMPION,
+    ),
+    Mutant(
+        "champion",
+        "ModelRegistry.promote",
+        "self._switch_pointer(record, token)",
+        "self._switch_pointer(record, self._read_champion()[1])",
+        CHAMPION,
+    ),
+    Mutant(
+        "champion",
+        "ModelRegistry.promote",
+        "last=COMPLETE_MARKER, client=self._client",
+        "last=None, client=self._client",
+        CHAMPION,
+    ),
+    Mutant(
+        "champion",
+        "ModelRegistry.promote",
+        "if require_complete and COMPLETE_MARKER not in files:",
+        "if False:",
+        CHAMPION,
+    ),
+    Mutant(
+        "champion",
+        "ModelRegistry.promote",
+        '"previous_version": current["version"] if current else None',
+        '"previous_version": None',
+        CHAMPION,
+    ),
+    Mutant(
+        "champion",
+        "ModelRegistry.promote",
+        "    if COMPLETE_MARKER not in files:\n",
+        "    if False:\n",
+        CHAMPION,
+    ),
+    Mutant(
+        "champion",
+        "ModelRegistry._switch_pointer",
+        "storage.write_if_generation_match(self.champion_uri, data, token, client=self._client)",
+        "storage.write_bytes(self.champion_uri, data, client=self._client)",
+        CHAMPION,
+    ),
+    Mutant(
+        "champion",
+        "write_if_generation_match",
+        "if current != generation:",
+        "if False:",
+        CHAMPION,
+    ),
+    Mutant(
+        "champion",
+        "write_if_generation_match",
+        "blob.upload_from_string(data, if_generation_match=generation)",
+        "blob.upload_from_string(data)",
+        CHAMPION,
+    ),
+    Mutant(
+        "champion",
+        "read_with_generation",
+        "return data, _fingerprint(data)",
+        "return data, 1",
+        CHAMPION,
+    ),
 ]
 
 
 def locate(function: str) -> tuple[Path, int, int]:
-    """`(file, start offset, end offset)` of the one top-level function named `function`."""
+    """`(file, start offset, end offset)` of the one top-level function named `function`, or
+    of the one method, for `Class.method`."""
+    owner, _, name = function.rpartition(".")
     found = []
     for path in sorted(SOURCE.rglob("*.py")):
         text = path.read_text()
-        for node in ast.parse(text).body:
-            if isinstance(node, ast.FunctionDef) and node.name == function:
+        scopes = [ast.parse(text)]
+        if owner:
+            scopes = [n for n in scopes[0].body if isinstance(n, ast.ClassDef) and n.name == owner]
+        for node in (node for scope in scopes for node in scope.body):
+            if isinstance(node, ast.FunctionDef) and node.name == name:
                 lines = text.splitlines(keepends=True)
                 start = sum(map(len, lines[: node.lineno - 1]))
                 end = sum(map(len, lines[: node.end_lineno]))

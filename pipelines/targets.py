@@ -50,11 +50,23 @@ VERTEX_ACCELERATORS = frozenset(
     }
 )
 
-# A Kubernetes extended resource: `<dns-subdomain>/<name>`.
-_K8S_RESOURCE = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+"
-    r"/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
-)
+# A Kubernetes extended resource: `<DNS-1123 subdomain>/<qualified name>`.
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_QUALIFIED_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+
+
+def _is_extended_resource(name: str) -> bool:
+    """Kubernetes' test: prefix and name well formed, and neither reserved nor too long (the
+    API server checks `requests.<name>` for quotas, so the prefix gets 253 - 9 characters)."""
+    prefix, slash, rest = name.partition("/")
+    if not slash or "kubernetes.io/" in name or name.startswith("requests."):
+        return False
+    return (
+        len("requests." + prefix) <= 253
+        and _DNS_SUBDOMAIN.fullmatch(prefix) is not None
+        and len(rest) <= 63
+        and _QUALIFIED_NAME.fullmatch(rest) is not None
+    )
 
 
 def validate_target(target: str) -> str:
@@ -91,7 +103,7 @@ def validate_accelerator(target: str, accelerator_type: str) -> str:
                 f"accelerator type {accelerator_type!r} is a Vertex AI name; Kubeflow needs a "
                 f"Kubernetes resource name such as 'nvidia.com/gpu'. {received}"
             )
-        if accelerator_type in KUBEFLOW_ACCELERATORS or _K8S_RESOURCE.match(accelerator_type):
+        if _is_extended_resource(accelerator_type):
             return accelerator_type
         raise ValueError(
             "accelerator type for Kubeflow must be a Kubernetes resource name like "

@@ -12,6 +12,14 @@
 
 Every server listens on 127.0.0.1 with a free port, answers at most `MAX_REQUESTS`, and is
 shut down when its fixture ends.
+
+The KFP and Vertex fakes check each request body against the real schema before answering,
+as the services do: Vertex bodies are parsed into the `google.cloud.aiplatform_v1` proto
+message of the method (unknown fields refused; answer 400 INVALID_ARGUMENT as a google.rpc
+Status, like Google's REST front end), KFP bodies against the `kfp_server_api` model of the
+method (unknown fields and bad enum values refused; answer 400 with a google.rpc Status, like
+the KFP API server's REST gateway). A test therefore fails when our code sends a body the
+service would refuse.
 """
 
 import functools
@@ -41,6 +49,7 @@ class Recorded:
     query: dict
     headers: dict
     body: object
+    raw: bytes = b""
 
 
 Route = tuple[str, str, Callable[[Recorded, re.Match], tuple[int, dict]]]
@@ -80,7 +89,7 @@ def _make_handler(server: RecordingServer):
             except ValueError:
                 body = raw
             recorded = Recorded(
-                self.command, parsed.path, parse_qs(parsed.query), dict(self.headers), body
+                self.command, parsed.path, parse_qs(parsed.query), dict(self.headers), body, raw
             )
             server.requests.append(recorded)
             status, payload = server.respond(recorded)
@@ -164,12 +173,130 @@ def _loopback_only(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", connect)
 
 
+# ---------------------------------------------------------------- request schemas
+
+
+# The int64 fields of the KFP API protos: `kfp_server_api` types them "str" (their proto3 JSON
+# form); the gateway's parser also takes a number. Every other "str" field takes a string only.
+_KFP_INT64 = {
+    ("V2beta1RecurringRun", "max_concurrency"),
+    ("V2beta1PeriodicSchedule", "interval_second"),
+    ("V2beta1RunDetails", "pipeline_context_id"),
+    ("V2beta1RunDetails", "pipeline_run_context_id"),
+    ("V2beta1PipelineTaskDetail", "execution_id"),
+}
+
+
+def _kfp_type_errors(value, type_name: str, where: str) -> list[str]:
+    """Where `value` (decoded JSON) does not fit the `kfp_server_api` type `type_name`."""
+    import kfp_server_api.models as models
+
+    if value is None or type_name == "object":
+        return []
+    if type_name.startswith("list["):
+        if not isinstance(value, list):
+            return [f"{where}: expected a list"]
+        item = type_name[len("list[") : -1]
+        return [e for i, v in enumerate(value) for e in _kfp_type_errors(v, item, f"{where}[{i}]")]
+    if type_name.startswith("dict("):
+        if not isinstance(value, dict):
+            return [f"{where}: expected an object"]
+        item = type_name.split(", ", 1)[1][:-1]
+        return [e for k, v in value.items() for e in _kfp_type_errors(v, item, f"{where}.{k}")]
+    if type_name == "int64":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return []
+        if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value):
+            return []
+        return [f"{where}: expected int64, got {value!r}"]
+    scalars = {"str": (str,), "bool": (bool,), "int": (int,), "float": (float, int)}
+    if type_name in scalars or type_name in ("date", "datetime"):
+        allowed = scalars.get(type_name, (str,))
+        if not isinstance(value, allowed) or (type_name != "bool" and isinstance(value, bool)):
+            return [f"{where}: expected {type_name}, got {type(value).__name__}"]
+        return []
+    model = getattr(models, type_name)
+    allowed_values = getattr(model, "allowable_values", None)
+    if allowed_values:
+        return [] if value in allowed_values else [f"{where}: invalid value {value!r}"]
+    if not isinstance(value, dict):
+        return [f"{where}: expected an object"]
+    fields = {
+        json_name: model.openapi_types[attr] for attr, json_name in model.attribute_map.items()
+    }
+    errors = [f'{where}: unknown field "{name}"' for name in value if name not in fields]
+    for name, field_type in fields.items():
+        if name in value:
+            field_type = "int64" if (type_name, name) in _KFP_INT64 else field_type
+            errors += _kfp_type_errors(value[name], field_type, f"{where}.{name}")
+    return errors
+
+
+def kfp_body(model: str, handler: Callable) -> Callable:
+    """`handler` behind a check of the request body against the `kfp_server_api` model."""
+
+    def check(recorded, match):
+        from types import SimpleNamespace
+
+        from kfp_server_api import ApiClient, ApiException
+
+        if not isinstance(recorded.body, dict):
+            errors = ["request body is not a JSON object"]
+        else:
+            errors = _kfp_type_errors(recorded.body, model, model)
+        if not errors:
+            try:  # the generated client's own reading of it (timestamps...)
+                ApiClient().deserialize(SimpleNamespace(data=recorded.raw), model)
+            except (TypeError, ValueError, ApiException) as err:
+                errors = [f"{model}: {getattr(err, 'reason', None) or err}"]
+        if errors:
+            message = "; ".join(errors)
+            return 400, {"error": message, "code": 3, "message": message, "details": []}
+        return handler(recorded, match)
+
+    return check
+
+
+def vertex_body(message: str, handler: Callable) -> Callable:
+    """`handler` behind a parse of the request body into `aiplatform_v1.<message>`."""
+
+    def check(recorded, match):
+        from google.cloud import aiplatform_v1
+        from google.protobuf import json_format
+
+        proto = getattr(aiplatform_v1, message).pb()()
+        try:
+            json_format.Parse(recorded.raw or b"{}", proto, ignore_unknown_fields=False)
+        except json_format.ParseError as err:
+            text = f"Invalid JSON payload received. {err}"
+            return 400, {
+                "error": {
+                    "code": 400,
+                    "message": text,
+                    "status": "INVALID_ARGUMENT",
+                    "details": [
+                        {
+                            "@type": "type.googleapis.com/google.rpc.BadRequest",
+                            "fieldViolations": [{"description": text}],
+                        }
+                    ],
+                }
+            }
+        return handler(recorded, match)
+
+    return check
+
+
 @pytest.fixture
 def kfp_api(recording_server) -> RecordingServer:
     """KFP v2beta1: healthz, experiments (none exist yet), runs, recurringruns."""
 
     def experiment(recorded, _):
-        return 200, {"experiment_id": "exp-1", "display_name": recorded.body["display_name"]}
+        name = recorded.body.get("display_name")
+        if not name:  # the API server refuses a nameless experiment (in its own words)
+            message = "Invalid input error: experiment display_name is empty"
+            return 400, {"error": message, "code": 3, "message": message, "details": []}
+        return 200, {"experiment_id": "exp-1", "display_name": name}
 
     def run(recorded, _):
         return 200, {"run_id": "run-123", "display_name": recorded.body.get("display_name")}
@@ -184,9 +311,13 @@ def kfp_api(recording_server) -> RecordingServer:
         [
             ("GET", r"/apis/v2beta1/healthz", lambda r, m: (200, {"multi_user": False})),
             ("GET", r"/apis/v2beta1/experiments", lambda r, m: (200, {"experiments": []})),
-            ("POST", r"/apis/v2beta1/experiments", experiment),
-            ("POST", r"/apis/v2beta1/runs", run),
-            ("POST", r"/apis/v2beta1/recurringruns", recurring),
+            ("POST", r"/apis/v2beta1/experiments", kfp_body("V2beta1Experiment", experiment)),
+            ("POST", r"/apis/v2beta1/runs", kfp_body("V2beta1Run", run)),
+            (
+                "POST",
+                r"/apis/v2beta1/recurringruns",
+                kfp_body("V2beta1RecurringRun", recurring),
+            ),
         ]
     )
 
@@ -290,17 +421,21 @@ def _vertex_routes(contexts: dict) -> list[Route]:
         return 200, {"name": match["bucket"], "projectNumber": PROJECT_NUMBER}
 
     return [
-        ("POST", _PARENT + r"/pipelineJobs", create_job),
+        ("POST", _PARENT + r"/pipelineJobs", vertex_body("PipelineJob", create_job)),
         ("GET", _PARENT + r"/pipelineJobs/(?P<id>[^/:]+)", get_job),
-        ("POST", _PARENT + r"/schedules", create_schedule),
+        ("POST", _PARENT + r"/schedules", vertex_body("Schedule", create_schedule)),
         ("GET", _STORE, lambda r, m: (200, {"name": r.path[len("/v1/") :]})),
         ("GET", _STORE + r"/contexts/(?P<id>[^/:]+)", get_context),
-        ("POST", _STORE + r"/contexts", create_context),
-        ("PATCH", _STORE + r"/contexts/(?P<id>[^/:]+)", update_context),
-        ("POST", _STORE + r"/contexts/(?P<id>[^/:]+):addContextChildren", lambda r, m: (200, {})),
+        ("POST", _STORE + r"/contexts", vertex_body("Context", create_context)),
+        ("PATCH", _STORE + r"/contexts/(?P<id>[^/:]+)", vertex_body("Context", update_context)),
+        (
+            "POST",
+            _STORE + r"/contexts/(?P<id>[^/:]+):addContextChildren",
+            vertex_body("AddContextChildrenRequest", lambda r, m: (200, {})),
+        ),
         ("GET", _PARENT + r"/tensorboards/(?P<id>[^/:]+)", get_tensorboard),
         ("GET", _PARENT + r"/models/(?P<id>[^/:]+)", get_model),
-        ("POST", _PARENT + r"/models:upload", upload_model),
+        ("POST", _PARENT + r"/models:upload", vertex_body("UploadModelRequest", upload_model)),
         ("GET", r"/storage/v1/b/(?P<bucket>[^/]+)", bucket),
     ]
 

@@ -33,19 +33,32 @@ def _model_dir(tmp_path, name, payload=b"weights", complete=True):
         (0.90, 0.90, 0.0, False, "keep champion: candidate 0.9 <= champion 0.9 + margin 0"),
         (0.905, 0.90, 0.01, False, "keep champion: candidate 0.905 <= champion 0.9 + margin 0.01"),
         (0.92, 0.90, 0.01, True, "promote: candidate 0.92 > champion 0.9 + margin 0.01"),
-        (0.50, 0.90, 0.0, False, "keep champion"),
+        (0.50, 0.90, 0.0, False, "keep champion: candidate 0.5 <= champion 0.9 + margin 0"),
+        # A candidate a hair above the bound wins; one exactly on it does not (ties keep).
+        (0.9 + 1e-9, 0.90, 0.0, True, "promote: candidate 0.9 > champion 0.9 + margin 0"),
+        (0.0, 0.0, 0.0, False, "keep champion: candidate 0 <= champion 0 + margin 0"),
+        (0.123456789, None, 0.5, True, "no champion yet; candidate scores 0.123457"),
     ],
 )
 def test_champion_decide(candidate, champion, margin, promote, reason):
     decision = decide(candidate, champion, margin)
-    assert decision == (promote, decision.reason)
-    assert decision.promote is promote
-    assert decision.reason.startswith(reason)
+    assert isinstance(decision, Decision)
+    assert decision == (promote, reason)
+    promoted, said = decision  # unpacks as the gate reads it
+    assert promoted is promote and said == reason
 
 
 def test_champion_decide_lower_is_better_and_bad_values():
-    assert decide(0.2, 0.3, 0.05, higher_is_better=False).promote
-    assert not decide(0.28, 0.3, 0.05, higher_is_better=False).promote
+    assert decide(0.2, 0.3, 0.05, higher_is_better=False) == (
+        True,
+        "promote: candidate 0.2 < champion 0.3 - margin 0.05",
+    )
+    assert decide(0.28, 0.3, 0.05, higher_is_better=False) == (
+        False,
+        "keep champion: candidate 0.28 >= champion 0.3 - margin 0.05",
+    )
+    assert decide(0.25, 0.3, 0.05, higher_is_better=False).promote is False  # on the bound
+    assert decide(0.9, None, higher_is_better=False).promote is True
     with pytest.raises(ValueError, match="candidate_score must be a finite number"):
         decide(math.nan, 0.5)
     with pytest.raises(ValueError, match="champion_score must be a finite number"):
@@ -101,8 +114,12 @@ def test_promote_writes_complete_marker_last(root, tmp_path, monkeypatch):
 
     ModelRegistry(root).promote("run-1", _model_dir(tmp_path, "candidate"), 0.9)
 
-    assert len(written) == 4
-    assert written[-1].endswith(f"versions{'/' if root.startswith('gs://') else '/'}run-1/COMPLETE")
+    version = storage.join(root, "versions", "run-1")
+    assert written[-1] == storage.join(version, COMPLETE_MARKER)
+    assert sorted(written[:-1]) == [
+        storage.join(version, name)
+        for name in ("assets/classes.txt", "metrics.json", "model.keras")
+    ]
 
 
 def test_promote_crash_between_version_and_pointer_keeps_old_champion(root, tmp_path, monkeypatch):
@@ -225,3 +242,173 @@ def test_champion_registry_on_gcs_copies_a_gcs_model_server_side(gcs, tmp_path):
 
     assert record["model_uri"] == gcs.prefix + "/registry/versions/run-1"
     assert storage.list_files(record["model_uri"]) == storage.list_files(source)
+
+
+# ---------------------------------------------------------------- the gate a pipeline runs
+
+
+@pytest.fixture
+def trained(tmp_path):
+    """`trained(name)`: a complete classifier model directory, as a training step leaves it."""
+    import keras
+    import numpy as np
+
+    from contrastive.config import load_config
+    from contrastive.modeldir import save_model_dir
+
+    def make(name: str) -> str:
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((8, 8, 1))
+        x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
+        model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+        model.predict(np.zeros((1, 8, 8, 1), np.uint8), verbose=0)
+        save_model_dir(
+            tmp_path / name,
+            model,
+            config=load_config("tiny"),
+            history={},
+            metrics={},
+            info={"kind": "classifier", "num_classes": 3, "image_shape": [8, 8, 1]},
+        )
+        return str(tmp_path / name)
+
+    return make
+
+
+def test_champion_gate_reevaluates_the_champion_and_applies_the_margin(tmp_path, trained):
+    """Run 1 becomes champion; run 2 beats the champion's re-evaluated 0.80 but not by the
+    margin; run 3 does. Only the champion is evaluated, once per later run."""
+    import keras
+
+    from contrastive.registry import gate_champion
+
+    root = str(tmp_path / "registry")
+    evaluated = []
+
+    def evaluate(model_dir):
+        evaluated.append(model_dir)
+        return 0.80
+
+    gate = dict(candidate="supcon", margin=0.05, evaluate=evaluate)
+    first = gate_champion(
+        root, candidate_accuracy=0.7, candidate_dir=trained("a"), run_id="run-1", **gate
+    )
+    kept = gate_champion(
+        root, candidate_accuracy=0.84, candidate_dir=trained("b"), run_id="run-2", **gate
+    )
+    third = gate_champion(
+        root, candidate_accuracy=0.86, candidate_dir=trained("c"), run_id="run-3", **gate
+    )
+
+    exported = keras.backend.backend() == "tensorflow"
+    assert first == {
+        "promoted": True,
+        "promote": True,
+        "candidate": "supcon",
+        "candidate_accuracy": 0.7,
+        "champion_accuracy": None,
+        "margin": 0.05,
+        "reason": "no champion yet; candidate scores 0.7",
+        "champion_run_id": None,
+        "inference_service": storage.join(root, "inferenceservice.yaml") if exported else None,
+    }
+    assert kept == {
+        "promoted": False,
+        "promote": False,
+        "candidate": "supcon",
+        "candidate_accuracy": 0.84,
+        "champion_accuracy": 0.80,
+        "margin": 0.05,
+        "reason": "keep champion: candidate 0.84 <= champion 0.8 + margin 0.05",
+        "champion_run_id": "run-1",
+    }
+    assert third["promoted"] is True and third["champion_run_id"] == "run-1"
+    assert third["reason"] == "promote: candidate 0.86 > champion 0.8 + margin 0.05"
+    versions = storage.join(root, "versions")
+    assert evaluated == [storage.join(versions, "run-1"), storage.join(versions, "run-1")]
+
+    registry = ModelRegistry(root)
+    champion = registry.champion()
+    assert (champion["run_id"], champion["generation"], champion["previous_version"]) == (
+        "run-3",
+        2,
+        "run-1",
+    )
+    assert champion["score"] == 0.86 and champion["extra"] == {"method": "supcon"}
+    assert not storage.exists(storage.join(versions, "run-2"))
+    assert storage.exists(storage.join(versions, "run-3", COMPLETE_MARKER))
+    for run_id, decision in (("run-1", first), ("run-2", kept), ("run-3", third)):
+        recorded = registry.decision(run_id)
+        assert recorded.pop("decided_at").endswith("Z")
+        assert recorded == {"run_id": run_id, **decision}
+
+
+def test_champion_gate_refuses_when_the_champion_changes_during_its_evaluation(tmp_path, trained):
+    """The decision was made against generation 1; a rival promoted meanwhile wins."""
+    from contrastive.registry import gate_champion
+
+    root = str(tmp_path / "registry")
+    ModelRegistry(root).promote("run-1", _model_dir(tmp_path, "first"), 0.5)
+
+    def evaluate_while_a_rival_promotes(model_dir):
+        ModelRegistry(root).promote("rival", _model_dir(tmp_path, "rival", b"rival"), 0.99)
+        return 0.5
+
+    with pytest.raises(ConcurrentUpdateError, match="champion is at generation 2, the decision"):
+        gate_champion(
+            root,
+            "supcon",
+            0.9,
+            trained("candidate"),
+            run_id="run-2",
+            margin=0.0,
+            evaluate=evaluate_while_a_rival_promotes,
+        )
+
+    registry = ModelRegistry(root)
+    assert registry.champion()["run_id"] == "rival"
+    assert not storage.exists(registry.version_dir("run-2"))
+
+
+def test_champion_gate_evaluates_a_gcs_champion_from_a_local_copy(gcs, trained):
+    """`evaluate` reads local folders: a champion in GCS is copied down first, then removed."""
+    import os
+
+    from contrastive.registry import gate_champion
+
+    root = gcs.prefix + "/registry"
+    seen = []
+
+    def evaluate(model_dir):
+        seen.append((model_dir, sorted(storage.list_files(model_dir))))
+        return 0.5
+
+    gate = dict(candidate="supcon", margin=0.0, evaluate=evaluate)
+    gate_champion(root, candidate_accuracy=0.6, candidate_dir=trained("a"), run_id="run-1", **gate)
+    decision = gate_champion(
+        root, candidate_accuracy=0.7, candidate_dir=trained("b"), run_id="run-2", **gate
+    )
+
+    ((local, files),) = seen
+    assert not storage.is_gcs(local)
+    assert files == storage.list_files(storage.join(root, "versions", "run-1"))
+    assert "model.keras" in files and COMPLETE_MARKER in files
+    assert not os.path.exists(local)  # the copy is a temporary folder
+    assert decision["champion_accuracy"] == 0.5 and decision["promoted"] is True
+
+
+def test_champion_gate_leaves_training_checkpoints_behind(tmp_path, trained):
+    from contrastive.registry import gate_champion
+
+    candidate = trained("a")
+    (tmp_path / "a" / "checkpoints").mkdir()
+    (tmp_path / "a" / "checkpoints" / "epoch-1.weights.h5").write_bytes(b"w")
+    root = str(tmp_path / "registry")
+
+    gate_champion(
+        root, "supcon", 0.9, candidate, run_id="run-1", margin=0.0, evaluate=lambda _: 0.0
+    )
+
+    promoted = storage.list_files(storage.join(root, "versions", "run-1"))
+    assert "model.keras" in promoted
+    assert [name for name in promoted if name.startswith("checkpoints")] == []
