@@ -3,7 +3,9 @@
 Each `run_*` function reads a dataset (a URI with a `manifest.json`) and/or a model directory
 (`contrastive.modeldir`), calls the training or evaluation code, and writes a model directory.
 The three training steps share one sequence, `_train_step`: reuse a complete output on retry,
-load the data, train, time it, save.
+open the data, train, time it, save. Every step streams its splits (`tf.data`, bounded shuffle
+buffer, prefetch): memory does not grow with the dataset; only bounded samples (the kNN
+monitor's, the embedding map's) are held as arrays.
 """
 
 from __future__ import annotations
@@ -62,6 +64,11 @@ def run_pretrain(
 
     if method:
         config = config.replace({"train.method": method})
+    knn_sample = []  # the bounded kNN sample, read once by `fit`, reused by `summarize`
+
+    def fit(config: Config, *splits, **kwargs):
+        knn_sample.append(_knn_sample(data_uri, config))
+        return training.pretrain(config, *splits, knn_sample=knn_sample[0], **kwargs)
 
     def summarize(encoder, history: dict, data: TrainingData, seconds: float):
         metrics = {
@@ -69,12 +76,10 @@ def run_pretrain(
             "final_loss": _last(history, "loss"),
             "contrastive_accuracy": _last(history, "contrastive_accuracy"),
             "probe_accuracy": _last(history, "probe_accuracy"),
-            "knn_accuracy": _knn(encoder, data, config),
+            "knn_accuracy": _knn(encoder, knn_sample[0], config),
             "train_seconds": seconds,
             "epochs": len(history.get("loss", [])),
-            "views_per_second": _rate(
-                len(data.train[0]) * config.train.num_views, history, seconds
-            ),
+            "views_per_second": _rate(data.num_train * config.train.num_views, history, seconds),
         }
         info = {"kind": "encoder", "method": config.train.method, "train_seconds": seconds}
         return metrics, {"pretrain": history}, info
@@ -84,7 +89,7 @@ def run_pretrain(
         data_uri,
         output_dir,
         config,
-        training.pretrain,
+        fit,
         summarize,
         include_unlabeled=config.train.use_unlabeled,
     )
@@ -175,7 +180,10 @@ def _train_step(
     include_unlabeled: bool = False,
     check: Callable[[TrainingData], None] | None = None,
 ) -> dict:
-    """The sequence every training step shares: reuse → load → train → time → save.
+    """The sequence every training step shares: reuse → open the data → train → time → save.
+
+    The splits are streamed (`contrastive.data.stream_training_data`): train shuffled with
+    `data.shuffle_buffer` and a new `train.seed`-seeded order each epoch, both prefetched.
 
     Args:
         name: the step as the log line names it.
@@ -191,10 +199,15 @@ def _train_step(
     """
     if (done := modeldir.reuse_complete(output_dir)) is not None:
         return done
-    from contrastive.data import load_training_data
+    from contrastive.data import stream_training_data
 
-    data = load_training_data(
-        data_uri, limit=config.data.limit, include_unlabeled=include_unlabeled
+    data = stream_training_data(
+        data_uri,
+        batch_size=config.train.batch_size,
+        seed=config.train.seed,
+        limit=config.data.limit,
+        include_unlabeled=include_unlabeled,
+        shuffle_buffer=config.data.shuffle_buffer,
     )
     start = time.perf_counter()
     if check is not None:
@@ -231,8 +244,12 @@ def run_evaluate(
 ) -> dict:
     """Evaluate a classifier on a split: accuracy, per-class metrics, confusion, 2-D embedding.
 
-    Writes per-example predictions to Parquet when `predictions_path` is given.
+    Streams the split batch by batch: the confusion matrix and the predictions Parquet
+    (when `predictions_path` is given) are accumulated per batch; only the embedding map's
+    sample (`2 * embedding_points` images) is kept in memory.
     """
+    import numpy as np
+
     from contrastive import data as data_io
     from contrastive import evaluation, training
     from contrastive.models import find_encoder
@@ -240,17 +257,30 @@ def run_evaluate(
     model, info = load_model_dir(model_dir)
     manifest = data_io.read_manifest(data_uri)
     check_compatible(info, manifest, model_dir)
-    x, y = data_io.load_arrays(data_uri, split)
-    if len(x) == 0:
+    if not manifest["splits"].get(split, {"num_examples": 1})["num_examples"]:
         raise ValueError(f"split {split!r} of {data_uri} is empty: nothing to evaluate")
-    probabilities = training.predict_proba(model, x, batch_size=batch_size)
-    predicted = probabilities.argmax(axis=1)
-    result = evaluation.classification_metrics(
-        y, predicted, int(manifest["num_classes"]), class_names=list(manifest["class_names"])
+    num_classes = int(manifest["num_classes"])
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    predictions = evaluation.PredictionsWriter(predictions_path) if predictions_path else None
+    kept_images, kept_labels, kept = [], [], 0  # the embedding map's bounded sample
+    for images, labels in data_io.read_split(data_uri, split, batch_size).as_numpy_iterator():
+        probabilities = training.predict_proba(model, _pad(images, batch_size), batch_size)
+        probabilities = probabilities[: len(labels)]
+        predicted = probabilities.argmax(axis=1)
+        confusion += evaluation.confusion_matrix(labels, predicted, num_classes)
+        if predictions is not None:
+            predictions.write(labels, predicted, probabilities)
+        if kept < embedding_points * 2:
+            kept_images.append(images[: embedding_points * 2 - kept])
+            kept_labels.append(labels[: embedding_points * 2 - kept])
+            kept += len(kept_labels[-1])
+    result = evaluation.metrics_from_confusion_matrix(
+        confusion, class_names=list(manifest["class_names"])
     )
     embedding = None
     if embedding_points > 0:
-        features = training.embed(find_encoder(model), x[: embedding_points * 2], batch_size)
+        x, y = np.concatenate(kept_images), np.concatenate(kept_labels)
+        features = training.embed(find_encoder(model), x, batch_size)
         points, indices = evaluation.pca_2d(features, max_points=embedding_points)
         embedding = {
             "x": points[:, 0].tolist(),
@@ -268,13 +298,13 @@ def run_evaluate(
     )
     result["knn_accuracy"] = result["train_metrics"].get("knn_accuracy")
     result["scalars"] = evaluation.metric_scalars(result)
-    if predictions_path is not None:
-        evaluation.write_predictions(predictions_path, y, predicted, probabilities)
+    if predictions is not None:
+        predictions.close()
     log.info(
         "evaluate %s: accuracy %.4f on %d %s images",
         info.get("method"),
         result["accuracy"],
-        len(y),
+        result["num_examples"],
         split,
     )
     return result
@@ -397,26 +427,47 @@ def _info(data: TrainingData, config: Config, **extra) -> dict:
     }
 
 
-def _knn(encoder, data: TrainingData, config: Config) -> float | None:
+def _knn_sample(data_uri: str, config: Config):
+    """`(train_x, train_y, validation_x, validation_y)`: at most `train.knn_max_examples`
+    labelled images of each split (the first of their read order), or None without a
+    validation split."""
+    from contrastive import data
+
+    manifest = data.read_manifest(data_uri)
+    if not manifest["splits"].get("validation", {}).get("num_examples", 0):
+        return None
+    cap = config.train.knn_max_examples
+    if config.data.limit is not None:
+        cap = min(cap, config.data.limit)
+    return (
+        *data.sample_arrays(data_uri, "train", cap),
+        *data.sample_arrays(data_uri, "validation", cap),
+    )
+
+
+def _knn(encoder, sample, config: Config) -> float | None:
     from contrastive import training
 
-    if data.validation is None:
+    if sample is None or not len(sample[1]) or not len(sample[3]):
         return None
-    x, y = data.train
-    labelled = y >= 0
-    cap = config.train.knn_max_examples
-    vx, vy = data.validation
     return float(
         training.knn_accuracy(
             encoder,
-            x[labelled][:cap],
-            y[labelled][:cap],
-            vx[:cap],
-            vy[:cap],
+            *sample,
             k=config.train.knn_k,
             temperature=config.train.knn_temperature,
         )
     )
+
+
+def _pad(images, batch_size: int):
+    """A short last batch padded with zeros to `batch_size` (one compiled shape)."""
+    import numpy as np
+
+    if len(images) == batch_size:
+        return images
+    padding = np.zeros((batch_size - len(images), *images.shape[1:]), images.dtype)
+    return np.concatenate([images, padding])
 
 
 def _rate(examples: int, history: dict, seconds: float) -> float:
