@@ -18,7 +18,7 @@ def evaluate_classifier(
     from contrastive import tasks
 
     result = tasks.run_evaluate(
-        dataset.path, model.path, split=split, predictions_path=predictions.path
+        tasks.data_location(dataset), model.path, split=split, predictions_path=predictions.path
     )
     for name, value in result["scalars"].items():
         metrics.log_metric(name, value)

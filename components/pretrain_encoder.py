@@ -29,7 +29,9 @@ def pretrain_encoder(
         encoder=encoder,
         seed=seed,
     )
-    result = tasks.run_pretrain(dataset.path, encoder_model.path, config, method=method)
+    result = tasks.run_pretrain(
+        tasks.data_location(dataset), encoder_model.path, config, method=method
+    )
     encoder_model.metadata.update(method=method, kind="encoder", framework="keras")
     for name, value in tasks.numeric_metrics(result).items():
         metrics.log_metric(name, value)

@@ -27,7 +27,7 @@ def train_classifier(
         seed=seed,
     )
     result = tasks.run_train_classifier(
-        dataset.path, encoder_model.path, model.path, config, mode=mode
+        tasks.data_location(dataset), encoder_model.path, model.path, config, mode=mode
     )
     model.metadata.update(method=result.get("method"), mode=mode, framework="keras")
     for name, value in tasks.numeric_metrics(result).items():

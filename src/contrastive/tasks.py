@@ -31,6 +31,25 @@ log = logging.getLogger(__name__)
 # steps
 
 
+def data_location(artifact) -> str:
+    """Where a step reads a KFP `Dataset` input: its `gs://` URI when it has one, else its path.
+
+    TensorFlow reads `gs://` itself, shard by shard, so a step streams a dataset from the
+    bucket whatever the target does with the artifact's local path: on Vertex AI that path is
+    a Cloud Storage FUSE mount (`/gcs/...`); on Kubeflow the v2 launcher downloads every input
+    artifact to that path before the step starts. `minio://` and `s3://` URIs (Kubeflow's
+    default MinIO, S3) are read from the launcher's local copy: TensorFlow has no filesystem
+    for them without tensorflow-io. Local runs (`kfp.local`) have a local path as URI.
+
+    Args:
+        artifact: anything with `uri` and `path` attributes (a `kfp.dsl.Dataset`).
+    """
+    from contrastive import storage
+
+    uri = getattr(artifact, "uri", "") or ""
+    return uri if storage.is_gcs(uri) else artifact.path
+
+
 def run_ingest(
     source: str,
     output: str,
