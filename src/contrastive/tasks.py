@@ -201,8 +201,9 @@ def _train_step(
 ) -> dict:
     """The sequence every training step shares: reuse → open the data → train → time → save.
 
-    The splits are streamed (`contrastive.data.stream_training_data`): train shuffled with
-    `data.shuffle_buffer` and a new `train.seed`-seeded order each epoch, both prefetched.
+    The splits are streamed (`contrastive.data.stream_training_data`): train shuffled in a
+    buffer of `data.shuffle_buffer` examples / `data.shuffle_buffer_mib` MiB, a new
+    `train.seed`-seeded order each epoch; both prefetched.
 
     Args:
         name: the step as the log line names it.
@@ -227,6 +228,7 @@ def _train_step(
         limit=config.data.limit,
         include_unlabeled=include_unlabeled,
         shuffle_buffer=config.data.shuffle_buffer,
+        shuffle_buffer_bytes=config.data.shuffle_buffer_mib << 20,
     )
     start = time.perf_counter()
     if check is not None:

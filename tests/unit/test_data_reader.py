@@ -322,3 +322,13 @@ def test_sample_arrays_is_bounded_and_labelled(dataset):
     np.testing.assert_array_equal(x, expected_x)
     np.testing.assert_array_equal(y, expected_y)
     assert data.sample_arrays(out, "test", 1000)[0].shape == (40, 8, 8, 3)
+
+
+def test_the_shuffle_buffer_is_bounded_in_bytes(dataset):
+    out, _ = dataset
+    plain = _ids(data.read_split(out, "train", 16, limit=60))
+    # a budget below one record leaves a one-record buffer: no shuffling at all
+    tight = data.read_split(out, "train", 16, shuffle=True, limit=60, shuffle_buffer_bytes=1)
+    assert _ids(tight) == plain
+    loose = data.read_split(out, "train", 16, shuffle=True, limit=60)
+    assert _ids(loose) != plain and sorted(_ids(loose)) == sorted(plain)

@@ -14,6 +14,9 @@ from contrastive import data, tasks
 from contrastive.config import resolve_config
 from contrastive.data import reader
 
+# The steps feed tf.data to Keras: on the JAX backend too (Keras' tf.data adapter).
+pytestmark = pytest.mark.backend
+
 
 @pytest.fixture
 def guarded(monkeypatch, tiny_dataset):

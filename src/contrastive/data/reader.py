@@ -25,9 +25,13 @@ SUPPORTED_FORMAT_VERSIONS = (FORMAT_VERSION,)
 # locally); larger splits get the cheap size check only.
 AUTO_VERIFY_MAX_BYTES = 512 << 20
 DEFAULT_SHUFFLE_BUFFER = 10_000
+# The shuffle buffer holds serialized records: at most this many bytes of them (a 128x128 RGB
+# image is 49 kB, so 20,000 of them would be 1 GB); `shuffle_buffer` examples when smaller.
+DEFAULT_SHUFFLE_BUFFER_BYTES = 64 << 20
 _MAX_PARALLEL_SHARDS = 16
 _LOAD_BATCH = 4096
 _READ_CHUNK = 128
+_READ_CHUNK_BYTES = 1 << 20
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +123,7 @@ def read_split(
     deterministic: bool | None = None,
     verify: bool | None = None,
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+    shuffle_buffer_bytes: int = DEFAULT_SHUFFLE_BUFFER_BYTES,
     process_index: int = 0,
     process_count: int = 1,
 ) -> tf.data.Dataset:
@@ -149,8 +154,10 @@ def read_split(
     Args:
         split: `train`, `validation`, `test` or `unlabeled` (labels -1), or a list of splits
             read as one (e.g. `["train", "unlabeled"]`).
-        shuffle: shuffle shard order and examples (buffer `shuffle_buffer`), seeded by `seed`,
-            a new order each epoch (the sequence of orders is fixed by `seed`).
+        shuffle: shuffle shard order and examples, seeded by `seed`, a new order each epoch
+            (the sequence of orders is fixed by `seed`). The buffer holds `shuffle_buffer`
+            examples or `shuffle_buffer_bytes` of records (the split's mean record size),
+            whichever is fewer, at least one.
         repeat: repeat forever.
         cache: keep the (first epoch's) records in memory.
         image_size: `(height, width)` to resize to (bilinear, antialiased, rounded to uint8).
@@ -178,6 +185,7 @@ def read_split(
     for name, value in (
         ("batch_size", batch_size),
         ("shuffle_buffer", shuffle_buffer),
+        ("shuffle_buffer_bytes", shuffle_buffer_bytes),
         ("process_count", process_count),
     ):
         validation.check_int(name, value, error=DataError)
@@ -214,14 +222,18 @@ def read_split(
         count = -1  # an older manifest without per-shard counts: length unknown
     elif example_level:
         count = len(range(process_index, count, process_count))
+    record_bytes = _mean_record_bytes(entries)
+    shuffle_buffer = max(1, min(shuffle_buffer, shuffle_buffer_bytes // record_bytes))
+    chunk = max(1, min(_READ_CHUNK, _READ_CHUNK_BYTES // record_bytes))
     paths = [storage.join(uri, shard["path"]) for shard in shards]
     files = tf.data.Dataset.from_tensor_slices(paths)
     if shuffle and limit is None:
         files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     # Each reader hands over chunks of records, not single records: a parallel interleave
     # passes elements between threads one at a time, which costs more than reading a record.
+    # Chunks stay under ~1 MiB, so that large images do not multiply the memory in flight.
     records = files.interleave(
-        lambda path: tf.data.TFRecordDataset(path).batch(_READ_CHUNK),
+        lambda path: tf.data.TFRecordDataset(path).batch(chunk),
         cycle_length=min(len(paths), _MAX_PARALLEL_SHARDS),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=deterministic or example_level,
@@ -250,6 +262,12 @@ def read_split(
     return batches.map(
         decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic
     ).prefetch(tf.data.AUTOTUNE)
+
+
+def _mean_record_bytes(entries: list[dict]) -> int:
+    total = sum(shard["num_bytes"] for entry in entries for shard in entry["shards"])
+    count = sum(entry["num_examples"] for entry in entries)
+    return max(1, total // max(1, count))
 
 
 def process_shards(
@@ -388,6 +406,7 @@ def stream_training_data(
     limit: int | None = None,
     include_unlabeled: bool = False,
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+    shuffle_buffer_bytes: int = DEFAULT_SHUFFLE_BUFFER_BYTES,
 ) -> TrainingData:
     """The train (and validation) split of a committed dataset as streaming `tf.data` inputs.
 
@@ -403,7 +422,8 @@ def stream_training_data(
             same subset as `load_training_data`); None = all.
         include_unlabeled: read the `unlabeled` split with train (labels -1); with `limit`,
             `limit` examples of each.
-        shuffle_buffer: examples held by the train shuffle.
+        shuffle_buffer, shuffle_buffer_bytes: the train shuffle holds at most this many
+            examples and this many bytes of records (see `read_split`).
     """
     manifest = read_manifest(uri)
     splits = manifest["splits"]
@@ -415,10 +435,15 @@ def stream_training_data(
     def read(name: str, **options):
         return read_split(uri, name, batch_size, limit=limit, seed=seed, **options)
 
-    train = read("train", shuffle=True, shuffle_buffer=shuffle_buffer)
+    shuffling = {
+        "shuffle": True,
+        "shuffle_buffer": shuffle_buffer,
+        "shuffle_buffer_bytes": shuffle_buffer_bytes,
+    }
+    train = read("train", **shuffling)
     num_train = size("train")
     if include_unlabeled and size("unlabeled"):
-        unlabeled = read("unlabeled", shuffle=True, shuffle_buffer=shuffle_buffer)
+        unlabeled = read("unlabeled", **shuffling)
         # Draw examples from both streams at random (seeded), in proportion to their sizes:
         # batches mix labelled and unlabelled images, and each epoch covers both once.
         mixed = tf.data.Dataset.sample_from_datasets(
