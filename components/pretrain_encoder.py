@@ -29,9 +29,7 @@ def pretrain_encoder(
         encoder=encoder,
         seed=seed,
     )
-    result = tasks.run_pretrain(
-        tasks.data_location(dataset), encoder_model.path, config, method=method
-    )
+    result = tasks.run_pretrain(dataset, encoder_model.path, config, method=method)
     encoder_model.metadata.update(method=method, kind="encoder", framework="keras")
     for name, value in tasks.numeric_metrics(result).items():
         metrics.log_metric(name, value)

@@ -28,7 +28,7 @@ def train_baseline(
         encoder=encoder,
         seed=seed,
     )
-    result = tasks.run_train_baseline(tasks.data_location(dataset), model.path, config)
+    result = tasks.run_train_baseline(dataset, model.path, config)
     model.metadata.update(method="baseline", framework="keras")
     for name, value in tasks.numeric_metrics(result).items():
         metrics.log_metric(name, value)

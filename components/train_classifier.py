@@ -26,9 +26,7 @@ def train_classifier(
         batch_size=batch_size,
         seed=seed,
     )
-    result = tasks.run_train_classifier(
-        tasks.data_location(dataset), encoder_model.path, model.path, config, mode=mode
-    )
+    result = tasks.run_train_classifier(dataset, encoder_model.path, model.path, config, mode=mode)
     model.metadata.update(method=result.get("method"), mode=mode, framework="keras")
     for name, value in tasks.numeric_metrics(result).items():
         metrics.log_metric(name, value)

@@ -250,6 +250,7 @@ class PredictionsWriter:
         if self._writer is None:  # nothing written: an empty table of the same schema
             self.write(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0)))
         self._writer.close()
+        self._writer = None
         try:
             if storage.is_gcs(self.path):
                 storage.copy_file(self._temporary, self.path)
@@ -263,6 +264,9 @@ class PredictionsWriter:
         import contextlib
         import os
 
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._temporary)
 

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 def data_location(artifact) -> str:
     """Where a step reads a KFP `Dataset` input: its `gs://` URI when it has one, else its path.
 
+    Every `run_*` step applies it to its `data_uri` argument, so the components pass the
+    artifact itself; a string is returned as it is.
+
     TensorFlow reads `gs://` itself, shard by shard, so a step streams a dataset from the
     bucket whatever the target does with the artifact's local path: on Vertex AI that path is
     a Cloud Storage FUSE mount (`/gcs/...`); on Kubeflow the v2 launcher downloads every input
@@ -42,10 +45,13 @@ def data_location(artifact) -> str:
     for them without tensorflow-io. Local runs (`kfp.local`) have a local path as URI.
 
     Args:
-        artifact: anything with `uri` and `path` attributes (a `kfp.dsl.Dataset`).
+        artifact: a path or URI, or anything with `uri` and `path` attributes (a
+            `kfp.dsl.Dataset`).
     """
     from contrastive import storage
 
+    if isinstance(artifact, (str, Path)):
+        return str(artifact)
     uri = getattr(artifact, "uri", "") or ""
     return uri if storage.is_gcs(uri) else artifact.path
 
@@ -81,6 +87,7 @@ def run_pretrain(
     """Pretrain an encoder with a contrastive loss; write it as a model directory."""
     from contrastive import training
 
+    data_uri = data_location(data_uri)
     if method:
         config = config.replace({"train.method": method})
     knn_sample = []  # the bounded kNN sample, read once by `fit`, reused by `summarize`
@@ -125,6 +132,7 @@ def run_train_classifier(
     """Train a classifier on a pretrained encoder (frozen `linear` probe or `finetune`)."""
     from contrastive import training
 
+    data_uri = data_location(data_uri)
     mode = mode or config.train.classifier_mode
     if modeldir.is_complete(output_dir):  # no need to load the encoder of a finished step
         return modeldir.reuse_complete(output_dir)
@@ -171,6 +179,8 @@ def run_train_classifier(
 def run_train_baseline(data_uri: str, output_dir: str | Path, config: Config) -> dict:
     """Train the cross-entropy baseline: same encoder, weak augmentation, same epoch budget."""
     from contrastive import training
+
+    data_uri = data_location(data_uri)
 
     def summarize(model, history: dict, data: TrainingData, seconds: float):
         metrics = {
@@ -275,6 +285,7 @@ def run_evaluate(
     from contrastive import evaluation, training
     from contrastive.models import find_encoder
 
+    data_uri = data_location(data_uri)
     model, info = load_model_dir(model_dir)
     manifest = data_io.read_manifest(data_uri)
     check_compatible(info, manifest, model_dir)
@@ -284,17 +295,22 @@ def run_evaluate(
     confusion = np.zeros((num_classes, num_classes), np.int64)
     predictions = evaluation.PredictionsWriter(predictions_path) if predictions_path else None
     kept_images, kept_labels, kept = [], [], 0  # the embedding map's bounded sample
-    for images, labels in data_io.read_split(data_uri, split, batch_size).as_numpy_iterator():
-        probabilities = training.predict_proba(model, _pad(images, batch_size), batch_size)
-        probabilities = probabilities[: len(labels)]
-        predicted = probabilities.argmax(axis=1)
-        confusion += evaluation.confusion_matrix(labels, predicted, num_classes)
+    try:
+        for images, labels in data_io.read_split(data_uri, split, batch_size).as_numpy_iterator():
+            probabilities = training.predict_proba(model, _pad(images, batch_size), batch_size)
+            probabilities = probabilities[: len(labels)]
+            predicted = probabilities.argmax(axis=1)
+            confusion += evaluation.confusion_matrix(labels, predicted, num_classes)
+            if predictions is not None:
+                predictions.write(labels, predicted, probabilities)
+            if kept < embedding_points * 2:
+                kept_images.append(images[: embedding_points * 2 - kept])
+                kept_labels.append(labels[: embedding_points * 2 - kept])
+                kept += len(kept_labels[-1])
+    except BaseException:
         if predictions is not None:
-            predictions.write(labels, predicted, probabilities)
-        if kept < embedding_points * 2:
-            kept_images.append(images[: embedding_points * 2 - kept])
-            kept_labels.append(labels[: embedding_points * 2 - kept])
-            kept += len(kept_labels[-1])
+            predictions.abort()  # no half-written predictions file
+        raise
     result = evaluation.metrics_from_confusion_matrix(
         confusion, class_names=list(manifest["class_names"])
     )
@@ -362,6 +378,7 @@ def run_compare_and_report(
 
     if not candidates:
         raise ValueError("no method was evaluated: enable at least one of the branches")
+    data_uri = data_location(data_uri)
     manifest = data_io.read_manifest(data_uri)
     methods = {name: read_json(Path(path)) for name, (path, _) in candidates.items()}
     best = max(methods, key=lambda name: methods[name]["accuracy"])
