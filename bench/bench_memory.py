@@ -13,7 +13,7 @@ measure the figures before a change with the same script.
 
 Usage:
     .venv/bin/python bench/bench_memory.py [--sizes 1000,4000,16000] [--image-size 128]
-        [--output bench/results/memory.json]
+        [--output bench/results/memory.json] [--smoke]
 """
 
 from __future__ import annotations
@@ -108,7 +108,13 @@ def parse_args(argv=None):
     parser.add_argument("--pythonpath", default=None, help="source tree to run (see above)")
     parser.add_argument("--label", default="streaming", help="name of this run in the JSON")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--smoke", action="store_true", help="seconds: 64 and 128 images of 16 px (plumbing)"
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.sizes, args.image_size = "64,128", 16
+    return args
 
 
 def main(argv=None) -> int:
