@@ -16,7 +16,8 @@ Parts (`--parts`, all by default):
 - `scaling`: ours, fresh process per point: views/s and peak RSS against batch size and
   image size (Fashion-MNIST resized).
 - `input`: ours fed from TFRecords (`contrastive.data.read_split`, shuffle + batch +
-  prefetch) vs from memory (NumPy), same steps, alternating (TensorFlow backend only).
+  prefetch; and `stream_training_data`, the steps' own finite feed) vs from memory (NumPy),
+  same steps, alternating (TensorFlow backend only).
 
 Throughput: augmented views per second for pretraining (an image seen in two views counts
 twice), images per second for cross-entropy. Each `fit` runs `--steps` steps; the first
@@ -326,8 +327,20 @@ def worker_input(spec: dict) -> dict:
             drop_remainder=True,
             shuffle_buffer=spec["shuffle_buffer"],
         )
+        # What the pipeline's steps feed `fit`: finite, shuffled with a bounded buffer,
+        # a new order per epoch (`stream_training_data`, the quick profile's buffer).
+        steps_feed = data.stream_training_data(
+            uri, batch_size=batch_size, seed=0, shuffle_buffer=spec["shuffle_buffer"]
+        ).train
         model.fit(dataset.take(warmup + 1), epochs=1, verbose=0)  # compile + warm up
-        runs = {"numpy": [], "tfrecord": [], "numpy_incl_first": [], "tfrecord_incl_first": []}
+        runs = {
+            "numpy": [],
+            "tfrecord": [],
+            "steps_feed": [],
+            "numpy_incl_first": [],
+            "tfrecord_incl_first": [],
+            "steps_feed_incl_first": [],
+        }
         for _ in range(spec["repeats"]):
             rate, timer = _timed_fit(model, x, y, batch_size, warmup, items)
             runs["numpy"].append(round(rate, 1))
@@ -338,11 +351,18 @@ def worker_input(spec: dict) -> dict:
             )
             runs["tfrecord"].append(round(timer.rate(items), 1))
             runs["tfrecord_incl_first"].append(round(_rate_all(timer, items), 1))
+            timer = common.step_timer(warmup)
+            model.fit(
+                steps_feed.take(steps), epochs=1, verbose=0, callbacks=[DivergenceGuard(), timer]
+            )
+            runs["steps_feed"].append(round(timer.rate(items), 1))
+            runs["steps_feed_incl_first"].append(round(_rate_all(timer, items), 1))
     medians = {key: round(common.median(values), 1) for key, values in runs.items()}
     return {
         "runs": runs,
         "medians": medians,
         "tfrecord_over_numpy": round(medians["tfrecord"] / medians["numpy"], 3),
+        "steps_feed_over_numpy": round(medians["steps_feed"] / medians["numpy"], 3),
     }
 
 

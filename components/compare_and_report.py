@@ -41,7 +41,7 @@ def compare_and_report(
         if evaluation is not None and model is not None
     }
     outcome = tasks.run_compare_and_report(
-        dataset.path,
+        dataset,
         candidates,
         report_path=report.path,
         markdown_path=summary.path,

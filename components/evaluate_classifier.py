@@ -17,9 +17,7 @@ def evaluate_classifier(
 
     from contrastive import tasks
 
-    result = tasks.run_evaluate(
-        dataset.path, model.path, split=split, predictions_path=predictions.path
-    )
+    result = tasks.run_evaluate(dataset, model.path, split=split, predictions_path=predictions.path)
     for name, value in result["scalars"].items():
         metrics.log_metric(name, value)
     classification_metrics.log_confusion_matrix(result["class_names"], result["confusion_matrix"])

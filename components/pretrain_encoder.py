@@ -44,7 +44,7 @@ def pretrain_encoder(
         tensorboard_root and f"{tensorboard_root.rstrip('/')}/{tensorboard_name}"
     )
     result = tasks.run_pretrain(
-        dataset.path, encoder_model.path, config, method=method, tensorboard_dir=log_dir or None
+        dataset, encoder_model.path, config, method=method, tensorboard_dir=log_dir or None
     )
     encoder_model.metadata.update(method=method, kind="encoder", framework="keras")
     for name, value in tasks.numeric_metrics(result).items():

@@ -41,9 +41,7 @@ def train_baseline(
     log_dir = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or (
         tensorboard_root and f"{tensorboard_root.rstrip('/')}/{tensorboard_name}"
     )
-    result = tasks.run_train_baseline(
-        dataset.path, model.path, config, tensorboard_dir=log_dir or None
-    )
+    result = tasks.run_train_baseline(dataset, model.path, config, tensorboard_dir=log_dir or None)
     model.metadata.update(method="baseline", framework="keras")
     for name, value in tasks.numeric_metrics(result).items():
         metrics.log_metric(name, value)

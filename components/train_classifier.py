@@ -40,7 +40,7 @@ def train_classifier(
         tensorboard_root and f"{tensorboard_root.rstrip('/')}/{tensorboard_name}"
     )
     result = tasks.run_train_classifier(
-        dataset.path,
+        dataset,
         encoder_model.path,
         model.path,
         config,

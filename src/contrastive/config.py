@@ -46,10 +46,11 @@ class DataConfig:
     image_size: tuple[int, int] | None = None
     # Use only the first N training examples (fast experiments and tests); None = all.
     limit: int | None = None
-    # Shuffle buffer of the streaming reader, in examples.
+    # Shuffle buffer of the streaming reader: at most this many examples and this many MiB of
+    # records. Every step streams its splits; memory is bounded by this buffer, not by the
+    # dataset (docs/BENCHMARKS.md).
     shuffle_buffer: int = 20_000
-    # Load splits into memory when they fit (fast on small data; the GPU machine has no TF).
-    in_memory: bool = True
+    shuffle_buffer_mib: int = 64
 
 
 @dataclass(frozen=True)
@@ -297,6 +298,8 @@ def validate(config: Config) -> None:
     _check("model.dropout", m.dropout, lambda v: 0 <= v < 1, "must be in [0, 1)")
     if d.limit is not None:
         _check("data.limit", d.limit, lambda v: v >= 1, "must be >= 1")
+    _check("data.shuffle_buffer", d.shuffle_buffer, lambda v: v >= 1, "must be >= 1")
+    _check("data.shuffle_buffer_mib", d.shuffle_buffer_mib, lambda v: v >= 1, "must be >= 1")
     if d.image_size is not None:
         _check(
             "data.image_size",

@@ -35,6 +35,16 @@ def classification_metrics(y_true, y_pred, num_classes: int, class_names=None) -
         ValueError: lengths differ, labels are not integers or fall outside `[0, num_classes)`
             (the message names the value and its position), bad `num_classes`/`class_names`.
     """
+    return metrics_from_confusion_matrix(confusion_matrix(y_true, y_pred, num_classes), class_names)
+
+
+def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
+    """The `C x C` int64 count matrix of integer labels (rows = true class); the matrices of
+    consecutive batches add up to the whole split's (streamed evaluation).
+
+    Raises:
+        ValueError: as `classification_metrics`.
+    """
     num_classes = _check_num_classes(num_classes)
     y_true = _as_labels(y_true, "y_true", num_classes)
     y_pred = _as_labels(y_pred, "y_pred", num_classes)
@@ -44,8 +54,7 @@ def classification_metrics(y_true, y_pred, num_classes: int, class_names=None) -
             f"Received: len(y_true)={y_true.shape[0]}, len(y_pred)={y_pred.shape[0]}"
         )
     flat = np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes)
-    confusion = flat.reshape(num_classes, num_classes)
-    return metrics_from_confusion_matrix(confusion, class_names)
+    return flat.reshape(num_classes, num_classes).astype(np.int64)
 
 
 def metrics_from_confusion_matrix(confusion_matrix, class_names=None) -> dict:
@@ -187,23 +196,79 @@ def write_predictions(path, labels, predicted, probabilities) -> None:
         labels, predicted: integer arrays `[n]`.
         probabilities: float array `[n, C]`.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    writer = PredictionsWriter(path)
+    writer.write(labels, predicted, probabilities)
+    writer.close()
 
-    table = pa.table(
-        {
-            "index": np.arange(len(labels), dtype=np.int64),
-            "label": labels.astype(np.int64),
-            "predicted": predicted.astype(np.int64),
-            "confidence": probabilities.max(axis=1).astype(np.float32),
-            "probabilities": list(probabilities.astype(np.float32)),
-        }
-    )
-    from contrastive import storage
 
-    buffer = pa.BufferOutputStream()
-    pq.write_table(table, buffer)
-    storage.write_bytes(path, buffer.getvalue().to_pybytes())
+class PredictionsWriter:
+    """`write_predictions` batch by batch: each `write` appends a row group to a local
+    temporary file; `close` moves it to `path` (atomic rename locally, one upload to gs://),
+    `abort` removes it. Memory holds one batch, not the split."""
+
+    def __init__(self, path) -> None:
+        import os
+        import tempfile
+
+        self.path = os.fspath(path)
+        folder = None
+        if "://" not in self.path:
+            folder = os.path.dirname(os.path.abspath(self.path))
+            os.makedirs(folder, exist_ok=True)
+        descriptor, self._temporary = tempfile.mkstemp(
+            prefix=".tmp-", suffix=".parquet", dir=folder
+        )
+        os.close(descriptor)
+        self._writer = None
+        self._count = 0
+
+    def write(self, labels, predicted, probabilities) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        labels, predicted = np.asarray(labels), np.asarray(predicted)
+        probabilities = np.asarray(probabilities, dtype=np.float32)
+        table = pa.table(
+            {
+                "index": np.arange(self._count, self._count + len(labels), dtype=np.int64),
+                "label": labels.astype(np.int64),
+                "predicted": predicted.astype(np.int64),
+                "confidence": probabilities.max(axis=1, initial=0.0).astype(np.float32),
+                "probabilities": pa.array(list(probabilities), type=pa.list_(pa.float32())),
+            }
+        )
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._temporary, table.schema)
+        self._writer.write_table(table)
+        self._count += len(labels)
+
+    def close(self) -> None:
+        import os
+
+        from contrastive import storage
+
+        if self._writer is None:  # nothing written: an empty table of the same schema
+            self.write(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0)))
+        self._writer.close()
+        self._writer = None
+        try:
+            if storage.is_gcs(self.path):
+                storage.copy_file(self._temporary, self.path)
+            else:
+                os.chmod(self._temporary, 0o644)
+                os.replace(self._temporary, self.path)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        import contextlib
+        import os
+
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._temporary)
 
 
 def _check_num_classes(num_classes) -> int:

@@ -3,7 +3,9 @@
 Each `run_*` function reads a dataset (a URI with a `manifest.json`) and/or a model directory
 (`contrastive.modeldir`), calls the training or evaluation code, and writes a model directory.
 The three training steps share one sequence, `_train_step`: reuse a complete output on retry,
-load the data, train, time it, save.
+open the data, train, time it, save. Every step streams its splits (`tf.data`, bounded shuffle
+buffer, prefetch): memory does not grow with the dataset; only bounded samples (the kNN
+monitor's, the embedding map's) are held as arrays.
 """
 
 from __future__ import annotations
@@ -27,6 +29,31 @@ log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------
 # steps
+
+
+def data_location(artifact) -> str:
+    """Where a step reads a KFP `Dataset` input: its `gs://` URI when it has one, else its path.
+
+    Every `run_*` step applies it to its `data_uri` argument, so the components pass the
+    artifact itself; a string is returned as it is.
+
+    TensorFlow reads `gs://` itself, shard by shard, so a step streams a dataset from the
+    bucket whatever the target does with the artifact's local path: on Vertex AI that path is
+    a Cloud Storage FUSE mount (`/gcs/...`); on Kubeflow the v2 launcher downloads every input
+    artifact to that path before the step starts. `minio://` and `s3://` URIs (Kubeflow's
+    default MinIO, S3) are read from the launcher's local copy: TensorFlow has no filesystem
+    for them without tensorflow-io. Local runs (`kfp.local`) have a local path as URI.
+
+    Args:
+        artifact: a path or URI, or anything with `uri` and `path` attributes (a
+            `kfp.dsl.Dataset`).
+    """
+    from contrastive import storage
+
+    if isinstance(artifact, (str, Path)):
+        return str(artifact)
+    uri = getattr(artifact, "uri", "") or ""
+    return uri if storage.is_gcs(uri) else artifact.path
 
 
 def run_ingest(
@@ -69,8 +96,14 @@ def run_pretrain(
     """
     from contrastive import training
 
+    data_uri = data_location(data_uri)
     if method:
         config = config.replace({"train.method": method})
+    knn_sample = []  # the bounded kNN sample, read once by `fit`, reused by `summarize`
+
+    def fit(config: Config, *splits, **kwargs):
+        knn_sample.append(_knn_sample(data_uri, config))
+        return training.pretrain(config, *splits, knn_sample=knn_sample[0], **kwargs)
 
     def summarize(encoder, history: dict, data: TrainingData, seconds: float):
         metrics = {
@@ -78,12 +111,10 @@ def run_pretrain(
             "final_loss": _last(history, "loss"),
             "contrastive_accuracy": _last(history, "contrastive_accuracy"),
             "probe_accuracy": _last(history, "probe_accuracy"),
-            "knn_accuracy": _knn(encoder, data, config),
+            "knn_accuracy": _knn(encoder, knn_sample[0], config),
             "train_seconds": seconds,
             "epochs": len(history.get("loss", [])),
-            "views_per_second": _rate(
-                len(data.train[0]) * config.train.num_views, history, seconds
-            ),
+            "views_per_second": _rate(data.num_train * config.train.num_views, history, seconds),
         }
         info = {"kind": "encoder", "method": config.train.method, "train_seconds": seconds}
         return metrics, {"pretrain": history}, info
@@ -93,7 +124,7 @@ def run_pretrain(
         data_uri,
         output_dir,
         config,
-        training.pretrain,
+        fit,
         summarize,
         include_unlabeled=config.train.use_unlabeled,
         tensorboard_dir=tensorboard_dir,
@@ -113,6 +144,7 @@ def run_train_classifier(
     TensorBoard logs as for `run_pretrain`."""
     from contrastive import training
 
+    data_uri = data_location(data_uri)
     mode = mode or config.train.classifier_mode
     if modeldir.is_complete(output_dir):  # no need to load the encoder of a finished step
         return modeldir.reuse_complete(output_dir)
@@ -167,6 +199,8 @@ def run_train_baseline(
     TensorBoard logs as for `run_pretrain`."""
     from contrastive import training
 
+    data_uri = data_location(data_uri)
+
     def summarize(model, history: dict, data: TrainingData, seconds: float):
         metrics = {
             "method": "baseline",
@@ -201,7 +235,11 @@ def _train_step(
     check: Callable[[TrainingData], None] | None = None,
     tensorboard_dir: str | None = None,
 ) -> dict:
-    """The sequence every training step shares: reuse → load → train → time → save.
+    """The sequence every training step shares: reuse → open the data → train → time → save.
+
+    The splits are streamed (`contrastive.data.stream_training_data`): train shuffled in a
+    buffer of `data.shuffle_buffer` examples / `data.shuffle_buffer_mib` MiB, a new
+    `train.seed`-seeded order each epoch; both prefetched.
 
     Args:
         name: the step as the log line names it.
@@ -219,16 +257,23 @@ def _train_step(
     """
     if (done := modeldir.reuse_complete(output_dir)) is not None:
         return done
-    from contrastive.data import load_training_data
+    from contrastive.data import stream_training_data
     from contrastive.training.distribution import describe, plan_layout
 
     layout = plan_layout(config.train)  # refuses a bad distribution before reading data
     log.info("%s: %s", name, describe(layout))
-    # Streaming input (several processes): each process reads its own shards here, in batches
-    # of layout.per_process_batch (read_split(process_index=layout.process_index,
-    # process_count=layout.processes)); in-memory arrays are cut by fitting.fit_model.
-    data = load_training_data(
-        data_uri, limit=config.data.limit, include_unlabeled=include_unlabeled
+    # Each process streams its own shards in batches of its share of the global batch, the
+    # same number of steps on every process (one reader for one process or many).
+    data = stream_training_data(
+        data_uri,
+        batch_size=layout.per_process_batch,
+        seed=config.train.seed,
+        limit=config.data.limit,
+        include_unlabeled=include_unlabeled,
+        shuffle_buffer=config.data.shuffle_buffer,
+        shuffle_buffer_bytes=config.data.shuffle_buffer_mib << 20,
+        process_index=layout.process_index,
+        process_count=layout.processes,
     )
     start = time.perf_counter()
     if check is not None:
@@ -276,26 +321,49 @@ def run_evaluate(
 ) -> dict:
     """Evaluate a classifier on a split: accuracy, per-class metrics, confusion, 2-D embedding.
 
-    Writes per-example predictions to Parquet when `predictions_path` is given.
+    Streams the split batch by batch: the confusion matrix and the predictions Parquet
+    (when `predictions_path` is given) are accumulated per batch; only the embedding map's
+    sample (`2 * embedding_points` images) is kept in memory.
     """
+    import numpy as np
+
     from contrastive import data as data_io
     from contrastive import evaluation, training
     from contrastive.models import find_encoder
 
+    data_uri = data_location(data_uri)
     model, info = load_model_dir(model_dir)
     manifest = data_io.read_manifest(data_uri)
     check_compatible(info, manifest, model_dir)
-    x, y = data_io.load_arrays(data_uri, split)
-    if len(x) == 0:
+    if not manifest["splits"].get(split, {"num_examples": 1})["num_examples"]:
         raise ValueError(f"split {split!r} of {data_uri} is empty: nothing to evaluate")
-    probabilities = training.predict_proba(model, x, batch_size=batch_size)
-    predicted = probabilities.argmax(axis=1)
-    result = evaluation.classification_metrics(
-        y, predicted, int(manifest["num_classes"]), class_names=list(manifest["class_names"])
+    num_classes = int(manifest["num_classes"])
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    predictions = evaluation.PredictionsWriter(predictions_path) if predictions_path else None
+    kept_images, kept_labels, kept = [], [], 0  # the embedding map's bounded sample
+    try:
+        for images, labels in data_io.read_split(data_uri, split, batch_size).as_numpy_iterator():
+            probabilities = training.predict_proba(model, _pad(images, batch_size), batch_size)
+            probabilities = probabilities[: len(labels)]
+            predicted = probabilities.argmax(axis=1)
+            confusion += evaluation.confusion_matrix(labels, predicted, num_classes)
+            if predictions is not None:
+                predictions.write(labels, predicted, probabilities)
+            if kept < embedding_points * 2:
+                kept_images.append(images[: embedding_points * 2 - kept])
+                kept_labels.append(labels[: embedding_points * 2 - kept])
+                kept += len(kept_labels[-1])
+    except BaseException:
+        if predictions is not None:
+            predictions.abort()  # no half-written predictions file
+        raise
+    result = evaluation.metrics_from_confusion_matrix(
+        confusion, class_names=list(manifest["class_names"])
     )
     embedding = None
     if embedding_points > 0:
-        features = training.embed(find_encoder(model), x[: embedding_points * 2], batch_size)
+        x, y = np.concatenate(kept_images), np.concatenate(kept_labels)
+        features = training.embed(find_encoder(model), x, batch_size)
         points, indices = evaluation.pca_2d(features, max_points=embedding_points)
         embedding = {
             "x": points[:, 0].tolist(),
@@ -313,13 +381,13 @@ def run_evaluate(
     )
     result["knn_accuracy"] = result["train_metrics"].get("knn_accuracy")
     result["scalars"] = evaluation.metric_scalars(result)
-    if predictions_path is not None:
-        evaluation.write_predictions(predictions_path, y, predicted, probabilities)
+    if predictions is not None:
+        predictions.close()
     log.info(
         "evaluate %s: accuracy %.4f on %d %s images",
         info.get("method"),
         result["accuracy"],
-        len(y),
+        result["num_examples"],
         split,
     )
     return result
@@ -360,6 +428,7 @@ def run_compare_and_report(
 
     if not candidates:
         raise ValueError("no method was evaluated: enable at least one of the branches")
+    data_uri = data_location(data_uri)
     manifest = data_io.read_manifest(data_uri)
     methods = {name: read_json(Path(path)) for name, (path, _) in candidates.items()}
     best = max(methods, key=lambda name: methods[name]["accuracy"])
@@ -456,27 +525,50 @@ def _info(data: TrainingData, config: Config, **extra) -> dict:
     }
 
 
-def _knn(encoder, data: TrainingData, config: Config) -> float | None:
+def _knn_sample(data_uri: str, config: Config):
+    """`(train_x, train_y, validation_x, validation_y)`: at most `train.knn_max_examples`
+    labelled images of each split (the first of their read order), or None without a
+    validation split."""
+    from contrastive import data
+
+    manifest = data.read_manifest(data_uri)
+    if not manifest["splits"].get("validation", {}).get("num_examples", 0):
+        return None
+    cap = config.train.knn_max_examples
+    if config.data.limit is not None:
+        cap = min(cap, config.data.limit)
+    return (
+        *data.sample_arrays(data_uri, "train", cap),
+        *data.sample_arrays(data_uri, "validation", cap),
+    )
+
+
+def _knn(encoder, sample, config: Config) -> float | None:
     from contrastive import training
     from contrastive.training.distribution import plan_layout
 
-    if data.validation is None or plan_layout(config.train).processes > 1:
-        return None  # several processes: the kNN monitor's arrays are not global
-    x, y = data.train
-    labelled = y >= 0
-    cap = config.train.knn_max_examples
-    vx, vy = data.validation
+    if sample is None or not len(sample[1]) or not len(sample[3]):
+        return None
+    if plan_layout(config.train).processes > 1:
+        return None  # several processes: the kNN sample is not global
     return float(
         training.knn_accuracy(
             encoder,
-            x[labelled][:cap],
-            y[labelled][:cap],
-            vx[:cap],
-            vy[:cap],
+            *sample,
             k=config.train.knn_k,
             temperature=config.train.knn_temperature,
         )
     )
+
+
+def _pad(images, batch_size: int):
+    """A short last batch padded with zeros to `batch_size` (one compiled shape)."""
+    import numpy as np
+
+    if len(images) == batch_size:
+        return images
+    padding = np.zeros((batch_size - len(images), *images.shape[1:]), images.dtype)
+    return np.concatenate([images, padding])
 
 
 def _rate(examples: int, history: dict, seconds: float) -> float:

@@ -132,7 +132,7 @@ def test_forbid_tensorflow_blocks_the_import():
     assert "blocked by --no-tf" in result.stderr
 
 
-@pytest.mark.parametrize("script", ["bench_speed.py", "bench_quality.py"])
+@pytest.mark.parametrize("script", ["bench_speed.py", "bench_quality.py", "bench_memory.py"])
 def test_help_lists_smoke_and_output(script):
     result = subprocess.run(
         [sys.executable, str(BENCH / script), "--help"],
@@ -181,3 +181,25 @@ def test_quality_smoke_reports_every_variant(tmp_path):
     assert payload["budget"]["train_images"] == 256
     for run in payload["runs"]:
         assert 0.0 <= run["test_accuracy"] <= 1.0 and 0.0 <= run["knn_accuracy"] <= 1.0
+
+
+@pytest.mark.slow
+def test_memory_smoke_records_a_peak_per_size(tmp_path):
+    output = tmp_path / "memory.json"
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "bench_memory.py"), "--smoke", "--output", str(output)],
+        env=_env(KERAS_BACKEND="tensorflow"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    block = json.loads(output.read_text())["streaming"]
+    assert [run["train_images"] for run in block["runs"]] == [64, 128]
+    assert all(run["peak_rss_mib"] > 100 for run in block["runs"])  # TensorFlow alone is more
+    assert block["growth"] == pytest.approx(
+        max(r["peak_rss_mib"] for r in block["runs"])
+        / min(r["peak_rss_mib"] for r in block["runs"])
+        - 1,
+        abs=1e-3,
+    )

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import yaml
 
-from contrastive.config import Config, ConfigError, available_profiles, load_config
+from contrastive.config import Config, ConfigError, available_profiles, load_config, resolve_config
 
 SHIPPED = [
     "full",
@@ -108,3 +108,12 @@ def test_profile_from_file_with_base(tmp_path):
     loop.write_text(f"base: {loop}\n")
     with pytest.raises(ConfigError, match="loops"):
         load_config(loop)
+
+
+def test_the_reader_buffer_fields_are_checked_and_in_memory_is_gone():
+    for field in ("shuffle_buffer", "shuffle_buffer_mib"):
+        with pytest.raises(ConfigError) as error:
+            resolve_config("tiny", overrides=[f"data.{field}=0"])
+        assert str(error.value) == f"data.{field} must be >= 1. Received: data.{field}=0"
+    with pytest.raises(ConfigError, match="unknown config field 'data.in_memory'"):
+        resolve_config("tiny", overrides=["data.in_memory=true"])

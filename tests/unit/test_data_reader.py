@@ -218,3 +218,166 @@ def test_size_check_runs_even_without_checksums(dataset, tmp_path):
     uri, name = damaged_copy(dataset, tmp_path, lambda c: bytes(c[:-10]))
     with pytest.raises(CorruptShardError, match=name):
         data.read_split(uri, "train", 8, verify=False)
+
+
+# --------------------------------------------------------------------------------------------
+# streaming: per-process shards, epochs, cardinality
+
+
+def _ids(dataset_):
+    """Each image's bytes: the images are random, so the bytes identify the example."""
+    return [image.tobytes() for x, _ in batches(dataset_) for image in x]
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_process_shards_are_disjoint_covering_and_deterministic(dataset, count):
+    out, _ = dataset
+    num_shards = len(data.read_manifest(out)["splits"]["train"]["shards"])
+    assert num_shards >= 3  # shard-level for every count here
+    parts = [
+        _ids(data.read_split(out, "train", 16, process_index=i, process_count=count))
+        for i in range(count)
+    ]
+    every = [image for part in parts for image in part]
+    assert len(every) == len(set(every))  # disjoint
+    assert sorted(every) == sorted(_ids(data.read_split(out, "train", 16)))  # covering
+    again = _ids(data.read_split(out, "train", 16, process_index=count - 1, process_count=count))
+    assert again == parts[-1]  # deterministic
+    indices = [data.process_shards(num_shards, i, count, seed=0)[0] for i in range(count)]
+    assert sorted(index for part in indices for index in part) == list(range(num_shards))
+
+
+def test_process_shards_depend_on_the_seed_only():
+    first = [data.process_shards(10, i, 3, seed=5) for i in range(3)]
+    assert first == [data.process_shards(10, i, 3, seed=5) for i in range(3)]
+    assert first != [data.process_shards(10, i, 3, seed=6) for i in range(3)]
+    assert all(not example_level for _, example_level in first)
+    assert data.process_shards(2, 1, 3) == ([0, 1], True)
+
+
+def test_fewer_shards_than_processes_fall_back_to_example_level(dataset):
+    out, arrays = dataset
+    assert len(data.read_manifest(out)["splits"]["test"]["shards"]) == 2  # < 3 processes
+    parts = [data.read_split(out, "test", 8, process_index=i, process_count=3) for i in range(3)]
+    assert [len(part) for part in parts] == [2, 2, 2]  # 14, 13, 13 examples
+    ids = [_ids(part) for part in parts]
+    assert [len(part) for part in ids] == [14, 13, 13]
+    # every third example of the fixed order, starting at the process index
+    for index, part in enumerate(ids):
+        assert part == [image.tobytes() for image in arrays["x_test"][index::3]]
+
+
+@pytest.mark.parametrize(
+    ("index", "count", "message"),
+    [
+        (
+            3,
+            3,
+            "process_index must be an integer in [0, process_count=3). Received: process_index=3",
+        ),
+        (-1, 2, "Received: process_index=-1"),
+        (0, 0, "process_count"),
+    ],
+)
+def test_bad_process_arguments_are_refused(dataset, index, count, message):
+    out, _ = dataset
+    with pytest.raises(
+        DataError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")
+    ):
+        data.read_split(out, "train", 8, process_index=index, process_count=count)
+
+
+def test_cardinality_is_the_batch_count(dataset):
+    out, _ = dataset
+    for options in ({}, {"limit": 30}, {"drop_remainder": True}, {"shuffle": True}):
+        split = data.read_split(out, "train", 16, **options)
+        assert len(split) == len(batches(split)), options
+
+
+def test_each_epoch_is_a_new_seeded_order_of_the_same_examples(dataset):
+    out, _ = dataset
+    for limit in (None, 50):
+        split = data.read_split(
+            out, "train", 16, shuffle=True, seed=3, shuffle_buffer=64, limit=limit
+        )
+        first, second = _ids(split), _ids(split)
+        assert first != second and sorted(first) == sorted(second)
+        again = data.read_split(
+            out, "train", 16, shuffle=True, seed=3, shuffle_buffer=64, limit=limit
+        )
+        assert [_ids(again), _ids(again)] == [first, second]
+    # with a limit, every epoch holds the same subset: the first examples of the read order
+    limited = _ids(data.read_split(out, "train", 16, shuffle=True, seed=3, limit=50))
+    assert sorted(limited) == sorted(
+        image.tobytes() for image in data.load_arrays(out, "train", limit=50)[0]
+    )
+
+
+def test_several_splits_read_as_one(dataset):
+    out, _ = dataset
+    both = data.read_split(out, ["train", "test"], 32)
+    assert sorted(_ids(both)) == sorted(
+        _ids(data.read_split(out, "train", 32)) + _ids(data.read_split(out, "test", 32))
+    )
+    with pytest.raises(DataError, match="split must name at least one split"):
+        data.read_split(out, [], 8)
+
+
+def test_stream_training_data_matches_the_in_memory_splits(dataset):
+    out, _ = dataset
+    streamed = data.stream_training_data(out, batch_size=16, seed=1, shuffle_buffer=32)
+    loaded = data.load_training_data(out)
+    assert (streamed.num_train, streamed.num_validation) == (
+        loaded.num_train,
+        loaded.num_validation,
+    )
+    assert sorted(_ids(streamed.train)) == sorted(image.tobytes() for image in loaded.train[0])
+    assert _ids(streamed.validation) == [image.tobytes() for image in loaded.validation[0]]
+    assert len(streamed.train) == -(-loaded.num_train // 16)
+
+
+def test_stream_training_data_gives_every_process_the_same_full_batches(dataset):
+    """Data-parallel steps are collective: every process must feed the same number of batches
+    of its share of the global batch, or the job blocks; the parts are its own shards."""
+    out, _ = dataset
+    loaded = data.load_training_data(out)
+    parts = [
+        data.stream_training_data(
+            out, batch_size=8, seed=1, process_index=index, process_count=3, shuffle_buffer=32
+        )
+        for index in range(3)
+    ]
+    steps = loaded.num_train // (8 * 3)
+    for part in parts:
+        batches = list(part.train)
+        assert len(part.train) == len(batches) == steps
+        assert all(images.shape[0] == 8 for images, _ in batches)
+    everything = {image.tobytes() for image in loaded.train[0]}
+    seen = [set(_ids(part.train)) for part in parts]
+    assert all(ids <= everything for ids in seen)
+    assert sum(len(ids) for ids in seen) >= 0.8 * steps * 8 * 3  # mostly distinct examples
+    validation_steps = loaded.num_validation // (8 * 3)
+    for part in parts:
+        if validation_steps:
+            assert len(list(part.validation)) == validation_steps
+        else:
+            assert part.validation is None
+
+
+def test_sample_arrays_is_bounded_and_labelled(dataset):
+    out, _ = dataset
+    x, y = data.sample_arrays(out, "train", 7)
+    expected_x, expected_y = data.load_arrays(out, "train", limit=7)
+    np.testing.assert_array_equal(x, expected_x)
+    np.testing.assert_array_equal(y, expected_y)
+    assert data.sample_arrays(out, "test", 1000)[0].shape == (40, 8, 8, 3)
+
+
+def test_the_shuffle_buffer_is_bounded_in_bytes(dataset):
+    out, _ = dataset
+    plain = _ids(data.read_split(out, "train", 16, limit=60))
+    # a budget below one record leaves a one-record buffer: no shuffling at all
+    tight = data.read_split(out, "train", 16, shuffle=True, limit=60, shuffle_buffer_bytes=1)
+    assert _ids(tight) == plain
+    loose = data.read_split(out, "train", 16, shuffle=True, limit=60)
+    assert _ids(loose) != plain and sorted(_ids(loose)) == sorted(plain)

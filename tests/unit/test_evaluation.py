@@ -235,3 +235,40 @@ def test_pca_pads_low_rank_features_with_zeros():
 def test_pca_validates_input(features, kwargs, message):
     with pytest.raises(ValueError, match=message):
         pca_2d(features, **kwargs)
+
+
+def test_predictions_writer_batches_equal_one_write_and_abort_leaves_nothing(tmp_path):
+    import pyarrow.parquet as pq
+
+    from contrastive.evaluation import PredictionsWriter, write_predictions
+
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet(np.ones(3), size=10).astype(np.float32)
+    labels, predicted = rng.integers(0, 3, 10), probabilities.argmax(axis=1)
+    write_predictions(tmp_path / "whole.parquet", labels, predicted, probabilities)
+    writer = PredictionsWriter(tmp_path / "batched.parquet")
+    for start in (0, 4, 8):
+        stop = start + 4
+        writer.write(labels[start:stop], predicted[start:stop], probabilities[start:stop])
+    writer.close()
+    whole = pq.read_table(tmp_path / "whole.parquet").to_pydict()
+    assert pq.read_table(tmp_path / "batched.parquet").to_pydict() == whole
+    assert whole["index"] == list(range(10))
+    aborted = PredictionsWriter(tmp_path / "aborted.parquet")
+    aborted.write(labels, predicted, probabilities)
+    aborted.abort()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["batched.parquet", "whole.parquet"]
+
+
+def test_confusion_matrices_of_batches_add_up():
+    from contrastive.evaluation import confusion_matrix
+
+    rng = np.random.default_rng(1)
+    y_true, y_pred = rng.integers(0, 4, 50), rng.integers(0, 4, 50)
+    whole = confusion_matrix(y_true, y_pred, 4)
+    parts = sum(confusion_matrix(y_true[i : i + 7], y_pred[i : i + 7], 4) for i in range(0, 50, 7))
+    np.testing.assert_array_equal(parts, whole)
+    expected = np.zeros((4, 4), np.int64)
+    for true, guess in zip(y_true, y_pred, strict=True):
+        expected[true, guess] += 1
+    np.testing.assert_array_equal(whole, expected)

@@ -2,8 +2,10 @@
 
 `ingest` turns a source (Fashion-MNIST, IDX, TFDS, npz, an image folder) into sharded TFRecords
 with an `index.parquet` and a `manifest.json` committed last; `read_split` streams a split as
-`tf.data` batches of `(uint8 images [B, H, W, C], int64 labels [B])`; `load_arrays` loads one
-into memory. Paths may be local or `gs://` throughout.
+`tf.data` batches of `(uint8 images [B, H, W, C], int64 labels [B])` (per process with
+`process_index` / `process_count`); `stream_training_data` gives a training step its streamed
+train and validation splits, `sample_arrays` a bounded sample; `load_arrays` loads a split
+into memory (small data, tests). Paths may be local or `gs://` throughout.
 
 The package imports lazily: `contrastive.data.splits`, `sources`, `images` and `errors` are
 NumPy-only and import without TensorFlow (the benchmarks reuse them); the names below load
@@ -23,6 +25,9 @@ _EXPORTS = {
     "dataset_info": "reader",
     "load_arrays": "reader",
     "load_training_data": "reader",
+    "process_shards": "reader",
+    "sample_arrays": "reader",
+    "stream_training_data": "reader",
     "read_manifest": "reader",
     "read_split": "reader",
     "verify_shards": "reader",

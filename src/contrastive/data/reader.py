@@ -7,8 +7,10 @@ is copied to local disk.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -23,9 +25,15 @@ SUPPORTED_FORMAT_VERSIONS = (FORMAT_VERSION,)
 # locally); larger splits get the cheap size check only.
 AUTO_VERIFY_MAX_BYTES = 512 << 20
 DEFAULT_SHUFFLE_BUFFER = 10_000
+# The shuffle buffer holds serialized records: at most this many bytes of them (a 128x128 RGB
+# image is 49 kB, so 20,000 of them would be 1 GB); `shuffle_buffer` examples when smaller.
+DEFAULT_SHUFFLE_BUFFER_BYTES = 64 << 20
 _MAX_PARALLEL_SHARDS = 16
 _LOAD_BATCH = 4096
 _READ_CHUNK = 128
+_READ_CHUNK_BYTES = 1 << 20
+
+log = logging.getLogger(__name__)
 
 
 def read_manifest(uri: str) -> dict:
@@ -102,7 +110,7 @@ def verify_shards(
 
 def read_split(
     uri: str,
-    split: str,
+    split: str | Sequence[str],
     batch_size: int,
     *,
     shuffle: bool = False,
@@ -115,58 +123,126 @@ def read_split(
     deterministic: bool | None = None,
     verify: bool | None = None,
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+    shuffle_buffer_bytes: int = DEFAULT_SHUFFLE_BUFFER_BYTES,
+    process_index: int = 0,
+    process_count: int = 1,
 ) -> tf.data.Dataset:
     """A `tf.data.Dataset` of `(images uint8 [B, H, W, C], labels int64 [B])` batches.
 
-    Pipeline: shard list (shuffled when `shuffle`) -> parallel interleave of TFRecord readers
-    -> `limit` -> `cache` (serialized records, in memory) -> `shuffle` -> `repeat` -> batch ->
-    one `parse_example` per batch + decode (raw bytes: one reshape; PNG/JPEG: per image) ->
-    resize -> prefetch.
+    Pipeline: shard list (this process's shards; shuffled when `shuffle`) -> parallel
+    interleave of TFRecord readers -> `limit` -> `cache` (serialized records, in memory) ->
+    `shuffle` (bounded buffer) -> `repeat` -> batch -> one `parse_example` per batch + decode
+    (raw bytes: one reshape; PNG/JPEG: per image) -> resize -> prefetch. Memory is bounded by
+    the shuffle buffer and the prefetched batches, whatever the split's size (unless `cache`).
+
+    Several processes (data-parallel training over hosts: `jax.process_index()`,
+    `jax.process_count()`) each call it with their own `process_index` and read disjoint parts
+    that together cover the split once per epoch:
+
+    - shard-level (when the split has at least `process_count` shards): the shard list, in
+      manifest order, is permuted with `seed` (the same permutation in every process, whether
+      or not `shuffle` is set) and process `i` reads shards `i, i + count, i + 2 * count, ...`
+      of it. Each shard is read by one process only.
+    - example-level (fewer shards than processes, e.g. a one-shard validation split): every
+      process reads every shard and keeps the records at positions `i, i + count, ...` of the
+      fixed read order (`Dataset.shard`). Correct but every process reads the whole split;
+      ingest with more shards to avoid it. Logged as a warning.
+
+    The per-process parts differ in size by up to one shard (shard-level) or one example
+    (example-level); the caller decides how to step processes in lock-step.
 
     Args:
-        split: `train`, `validation`, `test` or `unlabeled` (labels -1).
-        shuffle: shuffle shard order and examples (buffer `shuffle_buffer`), seeded by `seed`,
-            reshuffled each epoch.
+        split: `train`, `validation`, `test` or `unlabeled` (labels -1), or a list of splits
+            read as one (e.g. `["train", "unlabeled"]`).
+        shuffle: shuffle shard order and examples, seeded by `seed`, a new order each epoch
+            (the sequence of orders is fixed by `seed`). The buffer holds `shuffle_buffer`
+            examples or `shuffle_buffer_bytes` of records (the split's mean record size),
+            whichever is fewer, at least one.
         repeat: repeat forever.
         cache: keep the (first epoch's) records in memory.
         image_size: `(height, width)` to resize to (bilinear, antialiased, rounded to uint8).
-        limit: at most this many examples (the first ones in read order).
+        limit: at most this many examples (the first ones of the fixed read order: with
+            `limit`, shard order is not shuffled, so every epoch sees the same subset).
         deterministic: fixed element order (None = True), so that a seeded shuffle repeats
             exactly; False lets parallel readers and decoders hand over out of order.
         verify: check shards against the manifest before reading: True = sha256, False =
             sizes only, None = sha256 when the split's shards total at most 512 MiB.
+        process_index: this process's index in `[0, process_count)`.
+        process_count: number of processes sharing the split, >= 1.
+
+    The dataset's cardinality (`len()`) is set when it is finite: the batches of this
+    process's examples.
 
     Raises:
         DatasetIncompleteError, CorruptShardError (naming the shard), DataError.
     """
     uri = storage.strip_trailing_slash(uri)
     manifest = read_manifest(uri)
-    entry = _split_entry(manifest, split, uri)
-    for name, value in (("batch_size", batch_size), ("shuffle_buffer", shuffle_buffer)):
+    splits = [split] if isinstance(split, str) else list(split)
+    if not splits:
+        raise DataError(f"split must name at least one split. Received: split={split!r}")
+    entries = [_split_entry(manifest, name, uri) for name in splits]
+    for name, value in (
+        ("batch_size", batch_size),
+        ("shuffle_buffer", shuffle_buffer),
+        ("shuffle_buffer_bytes", shuffle_buffer_bytes),
+        ("process_count", process_count),
+    ):
         validation.check_int(name, value, error=DataError)
+    if not isinstance(process_index, (int, np.integer)) or not 0 <= process_index < process_count:
+        raise DataError(
+            f"process_index must be an integer in [0, process_count={process_count}). "
+            f"Received: process_index={process_index!r}"
+        )
     if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 1):
         raise DataError(f"limit must be an integer >= 1 or None. Received: limit={limit!r}")
     image_size = parse_image_size(image_size)
     if deterministic is None:
         deterministic = True
     if verify is None:
-        verify = sum(shard["num_bytes"] for shard in entry["shards"]) <= AUTO_VERIFY_MAX_BYTES
-    verify_shards(uri, [split], checksums=verify, manifest=manifest)
+        total = sum(shard["num_bytes"] for entry in entries for shard in entry["shards"])
+        verify = total <= AUTO_VERIFY_MAX_BYTES
+    verify_shards(uri, splits, checksums=verify, manifest=manifest)
 
-    paths = [storage.join(uri, shard["path"]) for shard in entry["shards"]]
+    shards = [shard for entry in entries for shard in entry["shards"]]
+    selected, example_level = process_shards(len(shards), process_index, process_count, seed)
+    if example_level:
+        log.warning(
+            "%s %s: %d shard(s) for %d processes; every process reads every shard and keeps "
+            "every %d-th record (ingest with more shards to split the reading)",
+            uri,
+            "+".join(splits),
+            len(shards),
+            process_count,
+            process_count,
+        )
+    shards = [shards[index] for index in selected]
+    count = sum(int(shard.get("num_examples", -1)) for shard in shards)
+    if any(int(shard.get("num_examples", -1)) < 0 for shard in shards):
+        count = -1  # an older manifest without per-shard counts: length unknown
+    elif example_level:
+        count = len(range(process_index, count, process_count))
+    record_bytes = _mean_record_bytes(entries)
+    shuffle_buffer = max(1, min(shuffle_buffer, shuffle_buffer_bytes // record_bytes))
+    chunk = max(1, min(_READ_CHUNK, _READ_CHUNK_BYTES // record_bytes))
+    paths = [storage.join(uri, shard["path"]) for shard in shards]
     files = tf.data.Dataset.from_tensor_slices(paths)
-    if shuffle:
+    if shuffle and limit is None:
         files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     # Each reader hands over chunks of records, not single records: a parallel interleave
     # passes elements between threads one at a time, which costs more than reading a record.
+    # Chunks stay under ~1 MiB, so that large images do not multiply the memory in flight.
     records = files.interleave(
-        lambda path: tf.data.TFRecordDataset(path).batch(_READ_CHUNK),
+        lambda path: tf.data.TFRecordDataset(path).batch(chunk),
         cycle_length=min(len(paths), _MAX_PARALLEL_SHARDS),
         num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=deterministic,
+        deterministic=deterministic or example_level,
     ).unbatch()
+    if example_level:
+        records = records.shard(process_count, process_index)
     if limit is not None:
         records = records.take(limit)
+        count = limit if count < 0 else min(limit, count)
     if cache:
         records = records.cache()
     if shuffle:
@@ -176,14 +252,40 @@ def read_split(
     decode = functools.partial(
         _decode_batch,
         image_shape=tuple(manifest["image_shape"]),
-        raw_only=set(entry.get("formats", {})) == {"raw"},
+        raw_only=all(set(entry.get("formats", {})) == {"raw"} for entry in entries),
         image_size=image_size,
     )
-    return (
-        records.batch(batch_size, drop_remainder=drop_remainder)
-        .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    batches = records.batch(batch_size, drop_remainder=drop_remainder)
+    if not repeat and count >= 0:
+        steps = count // batch_size if drop_remainder else -(-count // batch_size)
+        batches = batches.apply(tf.data.experimental.assert_cardinality(steps))
+    return batches.map(
+        decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic
+    ).prefetch(tf.data.AUTOTUNE)
+
+
+def _mean_record_bytes(entries: list[dict]) -> int:
+    total = sum(shard["num_bytes"] for entry in entries for shard in entry["shards"])
+    count = sum(entry["num_examples"] for entry in entries)
+    return max(1, total // max(1, count))
+
+
+def process_shards(
+    num_shards: int, process_index: int, process_count: int, seed: int = 0
+) -> tuple[list[int], bool]:
+    """The shard indices process `process_index` of `process_count` reads (see `read_split`).
+
+    Returns:
+        `(indices, example_level)`: with at least `process_count` shards, the process's own
+        shards (a `seed`-permuted round robin) and False; with fewer, every shard and True
+        (the caller then keeps every `process_count`-th record).
+    """
+    if process_count == 1:
+        return list(range(num_shards)), False
+    if num_shards < process_count:
+        return list(range(num_shards)), True
+    order = np.random.default_rng(seed).permutation(num_shards)
+    return sorted(int(index) for index in order[process_index::process_count]), False
 
 
 def _decode_batch(serialized, *, image_shape, raw_only, image_size):
@@ -243,20 +345,31 @@ def load_arrays(uri: str, split: str, limit: int | None = None) -> tuple[np.ndar
 
 @dataclass
 class TrainingData:
-    """In-memory splits (uint8 images, int64 labels; unlabeled images carry label -1)."""
+    """The train (and validation) data of a step, with the dataset's description.
 
-    train: tuple[np.ndarray, np.ndarray]
-    validation: tuple[np.ndarray, np.ndarray] | None
+    `train` / `validation` are `(x uint8 [N, H, W, C], y int64 [N])` NumPy pairs
+    (`load_training_data`) or finite `tf.data` datasets of such batches
+    (`stream_training_data`); unlabeled images carry label -1. `num_train` /
+    `num_validation` count their examples either way.
+    """
+
+    train: Any
+    validation: Any
     num_classes: int
     class_names: list[str]
     image_shape: tuple[int, int, int]
     manifest: dict
+    num_train: int = 0
+    num_validation: int = 0
 
 
 def load_training_data(
     uri: str, *, limit: int | None = None, include_unlabeled: bool = False
 ) -> TrainingData:
     """Load the train (and validation) split of a committed dataset into memory.
+
+    For small datasets, notebooks and tests; the pipeline's steps stream instead
+    (`stream_training_data`).
 
     Args:
         uri: the dataset (a folder or gs:// prefix with a `manifest.json`).
@@ -280,7 +393,144 @@ def load_training_data(
         class_names=list(manifest["class_names"]),
         image_shape=tuple(manifest["image_shape"]),
         manifest=manifest,
+        num_train=len(y),
+        num_validation=0 if validation is None else len(validation[1]),
     )
+
+
+def stream_training_data(
+    uri: str,
+    *,
+    batch_size: int,
+    seed: int = 0,
+    limit: int | None = None,
+    include_unlabeled: bool = False,
+    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+    shuffle_buffer_bytes: int = DEFAULT_SHUFFLE_BUFFER_BYTES,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> TrainingData:
+    """The train (and validation) split of a committed dataset as streaming `tf.data` inputs.
+
+    Train: shuffled (bounded buffer `shuffle_buffer`, a new seeded order each epoch), batched
+    by `batch_size`, prefetched, finite (one pass = one epoch; `len()` is its batch count).
+    Validation: in file order, same batch size. Memory does not grow with the dataset.
+
+    Args:
+        uri: the dataset (a folder or gs:// prefix with a `manifest.json`).
+        batch_size: examples per batch.
+        seed: seed of the shuffles.
+        limit: at most this many examples per split (the first of the fixed read order, the
+            same subset as `load_training_data`); None = all.
+        include_unlabeled: read the `unlabeled` split with train (labels -1); with `limit`,
+            `limit` examples of each.
+        shuffle_buffer, shuffle_buffer_bytes: the train shuffle holds at most this many
+            examples and this many bytes of records (see `read_split`).
+        process_index, process_count: data-parallel training over several processes: this
+            process reads its own part of each split (`read_split`), `batch_size` is its
+            share of the global batch, and every process yields the same number of full
+            batches per epoch, `examples // (batch_size * process_count)` (a collective step
+            waits for every process, so the counts must agree); a part shorter than that
+            wraps around.
+    """
+    manifest = read_manifest(uri)
+    splits = manifest["splits"]
+
+    def size(name: str) -> int:
+        count = splits.get(name, {}).get("num_examples", 0)
+        return count if limit is None else min(limit, count)
+
+    def read(name: str, **options):
+        dataset = read_split(
+            uri,
+            name,
+            batch_size,
+            limit=limit,
+            seed=seed,
+            process_index=process_index,
+            process_count=process_count,
+            **options,
+        )
+        if process_count == 1:
+            return dataset
+        steps = size(name) // (batch_size * process_count)
+        return (
+            dataset.unbatch()
+            .repeat()
+            .batch(batch_size, drop_remainder=True)
+            .take(steps)
+            .apply(tf.data.experimental.assert_cardinality(steps))
+            .prefetch(tf.data.AUTOTUNE)
+        )
+
+    shuffling = {
+        "shuffle": True,
+        "shuffle_buffer": shuffle_buffer,
+        "shuffle_buffer_bytes": shuffle_buffer_bytes,
+    }
+    train = read("train", **shuffling)
+    num_train = size("train")
+    if include_unlabeled and size("unlabeled"):
+        unlabeled = read("unlabeled", **shuffling)
+        # Draw examples from both streams at random (seeded), in proportion to their sizes:
+        # batches mix labelled and unlabelled images, and each epoch covers both once.
+        mixed = tf.data.Dataset.sample_from_datasets(
+            [train.unbatch(), unlabeled.unbatch()],
+            weights=[float(num_train), float(size("unlabeled"))],
+            seed=seed,
+            stop_on_empty_dataset=False,
+        )
+        num_train += size("unlabeled")
+        steps = -(-num_train // batch_size)
+        if process_count > 1:  # equal full batches on every process (see above)
+            steps = num_train // (batch_size * process_count)
+            mixed = mixed.repeat().take(steps * batch_size)
+        train = (
+            mixed.batch(batch_size)
+            .apply(tf.data.experimental.assert_cardinality(steps))
+            .prefetch(tf.data.AUTOTUNE)
+        )
+    validation = None
+    if size("validation") and (process_count == 1 or size("validation") >= batch_size * process_count):
+        validation = read("validation")
+    return TrainingData(
+        train=train,
+        validation=validation,
+        num_classes=int(manifest["num_classes"]),
+        class_names=list(manifest["class_names"]),
+        image_shape=tuple(manifest["image_shape"]),
+        manifest=manifest,
+        num_train=num_train,
+        num_validation=size("validation"),
+    )
+
+
+def sample_arrays(
+    uri: str, split: str, count: int, *, labelled: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """At most `count` examples of a split in memory (the first of its fixed read order).
+
+    A bounded sample for the kNN monitor and the embedding map: it reads only as many
+    records as it keeps (plus the unlabelled ones it skips when `labelled`).
+    """
+    validation.check_int("count", count, error=DataError)
+    manifest = read_manifest(uri)
+    image_shape = manifest["image_shape"]
+    images = np.empty([count, *image_shape], np.uint8)
+    labels = np.empty([count], np.int64)
+    filled = 0
+    for image_batch, label_batch in read_split(uri, split, min(count, _LOAD_BATCH)):
+        image_batch, label_batch = image_batch.numpy(), label_batch.numpy()
+        if labelled:
+            keep = label_batch >= 0
+            image_batch, label_batch = image_batch[keep], label_batch[keep]
+        take = min(count - filled, len(label_batch))
+        images[filled : filled + take] = image_batch[:take]
+        labels[filled : filled + take] = label_batch[:take]
+        filled += take
+        if filled == count:
+            break
+    return images[:filled], labels[:filled]
 
 
 def dataset_info(uri: str) -> dict:

@@ -225,7 +225,7 @@ def fit_model(
         x, y = train
         history = model.fit(x, y, batch_size=layout.per_process_batch, shuffle=True, **fit_args)
     else:
-        history = model.fit(train, **fit_args)
+        history = model.fit(train, shuffle=False, **fit_args)  # datasets shuffle themselves
     if history_backup is not None:
         return history_backup.history  # earlier runs' epochs included after a resume
     return {key: [float(value) for value in values] for key, values in history.history.items()}

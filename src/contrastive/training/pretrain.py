@@ -320,14 +320,23 @@ def encoder_width(model_cfg):
     return model_cfg.width if model_cfg.encoder == "simclr_cnn" else None
 
 
-def pretrain(config, train, validation=None, *, num_classes, checkpoint_dir=None, callbacks=()):
+def pretrain(
+    config,
+    train,
+    validation=None,
+    *,
+    num_classes,
+    checkpoint_dir=None,
+    callbacks=(),
+    knn_sample=None,
+):
     """Pretrains an encoder with `config.train.method` for `config.train.epochs` epochs.
 
     NumPy training data without `config.train.use_unlabeled` drops its unlabelled (-1)
     rows; with it, they stay and count as images of their own (see `PretrainModel`).
-    Datasets are passed to `fit` as they are. When both `train` and `validation` are NumPy
-    pairs, a `KnnMonitor` logs `val_knn_accuracy` each epoch with the labelled training
-    images as references (at most `train.knn_max_examples` of each set).
+    Datasets are passed to `fit` as they are. A `KnnMonitor` logs `val_knn_accuracy` each
+    epoch (at most `train.knn_max_examples` of each set) on `knn_sample` when given, else,
+    when both `train` and `validation` are NumPy pairs, with their labelled images.
 
     Args:
         config: `Config`.
@@ -337,6 +346,8 @@ def pretrain(config, train, validation=None, *, num_classes, checkpoint_dir=None
         num_classes: number of classes (online probe, label checks).
         checkpoint_dir: resume/backup directory (see `fitting.fit_model`), or None.
         callbacks: extra Keras callbacks.
+        knn_sample: `(reference_x, reference_y, query_x, query_y)` NumPy arrays for the kNN
+            monitor (a bounded sample of streamed splits), or None.
 
     Returns:
         `(encoder, history)`: the trained encoder (`keras.Model`, float `[0, 1]` images ->
@@ -358,9 +369,13 @@ def pretrain(config, train, validation=None, *, num_classes, checkpoint_dir=None
     with distribution.distribution_scope(layout):
         model = build_pretrain_model(config, fitting.image_shape_of(train), num_classes)
         monitors = []
-        if arrays is not None and validation_arrays is not None and layout.processes == 1:
-            reference = fitting.labelled_rows(*arrays)
-            query = fitting.labelled_rows(*validation_arrays)
+        if knn_sample is None and arrays is not None and validation_arrays is not None:
+            knn_sample = (
+                *fitting.labelled_rows(*arrays),
+                *fitting.labelled_rows(*validation_arrays),
+            )
+        if knn_sample is not None and layout.processes == 1:
+            reference, query = tuple(knn_sample[:2]), tuple(knn_sample[2:])
             if len(reference[1]) and len(query[1]):
                 monitors.append(
                     KnnMonitor(

@@ -1,0 +1,112 @@
+"""Every pipeline step streams its splits: none loads a whole split into memory.
+
+The steps run in this process with the in-memory loaders replaced by ones that fail on a
+whole split, and with every `read_split` call recorded: a step that loaded a split into
+NumPy (or cached one in memory) fails here. `bench/bench_memory.py` measures the result:
+peak RSS of a pretraining epoch flat in the dataset size (docs/BENCHMARKS.md).
+"""
+
+import json
+
+import pytest
+
+from contrastive import data, tasks
+from contrastive.config import resolve_config
+from contrastive.data import reader
+
+# The steps feed tf.data to Keras: on the JAX backend too (Keras' tf.data adapter).
+pytestmark = pytest.mark.backend
+
+
+@pytest.fixture
+def guarded(monkeypatch, tiny_dataset):
+    """Forbid whole-split loads; return the list of `read_split` calls `(split, options)`."""
+    manifest = data.read_manifest(tiny_dataset)
+    calls = []
+    read_split = reader.read_split
+
+    def recording_read_split(uri, split, batch_size, **options):
+        calls.append((split, batch_size, options))
+        assert not options.get("cache"), f"{split} cached in memory"
+        return read_split(uri, split, batch_size, **options)
+
+    def bounded_load_arrays(uri, split, limit=None):
+        size = manifest["splits"][split]["num_examples"]
+        assert limit is not None and limit < size, f"load_arrays on the whole {split} split"
+        return reader.load_arrays.__wrapped__(uri, split, limit)
+
+    def no_load_training_data(*args, **kwargs):
+        raise AssertionError("load_training_data loads whole splits")
+
+    bounded_load_arrays.__wrapped__ = reader.load_arrays
+    for module in (data, reader):  # the package first: it caches what the reader holds
+        monkeypatch.setattr(module, "read_split", recording_read_split)
+        monkeypatch.setattr(module, "load_arrays", bounded_load_arrays)
+        monkeypatch.setattr(module, "load_training_data", no_load_training_data)
+    return calls
+
+
+def test_no_step_loads_a_whole_split(guarded, tiny_dataset, tmp_path):
+    # data.limit=null: the steps see the whole splits (the tiny profile would cap them).
+    config = resolve_config("tiny", overrides=["data.limit=null", "train.knn_max_examples=16"])
+    encoder, classifier, baseline = tmp_path / "encoder", tmp_path / "clf", tmp_path / "base"
+    pretrained = tasks.run_pretrain(tiny_dataset, encoder, config)
+    assert pretrained["knn_accuracy"] is not None
+    train_reads = [options for split, _, options in guarded if split == "train"]
+    assert train_reads and train_reads[0]["shuffle"] is True
+    assert train_reads[0]["shuffle_buffer"] == config.data.shuffle_buffer
+    tasks.run_train_classifier(tiny_dataset, encoder, classifier, config)
+    tasks.run_train_baseline(tiny_dataset, baseline, config)
+    results = {}
+    for name, model in (("supcon", classifier), ("baseline", baseline)):
+        result = tasks.run_evaluate(
+            tiny_dataset, model, predictions_path=tmp_path / f"{name}.parquet", batch_size=32
+        )
+        assert result["num_examples"] == 100
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(result))
+        results[name] = (str(path), str(model))
+    registry = tmp_path / "registry"
+    for run_id in ("first", "second"):  # the second run re-evaluates the champion
+        summary = tasks.run_compare_and_report(
+            tiny_dataset,
+            results,
+            report_path=tmp_path / run_id / "report.html",
+            markdown_path=tmp_path / run_id / "report.md",
+            results_path=tmp_path / run_id / "results.json",
+            registry=str(registry),
+            run_id=run_id,
+        )
+    assert summary["decision"]["champion_accuracy"] is not None
+    assert {split for split, _, _ in guarded} >= {"train", "validation", "test"}
+
+
+def test_the_guard_catches_a_whole_split_load(guarded, tiny_dataset):
+    with pytest.raises(AssertionError, match="load_arrays on the whole test split"):
+        data.load_arrays(tiny_dataset, "test")
+    with pytest.raises(AssertionError, match="load_training_data loads whole splits"):
+        data.load_training_data(tiny_dataset)
+
+
+def test_evaluation_streams_batch_by_batch_to_the_same_result(tiny_dataset, tmp_path):
+    """Streamed evaluation (padded last batch, per-batch confusion and Parquet row groups)
+    equals the whole-split computation."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from contrastive import evaluation, training
+    from contrastive.modeldir import load_model_dir
+
+    config = resolve_config("tiny", overrides=["data.limit=null"])
+    tasks.run_train_baseline(tiny_dataset, tmp_path / "model", config)
+    result = tasks.run_evaluate(
+        tiny_dataset, tmp_path / "model", predictions_path=tmp_path / "p.parquet", batch_size=32
+    )
+    model, _ = load_model_dir(tmp_path / "model")
+    x, y = data.load_arrays(tiny_dataset, "test")
+    probabilities = training.predict_proba(model, x, batch_size=32)
+    expected = evaluation.classification_metrics(y, probabilities.argmax(axis=1), 4)
+    assert result["confusion_matrix"] == expected["confusion_matrix"]
+    table = pq.read_table(tmp_path / "p.parquet").to_pydict()
+    assert table["index"] == list(range(100)) and table["label"] == y.tolist()
+    np.testing.assert_allclose(np.array(table["probabilities"]), probabilities, atol=1e-5)
