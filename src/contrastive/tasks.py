@@ -39,9 +39,16 @@ def run_ingest(
     **options,
 ) -> dict:
     """`contrastive.data.ingest` with pipeline-parameter conventions (0 / "" mean unset);
-    `image_size` is "H,W" or a pair, parsed and validated by `ingest`."""
+    `image_size` is "H,W" or a pair, parsed and validated by `ingest`.
+
+    A `source` that is already an ingested dataset (a location with `manifest.json`) is not
+    ingested again: it is copied to `output` (`data.copy_ingested`), so a user ingests once
+    and trains many times.
+    """
     from contrastive import data
 
+    if data.is_ingested(source):
+        return data.copy_ingested(source, output, image_size=image_size or None)
     return data.ingest(
         source,
         output,
