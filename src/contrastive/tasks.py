@@ -366,6 +366,10 @@ def run_compare_and_report(
             "source": manifest.get("source"),
             "class_names": manifest["class_names"],
             "image_shape": manifest["image_shape"],
+            # what the model takes: the serving signature's size and channels
+            "image_size": manifest["image_shape"][:2],
+            "channels": manifest["image_shape"][2],
+            "resize": manifest.get("resize"),
             "splits": {k: v["num_examples"] for k, v in manifest["splits"].items()},
         },
         "methods": {name: report.method_summary(result) for name, result in methods.items()},

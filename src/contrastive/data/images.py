@@ -19,10 +19,13 @@ import io
 import os
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+from contrastive.data.errors import DataError
 
 # Formats kept byte for byte when an image is 8-bit grey or RGB and needs no resize; anything
 # else is converted to PNG (or JPEG for JPEG sources) so the reader's decoders see two formats.
@@ -36,6 +39,30 @@ RGB_MODES = ("RGB", "RGBA", "RGBa", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "
 _INFLATE_CHUNK = 1 << 20  # bytes of inflated PNG data held at once while checking a stream
 _JPEG_QUALITY = 95  # re-encoding a JPEG (resize, CMYK) at 95 keeps a second generation close
 RESIZE_METHOD = "centre crop to the target aspect ratio, then bilinear (antialiased) resize"
+
+
+def parse_image_size(value: str | int | Sequence[int] | None) -> tuple[int, int] | None:
+    """`"H,W"` / `"HxW"` / `N` / `(H, W)` -> `(H, W)`; None or `""` -> None."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        if isinstance(value, bool):
+            parts = []
+        elif isinstance(value, (int, np.integer)):
+            parts = [value, value]
+        elif isinstance(value, str):
+            parts = value.lower().replace("x", ",").split(",")
+        else:
+            parts = list(value)
+        size = tuple(int(str(part).strip()) for part in parts)
+    except (TypeError, ValueError):
+        size = ()
+    if len(size) != 2 or min(size) < 1:
+        raise DataError(
+            f"image_size must be 'H,W' (or an int, or a (height, width) pair) of positive "
+            f"integers. Received: image_size={value!r}"
+        )
+    return size
 
 
 def sniff_format(head: bytes) -> str | None:

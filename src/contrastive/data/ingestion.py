@@ -37,6 +37,7 @@ from contrastive.data.images import (
     ImageRejected,
     header_size,
     looks_like_image_name,
+    parse_image_size,
     prepare_encoded,
     resize_arrays,
     sniff_format,
@@ -307,30 +308,6 @@ def copy_ingested(
         output,
     )
     return manifest
-
-
-def parse_image_size(value: str | int | Sequence[int] | None) -> tuple[int, int] | None:
-    """`"H,W"` / `"HxW"` / `N` / `(H, W)` -> `(H, W)`; None or `""` -> None."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    try:
-        if isinstance(value, bool):
-            parts = []
-        elif isinstance(value, (int, np.integer)):
-            parts = [value, value]
-        elif isinstance(value, str):
-            parts = value.lower().replace("x", ",").split(",")
-        else:
-            parts = list(value)
-        size = tuple(int(str(part).strip()) for part in parts)
-    except (TypeError, ValueError):
-        size = ()
-    if len(size) != 2 or min(size) < 1:
-        raise DataError(
-            f"image_size must be 'H,W' (or an int, or a (height, width) pair) of positive "
-            f"integers. Received: image_size={value!r}"
-        )
-    return size
 
 
 def _check_arguments(
