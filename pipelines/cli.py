@@ -87,6 +87,7 @@ def cmd_ingest(args) -> int:
         on_error=args.on_error,
         overwrite=args.overwrite,
         labeled_fraction=args.labeled_fraction,
+        test_fraction=args.test_fraction,
         tfds_data_dir=args.tfds_data_dir,
         progress=sys.stderr.isatty(),
     )
@@ -328,7 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
     p.add_argument("--limit", type=int, default=0, help="at most N examples per split (0 = all)")
-    p.add_argument("--image-size", default="", help="resize every image to H,W")
+    p.add_argument(
+        "--image-size",
+        default="",
+        help="resize every image to H,W (aspect kept: centred crop); default: one shared size "
+        "is kept, mixed sizes become the median",
+    )
     p.add_argument(
         "--on-error",
         choices=["skip", "fail"],
@@ -341,6 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="keep this stratified fraction of train labelled, rest -> unlabeled",
+    )
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.2,
+        help="a folder without test/: hold out this stratified fraction of train as test",
     )
     p.add_argument("--tfds-data-dir", default=None, help="TFDS data_dir (may be gs://)")
     p.set_defaults(func=cmd_ingest)
