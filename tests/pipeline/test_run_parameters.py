@@ -85,3 +85,12 @@ def test_bad_image_size_fails_before_any_task(tmp_path, capsys):
         "integers. Received: image_size='0,64'"
     ) in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_ingest_step_gets_the_profile_and_overrides(tmp_path):
+    path = tmp_path / "pipeline.yaml"
+    compiler.Compiler().compile(build_pipeline(target="kubeflow"), str(path))
+    tasks = yaml.safe_load(path.read_text())["root"]["dag"]["tasks"]
+    ingest = next(t for t in tasks.values() if t["taskInfo"]["name"] == "ingest")
+    for name in ("profile", "overrides", "image_size", "test_fraction", "source"):
+        assert ingest["inputs"]["parameters"][name] == {"componentInputParameter": name}

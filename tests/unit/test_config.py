@@ -108,3 +108,10 @@ def test_profile_from_file_with_base(tmp_path):
     loop.write_text(f"base: {loop}\n")
     with pytest.raises(ConfigError, match="loops"):
         load_config(loop)
+
+
+def test_comma_separated_overrides_keep_commas_inside_values():
+    from contrastive.config import resolve_config
+
+    config = resolve_config("tiny", overrides="data.image_size=[64, 48],train.epochs=2")
+    assert config.data.image_size == (64, 48) and config.train.epochs == 2
