@@ -1,17 +1,22 @@
 """How long a run will train on this machine, said before it starts.
 
-The estimate is measured, not guessed: the profile's encoder is built at the run's image size
-and timed over a few training steps (forward, backward, update) on random pixels; that
-throughput (images/s) times the images each step will see gives the seconds. It covers the
-training steps only (ingest, evaluation, kNN and each task's start-up come on top) and
-assumes the steps run one after another, as `kfp.local` runs them.
+The estimate is measured, not guessed: the profile's encoder, behind the strong augmentation
+and a classifier head, is built at the run's image size and timed here: the fixed cost of a
+training step (build, compile, first batch, saving the model), one epoch's checkpoint, and the
+throughput of training and inference batches (images/s). The seconds are then those costs
+times what each step does: images x epochs x views through training, validation and kNN
+passes through inference, one checkpoint per epoch. Ingest, evaluation and each task's
+start-up (a fresh Python with TensorFlow, ~10 s) come on top; the steps are assumed to run
+one after another, as `kfp.local` runs them.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -23,17 +28,27 @@ _SURVEYED_FILES = 200  # image headers read to guess a folder's median size
 
 
 @dataclass(frozen=True)
+class Costs:
+    """What one training step costs on this machine, measured by `measure_costs`."""
+
+    train_images_per_second: float
+    inference_images_per_second: float
+    seconds_per_fit: float  # build, compile, first batch, save the model
+    seconds_per_epoch: float  # one checkpoint
+
+
+@dataclass(frozen=True)
 class Estimate:
     encoder: str
     image_shape: tuple[int, int, int]
     train_images: int
-    images_per_second: float  # one training step's throughput, measured here
     batch_size: int
-    passes: dict[str, int]  # step -> images it processes (epochs x images x views)
+    costs: Costs
+    steps: dict[str, float]  # branch -> seconds of its training steps
 
     @property
     def seconds(self) -> float:
-        return sum(self.passes.values()) / self.images_per_second
+        return sum(self.steps.values())
 
 
 def estimate_run(
@@ -51,56 +66,92 @@ def estimate_run(
     if found is None:
         return None
     count, shape, cut = found
+    validation = 0
     if cut:
-        count = round(count * (1 - validation_fraction) * (1 - test_fraction * (cut == "both")))
+        count = round(count * (1 - test_fraction * (cut == "both")))
+        validation = round(count * validation_fraction)
+        count -= validation
     if config.data.image_size is not None:
         shape = (*config.data.image_size, shape[2])
-    train_images = count if config.data.limit is None else min(count, config.data.limit)
+    train = count if config.data.limit is None else min(count, config.data.limit)
     batch = min(config.train.batch_size, _MEASURE_BATCH)
-    rate = measure_training_rate(config, shape, batch)
+    costs = measure_costs(config, shape, batch)
+    train_cost = 1 / costs.train_images_per_second
+    infer_cost = 1 / costs.inference_images_per_second
+
+    def fit(epochs: int, views: int = 1) -> float:
+        return (
+            costs.seconds_per_fit
+            + epochs * costs.seconds_per_epoch
+            + epochs * train * views * train_cost
+            + epochs * validation * infer_cost
+        )
+
+    steps = {}
     epochs, classifier_epochs = config.train.epochs, config.train.classifier_epochs
-    passes = {}
+    knn = min(train, config.train.knn_max_examples) + min(validation, config.train.knn_max_examples)
     for method in methods:
         if method == BASELINE:
-            passes[method] = (epochs + classifier_epochs) * train_images
+            steps[method] = fit(epochs + classifier_epochs)
         else:
-            views = config.train.num_views
-            passes[method] = (epochs * views + classifier_epochs) * train_images
-    return Estimate(config.model.encoder, shape, train_images, rate, batch, passes)
+            pretrain = fit(epochs, config.train.num_views) + knn * infer_cost
+            steps[method] = pretrain + fit(classifier_epochs)
+    return Estimate(config.model.encoder, shape, train, batch, costs, steps)
 
 
-def measure_training_rate(config: Config, image_shape: Sequence[int], batch_size: int) -> float:
-    """Images per second of one training step of the profile's encoder plus a linear head,
-    timed after one warm-up step (which compiles)."""
+def measure_costs(config: Config, image_shape: Sequence[int], batch_size: int) -> Costs:
+    """Time the profile's encoder behind the strong augmentation with a 10-class head: build to
+    first batch and save (fixed per step), a checkpoint (per epoch), then `_TIMED_STEPS`
+    training and inference batches (throughput)."""
     import keras
 
-    from contrastive import models
+    from contrastive import augment, models
 
-    encoder = models.build_encoder(
-        config.model.encoder, tuple(image_shape), width=config.model.width, seed=0
-    )
-    model = keras.Sequential([encoder, keras.layers.Dense(10, activation="softmax")])
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    image_shape = tuple(int(size) for size in image_shape)
     rng = np.random.default_rng(0)
-    x = rng.random((batch_size, *image_shape), dtype=np.float32)
+    x = rng.integers(0, 256, (batch_size, *image_shape)).astype(np.float32)
     y = rng.integers(0, 10, batch_size)
+    start = time.perf_counter()
+    augmenter = augment.build_augmenter(image_shape, **asdict(config.augment.strong), seed=0)
+    encoder = models.build_encoder(
+        config.model.encoder, image_shape, width=config.model.width, seed=0
+    )
+    inputs = keras.Input(image_shape)
+    features = encoder(augmenter(keras.layers.Rescaling(1 / 255)(inputs)))
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(features))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.train_on_batch(x, y)
+    with tempfile.TemporaryDirectory(prefix="contrastive-estimate-") as folder:
+        model.save(os.path.join(folder, "model.keras"))
+        fixed = time.perf_counter() - start
+        start = time.perf_counter()
+        model.save_weights(os.path.join(folder, "checkpoint.weights.h5"))
+        per_epoch = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(_TIMED_STEPS):
         model.train_on_batch(x, y)
-    return _TIMED_STEPS * batch_size / (time.perf_counter() - start)
+    training = _TIMED_STEPS * batch_size / (time.perf_counter() - start)
+    model.predict_on_batch(x)  # compiles the inference function
+    start = time.perf_counter()
+    for _ in range(_TIMED_STEPS):
+        model.predict_on_batch(x)
+    inference = _TIMED_STEPS * batch_size / (time.perf_counter() - start)
+    return Costs(training, inference, fixed, per_epoch)
 
 
 def describe(estimate: Estimate) -> str:
     """One paragraph for the terminal."""
     height, width, channels = estimate.image_shape
-    steps = ", ".join(f"{name} {passes:,}" for name, passes in estimate.passes.items())
+    costs = estimate.costs
+    steps = ", ".join(f"{name} {_duration(seconds)}" for name, seconds in estimate.steps.items())
     return (
-        f"estimated training time on this machine: {_duration(estimate.seconds)} "
-        f"({estimate.encoder} at {height}x{width}x{channels}: measured "
-        f"{estimate.images_per_second:.0f} images/s per training step at batch "
-        f"{estimate.batch_size}; {estimate.train_images:,} training images; images processed "
-        f"per step: {steps}). Ingest, evaluation and task start-up come on top."
+        f"estimated training time on this machine: {_duration(estimate.seconds)} ({steps}; "
+        f"{estimate.encoder} at {height}x{width}x{channels}, {estimate.train_images:,} training "
+        f"images; measured here: {costs.train_images_per_second:.0f} images/s training and "
+        f"{costs.inference_images_per_second:.0f} images/s inference at batch "
+        f"{estimate.batch_size}, {costs.seconds_per_fit:.1f} s to build and save a model, "
+        f"{costs.seconds_per_epoch:.2f} s per checkpoint). Ingest, evaluation and task start-up "
+        "come on top."
     )
 
 

@@ -16,15 +16,23 @@ def _folder(root, sizes):
             Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(path)
 
 
-def test_estimate_counts_images_views_and_epochs_at_the_measured_rate(tmp_path, monkeypatch):
+COSTS = estimate.Costs(
+    train_images_per_second=100.0,
+    inference_images_per_second=400.0,
+    seconds_per_fit=2.0,
+    seconds_per_epoch=0.5,
+)
+
+
+def test_estimate_counts_images_views_and_epochs_at_the_measured_costs(tmp_path, monkeypatch):
     _folder(tmp_path / "photos", [(30, 40), (50, 60), (70, 80)] * 10)  # 60 images
     seen = {}
 
-    def rate(config, shape, batch):
+    def measure(config, shape, batch):
         seen.update(shape=tuple(shape), batch=batch)
-        return 100.0
+        return COSTS
 
-    monkeypatch.setattr(estimate, "measure_training_rate", rate)
+    monkeypatch.setattr(estimate, "measure_costs", measure)
     config = resolve_config("tiny", overrides=["train.epochs=3", "train.classifier_epochs=2"])
     result = estimate.estimate_run(
         str(tmp_path / "photos"),
@@ -34,20 +42,23 @@ def test_estimate_counts_images_views_and_epochs_at_the_measured_rate(tmp_path, 
         test_fraction=0.5,
     )
     assert seen == {"shape": (50, 60, 3), "batch": 32}  # the median size; batch min(64, 32)
-    assert result.train_images == 22  # round(60 * 0.75 * 0.5)
-    assert result.passes == {"baseline": (3 + 2) * 22, "supcon": (3 * 2 + 2) * 22}
-    assert result.seconds == pytest.approx((110 + 176) / 100.0)
+    assert result.train_images == 22  # 60 -> 30 after test -> 8 validation, 22 train
+    # per fit: 2 s fixed + 0.5 s per epoch + train images x views / 100 + 8 validation / 400
+    baseline = 2 + 5 * 0.5 + 5 * 22 / 100 + 5 * 8 / 400
+    pretrain = 2 + 3 * 0.5 + 3 * 22 * 2 / 100 + 3 * 8 / 400 + (22 + 8) / 400  # + kNN
+    classifier = 2 + 2 * 0.5 + 2 * 22 / 100 + 2 * 8 / 400
+    assert result.steps == pytest.approx({"baseline": baseline, "supcon": pretrain + classifier})
+    assert result.seconds == pytest.approx(baseline + pretrain + classifier)
     text = estimate.describe(result)
-    assert text.startswith("estimated training time on this machine: ~3 s (small_cnn at 50x60x3")
+    assert text.startswith("estimated training time on this machine: ~14 s (baseline ~6 s, ")
+    assert "small_cnn at 50x60x3, 22 training images; measured here: 100 images/s" in text
 
 
 def test_the_profile_size_and_an_ingested_dataset_are_used(tmp_path, monkeypatch, tiny_dataset):
-    monkeypatch.setattr(estimate, "measure_training_rate", lambda config, shape, batch: 10.0)
-    config = resolve_config("photos")
-    result = estimate.estimate_run(tiny_dataset, config, ["baseline"])
+    monkeypatch.setattr(estimate, "measure_costs", lambda config, shape, batch: COSTS)
+    result = estimate.estimate_run(tiny_dataset, resolve_config("photos"), ["baseline"])
     assert result.image_shape == (96, 96, 1) and result.train_images == 360  # no cut again
-    assert result.passes == {"baseline": (30 + 10) * 360}
-    assert estimate.describe(result).startswith("estimated training time on this machine: ~24 min")
+    assert result.steps == pytest.approx({"baseline": 2 + 40 * 0.5 + 40 * 360 / 100})
 
 
 def test_no_estimate_for_a_source_that_cannot_be_read_yet(tmp_path):
@@ -55,5 +66,7 @@ def test_no_estimate_for_a_source_that_cannot_be_read_yet(tmp_path):
 
 
 @pytest.mark.backend
-def test_measured_rate_is_positive():
-    assert estimate.measure_training_rate(resolve_config("tiny"), (16, 16, 1), 4) > 0
+def test_costs_are_measured_on_every_backend():
+    costs = estimate.measure_costs(resolve_config("tiny"), (16, 16, 1), 4)
+    assert min(costs.train_images_per_second, costs.inference_images_per_second) > 0
+    assert costs.seconds_per_fit > 0 and costs.seconds_per_epoch > 0
