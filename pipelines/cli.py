@@ -155,7 +155,7 @@ def cmd_run(args) -> int:
     )
     params.setdefault("seed", config.train.seed)
     params.setdefault("classifier_mode", config.train.classifier_mode)
-    parse_image_size(params.get("image_size"))
+    image_size = parse_image_size(params.get("image_size"))
     check("--limit", params.get("limit", 0), lambda v: v >= 0, "must be >= 0 (0 = all)")
     check("--promotion-margin", params.get("promotion_margin", 0), lambda v: v >= 0, "must be >= 0")
     check(
@@ -171,13 +171,13 @@ def cmd_run(args) -> int:
         "must be in [0, 1)",
     )
     if args.estimate:
-        _print_estimate(params, config, methods)
+        _print_estimate(params, config, methods, image_size)
     results = run_local(params, methods=methods, runs_dir=args.runs_dir)
     _print_results(results)
     return 0
 
 
-def _print_estimate(params: dict, config, methods) -> None:
+def _print_estimate(params: dict, config, methods, image_size) -> None:
     """Training time on this machine, from the encoder's measured throughput, before any
     task starts."""
     from contrastive import estimate
@@ -188,6 +188,7 @@ def _print_estimate(params: dict, config, methods) -> None:
         methods,
         validation_fraction=params.get("validation_fraction", 0.1),
         test_fraction=params.get("test_fraction", 0.2),
+        image_size=image_size,
     )
     if result is not None:
         print(estimate.describe(result), flush=True)

@@ -58,10 +58,12 @@ def estimate_run(
     *,
     validation_fraction: float = 0.1,
     test_fraction: float = 0.2,
+    image_size: Sequence[int] | None = None,
 ) -> Estimate | None:
     """Measure the encoder and count the training images of `source` (after the validation
     cut, and the test cut of a source without a test split); None when the source's size or
-    image shape cannot be known before ingest (e.g. a TFDS dataset not yet prepared)."""
+    image shape cannot be known before ingest (e.g. a TFDS dataset not yet prepared).
+    `image_size` (the pipeline parameter) wins over the profile's, as in the ingest step."""
     found = _source_size(source)
     if found is None:
         return None
@@ -71,8 +73,9 @@ def estimate_run(
         count = round(count * (1 - test_fraction * (cut == "both")))
         validation = round(count * validation_fraction)
         count -= validation
-    if config.data.image_size is not None:
-        shape = (*config.data.image_size, shape[2])
+    image_size = image_size or config.data.image_size
+    if image_size is not None and cut:  # an ingested dataset keeps its size
+        shape = (*image_size, shape[2])
     train = count if config.data.limit is None else min(count, config.data.limit)
     batch = min(config.train.batch_size, _MEASURE_BATCH)
     costs = measure_costs(config, shape, batch)

@@ -57,8 +57,17 @@ def test_estimate_counts_images_views_and_epochs_at_the_measured_costs(tmp_path,
 def test_the_profile_size_and_an_ingested_dataset_are_used(tmp_path, monkeypatch, tiny_dataset):
     monkeypatch.setattr(estimate, "measure_costs", lambda config, shape, batch: COSTS)
     result = estimate.estimate_run(tiny_dataset, resolve_config("photos"), ["baseline"])
-    assert result.image_shape == (96, 96, 1) and result.train_images == 360  # no cut again
+    # an ingested dataset is trained at its stored size and is not cut again
+    assert result.image_shape == (28, 28, 1) and result.train_images == 360
     assert result.steps == pytest.approx({"baseline": 2 + 40 * 0.5 + 40 * 360 / 100})
+
+
+def test_the_image_size_parameter_wins_over_the_profile(tmp_path, monkeypatch):
+    _folder(tmp_path / "photos", [(30, 40)] * 4)
+    monkeypatch.setattr(estimate, "measure_costs", lambda config, shape, batch: COSTS)
+    config = resolve_config("photos")  # 96x96
+    result = estimate.estimate_run(str(tmp_path / "photos"), config, [], image_size=(64, 48))
+    assert result.image_shape == (64, 48, 3)
 
 
 def test_no_estimate_for_a_source_that_cannot_be_read_yet(tmp_path):
