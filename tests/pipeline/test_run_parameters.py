@@ -27,7 +27,7 @@ def test_run_flags_are_the_compiled_pipeline_inputs(tmp_path, target):
         if action.option_strings and action.dest not in ("help", *cli.RUN_ONLY_FLAGS)
     }
     assert set(flags) == set(compiled)
-    kinds = {"STRING": str, "NUMBER_INTEGER": int, "NUMBER_DOUBLE": float, "BOOLEAN": bool}
+    kinds = {"STRING": str, "NUMBER_INTEGER": int, "NUMBER_DOUBLE": float}
     for name, spec in compiled.items():
         action = flags[name]
         assert action.option_strings == ["--" + name.replace("_", "-")]
