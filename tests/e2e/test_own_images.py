@@ -16,8 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from photo_folder import make_photo_folder  # noqa: E402
 
 SIZE = (48, 48)
-# 3 learnable classes (shape + colour), chance 1/3. Measured test accuracy of this command
-# (seeds 0): baseline 1.00; a model that predicts one class scores 0.33.
+# 3 learnable classes (shape + colour), chance 1/3: a model that predicts one class scores
+# 0.33. Measured test accuracy of this command (18 test images): 0.72 (seed 0, the one the
+# test runs), 0.78 (seed 1); at 10 epochs 0.72 / 0.89 / 0.72 (seeds 0, 1, 2).
 FLOOR = 0.6
 
 
