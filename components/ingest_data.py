@@ -6,7 +6,10 @@ from kfp.dsl import Dataset, Output
 def ingest_data(
     dataset: Output[Dataset],
     source: str = "fashion_mnist",
+    profile: str = "quick",
+    overrides: str = "",
     validation_fraction: float = 0.1,
+    test_fraction: float = 0.2,
     seed: int = 0,
     limit: int = 0,
     image_size: str = "",
@@ -14,25 +17,29 @@ def ingest_data(
     labeled_fraction: float = 0.0,
     data_snapshot: str = "",
 ) -> int:
-    """Ingest `source` into the Dataset artifact; returns the number of classes.
-
-    `data_snapshot` only enters KFP's cache key: scheduled runs pass a new value so that new
-    images are ingested instead of last week's cached dataset being reused.
+    """Ingest `source` into the Dataset artifact (or copy it, when it is already an ingested
+    dataset); returns the number of classes. `image_size` empty: the profile's
+    `data.image_size` (after `overrides`). `data_snapshot` only enters KFP's cache key:
+    scheduled runs pass a new value so that new images are ingested afresh.
     """
     from contrastive import tasks
+    from contrastive.config import resolve_config
 
+    config = resolve_config(profile, overrides=overrides)
     manifest = tasks.run_ingest(
         source,
         dataset.path,
         validation_fraction=validation_fraction,
+        test_fraction=test_fraction,
         seed=seed,
         limit=limit,
-        image_size=image_size,
+        image_size=image_size or config.data.image_size,
         on_error=on_error,
         labeled_fraction=labeled_fraction,
     )
     dataset.metadata.update(
         num_classes=manifest["num_classes"],
+        class_names=manifest["class_names"],
         image_shape=manifest["image_shape"],
         splits={k: v["num_examples"] for k, v in manifest["splits"].items()},
         skipped=len(manifest["skipped"]),

@@ -21,12 +21,17 @@ KEEP = "0 keeps the profile's value"
 
 DESCRIPTIONS = {
     # data
-    "source": f"Image source: {SOURCE_FORMS}.",
+    "source": f"Image source: {SOURCE_FORMS}; or an already-ingested dataset (a location "
+    "with manifest.json), used as it is.",
     "dataset": "The ingested dataset (sharded TFRecords with a manifest).",
     "validation_fraction": "Stratified fraction of the source train split held out for "
     "validation, in (0, 1).",
     "limit": "Use at most this many examples per source split; 0 = all.",
-    "image_size": "Resize images to 'H,W' at ingest; empty keeps the stored size.",
+    "image_size": "Store and train images at 'H,W' (aspect ratio kept: centred crop, then "
+    "resize); empty: the profile's data.image_size, else one shared size is kept and mixed "
+    "sizes become the median height x width.",
+    "test_fraction": "Stratified fraction of train held out as test when the source has no "
+    "test split (an image folder of <root>/<class>/), in [0, 1).",
     "labeled_fraction": "Keep labels on this stratified fraction of train (the rest becomes "
     "unlabeled); 0 = all labeled.",
     "on_error": "What ingest does with an unreadable image: skip (and list it) or fail.",

@@ -99,6 +99,7 @@ def cmd_ingest(args) -> int:
         on_error=args.on_error,
         overwrite=args.overwrite,
         labeled_fraction=args.labeled_fraction,
+        test_fraction=args.test_fraction,
         tfds_data_dir=args.tfds_data_dir,
         progress=sys.stderr.isatty(),
     )
@@ -107,38 +108,108 @@ def cmd_ingest(args) -> int:
     return 0
 
 
+# `contrastive run` flags that are not pipeline parameters (the rest come from the pipeline).
+RUN_ONLY_FLAGS = ("methods", "override", "runs_dir", "estimate")
+# KFP parameter type -> argparse type (no Boolean parameter yet: argparse's bool("False") is
+# True, so one would need its own parser here).
+_KFP_TYPES = {"String": str, "Integer": int, "Float": float}
+
+
+def pipeline_inputs() -> dict:
+    """The pipeline's parameters as KFP compiles them: name -> `InputSpec` (type, default,
+    description). `contrastive run`'s flags are built from it, so they cannot drift."""
+    from pipelines.pipeline import build_pipeline
+
+    return dict(build_pipeline(target="local").component_spec.inputs)
+
+
+def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "pipeline parameters (the compiled pipeline's inputs and descriptions; a flag left "
+        "out keeps the default shown)"
+    )
+    for name, spec in pipeline_inputs().items():
+        group.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=_KFP_TYPES[spec.type],
+            default=None,
+            metavar=spec.type.upper(),
+            help=f"{spec.description} (default: {spec.default!r})",
+        )
+
+
 def cmd_run(args) -> int:
+    from contrastive.config import resolve_config
+    from contrastive.data.images import parse_image_size
+    from contrastive.validation import check
     from pipelines.local import run_local
     from pipelines.pipeline import _check_methods
 
     methods = _check_methods(args.methods)
-    config = _config(args)  # validate everything before the first task starts
     params = {
-        "source": args.source,
-        "profile": args.profile,
-        "overrides": ",".join(args.override),
-        "epochs": args.epochs or 0,
-        "classifier_epochs": args.classifier_epochs or 0,
-        "batch_size": args.batch_size or 0,
-        "temperature": args.temperature or 0.0,
-        "encoder": args.encoder or "",
-        "limit": args.limit,
-        "seed": config.train.seed,
-        "classifier_mode": args.classifier_mode or config.train.classifier_mode,
-        "registry": args.registry,
-        "promotion_margin": args.promotion_margin,
-        "validation_fraction": args.validation_fraction,
+        name: getattr(args, name)
+        for name in pipeline_inputs()
+        if getattr(args, name, None) is not None
     }
-    from contrastive.validation import check
-
-    check("--limit", args.limit, lambda v: v >= 0, "must be >= 0 (0 = all)")
-    check("--promotion-margin", args.promotion_margin, lambda v: v >= 0, "must be >= 0")
-    check(
-        "--validation-fraction", args.validation_fraction, lambda v: 0 < v < 1, "must be in (0, 1)"
+    overrides = [item for item in (params.get("overrides", ""), *args.override) if item]
+    if overrides:
+        params["overrides"] = ",".join(overrides)
+    # Validate everything before the first task starts (pipeline conventions: 0 / "" keep the
+    # profile's value).
+    config = resolve_config(
+        params.get("profile", "quick"),
+        overrides=params.get("overrides", ""),
+        **{
+            name: params[name]
+            for name in ("epochs", "classifier_epochs", "batch_size", "temperature", "encoder")
+            if name in params
+        },
+        seed=params.get("seed"),
     )
+    params.setdefault("seed", config.train.seed)
+    params.setdefault("classifier_mode", config.train.classifier_mode)
+    image_size = parse_image_size(params.get("image_size"))
+    check("--limit", params.get("limit", 0), lambda v: v >= 0, "must be >= 0 (0 = all)")
+    check("--promotion-margin", params.get("promotion_margin", 0), lambda v: v >= 0, "must be >= 0")
+    check(
+        "--validation-fraction",
+        params.get("validation_fraction", 0.1),
+        lambda v: 0 < v < 1,
+        "must be in (0, 1)",
+    )
+    check(
+        "--test-fraction",
+        params.get("test_fraction", 0.2),
+        lambda v: 0 <= v < 1,
+        "must be in [0, 1)",
+    )
+    if args.estimate:
+        _print_estimate(params, config, methods, image_size)
     results = run_local(params, methods=methods, runs_dir=args.runs_dir)
     _print_results(results)
     return 0
+
+
+def _print_estimate(params: dict, config, methods, image_size) -> None:
+    """Training time on this machine, from the encoder's measured throughput, before any
+    task starts."""
+    from contrastive import estimate
+
+    try:
+        result = estimate.estimate_run(
+            params.get("source", "fashion_mnist"),
+            config,
+            methods,
+            validation_fraction=params.get("validation_fraction", 0.1),
+            test_fraction=params.get("test_fraction", 0.2),
+            image_size=image_size,
+        )
+    except Exception as error:  # an estimate that fails must not stop the run
+        logging.getLogger(__name__).warning("no training-time estimate: %s", error)
+        return
+    if result is not None:
+        print(estimate.describe(result), flush=True)
 
 
 def _print_results(results: dict) -> None:
@@ -332,7 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
     p.add_argument("--limit", type=int, default=0, help="at most N examples per split (0 = all)")
-    p.add_argument("--image-size", default="", help="resize every image to H,W")
+    p.add_argument(
+        "--image-size",
+        default="",
+        help="resize every image to H,W (aspect kept: centred crop); default: one shared size "
+        "is kept, mixed sizes become the median",
+    )
     p.add_argument(
         "--on-error",
         choices=["skip", "fail"],
@@ -346,38 +422,36 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="keep this stratified fraction of train labelled, rest -> unlabeled",
     )
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.2,
+        help="a folder without test/: hold out this stratified fraction of train as test",
+    )
     p.add_argument("--tfds-data-dir", default=None, help="TFDS data_dir (may be gs://)")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("run", help="run the whole pipeline locally with kfp.local")
-    _add_config_arguments(p)
-    p.add_argument("--source", default="fashion_mnist", help="data source (see ingest)")
     p.add_argument(
         "--methods",
         default=",".join(DEFAULT_METHODS),
         help="comma-separated branches: baseline,supcon,simclr,npairs",
     )
     p.add_argument(
-        "--classifier-mode",
-        choices=["linear", "finetune"],
-        default=None,
-        help="classifier on the pretrained encoder (default: the profile's)",
-    )
-    p.add_argument("--limit", type=int, default=0, help="ingest at most N examples per split")
-    p.add_argument(
-        "--validation-fraction",
-        type=float,
-        default=0.1,
-        help="fraction of train held out for validation",
-    )
-    p.add_argument("--registry", default="", help="champion registry (path or gs://); '' = none")
-    p.add_argument(
-        "--promotion-margin",
-        type=float,
-        default=0.0,
-        help="promote only if test accuracy beats the champion by more than this",
+        "--override",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="set any config field, e.g. data.image_size=[96,96] (repeatable; joins --overrides)",
     )
     p.add_argument("--runs-dir", default="runs", help="where run outputs go (default runs/)")
+    p.add_argument(
+        "--no-estimate",
+        dest="estimate",
+        action="store_false",
+        help="skip measuring the encoder's speed for the training-time estimate",
+    )
+    _add_pipeline_arguments(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compile", help="compile the pipeline to YAML for Kubeflow or Vertex AI")

@@ -135,6 +135,7 @@ def build_pipeline(
         classifier_mode: str = "linear",
         limit: int = 0,
         validation_fraction: float = 0.1,
+        test_fraction: float = 0.2,
         image_size: str = "",
         labeled_fraction: float = 0.0,
         seed: int = 0,
@@ -150,7 +151,10 @@ def build_pipeline(
         promoted if it beats the champion."""
         ingest = c.ingest_data(
             source=source,
+            profile=profile,
+            overrides=overrides,
             validation_fraction=validation_fraction,
+            test_fraction=test_fraction,
             seed=seed,
             limit=limit,
             image_size=image_size,

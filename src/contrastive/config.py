@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,9 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    # Resize every image to (height, width) inside the input pipeline; None keeps stored size.
+    # (height, width) images are stored and trained at: ingest resizes to it (aspect ratio
+    # kept, centred crop; `data.images.RESIZE_METHOD`). None: a source whose images share one
+    # size keeps it; a folder of mixed sizes is resized to the median height x median width.
     image_size: tuple[int, int] | None = None
     # Use only the first N training examples (fast experiments and tests); None = all.
     limit: int | None = None
@@ -237,7 +240,9 @@ def resolve_config(
         The validated `Config`.
     """
     if isinstance(overrides, str):
-        overrides = [item.strip() for item in overrides.split(",") if item.strip()]
+        # Split before each `section.field=`, so that a value may hold commas ([64, 64]).
+        parts = re.split(r",(?=\s*[A-Za-z_][\w.]*\s*=)", overrides)
+        overrides = [item.strip() for item in parts if item.strip()]
     values: dict[str, Any] = {}
     for name, value in (
         ("train.epochs", epochs),

@@ -4,6 +4,12 @@ The `serve` signature takes raw images, `uint8 [batch, height, width, channels]`
 returns `probabilities` (`float32 [batch, num_classes]`) and `class` (`int64 [batch]`).
 Scaling to `[0, 1]` is inside the model (its first layer is `Rescaling(1/255)`), so a
 client sends pixels as they are and cannot get the preprocessing wrong.
+
+The signature takes the size and channels the model was trained at (the dataset's
+`image_shape`). A request of another shape is refused with an `InvalidArgumentError` whose
+message names both shapes (`serve: images must be uint8 [batch, H, W, C] ...`); it is not
+resized silently, because only the client knows whether its crop matches the one ingest made
+(`contrastive.data.images.RESIZE_METHOD`).
 """
 
 from __future__ import annotations
@@ -92,6 +98,16 @@ def _write(model: Any, shape: tuple, export_dir: str, from_logits: bool) -> None
 
     @tf.function(input_signature=[tf.TensorSpec((None, *shape[1:]), tf.uint8, name="images")])
     def serve(images):
+        height, width, channels = shape[1:]
+        check = tf.debugging.assert_equal(
+            tf.shape(images)[1:],
+            tf.constant([height, width, channels]),
+            message=f"serve: images must be uint8 [batch, {height}, {width}, {channels}], the "
+            "size the model was trained at; resize them (centred crop, then bilinear) first. "
+            "Received shape",
+        )
+        with tf.control_dependencies([check]):
+            images = tf.identity(images)
         scores = model(tf.cast(images, tf.float32), training=False)
         probabilities = tf.nn.softmax(scores, axis=-1) if from_logits else scores
         return {

@@ -66,9 +66,16 @@ def run_ingest(
     **options,
 ) -> dict:
     """`contrastive.data.ingest` with pipeline-parameter conventions (0 / "" mean unset);
-    `image_size` is "H,W" or a pair, parsed and validated by `ingest`."""
+    `image_size` is "H,W" or a pair, parsed and validated by `ingest`.
+
+    A `source` that is already an ingested dataset (a location with `manifest.json`) is not
+    ingested again: it is copied to `output` (`data.copy_ingested`), so a user ingests once
+    and trains many times.
+    """
     from contrastive import data
 
+    if data.is_ingested(source):
+        return data.copy_ingested(source, output, image_size=image_size or None)
     return data.ingest(
         source,
         output,
@@ -447,6 +454,10 @@ def run_compare_and_report(
             "source": manifest.get("source"),
             "class_names": manifest["class_names"],
             "image_shape": manifest["image_shape"],
+            # what the model takes: the serving signature's size and channels
+            "image_size": manifest["image_shape"][:2],
+            "channels": manifest["image_shape"][2],
+            "resize": manifest.get("resize"),
             "splits": {k: v["num_examples"] for k, v in manifest["splits"].items()},
         },
         "methods": {name: report.method_summary(result) for name, result in methods.items()},

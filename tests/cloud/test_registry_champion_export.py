@@ -64,3 +64,19 @@ def test_champion_export_from_logits_applies_softmax(tmp_path):
 def test_champion_export_needs_export_dir_for_a_model_object():
     with pytest.raises(ValueError, match="export_dir is required"):
         export_saved_model(_tiny_classifier())
+
+
+def test_a_request_of_another_size_is_refused_naming_both_shapes(tmp_path):
+    # Global pooling would accept any size and answer nonsense; the signature must refuse.
+    export_dir = export_saved_model(_tiny_classifier(), tmp_path / "export")
+    serve = tf.saved_model.load(export_dir).signatures["serve"]
+    assert serve(images=tf.zeros([2, 8, 8, 3], tf.uint8))["class"].shape == [2]
+    for shape in ([2, 16, 16, 3], [1, 8, 8, 1]):
+        with pytest.raises(tf.errors.InvalidArgumentError) as error:
+            serve(images=tf.zeros(shape, tf.uint8))
+        message = str(error.value)
+        assert (
+            "serve: images must be uint8 [batch, 8, 8, 3], the size the model was trained at"
+            in message
+        )
+        assert str(shape[1:]).replace(",", "") in message  # what was received: [16 16 3]

@@ -221,3 +221,47 @@ def test_component_bodies_are_thin():
         assert "import contrastive" in inspect.getsource(function) or (
             "from contrastive" in inspect.getsource(function)
         )
+
+
+def test_ingest_component_uses_an_ingested_dataset_as_it_is(chain, tmp_path):
+    copy = _artifact(dsl.Dataset, tmp_path / "copy")
+    source = chain["dataset"].path
+    num_classes = C.ingest_data.python_func(dataset=copy, source=source, profile=PROFILE)
+    assert num_classes == chain["num_classes"]
+    manifest = json.loads(open(os.path.join(source, "manifest.json")).read())
+    assert json.loads((tmp_path / "copy" / "manifest.json").read_text()) == manifest
+    assert copy.metadata["image_shape"] == manifest["image_shape"]
+    assert copy.metadata["class_names"] == manifest["class_names"]
+
+
+def test_ingest_component_takes_the_image_size_from_the_profile_overrides(tmp_path):
+    from PIL import Image
+
+    for label, colour in enumerate(("red", "blue")):
+        for i, size in enumerate(((30, 20), (50, 40), (20, 60))):
+            path = tmp_path / "photos" / f"c{label}" / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", size, colour).save(path)
+    dataset = _artifact(dsl.Dataset, tmp_path / "dataset")
+    C.ingest_data.python_func(
+        dataset=dataset,
+        source=str(tmp_path / "photos"),
+        profile=PROFILE,
+        overrides="train.epochs=2,data.image_size=[12, 16]",
+        validation_fraction=0.0,
+        test_fraction=0.0,
+    )
+    assert dataset.metadata["image_shape"] == [12, 16, 3]
+    manifest = json.loads((tmp_path / "dataset" / "manifest.json").read_text())
+    assert manifest["resize"]["chosen"] == "given" and manifest["resize"]["resized"] == 6
+    # the pipeline parameter wins over the profile
+    C.ingest_data.python_func(
+        dataset=_artifact(dsl.Dataset, tmp_path / "d2"),
+        source=str(tmp_path / "photos"),
+        profile=PROFILE,
+        overrides="data.image_size=[12, 16]",
+        image_size="8,8",
+        validation_fraction=0.0,
+        test_fraction=0.0,
+    )
+    assert json.loads((tmp_path / "d2" / "manifest.json").read_text())["image_shape"] == [8, 8, 3]

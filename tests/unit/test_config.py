@@ -117,3 +117,10 @@ def test_the_reader_buffer_fields_are_checked_and_in_memory_is_gone():
         assert str(error.value) == f"data.{field} must be >= 1. Received: data.{field}=0"
     with pytest.raises(ConfigError, match="unknown config field 'data.in_memory'"):
         resolve_config("tiny", overrides=["data.in_memory=true"])
+
+
+def test_comma_separated_overrides_keep_commas_inside_values():
+    from contrastive.config import resolve_config
+
+    config = resolve_config("tiny", overrides="data.image_size=[64, 48],train.epochs=2")
+    assert config.data.image_size == (64, 48) and config.train.epochs == 2

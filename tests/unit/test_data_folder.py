@@ -145,19 +145,103 @@ def test_all_grey_folder_has_one_channel(tmp_path):
     assert manifest["image_shape"] == [5, 5, 1]
 
 
-def test_mixed_sizes_need_image_size(tmp_path):
+def test_mixed_sizes_resize_to_the_median_by_default(tmp_path, caplog):
     root = tmp_path / "images"
-    make_folder(root, classes=("x", "y"), per_class=2)
+    make_folder(root, classes=("x", "y"), per_class=2)  # four 8x6
     write_image(root / "y" / "big.png", pixels(5, (16, 12, 3)))
     out = tmp_path / "out"
-    with pytest.raises(DataError, match="images differ in size") as error:
-        data.ingest(str(root), str(out), validation_fraction=0.0, progress=False)
-    assert "big.png is 16x12" in str(error.value) and ".png is 8x6" in str(error.value)
-    assert not (out / "manifest.json").exists()
+    with caplog.at_level("INFO", logger="contrastive.data.ingestion"):
+        manifest = data.ingest(str(root), str(out), validation_fraction=0.0, progress=False)
+    # median height of (8, 8, 8, 8, 16) x median width of (6, 6, 6, 6, 12)
+    assert manifest["image_shape"] == [8, 6, 3]
+    resize = manifest["resize"]
+    assert resize["image_size"] == [8, 6] and resize["chosen"] == "median"
+    assert resize["resized"] == 1
+    assert resize["examples"] == [{"path": str(root / "y" / "big.png"), "from": [16, 12]}]
+    assert resize["method"].startswith("centre crop")
+    assert f"{root / 'y' / 'big.png'}: 16x12" in caplog.text
+    assert "resizing to 8x6 (median height x median width" in caplog.text
 
-    manifest = data.ingest(str(root), str(out), image_size="4,3", progress=False)
+    manifest = data.ingest(str(root), str(out), image_size="4,3", overwrite=True, progress=False)
     assert manifest["image_shape"] == [4, 3, 3]
+    assert manifest["resize"]["chosen"] == "given" and manifest["resize"]["resized"] == 5
     assert data.load_arrays(str(out), "train")[0].shape[1:] == (4, 3, 3)
+
+
+def test_one_shared_size_is_kept_and_not_recorded_as_resized(tmp_path):
+    root = tmp_path / "images"
+    written = make_folder(root, classes=("x", "y"), per_class=2)
+    manifest = data.ingest(str(root), str(tmp_path / "out"), validation_fraction=0.0)
+    assert manifest["image_shape"] == [8, 6, 3] and manifest["resize"] is None
+    stored = sorted(map(bytes, data.load_arrays(str(tmp_path / "out"), "train")[0]))
+    assert stored == sorted(map(bytes, written.values()))
+
+
+def test_resize_keeps_the_aspect_ratio_by_a_centred_crop(tmp_path):
+    # 20 x 40: a 20 x 20 white centre between black side bands 10 px wide; resized to 10 x 10
+    # the crop keeps exactly the centre (white), a stretch would bring the black bands in.
+    image = np.zeros((20, 40, 3), np.uint8)
+    image[:, 10:30] = 255
+    root = tmp_path / "images"
+    for label in ("x", "y"):
+        for i in range(2):
+            write_image(root / label / f"{i}.png", image)
+    out = tmp_path / "out"
+    data.ingest(str(root), str(out), image_size="10,10", validation_fraction=0.0)
+    stored = data.load_arrays(str(out), "train")[0]
+    assert stored.shape == (4, 10, 10, 3) and int(stored.min()) == 255
+
+
+def test_grey_and_rgb_mixed_become_rgb_with_grey_repeated(tmp_path):
+    root = tmp_path / "images"
+    grey = pixels(1, (8, 6))
+    write_image(root / "x" / "grey.png", grey)
+    write_image(root / "y" / "rgb.png", pixels(2))
+    out = tmp_path / "out"
+    manifest = data.ingest(str(root), str(out), validation_fraction=0.0)
+    assert manifest["image_shape"] == [8, 6, 3]
+    images, labels = data.load_arrays(str(out), "train")
+    np.testing.assert_array_equal(images[labels == 0][0], np.repeat(grey[..., None], 3, axis=-1))
+
+
+def test_flat_folder_gets_a_stratified_test_split(tmp_path):
+    root = tmp_path / "images"
+    make_folder(root, per_class=10)
+    manifest = data.ingest(
+        str(root), str(tmp_path / "out"), validation_fraction=0.25, test_fraction=0.2
+    )
+    counts = {k: v["num_examples"] for k, v in manifest["splits"].items()}
+    assert counts == {"train": 18, "validation": 6, "test": 6}  # 30 -> test 6, 24 -> val 6
+    labels = data.load_arrays(str(tmp_path / "out"), "test")[1]
+    assert np.bincount(labels).tolist() == [2, 2, 2]
+    with pytest.raises(
+        DataError, match=r"test_fraction must be in \[0, 1\) or None. Received: test_fraction=1"
+    ):
+        data.ingest(str(root), str(tmp_path / "o2"), test_fraction=1)
+
+
+def test_an_ingested_dataset_as_source_is_copied_not_ingested_again(tmp_path):
+    from contrastive import tasks
+
+    root = tmp_path / "images"
+    make_folder(root, per_class=4)
+    first = tasks.run_ingest(str(root), str(tmp_path / "ds"), validation_fraction=0.25)
+    (root / "cat" / "0.png").unlink()  # the images are not read again
+    second = tasks.run_ingest(str(tmp_path / "ds"), str(tmp_path / "copy"))
+    assert second == first
+    for split in ("train", "validation"):
+        original, copied = (
+            data.load_arrays(str(tmp_path / name), split) for name in ("ds", "copy")
+        )
+        np.testing.assert_array_equal(original[0], copied[0])
+        np.testing.assert_array_equal(original[1], copied[1])
+    with pytest.raises(DataError) as error:
+        tasks.run_ingest(str(tmp_path / "ds"), str(tmp_path / "c2"), image_size="4,4")
+    assert str(error.value).startswith(
+        f"{tmp_path / 'ds'} is an ingested dataset of 8x6 images; image_size=4,4 asks for "
+        "another size"
+    )
+    assert not (tmp_path / "c2" / "manifest.json").exists()
 
 
 def test_limit_on_a_folder(tmp_path):

@@ -1,5 +1,12 @@
 """Image bytes: format sniffing, validation before decode, conversion to 8 bits, resizing (PIL).
 
+Resizing keeps the aspect ratio: the largest centred box of the target's aspect ratio is cut
+out, then resized bilinearly (antialiased) to the target size (`RESIZE_METHOD`). Cropping, not
+padding: a padded photo carries black bars whose width depends on its aspect ratio, a feature
+a classifier can learn instead of the content (a class photographed mostly in portrait would
+be "the one with bars"); a centred crop loses only the borders, where subjects rarely are.
+Stretching (no crop) would distort shapes by up to the aspect-ratio difference.
+
 Every decoded image becomes 8-bit grey (`L`) or RGB by `to_uint8`, which scales each Pillow mode
 from its real bit depth (a 16-bit PNG's 0..65535 maps to 0..255; nothing is clipped), composites
 transparency over black, and converts CMYK and palettes. A mode it cannot scale faithfully
@@ -12,10 +19,13 @@ import io
 import os
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+from contrastive.data.errors import DataError
 
 # Formats kept byte for byte when an image is 8-bit grey or RGB and needs no resize; anything
 # else is converted to PNG (or JPEG for JPEG sources) so the reader's decoders see two formats.
@@ -28,6 +38,31 @@ GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 RGB_MODES = ("RGB", "RGBA", "RGBa", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV")
 _INFLATE_CHUNK = 1 << 20  # bytes of inflated PNG data held at once while checking a stream
 _JPEG_QUALITY = 95  # re-encoding a JPEG (resize, CMYK) at 95 keeps a second generation close
+RESIZE_METHOD = "centre crop to the target aspect ratio, then bilinear (antialiased) resize"
+
+
+def parse_image_size(value: str | int | Sequence[int] | None) -> tuple[int, int] | None:
+    """`"H,W"` / `"HxW"` / `N` / `(H, W)` -> `(H, W)`; None or `""` -> None."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        if isinstance(value, bool):
+            parts = []
+        elif isinstance(value, (int, np.integer)):
+            parts = [value, value]
+        elif isinstance(value, str):
+            parts = value.lower().replace("x", ",").split(",")
+        else:
+            parts = list(value)
+        size = tuple(int(str(part).strip()) for part in parts)
+    except (TypeError, ValueError):
+        size = ()
+    if len(size) != 2 or min(size) < 1:
+        raise DataError(
+            f"image_size must be 'H,W' (or an int, or a (height, width) pair) of positive "
+            f"integers. Received: image_size={value!r}"
+        )
+    return size
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -69,6 +104,7 @@ class EncodedImage:
     height: int
     width: int
     channels: int  # 1 or 3
+    resized_from: tuple[int, int] | None = None  # (height, width) before resizing, if resized
 
 
 def prepare_encoded(
@@ -120,11 +156,36 @@ def prepare_encoded(
         and _reader_decodes(data, source_format)
     ):
         return EncodedImage(data, source_format, height, width, channels)
+    resized_from = None
     if size != (height, width):
-        resized = Image.fromarray(pixels).resize((size[1], size[0]), Image.Resampling.BILINEAR)
-        pixels = np.asarray(resized)
+        pixels, resized_from = crop_resize(pixels, size), (height, width)
     output_format = "jpeg" if source_format == "jpeg" else "png"
-    return EncodedImage(encode(pixels, output_format), output_format, *size, channels)
+    return EncodedImage(encode(pixels, output_format), output_format, *size, channels, resized_from)
+
+
+def crop_box(height: int, width: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """`(top, left, crop_height, crop_width)`: the largest centred box of `size`'s aspect ratio
+    inside a `height x width` image."""
+    crop_height = min(height, max(1, (width * size[0] + size[1] // 2) // size[1]))
+    crop_width = min(width, max(1, (height * size[1] + size[0] // 2) // size[0]))
+    return (height - crop_height) // 2, (width - crop_width) // 2, crop_height, crop_width
+
+
+def crop_resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 `[H, W]` or `[H, W, 3]` -> `[*size]` / `[*size, 3]` by `RESIZE_METHOD` (Pillow)."""
+    top, left, crop_height, crop_width = crop_box(*pixels.shape[:2], size)
+    image = Image.fromarray(pixels[top : top + crop_height, left : left + crop_width])
+    return np.asarray(image.resize((size[1], size[0]), Image.Resampling.BILINEAR))
+
+
+def header_size(data: bytes, source_format: str) -> tuple[int, int] | None:
+    """`(height, width)` from an image's header (no pixel decoded); None when unreadable."""
+    try:
+        with Image.open(io.BytesIO(data), formats=[source_format.upper()]) as image:
+            width, height = image.size
+    except Exception:  # the full read reports why; a survey of sizes just leaves it out
+        return None
+    return height, width
 
 
 def _reader_decodes(data: bytes, source_format: str) -> bool:
@@ -261,8 +322,15 @@ def encode(pixels: np.ndarray, image_format: str) -> bytes:
 
 
 def resize_arrays(images: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
-    """Bilinear (antialiased) resize of uint8 `[N, H, W, C]` to `[N, *image_size, C]`, uint8."""
+    """uint8 `[N, H, W, C]` -> `[N, *image_size, C]` uint8 by `RESIZE_METHOD` (TensorFlow)."""
+    top, left, crop_height, crop_width = crop_box(*images.shape[1:3], image_size)
+    images = images[:, top : top + crop_height, left : left + crop_width]
+    return resize_tensor(images, image_size).numpy()
+
+
+def resize_tensor(images, image_size: tuple[int, int]):
+    """Bilinear (antialiased) resize of a uint8 image tensor, rounded back to uint8."""
     import tensorflow as tf
 
     resized = tf.image.resize(images, image_size, method="bilinear", antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8).numpy()
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)

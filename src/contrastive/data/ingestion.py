@@ -32,9 +32,12 @@ import numpy as np
 from contrastive import storage
 from contrastive.data.errors import DataError
 from contrastive.data.images import (
+    RESIZE_METHOD,
     EncodedImage,
     ImageRejected,
+    header_size,
     looks_like_image_name,
+    parse_image_size,
     prepare_encoded,
     resize_arrays,
     sniff_format,
@@ -94,6 +97,7 @@ def ingest(
     on_error: str = "skip",
     overwrite: bool = False,
     labeled_fraction: float | None = None,
+    test_fraction: float | None = None,
     tfds_data_dir: str | None = None,
     num_workers: int | None = None,
     progress: bool = True,
@@ -113,12 +117,16 @@ def ingest(
             `validation`, in `[0, 1)`.
         seed: seeds every random choice (limit sample, validation, labeled subset, order).
         limit: keep at most this many examples of each source split (stratified sample).
-        image_size: `(height, width)`, `"H,W"` or an int; resize every image to it (required
-            when a folder's images differ in size).
+        image_size: `(height, width)`, `"H,W"` or an int; resize every image to it by
+            `images.RESIZE_METHOD` (aspect ratio kept, centred crop). None: images that all
+            share one size keep it; a folder of mixed sizes is resized to the median height x
+            median width of its images (so that the common size, if most share one, is kept).
         on_error: `"skip"` records bad images in `manifest["skipped"]`; `"fail"` raises.
         overwrite: replace a committed dataset at `output`.
         labeled_fraction: keep labels on this stratified share of train, in `(0, 1]`; the rest
             moves to `unlabeled` (label -1).
+        test_fraction: a source without a test split (a folder of `<root>/<class>/` only)
+            holds out this stratified share of train as `test`, in `[0, 1)`; None or 0: none.
         tfds_data_dir: TFDS data directory (may be `gs://`).
         num_workers: threads reading and checking folder images (default `2 * cpu_count`).
         progress: show a progress bar when stderr is a terminal.
@@ -144,6 +152,7 @@ def ingest(
         limit=limit,
         on_error=on_error,
         labeled_fraction=labeled_fraction,
+        test_fraction=test_fraction,
         num_workers=num_workers,
         max_pixels=max_pixels,
         array_format=array_format,
@@ -156,6 +165,7 @@ def ingest(
         )
     # Plain Python numbers from here on: NumPy scalars would not serialize into the manifest.
     seed, validation_fraction = int(seed), float(validation_fraction)
+    test_fraction = float(test_fraction or 0.0)
     limit = None if limit is None else int(limit)
     labeled_fraction = None if labeled_fraction is None else float(labeled_fraction)
     if not isinstance(output, str) or not output.strip():
@@ -183,15 +193,20 @@ def ingest(
         first = opened.skipped[0]
         raise DataError(f"{first['path']}: {first['reason']}")
     _check_array_sizes(opened, image_size, max_pixels)
+    resize = {"image_size": list(image_size) if image_size else None, "chosen": "given"}
     if image_size is not None:
-        _resize_arrays(opened, image_size)
+        resize["resized"] = _resize_arrays(opened, image_size)
     plan = plan_splits(
         {name: split.labels for name, split in opened.splits.items()},
         validation_fraction=validation_fraction,
         labeled_fraction=labeled_fraction,
         limit=limit,
         seed=seed,
+        test_fraction=test_fraction,
     )
+    if image_size is None and opened.kind == "folder":
+        image_size = _median_size_if_mixed(opened, plan, num_workers or 2 * (os.cpu_count() or 1))
+        resize = {"image_size": list(image_size) if image_size else None, "chosen": "median"}
 
     if storage.exists(output) and not storage.isdir(output):
         raise DataError(f"output {output} is a file, not a directory")
@@ -211,14 +226,19 @@ def ingest(
             num_workers=num_workers or 2 * (os.cpu_count() or 1),
             progress=progress,
         )
+        if opened.kind == "folder":
+            resize["resized"] = len(written.resized)
+            resize["examples"] = written.resized[:_LOGGED_PATHS]
         manifest = _build_manifest(
             source,
             opened,
             written,
+            resize={**resize, "method": RESIZE_METHOD} if resize["image_size"] else None,
             parameters={
                 "seed": seed,
                 "validation_fraction": validation_fraction,
                 "labeled_fraction": labeled_fraction,
+                "test_fraction": test_fraction,
                 "limit": limit,
                 "image_size": list(image_size) if image_size else None,
                 "on_error": on_error,
@@ -236,28 +256,58 @@ def ingest(
     return manifest
 
 
-def parse_image_size(value: str | int | Sequence[int] | None) -> tuple[int, int] | None:
-    """`"H,W"` / `"HxW"` / `N` / `(H, W)` -> `(H, W)`; None or `""` -> None."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
+def is_ingested(source: str) -> bool:
+    """True when `source` is a location holding a committed dataset (its `manifest.json`)."""
+    if not isinstance(source, str):
+        return False
+    if ":" in source.split("/")[0] and not storage.is_gcs(source):
+        return False  # npz:FILE, idx:DIR, tfds:NAME are sources, not datasets
+    return storage.exists(storage.join(storage.strip_trailing_slash(source), MANIFEST_NAME))
+
+
+def copy_ingested(
+    source: str, output: str, *, image_size: str | int | Sequence[int] | None = None
+) -> dict:
+    """Use an already-ingested dataset: copy the files its manifest names (shards, index; the
+    manifest last, so the copy commits like an ingest) to `output`; returns the manifest.
+
+    A run's Dataset artifact then holds exactly what it trained on, and on GCS the copy is
+    server-side. `image_size`, when given, must be the dataset's: a stored dataset is never
+    resized again (ingest the images afresh for another size).
+
+    Raises:
+        DataError: the manifest is unreadable, of an unknown format, or of another image size.
+    """
+    source = storage.strip_trailing_slash(source)
+    manifest_path = storage.join(source, MANIFEST_NAME)
     try:
-        if isinstance(value, bool):
-            parts = []
-        elif isinstance(value, (int, np.integer)):
-            parts = [value, value]
-        elif isinstance(value, str):
-            parts = value.lower().replace("x", ",").split(",")
-        else:
-            parts = list(value)
-        size = tuple(int(str(part).strip()) for part in parts)
-    except (TypeError, ValueError):
-        size = ()
-    if len(size) != 2 or min(size) < 1:
+        manifest = storage.read_json(manifest_path)
+    except ValueError as error:
+        raise DataError(f"{manifest_path}: not valid JSON ({error})") from None
+    if manifest.get("format_version") != FORMAT_VERSION:
         raise DataError(
-            f"image_size must be 'H,W' (or an int, or a (height, width) pair) of positive "
-            f"integers. Received: image_size={value!r}"
+            f"{manifest_path}: format_version={manifest.get('format_version')!r} is not "
+            f"{FORMAT_VERSION}; ingest the images again"
         )
-    return size
+    wanted = parse_image_size(image_size)
+    stored = tuple(manifest["image_shape"][:2])
+    if wanted is not None and wanted != stored:
+        raise DataError(
+            f"{source} is an ingested dataset of {stored[0]}x{stored[1]} images; "
+            f"image_size={wanted[0]},{wanted[1]} asks for another size. Leave image_size unset "
+            "to train at the stored size, or ingest the image folder again with that size"
+        )
+    names = [shard["path"] for entry in manifest["splits"].values() for shard in entry["shards"]]
+    for name in [*names, manifest.get("index", INDEX_NAME), MANIFEST_NAME]:
+        storage.copy_file(storage.join(source, name), storage.join(output, name))
+    logger.info(
+        "%s is an ingested dataset (%s, %dx%dx%d): ingest skipped, copied to %s",
+        source,
+        ", ".join(f"{k}={v['num_examples']}" for k, v in manifest["splits"].items()),
+        *manifest["image_shape"],
+        output,
+    )
+    return manifest
 
 
 def _check_arguments(
@@ -267,6 +317,7 @@ def _check_arguments(
     limit,
     on_error,
     labeled_fraction,
+    test_fraction,
     num_workers,
     max_pixels,
     array_format,
@@ -290,6 +341,12 @@ def _check_arguments(
             labeled_fraction,
             "in (0, 1] or None",
             labeled_fraction is None or (is_number(labeled_fraction) and 0 < labeled_fraction <= 1),
+        ),
+        (
+            "test_fraction",
+            test_fraction,
+            "in [0, 1) or None",
+            test_fraction is None or (is_number(test_fraction) and 0 <= test_fraction < 1),
         ),
         ("seed", seed, "an integer >= 0", is_int(seed) and seed >= 0),
         (
@@ -351,9 +408,17 @@ def _check_array_sizes(opened: Source, image_size, max_pixels: int) -> None:
                 )
 
 
-def _resize_arrays(opened: Source, image_size: tuple[int, int]) -> None:
+def _resize_arrays(opened: Source, image_size: tuple[int, int]) -> int:
+    """Resize array splits in place (`RESIZE_METHOD`); returns how many images changed size."""
+    resized = 0
     for name, split in opened.splits.items():
         if isinstance(split, ArraySplit) and split.images.shape[1:3] != image_size:
+            count, height, width = split.images.shape[:3]
+            logger.info(
+                "resizing %d images of %s from %dx%d to %dx%d (%s)",
+                count, split.origin, height, width, *image_size, RESIZE_METHOD,
+            )  # fmt: skip
+            resized += count
             chunks = [
                 resize_arrays(split.images[start : start + _RESIZE_CHUNK], image_size)
                 for start in range(0, len(split.images), _RESIZE_CHUNK)
@@ -361,6 +426,45 @@ def _resize_arrays(opened: Source, image_size: tuple[int, int]) -> None:
             opened.splits[name] = ArraySplit(
                 np.concatenate(chunks), split.labels, split.origin, split.labels_origin
             )
+    return resized
+
+
+def _median_size_if_mixed(
+    opened: Source, plan: dict[str, list[tuple[str, int, int]]], num_workers: int
+) -> tuple[int, int] | None:
+    """None when every planned folder image has the same size (from its header); else the
+    median height x median width, the size the images are resized to.
+
+    The median, not the most common size: photos rarely share a size exactly, and the most
+    common of 240 distinct sizes is an accident; when most images do share one, the median is
+    that size, so they are stored untouched. Reads each file once more (headers only decoded).
+    """
+    items = [item for split_items in plan.values() for item in split_items]
+
+    def size_of(item):
+        path = opened.splits[item[0]].paths[item[1]]
+        try:
+            data = _read_regular_file(path)
+        except Exception:  # the full read reports the file
+            return None
+        source_format = sniff_format(data[:_SNIFF_BYTES])
+        return header_size(data, source_format) if source_format else None
+
+    with ThreadPoolExecutor(num_workers) as executor:
+        sizes = [size for size in executor.map(size_of, items) if size is not None]
+    distinct = set(sizes)
+    if len(distinct) <= 1:
+        return None
+    heights, widths = zip(*sizes, strict=True)
+    size = (int(np.median(heights)), int(np.median(widths)))
+    logger.info(
+        "images differ in size: %d sizes among %d images, heights %d..%d, widths %d..%d; "
+        "resizing to %dx%d (median height x median width; set image_size to choose). "
+        "Method: %s",
+        len(distinct), len(sizes), min(heights), max(heights), min(widths), max(widths),
+        *size, RESIZE_METHOD,
+    )  # fmt: skip
+    return size
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -375,6 +479,7 @@ class _Written:
         self.index: dict[str, list] = {column: [] for column in _INDEX_COLUMNS}
         self.skipped: list[dict] = []
         self.ignored: list[dict] = []
+        self.resized: list[dict] = []  # {"path", "from": [h, w]} of each resized file
         self.image_shape: list[int] = []
 
 
@@ -426,6 +531,8 @@ def _write_examples(
                     written.skipped.append({"path": source_path, "reason": result.reason})
                     continue
                 size = (result.height, result.width)
+                if result.resized_from is not None:
+                    written.resized.append({"path": source_path, "from": list(result.resized_from)})
                 if first_size is None:
                     first_size = (size, source_path)
                 elif size != first_size[0]:
@@ -593,7 +700,9 @@ def _check_every_class_has_images(opened: Source, index: dict[str, list]) -> Non
 # --- manifest, index, commit -----------------------------------------------------------------
 
 
-def _build_manifest(source: str, opened: Source, written: _Written, parameters: dict) -> dict:
+def _build_manifest(
+    source: str, opened: Source, written: _Written, *, resize: dict | None, parameters: dict
+) -> dict:
     from contrastive import __version__
 
     splits = {}
@@ -613,6 +722,9 @@ def _build_manifest(source: str, opened: Source, written: _Written, parameters: 
         "class_names": list(opened.class_names),
         "num_classes": len(opened.class_names),
         "image_shape": written.image_shape,
+        # How images reached image_shape: the size, how it was chosen ("given" or "median" of
+        # a mixed folder), the method, how many images changed size and the first of them.
+        "resize": resize,
         "splits": splits,
         "index": INDEX_NAME,
         "skipped": sorted(written.skipped, key=lambda entry: entry["path"]),
@@ -704,6 +816,15 @@ def _log_summary(source: str, output: str, manifest: dict, seconds: float) -> No
         seconds,
         total / max(seconds, 1e-9),
     )
+    resize = manifest.get("resize")
+    if resize and resize.get("examples"):
+        lines = [f"  {e['path']}: {e['from'][0]}x{e['from'][1]}" for e in resize["examples"]]
+        if resize["resized"] > len(lines):
+            lines.append(f"  ... and {resize['resized'] - len(lines)} more")
+        logger.info(
+            "resized %d images to %dx%d (height x width) from:\n%s",
+            resize["resized"], *resize["image_size"], "\n".join(lines),
+        )  # fmt: skip
     _log_paths("images skipped", manifest["skipped"])
     _log_paths("non-image files ignored", manifest["ignored"])
     if manifest["duplicates"]["held_out_in_train"]:

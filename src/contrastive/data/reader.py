@@ -491,7 +491,8 @@ def stream_training_data(
             .prefetch(tf.data.AUTOTUNE)
         )
     validation = None
-    if size("validation") and (process_count == 1 or size("validation") >= batch_size * process_count):
+    full_batches = size("validation") // (batch_size * process_count)
+    if size("validation") and (process_count == 1 or full_batches):
         validation = read("validation")
     return TrainingData(
         train=train,

@@ -485,8 +485,18 @@ def _open_tfds(name, data_dir, image_size, limit) -> Source:
 
 
 def _resize_uint8(tf, image, image_size):
-    resized = tf.image.resize(image, image_size, method="bilinear", antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+    """`images.RESIZE_METHOD` in the graph (TFDS images may differ in size): centred crop to
+    the target's aspect ratio, then bilinear."""
+    from contrastive.data.images import resize_tensor
+
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    high, wide = image_size
+    crop_height = tf.minimum(height, tf.maximum(1, (width * high + wide // 2) // wide))
+    crop_width = tf.minimum(width, tf.maximum(1, (height * wide + high // 2) // high))
+    image = tf.image.crop_to_bounding_box(
+        image, (height - crop_height) // 2, (width - crop_width) // 2, crop_height, crop_width
+    )
+    return resize_tensor(image, image_size)
 
 
 # --- image folders ---------------------------------------------------------------------------

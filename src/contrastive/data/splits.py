@@ -9,7 +9,7 @@ SPLITS = ("train", "validation", "test", "unlabeled")
 
 # Independent random streams per decision, so that e.g. changing `labeled_fraction` does not
 # change which examples land in `validation`.
-_STREAM_LIMIT, _STREAM_VALIDATION, _STREAM_LABELED, _STREAM_ORDER = range(4)
+_STREAM_LIMIT, _STREAM_VALIDATION, _STREAM_LABELED, _STREAM_ORDER, _STREAM_TEST = range(5)
 
 
 def stratified_split(
@@ -64,6 +64,7 @@ def plan_splits(
     labeled_fraction: float | None,
     limit: int | None,
     seed: int,
+    test_fraction: float = 0.0,
 ) -> dict[str, list[tuple[str, int, int]]]:
     """Decide which source example goes to which output split, and in which order.
 
@@ -72,7 +73,9 @@ def plan_splits(
     of the source train split; with `labeled_fraction`, only that stratified fraction of the
     remaining train examples keeps its label and the rest joins `unlabeled` with label -1.
     `train` and `unlabeled` are written in a seeded random order (so that a reader's shuffle
-    buffer mixes classes); `validation` and `test` keep source order.
+    buffer mixes classes); `validation` and `test` keep source order. A source without a
+    `test` split (an image folder of `<root>/<class>/` only) gets a stratified `test_fraction`
+    of its train split as `test`, cut before `validation` (0: no test split).
 
     Returns:
         Output split -> `[(source_split, source_position, stored_label), ...]` in write order;
@@ -90,6 +93,11 @@ def plan_splits(
     if "train" in chosen:
         labels = source_labels["train"]
         train = chosen["train"]
+        if "test" not in chosen and test_fraction > 0:
+            rng = np.random.default_rng([seed, _STREAM_TEST])
+            kept, tested = stratified_split(labels[train], test_fraction, rng)
+            plan["test"] = [("train", int(p), int(labels[p])) for p in train[tested]]
+            train = train[kept]
         kept, held_out = hold_out_validation(labels[train], validation_fraction, seed)
         plan["validation"] = [("train", int(p), int(labels[p])) for p in train[held_out]]
         train = train[kept]

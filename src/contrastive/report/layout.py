@@ -351,6 +351,22 @@ def _dataset_section(dataset: dict) -> str:
     shape = fmt.as_list(dataset.get("image_shape"))
     if shape:
         rows.append(("Image shape", fmt.escape(" × ".join(str(size) for size in shape))))
+    if dataset.get("image_size") is not None:
+        height, width = fmt.as_list(dataset["image_size"])
+        channels = dataset.get("channels")
+        kind = {1: "grey", 3: "RGB"}.get(channels, f"{channels} channels")
+        rows.append(
+            ("Trained and served at", fmt.escape(f"{height} × {width} px, {channels} ({kind})"))
+        )
+    resize = fmt.as_dict(dataset.get("resize"))
+    if resize:
+        how = "median of a mixed folder" if resize.get("chosen") == "median" else "given"
+        rows.append(
+            (
+                "Resized at ingest",
+                fmt.escape(f"{resize.get('resized', 0)} images ({how} size; {resize['method']})"),
+            )
+        )
     names = fmt.as_list(dataset.get("class_names"))
     if names:
         listed = ", ".join(fmt.escape(name) for name in names)

@@ -1,0 +1,96 @@
+"""`contrastive run` accepts exactly the compiled pipeline's parameters, with its descriptions."""
+
+import argparse
+
+import pytest
+import yaml
+from kfp import compiler
+
+from pipelines import cli
+from pipelines.pipeline import build_pipeline
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = cli.build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return subparsers.choices["run"]
+
+
+@pytest.mark.parametrize("target", ["kubeflow", "vertex"])
+def test_run_flags_are_the_compiled_pipeline_inputs(tmp_path, target):
+    path = tmp_path / "pipeline.yaml"
+    compiler.Compiler().compile(build_pipeline(target=target), str(path))
+    compiled = yaml.safe_load(path.read_text())["root"]["inputDefinitions"]["parameters"]
+    flags = {
+        action.dest: action
+        for action in _run_parser()._actions
+        if action.option_strings and action.dest not in ("help", *cli.RUN_ONLY_FLAGS)
+    }
+    assert set(flags) == set(compiled)
+    kinds = {"STRING": str, "NUMBER_INTEGER": int, "NUMBER_DOUBLE": float}
+    for name, spec in compiled.items():
+        action = flags[name]
+        assert action.option_strings == ["--" + name.replace("_", "-")]
+        assert action.type is kinds[spec["parameterType"]], name
+        default = kinds[spec["parameterType"]](spec["defaultValue"])  # YAML numbers are floats
+        assert action.help == f"{spec['description']} (default: {default!r})"
+
+
+def test_run_passes_only_given_flags_and_the_profile_defaults(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_run_local(params, *, methods, runs_dir):
+        seen.update(params=params, methods=methods)
+        raise SystemExit(0)
+
+    monkeypatch.setattr("pipelines.local.run_local", fake_run_local)
+    with pytest.raises(SystemExit):
+        cli.main(
+            [
+                "run",
+                "--no-estimate",
+                "--profile",
+                "tiny",
+                "--source",
+                str(tmp_path),
+                "--image-size",
+                "64,64",
+                "--test-fraction",
+                "0.25",
+                "--override",
+                "data.image_size=[32, 32]",
+                "--override",
+                "train.epochs=2",
+                "--methods",
+                "baseline",
+            ]
+        )
+    assert seen["methods"] == ("baseline",)
+    assert seen["params"] == {
+        "source": str(tmp_path),
+        "profile": "tiny",
+        "image_size": "64,64",
+        "test_fraction": 0.25,
+        "overrides": "data.image_size=[32, 32],train.epochs=2",
+        "seed": 0,
+        "classifier_mode": "linear",
+    }
+
+
+def test_bad_image_size_fails_before_any_task(tmp_path, capsys):
+    code = cli.main(["run", "--image-size", "0,64", "--runs-dir", str(tmp_path / "runs")])
+    assert code == 2
+    assert (
+        "error: image_size must be 'H,W' (or an int, or a (height, width) pair) of positive "
+        "integers. Received: image_size='0,64'"
+    ) in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_ingest_step_gets_the_profile_and_overrides(tmp_path):
+    path = tmp_path / "pipeline.yaml"
+    compiler.Compiler().compile(build_pipeline(target="kubeflow"), str(path))
+    tasks = yaml.safe_load(path.read_text())["root"]["dag"]["tasks"]
+    ingest = next(t for t in tasks.values() if t["taskInfo"]["name"] == "ingest")
+    for name in ("profile", "overrides", "image_size", "test_fraction", "source"):
+        assert ingest["inputs"]["parameters"][name] == {"componentInputParameter": name}
