@@ -336,3 +336,62 @@ def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     result = np.zeros(np.broadcast(numerator, denominator).shape, dtype=np.float64)
     np.divide(numerator, denominator, out=result, where=denominator != 0)
     return result
+
+
+def evaluate_batches(
+    predict,
+    batches,
+    *,
+    class_names: Sequence[str],
+    batch_size: int,
+    predictions_path=None,
+    keep: int = 0,
+):
+    """Classification metrics over a stream of batches, in bounded memory.
+
+    The confusion matrix and the predictions Parquet (when `predictions_path` is given) are
+    accumulated batch by batch; a failure leaves no predictions file.
+
+    Args:
+        predict: `images [batch_size, H, W, C] -> probabilities [batch_size, num_classes]`; a
+            short last batch is padded with zeros to `batch_size` (one compiled shape) and the
+            padding's rows dropped.
+        batches: iterable of `(images, labels)` NumPy batches.
+        class_names: one per class, in label order.
+        keep: how many of the first images (and labels) to return, e.g. for an embedding map.
+
+    Returns:
+        `(metrics_from_confusion_matrix(...), (kept_images, kept_labels))`.
+    """
+    num_classes = len(class_names)
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    predictions = PredictionsWriter(predictions_path) if predictions_path else None
+    kept_images, kept_labels, kept = [], [], 0
+    try:
+        for images, labels in batches:
+            count = len(labels)
+            padded = images
+            if count < batch_size:
+                padding = np.zeros((batch_size - count, *images.shape[1:]), images.dtype)
+                padded = np.concatenate([images, padding])
+            probabilities = np.asarray(predict(padded))[:count]
+            predicted = probabilities.argmax(axis=1)
+            confusion += confusion_matrix(labels, predicted, num_classes)
+            if predictions is not None:
+                predictions.write(labels, predicted, probabilities)
+            if kept < keep:
+                kept_images.append(images[: keep - kept])
+                kept_labels.append(labels[: keep - kept])
+                kept += len(kept_labels[-1])
+    except BaseException:
+        if predictions is not None:
+            predictions.abort()  # no half-written predictions file
+        raise
+    if predictions is not None:
+        predictions.close()
+    result = metrics_from_confusion_matrix(confusion, class_names=list(class_names))
+    if kept_images:
+        sample = (np.concatenate(kept_images), np.concatenate(kept_labels))
+    else:
+        sample = (np.zeros((0,), np.uint8), np.zeros((0,), np.int64))
+    return result, sample

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -109,7 +110,10 @@ def run_pretrain(
     knn_sample = []  # the bounded kNN sample, read once by `fit`, reused by `summarize`
 
     def fit(config: Config, *splits, **kwargs):
-        knn_sample.append(_knn_sample(data_uri, config))
+        from contrastive.data import knn_sample as read_knn_sample
+
+        cap = min(config.train.knn_max_examples, config.data.limit or config.train.knn_max_examples)
+        knn_sample.append(read_knn_sample(data_uri, cap))
         return training.pretrain(config, *splits, knn_sample=knn_sample[0], **kwargs)
 
     def summarize(encoder, history: dict, data: TrainingData, seconds: float):
@@ -265,7 +269,8 @@ def _train_step(
     if (done := modeldir.reuse_complete(output_dir)) is not None:
         return done
     from contrastive.data import stream_training_data
-    from contrastive.training.distribution import describe, plan_layout
+    from contrastive.training.callbacks import tensorboard_callback
+    from contrastive.training.distribution import describe, plan_layout, save_discarded
 
     layout = plan_layout(config.train)  # refuses a bad distribution before reading data
     log.info("%s: %s", name, describe(layout))
@@ -286,6 +291,7 @@ def _train_step(
     if check is not None:
         check(data)
     existed = Path(output_dir).exists()
+    log_dir = tensorboard_dir or str(Path(output_dir) / "tensorboard")
     try:
         model, history = fit(
             config,
@@ -293,16 +299,18 @@ def _train_step(
             data.validation,
             num_classes=data.num_classes,
             checkpoint_dir=str(Path(output_dir) / "checkpoints"),
-            callbacks=_tensorboard(output_dir, tensorboard_dir) if layout.is_chief else [],
+            callbacks=[tensorboard_callback(log_dir)] if layout.is_chief else [],
         )
     except Exception:
         if tensorboard_dir is None:  # a failed step leaves no half-written output behind
-            _discard_default_logs(output_dir, remove_empty=not existed)
+            shutil.rmtree(log_dir, ignore_errors=True)
+            if not existed and Path(output_dir).is_dir() and not any(Path(output_dir).iterdir()):
+                Path(output_dir).rmdir()
         raise
     seconds = time.perf_counter() - start
     metrics, saved_history, info = summarize(model, history, data, seconds)
     if not layout.is_chief:  # one writer: process 0 commits the model directory
-        _save_discarded(model)
+        save_discarded(model, modeldir.MODEL_FILE)
         log.info("%s: process %d done; process 0 writes %s", name, layout.process_index, output_dir)
         return metrics
     modeldir.save_model_dir(
@@ -332,8 +340,6 @@ def run_evaluate(
     (when `predictions_path` is given) are accumulated per batch; only the embedding map's
     sample (`2 * embedding_points` images) is kept in memory.
     """
-    import numpy as np
-
     from contrastive import data as data_io
     from contrastive import evaluation, training
     from contrastive.models import find_encoder
@@ -344,32 +350,16 @@ def run_evaluate(
     check_compatible(info, manifest, model_dir)
     if not manifest["splits"].get(split, {"num_examples": 1})["num_examples"]:
         raise ValueError(f"split {split!r} of {data_uri} is empty: nothing to evaluate")
-    num_classes = int(manifest["num_classes"])
-    confusion = np.zeros((num_classes, num_classes), np.int64)
-    predictions = evaluation.PredictionsWriter(predictions_path) if predictions_path else None
-    kept_images, kept_labels, kept = [], [], 0  # the embedding map's bounded sample
-    try:
-        for images, labels in data_io.read_split(data_uri, split, batch_size).as_numpy_iterator():
-            probabilities = training.predict_proba(model, _pad(images, batch_size), batch_size)
-            probabilities = probabilities[: len(labels)]
-            predicted = probabilities.argmax(axis=1)
-            confusion += evaluation.confusion_matrix(labels, predicted, num_classes)
-            if predictions is not None:
-                predictions.write(labels, predicted, probabilities)
-            if kept < embedding_points * 2:
-                kept_images.append(images[: embedding_points * 2 - kept])
-                kept_labels.append(labels[: embedding_points * 2 - kept])
-                kept += len(kept_labels[-1])
-    except BaseException:
-        if predictions is not None:
-            predictions.abort()  # no half-written predictions file
-        raise
-    result = evaluation.metrics_from_confusion_matrix(
-        confusion, class_names=list(manifest["class_names"])
+    result, (x, y) = evaluation.evaluate_batches(
+        lambda images: training.predict_proba(model, images, batch_size),
+        data_io.read_split(data_uri, split, batch_size).as_numpy_iterator(),
+        class_names=list(manifest["class_names"]),
+        batch_size=batch_size,
+        predictions_path=predictions_path,
+        keep=embedding_points * 2,
     )
     embedding = None
     if embedding_points > 0:
-        x, y = np.concatenate(kept_images), np.concatenate(kept_labels)
         features = training.embed(find_encoder(model), x, batch_size)
         points, indices = evaluation.pca_2d(features, max_points=embedding_points)
         embedding = {
@@ -388,8 +378,6 @@ def run_evaluate(
     )
     result["knn_accuracy"] = result["train_metrics"].get("knn_accuracy")
     result["scalars"] = evaluation.metric_scalars(result)
-    if predictions is not None:
-        predictions.close()
     log.info(
         "evaluate %s: accuracy %.4f on %d %s images",
         info.get("method"),
@@ -515,15 +503,6 @@ def _render_preview(data_uri: str, config: Config, path: Path) -> None:
     augment.render_preview(x, weak, strong, path, num_images=min(8, len(x)))
 
 
-def _save_discarded(model) -> None:
-    """Saves `model` into a folder that is deleted: under a multi-process distribution saving
-    runs collectives, so every process saves when process 0 does."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as scratch:
-        model.save(Path(scratch) / modeldir.MODEL_FILE)
-
-
 def _info(data: TrainingData, config: Config, **extra) -> dict:
     return {
         "num_classes": data.num_classes,
@@ -536,50 +515,15 @@ def _info(data: TrainingData, config: Config, **extra) -> dict:
     }
 
 
-def _knn_sample(data_uri: str, config: Config):
-    """`(train_x, train_y, validation_x, validation_y)`: at most `train.knn_max_examples`
-    labelled images of each split (the first of their read order), or None without a
-    validation split."""
-    from contrastive import data
-
-    manifest = data.read_manifest(data_uri)
-    if not manifest["splits"].get("validation", {}).get("num_examples", 0):
-        return None
-    cap = config.train.knn_max_examples
-    if config.data.limit is not None:
-        cap = min(cap, config.data.limit)
-    return (
-        *data.sample_arrays(data_uri, "train", cap),
-        *data.sample_arrays(data_uri, "validation", cap),
-    )
-
-
 def _knn(encoder, sample, config: Config) -> float | None:
     from contrastive import training
     from contrastive.training.distribution import plan_layout
 
-    if sample is None or not len(sample[1]) or not len(sample[3]):
-        return None
     if plan_layout(config.train).processes > 1:
         return None  # several processes: the kNN sample is not global
-    return float(
-        training.knn_accuracy(
-            encoder,
-            *sample,
-            k=config.train.knn_k,
-            temperature=config.train.knn_temperature,
-        )
+    return training.sample_knn_accuracy(
+        encoder, sample, k=config.train.knn_k, temperature=config.train.knn_temperature
     )
-
-
-def _pad(images, batch_size: int):
-    """A short last batch padded with zeros to `batch_size` (one compiled shape)."""
-    import numpy as np
-
-    if len(images) == batch_size:
-        return images
-    padding = np.zeros((batch_size - len(images), *images.shape[1:]), images.dtype)
-    return np.concatenate([images, padding])
 
 
 def _rate(examples: int, history: dict, seconds: float) -> float:
@@ -598,22 +542,3 @@ def _brief(metrics: dict) -> str:
         for k, v in metrics.items()
         if v is not None
     )
-
-
-def _tensorboard(output_dir, tensorboard_dir: str | None) -> list:
-    """A `keras.callbacks.TensorBoard` writing each epoch's metrics (train and validation)."""
-    import keras
-
-    log_dir = tensorboard_dir or str(Path(output_dir) / "tensorboard")
-    return [keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, update_freq="epoch")]
-
-
-def _discard_default_logs(output_dir, *, remove_empty: bool) -> None:
-    """Drop the TensorBoard logs a failed step wrote inside its own output (and the output
-    folder itself when the step created it and nothing else is left in it)."""
-    import shutil
-
-    output = Path(output_dir)
-    shutil.rmtree(output / "tensorboard", ignore_errors=True)
-    if remove_empty and output.is_dir() and not any(output.iterdir()):
-        output.rmdir()

@@ -29,6 +29,7 @@ _EXPORTS = {
     "load_training_data": "reader",
     "process_shards": "reader",
     "sample_arrays": "reader",
+    "knn_sample": "reader",
     "stream_training_data": "reader",
     "read_manifest": "reader",
     "read_split": "reader",

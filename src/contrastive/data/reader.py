@@ -579,3 +579,13 @@ def _split_entry(manifest: dict, split: str, uri: str) -> dict:
     if split not in manifest["splits"]:
         raise DataError(f"{uri} has no split {split!r}; it has {sorted(manifest['splits'])}")
     return manifest["splits"][split]
+
+
+def knn_sample(uri: str, count: int):
+    """`(train_x, train_y, validation_x, validation_y)`: at most `count` labelled images of
+    train and of validation (the first of their read order) for a kNN figure; None when the
+    dataset has no validation split."""
+    manifest = read_manifest(uri)
+    if not manifest["splits"].get("validation", {}).get("num_examples", 0):
+        return None
+    return (*sample_arrays(uri, "train", count), *sample_arrays(uri, "validation", count))

@@ -22,7 +22,14 @@ from contrastive.training.classifier import (
     train_baseline,
     train_classifier,
 )
-from contrastive.training.knn import KnnMonitor, embed, knn_accuracy, knn_predict, predict_proba
+from contrastive.training.knn import (
+    KnnMonitor,
+    embed,
+    knn_accuracy,
+    knn_predict,
+    predict_proba,
+    sample_knn_accuracy,
+)
 from contrastive.training.optim import build_learning_rate, build_optimizer, precision_policy
 from contrastive.training.pretrain import (
     PretrainModel,
@@ -54,4 +61,5 @@ __all__ = [
     "train_baseline",
     "train_classifier",
     "unique_unlabelled",
+    "sample_knn_accuracy",
 ]

@@ -173,3 +173,8 @@ def previous_history(backup_dir, finished_epochs):
     with open(path) as file:
         saved = json.load(file)
     return {key: values[:finished_epochs] for key, values in saved.items()}
+
+
+def tensorboard_callback(log_dir):
+    """A `keras.callbacks.TensorBoard` writing each epoch's metrics (train and validation)."""
+    return keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, update_freq="epoch")

@@ -394,3 +394,13 @@ def describe(layout):
         f"global batch {layout.global_batch} = {layout.per_device_batch} per device "
         f"({layout.per_process_batch} per process); distribution={layout.distribution}"
     )
+
+
+def save_discarded(model, filename="model.keras"):
+    """Save `model` into a folder that is then deleted: under a multi-process distribution
+    saving runs collectives, so every process saves when process 0 does."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as scratch:
+        model.save(Path(scratch) / filename)

@@ -273,3 +273,11 @@ def _normalize(features):
         raise ValueError(f"features must be [N, D]. Received: shape={features.shape}")
     norms = np.linalg.norm(features, axis=1, keepdims=True)
     return features / np.maximum(norms, 1e-12)
+
+
+def sample_knn_accuracy(encoder, sample, *, k=200, temperature=0.1):
+    """`knn_accuracy` of `(train_x, train_y, query_x, query_y)`, or None when the sample is
+    missing or one side has no labelled image."""
+    if sample is None or not len(sample[1]) or not len(sample[3]):
+        return None
+    return float(knn_accuracy(encoder, *sample, k=k, temperature=temperature))
