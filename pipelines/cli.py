@@ -96,6 +96,8 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from contrastive.config import encode_overrides
+    from contrastive.run_parameters import check_run_parameters
     from pipelines.local import run_local
     from pipelines.pipeline import _check_methods
 
@@ -104,7 +106,7 @@ def cmd_run(args) -> int:
     params = {
         "source": args.source,
         "profile": args.profile,
-        "overrides": ",".join(args.override),
+        "overrides": encode_overrides(args.override),  # a mapping: values may hold commas
         "epochs": args.epochs or 0,
         "classifier_epochs": args.classifier_epochs or 0,
         "batch_size": args.batch_size or 0,
@@ -124,6 +126,7 @@ def cmd_run(args) -> int:
     check(
         "--validation-fraction", args.validation_fraction, lambda v: 0 < v < 1, "must be in (0, 1)"
     )
+    check_run_parameters(params)  # the check submit and schedule make, before any task
     results = run_local(params, methods=methods, runs_dir=args.runs_dir)
     _print_results(results)
     return 0

@@ -39,6 +39,7 @@ def build_pipeline(
     and tolerations on the training and evaluation tasks, image pull secrets and a timeout on all.
     """
     methods = _check_methods(methods)
+    check_compile_options(retries=retries, accelerator_count=accelerator_count)
     kubernetes = kubernetes or KubernetesSettings()
     if kubernetes and target != "kubeflow":
         raise ValueError(
@@ -71,7 +72,7 @@ def build_pipeline(
         batch_size: int = 0,
         temperature: float = 0.0,
         encoder: str = "",
-        classifier_mode: str = "linear",
+        classifier_mode: str = "",
         limit: int = 0,
         validation_fraction: float = 0.1,
         image_size: str = "",
@@ -81,6 +82,7 @@ def build_pipeline(
         registry: str = "",
         promotion_margin: float = 0.0,
         tensorboard_root: str = "",
+        checkpoint_root: str = "",
         vertex_model: str = "",
         vertex_project: str = "",
         vertex_region: str = "",
@@ -101,6 +103,12 @@ def build_pipeline(
         kubernetes.apply(ingest, accelerated=False)
         dataset = ingest.outputs["dataset"]
         common = dict(profile=profile, overrides=overrides, batch_size=batch_size, seed=seed)
+        # Checkpoints outside the pod, keyed by run and step: a retry after preemption resumes.
+        durable = dict(
+            checkpoint_root=checkpoint_root,
+            pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
+            job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        )
         evaluated = {}
         for method in methods:
             if method == BASELINE:
@@ -114,6 +122,7 @@ def build_pipeline(
                             tensorboard_root=tensorboard_root,
                             tensorboard_name="train-baseline",
                             **common,
+                            **durable,
                         )
                     )
                 ).set_display_name("train-baseline")
@@ -129,6 +138,7 @@ def build_pipeline(
                             tensorboard_root=tensorboard_root,
                             tensorboard_name=f"pretrain-{method}",
                             **common,
+                            **durable,
                         )
                     )
                 ).set_display_name(f"pretrain-{method}")
@@ -142,6 +152,7 @@ def build_pipeline(
                             tensorboard_root=tensorboard_root,
                             tensorboard_name=f"classifier-{method}",
                             **common,
+                            **durable,
                         )
                     )
                 ).set_display_name(f"classifier-{method}")
@@ -171,6 +182,15 @@ def build_pipeline(
         description="SupCon and SimCLR pretraining vs a cross-entropy baseline; "
         "the best classifier is promoted if it beats the champion.",
     )(components.document(contrastive_pipeline))
+
+
+def check_compile_options(*, retries: int, accelerator_count: int) -> None:
+    """Refuses compile options KFP would write as given (`maxRetryCount: -1`) or drop
+    silently (a negative accelerator count compiles to no accelerator)."""
+    from contrastive.validation import check_int
+
+    check_int("retries", retries, minimum=0)
+    check_int("accelerator_count", accelerator_count, minimum=0)
 
 
 def _check_methods(methods: Sequence[str]) -> tuple[str, ...]:

@@ -155,6 +155,32 @@ def check_params(package: PipelinePackage, params: Mapping[str, Any]) -> None:
             )
 
 
+def run_values(package: PipelinePackage, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The values a run gets: each parameter's compiled default, then `params` over them
+    (integer defaults, which the spec stores as doubles, as ints)."""
+    values = {}
+    for name, definition in package.parameters.items():
+        if "defaultValue" not in definition:
+            continue
+        default = definition["defaultValue"]
+        if definition.get("parameterType") == "NUMBER_INTEGER" and isinstance(default, float):
+            default = int(default)
+        values[name] = default
+    return {**values, **params}
+
+
+def check_values(package: PipelinePackage, params: Mapping[str, Any]) -> None:
+    """Refuses what the run's tasks would refuse (profile, overrides, every value), with
+    `contrastive.run_parameters`, the same check `contrastive run` and `compile` make."""
+    from contrastive.config import ConfigError
+    from contrastive.run_parameters import check_run_parameters
+
+    try:
+        check_run_parameters(run_values(package, params))
+    except ConfigError as err:
+        raise SubmitError(f"pipeline parameters of {package.path!r}: {err}") from None
+
+
 def accelerator_types(package: PipelinePackage, params: Mapping[str, Any]) -> list[tuple[str, str]]:
     """`(executor, accelerator type)` pairs from `deploymentSpec`, with placeholders bound.
 
@@ -274,6 +300,7 @@ def prepare(
     values = load_params(params)
     package = load_package(package_path)
     check_params(package, values)
+    check_values(package, values)
     check_accelerators(package, connection.target, values)
     check_image(package)
     return PreparedRun(package, values)

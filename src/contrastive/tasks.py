@@ -61,6 +61,7 @@ def run_pretrain(
     *,
     method: str = "",
     tensorboard_dir: str | None = None,
+    durable_dir: str | None = None,
 ) -> dict:
     """Pretrain an encoder with a contrastive loss; write it as a model directory.
 
@@ -97,6 +98,7 @@ def run_pretrain(
         summarize,
         include_unlabeled=config.train.use_unlabeled,
         tensorboard_dir=tensorboard_dir,
+        durable_dir=durable_dir,
     )
 
 
@@ -108,6 +110,7 @@ def run_train_classifier(
     *,
     mode: str = "",
     tensorboard_dir: str | None = None,
+    durable_dir: str | None = None,
 ) -> dict:
     """Train a classifier on a pretrained encoder (frozen `linear` probe or `finetune`);
     TensorBoard logs as for `run_pretrain`."""
@@ -154,11 +157,17 @@ def run_train_classifier(
         summarize,
         check=lambda data: check_compatible(encoder_info, data, encoder_dir),
         tensorboard_dir=tensorboard_dir,
+        durable_dir=durable_dir,
     )
 
 
 def run_train_baseline(
-    data_uri: str, output_dir: str | Path, config: Config, *, tensorboard_dir: str | None = None
+    data_uri: str,
+    output_dir: str | Path,
+    config: Config,
+    *,
+    tensorboard_dir: str | None = None,
+    durable_dir: str | None = None,
 ) -> dict:
     """Train the cross-entropy baseline: same encoder, weak augmentation, same epoch budget;
     TensorBoard logs as for `run_pretrain`."""
@@ -183,6 +192,7 @@ def run_train_baseline(
         training.train_baseline,
         summarize,
         tensorboard_dir=tensorboard_dir,
+        durable_dir=durable_dir,
     )
 
 
@@ -197,6 +207,7 @@ def _train_step(
     include_unlabeled: bool = False,
     check: Callable[[TrainingData], None] | None = None,
     tensorboard_dir: str | None = None,
+    durable_dir: str | None = None,
 ) -> dict:
     """The sequence every training step shares: reuse → load → train → time → save.
 
@@ -210,6 +221,9 @@ def _train_step(
         check: refuses data the step cannot use (raises), before training.
         tensorboard_dir: where `keras.callbacks.TensorBoard` writes (default
             `<output_dir>/tensorboard`).
+        durable_dir: the step's folder of `contrastive.durable` (checkpoints mirrored there
+            survive a lost output folder; removed after success); None: checkpoints only in
+            `<output_dir>/checkpoints`.
 
     Returns:
         The step's metrics (those of the complete output when it is reused).
@@ -224,13 +238,20 @@ def _train_step(
     start = time.perf_counter()
     if check is not None:
         check(data)
+    checkpoint_dir = Path(output_dir) / "checkpoints"
+    callbacks = _tensorboard(output_dir, tensorboard_dir)
+    if durable_dir is not None:  # the output folder may not survive the pod: mirror it
+        from contrastive import durable
+
+        durable.restore(durable_dir, checkpoint_dir)
+        callbacks = [*callbacks, durable.mirror_callback(checkpoint_dir, durable_dir)]
     model, history = fit(
         config,
         data.train,
         data.validation,
         num_classes=data.num_classes,
-        checkpoint_dir=str(Path(output_dir) / "checkpoints"),
-        callbacks=_tensorboard(output_dir, tensorboard_dir),
+        checkpoint_dir=str(checkpoint_dir),
+        callbacks=callbacks,
     )
     seconds = time.perf_counter() - start
     metrics, saved_history, info = summarize(model, history, data, seconds)
@@ -242,6 +263,10 @@ def _train_step(
         metrics=metrics,
         info=_info(data, config, data_uri=data_uri, **info),
     )
+    if durable_dir is not None:
+        from contrastive import durable
+
+        durable.clear(durable_dir)
     log.info("%s: %s", name, _brief(metrics))
     return metrics
 
