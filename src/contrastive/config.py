@@ -364,7 +364,7 @@ def parse_overrides_text(text: str) -> dict[str, Any]:
         return {}
     if not isinstance(values, dict) or not all(isinstance(key, str) for key in values):
         raise ConfigError(
-            'overrides must be a JSON or YAML mapping of section.field to value, e.g. '
+            "overrides must be a JSON or YAML mapping of section.field to value, e.g. "
             f'{{"train.epochs": 3}}. Received: overrides={text!r}'
         )
     return values
