@@ -40,8 +40,9 @@ def check_run_parameters(values: Mapping[str, Any]) -> Config:
         raise ConfigError("batch_size must be 0 (profile's) or >= 2. Received: batch_size=1")
     _number("temperature", values, lambda v: v >= 0, "must be >= 0 (0 keeps the profile's)")
     _number("promotion_margin", values, lambda v: v >= 0, "must be >= 0")
-    _number("validation_fraction", values, lambda v: 0 < v < 1, "must be in (0, 1)")
-    _number("labeled_fraction", values, lambda v: 0 <= v < 1, "must be in [0, 1) (0 = all)")
+    # The ranges ingest accepts (`contrastive.data.ingest`).
+    _number("validation_fraction", values, lambda v: 0 <= v < 1, "must be in [0, 1)")
+    _number("labeled_fraction", values, lambda v: 0 <= v <= 1, "must be in [0, 1] (0 = all)")
     for name, choices in (
         ("encoder", ("", *ENCODER_NAMES)),
         ("classifier_mode", ("", *CLASSIFIER_MODES)),
