@@ -16,8 +16,8 @@ def ingest_data(
 ) -> int:
     """Ingest `source` into the Dataset artifact; returns the number of classes.
 
-    `data_snapshot` only enters KFP's cache key: scheduled runs pass a new value so that new
-    images are ingested instead of last week's cached dataset being reused.
+    `data_snapshot` only enters KFP's cache key: a run with caching on ingests the source
+    afresh when given a new value (e.g. a date). Scheduled runs turn caching off instead.
     """
     from contrastive import tasks
 
