@@ -136,6 +136,9 @@ def clear(folder: str | None) -> None:
     """Remove the step's durable folder (after its model is complete)."""
     if folder is not None:
         _remove_folder(folder)
+        if storage.is_local(folder):  # the run's folder too, once its last step is done
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(folder))
 
 
 def mirror_callback(local_dir: str | os.PathLike, folder: str):

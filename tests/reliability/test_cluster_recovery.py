@@ -153,3 +153,20 @@ def test_transient_failures_still_retry(tiny_dataset, tmp_path, monkeypatch):
             C.pretrain_encoder.python_func(**kwargs)
     assert calls == [1, 1]
     assert not (tmp_path / "checkpoints" / "run-1" / "pretrain-supcon" / durable.FAILED).exists()
+
+
+def test_override_with_a_comma_reaches_the_training_task(tiny_dataset, tmp_path):
+    """`contrastive run` passes its overrides as a JSON mapping; the task reads it back whole
+    (a comma-joined string split `data.image_size=[28, 28]` into two broken overrides)."""
+    import yaml
+
+    from contrastive.config import encode_overrides
+
+    overrides = encode_overrides(["data.image_size=[28, 28]", "train.learning_rate=0.002"])
+    kwargs = _pretrain_kwargs(tmp_path, tiny_dataset, overrides=overrides, epochs=1)
+    C.pretrain_encoder.python_func(**kwargs)
+
+    saved = yaml.safe_load((tmp_path / "encoder" / "config.yaml").read_text())
+    assert saved["data"]["image_size"] == [28, 28]
+    assert saved["train"]["learning_rate"] == 0.002
+    assert not (tmp_path / "checkpoints" / "run-1").exists()  # cleared after success

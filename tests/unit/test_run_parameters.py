@@ -113,3 +113,22 @@ def test_compile_refuses_negative_retries_and_accelerators(options, message):
     with pytest.raises(ValueError) as caught:
         build_pipeline(target="kubeflow", **options)
     assert str(caught.value) == message
+
+
+def test_cli_malformed_override_and_bad_compile_options_exit_2(tmp_path, capsys):
+    from pipelines.cli import main
+
+    argv = ["pretrain", "--data", str(tmp_path / "d"), "--output", str(tmp_path / "o")]
+    assert main([*argv, "--override", "train.epochs=[1"]) == 2
+    assert capsys.readouterr().err.splitlines()[0] == (
+        "error: override value of train.epochs is not valid YAML: expected ',' or ']', but got "
+        "'<stream end>' at column 3. Received: 'train.epochs=[1'"
+    )
+    output = tmp_path / "p.yaml"
+    for flags, message in (
+        (["--retries", "-1"], "retries must be an integer >= 0. Received: retries=-1"),
+        (["--accelerator-count", "-2"], "Received: accelerator_count=-2"),
+    ):
+        assert main(["compile", "--target", "kubeflow", "--output", str(output), *flags]) == 2
+        assert message in capsys.readouterr().err
+    assert not output.exists()
