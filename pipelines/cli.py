@@ -451,6 +451,8 @@ def _describe_error(error: BaseException, args) -> str:
     message = str(error) or repr(error)
     if isinstance(error, ValueError):  # ConfigError, DataError: the message names the value
         return message
+    if type(error).__name__ in ("TrainingDivergedError", "RecordedFailureError"):
+        return message  # ours: the epoch, batch and a hint, or the recorded original
     if isinstance(error, OSError) and error.filename and os.fsdecode(error.filename) not in message:
         message = f"{os.fsdecode(error.filename)}: {message}"
     inputs = [

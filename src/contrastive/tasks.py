@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -239,20 +240,28 @@ def _train_step(
     if check is not None:
         check(data)
     checkpoint_dir = Path(output_dir) / "checkpoints"
+    fresh = not Path(output_dir).exists()
     callbacks = _tensorboard(output_dir, tensorboard_dir)
     if durable_dir is not None:  # the output folder may not survive the pod: mirror it
         from contrastive import durable
 
         durable.restore(durable_dir, checkpoint_dir)
         callbacks = [*callbacks, durable.mirror_callback(checkpoint_dir, durable_dir)]
-    model, history = fit(
-        config,
-        data.train,
-        data.validation,
-        num_classes=data.num_classes,
-        checkpoint_dir=str(checkpoint_dir),
-        callbacks=callbacks,
-    )
+    try:
+        model, history = fit(
+            config,
+            data.train,
+            data.validation,
+            num_classes=data.num_classes,
+            checkpoint_dir=str(checkpoint_dir),
+            callbacks=callbacks,
+        )
+    except Exception as error:
+        from contrastive.durable import permanent_errors
+
+        if fresh and isinstance(error, permanent_errors()):  # a diverged loss: nothing to keep
+            shutil.rmtree(output_dir, ignore_errors=True)
+        raise
     seconds = time.perf_counter() - start
     metrics, saved_history, info = summarize(model, history, data, seconds)
     modeldir.save_model_dir(
