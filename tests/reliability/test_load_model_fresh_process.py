@@ -16,10 +16,11 @@ pytestmark = pytest.mark.slow
 def artifacts(tiny_dataset, tmp_path_factory):
     """{name: (model.keras path, input images, expected outputs)} for the four artifact kinds."""
     from contrastive import data, tasks
+    from contrastive.config import resolve_config
     from contrastive.training import build_pretrain_model
 
     root = tmp_path_factory.mktemp("artifacts")
-    config = tasks.resolve_config("tiny")
+    config = resolve_config("tiny")
     tasks.run_pretrain(tiny_dataset, root / "encoder", config, method="supcon")
     tasks.run_train_classifier(tiny_dataset, root / "encoder", root / "classifier", config)
     tasks.run_train_baseline(tiny_dataset, root / "baseline", config)
