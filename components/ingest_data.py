@@ -19,8 +19,9 @@ def ingest_data(
 ) -> int:
     """Ingest `source` into the Dataset artifact (or copy it, when it is already an ingested
     dataset); returns the number of classes. `image_size` empty: the profile's
-    `data.image_size` (after `overrides`). `data_snapshot` only enters KFP's cache key:
-    scheduled runs pass a new value so that new images are ingested afresh.
+    `data.image_size` (after `overrides`). `data_snapshot` only enters KFP's cache key: a run
+    with caching on ingests the source afresh when given a new value (e.g. a date); scheduled
+    runs turn caching off instead.
     """
     from contrastive import tasks
     from contrastive.config import resolve_config

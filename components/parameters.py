@@ -38,7 +38,11 @@ DESCRIPTIONS = {
     "data_snapshot": "Only enters KFP's cache key: a new value ingests the source afresh.",
     # configuration
     "profile": "Configuration profile: " + ", ".join(available_profiles()) + ".",
-    "overrides": "Comma-separated section.field=value configuration overrides.",
+    "overrides": "Configuration overrides: a JSON or YAML mapping of section.field to value, "
+    'e.g. {"train.epochs": 3, "data.image_size": [32, 32]}; empty: none.',
+    "checkpoint_root": "Folder or gs:// prefix for the training steps' checkpoints and failure "
+    "records, one sub-folder per run and task (survives a preempted pod, removed after "
+    "success); empty: <pipeline root>/checkpoints.",
     "epochs": f"Pretraining (or baseline) epochs; {KEEP}.",
     "classifier_epochs": f"Classifier epochs after pretraining; {KEEP}.",
     "batch_size": f"Training batch size; {KEEP}.",
@@ -51,10 +55,10 @@ DESCRIPTIONS = {
     # steps
     "method": "Pretraining method: " + ", ".join(METHODS) + ".",
     "mode": "Classifier on the encoder: " + " or ".join(CLASSIFIER_MODES) + " (linear: a "
-    "frozen probe).",
+    "frozen probe); empty keeps the profile's.",
     "classifier_mode": "Classifier on each pretrained encoder: "
     + " or ".join(CLASSIFIER_MODES)
-    + ".",
+    + "; empty keeps the profile's.",
     "encoder_model": "The pretrained encoder (a model directory).",
     "model": "The classifier (a model directory: model.keras, config, history, metrics).",
     "metrics": "Summary figures of the step, as KFP metrics.",
@@ -77,7 +81,12 @@ DESCRIPTIONS = {
     # serving and monitoring
     "tensorboard_root": "Folder or gs:// prefix for TensorBoard logs, one sub-folder per step; "
     "Vertex's AIP_TENSORBOARD_LOG_DIR wins; empty: inside the step's output.",
-    "tensorboard_name": "The step's sub-folder under tensorboard_root.",
+    "tensorboard_name": "The step's sub-folder under tensorboard_root and under the run's "
+    "checkpoint folder.",
+    "pipeline_root": "The run's pipeline root (KFP fills it in); checkpoints go under "
+    "<pipeline root>/checkpoints when checkpoint_root is empty.",
+    "job_id": "The pipeline run's id (KFP fills it in): keys the step's checkpoint folder, so "
+    "every retry of the step in this run finds it.",
     "vertex_model": "Vertex AI Model ID: a promoted champion becomes a new version of it with "
     "the alias 'champion'; empty: no upload.",
     "vertex_project": "Google Cloud project of vertex_model.",

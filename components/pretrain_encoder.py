@@ -18,34 +18,43 @@ def pretrain_encoder(
     distribution: str = "",
     tensorboard_root: str = "",
     tensorboard_name: str = "pretrain",
+    checkpoint_root: str = "",
+    pipeline_root: str = "",
+    job_id: str = "",
 ):
-    """Pretrain into the Model artifact; metrics: final loss, contrastive and kNN accuracy.
-    TensorBoard logs: AIP_TENSORBOARD_LOG_DIR, else tensorboard_root/tensorboard_name, else
-    inside the Model artifact."""
+    """Pretrain into the Model artifact (metrics: loss, contrastive and kNN accuracy). TensorBoard
+    logs: AIP_TENSORBOARD_LOG_DIR, else tensorboard_root/tensorboard_name, else in the artifact."""
     import os
 
-    from contrastive import tasks
+    from contrastive import durable, tasks
     from contrastive.config import resolve_config
     from contrastive.training.distribution import join_processes
 
-    config = resolve_config(
-        profile,
-        overrides=overrides,
-        epochs=epochs,
-        batch_size=batch_size,
-        temperature=temperature,
-        encoder=encoder,
-        seed=seed,
-        distribution=distribution,
-    )
-    join_processes(os.environ, config.train)  # Vertex CLUSTER_SPEC, Kubeflow Trainer JAX_*
     # Vertex sets AIP_TENSORBOARD_LOG_DIR for a step with a TensorBoard; else the run's root.
     log_dir = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or (
         tensorboard_root and f"{tensorboard_root.rstrip('/')}/{tensorboard_name}"
     )
-    result = tasks.run_pretrain(
-        dataset, encoder_model.path, config, method=method, tensorboard_dir=log_dir or None
-    )
+    state = durable.step_folder(checkpoint_root, pipeline_root, job_id, tensorboard_name)
+    with durable.recording_failures(state):  # a retry fails at once on a permanent failure
+        config = resolve_config(
+            profile,
+            overrides=overrides,
+            epochs=epochs,
+            batch_size=batch_size,
+            temperature=temperature,
+            encoder=encoder,
+            seed=seed,
+            distribution=distribution,
+        )
+        join_processes(os.environ, config.train)  # Vertex CLUSTER_SPEC, Kubeflow JAX_*
+        result = tasks.run_pretrain(
+            dataset,
+            encoder_model.path,
+            config,
+            method=method,
+            tensorboard_dir=log_dir or None,
+            durable_dir=state,
+        )
     encoder_model.metadata.update(method=method, kind="encoder", framework="keras")
     for name, value in tasks.numeric_metrics(result).items():
         metrics.log_metric(name, value)

@@ -17,31 +17,38 @@ def train_baseline(
     distribution: str = "",
     tensorboard_root: str = "",
     tensorboard_name: str = "train-baseline",
+    checkpoint_root: str = "",
+    pipeline_root: str = "",
+    job_id: str = "",
 ):
     """Train a classifier end to end with cross-entropy into the Model artifact. TensorBoard
     logs as in pretrain_encoder."""
     import os
 
-    from contrastive import tasks
+    from contrastive import durable, tasks
     from contrastive.config import resolve_config
     from contrastive.training.distribution import join_processes
 
-    config = resolve_config(
-        profile,
-        overrides=overrides,
-        epochs=epochs,
-        classifier_epochs=classifier_epochs,
-        batch_size=batch_size,
-        encoder=encoder,
-        seed=seed,
-        distribution=distribution,
-    )
-    join_processes(os.environ, config.train)  # Vertex CLUSTER_SPEC, Kubeflow Trainer JAX_*
     # Vertex sets AIP_TENSORBOARD_LOG_DIR for a step with a TensorBoard; else the run's root.
     log_dir = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or (
         tensorboard_root and f"{tensorboard_root.rstrip('/')}/{tensorboard_name}"
     )
-    result = tasks.run_train_baseline(dataset, model.path, config, tensorboard_dir=log_dir or None)
+    state = durable.step_folder(checkpoint_root, pipeline_root, job_id, tensorboard_name)
+    with durable.recording_failures(state):  # a retry fails at once on a permanent failure
+        config = resolve_config(
+            profile,
+            overrides=overrides,
+            epochs=epochs,
+            classifier_epochs=classifier_epochs,
+            batch_size=batch_size,
+            encoder=encoder,
+            seed=seed,
+            distribution=distribution,
+        )
+        join_processes(os.environ, config.train)  # Vertex CLUSTER_SPEC, Kubeflow JAX_*
+        result = tasks.run_train_baseline(
+            dataset, model.path, config, tensorboard_dir=log_dir or None, durable_dir=state
+        )
     model.metadata.update(method="baseline", framework="keras")
     for name, value in tasks.numeric_metrics(result).items():
         metrics.log_metric(name, value)

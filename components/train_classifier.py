@@ -8,7 +8,7 @@ def train_classifier(
     encoder_model: Input[Model],
     model: Output[Model],
     metrics: Output[Metrics],
-    mode: str = "linear",
+    mode: str = "",
     profile: str = "quick",
     overrides: str = "",
     classifier_epochs: int = 0,
@@ -17,36 +17,42 @@ def train_classifier(
     distribution: str = "",
     tensorboard_root: str = "",
     tensorboard_name: str = "classifier",
+    checkpoint_root: str = "",
+    pipeline_root: str = "",
+    job_id: str = "",
 ):
     """Train the classifier head (and the encoder when `mode` is finetune). TensorBoard logs
     as in pretrain_encoder."""
     import os
 
-    from contrastive import tasks
+    from contrastive import durable, tasks
     from contrastive.config import resolve_config
     from contrastive.training.distribution import join_processes
 
-    config = resolve_config(
-        profile,
-        overrides=overrides,
-        classifier_epochs=classifier_epochs,
-        batch_size=batch_size,
-        seed=seed,
-        distribution=distribution,
-    )
-    join_processes(os.environ, config.train)  # Vertex CLUSTER_SPEC, Kubeflow Trainer JAX_*
     # Vertex sets AIP_TENSORBOARD_LOG_DIR for a step with a TensorBoard; else the run's root.
     log_dir = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or (
         tensorboard_root and f"{tensorboard_root.rstrip('/')}/{tensorboard_name}"
     )
-    result = tasks.run_train_classifier(
-        dataset,
-        encoder_model.path,
-        model.path,
-        config,
-        mode=mode,
-        tensorboard_dir=log_dir or None,
-    )
-    model.metadata.update(method=result.get("method"), mode=mode, framework="keras")
+    state = durable.step_folder(checkpoint_root, pipeline_root, job_id, tensorboard_name)
+    with durable.recording_failures(state):  # a retry fails at once on a permanent failure
+        config = resolve_config(
+            profile,
+            overrides=overrides,
+            classifier_epochs=classifier_epochs,
+            batch_size=batch_size,
+            seed=seed,
+            distribution=distribution,
+        )
+        join_processes(os.environ, config.train)  # Vertex CLUSTER_SPEC, Kubeflow JAX_*
+        result = tasks.run_train_classifier(
+            dataset,
+            encoder_model.path,
+            model.path,
+            config,
+            mode=mode,
+            tensorboard_dir=log_dir or None,
+            durable_dir=state,
+        )
+    model.metadata.update(method=result.get("method"), mode=result["mode"], framework="keras")
     for name, value in tasks.numeric_metrics(result).items():
         metrics.log_metric(name, value)

@@ -8,7 +8,15 @@ This swaps one for the other and keeps every other pin:
         --constraints constraints.txt --output-dir /wheels
 
 writes `requirements-gpu.txt` (the project's runtime dependencies: base + `tf` extra) and
-`constraints-gpu.txt` (constraints.txt with `tensorflow-cpu==X` replaced by `tensorflow==X`).
+`constraints-gpu.txt` (constraints.txt with `tensorflow-cpu==X` replaced by `tensorflow==X`,
+plus `CUDA_PINS`).
+
+`tensorflow[and-cuda]` asks for its CUDA wheels by range (`nvidia-cudnn-cu12>=9.3.0.75,<10`),
+so an unpinned build would take whatever is newest that day. `CUDA_PINS` pins each to the
+lower bound TensorFlow 2.21.0 declares (the versions it was built against); read them again
+after changing the TensorFlow pin:
+
+    pip install --dry-run --no-deps --ignore-installed --report r.json "tensorflow[and-cuda]==X"
 
 `--backend jax` writes the JAX image's files instead: base + `tf` extra with
 `tensorflow-cpu` kept (tf.data and TFRecord I/O only) + `jax[cuda12]==X` at the version
@@ -24,6 +32,21 @@ import sys
 
 import tomllib
 
+# TensorFlow 2.21.0's `and-cuda` extra, each wheel at the lower bound of its declared range.
+CUDA_PINS = (
+    "nvidia-cublas-cu12==12.5.3.2",
+    "nvidia-cuda-cupti-cu12==12.5.82",
+    "nvidia-cuda-nvcc-cu12==12.5.82",
+    "nvidia-cuda-nvrtc-cu12==12.5.82",
+    "nvidia-cuda-runtime-cu12==12.5.82",
+    "nvidia-cudnn-cu12==9.3.0.75",
+    "nvidia-cufft-cu12==11.2.3.61",
+    "nvidia-curand-cu12==10.3.6.82",
+    "nvidia-cusolver-cu12==11.6.3.83",
+    "nvidia-cusparse-cu12==12.5.1.3",
+    "nvidia-nccl-cu12==2.27.7",
+    "nvidia-nvjitlink-cu12==12.5.82",
+)
 _CPU_PIN = re.compile(r"^tensorflow[-_]cpu\s*==\s*([^\s;#]+)", re.IGNORECASE)
 _JAX_PIN = re.compile(r"^jax\s*==\s*([^\s;#]+)", re.IGNORECASE)
 
@@ -60,12 +83,13 @@ def jax_gpu_requirements(pyproject: dict, constraints: list[str]) -> list[str]:
 
 
 def gpu_constraints(lines: list[str]) -> list[str]:
-    """constraints.txt lines with the tensorflow-cpu pin turned into a tensorflow pin."""
+    """constraints.txt lines with the tensorflow-cpu pin turned into a tensorflow pin, then
+    the CUDA wheels' pins."""
     result = []
     for line in lines:
         match = _CPU_PIN.match(line.strip())
         result.append(f"tensorflow=={match.group(1)}" if match else line.rstrip("\n"))
-    return result
+    return result + list(CUDA_PINS)
 
 
 def main(argv: list[str] | None = None) -> int:

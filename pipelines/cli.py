@@ -140,8 +140,9 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args) -> int:
-    from contrastive.config import resolve_config
+    from contrastive.config import encode_overrides, parse_overrides_text
     from contrastive.data.images import parse_image_size
+    from contrastive.run_parameters import check_run_parameters
     from contrastive.validation import check
     from pipelines.local import run_local
     from pipelines.pipeline import _check_methods
@@ -152,32 +153,16 @@ def cmd_run(args) -> int:
         for name in pipeline_inputs()
         if getattr(args, name, None) is not None
     }
-    overrides = [item for item in (params.get("overrides", ""), *args.override) if item]
+    # One mapping for the tasks (values may hold commas): --overrides (a JSON/YAML mapping)
+    # then each --override section.field=value.
+    overrides = parse_overrides_text(params.get("overrides", ""))
+    overrides.update(json.loads(encode_overrides(args.override) or "{}"))
     if overrides:
-        params["overrides"] = ",".join(overrides)
-    # Validate everything before the first task starts (pipeline conventions: 0 / "" keep the
-    # profile's value).
-    config = resolve_config(
-        params.get("profile", "quick"),
-        overrides=params.get("overrides", ""),
-        **{
-            name: params[name]
-            for name in ("epochs", "classifier_epochs", "batch_size", "temperature", "encoder")
-            if name in params
-        },
-        seed=params.get("seed"),
-    )
+        params["overrides"] = json.dumps(overrides, sort_keys=True)
+    # The check submit and schedule make, before any task (0 / "" keep the profile's value).
+    config = check_run_parameters(params)
     params.setdefault("seed", config.train.seed)
-    params.setdefault("classifier_mode", config.train.classifier_mode)
     image_size = parse_image_size(params.get("image_size"))
-    check("--limit", params.get("limit", 0), lambda v: v >= 0, "must be >= 0 (0 = all)")
-    check("--promotion-margin", params.get("promotion_margin", 0), lambda v: v >= 0, "must be >= 0")
-    check(
-        "--validation-fraction",
-        params.get("validation_fraction", 0.1),
-        lambda v: 0 < v < 1,
-        "must be in (0, 1)",
-    )
     check(
         "--test-fraction",
         params.get("test_fraction", 0.2),
@@ -645,6 +630,8 @@ def _describe_error(error: BaseException, args) -> str:
     message = str(error) or repr(error)
     if _is_own(error):
         return message
+    if type(error).__name__ in ("TrainingDivergedError", "RecordedFailureError"):
+        return message  # ours: the epoch, batch and a hint, or the recorded original
     if isinstance(error, OSError) and error.filename and os.fsdecode(error.filename) not in message:
         message = f"{os.fsdecode(error.filename)}: {message}"
     inputs = [

@@ -79,6 +79,7 @@ def build_pipeline(
     """
     methods = _check_methods(methods)
     data_parallel = _check_scale(target, replicas, accelerator_count, backend, strategy)
+    check_compile_options(retries=retries, accelerator_count=accelerator_count)
     kubernetes = kubernetes or KubernetesSettings()
     if kubernetes and target != "kubeflow":
         raise ValueError(
@@ -132,7 +133,7 @@ def build_pipeline(
         batch_size: int = 0,
         temperature: float = 0.0,
         encoder: str = "",
-        classifier_mode: str = "linear",
+        classifier_mode: str = "",
         limit: int = 0,
         validation_fraction: float = 0.1,
         test_fraction: float = 0.2,
@@ -143,6 +144,7 @@ def build_pipeline(
         registry: str = "",
         promotion_margin: float = 0.0,
         tensorboard_root: str = "",
+        checkpoint_root: str = "",
         vertex_model: str = "",
         vertex_project: str = "",
         vertex_region: str = "",
@@ -166,6 +168,12 @@ def build_pipeline(
         kubernetes.apply(ingest, accelerated=False)
         dataset = ingest.outputs["dataset"]
         common = dict(profile=profile, overrides=overrides, batch_size=batch_size, seed=seed)
+        # Checkpoints outside the pod, keyed by run and step: a retry after preemption resumes.
+        durable = dict(
+            checkpoint_root=checkpoint_root,
+            pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
+            job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        )
         evaluated = {}
         for method in methods:
             if method == BASELINE:
@@ -180,6 +188,7 @@ def build_pipeline(
                             tensorboard_name="train-baseline",
                             **common,
                             **scale,
+                            **durable,
                         )
                     )
                 ).set_display_name("train-baseline")
@@ -196,6 +205,7 @@ def build_pipeline(
                             tensorboard_name=f"pretrain-{method}",
                             **common,
                             **scale,
+                            **durable,
                         )
                     )
                 ).set_display_name(f"pretrain-{method}")
@@ -210,6 +220,7 @@ def build_pipeline(
                             tensorboard_name=f"classifier-{method}",
                             **common,
                             **scale,
+                            **durable,
                         )
                     )
                 ).set_display_name(f"classifier-{method}")
@@ -315,6 +326,15 @@ def _vertex_custom_jobs(
         for name in TRAINING_COMPONENTS
     }
     return SimpleNamespace(**{**vars(c), **wrapped})
+
+
+def check_compile_options(*, retries: int, accelerator_count: int) -> None:
+    """Refuses compile options KFP would write as given (`maxRetryCount: -1`) or drop
+    silently (a negative accelerator count compiles to no accelerator)."""
+    from contrastive.validation import check_int
+
+    check_int("retries", retries, minimum=0)
+    check_int("accelerator_count", accelerator_count, minimum=0)
 
 
 def _check_methods(methods: Sequence[str]) -> tuple[str, ...]:

@@ -32,6 +32,9 @@ from pipelines.targets import KUBEFLOW, VERTEX, validate_accelerator
 # What `contrastive compile` writes without --image; no registry serves it.
 PLACEHOLDER_IMAGE = "contrastive:dev"
 PACKAGE_SUFFIXES = (".yaml", ".yml")
+# How long `submit --experiment` waits for Vertex to create a run's metadata record (it
+# usually takes seconds; a queued project can take longer).
+RUN_RECORD_TIMEOUT_S = 300.0
 
 # Vertex pipeline job ids: a lowercase letter, then lowercase letters, digits and dashes.
 _VERTEX_JOB_ID = re.compile(r"^[a-z][-a-z0-9]{0,127}$")
@@ -155,6 +158,32 @@ def check_params(package: PipelinePackage, params: Mapping[str, Any]) -> None:
             )
 
 
+def run_values(package: PipelinePackage, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The values a run gets: each parameter's compiled default, then `params` over them
+    (integer defaults, which the spec stores as doubles, as ints)."""
+    values = {}
+    for name, definition in package.parameters.items():
+        if "defaultValue" not in definition:
+            continue
+        default = definition["defaultValue"]
+        if definition.get("parameterType") == "NUMBER_INTEGER" and isinstance(default, float):
+            default = int(default)
+        values[name] = default
+    return {**values, **params}
+
+
+def check_values(package: PipelinePackage, params: Mapping[str, Any]) -> None:
+    """Refuses what the run's tasks would refuse (profile, overrides, every value), with
+    `contrastive.run_parameters`, the same check `contrastive run` and `compile` make."""
+    from contrastive.config import ConfigError
+    from contrastive.run_parameters import check_run_parameters
+
+    try:
+        check_run_parameters(run_values(package, params))
+    except ConfigError as err:
+        raise SubmitError(f"pipeline parameters of {package.path!r}: {err}") from None
+
+
 def accelerator_types(package: PipelinePackage, params: Mapping[str, Any]) -> list[tuple[str, str]]:
     """`(executor, accelerator type)` pairs from `deploymentSpec`, with placeholders bound.
 
@@ -274,6 +303,7 @@ def prepare(
     values = load_params(params)
     package = load_package(package_path)
     check_params(package, values)
+    check_values(package, values)
     check_accelerators(package, connection.target, values)
     check_image(package)
     return PreparedRun(package, values)
@@ -286,6 +316,7 @@ def submit(
     params: Mapping[str, Any] | str | os.PathLike | None = None,
     run_name: str | None = None,
     enable_caching: bool | None = None,
+    run_record_timeout_s: float = RUN_RECORD_TIMEOUT_S,
 ) -> dict[str, str]:
     """Starts one run of a compiled pipeline.
 
@@ -296,6 +327,8 @@ def submit(
         run_name: display name of the run.
         enable_caching: None keeps the compile-time caching of each task; True/False
             overrides it for every task of this run (nested DAGs included).
+        run_record_timeout_s: vertex with an experiment: how long to wait for Vertex to
+            create the run's record before filing it under the experiment.
 
     Returns:
         `{"run_id": ..., "url": ...}` (the KFP UI or Google Cloud console page of the run).
@@ -320,6 +353,7 @@ def submit(
         return {"run_id": result.run_id, "url": connection.kubeflow_url("runs", result.run_id)}
 
     display_name = run_name or run.package.name
+    experiment = connection.vertex_experiment()
     with package_file(run.package, enable_caching) as path:
         job = vertex_pipeline_job(
             connection,
@@ -328,12 +362,44 @@ def submit(
             display_name=display_name,
             job_id=vertex_job_id(display_name),
         )
-        job.submit(
-            service_account=connection.service_account,
-            experiment=connection.vertex_experiment(),
-        )
+        # Filed under the experiment below: the SDK's own wait for the run record has no bound.
+        job.submit(service_account=connection.service_account)
     job_id = job.resource_name.rsplit("/", 1)[-1]
-    return {"run_id": job_id, "url": connection.vertex_url("runs", job_id)}
+    url = connection.vertex_url("runs", job_id)
+    if experiment is not None:
+        wait_for_run_record(job, url=url, timeout_s=run_record_timeout_s)
+        job._associate_to_experiment(experiment)  # what submit(experiment=...) calls
+    return {"run_id": job_id, "url": url}
+
+
+def wait_for_run_record(
+    job, *, url: str, timeout_s: float = RUN_RECORD_TIMEOUT_S, poll_s: float = 2.0
+) -> None:
+    """Poll a submitted Vertex job until Vertex has created its run record (the metadata
+    context an experiment links to), at most `timeout_s` seconds.
+
+    Raises:
+        RuntimeError: the job ended without one, or `timeout_s` passed; the message says that
+            the run itself was submitted and where it is.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = job.state  # refreshes the job from the service
+        if job.gca_resource.job_detail.pipeline_run_context.name:
+            return
+        if job.done():
+            raise RuntimeError(
+                f"the run ended ({state.name}) before Vertex created its run record, so it is "
+                f"not filed under the experiment: {url}"
+            )
+        if time.monotonic() >= deadline:
+            raise RuntimeError(
+                f"Vertex had not created the run record after {timeout_s:g} s, so the run is "
+                f"submitted but not filed under the experiment (it runs on): {url}"
+            )
+        time.sleep(min(poll_s, max(deadline - time.monotonic(), 0.0)))
 
 
 def vertex_pipeline_job(

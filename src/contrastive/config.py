@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
-import re
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,8 +230,9 @@ def resolve_config(
 
     Args:
         profile: a profile name (`available_profiles()`).
-        overrides: `section.field=value` strings, or one comma-separated string (the form a
-            pipeline parameter can carry).
+        overrides: `section.field=value` strings, a mapping of dotted keys to values, or a
+            string holding a JSON/YAML mapping (the form a pipeline parameter carries; see
+            `parse_overrides_text`).
         epochs, classifier_epochs, batch_size, temperature, encoder, limit, seed,
             distribution: shortcuts for the common overrides; 0 / "" / None keep the
             profile's value.
@@ -240,9 +241,7 @@ def resolve_config(
         The validated `Config`.
     """
     if isinstance(overrides, str):
-        # Split before each `section.field=`, so that a value may hold commas ([64, 64]).
-        parts = re.split(r",(?=\s*[A-Za-z_][\w.]*\s*=)", overrides)
-        overrides = [item.strip() for item in parts if item.strip()]
+        overrides = parse_overrides_text(overrides)
     values: dict[str, Any] = {}
     for name, value in (
         ("train.epochs", epochs),
@@ -260,7 +259,7 @@ def resolve_config(
         values["train.seed"] = seed
     if distribution:
         values["train.distribution"] = distribution
-    config = load_config(profile, list(overrides))
+    config = load_config(profile, overrides if isinstance(overrides, dict) else list(overrides))
     return config.replace(values) if values else config
 
 
@@ -370,6 +369,44 @@ def _deep_update(target: dict, updates: dict) -> None:
             target[key] = value
 
 
+def parse_overrides_text(text: str) -> dict[str, Any]:
+    """Overrides as a pipeline parameter carries them: a JSON or YAML mapping of dotted keys
+    to values (`{"train.epochs": 3, "data.image_size": [32, 32]}`), or "" for none.
+
+    A mapping cannot be split wrongly, unlike a comma-joined `k=v,k=v` string (a value may
+    hold a comma). Raises ConfigError for text that is not a mapping.
+    """
+    if not text.strip():
+        return {}
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(
+            f"overrides must be a JSON or YAML mapping of section.field to value: "
+            f"{_yaml_problem(error)}. Received: overrides={text!r}"
+        ) from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict) or not all(isinstance(key, str) for key in values):
+        raise ConfigError(
+            "overrides must be a JSON or YAML mapping of section.field to value, e.g. "
+            f'{{"train.epochs": 3}}. Received: overrides={text!r}'
+        )
+    return values
+
+
+def encode_overrides(overrides: dict[str, Any] | list[str]) -> str:
+    """Overrides as the JSON mapping that `parse_overrides_text` reads back ("" for none)."""
+    parsed = _parse_overrides(overrides)
+    return json.dumps(parsed, sort_keys=True) if parsed else ""
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    return f"{problem} at column {mark.column + 1}" if mark is not None else problem
+
+
 def _parse_overrides(overrides: dict[str, Any] | list[str]) -> dict[str, Any]:
     if isinstance(overrides, dict):
         return dict(overrides)
@@ -378,7 +415,13 @@ def _parse_overrides(overrides: dict[str, Any] | list[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override must look like section.field=value. Received: {item!r}")
-        parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        try:
+            parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as error:
+            raise ConfigError(
+                f"override value of {key.strip()} is not valid YAML: {_yaml_problem(error)}. "
+                f"Received: {item!r}"
+            ) from None
     return parsed
 
 

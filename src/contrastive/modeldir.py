@@ -8,8 +8,9 @@
     <dir>/COMPLETE       written last: a directory without it is refused by every consumer
 
 Checkpoints go to `<dir>/checkpoints/` while training, so a retried task with the same output
-resumes; they are removed once the model is complete. Every file appears by atomic rename
-(through `contrastive.storage`).
+resumes; they are removed once the model is complete. Where the output folder does not outlive
+the pod (Kubeflow), `contrastive.durable` mirrors them to a folder keyed by run and step.
+Every file appears by atomic rename (through `contrastive.storage`).
 """
 
 from __future__ import annotations

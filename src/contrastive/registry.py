@@ -290,34 +290,58 @@ def gate_champion(
         vertex_model: keyword arguments of `contrastive.serving.upload_vertex_model`
             (model_id, project, region, ...); None: no upload.
 
+    Every outcome is recorded, with its reason, in `decision["outcome"]`: `promoted`, `kept`
+    (the champion wins), `lost_race` (another run promoted while this one was gating: the gate
+    runs again against the new champion once, then gives up without promoting) and
+    `incompatible_champion` (the champion does not fit this dataset, e.g. another class count:
+    nothing is promoted; point the run at another registry).
+
     Returns:
         The decision dict, also written to `decisions/<run_id>.json`.
     """
+    from contrastive.modeldir import DataMismatchError
+
     registry = ModelRegistry(registry_root)
-    champion = registry.champion()
-    champion_accuracy = None
-    if champion is not None:
-        champion_accuracy = _evaluate_anywhere(registry.champion_model_dir(), evaluate)
-    promote, reason = decide(candidate_accuracy, champion_accuracy, margin)
-    decision = {
-        "promoted": promote,
-        "promote": promote,
-        "candidate": candidate,
-        "candidate_accuracy": candidate_accuracy,
-        "champion_accuracy": champion_accuracy,
-        "margin": margin,
-        "reason": reason,
-        "champion_run_id": champion.get("run_id") if champion else None,
-    }
-    if promote:
-        promote_with_export(
-            registry,
-            run_id,
-            candidate_dir,
-            candidate_accuracy,
-            candidate,
-            expected_generation=champion["generation"] if champion else 0,
-        )
+    lost: list[str] = []
+    for _ in range(2):  # a lost race is decided once more against the new champion
+        champion = registry.champion()
+        decision = {
+            "candidate": candidate,
+            "candidate_accuracy": candidate_accuracy,
+            "champion_accuracy": None,
+            "margin": margin,
+            "champion_run_id": champion.get("run_id") if champion else None,
+        }
+        try:
+            if champion is not None:
+                decision["champion_accuracy"] = _evaluate_anywhere(
+                    registry.champion_model_dir(), evaluate
+                )
+        except DataMismatchError as error:
+            return _record(
+                registry,
+                run_id,
+                decision,
+                "incompatible_champion",
+                f"keep champion: it cannot be compared on this dataset ({error}); "
+                "nothing promoted, use another registry for this dataset",
+            )
+        promote, reason = decide(candidate_accuracy, decision["champion_accuracy"], margin)
+        if not promote:
+            return _record(registry, run_id, decision, "kept", reason)
+        try:
+            promote_with_export(
+                registry,
+                run_id,
+                candidate_dir,
+                candidate_accuracy,
+                candidate,
+                expected_generation=champion["generation"] if champion else 0,
+            )
+        except ConcurrentUpdateError as error:
+            log.warning("lost the promotion race (%s); deciding again", error)
+            lost.append(str(error))
+            continue
         decision["inference_service"] = write_inference_service(registry, run_id)
         if vertex_model:
             from contrastive.serving import upload_vertex_model
@@ -326,6 +350,23 @@ def gate_champion(
             decision["vertex_model"] = upload_vertex_model(
                 saved_model, run_id=run_id, **vertex_model
             )
+        if lost:
+            reason = f"{reason} (after losing a promotion race: {lost[0]})"
+        return _record(registry, run_id, decision, "promoted", reason)
+    return _record(
+        registry,
+        run_id,
+        decision,
+        "lost_race",
+        "not promoted: another run promoted while this one was gating, twice; last: " + lost[-1],
+    )
+
+
+def _record(registry, run_id: str, fields: dict, outcome: str, reason: str) -> dict:
+    """The decision with its outcome and reason, written to `decisions/<run_id>.json`."""
+    promoted = outcome == "promoted"
+    decision = {"promoted": promoted, "promote": promoted, **fields}
+    decision.update(outcome=outcome, reason=reason)
     registry.record_decision(run_id, decision)
     return decision
 

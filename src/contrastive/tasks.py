@@ -96,6 +96,7 @@ def run_pretrain(
     *,
     method: str = "",
     tensorboard_dir: str | None = None,
+    durable_dir: str | None = None,
 ) -> dict:
     """Pretrain an encoder with a contrastive loss; write it as a model directory.
 
@@ -139,6 +140,7 @@ def run_pretrain(
         summarize,
         include_unlabeled=config.train.use_unlabeled,
         tensorboard_dir=tensorboard_dir,
+        durable_dir=durable_dir,
     )
 
 
@@ -150,6 +152,7 @@ def run_train_classifier(
     *,
     mode: str = "",
     tensorboard_dir: str | None = None,
+    durable_dir: str | None = None,
 ) -> dict:
     """Train a classifier on a pretrained encoder (frozen `linear` probe or `finetune`);
     TensorBoard logs as for `run_pretrain`."""
@@ -200,11 +203,17 @@ def run_train_classifier(
         summarize,
         check=lambda data: check_compatible(encoder_info, data, encoder_dir),
         tensorboard_dir=tensorboard_dir,
+        durable_dir=durable_dir,
     )
 
 
 def run_train_baseline(
-    data_uri: str, output_dir: str | Path, config: Config, *, tensorboard_dir: str | None = None
+    data_uri: str,
+    output_dir: str | Path,
+    config: Config,
+    *,
+    tensorboard_dir: str | None = None,
+    durable_dir: str | None = None,
 ) -> dict:
     """Train the cross-entropy baseline: same encoder, weak augmentation, same epoch budget;
     TensorBoard logs as for `run_pretrain`."""
@@ -231,6 +240,7 @@ def run_train_baseline(
         training.train_baseline,
         summarize,
         tensorboard_dir=tensorboard_dir,
+        durable_dir=durable_dir,
     )
 
 
@@ -245,6 +255,7 @@ def _train_step(
     include_unlabeled: bool = False,
     check: Callable[[TrainingData], None] | None = None,
     tensorboard_dir: str | None = None,
+    durable_dir: str | None = None,
 ) -> dict:
     """The sequence every training step shares: reuse → open the data → train → time → save.
 
@@ -262,6 +273,9 @@ def _train_step(
         check: refuses data the step cannot use (raises), before training.
         tensorboard_dir: where `keras.callbacks.TensorBoard` writes (default
             `<output_dir>/tensorboard`).
+        durable_dir: the step's folder of `contrastive.durable` (checkpoints mirrored there
+            survive a lost output folder; removed after success); None: checkpoints only in
+            `<output_dir>/checkpoints`.
 
     Returns:
         The step's metrics (those of the complete output when it is reused).
@@ -290,22 +304,30 @@ def _train_step(
     start = time.perf_counter()
     if check is not None:
         check(data)
-    existed = Path(output_dir).exists()
+    checkpoint_dir = Path(output_dir) / "checkpoints"
+    fresh = not Path(output_dir).exists()
     log_dir = tensorboard_dir or str(Path(output_dir) / "tensorboard")
+    callbacks = [tensorboard_callback(log_dir)] if layout.is_chief else []
+    if durable_dir is not None:  # the output folder may not survive the pod: mirror it
+        from contrastive import durable
+
+        durable.restore(durable_dir, checkpoint_dir)
+        if layout.is_chief:
+            callbacks.append(durable.mirror_callback(checkpoint_dir, durable_dir))
     try:
         model, history = fit(
             config,
             data.train,
             data.validation,
             num_classes=data.num_classes,
-            checkpoint_dir=str(Path(output_dir) / "checkpoints"),
-            callbacks=[tensorboard_callback(log_dir)] if layout.is_chief else [],
+            checkpoint_dir=str(checkpoint_dir),
+            callbacks=callbacks,
         )
-    except Exception:
-        if tensorboard_dir is None:  # a failed step leaves no half-written output behind
-            shutil.rmtree(log_dir, ignore_errors=True)
-            if not existed and Path(output_dir).is_dir() and not any(Path(output_dir).iterdir()):
-                Path(output_dir).rmdir()
+    except Exception as error:
+        from contrastive.durable import permanent_errors
+
+        if fresh and isinstance(error, permanent_errors()):  # a diverged loss: nothing to keep
+            shutil.rmtree(output_dir, ignore_errors=True)
         raise
     seconds = time.perf_counter() - start
     metrics, saved_history, info = summarize(model, history, data, seconds)
@@ -321,6 +343,10 @@ def _train_step(
         metrics=metrics,
         info=_info(data, config, data_uri=data_uri, distribution=layout.to_dict(), **info),
     )
+    if durable_dir is not None:
+        from contrastive import durable
+
+        durable.clear(durable_dir)
     log.info("%s: %s", name, _brief(metrics))
     return metrics
 

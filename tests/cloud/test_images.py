@@ -162,9 +162,38 @@ def test_images_gpu_requirements_swap_tensorflow_cpu_and_keep_every_pin(tmp_path
     assert f"tensorflow[and-cuda]=={version}" in requirements
     assert not any(_name(r) == "tensorflow-cpu" for r in requirements + constraints)
     assert f"tensorflow=={version}" in constraints
-    assert [c for c in constraints if _name(c) != "tensorflow"] == [
+    cuda = [c for c in constraints if _name(c).startswith("nvidia-")]
+    assert [c for c in constraints if _name(c) != "tensorflow" and c not in cuda] == [
         line for line in original if _name(line) != "tensorflow-cpu"
     ]
     pinned = {_name(line) for line in constraints if "==" in line}
     unpinned = [r for r in requirements if _name(r) not in pinned]
     assert unpinned == [], "every image requirement needs a pin in constraints.txt"
+
+
+# The wheels TensorFlow 2.21.0's `and-cuda` extra asks for, each by a range (its metadata:
+# `pip install --dry-run --no-deps --report r.json "tensorflow[and-cuda]==2.21.0"`).
+TENSORFLOW_CUDA_WHEELS = {
+    "nvidia-cublas-cu12": ("12.5.3.2", "13.0"),
+    "nvidia-cuda-cupti-cu12": ("12.5.82", "13.0"),
+    "nvidia-cuda-nvcc-cu12": ("12.5.82", "13.0"),
+    "nvidia-cuda-nvrtc-cu12": ("12.5.82", "13.0"),
+    "nvidia-cuda-runtime-cu12": ("12.5.82", "13.0"),
+    "nvidia-cudnn-cu12": ("9.3.0.75", "10.0"),
+    "nvidia-cufft-cu12": ("11.2.3.61", "12.0"),
+    "nvidia-curand-cu12": ("10.3.6.82", "11.0"),
+    "nvidia-cusolver-cu12": ("11.6.3.83", "12.0"),
+    "nvidia-cusparse-cu12": ("12.5.1.3", "13.0"),
+    "nvidia-nccl-cu12": ("2.27.7", "3.0"),
+    "nvidia-nvjitlink-cu12": ("12.5.82", "13.0"),
+}
+
+
+def test_images_gpu_constraints_pin_every_cuda_wheel_inside_tensorflows_range(tmp_path):
+    from packaging.version import Version
+
+    _, constraints = _gpu_files(tmp_path)
+    pins = {_name(c): c.split("==")[1] for c in constraints if _name(c).startswith("nvidia-")}
+    assert set(pins) == set(TENSORFLOW_CUDA_WHEELS)
+    for name, (low, high) in TENSORFLOW_CUDA_WHEELS.items():
+        assert Version(low) <= Version(pins[name]) < Version(high), name

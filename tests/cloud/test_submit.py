@@ -405,3 +405,42 @@ def test_submit_vertex_job_id_is_valid_for_any_run_name():
     assert vertex_job_id("2026 run", now) == "run-2026-run-20260102030405"
     assert vertex_job_id("___", now) == "run-20260102030405"
     assert len(vertex_job_id("x" * 300, now)) <= 128
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        (
+            "PIPELINE_STATE_RUNNING",
+            "Vertex had not created the run record after 0.3 s, so the run is submitted but "
+            "not filed under the experiment (it runs on): ",
+        ),
+        (
+            "PIPELINE_STATE_FAILED",
+            "the run ended (PIPELINE_STATE_FAILED) before Vertex created its run record, so it "
+            "is not filed under the experiment: ",
+        ),
+    ],
+)
+def test_submit_vertex_experiment_wait_for_the_run_record_is_bounded(
+    state, message, recording_server, vertex_api, packages
+):
+    from .conftest import _vertex_routes
+
+    def get_job_without_record(recorded, match):
+        name = f"projects/{PROJECT}/locations/{REGION}/pipelineJobs/{match['id']}"
+        return 200, {"name": name, "state": state}
+
+    routes = [
+        (method, path, get_job_without_record if "pipelineJobs/(?P<id>" in path else handler)
+        for method, path, handler in _vertex_routes({})
+    ]
+    server = recording_server(routes)
+    connection = vertex_api.connection(api_endpoint=server.url, experiment="supcon-sweep")
+
+    with pytest.raises(RuntimeError) as caught:
+        submit(packages["cpu"], connection, run_name="sweep-1", run_record_timeout_s=0.3)
+
+    assert str(caught.value).startswith(message)
+    assert "/runs/sweep-1-" in str(caught.value)  # where the submitted run is
+    assert server.bodies("POST", r"/contexts/supcon-sweep:addContextChildren$") == []

@@ -119,8 +119,9 @@ def test_the_reader_buffer_fields_are_checked_and_in_memory_is_gone():
         resolve_config("tiny", overrides=["data.in_memory=true"])
 
 
-def test_comma_separated_overrides_keep_commas_inside_values():
-    from contrastive.config import resolve_config
+def test_overrides_mapping_keeps_commas_inside_values():
+    from contrastive.config import encode_overrides, resolve_config
 
-    config = resolve_config("tiny", overrides="data.image_size=[64, 48],train.epochs=2")
+    text = encode_overrides(["data.image_size=[64, 48]", "train.epochs=2"])
+    config = resolve_config("tiny", overrides=text)
     assert config.data.image_size == (64, 48) and config.train.epochs == 2

@@ -403,24 +403,37 @@ def test_overwrite_with_fewer_shards_leaves_only_the_new_shards(tmp_path):
         assert on_disk == sorted(shard["path"] for shard in entry["shards"])
 
 
-def test_overwrite_failing_mid_commit_leaves_no_manifest(tmp_path, monkeypatch):
+def test_overwrite_failing_mid_commit_keeps_the_old_dataset_readable(tmp_path, monkeypatch):
     from contrastive.data import ingestion
 
     source = write_npz(tmp_path / "d.npz", **make_arrays())
     out = tmp_path / "out"
-    data.ingest(source, str(out), progress=False)
+    first = data.ingest(source, str(out), seed=1, progress=False)
+    expected_x, expected_y = data.load_arrays(str(out), "train")
+    moved = []
 
     def rename(source_path, destination):
-        raise OSError(f"injected failure moving {source_path}")
+        if len(moved) == 2:  # fail halfway through moving the new shards in
+            raise OSError(f"injected failure moving {source_path}")
+        moved.append(destination)
+        return real_rename(source_path, destination)
 
-    # The old shards go before the new ones move in: the old manifest must go first.
+    real_rename = ingestion.storage.rename
     monkeypatch.setattr(ingestion.storage, "rename", rename)
     with pytest.raises(OSError, match="injected failure"):
-        data.ingest(source, str(out), overwrite=True, progress=False)
+        data.ingest(source, str(out), seed=2, overwrite=True, progress=False)
     monkeypatch.undo()
-    assert not (out / "manifest.json").exists()
-    with pytest.raises(data.DatasetIncompleteError, match="dataset incomplete"):
-        data.read_split(str(out), "train", 8)
+
+    assert len(moved) == 2  # new shards were in place beside the old ones
+    assert data.read_manifest(str(out)) == first
+    x, y = data.load_arrays(str(out), "train")  # every shard the old manifest names is there
+    assert np.array_equal(x, expected_x) and np.array_equal(y, expected_y)
+    second = data.ingest(source, str(out), seed=2, overwrite=True, progress=False)
+    on_disk = sorted(
+        f"{split}/{p.name}" for split in second["splits"] for p in (out / split).iterdir()
+    )
+    assert on_disk == sorted(s["path"] for e in second["splits"].values() for s in e["shards"])
+    assert sorted(p.name for p in out.glob("index*.parquet")) == [second["index"]]
 
 
 def test_stale_partial_files_are_cleaned(tmp_path):

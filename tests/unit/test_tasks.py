@@ -15,7 +15,7 @@ def test_resolve_config_zero_and_empty_keep_the_profile():
     assert same == base
     changed = resolve_config(
         "quick",
-        overrides="train.learning_rate=0.01, model.projection_dim=32",
+        overrides='{"train.learning_rate": 0.01, "model.projection_dim": 32}',
         epochs=4,
         temperature=0.2,
         encoder="resnet18",

@@ -8,9 +8,11 @@ Layout written at the output URI (local path or `gs://`):
     <output>/manifest.json                       written last: its presence commits the dataset
 
 Shards are first written under `<output>/.tmp-<uuid>/` and moved into place only when every
-example is written; the old manifest (with `overwrite=True`) is removed before anything is
-moved and the new one is written last, so an ingest killed at any moment leaves no
-`manifest.json` and readers refuse the location until a rerun completes.
+example is written; the manifest is written last, so a first ingest killed at any moment
+leaves no `manifest.json` and readers refuse the location until a rerun completes. An
+overwrite (`overwrite=True`) moves the new shards and index in under names of their own
+(`train/train-<id>-00000.tfrecord`, `index-<id>.parquet`) beside the old dataset, which stays
+readable until the new manifest replaces the old one; the old files are removed after.
 """
 
 from __future__ import annotations
@@ -248,7 +250,7 @@ def ingest(
             },
         )
         _write_index(storage.join(tmp, INDEX_NAME), written.index)
-        _commit(output, tmp, manifest)
+        _commit(output, tmp, manifest, replace=committed)
     finally:
         storage.remove_tree(tmp)
 
@@ -788,19 +790,61 @@ def _remove_stale_files(output: str, *, committed: bool) -> None:
             storage.remove(path)
 
 
-def _commit(output: str, tmp: str, manifest: dict) -> None:
+def _commit(output: str, tmp: str, manifest: dict, *, replace: bool = False) -> None:
+    """Move the staged files into `output` and write the manifest last.
+
+    `replace` (overwriting a committed dataset): the new shards and index move in under names
+    of their own (`train/train-<id>-00000.tfrecord`, `index-<id>.parquet`) beside the old
+    ones, so the old manifest and every file it names stay readable until the new manifest
+    replaces it in one atomic write; the old files go after that.
+    """
     manifest_path = storage.join(output, MANIFEST_NAME)
-    storage.remove(manifest_path)  # from here until the last line the location is incomplete
-    for split in SPLITS:
-        storage.remove_tree(storage.join(output, split))
+    if replace:
+        _rename_staged(manifest, tmp.rsplit(_TMP_PREFIX, 1)[-1][:12])
+    else:
+        storage.remove(manifest_path)
+        for split in SPLITS:
+            storage.remove_tree(storage.join(output, split))
     for split, entry in manifest["splits"].items():
         storage.makedirs(storage.join(output, split))
         for shard in entry["shards"]:
-            storage.rename(storage.join(tmp, shard["path"]), storage.join(output, shard["path"]))
-    storage.rename(storage.join(tmp, INDEX_NAME), storage.join(output, INDEX_NAME))
+            staged = shard.pop("staged", shard["path"])
+            storage.rename(storage.join(tmp, staged), storage.join(output, shard["path"]))
+    storage.rename(storage.join(tmp, INDEX_NAME), storage.join(output, manifest["index"]))
     staged = storage.join(tmp, MANIFEST_NAME)
     storage.write_json(staged, manifest)
-    storage.rename(staged, manifest_path)
+    storage.rename(staged, manifest_path)  # the new dataset is committed from here
+    if replace:
+        _remove_unlisted(output, manifest)
+
+
+def _shards(manifest: dict) -> list[dict]:
+    return [shard for entry in manifest["splits"].values() for shard in entry["shards"]]
+
+
+def _rename_staged(manifest: dict, token: str) -> None:
+    """Give the new shards and index names no committed file has (`staged` keeps the old)."""
+    for shard in _shards(manifest):
+        split, name = shard["path"].split("/", 1)
+        stem, number = name[: -len(".tfrecord")].rsplit("-", 1)
+        shard["staged"] = shard["path"]
+        shard["path"] = f"{split}/{stem}-{token}-{number}.tfrecord"
+    manifest["index"] = f"index-{token}.parquet"
+
+
+def _remove_unlisted(output: str, manifest: dict) -> None:
+    """After an overwrite commits: drop the old dataset's shards and index."""
+    keep = {shard["path"] for shard in _shards(manifest)} | {manifest["index"], MANIFEST_NAME}
+    for name, is_dir, _ in storage.list_dir(output, include_hidden=True):
+        if name in SPLITS and is_dir and name not in manifest["splits"]:
+            storage.remove_tree(storage.join(output, name))
+        elif name in SPLITS and is_dir:
+            for entry in storage.list_dir(storage.join(output, name), include_hidden=True):
+                relative = f"{name}/{entry.name}"
+                if entry.name.endswith(".tfrecord") and relative not in keep:
+                    storage.remove(storage.join(output, name, entry.name))
+        elif name.startswith("index") and name.endswith(".parquet") and name not in keep:
+            storage.remove(storage.join(output, name))
 
 
 def _log_summary(source: str, output: str, manifest: dict, seconds: float) -> None:

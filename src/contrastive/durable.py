@@ -1,0 +1,185 @@
+"""A training step's durable state: checkpoints that outlive the pod, and the record of a
+failure that no retry can fix.
+
+On Kubeflow the v2 launcher gives a step a pod-local folder for its outputs and uploads it
+only after success, so checkpoints written beside the outputs die with a preempted pod. The
+step therefore trains with a local checkpoint folder and mirrors it, after every backed-up
+epoch, to a folder keyed by the pipeline run and the step, which every retry of that step in
+that run finds again:
+
+    <root>/<job id>/<step>/epoch-000007/...   a complete copy of the local checkpoint folder
+    <root>/<job id>/<step>/LATEST             names that copy; written last (atomic)
+    <root>/<job id>/<step>/FAILED.json        a failure a retry cannot fix (type, message)
+
+`root` is a local folder (a mounted volume) or a `gs://` prefix. The folder is removed once
+the step's model is complete. A retry that finds `FAILED.json` fails at once with the recorded
+message instead of spending its backoff and GPU time on the same failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+from collections.abc import Iterator
+
+from contrastive import storage
+
+log = logging.getLogger(__name__)
+
+LATEST = "LATEST"
+FAILED = "FAILED.json"
+_COPY = re.compile(r"^epoch-\d{6}$")
+
+
+class RecordedFailureError(RuntimeError):
+    """An earlier attempt of this step failed in a way no retry can fix."""
+
+
+def step_folder(checkpoint_root: str, pipeline_root: str, job_id: str, step: str) -> str | None:
+    """`<root>/<job id>/<step>`, root being `checkpoint_root` or `<pipeline_root>/checkpoints`;
+    None (checkpoints stay with the step's outputs) when neither is a local path or gs://
+    (an unresolved placeholder, or an object store this library does not write, e.g. minio://).
+    """
+    root = checkpoint_root or (
+        pipeline_root and storage.join(storage.strip_trailing_slash(pipeline_root), "checkpoints")
+    )
+    usable = bool(root) and "{{" not in root and (storage.is_gcs(root) or storage.is_local(root))
+    if not usable or not job_id or "{{" in job_id:
+        if root or pipeline_root:
+            log.warning(
+                "checkpoints stay inside the step's output (lost if the pod is preempted): "
+                "set checkpoint_root to a gs:// prefix or a mounted folder. Received: "
+                "checkpoint_root=%r, pipeline_root=%r",
+                checkpoint_root,
+                pipeline_root,
+            )
+        return None
+    return storage.join(storage.strip_trailing_slash(root), job_id, step)
+
+
+def permanent_errors() -> tuple[type[BaseException], ...]:
+    """Failures that the same inputs reproduce: invalid configuration or data, a dataset the
+    model does not fit, a diverged loss (same seed, same data)."""
+    from contrastive.config import ConfigError
+    from contrastive.data.errors import DataError
+    from contrastive.modeldir import DataMismatchError
+    from contrastive.training.callbacks import TrainingDivergedError
+
+    return (ConfigError, DataError, DataMismatchError, TrainingDivergedError)
+
+
+@contextlib.contextmanager
+def recording_failures(folder: str | None) -> Iterator[None]:
+    """Fail at once if an earlier attempt recorded a permanent failure in `folder`; record
+    one raised inside the block there. Other errors (preemption, transient I/O) pass as they
+    are, so the retry runs. `folder` None: nothing recorded."""
+    if folder is None:
+        yield
+        return
+    raise_recorded_failure(folder)
+    try:
+        yield
+    except permanent_errors() as error:
+        storage.write_json(
+            storage.join(folder, FAILED),
+            {"type": type(error).__name__, "message": str(error)},
+        )
+        raise
+
+
+def raise_recorded_failure(folder: str) -> None:
+    """RecordedFailureError with the original message when `folder` holds a failure record."""
+    path = storage.join(folder, FAILED)
+    if not storage.exists(path):
+        return
+    record = storage.read_json(path)
+    raise RecordedFailureError(
+        f"{record.get('type')}: {record.get('message')} (recorded by an earlier attempt of this "
+        f"step in {path}; a retry cannot fix it)"
+    )
+
+
+def restore(folder: str | None, local_dir: str | os.PathLike) -> int | None:
+    """Copy the latest mirrored checkpoint into an empty `local_dir`; its epoch, or None when
+    there is nothing to restore (or `local_dir` already holds a checkpoint)."""
+    local_dir = os.fspath(local_dir)
+    if folder is None or (os.path.isdir(local_dir) and os.listdir(local_dir)):
+        return None
+    pointer = storage.join(folder, LATEST)
+    if not storage.exists(pointer):
+        return None
+    name = storage.read_text(pointer).strip()
+    if not _COPY.match(name):
+        raise ValueError(f"{pointer} must name an epoch-NNNNNN copy. Received: {name!r}")
+    storage.copy_tree(storage.join(folder, name), local_dir)
+    log.info("restored the checkpoint of epoch %d from %s", int(name[6:]), folder)
+    return int(name[6:])
+
+
+def mirror(local_dir: str | os.PathLike, folder: str, epoch: int) -> None:
+    """Copy `local_dir` to `<folder>/epoch-NNNNNN`, point LATEST at it, drop older copies."""
+    local_dir = os.fspath(local_dir)
+    if not os.path.isdir(local_dir) or not os.listdir(local_dir):
+        return
+    name = f"epoch-{epoch:06d}"
+    storage.copy_tree(local_dir, storage.join(folder, name))
+    storage.write_text(storage.join(folder, LATEST), name)
+    for old in _copies(folder):
+        if old != name:
+            _remove_folder(storage.join(folder, old))
+
+
+def clear(folder: str | None) -> None:
+    """Remove the step's durable folder (after its model is complete)."""
+    if folder is not None:
+        _remove_folder(folder)
+        if storage.is_local(folder):  # the run's folder too, once its last step is done
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(folder))
+
+
+def mirror_callback(local_dir: str | os.PathLike, folder: str):
+    """A Keras callback that mirrors `local_dir` to `folder` after the checkpoint callbacks
+    have written an epoch (at the start of the next one, and when training ends)."""
+    import keras
+
+    class MirrorCheckpoints(keras.callbacks.Callback):
+        mirrored = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._mirror()
+
+        def on_train_end(self, logs=None):
+            self._mirror()
+
+        def _mirror(self):
+            from contrastive.training.callbacks import backed_up_epochs
+
+            finished = backed_up_epochs(local_dir)
+            if finished is not None and finished != self.mirrored:
+                mirror(local_dir, folder, finished)
+                self.mirrored = finished
+
+    return MirrorCheckpoints()
+
+
+def _copies(folder: str) -> list[str]:
+    names = {relative.split("/", 1)[0] for relative in _files(folder)}
+    return sorted(name for name in names if _COPY.match(name))
+
+
+def _files(folder: str) -> list[str]:
+    if storage.is_local(folder) and not os.path.isdir(folder):
+        return []
+    return storage.list_files(folder)
+
+
+def _remove_folder(folder: str) -> None:
+    if storage.is_local(folder):
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    for relative in _files(folder):
+        storage.remove(storage.join(folder, *relative.split("/")))

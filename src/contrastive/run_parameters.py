@@ -1,0 +1,95 @@
+"""The pipeline's parameter set, checked as one before any request or task.
+
+`contrastive run`, `compile`, `submit` and `schedule` all call `check_run_parameters` on the
+values a run will get (a package's defaults merged with the user's), so a misspelt profile, a
+negative epoch count or an unknown encoder costs an error message, not a queued run that fails
+in its first training task. The names and their conventions are the pipeline's (0 / "" keep
+the profile's value); a name this module does not know is left to the caller (the package's
+own parameter list refuses unknown names).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from contrastive import validation
+from contrastive.config import CLASSIFIER_MODES, ENCODER_NAMES, Config, ConfigError, resolve_config
+
+ON_ERROR = ("skip", "fail")
+
+
+def check_run_parameters(values: Mapping[str, Any]) -> Config:
+    """Check every known pipeline parameter in `values`; return the configuration the
+    training tasks will resolve from them.
+
+    Raises:
+        ConfigError: the first invalid value, as `name ... Received: name=value`.
+    """
+    for name, minimum in (
+        ("epochs", 0),
+        ("classifier_epochs", 0),
+        ("batch_size", 0),
+        ("limit", 0),
+        ("seed", None),
+    ):
+        if name in values:
+            _integer(name, values[name], minimum)
+    if "batch_size" in values and values["batch_size"] == 1:
+        raise ConfigError("batch_size must be 0 (profile's) or >= 2. Received: batch_size=1")
+    _number("temperature", values, lambda v: v >= 0, "must be >= 0 (0 keeps the profile's)")
+    _number("promotion_margin", values, lambda v: v >= 0, "must be >= 0")
+    # The ranges ingest accepts (`contrastive.data.ingest`).
+    _number("validation_fraction", values, lambda v: 0 <= v < 1, "must be in [0, 1)")
+    _number("labeled_fraction", values, lambda v: 0 <= v <= 1, "must be in [0, 1] (0 = all)")
+    for name, choices in (
+        ("encoder", ("", *ENCODER_NAMES)),
+        ("classifier_mode", ("", *CLASSIFIER_MODES)),
+        ("on_error", ON_ERROR),
+    ):
+        if name in values:
+            validation.check_choice(name, values[name], choices, error=ConfigError)
+    for name in ("profile", "overrides", "source", "image_size", "registry", "checkpoint_root"):
+        if name in values and not isinstance(values[name], str):
+            raise ConfigError(f"{name} must be a string. Received: {name}={values[name]!r}")
+    if "source" in values and not values["source"].strip():
+        raise ConfigError("source must name the images to ingest. Received: source=''")
+    if values.get("image_size"):
+        _image_size(values["image_size"])
+    config = resolve_config(
+        values.get("profile", "quick"),
+        overrides=values.get("overrides", ""),
+        epochs=values.get("epochs", 0),
+        classifier_epochs=values.get("classifier_epochs", 0),
+        batch_size=values.get("batch_size", 0),
+        temperature=values.get("temperature", 0.0),
+        encoder=values.get("encoder", ""),
+        seed=values.get("seed"),
+    )
+    if values.get("classifier_mode"):
+        config = config.replace({"train.classifier_mode": values["classifier_mode"]})
+    return config
+
+
+def _integer(name: str, value: Any, minimum: int | None) -> None:
+    if not validation.is_int(value) or (minimum is not None and value < minimum):
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ConfigError(f"{name} must be an integer{bound}. Received: {name}={value!r}")
+
+
+def _number(name: str, values: Mapping[str, Any], predicate, requirement: str) -> None:
+    if name not in values:
+        return
+    value = values[name]
+    if not (validation.is_number(value) and math.isfinite(value) and predicate(value)):
+        raise ConfigError(f"{name} {requirement}. Received: {name}={value!r}")
+
+
+def _image_size(text: str) -> None:
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) != 2 or not all(part.isdigit() and int(part) >= 1 for part in parts):
+        raise ConfigError(
+            f"image_size must be 'H,W' (two positive integers) or empty. Received: "
+            f"image_size={text!r}"
+        )

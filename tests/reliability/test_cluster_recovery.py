@@ -1,0 +1,172 @@
+"""Recovery as on a cluster: a training step killed mid-training resumes from its last epoch
+after its output folder is wiped (what the Kubeflow v2 launcher does to a preempted pod), and
+a failure no retry can fix is recorded so the retry fails at once with the original message.
+"""
+
+import json
+import os
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+from kfp import dsl
+
+import components
+from contrastive import durable, training
+from contrastive.durable import RecordedFailureError
+from contrastive.training.callbacks import TrainingDivergedError
+
+C = components.build("contrastive:test")
+
+# Imported by every Python process of the kfp.local run (PYTHONPATH); with the variable set,
+# the training step's process dies (SIGKILL's exit status) at the end of an epoch, before
+# that epoch's checkpoint: what a preempted pod looks like to the step.
+KILLER = textwrap.dedent(
+    """
+    import os
+
+    if os.environ.get("CONTRASTIVE_TEST_KILL_AT_EPOCH"):
+        import keras
+
+        from contrastive import tasks
+
+        kill_at = int(os.environ["CONTRASTIVE_TEST_KILL_AT_EPOCH"])
+        tensorboard = tasks._tensorboard
+
+        class Kill(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch + 1 == kill_at:
+                    os._exit(137)
+
+        tasks._tensorboard = lambda *args, **kwargs: [*tensorboard(*args, **kwargs), Kill()]
+    """
+)
+
+
+@pytest.mark.slow
+def test_killed_step_resumes_from_its_last_epoch_after_the_output_folder_is_wiped(
+    separable_npz, tmp_path, monkeypatch, capfd
+):
+    from kfp import local
+
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILLER)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]))
+    bin_dir = os.path.dirname(os.sys.executable)
+    monkeypatch.setenv("PATH", bin_dir + os.pathsep + os.environ["PATH"])
+    outputs, checkpoints = tmp_path / "outputs", tmp_path / "checkpoints"
+
+    @dsl.pipeline(name="resume")
+    def resume(source: str, checkpoint_root: str):
+        ingest = C.ingest_data(source=source, validation_fraction=0.1, data_snapshot="s")
+        C.pretrain_encoder(
+            dataset=ingest.outputs["dataset"],
+            profile="tiny",
+            epochs=4,
+            tensorboard_name="pretrain-supcon",
+            checkpoint_root=checkpoint_root,
+            pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
+            job_id="run-1",  # a retry runs in the same pipeline run: the same job id
+        )
+
+    def attempt():
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(outputs))
+        resume(source=f"npz:{separable_npz}", checkpoint_root=str(checkpoints))
+
+    monkeypatch.setenv("CONTRASTIVE_TEST_KILL_AT_EPOCH", "3")
+    with pytest.raises(RuntimeError):
+        attempt()
+    step = checkpoints / "run-1" / "pretrain-supcon"
+    assert (step / durable.LATEST).read_text() == "epoch-000002"
+    shutil.rmtree(outputs)  # the pod and its output folder are gone
+    capfd.readouterr()
+
+    monkeypatch.delenv("CONTRASTIVE_TEST_KILL_AT_EPOCH")
+    attempt()
+
+    assert "resumed from epoch 2 of 4" in "".join(capfd.readouterr())
+    (metrics,) = outputs.glob("*/pretrain-encoder*/encoder_model/metrics.json")
+    assert json.loads(metrics.read_text())["epochs"] == 4
+    history = json.loads(metrics.with_name("history.json").read_text())["pretrain"]
+    assert len(history["loss"]) == 4
+    assert not step.exists()  # removed once the model is complete
+
+
+def _pretrain_kwargs(tmp_path: Path, dataset: str, **extra) -> dict:
+    return dict(
+        dataset=dsl.Dataset(uri=dataset),
+        encoder_model=dsl.Model(uri=str(tmp_path / "encoder")),
+        metrics=dsl.Metrics(uri=str(tmp_path / "metrics")),
+        profile="tiny",
+        checkpoint_root=str(tmp_path / "checkpoints"),
+        job_id="run-1",
+        tensorboard_name="pretrain-supcon",
+        **extra,
+    )
+
+
+def test_diverged_step_fails_once_and_its_retry_fails_at_once(tiny_dataset, tmp_path, monkeypatch):
+    calls = []
+    message = "training diverged: loss=nan at epoch 1, batch 3; lower the learning rate"
+
+    def diverge(*args, **kwargs):
+        calls.append(1)
+        raise TrainingDivergedError(message)
+
+    monkeypatch.setattr(training, "pretrain", diverge)
+    kwargs = _pretrain_kwargs(tmp_path, tiny_dataset)
+    with pytest.raises(TrainingDivergedError):
+        C.pretrain_encoder.python_func(**kwargs)
+    for _ in range(3):  # the pipeline's three retries
+        with pytest.raises(RecordedFailureError) as caught:
+            C.pretrain_encoder.python_func(**kwargs)
+
+    record = tmp_path / "checkpoints" / "run-1" / "pretrain-supcon" / durable.FAILED
+    assert str(caught.value) == (
+        f"TrainingDivergedError: {message} (recorded by an earlier attempt of this step in "
+        f"{record}; a retry cannot fix it)"
+    )
+    assert calls == [1]  # trained once, not four times
+
+
+def test_invalid_configuration_is_recorded_before_any_training(tiny_dataset, tmp_path):
+    kwargs = _pretrain_kwargs(tmp_path, tiny_dataset, overrides='{"train.epochs": -1}')
+    with pytest.raises(ValueError, match="train.epochs must be >= 1. Received: train.epochs=-1"):
+        C.pretrain_encoder.python_func(**kwargs)
+    with pytest.raises(RecordedFailureError, match="ConfigError: train.epochs must be >= 1"):
+        C.pretrain_encoder.python_func(**kwargs)
+
+
+def test_transient_failures_still_retry(tiny_dataset, tmp_path, monkeypatch):
+    calls = []
+
+    def preempted(*args, **kwargs):
+        calls.append(1)
+        raise OSError("connection reset by peer")
+
+    monkeypatch.setattr(training, "pretrain", preempted)
+    kwargs = _pretrain_kwargs(tmp_path, tiny_dataset)
+    for _ in range(2):
+        with pytest.raises(OSError, match="connection reset"):
+            C.pretrain_encoder.python_func(**kwargs)
+    assert calls == [1, 1]
+    assert not (tmp_path / "checkpoints" / "run-1" / "pretrain-supcon" / durable.FAILED).exists()
+
+
+def test_override_with_a_comma_reaches_the_training_task(tiny_dataset, tmp_path):
+    """`contrastive run` passes its overrides as a JSON mapping; the task reads it back whole
+    (a comma-joined string split `data.image_size=[28, 28]` into two broken overrides)."""
+    import yaml
+
+    from contrastive.config import encode_overrides
+
+    overrides = encode_overrides(["data.image_size=[28, 28]", "train.learning_rate=0.002"])
+    kwargs = _pretrain_kwargs(tmp_path, tiny_dataset, overrides=overrides, epochs=1)
+    C.pretrain_encoder.python_func(**kwargs)
+
+    saved = yaml.safe_load((tmp_path / "encoder" / "config.yaml").read_text())
+    assert saved["data"]["image_size"] == [28, 28]
+    assert saved["train"]["learning_rate"] == 0.002
+    assert not (tmp_path / "checkpoints" / "run-1").exists()  # cleared after success
