@@ -22,18 +22,14 @@ def pretrain_encoder(
     pipeline_root: str = "",
     job_id: str = "",
 ):
-    """Pretrain into the Model artifact (metrics: loss, contrastive and kNN accuracy). TensorBoard
-    logs: AIP_TENSORBOARD_LOG_DIR, else tensorboard_root/tensorboard_name, else in the artifact."""
+    """Pretrain into the Model artifact; metrics: loss, contrastive and kNN accuracy."""
     import os
 
     from contrastive import durable, tasks
     from contrastive.config import resolve_config
     from contrastive.training.distribution import join_processes
 
-    # Vertex sets AIP_TENSORBOARD_LOG_DIR for a step with a TensorBoard; else the run's root.
-    log_dir = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or (
-        tensorboard_root and f"{tensorboard_root.rstrip('/')}/{tensorboard_name}"
-    )
+    log_dir = tasks.tensorboard_dir(os.environ, tensorboard_root, tensorboard_name)
     state = durable.step_folder(checkpoint_root, pipeline_root, job_id, tensorboard_name)
     with durable.recording_failures(state):  # a retry fails at once on a permanent failure
         config = resolve_config(
@@ -52,7 +48,7 @@ def pretrain_encoder(
             encoder_model.path,
             config,
             method=method,
-            tensorboard_dir=log_dir or None,
+            tensorboard_dir=log_dir,
             durable_dir=state,
         )
     encoder_model.metadata.update(method=method, kind="encoder", framework="keras")

@@ -22,17 +22,14 @@ def train_baseline(
     job_id: str = "",
 ):
     """Train a classifier end to end with cross-entropy into the Model artifact. TensorBoard
-    logs as in pretrain_encoder."""
+    logs where `contrastive.tasks.tensorboard_dir` says."""
     import os
 
     from contrastive import durable, tasks
     from contrastive.config import resolve_config
     from contrastive.training.distribution import join_processes
 
-    # Vertex sets AIP_TENSORBOARD_LOG_DIR for a step with a TensorBoard; else the run's root.
-    log_dir = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or (
-        tensorboard_root and f"{tensorboard_root.rstrip('/')}/{tensorboard_name}"
-    )
+    log_dir = tasks.tensorboard_dir(os.environ, tensorboard_root, tensorboard_name)
     state = durable.step_folder(checkpoint_root, pipeline_root, job_id, tensorboard_name)
     with durable.recording_failures(state):  # a retry fails at once on a permanent failure
         config = resolve_config(
@@ -47,7 +44,7 @@ def train_baseline(
         )
         join_processes(os.environ, config.train)  # Vertex CLUSTER_SPEC, Kubeflow JAX_*
         result = tasks.run_train_baseline(
-            dataset, model.path, config, tensorboard_dir=log_dir or None, durable_dir=state
+            dataset, model.path, config, tensorboard_dir=log_dir, durable_dir=state
         )
     model.metadata.update(method="baseline", framework="keras")
     for name, value in tasks.numeric_metrics(result).items():

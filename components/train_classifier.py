@@ -22,17 +22,14 @@ def train_classifier(
     job_id: str = "",
 ):
     """Train the classifier head (and the encoder when `mode` is finetune). TensorBoard logs
-    as in pretrain_encoder."""
+    where `contrastive.tasks.tensorboard_dir` says."""
     import os
 
     from contrastive import durable, tasks
     from contrastive.config import resolve_config
     from contrastive.training.distribution import join_processes
 
-    # Vertex sets AIP_TENSORBOARD_LOG_DIR for a step with a TensorBoard; else the run's root.
-    log_dir = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or (
-        tensorboard_root and f"{tensorboard_root.rstrip('/')}/{tensorboard_name}"
-    )
+    log_dir = tasks.tensorboard_dir(os.environ, tensorboard_root, tensorboard_name)
     state = durable.step_folder(checkpoint_root, pipeline_root, job_id, tensorboard_name)
     with durable.recording_failures(state):  # a retry fails at once on a permanent failure
         config = resolve_config(
@@ -50,7 +47,7 @@ def train_classifier(
             model.path,
             config,
             mode=mode,
-            tensorboard_dir=log_dir or None,
+            tensorboard_dir=log_dir,
             durable_dir=state,
         )
     model.metadata.update(method=result.get("method"), mode=result["mode"], framework="keras")

@@ -87,9 +87,9 @@ def _number(name: str, values: Mapping[str, Any], predicate, requirement: str) -
 
 
 def _image_size(text: str) -> None:
-    parts = [part.strip() for part in text.split(",")]
-    if len(parts) != 2 or not all(part.isdigit() and int(part) >= 1 for part in parts):
-        raise ConfigError(
-            f"image_size must be 'H,W' (two positive integers) or empty. Received: "
-            f"image_size={text!r}"
-        )
+    from contrastive.data.images import parse_image_size  # the rule ingest applies
+
+    try:
+        parse_image_size(text)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None

@@ -57,6 +57,14 @@ def data_location(artifact) -> str:
     return uri if storage.is_gcs(uri) else artifact.path
 
 
+def tensorboard_dir(environ, tensorboard_root: str, name: str) -> str | None:
+    """Where a training step writes TensorBoard logs: Vertex's `AIP_TENSORBOARD_LOG_DIR` (set
+    for a step with a TensorBoard), else `<tensorboard_root>/<name>`, else None (inside the
+    step's output). `environ` is the component's `os.environ`."""
+    root = (tensorboard_root or "").rstrip("/")
+    return environ.get("AIP_TENSORBOARD_LOG_DIR") or (f"{root}/{name}" if root else None)
+
+
 def run_ingest(
     source: str,
     output: str,

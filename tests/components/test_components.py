@@ -247,7 +247,7 @@ def test_ingest_component_takes_the_image_size_from_the_profile_overrides(tmp_pa
         dataset=dataset,
         source=str(tmp_path / "photos"),
         profile=PROFILE,
-        overrides="train.epochs=2,data.image_size=[12, 16]",
+        overrides='{"train.epochs": 2, "data.image_size": [12, 16]}',
         validation_fraction=0.0,
         test_fraction=0.0,
     )
@@ -259,7 +259,7 @@ def test_ingest_component_takes_the_image_size_from_the_profile_overrides(tmp_pa
         dataset=_artifact(dsl.Dataset, tmp_path / "d2"),
         source=str(tmp_path / "photos"),
         profile=PROFILE,
-        overrides="data.image_size=[12, 16]",
+        overrides='{"data.image_size": [12, 16]}',
         image_size="8,8",
         validation_fraction=0.0,
         test_fraction=0.0,

@@ -71,9 +71,9 @@ def test_run_passes_only_given_flags_and_the_profile_defaults(monkeypatch, tmp_p
         "profile": "tiny",
         "image_size": "64,64",
         "test_fraction": 0.25,
-        "overrides": "data.image_size=[32, 32],train.epochs=2",
+        # one JSON mapping (values may hold commas); classifier_mode unset: the profile's
+        "overrides": '{"data.image_size": [32, 32], "train.epochs": 2}',
         "seed": 0,
-        "classifier_mode": "linear",
     }
 
 

@@ -35,7 +35,10 @@ from contrastive.run_parameters import check_run_parameters
         ({"labeled_fraction": 1.5}, "labeled_fraction must be in [0, 1] (0 = all)."),
         ({"promotion_margin": float("nan")}, "promotion_margin must be >= 0."),
         ({"limit": -1}, "limit must be an integer >= 0. Received: limit=-1"),
-        ({"image_size": "32x32"}, "image_size must be 'H,W' (two positive integers) or empty."),
+        (
+            {"image_size": "0,64"},
+            "image_size must be 'H,W' (or an int, or a (height, width) pair) of positive integers.",
+        ),
         ({"source": " "}, "source must name the images to ingest. Received: source=''"),
         ({"overrides": "train.epochs=3"}, "overrides must be a JSON or YAML mapping"),
         ({"overrides": '{"train.epochs": -1}'}, "train.epochs must be >= 1. Received: "),
