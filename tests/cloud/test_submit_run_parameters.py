@@ -135,8 +135,8 @@ def test_compiled_defaults_keep_the_profiles_classifier_mode(contrastive_package
         fit(config, None, None)
 
     monkeypatch.setattr(training, "train_classifier", train_classifier)
-    monkeypatch.setattr(tasks, "_train_step", train_step)
-    monkeypatch.setattr(tasks, "load_model_dir", lambda path: (None, {"method": "simclr"}))
+    monkeypatch.setattr(tasks.training, "_train_step", train_step)
+    monkeypatch.setattr(tasks.training, "load_model_dir", lambda path: (None, {"method": "simclr"}))
     component = components.build(IMAGE).train_classifier.python_func
     with pytest.raises(Captured) as caught:
         component(

@@ -17,6 +17,7 @@ def artifacts(tiny_dataset, tmp_path_factory):
     """{name: (model.keras path, input images, expected outputs)} for the four artifact kinds."""
     from contrastive import data, tasks
     from contrastive.config import resolve_config
+    from contrastive.modeldir import load_model_dir
     from contrastive.training import build_pretrain_model
 
     root = tmp_path_factory.mktemp("artifacts")
@@ -34,7 +35,7 @@ def artifacts(tiny_dataset, tmp_path_factory):
     found = {}
     for name in ("encoder", "classifier", "baseline", "pretrain"):
         path = root / name / "model.keras"
-        model = tasks.load_model_dir(root / name)[0] if name != "pretrain" else pretrain_model
+        model = load_model_dir(root / name)[0] if name != "pretrain" else pretrain_model
         found[name] = (path, images, _flat(model(images, training=False)))
     return found
 

@@ -1,0 +1,66 @@
+"""The pipeline's steps as library functions: the file I/O edge of the CLI and KFP components.
+
+Each `run_*` function reads a dataset (a URI with a `manifest.json`) and/or a model directory
+(`contrastive.modeldir`), calls the training or evaluation code, and writes a model directory.
+Every step streams its splits (`tf.data`, bounded shuffle buffer, prefetch): memory does not
+grow with the dataset; only bounded samples (the kNN monitor's, the embedding map's) are held
+as arrays.
+
+- `training`: `run_pretrain`, `run_train_classifier`, `run_train_baseline` and the sequence
+  they share (reuse → open the data → train → time → save).
+- `evaluating`: `run_evaluate`, `run_compare_and_report`.
+- `conventions`: `data_location`, `tensorboard_dir`, `numeric_metrics`.
+- here: `run_ingest`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from contrastive.tasks.conventions import data_location, numeric_metrics, tensorboard_dir
+from contrastive.tasks.evaluating import run_compare_and_report, run_evaluate
+from contrastive.tasks.training import run_pretrain, run_train_baseline, run_train_classifier
+
+__all__ = [
+    "data_location",
+    "numeric_metrics",
+    "run_compare_and_report",
+    "run_evaluate",
+    "run_ingest",
+    "run_pretrain",
+    "run_train_baseline",
+    "run_train_classifier",
+    "tensorboard_dir",
+]
+
+
+def run_ingest(
+    source: str,
+    output: str,
+    *,
+    image_size: str | Sequence[int] | None = "",
+    limit: int | None = 0,
+    labeled_fraction: float | None = 0.0,
+    **options,
+) -> dict:
+    """`contrastive.data.ingest` with pipeline-parameter conventions (0 / "" mean unset);
+    `image_size` is "H,W" or a pair, parsed and validated by `ingest`.
+
+    A `source` that is already an ingested dataset (a location with `manifest.json`) is not
+    ingested again: it is copied to `output` (`data.copy_ingested`), so a user ingests once
+    and trains many times.
+    """
+    from contrastive import data
+
+    if data.is_ingested(source):
+        return data.copy_ingested(source, output, image_size=image_size or None)
+    return data.ingest(
+        source,
+        output,
+        image_size=image_size or None,
+        limit=limit or None,
+        labeled_fraction=labeled_fraction or None,
+        overwrite=options.pop("overwrite", True),
+        progress=options.pop("progress", False),
+        **options,
+    )

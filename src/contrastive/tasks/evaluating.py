@@ -1,0 +1,185 @@
+"""The evaluation step (streamed, batch by batch) and the compare-and-report step (best
+method, champion gate, HTML and Markdown report, results.json)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from contrastive import modeldir
+from contrastive.config import Config
+from contrastive.modeldir import check_compatible, load_model_dir, read_json
+from contrastive.tasks.conventions import data_location
+
+log = logging.getLogger("contrastive.tasks")
+
+
+def run_evaluate(
+    data_uri: str,
+    model_dir: str | Path,
+    *,
+    split: str = "test",
+    predictions_path: str | Path | None = None,
+    embedding_points: int = 2000,
+    batch_size: int = 512,
+) -> dict:
+    """Evaluate a classifier on a split: accuracy, per-class metrics, confusion, 2-D embedding.
+
+    Streams the split batch by batch: the confusion matrix and the predictions Parquet
+    (when `predictions_path` is given) are accumulated per batch; only the embedding map's
+    sample (`2 * embedding_points` images) is kept in memory.
+    """
+    from contrastive import data as data_io
+    from contrastive import evaluation, training
+    from contrastive.models import find_encoder
+
+    data_uri = data_location(data_uri)
+    model, info = load_model_dir(model_dir)
+    manifest = data_io.read_manifest(data_uri)
+    check_compatible(info, manifest, model_dir)
+    if not manifest["splits"].get(split, {"num_examples": 1})["num_examples"]:
+        raise ValueError(f"split {split!r} of {data_uri} is empty: nothing to evaluate")
+    result, (x, y) = evaluation.evaluate_batches(
+        lambda images: training.predict_proba(model, images, batch_size),
+        data_io.read_split(data_uri, split, batch_size).as_numpy_iterator(),
+        class_names=list(manifest["class_names"]),
+        batch_size=batch_size,
+        predictions_path=predictions_path,
+        keep=embedding_points * 2,
+    )
+    embedding = None
+    if embedding_points > 0:
+        features = training.embed(find_encoder(model), x, batch_size)
+        points, indices = evaluation.pca_2d(features, max_points=embedding_points)
+        embedding = {
+            "x": points[:, 0].tolist(),
+            "y": points[:, 1].tolist(),
+            "label": y[indices].astype(int).tolist(),
+        }
+    result.update(
+        method=info.get("method"),
+        split=split,
+        train_seconds=info.get("train_seconds"),
+        history=read_json(Path(model_dir) / "history.json"),
+        train_metrics=read_json(Path(model_dir) / "metrics.json"),
+        config=modeldir.read_yaml(Path(model_dir) / "config.yaml"),
+        embedding_2d=embedding,
+    )
+    result["knn_accuracy"] = result["train_metrics"].get("knn_accuracy")
+    result["scalars"] = evaluation.metric_scalars(result)
+    log.info(
+        "evaluate %s: accuracy %.4f on %d %s images",
+        info.get("method"),
+        result["accuracy"],
+        result["num_examples"],
+        split,
+    )
+    return result
+
+
+def run_compare_and_report(
+    data_uri: str,
+    candidates: dict[str, tuple[str, str]],
+    *,
+    report_path: str | Path,
+    markdown_path: str | Path,
+    results_path: str | Path,
+    config: Config | None = None,
+    parameters: str | dict = "{}",
+    registry: str = "",
+    promotion_margin: float = 0.0,
+    run_id: str = "",
+    vertex_model: dict | None = None,
+) -> dict:
+    """Pick the best method by test accuracy, gate it against the champion, write the report.
+
+    Args:
+        candidates: method name -> (evaluation JSON path, classifier model directory).
+        config: shown in the report and used for the augmentation preview; by default the
+            best model's own training config.
+        registry: a local path or gs:// prefix holding `champion.json`; "" skips the gate.
+        promotion_margin: the candidate must beat the champion's accuracy by more than this.
+        vertex_model: keyword arguments of `contrastive.serving.upload_vertex_model` (model_id,
+            project, region, ...): a promoted champion also becomes a new version of that
+            Vertex Model with the alias `champion`. None: no upload.
+
+    Returns the summary dict (also written as JSON to `results_path`), with `best` and
+    `scalars` (flat figures for a KFP Metrics artifact).
+    """
+    from contrastive import data as data_io
+    from contrastive import report, storage
+    from contrastive.registry import gate_champion
+
+    if not candidates:
+        raise ValueError("no method was evaluated: enable at least one of the branches")
+    data_uri = data_location(data_uri)
+    manifest = data_io.read_manifest(data_uri)
+    methods = {name: read_json(Path(path)) for name, (path, _) in candidates.items()}
+    best = max(methods, key=lambda name: methods[name]["accuracy"])
+    if config is None:  # every evaluation carries the config its model was trained with
+        config = Config.from_dict(methods[best].get("config") or {})
+    run_id = run_id or time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    if isinstance(parameters, str):
+        parameters = json.loads(parameters or "{}")
+    summary = {
+        "run_id": run_id,
+        "created_at": modeldir.utc_now(),
+        "profile": config.profile,
+        "config": config.to_dict(),
+        "parameters": parameters,
+        "dataset": {
+            "source": manifest.get("source"),
+            "class_names": manifest["class_names"],
+            "image_shape": manifest["image_shape"],
+            # what the model takes: the serving signature's size and channels
+            "image_size": manifest["image_shape"][:2],
+            "channels": manifest["image_shape"][2],
+            "resize": manifest.get("resize"),
+            "splits": {k: v["num_examples"] for k, v in manifest["splits"].items()},
+        },
+        "methods": {name: report.method_summary(result) for name, result in methods.items()},
+        "best": best,
+    }
+    if registry:
+
+        def test_accuracy(model_dir: str) -> float:  # the champion, on this run's test split
+            return run_evaluate(data_uri, model_dir, embedding_points=0)["accuracy"]
+
+        summary["decision"] = gate_champion(
+            registry,
+            best,
+            methods[best]["accuracy"],
+            candidates[best][1],
+            run_id=run_id,
+            margin=promotion_margin,
+            evaluate=test_accuracy,
+            vertex_model=vertex_model,
+        )
+    preview = Path(report_path).with_name("augmentation_preview.png")
+    try:
+        _render_preview(data_uri, config, preview)
+    except Exception as error:  # a report without the preview beats no report
+        log.warning("augmentation preview skipped: %s", error)
+        preview = None
+    report.build_report(summary, report_path, preview_png=preview)
+    storage.write_text(markdown_path, report.render_markdown(summary))
+    scalars = {f"{name}_test_accuracy": m["accuracy"] for name, m in methods.items()}
+    if "decision" in summary:
+        scalars["promoted"] = float(bool(summary["decision"]["promoted"]))
+    summary["scalars"] = scalars
+    modeldir.write_json(results_path, summary)
+    return summary
+
+
+def _render_preview(data_uri: str, config: Config, path: Path) -> None:
+    from dataclasses import asdict
+
+    from contrastive import augment, data
+
+    x, _ = data.load_arrays(data_uri, "test", limit=8)
+    shape = tuple(x.shape[1:])
+    weak = augment.build_augmenter(shape, **asdict(config.augment.weak), seed=1)
+    strong = augment.build_augmenter(shape, **asdict(config.augment.strong), seed=2)
+    augment.render_preview(x, weak, strong, path, num_images=min(8, len(x)))
