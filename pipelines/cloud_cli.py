@@ -213,12 +213,25 @@ def _other_error_message(target: str, err: BaseException) -> str:
     import kfp_server_api
 
     if isinstance(err, kfp_server_api.ApiException):
-        try:
-            detail = json.loads(err.body)["error"]["message"]
-        except (TypeError, ValueError, KeyError):
-            detail = str(err.body or "")[:300]
-        return f"{target} API answered {err.status} {err.reason}: {detail}"
+        return f"{target} API answered {err.status} {err.reason}: {_error_detail(err.body)}"
     return f"{target} request failed: {err}"
+
+
+def _error_detail(body) -> str:
+    """The message of an error body: Google's `{"error": {"message": ...}}` or the KFP API
+    gateway's `{"error": "...", "code": 3, "message": "..."}`; else the body's start."""
+    try:
+        parsed = json.loads(body)
+    except (TypeError, ValueError):
+        parsed = None
+    if isinstance(parsed, dict):
+        error = parsed.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return error["message"]
+        for detail in (parsed.get("message"), error):
+            if isinstance(detail, str) and detail:
+                return detail
+    return str(body or "")[:300]
 
 
 def _handled(target: str, action, *refused: type[BaseException]) -> int:

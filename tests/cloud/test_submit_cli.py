@@ -321,3 +321,30 @@ def test_submit_cli_vertex_model_refused_before_any_request(
     assert args.func(args) == 2
     assert capsys.readouterr().err.strip() == message
     assert vertex_api.requests == []
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (
+            '{"error": {"code": 403, "message": "Permission denied on bucket"}}',
+            "Permission denied on bucket",
+        ),
+        # the KFP API gateway's shape (grpc-gateway): error and message are strings
+        (
+            '{"error": "run name is empty", "code": 3, "message": "run name is empty", '
+            '"details": []}',
+            "run name is empty",
+        ),
+        ('{"error": "only the error text", "code": 3}', "only the error text"),
+        ("<html>bad gateway</html>", "<html>bad gateway</html>"),
+    ],
+)
+def test_kfp_api_errors_show_the_message_of_either_body_shape(body, detail):
+    import kfp_server_api
+
+    error = kfp_server_api.ApiException(status=400, reason="Bad Request")
+    error.body = body
+    assert cloud_cli._other_error_message("Kubeflow", error) == (
+        f"Kubeflow API answered 400 Bad Request: {detail}"
+    )
