@@ -309,6 +309,7 @@ def test_champion_gate_reevaluates_the_champion_and_applies_the_margin(tmp_path,
         "champion_accuracy": None,
         "margin": 0.05,
         "reason": "no champion yet; candidate scores 0.7",
+        "outcome": "promoted",
         "champion_run_id": None,
         "inference_service": storage.join(root, "inferenceservice.yaml") if exported else None,
     }
@@ -320,6 +321,7 @@ def test_champion_gate_reevaluates_the_champion_and_applies_the_margin(tmp_path,
         "champion_accuracy": 0.80,
         "margin": 0.05,
         "reason": "keep champion: candidate 0.84 <= champion 0.8 + margin 0.05",
+        "outcome": "kept",
         "champion_run_id": "run-1",
     }
     assert third["promoted"] is True and third["champion_run_id"] == "run-1"
@@ -344,7 +346,8 @@ def test_champion_gate_reevaluates_the_champion_and_applies_the_margin(tmp_path,
 
 
 def test_champion_gate_refuses_when_the_champion_changes_during_its_evaluation(tmp_path, trained):
-    """The decision was made against generation 1; a rival promoted meanwhile wins."""
+    """The decision was made against generation 1; a rival promoted meanwhile wins (here during
+    the retry against the new champion too: the race is lost and recorded, nothing promoted)."""
     from contrastive.registry import gate_champion
 
     root = str(tmp_path / "registry")
@@ -354,18 +357,20 @@ def test_champion_gate_refuses_when_the_champion_changes_during_its_evaluation(t
         ModelRegistry(root).promote("rival", _model_dir(tmp_path, "rival", b"rival"), 0.99)
         return 0.5
 
-    with pytest.raises(ConcurrentUpdateError, match="champion is at generation 2, the decision"):
-        gate_champion(
-            root,
-            "supcon",
-            0.9,
-            trained("candidate"),
-            run_id="run-2",
-            margin=0.0,
-            evaluate=evaluate_while_a_rival_promotes,
-        )
+    decision = gate_champion(
+        root,
+        "supcon",
+        0.9,
+        trained("candidate"),
+        run_id="run-2",
+        margin=0.0,
+        evaluate=evaluate_while_a_rival_promotes,
+    )
+    assert (decision["outcome"], decision["promoted"]) == ("lost_race", False)
+    assert "champion is at generation 3" in decision["reason"]
 
     registry = ModelRegistry(root)
+    assert registry.decision("run-2")["outcome"] == "lost_race"
     assert registry.champion()["run_id"] == "rival"
     assert not storage.exists(registry.version_dir("run-2"))
 
