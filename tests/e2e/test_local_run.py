@@ -69,7 +69,11 @@ def test_run_prints_the_table_and_writes_results(local_run):
 def test_every_task_left_its_artifacts(local_run):
     runs, _ = local_run
     artifacts = (runs / "latest" / "artifacts").resolve()
-    task_dirs = {p.name for p in next(artifacts.iterdir()).iterdir() if p.is_dir()}
+    # the pipeline run's folder (beside it: `checkpoints`, the durable root, empty after success)
+    (run_dir,) = [p for p in artifacts.iterdir() if p.name.startswith("contrastive-")]
+    assert [p.name for p in artifacts.iterdir() if p != run_dir] in ([], ["checkpoints"])
+    assert not any((artifacts / "checkpoints").glob("*/*"))  # every step's folder cleared
+    task_dirs = {p.name for p in run_dir.iterdir() if p.is_dir()}
     for task in (
         "ingest-data",
         "train-baseline",
