@@ -1,36 +1,8 @@
 """The champion gate records every outcome with its reason: promoted, kept, lost the race
 (decided once more against the new champion), incompatible champion."""
 
-import numpy as np
-import pytest
-
 from contrastive.modeldir import DataMismatchError
 from contrastive.registry import ModelRegistry, gate_champion
-
-
-@pytest.fixture
-def candidate(tmp_path):
-    """A complete 3-class classifier model directory, as a training step leaves it."""
-    import keras
-
-    from contrastive.config import load_config
-    from contrastive.modeldir import save_model_dir
-
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((8, 8, 1))
-    x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
-    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
-    model.predict(np.zeros((1, 8, 8, 1), np.uint8), verbose=0)
-    model_dir = tmp_path / "candidate"
-    save_model_dir(
-        model_dir,
-        model,
-        config=load_config("tiny"),
-        history={},
-        metrics={},
-        info={"kind": "classifier", "num_classes": 3, "image_shape": [8, 8, 1]},
-    )
-    return str(model_dir)
 
 
 def _gate(registry, candidate, evaluate, accuracy=0.9):

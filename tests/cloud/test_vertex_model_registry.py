@@ -3,7 +3,6 @@
 import json
 from urllib.parse import unquote
 
-import numpy as np
 import pytest
 import yaml
 
@@ -85,31 +84,6 @@ def test_vertex_model_bad_input_is_refused_before_any_request(vertex_api, argume
     with pytest.raises(ValueError, match=message):
         upload_vertex_model(settings.pop("saved_model_uri"), **settings)
     assert vertex_api.requests == []
-
-
-@pytest.fixture
-def candidate(tmp_path):
-    """A complete classifier model directory, as a training step leaves it."""
-    import keras
-
-    from contrastive.config import load_config
-    from contrastive.modeldir import save_model_dir
-
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((8, 8, 1))
-    x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
-    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
-    model.predict(np.zeros((1, 8, 8, 1), np.uint8), verbose=0)
-    model_dir = tmp_path / "candidate"
-    save_model_dir(
-        model_dir,
-        model,
-        config=load_config("tiny"),
-        history={},
-        metrics={},
-        info={"kind": "classifier", "num_classes": 3, "image_shape": [8, 8, 1]},
-    )
-    return str(model_dir)
 
 
 @pytest.mark.skipif(
