@@ -242,6 +242,40 @@ def resolve_config(
     """
     if isinstance(overrides, str):
         overrides = parse_overrides_text(overrides)
+    values = _shortcut_values(
+        epochs=epochs,
+        classifier_epochs=classifier_epochs,
+        batch_size=batch_size,
+        temperature=temperature,
+        encoder=encoder,
+        limit=limit,
+        seed=seed,
+        distribution=distribution,
+    )
+    config = load_config(profile, overrides if isinstance(overrides, dict) else list(overrides))
+    return config.replace(values) if values else config
+
+
+def pipeline_overrides(overrides: Sequence[str] | str = (), **shortcuts: Any) -> dict[str, Any]:
+    """Every dotted-key override `resolve_config(profile, overrides=..., **shortcuts)` applies,
+    as one mapping (the shortcuts win): `load_config(profile, pipeline_overrides(...))` gives
+    the same configuration, e.g. a command line of `--override key=<JSON value>` flags."""
+    if isinstance(overrides, str):
+        overrides = parse_overrides_text(overrides)
+    return {**_parse_overrides(overrides), **_shortcut_values(**shortcuts)}
+
+
+def _shortcut_values(
+    *,
+    epochs: int = 0,
+    classifier_epochs: int = 0,
+    batch_size: int = 0,
+    temperature: float = 0.0,
+    encoder: str = "",
+    limit: int = 0,
+    seed: int | None = None,
+    distribution: str = "",
+) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, value in (
         ("train.epochs", epochs),
@@ -259,8 +293,7 @@ def resolve_config(
         values["train.seed"] = seed
     if distribution:
         values["train.distribution"] = distribution
-    config = load_config(profile, overrides if isinstance(overrides, dict) else list(overrides))
-    return config.replace(values) if values else config
+    return values
 
 
 def validate(config: Config) -> None:
