@@ -272,8 +272,8 @@ def _gfile_schemes():
 
 def kubernetes_connection(kubeconfig=""):
     """`(kubernetes.client.ApiClient, namespace)`: the pod's service account and namespace in a
-    cluster, else `kubeconfig` (default `$KUBECONFIG` / ~/.kube/config) and its context's
-    namespace ("default" when it names none)."""
+    cluster, else the kubeconfig file `kubeconfig` (default ~/.kube/config) and its
+    context's namespace ("default" when it names none)."""
     from kubernetes import client, config
 
     if not kubeconfig:

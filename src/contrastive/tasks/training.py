@@ -240,7 +240,7 @@ def run_training_component(
         if environ.get(trainjob.LAUNCHER_ENV):
             result = _launch(
                 step,
-                environ[trainjob.LAUNCHER_ENV],
+                environ,
                 tensorboard_name,
                 dataset,
                 output,
@@ -274,10 +274,11 @@ def run_training_component(
     return result
 
 
-def _launch(step, settings, name, dataset, output, encoder_model, *, durable_dir, **options):
+def _launch(step, environ, name, dataset, output, encoder_model, *, durable_dir, **options):
     """The step as a TrainJob (`trainjob.launch_step`) of its own command, which reads the
     dataset (and encoder) and writes the model directory at the artifacts' URIs: these must
-    be in an object store the TrainJob's pods reach. `options` go to `trainjob.step_command`."""
+    be in an object store the TrainJob's pods reach. `options` go to `trainjob.step_command`;
+    the cluster is the pod's own, else `environ`'s `KUBECONFIG`."""
     from contrastive import trainjob
 
     encoder_uri = "" if encoder_model is None else encoder_model.uri
@@ -290,9 +291,9 @@ def _launch(step, settings, name, dataset, output, encoder_model, *, durable_dir
         durable_dir=None if durable_dir is None or storage.is_local(durable_dir) else durable_dir,
         **options,
     )
-    api_client, namespace = trainjob.kubernetes_connection()
+    api_client, namespace = trainjob.kubernetes_connection(environ.get("KUBECONFIG", ""))
     return trainjob.launch_step(
-        settings,
+        environ[trainjob.LAUNCHER_ENV],
         command,
         name=name or step,
         output_uri=output.uri,
