@@ -23,28 +23,9 @@ def pretrain_encoder(
     job_id: str = "",
 ):
     """Pretrain into the Model artifact; metrics: loss, contrastive and kNN accuracy."""
+    inputs = dict(locals())  # every input and output above, by name
     import os
 
     from contrastive import tasks
 
-    tasks.run_training_component(
-        "pretrain",
-        os.environ,
-        dataset,
-        encoder_model,
-        metrics,
-        method=method,
-        profile=profile,
-        overrides=overrides,
-        epochs=epochs,
-        batch_size=batch_size,
-        temperature=temperature,
-        encoder=encoder,
-        seed=seed,
-        distribution=distribution,
-        tensorboard_root=tensorboard_root,
-        tensorboard_name=tensorboard_name,
-        checkpoint_root=checkpoint_root,
-        pipeline_root=pipeline_root,
-        job_id=job_id,
-    )
+    tasks.run_training_component("pretrain", os.environ, **inputs)

@@ -23,27 +23,9 @@ def train_baseline(
 ):
     """Train a classifier end to end with cross-entropy into the Model artifact. TensorBoard
     logs where `contrastive.tasks.tensorboard_dir` says."""
+    inputs = dict(locals())  # every input and output above, by name
     import os
 
     from contrastive import tasks
 
-    tasks.run_training_component(
-        "baseline",
-        os.environ,
-        dataset,
-        model,
-        metrics,
-        profile=profile,
-        overrides=overrides,
-        epochs=epochs,
-        classifier_epochs=classifier_epochs,
-        batch_size=batch_size,
-        encoder=encoder,
-        seed=seed,
-        distribution=distribution,
-        tensorboard_root=tensorboard_root,
-        tensorboard_name=tensorboard_name,
-        checkpoint_root=checkpoint_root,
-        pipeline_root=pipeline_root,
-        job_id=job_id,
-    )
+    tasks.run_training_component("baseline", os.environ, **inputs)

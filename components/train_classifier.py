@@ -23,27 +23,9 @@ def train_classifier(
 ):
     """Train the classifier head (and the encoder when `mode` is finetune). TensorBoard logs
     where `contrastive.tasks.tensorboard_dir` says."""
+    inputs = dict(locals())  # every input and output above, by name
     import os
 
     from contrastive import tasks
 
-    tasks.run_training_component(
-        "classifier",
-        os.environ,
-        dataset,
-        model,
-        metrics,
-        encoder_model=encoder_model,
-        mode=mode,
-        profile=profile,
-        overrides=overrides,
-        classifier_epochs=classifier_epochs,
-        batch_size=batch_size,
-        seed=seed,
-        distribution=distribution,
-        tensorboard_root=tensorboard_root,
-        tensorboard_name=tensorboard_name,
-        checkpoint_root=checkpoint_root,
-        pipeline_root=pipeline_root,
-        job_id=job_id,
-    )
+    tasks.run_training_component("classifier", os.environ, **inputs)

@@ -188,10 +188,10 @@ STEPS = ("pretrain", "classifier", "baseline")
 def run_training_component(
     step: str,
     environ,
-    dataset,
-    output,
-    metrics,
     *,
+    dataset,
+    metrics,
+    model=None,
     encoder_model=None,
     method: str = "",
     mode: str = "",
@@ -217,8 +217,10 @@ def run_training_component(
     Args:
         step: "pretrain", "classifier" or "baseline".
         environ: the component's `os.environ`.
-        dataset, output, metrics, encoder_model: the component's KFP artifacts (`Dataset`,
-            `Model`, `Metrics`, the encoder `Model` for "classifier").
+        dataset, metrics, model, encoder_model: the component's KFP artifacts, by the
+            components' names (a component passes `**locals()`): the output is
+            `encoder_model` for "pretrain", `model` otherwise; "classifier" reads
+            `encoder_model`.
         method, mode: the pretraining method, the classifier mode ("" keeps the profile's).
         profile, overrides, shortcuts: as `config.resolve_config` takes them.
         tensorboard_root, tensorboard_name, checkpoint_root, pipeline_root, job_id: where
@@ -233,6 +235,7 @@ def run_training_component(
     from contrastive.training.distribution import join_processes
 
     validation.check_choice("step", step, STEPS)
+    output, encoder_model = (encoder_model, None) if step == "pretrain" else (model, encoder_model)
     log_dir = conventions.tensorboard_dir(environ, tensorboard_root, tensorboard_name)
     state = durable.step_folder(checkpoint_root, pipeline_root, job_id, tensorboard_name)
     with durable.recording_failures(state):  # a retry fails at once on a permanent failure
