@@ -214,17 +214,7 @@ def load_config(
 
 
 def resolve_config(
-    profile: str = "quick",
-    *,
-    overrides: Sequence[str] | str = (),
-    epochs: int = 0,
-    classifier_epochs: int = 0,
-    batch_size: int = 0,
-    temperature: float = 0.0,
-    encoder: str = "",
-    limit: int = 0,
-    seed: int | None = None,
-    distribution: str = "",
+    profile: str = "quick", *, overrides: Sequence[str] | str = (), **shortcuts: Any
 ) -> Config:
     """A profile plus explicit overrides (the pipeline-parameter conventions).
 
@@ -233,25 +223,16 @@ def resolve_config(
         overrides: `section.field=value` strings, a mapping of dotted keys to values, or a
             string holding a JSON/YAML mapping (the form a pipeline parameter carries; see
             `parse_overrides_text`).
-        epochs, classifier_epochs, batch_size, temperature, encoder, limit, seed,
-            distribution: shortcuts for the common overrides; 0 / "" / None keep the
-            profile's value.
+        shortcuts: `epochs`, `classifier_epochs`, `batch_size`, `temperature`, `encoder`,
+            `limit`, `seed`, `distribution`: the common overrides; 0 / "" / None (the
+            defaults) keep the profile's value.
 
     Returns:
         The validated `Config`.
     """
     if isinstance(overrides, str):
         overrides = parse_overrides_text(overrides)
-    values = _shortcut_values(
-        epochs=epochs,
-        classifier_epochs=classifier_epochs,
-        batch_size=batch_size,
-        temperature=temperature,
-        encoder=encoder,
-        limit=limit,
-        seed=seed,
-        distribution=distribution,
-    )
+    values = _shortcut_values(**shortcuts)
     config = load_config(profile, overrides if isinstance(overrides, dict) else list(overrides))
     return config.replace(values) if values else config
 
