@@ -186,6 +186,7 @@ def _stream_logs(core, namespace, name, printed, write):
 # A training component whose task carries this variable (JSON from `launcher_settings`) does
 # not train in its own pod: it runs the step as a TrainJob (`launch_step`) and waits.
 LAUNCHER_ENV = "CONTRASTIVE_TRAINJOB"
+STEPS = ("pretrain", "classifier", "baseline")  # the pipeline's training steps
 _SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 # Schemes `tf.io.gfile` knows that name a place only the launcher's own pod sees.
 _POD_LOCAL_SCHEMES = {"", "file", "ram"}
@@ -229,10 +230,9 @@ def step_command(
         method, mode: the pretraining method, the classifier mode ("" keeps the profile's).
         tensorboard_dir, durable_dir: passed on when given.
     """
-    if step not in ("pretrain", "classifier", "baseline"):
-        raise ValueError(
-            f"step must be one of ['pretrain', 'classifier', 'baseline']. Received: step={step!r}"
-        )
+    from contrastive.validation import check_choice
+
+    check_choice("step", step, STEPS)
     command = ["contrastive", "pretrain" if step == "pretrain" else "train"]
     command += ["--data", data_uri, "--output", output_uri, "--profile", profile]
     if step == "pretrain" and method:

@@ -182,9 +182,6 @@ def run_train_baseline(
     )
 
 
-STEPS = ("pretrain", "classifier", "baseline")
-
-
 def run_training_component(
     step: str,
     environ,
@@ -234,7 +231,7 @@ def run_training_component(
     from contrastive.config import pipeline_overrides, resolve_config
     from contrastive.training.distribution import join_processes
 
-    validation.check_choice("step", step, STEPS)
+    validation.check_choice("step", step, trainjob.STEPS)
     output, encoder_model = (encoder_model, None) if step == "pretrain" else (model, encoder_model)
     log_dir = conventions.tensorboard_dir(environ, tensorboard_root, tensorboard_name)
     state = durable.step_folder(checkpoint_root, pipeline_root, job_id, tensorboard_name)
