@@ -243,3 +243,25 @@ def test_vertex_machine_type_can_be_given(tmp_path):
     pools = component["inputDefinitions"]["parameters"]["worker_pool_specs"]["defaultValue"]
     assert [pool["replica_count"] for pool in pools] == [1, 2]
     assert pools[1]["machine_spec"]["machine_type"] == "custom-machine-3gpu"
+
+
+def test_compile_cli_kubeflow_replicas_with_pod_settings(tmp_path, capsys):
+    """`contrastive compile --target kubeflow --replicas 2`: pull secrets and the timeout reach
+    the launchers; the GPU node pool settings only the steps that hold GPUs."""
+    from pipelines import cli
+
+    output = tmp_path / "kf.yaml"
+    flags = ["compile", "--target", "kubeflow", "--backend", "jax", "--replicas", "2"]
+    flags += ["--accelerator-count", "4", "--image", IMAGE, "--output", str(output)]
+    flags += ["--node-selector", "pool=gpu", "--image-pull-secret", "regcred"]
+    flags += ["--task-timeout", "7200"]
+    assert cli.main(flags) == 0
+    assert capsys.readouterr().out.startswith("compiled kubeflow pipeline")
+    spec, platform = yaml.safe_load_all(output.read_text())
+    pods = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for executor in ("exec-pretrain-encoder", "exec-train-classifier", "exec-train-baseline"):
+        assert "CONTRASTIVE_TRAINJOB" in _env(spec["deploymentSpec"]["executors"][executor])
+        assert set(pods[executor]) == {"activeDeadlineSeconds", "imagePullSecret"}
+        assert pods[executor]["activeDeadlineSeconds"] == "7200"
+        assert pods[executor]["imagePullSecret"][0]["secretName"] == "regcred"
+    assert pods["exec-evaluate-classifier"]["nodeSelector"] == {"labels": {"pool": "gpu"}}
