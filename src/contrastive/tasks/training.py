@@ -278,7 +278,10 @@ def _launch(step, environ, name, dataset, output, encoder_model, *, durable_dir,
     """The step as a TrainJob (`trainjob.launch_step`) of its own command, which reads the
     dataset (and encoder) and writes the model directory at the artifacts' URIs: these must
     be in an object store the TrainJob's pods reach. `options` go to `trainjob.step_command`;
-    the cluster is the pod's own, else `environ`'s `KUBECONFIG`."""
+    the cluster is the pod's own, else `environ`'s `KUBECONFIG`.
+
+    Nothing is written at `output.path`: KFP's launcher uploads that local path to the URI
+    after the component and skips a path that does not exist, so the job's files stay."""
     from contrastive import trainjob
 
     encoder_uri = "" if encoder_model is None else encoder_model.uri
