@@ -56,3 +56,20 @@ def test_baseline_reads_its_dataset_and_writes_its_model_on_a_gfile_filesystem(t
     assert storage.read_json(f"{output}/metrics.json") == pytest.approx(result)
     _, info = modeldir.load_model_dir(output)
     assert (info["data_uri"], info["method"]) == (data, "baseline")
+
+
+def test_an_incomplete_model_directory_is_neither_published_nor_loaded(gcs, tmp_path):
+    local = tmp_path / "model"
+    local.mkdir()
+    (local / "metrics.json").write_text("{}")
+    with pytest.raises(modeldir.ModelIncompleteError, match="incomplete; not publishing it"):
+        modeldir.publish(local, f"{gcs.prefix}/model")
+    assert not storage.exists(f"{gcs.prefix}/model")
+    # A copy cut short (no COMPLETE) at the URI: readers refuse it, naming it.
+    storage.write_json(f"{gcs.prefix}/partial/metrics.json", {"epochs": 1})
+    assert not modeldir.is_complete(f"{gcs.prefix}/partial")
+    with pytest.raises(modeldir.ModelIncompleteError) as raised:
+        modeldir.load_model_dir(f"{gcs.prefix}/partial")
+    assert str(raised.value).startswith(
+        f"model directory {gcs.prefix}/partial is incomplete (no COMPLETE marker)"
+    )
