@@ -23,29 +23,9 @@ def train_baseline(
 ):
     """Train a classifier end to end with cross-entropy into the Model artifact. TensorBoard
     logs where `contrastive.tasks.tensorboard_dir` says."""
+    inputs = dict(locals())  # every input and output above, by name
     import os
 
-    from contrastive import durable, tasks
-    from contrastive.config import resolve_config
-    from contrastive.training.distribution import join_processes
+    from contrastive import tasks
 
-    log_dir = tasks.tensorboard_dir(os.environ, tensorboard_root, tensorboard_name)
-    state = durable.step_folder(checkpoint_root, pipeline_root, job_id, tensorboard_name)
-    with durable.recording_failures(state):  # a retry fails at once on a permanent failure
-        config = resolve_config(
-            profile,
-            overrides=overrides,
-            epochs=epochs,
-            classifier_epochs=classifier_epochs,
-            batch_size=batch_size,
-            encoder=encoder,
-            seed=seed,
-            distribution=distribution,
-        )
-        join_processes(os.environ, config.train)  # Vertex CLUSTER_SPEC, Kubeflow JAX_*
-        result = tasks.run_train_baseline(
-            dataset, model.path, config, tensorboard_dir=log_dir, durable_dir=state
-        )
-    model.metadata.update(method="baseline", framework="keras")
-    for name, value in tasks.numeric_metrics(result).items():
-        metrics.log_metric(name, value)
+    tasks.run_training_component("baseline", os.environ, **inputs)

@@ -66,6 +66,18 @@ def _add_process_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--process-id", type=int, default=None, help="this process, from 0")
 
 
+def _add_step_folder_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tensorboard-dir", default="", help="TensorBoard logs (default: <output>/tensorboard)"
+    )
+    parser.add_argument(
+        "--durable-dir",
+        default="",
+        help="checkpoints mirrored here every epoch (a gs:// prefix or a mounted folder) and "
+        "restored by a rerun; a failure no rerun can fix is recorded there",
+    )
+
+
 def _config(args):
     """Profile + flags. A flag given on the command line is validated as given (`--epochs 0`
     is an error, not "the profile's value" as 0 means for pipeline parameters)."""
@@ -270,28 +282,46 @@ def _join_processes(args, config) -> None:
 
 
 def cmd_pretrain(args) -> int:
-    from contrastive import tasks
+    from contrastive import durable, tasks
 
-    config = _config(args)
-    _join_processes(args, config)
-    metrics = tasks.run_pretrain(args.data, args.output, config, method=args.method)
+    with durable.recording_failures(args.durable_dir or None):
+        config = _config(args)
+        _join_processes(args, config)
+        metrics = tasks.run_pretrain(
+            args.data, args.output, config, method=args.method, **_step_folders(args)
+        )
     print(json.dumps(metrics, indent=2))
     return 0
 
 
+def _step_folders(args) -> dict:
+    return {
+        "tensorboard_dir": args.tensorboard_dir or None,
+        "durable_dir": args.durable_dir or None,
+    }
+
+
 def cmd_train(args) -> int:
-    from contrastive import tasks
+    from contrastive import durable, tasks
 
     if bool(args.encoder_model) == bool(args.baseline):
         raise ValueError("give exactly one of --encoder-model DIR or --baseline")
-    config = _config(args)
-    _join_processes(args, config)
-    if args.baseline:
-        metrics = tasks.run_train_baseline(args.data, args.output, config)
-    else:
-        metrics = tasks.run_train_classifier(
-            args.data, args.encoder_model, args.output, config, mode=args.mode
-        )
+    with durable.recording_failures(args.durable_dir or None):
+        config = _config(args)
+        _join_processes(args, config)
+        if args.baseline:
+            metrics = tasks.run_train_baseline(
+                args.data, args.output, config, **_step_folders(args)
+            )
+        else:
+            metrics = tasks.run_train_classifier(
+                args.data,
+                args.encoder_model,
+                args.output,
+                config,
+                mode=args.mode,
+                **_step_folders(args),
+            )
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -319,9 +349,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_trainjob(args) -> int:
-    from kubernetes import client, config
-
-    from contrastive.trainjob import run_trainjob, trainjob_manifest
+    from contrastive.trainjob import kubernetes_connection, run_trainjob, trainjob_manifest
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command or command[0] not in ("pretrain", "train"):
@@ -337,14 +365,8 @@ def cmd_trainjob(args) -> int:
         gpus_per_node=args.gpus_per_node,
         env={"KERAS_BACKEND": "jax"},
     )
-    if args.kubeconfig:
-        config.load_kube_config(config_file=args.kubeconfig)
-    else:
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
-    run_trainjob(manifest, args.namespace, api_client=client.ApiClient(), timeout=args.timeout)
+    api_client, _ = kubernetes_connection(args.kubeconfig)
+    run_trainjob(manifest, args.namespace, api_client=api_client, timeout=args.timeout)
     print(f"TrainJob {args.namespace}/{args.name} completed")
     return 0
 
@@ -532,6 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="", help="supcon | simclr | npairs (default: profile's)")
     _add_config_arguments(p)
     _add_process_arguments(p)
+    _add_step_folder_arguments(p)
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("train", help="train a classifier on an encoder, or the baseline")
@@ -542,6 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="", help="linear | finetune (default: profile's)")
     _add_config_arguments(p, pretrain=False)
     _add_process_arguments(p)
+    _add_step_folder_arguments(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(

@@ -42,6 +42,7 @@ VERTEX_MACHINE_TYPES = {
     "NVIDIA_H100_80GB": {8: "a3-highgpu-8g"},
 }
 TRAINING_COMPONENTS = ("pretrain_encoder", "train_classifier", "train_baseline")
+STRATEGIES = ("STANDARD", "SPOT")
 
 
 def build_pipeline(
@@ -75,7 +76,9 @@ def build_pipeline(
     image). Vertex, `replicas > 1`: the training steps run as Vertex CustomJobs of `replicas`
     replicas (GCPC `create_custom_training_job_from_component`) on `machine_type` (default
     from `VERTEX_MACHINE_TYPES`), `strategy` `STANDARD` or `SPOT`, job output under
-    `job_output_dir` when given. Kubeflow, `replicas > 1`: not compiled yet (refused).
+    `job_output_dir` when given. Kubeflow, `replicas > 1`: each training task is a launcher
+    (no GPU) that runs its step as a Kubeflow Trainer TrainJob of `replicas` nodes x
+    `accelerator_count` GPUs on the JAX runtime, in `image` (`_trainjob_launcher`).
     """
     methods = _check_methods(methods)
     data_parallel = _check_scale(target, replicas, accelerator_count, backend, strategy)
@@ -104,6 +107,11 @@ def build_pipeline(
             backend=backend,
         )
     scale = {"distribution": "data_parallel"} if data_parallel else {}
+    launcher = None
+    if target == "kubeflow" and replicas > 1:
+        launcher = _trainjob_launcher(
+            image, replicas, accelerator_count, accelerator_type, kubernetes
+        )
 
     def on_backend(task):
         if backend == "jax":
@@ -113,6 +121,8 @@ def build_pipeline(
     def on_gpu(task):
         if training is not c and task.component_spec.name in _CUSTOM_JOB_NAMES:
             return task  # the CustomJob holds the machines; this task only launches it
+        if launcher and task.component_spec.name in _CUSTOM_JOB_NAMES:
+            return launcher(task)  # the TrainJob holds the machines
         on_backend(task)
         if target != "local":
             task.set_cpu_limit(cpu_limit).set_memory_limit(memory_limit)
@@ -260,12 +270,11 @@ _CUSTOM_JOB_NAMES = {f"comp-{name.replace('_', '-')}" for name in TRAINING_COMPO
 
 def _check_scale(target, replicas, accelerator_count, backend, strategy) -> bool:
     """True when the training steps are data-parallel; refuses settings that cannot run."""
-    if not isinstance(replicas, int) or replicas < 1:
-        raise ValueError(f"replicas must be an int >= 1. Received: replicas={replicas!r}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {list(BACKENDS)}. Received: backend={backend!r}")
-    if strategy not in ("STANDARD", "SPOT"):
-        raise ValueError(f"strategy must be STANDARD or SPOT. Received: strategy={strategy!r}")
+    from contrastive.validation import check_choice, check_int
+
+    check_int("replicas", replicas)
+    check_choice("backend", backend, BACKENDS)
+    check_choice("strategy", strategy, STRATEGIES)
     data_parallel = replicas * max(accelerator_count, 1) > 1
     if data_parallel and backend != "jax":
         raise ValueError(
@@ -275,12 +284,30 @@ def _check_scale(target, replicas, accelerator_count, backend, strategy) -> bool
         )
     if replicas > 1 and target == "local":
         raise ValueError(f"replicas > 1 needs a cluster target. Received: target={target!r}")
-    if replicas > 1 and target == "kubeflow":
-        raise ValueError(
-            "several replicas on Kubeflow (a Kubeflow Trainer TrainJob per training step) are "
-            f"not compiled yet; use one node. Received: replicas={replicas}"
-        )
     return data_parallel
+
+
+def _trainjob_launcher(image, replicas, accelerator_count, accelerator_type, kubernetes):
+    """Kubeflow, `replicas > 1`: makes a training task a launcher. Its pod (no GPU, 1 CPU)
+    runs the component with `trainjob.LAUNCHER_ENV` set, so the component creates a
+    TrainJob of `replicas` nodes x `accelerator_count` GPUs in `image` running the step's
+    command, follows it and fails with its reason. The pod settings of `kubernetes` (pull
+    secrets, timeout) apply to the launcher; the TrainJob's pods get the runtime's."""
+    from contrastive.trainjob import LAUNCHER_ENV, launcher_settings
+
+    settings = launcher_settings(
+        image=image,
+        num_nodes=replicas,
+        gpus_per_node=accelerator_count,
+        gpu_resource=accelerator_type,
+    )
+
+    def launch(task):
+        task.set_env_variable(LAUNCHER_ENV, settings).set_env_variable("KERAS_BACKEND", "jax")
+        task.set_cpu_limit("1").set_memory_limit("4G")
+        return kubernetes.apply(task, accelerated=False)
+
+    return launch
 
 
 def _vertex_machine_type(accelerator_type: str, accelerator_count: int) -> str:

@@ -214,17 +214,7 @@ def load_config(
 
 
 def resolve_config(
-    profile: str = "quick",
-    *,
-    overrides: Sequence[str] | str = (),
-    epochs: int = 0,
-    classifier_epochs: int = 0,
-    batch_size: int = 0,
-    temperature: float = 0.0,
-    encoder: str = "",
-    limit: int = 0,
-    seed: int | None = None,
-    distribution: str = "",
+    profile: str = "quick", *, overrides: Sequence[str] | str = (), **shortcuts: Any
 ) -> Config:
     """A profile plus explicit overrides (the pipeline-parameter conventions).
 
@@ -233,15 +223,40 @@ def resolve_config(
         overrides: `section.field=value` strings, a mapping of dotted keys to values, or a
             string holding a JSON/YAML mapping (the form a pipeline parameter carries; see
             `parse_overrides_text`).
-        epochs, classifier_epochs, batch_size, temperature, encoder, limit, seed,
-            distribution: shortcuts for the common overrides; 0 / "" / None keep the
-            profile's value.
+        shortcuts: `epochs`, `classifier_epochs`, `batch_size`, `temperature`, `encoder`,
+            `limit`, `seed`, `distribution`: the common overrides; 0 / "" / None (the
+            defaults) keep the profile's value.
 
     Returns:
         The validated `Config`.
     """
     if isinstance(overrides, str):
         overrides = parse_overrides_text(overrides)
+    values = _shortcut_values(**shortcuts)
+    config = load_config(profile, overrides if isinstance(overrides, dict) else list(overrides))
+    return config.replace(values) if values else config
+
+
+def pipeline_overrides(overrides: Sequence[str] | str = (), **shortcuts: Any) -> dict[str, Any]:
+    """Every dotted-key override `resolve_config(profile, overrides=..., **shortcuts)` applies,
+    as one mapping (the shortcuts win): `load_config(profile, pipeline_overrides(...))` gives
+    the same configuration, e.g. a command line of `--override key=<JSON value>` flags."""
+    if isinstance(overrides, str):
+        overrides = parse_overrides_text(overrides)
+    return {**_parse_overrides(overrides), **_shortcut_values(**shortcuts)}
+
+
+def _shortcut_values(
+    *,
+    epochs: int = 0,
+    classifier_epochs: int = 0,
+    batch_size: int = 0,
+    temperature: float = 0.0,
+    encoder: str = "",
+    limit: int = 0,
+    seed: int | None = None,
+    distribution: str = "",
+) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, value in (
         ("train.epochs", epochs),
@@ -259,8 +274,7 @@ def resolve_config(
         values["train.seed"] = seed
     if distribution:
         values["train.distribution"] = distribution
-    config = load_config(profile, overrides if isinstance(overrides, dict) else list(overrides))
-    return config.replace(values) if values else config
+    return values
 
 
 def validate(config: Config) -> None:

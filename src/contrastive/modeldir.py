@@ -11,6 +11,11 @@ Checkpoints go to `<dir>/checkpoints/` while training, so a retried task with th
 resumes; they are removed once the model is complete. Where the output folder does not outlive
 the pod (Kubeflow), `contrastive.durable` mirrors them to a folder keyed by run and step.
 Every file appears by atomic rename (through `contrastive.storage`).
+
+A model directory may also be a remote URI (`gs://...`, or any scheme `tf.io.gfile` knows):
+`is_complete`, `read_json`, `reuse_complete` and `load_model_dir` read it there (the model is
+copied to a temporary local folder to load it), and `publish` copies a local one there with
+`COMPLETE` last, so a training step that writes to an object store writes locally first.
 """
 
 from __future__ import annotations
@@ -42,7 +47,18 @@ class DataMismatchError(ValueError):
 
 
 def is_complete(model_dir: str | Path) -> bool:
+    if not storage.is_local(model_dir):
+        return storage.exists(storage.join(model_dir, COMPLETE_MARKER))
     return (Path(model_dir) / COMPLETE_MARKER).is_file()
+
+
+def publish(local_dir: str | Path, uri: str) -> None:
+    """Copy the complete local model directory `local_dir` to `uri`, `COMPLETE` last (a
+    reader that trusts the marker never sees a partial copy)."""
+    if not is_complete(local_dir):
+        raise ModelIncompleteError(f"model directory {local_dir} is incomplete; not publishing it")
+    storage.remove(storage.join(uri, COMPLETE_MARKER))  # an older copy's marker goes first
+    storage.copy_tree(local_dir, uri, last=COMPLETE_MARKER)
 
 
 def save_model_dir(
@@ -78,7 +94,19 @@ def save_model_dir(
 
 
 def load_model_dir(model_dir: str | Path):
-    """Return (keras model, info dict) from a complete model directory (safe_mode loading)."""
+    """Return (keras model, info dict) from a complete model directory (safe_mode loading);
+    a remote one is copied to a temporary local folder first."""
+    import tempfile
+
+    if not storage.is_local(model_dir):
+        if not is_complete(model_dir):
+            raise ModelIncompleteError(
+                f"model directory {model_dir} is incomplete (no {COMPLETE_MARKER} marker): the "
+                "task that writes it crashed or is still running; rerun it"
+            )
+        with tempfile.TemporaryDirectory(prefix="contrastive-model-") as local:
+            storage.copy_tree(model_dir, local)
+            return load_model_dir(local)
     import keras
 
     from contrastive import augment, losses, models, training  # noqa: F401  (registrations)
@@ -102,11 +130,13 @@ def reuse_complete(model_dir: str | Path) -> dict | None:
     if not is_complete(model_dir):
         return None
     log.info("%s is already complete; reusing it (idempotent retry)", model_dir)
-    return read_json(Path(model_dir) / "metrics.json")
+    return read_json(storage.join(model_dir, "metrics.json"))
 
 
 def read_json(path: str | Path) -> dict:
-    """A JSON file of a model directory, or {} when it is absent."""
+    """A JSON file of a model directory (local or remote), or {} when it is absent."""
+    if not storage.is_local(path):
+        return storage.read_json(path) if storage.exists(path) else {}
     path = Path(path)
     return json.loads(path.read_text()) if path.is_file() else {}
 

@@ -73,17 +73,21 @@ def check_run_parameters(values: Mapping[str, Any]) -> Config:
 
 
 def _integer(name: str, value: Any, minimum: int | None) -> None:
-    if not validation.is_int(value) or (minimum is not None and value < minimum):
-        bound = "" if minimum is None else f" >= {minimum}"
-        raise ConfigError(f"{name} must be an integer{bound}. Received: {name}={value!r}")
+    if minimum is None:
+        validation.check(name, value, validation.is_int, "must be an integer", error=ConfigError)
+    else:
+        validation.check_int(name, value, minimum=minimum, error=ConfigError)
 
 
 def _number(name: str, values: Mapping[str, Any], predicate, requirement: str) -> None:
-    if name not in values:
-        return
-    value = values[name]
-    if not (validation.is_number(value) and math.isfinite(value) and predicate(value)):
-        raise ConfigError(f"{name} {requirement}. Received: {name}={value!r}")
+    if name in values:
+        validation.check(
+            name,
+            values[name],
+            lambda v: validation.is_number(v) and math.isfinite(v) and predicate(v),
+            requirement,
+            error=ConfigError,
+        )
 
 
 def _image_size(text: str) -> None:

@@ -180,6 +180,13 @@ def exists(uri: str | os.PathLike, *, client: Any = None) -> bool:
 def list_files(uri: str | os.PathLike, *, client: Any = None) -> list[str]:
     """Files under the folder `uri`, recursively, as sorted `/`-separated relative paths."""
     uri = os.fspath(uri)
+    if not is_local(uri) and not is_gcs(uri):
+        root = strip_trailing_slash(uri)
+        found = []
+        for folder, _, files in _gfile().walk(root):
+            relative = folder[len(root) :].strip("/")
+            found.extend(posixpath.join(relative, name) if relative else name for name in files)
+        return sorted(found)
     if not is_gcs(uri):
         found = []
         for folder, _, files in os.walk(uri):
@@ -305,20 +312,26 @@ def escapes_root(root: str, path: str) -> bool:
 
 
 def copy_file(source: str, destination: str, *, client: Any = None) -> None:
-    """Copies one file between any two of local / gs://."""
-    if not is_gcs(source) and not is_gcs(destination):
-        os.makedirs(os.path.dirname(os.path.abspath(destination)), exist_ok=True)
-        shutil.copyfile(source, destination)
-    elif is_gcs(source) and not is_gcs(destination):
-        os.makedirs(os.path.dirname(os.path.abspath(destination)), exist_ok=True)
-        _blob(source, client).download_to_filename(destination)
-    elif not is_gcs(source):
-        _blob(destination, client).upload_from_filename(source)
-    else:  # server-side copy: the bytes never pass through this machine
+    """Copies one file between any two of local / gs:// / another `tf.io.gfile` scheme."""
+    if is_gcs(source) and is_gcs(destination):  # server-side: the bytes stay in the cloud
         source_blob = _blob(source, client)
         target_bucket, target_name = split_gcs(destination)
         gcs = client or default_gcs_client()
         source_blob.bucket.copy_blob(source_blob, gcs.bucket(target_bucket), target_name)
+    elif is_gcs(source) and is_local(destination):
+        os.makedirs(os.path.dirname(os.path.abspath(destination)), exist_ok=True)
+        _blob(source, client).download_to_filename(destination)
+    elif is_local(source) and is_gcs(destination):
+        _blob(destination, client).upload_from_filename(source)
+    elif is_local(source) and is_local(destination):
+        os.makedirs(os.path.dirname(os.path.abspath(destination)), exist_ok=True)
+        shutil.copyfile(source, destination)
+    elif is_gcs(source) or is_gcs(destination):  # gs:// and another remote scheme
+        write_bytes(destination, read_bytes(source, client=client), client=client)
+    else:
+        folder = posixpath.dirname(destination) if not is_local(destination) else None
+        makedirs(folder or os.path.dirname(os.path.abspath(destination)))
+        _gfile().copy(source, destination, overwrite=True)
 
 
 def copy_tree(

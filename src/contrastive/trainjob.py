@@ -8,13 +8,20 @@ of the `jax-distributed` ClusterTrainingRuntime, each running `command` in `imag
 Kubernetes API (the official `kubernetes` client), polls it, prints the pods' new log lines
 as they come, and returns when the job completes; it raises `TrainJobError` with the job's own
 reason when the job fails or is deleted, and deletes the job and raises after `timeout`.
+
+A pipeline training step on several Kubeflow nodes: its task carries `LAUNCHER_ENV`
+(`launcher_settings`); the component then builds the step's own command (`step_command`,
+outputs at the task's artifact URIs in the object store) and `launch_step` runs it as a
+TrainJob from the launcher pod, which needs no GPU.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
+import uuid
 
 log = logging.getLogger(__name__)
 
@@ -172,3 +179,148 @@ def _stream_logs(core, namespace, name, printed, write):
         for line in lines[printed.get(pod_name, 0) :]:
             write(f"{pod_name}: {line}")
         printed[pod_name] = max(printed.get(pod_name, 0), len(lines))
+
+
+# ---------------------------------------------------------------- a pipeline step's TrainJob
+
+# A training component whose task carries this variable (JSON from `launcher_settings`) does
+# not train in its own pod: it runs the step as a TrainJob (`launch_step`) and waits.
+LAUNCHER_ENV = "CONTRASTIVE_TRAINJOB"
+STEPS = ("pretrain", "classifier", "baseline")  # the pipeline's training steps
+_SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+# Schemes `tf.io.gfile` knows that name a place only the launcher's own pod sees.
+_POD_LOCAL_SCHEMES = {"", "file", "ram"}
+
+
+def launcher_settings(*, image, num_nodes, gpus_per_node, gpu_resource="nvidia.com/gpu") -> str:
+    """The value of `LAUNCHER_ENV` for a training task: the TrainJob every run of it creates
+    (checked as `trainjob_manifest` checks it)."""
+    settings = {
+        "image": image,
+        "num_nodes": num_nodes,
+        "gpus_per_node": gpus_per_node,
+        "gpu_resource": gpu_resource,
+    }
+    trainjob_manifest("check", command=["contrastive"], **settings)
+    return json.dumps(settings, sort_keys=True)
+
+
+def step_command(
+    step,
+    *,
+    data_uri,
+    output_uri,
+    profile,
+    overrides,
+    method="",
+    mode="",
+    encoder_uri="",
+    tensorboard_dir=None,
+    durable_dir=None,
+):
+    """The `contrastive pretrain | train` command that runs a pipeline training step.
+
+    Args:
+        step: "pretrain", "classifier" or "baseline".
+        data_uri, output_uri, encoder_uri: the dataset, the model directory to write and (for
+            "classifier") the encoder's, as URIs every node reaches.
+        profile: the configuration profile.
+        overrides: every dotted-key override (`config.pipeline_overrides`); each becomes
+            `--override key=<JSON value>` (JSON is YAML, so the value reads back exactly).
+        method, mode: the pretraining method, the classifier mode ("" keeps the profile's).
+        tensorboard_dir, durable_dir: passed on when given.
+    """
+    from contrastive.validation import check_choice
+
+    check_choice("step", step, STEPS)
+    command = ["contrastive", "pretrain" if step == "pretrain" else "train"]
+    command += ["--data", data_uri, "--output", output_uri, "--profile", profile]
+    if step == "pretrain" and method:
+        command += ["--method", method]
+    if step == "classifier":
+        command += ["--encoder-model", encoder_uri] + (["--mode", mode] if mode else [])
+    if step == "baseline":
+        command += ["--baseline"]
+    for key, value in overrides.items():
+        command += ["--override", f"{key}={json.dumps(value)}"]
+    for flag, value in (("--tensorboard-dir", tensorboard_dir), ("--durable-dir", durable_dir)):
+        if value:
+            command += [flag, value]
+    return command
+
+
+def check_shared_uri(name, uri):
+    """Refuses a URI the TrainJob's pods cannot reach: a path of the launcher's pod, or an
+    object store without a `tf.io.gfile` filesystem here (Kubeflow's default `minio://`)."""
+    from contrastive import storage
+
+    scheme = uri.partition("://")[0] if "://" in uri else ""
+    if storage.is_gcs(uri) or (scheme not in _POD_LOCAL_SCHEMES and scheme in _gfile_schemes()):
+        return uri
+    raise ValueError(
+        f"the TrainJob's pods read and write {name} at its URI, so it must be in an object "
+        "store they reach (gs://; s3:// needs tensorflow-io in the image): run the pipeline "
+        f"with a gs:// pipeline root. Received: {name}={uri!r}"
+    )
+
+
+def _gfile_schemes():
+    import tensorflow as tf
+
+    return set(tf.io.gfile.get_registered_schemes())
+
+
+def kubernetes_connection(kubeconfig=""):
+    """`(kubernetes.client.ApiClient, namespace)`: the pod's service account and namespace in a
+    cluster, else the kubeconfig file `kubeconfig` (default ~/.kube/config) and its
+    context's namespace ("default" when it names none)."""
+    from kubernetes import client, config
+
+    if not kubeconfig:
+        try:
+            config.load_incluster_config()
+            with open(_SERVICE_ACCOUNT_NAMESPACE) as stream:
+                return client.ApiClient(), stream.read().strip()
+        except (config.ConfigException, OSError):
+            pass
+    config.load_kube_config(config_file=kubeconfig or None)
+    _, active = config.list_kube_config_contexts(config_file=kubeconfig or None)
+    return client.ApiClient(), (active.get("context") or {}).get("namespace") or "default"
+
+
+def launch_step(settings, command, *, name, output_uri, api_client, namespace, **follow):
+    """Runs a training step's `command` as a TrainJob and returns its metrics.
+
+    Args:
+        settings: `launcher_settings` (a JSON string or its dict).
+        command: from `step_command`, writing the model directory to `output_uri`.
+        name: the job's name prefix; a random suffix makes each attempt's job its own.
+        output_uri: where the job writes the model directory (checked with `check_shared_uri`).
+        api_client, namespace: from `kubernetes_connection`.
+        follow: passed to `run_trainjob` (poll_seconds, timeout, write, sleep, clock).
+
+    Returns:
+        The model directory's `metrics.json`.
+
+    Raises:
+        TrainJobError: the job failed, or completed without a complete model directory.
+    """
+    from contrastive import modeldir
+
+    if isinstance(settings, str):
+        settings = json.loads(settings)
+    check_shared_uri("output", output_uri)
+    prefix = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:40].rstrip("-") or "step"
+    manifest = trainjob_manifest(
+        f"{prefix}-{uuid.uuid4().hex[:8]}",
+        command=command,
+        env={"KERAS_BACKEND": "jax"},
+        **settings,
+    )
+    run_trainjob(manifest, namespace, api_client=api_client, **follow)
+    if not modeldir.is_complete(output_uri):
+        raise TrainJobError(
+            f"TrainJob {namespace}/{manifest['metadata']['name']} completed but {output_uri} "
+            "holds no complete model directory"
+        )
+    return modeldir.read_json(f"{output_uri.rstrip('/')}/metrics.json")

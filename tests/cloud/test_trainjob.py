@@ -3,6 +3,8 @@ the TrainJob body and plays the job's status transitions and its pods' growing l
 
 import http.server
 import json
+import os
+import re
 import threading
 from urllib.parse import parse_qs, urlparse
 
@@ -25,10 +27,11 @@ def _status(kind=None, reason="", message=""):
 
 class FakeKubernetes:
     """`script`: what each GET of the job answers, in order (the last one repeats); "deleted"
-    answers 404. Each pod's log grows by one line per GET of the job."""
+    answers 404. Each pod's log grows by one line per GET of the job. `on_create(body)` plays
+    the pods' work when the job is created (e.g. writes the model directory)."""
 
-    def __init__(self, script, pods=("job-node-0-0-x1", "job-node-0-1-x2")):
-        self.script, self.pods = list(script), pods
+    def __init__(self, script, pods=("job-node-0-0-x1", "job-node-0-1-x2"), on_create=None):
+        self.script, self.pods, self.on_create = list(script), pods, on_create
         self.created, self.deleted, self.selectors, self.gets = [], [], [], 0
         fake = self
 
@@ -48,6 +51,8 @@ class FakeKubernetes:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 assert urlparse(self.path).path == JOBS
                 fake.created.append(body)
+                if fake.on_create is not None:
+                    fake.on_create(body)
                 self._send(201, body)
 
             def do_DELETE(self):  # noqa: N802
@@ -88,8 +93,8 @@ class FakeKubernetes:
 def kubernetes_api():
     fakes = []
 
-    def start(script):
-        fakes.append(FakeKubernetes(script))
+    def start(script, **kwargs):
+        fakes.append(FakeKubernetes(script, **kwargs))
         return fakes[-1]
 
     yield start
@@ -216,7 +221,7 @@ def test_bad_trainjob_settings_are_refused(kwargs, message):
     assert str(raised.value) == message
 
 
-def _kubeconfig(tmp_path, fake):
+def _kubeconfig(tmp_path, fake, namespace=None):
     path = tmp_path / "kubeconfig"
     path.write_text(
         json.dumps(
@@ -227,7 +232,13 @@ def _kubeconfig(tmp_path, fake):
                     {"name": "fake", "cluster": {"server": fake.api_client.configuration.host}}
                 ],
                 "users": [{"name": "fake", "user": {}}],
-                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+                "contexts": [
+                    {
+                        "name": "fake",
+                        "context": {"cluster": "fake", "user": "fake"}
+                        | ({"namespace": namespace} if namespace else {}),
+                    }
+                ],
                 "current-context": "fake",
             }
         )
@@ -271,3 +282,222 @@ def test_cli_trainjob_creates_follows_and_exits_with_the_jobs_outcome(
     captured = capsys.readouterr()
     assert "job-node-0-0-x1: job-node-0-0-x1 epoch 1" in captured.out
     assert captured.err.strip() == message
+
+
+# ---------------------------------------------------------------- a pipeline step's TrainJob
+
+
+def _launcher_env(tmp_path):
+    """The CONTRASTIVE_TRAINJOB value the compiled Kubeflow pipeline gives its pretraining task
+    (2 nodes x 4 GPUs)."""
+    import yaml
+    from kfp import compiler
+
+    from pipelines.pipeline import build_pipeline
+
+    path = tmp_path / "pipeline.yaml"
+    pipeline = build_pipeline(
+        image="registry.example.com/ml/contrastive-jax:1a2b",
+        target="kubeflow",
+        replicas=2,
+        accelerator_count=4,
+        backend="jax",
+    )
+    compiler.Compiler().compile(pipeline, str(path))
+    executor = yaml.safe_load(path.read_text())["deploymentSpec"]["executors"]
+    env = executor["exec-pretrain-encoder"]["container"]["env"]
+    return next(item["value"] for item in env if item["name"] == "CONTRASTIVE_TRAINJOB")
+
+
+def _pods_write_a_model_directory(metrics):
+    """What the TrainJob's process 0 leaves at its --output: a complete model directory."""
+    from contrastive import storage
+
+    def write(body):
+        command = body["spec"]["trainer"]["command"]
+        output = command[command.index("--output") + 1]
+        storage.write_json(f"{output}/metrics.json", metrics)
+        storage.write_text(f"{output}/COMPLETE", "2026-11-30T00:00:00Z")
+
+    return write
+
+
+@pytest.fixture
+def in_the_launcher_pod(monkeypatch, tmp_path):
+    """The launcher's environment: the compiled task's CONTRASTIVE_TRAINJOB, a kubeconfig for
+    the fake (no in-cluster service account here)."""
+
+    def enter(fake):
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        monkeypatch.setenv("KUBECONFIG", _kubeconfig(tmp_path, fake, namespace=NAMESPACE))
+        monkeypatch.setenv("CONTRASTIVE_TRAINJOB", _launcher_env(tmp_path))
+
+    return enter
+
+
+def _component(name):
+    import components
+
+    return getattr(components.build("registry.example.com/ml/contrastive-jax:1a2b"), name)
+
+
+def test_a_pipeline_training_step_runs_as_a_trainjob_and_exposes_its_outputs(
+    kubernetes_api, gcs, in_the_launcher_pod, tmp_path
+):
+    from kfp import dsl
+
+    written = {"method": "supcon", "final_loss": 3.25, "knn_accuracy": 0.75, "epochs": 3}
+    fake = kubernetes_api(
+        [_status(), _status("Complete", "JobSetCompleted")],
+        on_create=_pods_write_a_model_directory(written),
+    )
+    in_the_launcher_pod(fake)
+    encoder = dsl.Model(uri=f"{gcs.prefix}/pretrain-encoder/encoder_model")
+    metrics = dsl.Metrics(uri=str(tmp_path / "metrics"))
+    _component("pretrain_encoder").python_func(
+        dataset=dsl.Dataset(uri=f"{gcs.prefix}/ingest-data/dataset"),
+        encoder_model=encoder,
+        metrics=metrics,
+        method="supcon",
+        profile="tiny",
+        epochs=3,
+        distribution="data_parallel",
+        tensorboard_name="pretrain-supcon",
+        pipeline_root=gcs.prefix,
+        job_id="run-7",
+    )
+    [body] = fake.created
+    assert re.fullmatch(r"pretrain-supcon-[0-9a-f]{8}", body["metadata"]["name"])
+    trainer = body["spec"]["trainer"]
+    assert body["spec"]["runtimeRef"]["name"] == "jax-distributed"
+    assert (trainer["image"], trainer["numNodes"]) == (
+        "registry.example.com/ml/contrastive-jax:1a2b",
+        2,
+    )
+    assert trainer["resourcesPerNode"] == {"limits": {"nvidia.com/gpu": 4}}
+    assert trainer["env"] == [{"name": "KERAS_BACKEND", "value": "jax"}]
+    # The step's own command, reading and writing at the artifacts' URIs.
+    assert trainer["command"] == [
+        "contrastive",
+        "pretrain",
+        "--data",
+        f"{gcs.prefix}/ingest-data/dataset",
+        "--output",
+        f"{gcs.prefix}/pretrain-encoder/encoder_model",
+        "--profile",
+        "tiny",
+        "--method",
+        "supcon",
+        "--override",
+        "train.epochs=3",
+        "--override",
+        "train.seed=0",
+        "--override",
+        'train.distribution="data_parallel"',
+        "--durable-dir",
+        f"{gcs.prefix}/checkpoints/run-7/pretrain-supcon",
+    ]
+    # The outputs are the TrainJob's, read back at the artifact's URI.
+    assert metrics.metadata == {"final_loss": 3.25, "knn_accuracy": 0.75, "epochs": 3.0}
+    assert encoder.metadata == {"method": "supcon", "kind": "encoder", "framework": "keras"}
+    assert not os.path.exists(encoder.path)  # nothing local for KFP to upload over it
+
+
+def test_the_classifier_trainjob_reads_the_encoder_at_its_uri(
+    kubernetes_api, gcs, in_the_launcher_pod, tmp_path
+):
+    from kfp import dsl
+
+    written = {"method": "simclr", "mode": "linear", "val_accuracy": 0.5}
+    fake = kubernetes_api(
+        [_status("Complete", "JobSetCompleted")],
+        on_create=_pods_write_a_model_directory(written),
+    )
+    in_the_launcher_pod(fake)
+    model = dsl.Model(uri=f"{gcs.prefix}/train-classifier/model")
+    _component("train_classifier").python_func(
+        dataset=dsl.Dataset(uri=f"{gcs.prefix}/dataset"),
+        encoder_model=dsl.Model(uri=f"{gcs.prefix}/encoder_model"),
+        model=model,
+        metrics=dsl.Metrics(uri=str(tmp_path / "metrics")),
+        mode="linear",
+        tensorboard_root=f"{gcs.prefix}/tensorboard",
+        tensorboard_name="classifier-simclr",
+    )
+    command = fake.created[0]["spec"]["trainer"]["command"]
+    assert command[1:12] == [
+        "train",
+        "--data",
+        f"{gcs.prefix}/dataset",
+        "--output",
+        f"{gcs.prefix}/train-classifier/model",
+        "--profile",
+        "quick",
+        "--encoder-model",
+        f"{gcs.prefix}/encoder_model",
+        "--mode",
+        "linear",
+    ]
+    assert command[-2:] == ["--tensorboard-dir", f"{gcs.prefix}/tensorboard/classifier-simclr"]
+    assert model.metadata == {"method": "simclr", "mode": "linear", "framework": "keras"}
+
+
+def test_a_failed_trainjob_fails_the_step_with_its_reason(
+    kubernetes_api, gcs, in_the_launcher_pod, tmp_path
+):
+    from kfp import dsl
+
+    fake = kubernetes_api([_status("Failed", "BackoffLimitExceeded", "node-0-1 exited 1")])
+    in_the_launcher_pod(fake)
+    with pytest.raises(TrainJobError, match=r"failed: BackoffLimitExceeded: node-0-1 exited 1$"):
+        _component("train_baseline").python_func(
+            dataset=dsl.Dataset(uri=f"{gcs.prefix}/dataset"),
+            model=dsl.Model(uri=f"{gcs.prefix}/model"),
+            metrics=dsl.Metrics(uri=str(tmp_path / "metrics")),
+        )
+    assert fake.created[0]["spec"]["trainer"]["command"][1:2] == ["train"]
+    assert "--baseline" in fake.created[0]["spec"]["trainer"]["command"]
+
+
+def test_a_trainjob_that_completes_without_a_model_fails_the_step(
+    kubernetes_api, gcs, in_the_launcher_pod, tmp_path
+):
+    from kfp import dsl
+
+    fake = kubernetes_api([_status("Complete", "JobSetCompleted")])
+    in_the_launcher_pod(fake)
+    with pytest.raises(TrainJobError, match="holds no complete model directory"):
+        _component("train_baseline").python_func(
+            dataset=dsl.Dataset(uri=f"{gcs.prefix}/dataset"),
+            model=dsl.Model(uri=f"{gcs.prefix}/model"),
+            metrics=dsl.Metrics(uri=str(tmp_path / "metrics")),
+        )
+
+
+@pytest.mark.parametrize(
+    ("dataset", "model", "name"),
+    [
+        ("minio://mlpipeline/v2/artifacts/dataset", "gs://b/model", "dataset"),
+        ("gs://b/dataset", "/minio/mlpipeline/model", "output"),
+    ],
+)
+def test_uris_the_trainjob_pods_cannot_reach_are_refused_before_any_job(
+    kubernetes_api, in_the_launcher_pod, tmp_path, dataset, model, name
+):
+    from kfp import dsl
+
+    fake = kubernetes_api([_status()])
+    in_the_launcher_pod(fake)
+    with pytest.raises(ValueError) as raised:
+        _component("train_baseline").python_func(
+            dataset=dsl.Dataset(uri=dataset),
+            model=dsl.Model(uri=model),
+            metrics=dsl.Metrics(uri=str(tmp_path / "metrics")),
+        )
+    uri = dataset if name == "dataset" else model
+    assert str(raised.value) == (
+        f"the TrainJob's pods read and write {name} at its URI, so it must be in an object "
+        "store they reach (gs://; s3:// needs tensorflow-io in the image): run the pipeline "
+        f"with a gs:// pipeline root. Received: {name}={uri!r}"
+    )
+    assert fake.created == []

@@ -1,5 +1,7 @@
 """Compiled YAML of the scale-out options: one node with K GPUs, N nodes on Vertex (GCPC
-CustomJobs), and the refusals."""
+CustomJobs), N nodes on Kubeflow (TrainJob launchers), and the refusals."""
+
+import json
 
 import pytest
 import yaml
@@ -106,6 +108,90 @@ def test_vertex_replicas_run_training_as_custom_jobs(tmp_path, strategy):
         assert secret not in text.lower().replace("private_key_id", "")
 
 
+def _env(executor):
+    return {item["name"]: item["value"] for item in executor["container"].get("env", [])}
+
+
+def test_kubeflow_replicas_launch_each_training_step_as_a_trainjob(tmp_path):
+    spec, text = _compile(
+        tmp_path, target="kubeflow", replicas=2, accelerator_count=4, backend="jax"
+    )
+    tasks = _tasks(spec)
+    for name in TRAINING:
+        task, component, executor = tasks[name]
+        env = _env(executor)
+        # What the launcher's TrainJob gets: 2 nodes x 4 GPUs, the JAX image, the JAX runtime.
+        assert json.loads(env["CONTRASTIVE_TRAINJOB"]) == {
+            "image": IMAGE,
+            "num_nodes": 2,
+            "gpus_per_node": 4,
+            "gpu_resource": "nvidia.com/gpu",
+        }
+        assert env["KERAS_BACKEND"] == "jax"
+        container = executor["container"]
+        # The launcher runs the same component in the same image, with no GPU of its own.
+        assert container["image"] == IMAGE
+        assert container["resources"] == {
+            "cpuLimit": 1.0,
+            "memoryLimit": 4.0,
+            "resourceCpuLimit": "1",
+            "resourceMemoryLimit": "4G",
+        }
+        assert _constant(task, "distribution") == "data_parallel"
+        # The command's inputs: the artifacts (their URIs) and the step's parameters.
+        assert set(component["inputDefinitions"]["artifacts"]) >= {"dataset"}
+        assert set(component["outputDefinitions"]["artifacts"]) & {"model", "encoder_model"}
+        assert _constant(task, "tensorboard_name") == name
+    assert _constant(tasks["pretrain-supcon"][0], "method") == "supcon"
+    for name in EVALUATION:
+        _, _, executor = tasks[name]
+        assert "CONTRASTIVE_TRAINJOB" not in _env(executor)
+        assert executor["container"]["resources"]["accelerator"] == {
+            "count": "4",
+            "resourceCount": "4",
+            "resourceType": "nvidia.com/gpu",
+            "type": "nvidia.com/gpu",
+        }
+    for secret in ("token", "password", "private_key", "secret", "BEGIN"):
+        assert secret.lower() not in text.lower()
+
+
+def test_kubeflow_replicas_command_reads_back_as_the_tasks_configuration():
+    """The TrainJob's command, parsed by the CLI, resolves to the configuration the task
+    itself resolves from its parameters (every override survives the trip)."""
+    from contrastive.config import pipeline_overrides, resolve_config
+    from contrastive.trainjob import step_command
+    from pipelines.cli import _config, build_parser
+
+    overrides = (
+        '{"data.image_size": [32, 32], "train.learning_rate": 1e-3, "train.optimizer": "sgd"}'
+    )
+    shortcuts = dict(epochs=3, batch_size=64, temperature=0.2, seed=0, distribution="data_parallel")
+    command = step_command(
+        "pretrain",
+        data_uri="gs://b/root/dataset",
+        output_uri="gs://b/root/encoder_model",
+        profile="tiny",
+        overrides=pipeline_overrides(overrides, **shortcuts),
+        method="simclr",
+    )
+    assert command[:10] == [
+        "contrastive",
+        "pretrain",
+        "--data",
+        "gs://b/root/dataset",
+        "--output",
+        "gs://b/root/encoder_model",
+        "--profile",
+        "tiny",
+        "--method",
+        "simclr",
+    ]
+    args = build_parser().parse_args(command[1:])
+    assert _config(args) == resolve_config("tiny", overrides=overrides, **shortcuts)
+    assert _config(args).train.learning_rate == 1e-3
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -121,12 +207,20 @@ def test_vertex_replicas_run_training_as_custom_jobs(tmp_path, strategy):
             "accelerator_type='NVIDIA_L4', accelerator_count=3",
         ),
         (
+            {"target": "kubeflow", "replicas": 2, "backend": "jax", "accelerator_count": -1},
+            "accelerator_count must be an integer >= 0. Received: accelerator_count=-1",
+        ),
+        (
+            {"target": "kubeflow", "replicas": 2, "backend": "cuda"},
+            "backend must be one of ['tensorflow', 'jax']. Received: backend='cuda'",
+        ),
+        (
             {"target": "vertex", "replicas": 0},
-            "replicas must be an int >= 1. Received: replicas=0",
+            "replicas must be an integer >= 1. Received: replicas=0",
         ),
         (
             {"target": "vertex", "replicas": 2, "backend": "jax", "strategy": "FLEX"},
-            "strategy must be STANDARD or SPOT. Received: strategy='FLEX'",
+            "strategy must be one of ['STANDARD', 'SPOT']. Received: strategy='FLEX'",
         ),
     ],
 )
@@ -149,3 +243,25 @@ def test_vertex_machine_type_can_be_given(tmp_path):
     pools = component["inputDefinitions"]["parameters"]["worker_pool_specs"]["defaultValue"]
     assert [pool["replica_count"] for pool in pools] == [1, 2]
     assert pools[1]["machine_spec"]["machine_type"] == "custom-machine-3gpu"
+
+
+def test_compile_cli_kubeflow_replicas_with_pod_settings(tmp_path, capsys):
+    """`contrastive compile --target kubeflow --replicas 2`: pull secrets and the timeout reach
+    the launchers; the GPU node pool settings only the steps that hold GPUs."""
+    from pipelines import cli
+
+    output = tmp_path / "kf.yaml"
+    flags = ["compile", "--target", "kubeflow", "--backend", "jax", "--replicas", "2"]
+    flags += ["--accelerator-count", "4", "--image", IMAGE, "--output", str(output)]
+    flags += ["--node-selector", "pool=gpu", "--image-pull-secret", "regcred"]
+    flags += ["--task-timeout", "7200"]
+    assert cli.main(flags) == 0
+    assert capsys.readouterr().out.startswith("compiled kubeflow pipeline")
+    spec, platform = yaml.safe_load_all(output.read_text())
+    pods = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for executor in ("exec-pretrain-encoder", "exec-train-classifier", "exec-train-baseline"):
+        assert "CONTRASTIVE_TRAINJOB" in _env(spec["deploymentSpec"]["executors"][executor])
+        assert set(pods[executor]) == {"activeDeadlineSeconds", "imagePullSecret"}
+        assert pods[executor]["activeDeadlineSeconds"] == "7200"
+        assert pods[executor]["imagePullSecret"][0]["secretName"] == "regcred"
+    assert pods["exec-evaluate-classifier"]["nodeSelector"] == {"labels": {"pool": "gpu"}}

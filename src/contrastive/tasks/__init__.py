@@ -6,8 +6,9 @@ Every step streams its splits (`tf.data`, bounded shuffle buffer, prefetch): mem
 grow with the dataset; only bounded samples (the kNN monitor's, the embedding map's) are held
 as arrays.
 
-- `training`: `run_pretrain`, `run_train_classifier`, `run_train_baseline` and the sequence
-  they share (reuse → open the data → train → time → save).
+- `training`: `run_pretrain`, `run_train_classifier`, `run_train_baseline`, the sequence
+  they share (reuse → open the data → train → time → save), and `run_training_component`,
+  the body of their KFP components (here, or as a Kubeflow Trainer TrainJob).
 - `evaluating`: `run_evaluate`, `run_compare_and_report`.
 - `conventions`: `data_location`, `tensorboard_dir`, `numeric_metrics`.
 - here: `run_ingest`.
@@ -19,7 +20,12 @@ from collections.abc import Sequence
 
 from contrastive.tasks.conventions import data_location, numeric_metrics, tensorboard_dir
 from contrastive.tasks.evaluating import run_compare_and_report, run_evaluate
-from contrastive.tasks.training import run_pretrain, run_train_baseline, run_train_classifier
+from contrastive.tasks.training import (
+    run_pretrain,
+    run_train_baseline,
+    run_train_classifier,
+    run_training_component,
+)
 
 __all__ = [
     "data_location",
@@ -30,6 +36,7 @@ __all__ = [
     "run_pretrain",
     "run_train_baseline",
     "run_train_classifier",
+    "run_training_component",
     "tensorboard_dir",
 ]
 

@@ -1,19 +1,22 @@
 """The three training steps (pretraining, classifier, baseline) and the sequence they share,
 `_train_step`: reuse a complete output on retry, open the data (streamed), train, time it,
-save the model directory."""
+save the model directory. `run_training_component` is the body of their KFP components."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from contrastive import modeldir
+from contrastive import modeldir, storage, validation
 from contrastive.config import Config
 from contrastive.modeldir import check_compatible, load_model_dir, read_json
+from contrastive.tasks import conventions
 from contrastive.tasks.conventions import brief as _brief
 from contrastive.tasks.conventions import data_location
 from contrastive.tasks.conventions import last as _last
@@ -52,13 +55,13 @@ def run_pretrain(
         knn_sample.append(read_knn_sample(data_uri, cap))
         return training.pretrain(config, *splits, knn_sample=knn_sample[0], **kwargs)
 
-    def summarize(encoder, history: dict, data: TrainingData, seconds: float):
+    def summarize(encoder, history: dict, data: TrainingData, seconds: float, layout):
         metrics = {
             "method": config.train.method,
             "final_loss": _last(history, "loss"),
             "contrastive_accuracy": _last(history, "contrastive_accuracy"),
             "probe_accuracy": _last(history, "probe_accuracy"),
-            "knn_accuracy": _knn(encoder, knn_sample[0], config),
+            "knn_accuracy": _knn(encoder, knn_sample[0], config, layout),
             "train_seconds": seconds,
             "epochs": len(history.get("loss", [])),
             "views_per_second": _rate(data.num_train * config.train.num_views, history, seconds),
@@ -106,9 +109,9 @@ def run_train_classifier(
     def fit(config: Config, *splits, **kwargs):
         return training.train_classifier(config, encoder, *splits, mode=mode, **kwargs)
 
-    def summarize(model, history: dict, data: TrainingData, seconds: float):
-        pretrain_history = read_json(Path(encoder_dir) / "history.json").get("pretrain", {})
-        pretrain_metrics = read_json(Path(encoder_dir) / "metrics.json")
+    def summarize(model, history: dict, data: TrainingData, seconds: float, layout):
+        pretrain_history = read_json(storage.join(encoder_dir, "history.json")).get("pretrain", {})
+        pretrain_metrics = read_json(storage.join(encoder_dir, "metrics.json"))
         total = seconds + float(encoder_info.get("train_seconds", 0.0))
         metrics = {
             "method": method,
@@ -156,7 +159,7 @@ def run_train_baseline(
 
     data_uri = data_location(data_uri)
 
-    def summarize(model, history: dict, data: TrainingData, seconds: float):
+    def summarize(model, history: dict, data: TrainingData, seconds: float, layout):
         metrics = {
             "method": "baseline",
             "val_accuracy": _last(history, "val_accuracy"),
@@ -176,6 +179,129 @@ def run_train_baseline(
         summarize,
         tensorboard_dir=tensorboard_dir,
         durable_dir=durable_dir,
+    )
+
+
+def run_training_component(
+    step: str,
+    environ,
+    *,
+    dataset,
+    metrics,
+    model=None,
+    encoder_model=None,
+    method: str = "",
+    mode: str = "",
+    profile: str = "quick",
+    overrides: str = "",
+    tensorboard_root: str = "",
+    tensorboard_name: str = "",
+    checkpoint_root: str = "",
+    pipeline_root: str = "",
+    job_id: str = "",
+    **shortcuts,
+) -> dict:
+    """A training component's body, from pipeline parameters to logged KFP metrics.
+
+    TensorBoard logs where `tensorboard_dir` says; checkpoints mirrored to the step's durable
+    folder (`durable.step_folder`), where a permanent failure is recorded too; the config
+    resolved from the profile, `overrides` and the `shortcuts` (`config.resolve_config`).
+    Then either the step trains here (joining a multi-process job that `environ` describes:
+    Vertex `CLUSTER_SPEC`, Kubeflow `JAX_*`), or, when `environ` holds
+    `trainjob.LAUNCHER_ENV`, it runs as a Kubeflow Trainer TrainJob of its own command that
+    reads the inputs and writes `output` at their URIs, and this pod only waits for it.
+
+    Args:
+        step: "pretrain", "classifier" or "baseline".
+        environ: the component's `os.environ`.
+        dataset, metrics, model, encoder_model: the component's KFP artifacts, by the
+            components' names (a component passes `**locals()`): the output is
+            `encoder_model` for "pretrain", `model` otherwise; "classifier" reads
+            `encoder_model`.
+        method, mode: the pretraining method, the classifier mode ("" keeps the profile's).
+        profile, overrides, shortcuts: as `config.resolve_config` takes them.
+        tensorboard_root, tensorboard_name, checkpoint_root, pipeline_root, job_id: where
+            logs and checkpoints go (`tensorboard_name` also names the step).
+
+    Returns:
+        The step's metrics, also logged to `metrics`; `output.metadata` gets method, kind or
+        mode, and framework.
+    """
+    from contrastive import durable, trainjob
+    from contrastive.config import pipeline_overrides, resolve_config
+    from contrastive.training.distribution import join_processes
+
+    validation.check_choice("step", step, trainjob.STEPS)
+    output, encoder_model = (encoder_model, None) if step == "pretrain" else (model, encoder_model)
+    log_dir = conventions.tensorboard_dir(environ, tensorboard_root, tensorboard_name)
+    state = durable.step_folder(checkpoint_root, pipeline_root, job_id, tensorboard_name)
+    with durable.recording_failures(state):  # a retry fails at once on a permanent failure
+        config = resolve_config(profile, overrides=overrides, **shortcuts)
+        if environ.get(trainjob.LAUNCHER_ENV):
+            result = _launch(
+                step,
+                environ,
+                tensorboard_name,
+                dataset,
+                output,
+                encoder_model,
+                profile=profile,
+                overrides=pipeline_overrides(overrides, **shortcuts),
+                method=method,
+                mode=mode,
+                tensorboard_dir=log_dir,
+                durable_dir=state,
+            )
+        else:
+            join_processes(environ, config.train)  # Vertex CLUSTER_SPEC, Kubeflow JAX_*
+            where = dict(tensorboard_dir=log_dir, durable_dir=state)
+            if step == "pretrain":
+                result = run_pretrain(dataset, output.path, config, method=method, **where)
+            elif step == "classifier":
+                result = run_train_classifier(
+                    dataset, encoder_model.path, output.path, config, mode=mode, **where
+                )
+            else:
+                result = run_train_baseline(dataset, output.path, config, **where)
+    described = {
+        "pretrain": {"method": result.get("method"), "kind": "encoder"},
+        "classifier": {"method": result.get("method"), "mode": result.get("mode")},
+        "baseline": {"method": "baseline"},
+    }[step]
+    output.metadata.update(**described, framework="keras")
+    for name, value in conventions.numeric_metrics(result).items():
+        metrics.log_metric(name, value)
+    return result
+
+
+def _launch(step, environ, name, dataset, output, encoder_model, *, durable_dir, **options):
+    """The step as a TrainJob (`trainjob.launch_step`) of its own command, which reads the
+    dataset (and encoder) and writes the model directory at the artifacts' URIs: these must
+    be in an object store the TrainJob's pods reach. `options` go to `trainjob.step_command`;
+    the cluster is the pod's own, else `environ`'s `KUBECONFIG`.
+
+    Nothing is written at `output.path`: KFP's launcher uploads that local path to the URI
+    after the component and skips a path that does not exist, so the job's files stay."""
+    from contrastive import trainjob
+
+    encoder_uri = "" if encoder_model is None else encoder_model.uri
+    command = trainjob.step_command(
+        step,
+        data_uri=trainjob.check_shared_uri("dataset", dataset.uri),
+        output_uri=trainjob.check_shared_uri("output", output.uri),
+        encoder_uri=encoder_uri and trainjob.check_shared_uri("encoder_model", encoder_uri),
+        # A mounted checkpoint folder is the launcher pod's, not the TrainJob's pods'.
+        durable_dir=None if durable_dir is None or storage.is_local(durable_dir) else durable_dir,
+        **options,
+    )
+    api_client, namespace = trainjob.kubernetes_connection(environ.get("KUBECONFIG", ""))
+    return trainjob.launch_step(
+        environ[trainjob.LAUNCHER_ENV],
+        command,
+        name=name or step,
+        output_uri=output.uri,
+        api_client=api_client,
+        namespace=namespace,
     )
 
 
@@ -202,8 +328,9 @@ def _train_step(
         name: the step as the log line names it.
         fit: a `training` entry point, `fit(config, train, validation, *, num_classes,
             checkpoint_dir) -> (model, history)`.
-        summarize: `(model, history, data, seconds) -> (metrics, history to save, info)`;
-            `info` holds the step's own fields (kind, method, ...), the dataset's are added.
+        summarize: `(model, history, data, seconds, layout) -> (metrics, history to save,
+            info)`; `info` holds the step's own fields (kind, method, ...), the dataset's are
+            added; `layout` is the step's `training.distribution.Layout`.
         include_unlabeled: train on the unlabeled split too (label -1).
         check: refuses data the step cannot use (raises), before training.
         tensorboard_dir: where `keras.callbacks.TensorBoard` writes (default
@@ -239,51 +366,70 @@ def _train_step(
     start = time.perf_counter()
     if check is not None:
         check(data)
-    checkpoint_dir = Path(output_dir) / "checkpoints"
-    fresh = not Path(output_dir).exists()
-    log_dir = tensorboard_dir or str(Path(output_dir) / "tensorboard")
-    callbacks = [tensorboard_callback(log_dir)] if layout.is_chief else []
-    if durable_dir is not None:  # the output folder may not survive the pod: mirror it
-        from contrastive import durable
+    with _writing_folder(output_dir) as local_dir:
+        fresh = not storage.is_local(output_dir) or not local_dir.exists()
+        checkpoint_dir = local_dir / "checkpoints"
+        log_dir = tensorboard_dir or str(local_dir / "tensorboard")
+        callbacks = [tensorboard_callback(log_dir)] if layout.is_chief else []
+        if durable_dir is not None:  # the output folder may not survive the pod: mirror it
+            from contrastive import durable
 
-        durable.restore(durable_dir, checkpoint_dir)
-        if layout.is_chief:
-            callbacks.append(durable.mirror_callback(checkpoint_dir, durable_dir))
-    try:
-        model, history = fit(
-            config,
-            data.train,
-            data.validation,
-            num_classes=data.num_classes,
-            checkpoint_dir=str(checkpoint_dir),
-            callbacks=callbacks,
+            durable.restore(durable_dir, checkpoint_dir)
+            if layout.is_chief:
+                callbacks.append(durable.mirror_callback(checkpoint_dir, durable_dir))
+        try:
+            model, history = fit(
+                config,
+                data.train,
+                data.validation,
+                num_classes=data.num_classes,
+                checkpoint_dir=str(checkpoint_dir),
+                callbacks=callbacks,
+            )
+        except Exception as error:
+            from contrastive.durable import permanent_errors
+
+            if fresh and isinstance(error, permanent_errors()):  # a diverged loss: nothing to keep
+                shutil.rmtree(local_dir, ignore_errors=True)
+            raise
+        seconds = time.perf_counter() - start
+        metrics, saved_history, info = summarize(model, history, data, seconds, layout)
+        if not layout.is_chief:  # one writer: process 0 commits the model directory
+            save_discarded(model, modeldir.MODEL_FILE)
+            log.info(
+                "%s: process %d done; process 0 writes %s", name, layout.process_index, output_dir
+            )
+            return metrics
+        modeldir.save_model_dir(
+            local_dir,
+            model,
+            config=config,
+            history=saved_history,
+            metrics=metrics,
+            info=_info(data, config, data_uri=data_uri, distribution=layout.to_dict(), **info),
         )
-    except Exception as error:
-        from contrastive.durable import permanent_errors
+        if not storage.is_local(output_dir):
+            modeldir.publish(local_dir, str(output_dir))
+        if durable_dir is not None:
+            from contrastive import durable
 
-        if fresh and isinstance(error, permanent_errors()):  # a diverged loss: nothing to keep
-            shutil.rmtree(output_dir, ignore_errors=True)
-        raise
-    seconds = time.perf_counter() - start
-    metrics, saved_history, info = summarize(model, history, data, seconds)
-    if not layout.is_chief:  # one writer: process 0 commits the model directory
-        save_discarded(model, modeldir.MODEL_FILE)
-        log.info("%s: process %d done; process 0 writes %s", name, layout.process_index, output_dir)
+            durable.clear(durable_dir)
+        log.info("%s: %s", name, _brief(metrics))
         return metrics
-    modeldir.save_model_dir(
-        output_dir,
-        model,
-        config=config,
-        history=saved_history,
-        metrics=metrics,
-        info=_info(data, config, data_uri=data_uri, distribution=layout.to_dict(), **info),
-    )
-    if durable_dir is not None:
-        from contrastive import durable
 
-        durable.clear(durable_dir)
-    log.info("%s: %s", name, _brief(metrics))
-    return metrics
+
+@contextlib.contextmanager
+def _writing_folder(output_dir: str | Path) -> Iterator[Path]:
+    """The local folder a step writes its model directory in: `output_dir` itself, or for an
+    object-store output (gs://, ...) a temporary folder, published there and then removed."""
+    if storage.is_local(output_dir):
+        yield Path(output_dir)
+        return
+    staging = tempfile.mkdtemp(prefix="contrastive-step-")
+    try:
+        yield Path(staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _info(data: TrainingData, config: Config, **extra) -> dict:
@@ -298,11 +444,10 @@ def _info(data: TrainingData, config: Config, **extra) -> dict:
     }
 
 
-def _knn(encoder, sample, config: Config) -> float | None:
+def _knn(encoder, sample, config: Config, layout) -> float | None:
     from contrastive import training
-    from contrastive.training.distribution import plan_layout
 
-    if plan_layout(config.train).processes > 1:
+    if layout.processes > 1:
         return None  # several processes: the kNN sample is not global
     return training.sample_knn_accuracy(
         encoder, sample, k=config.train.knn_k, temperature=config.train.knn_temperature
