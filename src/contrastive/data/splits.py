@@ -77,6 +77,13 @@ def labeled_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray
     return np.sort(labelled[rank[: int(round(fraction * len(labelled)))]])
 
 
+def subset_epoch_examples(count: int, batch_size: int, min_steps: int) -> int:
+    """Examples in one epoch over a labelled subset of `count`: one pass, or the subset
+    repeated up to `min_steps` batches of `batch_size` when one pass is shorter
+    (`train.labeled_steps_per_epoch`; 0 = one pass)."""
+    return max(count, min_steps * batch_size)
+
+
 def labelled_ranking(labels: np.ndarray, seed: int) -> np.ndarray:
     """The order `labeled_subset` takes labelled examples in: positions into `labels` (all
     >= 0), any prefix of which is stratified (see `labeled_subset`)."""
