@@ -74,6 +74,7 @@ def run_pretrain(
         fit,
         summarize,
         include_unlabeled=config.train.use_unlabeled,
+        labelled_only=False,  # few labels: the others are anchors of their own views
         tensorboard_dir=tensorboard_dir,
         durable_dir=durable_dir,
     )
@@ -188,6 +189,7 @@ def _train_step(
     summarize: Callable[[Any, dict, TrainingData, float], tuple[dict, dict, dict]],
     *,
     include_unlabeled: bool = False,
+    labelled_only: bool = True,
     check: Callable[[TrainingData], None] | None = None,
     tensorboard_dir: str | None = None,
     durable_dir: str | None = None,
@@ -205,6 +207,9 @@ def _train_step(
         summarize: `(model, history, data, seconds) -> (metrics, history to save, info)`;
             `info` holds the step's own fields (kind, method, ...), the dataset's are added.
         include_unlabeled: train on the unlabeled split too (label -1).
+        labelled_only: with `train.labeled_fraction` < 1, train on the labelled subset only
+            (cross-entropy steps: no -1 label reaches their loss), else on every train image
+            with the others unlabelled (-1).
         check: refuses data the step cannot use (raises), before training.
         tensorboard_dir: where `keras.callbacks.TensorBoard` writes (default
             `<output_dir>/tensorboard`).
@@ -231,6 +236,9 @@ def _train_step(
         seed=config.train.seed,
         limit=config.data.limit,
         include_unlabeled=include_unlabeled,
+        labeled_fraction=config.train.labeled_fraction,
+        labelled_only=labelled_only,
+        labeled_steps_per_epoch=config.train.labeled_steps_per_epoch,
         shuffle_buffer=config.data.shuffle_buffer,
         shuffle_buffer_bytes=config.data.shuffle_buffer_mib << 20,
         process_index=layout.process_index,
@@ -293,6 +301,7 @@ def _info(data: TrainingData, config: Config, **extra) -> dict:
         "image_shape": list(data.image_shape),
         "encoder": config.model.encoder,
         "profile": config.profile,
+        "labeled_fraction": config.train.labeled_fraction,
         "created_at": modeldir.utc_now(),
         **extra,
     }
