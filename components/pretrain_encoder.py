@@ -16,6 +16,7 @@ def pretrain_encoder(
     encoder: str = "",
     seed: int = 0,
     distribution: str = "",
+    labeled_subset_fraction: float = 0.0,
     tensorboard_root: str = "",
     tensorboard_name: str = "pretrain",
     checkpoint_root: str = "",
@@ -41,6 +42,7 @@ def pretrain_encoder(
             encoder=encoder,
             seed=seed,
             distribution=distribution,
+            labeled_fraction=labeled_subset_fraction,
         )
         join_processes(os.environ, config.train)  # Vertex CLUSTER_SPEC, Kubeflow JAX_*
         result = tasks.run_pretrain(

@@ -15,6 +15,7 @@ def train_baseline(
     encoder: str = "",
     seed: int = 0,
     distribution: str = "",
+    labeled_subset_fraction: float = 0.0,
     tensorboard_root: str = "",
     tensorboard_name: str = "train-baseline",
     checkpoint_root: str = "",
@@ -41,6 +42,7 @@ def train_baseline(
             encoder=encoder,
             seed=seed,
             distribution=distribution,
+            labeled_fraction=labeled_subset_fraction,
         )
         join_processes(os.environ, config.train)  # Vertex CLUSTER_SPEC, Kubeflow JAX_*
         result = tasks.run_train_baseline(
