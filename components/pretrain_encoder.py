@@ -54,5 +54,4 @@ def pretrain_encoder(
             durable_dir=state,
         )
     encoder_model.metadata.update(method=method, kind="encoder", framework="keras")
-    for name, value in tasks.numeric_metrics(result).items():
-        metrics.log_metric(name, value)
+    metrics.metadata.update(tasks.numeric_metrics(result))  # = log_metric for each figure

@@ -49,5 +49,4 @@ def train_baseline(
             dataset, model.path, config, tensorboard_dir=log_dir, durable_dir=state
         )
     model.metadata.update(method="baseline", framework="keras")
-    for name, value in tasks.numeric_metrics(result).items():
-        metrics.log_metric(name, value)
+    metrics.metadata.update(tasks.numeric_metrics(result))  # = log_metric for each figure

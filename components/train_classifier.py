@@ -53,5 +53,4 @@ def train_classifier(
             durable_dir=state,
         )
     model.metadata.update(method=result.get("method"), mode=result["mode"], framework="keras")
-    for name, value in tasks.numeric_metrics(result).items():
-        metrics.log_metric(name, value)
+    metrics.metadata.update(tasks.numeric_metrics(result))  # = log_metric for each figure
