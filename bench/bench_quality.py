@@ -351,7 +351,9 @@ def main(argv=None) -> int:
     print(f"budget: {budget}", flush=True)
     fractions = [float(value) for value in args.labeled_fractions.split(",") if value.strip()]
     if fractions:
-        return _main_fractions(args, argv, base, budget, seeds, fractions, train, test, started)
+        return _main_fractions(
+            args, argv, base, budget, seeds, fractions, (train, test), (started, date)
+        )
     runs = []
     for seed in seeds:
         for variant in variants:
@@ -403,9 +405,10 @@ def main(argv=None) -> int:
     return 0
 
 
-def _main_fractions(args, argv, base, budget, seeds, fractions, train, test, started) -> int:
+def _main_fractions(args, argv, base, budget, seeds, fractions, data, clock) -> int:
     import os
 
+    (train, test), (started, date) = data, clock
     budget = {
         **budget,
         "labeled_fractions": fractions,
@@ -416,7 +419,7 @@ def _main_fractions(args, argv, base, budget, seeds, fractions, train, test, sta
     payload = {
         "benchmark": "bench/bench_quality.py",
         "command": shlex.join(["python", "bench/bench_quality.py", *(argv or sys.argv[1:])]),
-        "date": common.now(),
+        "date": date,  # the start
         "machine": common.machine(),
         "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
         "budget": budget,
