@@ -243,3 +243,13 @@ def test_no_labeled_fractions_keep_the_single_run_dag(tmp_path):
         assert _constant(task, "labeled_subset_fraction") is None
     with pytest.raises(ValueError, match=r"labeled_fractions must be fractions in \(0, 1\]"):
         build_pipeline(target="kubeflow", labeled_fractions="0.1,1.5")
+
+
+def test_cli_compile_takes_labeled_fractions(tmp_path):
+    out = tmp_path / "few.yaml"
+    flags = ["compile", "--target", "kubeflow", "--output", str(out)]
+    assert cli.main([*flags, "--labeled-fractions", "1,0.05"]) == 0
+    spec = yaml.safe_load(out.read_text())
+    names = {task["taskInfo"]["name"] for task in spec["root"]["dag"]["tasks"].values()}
+    assert {"collect-5pct", "collect-100pct", "pretrain-simclr", "train-baseline-5pct"} <= names
+    assert "train-baseline" not in names
