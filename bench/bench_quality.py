@@ -17,8 +17,22 @@ features, the training subset as references and the test set as queries. Summari
 mean +- sample std over seeds. The training set is the pipeline's stratified 54k split of the
 60k training images (seed 0), cut to its first `--limit` images.
 
+Few labels (`--labeled-fractions 0.01,0.1,1`, seed 003's experiment): per seed, SimCLR
+pretrains once on every training image (its loss uses no label), then per fraction the
+labelled subset is `contrastive.data.splits.labeled_subset` of the training images
+(stratified, seeded by the seed, nested) and
+- `baseline`: cross-entropy on the subset only;
+- `simclr`: a linear classifier on the subset, on the one SimCLR encoder;
+- `supcon`: SupCon pretraining on every image, labels only on the subset (the others are
+  anchors whose only positives are their own views), then the classifier on the subset.
+An epoch over a subset lasts at least `train.labeled_steps_per_epoch` batches (the subset
+repeated), as in the pipeline. Test accuracy on the whole test set; kNN with the subset as
+references.
+
 Usage:
     python bench/bench_quality.py                                   # ~12 min on 2 cores
+    python bench/bench_quality.py --profile few-labels --labeled-fractions 0.01,0.1,1 \
+        --output bench/results/quality_few_labels.json              # the label-efficiency curve
     python bench/bench_quality.py --variant "name=supcon_t02 method=supcon train.temperature=0.2" \
         --output bench/results/quality_levers.json                  # a lever, 3 seeds
     python bench/bench_quality.py --smoke                           # seconds
@@ -127,6 +141,98 @@ def run_one(variant: dict, config, train, test) -> dict:
     }
 
 
+def run_fractions(base, seeds, fractions, train, test) -> list[dict]:
+    """The few-labels runs (see the module docstring): one dict per seed, fraction and method."""
+    import numpy as np
+
+    from contrastive import training
+    from contrastive.data.splits import labeled_subset, subset_epoch_examples
+
+    x, y = train
+    runs = []
+    for seed in seeds:
+
+        def config(overrides, seed=seed):
+            fixed = {"train.seed": seed, "train.verbose": 0, "train.checkpoint_every": 0}
+            return base.replace({**overrides, **fixed})
+
+        started = time.perf_counter()
+        simclr_config = config({"train.method": "simclr"})
+        simclr_encoder, _ = training.pretrain(simclr_config, train, num_classes=common.NUM_CLASSES)
+        simclr_pretrain_seconds = time.perf_counter() - started
+        for fraction in fractions:
+            subset = labeled_subset(y, fraction, seed)
+            epoch = subset_epoch_examples(
+                len(subset), base.train.batch_size, base.train.labeled_steps_per_epoch
+            )
+            repeated = np.resize(subset, epoch)  # the subset cycled to fill the epoch
+            labelled = (x[repeated], y[repeated])
+            references = (x[subset], y[subset])
+            masked = np.full_like(y, -1)
+            masked[subset] = y[subset]
+            for method in ("baseline", "supcon", "simclr"):
+                started = time.perf_counter()
+                phases = {}
+                if method == "baseline":
+                    model, _ = training.train_baseline(
+                        config({}), labelled, num_classes=common.NUM_CLASSES
+                    )
+                else:
+                    if method == "supcon":
+                        supcon_config = config(
+                            {"train.method": "supcon", "train.use_unlabeled": True}
+                        )
+                        encoder, _ = training.pretrain(
+                            supcon_config, (x, masked), num_classes=common.NUM_CLASSES
+                        )
+                        phases["pretrain_seconds"] = time.perf_counter() - started
+                    else:
+                        encoder = simclr_encoder
+                        phases["pretrain_seconds"] = simclr_pretrain_seconds  # once per seed
+                    middle = time.perf_counter()
+                    model, _ = training.train_classifier(
+                        config({}), encoder, labelled, num_classes=common.NUM_CLASSES, mode="linear"
+                    )
+                    phases["classifier_seconds"] = time.perf_counter() - middle
+                probabilities = training.predict_proba(model, test[0])
+                accuracy = float(np.mean(probabilities.argmax(axis=1) == test[1]))
+                from contrastive.models import find_encoder
+
+                knn = training.knn_accuracy(
+                    find_encoder(model),
+                    *references,
+                    *test,
+                    k=min(base.train.knn_k, len(subset)),
+                    temperature=base.train.knn_temperature,
+                )
+                result = {
+                    "variant": method,
+                    "seed": seed,
+                    "labeled_fraction": fraction,
+                    "labeled_images": int(len(subset)),
+                    "test_accuracy": round(accuracy, 4),
+                    "knn_accuracy": round(knn, 4),
+                    "train_seconds": round(time.perf_counter() - started, 1),
+                    **{key: round(value, 1) for key, value in phases.items()},
+                }
+                runs.append(result)
+                print(
+                    f"{method:>9} {fraction:>5g} seed {seed}: test {accuracy:.4f}, "
+                    f"kNN {knn:.4f}, {result['train_seconds']:.0f} s",
+                    flush=True,
+                )
+    return runs
+
+
+def summarize_fractions(runs: list[dict]) -> dict:
+    """`{fraction: {method: summary}}` (fractions as text keys, as in results.json)."""
+    out = {}
+    for fraction in dict.fromkeys(run["labeled_fraction"] for run in runs):
+        mine = [run for run in runs if run["labeled_fraction"] == fraction]
+        out[f"{fraction:g}"] = summarize(mine)
+    return out
+
+
 def summarize(runs: list[dict]) -> dict:
     out = {}
     for name in dict.fromkeys(run["variant"] for run in runs):
@@ -164,6 +270,12 @@ def parse_args(argv=None):
         "default variants baseline, supcon, simclr, npairs_seed",
     )
     parser.add_argument("--seeds", default="0,1,2", help="comma list of train.seed (0,1,2)")
+    parser.add_argument(
+        "--labeled-fractions",
+        default="",
+        help="comma list of labelled fractions, e.g. 0.01,0.1,1: the few-labels runs "
+        "(baseline, supcon, simclr per fraction) instead of the variants",
+    )
     parser.add_argument(
         "--limit",
         type=int,
@@ -237,6 +349,11 @@ def main(argv=None) -> int:
         "seeds": seeds,
     }
     print(f"budget: {budget}", flush=True)
+    fractions = [float(value) for value in args.labeled_fractions.split(",") if value.strip()]
+    if fractions:
+        return _main_fractions(
+            args, argv, base, budget, seeds, fractions, (train, test), (started, date)
+        )
     runs = []
     for seed in seeds:
         for variant in variants:
@@ -282,6 +399,51 @@ def main(argv=None) -> int:
         f"quality ({budget['train_images']} train images, {budget['pretrain_epochs']}+"
         f"{budget['classifier_epochs']} epochs, {budget['encoder']}, batch {budget['batch_size']})",
         ["variant", "seeds", "test accuracy", "kNN accuracy", "train s"],
+        rows,
+    )
+    print(f"\nwrote {args.output} ({payload['wall_seconds']} s)")
+    return 0
+
+
+def _main_fractions(args, argv, base, budget, seeds, fractions, data, clock) -> int:
+    import os
+
+    (train, test), (started, date) = data, clock
+    budget = {
+        **budget,
+        "labeled_fractions": fractions,
+        "labeled_steps_per_epoch": base.train.labeled_steps_per_epoch,
+    }
+    runs = run_fractions(base, seeds, fractions, train, test)
+    summary = summarize_fractions(runs)
+    payload = {
+        "benchmark": "bench/bench_quality.py",
+        "command": shlex.join(["python", "bench/bench_quality.py", *(argv or sys.argv[1:])]),
+        "date": date,  # the start
+        "machine": common.machine(),
+        "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
+        "budget": budget,
+        "summary_by_fraction": summary,
+        "runs": runs,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+    common.write_json(args.output, payload)
+    rows = [
+        [
+            fraction,
+            name,
+            s["n"],
+            f"{s['test_accuracy_mean']:.4f} ± {s['test_accuracy_std']:.4f}",
+            f"{s['knn_accuracy_mean']:.4f} ± {s['knn_accuracy_std']:.4f}",
+            s["train_seconds_mean"],
+        ]
+        for fraction, methods in summary.items()
+        for name, s in methods.items()
+    ]
+    common.print_table(
+        f"label efficiency ({budget['train_images']} train images, {budget['pretrain_epochs']}+"
+        f"{budget['classifier_epochs']} epochs, {budget['encoder']}, batch {budget['batch_size']})",
+        ["fraction", "method", "seeds", "test accuracy", "kNN accuracy", "train s"],
         rows,
     )
     print(f"\nwrote {args.output} ({payload['wall_seconds']} s)")

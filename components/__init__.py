@@ -8,6 +8,7 @@ read from the environment at import. `parameters.py` describes every input once;
 
 from types import SimpleNamespace
 
+from components.collect_fraction import collect_fraction
 from components.compare_and_report import compare_and_report
 from components.evaluate_classifier import evaluate_classifier
 from components.ingest_data import ingest_data
@@ -22,6 +23,7 @@ FUNCTIONS = (
     pretrain_encoder,
     train_classifier,
     evaluate_classifier,
+    collect_fraction,
     compare_and_report,
 )
 DEFAULT_IMAGE = "contrastive:dev"

@@ -17,6 +17,7 @@ def compare_and_report(
     simclr_model: Input[Model] = None,
     npairs_evaluation: Input[Artifact] = None,
     npairs_model: Input[Model] = None,
+    curve: Input[Artifact] = None,
     registry: str = "",
     promotion_margin: float = 0.0,
     run_id: str = "",
@@ -50,6 +51,7 @@ def compare_and_report(
         promotion_margin=promotion_margin,
         run_id=run_id,
         vertex_model=vertex if vertex_model else None,
+        curve_path=curve.path if curve is not None else None,
     )
     for name, value in outcome["scalars"].items():
         decision.log_metric(name, value)

@@ -34,6 +34,10 @@ DESCRIPTIONS = {
     "test split (an image folder of <root>/<class>/), in [0, 1).",
     "labeled_fraction": "Keep labels on this stratified fraction of train (the rest becomes "
     "unlabeled); 0 = all labeled.",
+    "labeled_subset_fraction": "Few labels: the step sees this stratified, seeded, nested "
+    "fraction of the train split's labels (classifier and baseline train on that subset only; "
+    "SupCon pretrains on every image with the others unlabelled); 0 keeps the profile's "
+    "train.labeled_fraction.",
     "on_error": "What ingest does with an unreadable image: skip (and list it) or fail.",
     "data_snapshot": "Only enters KFP's cache key: a new value ingests the source afresh.",
     # configuration
@@ -77,6 +81,10 @@ DESCRIPTIONS = {
     "skips the champion gate.",
     "promotion_margin": "The best candidate must beat the champion's test accuracy by more "
     "than this to be promoted.",
+    "curve": "The label-efficiency curve (JSON: test figures per labelled fraction and "
+    "method); absent when the run has one fraction.",
+    "previous_curve": "The curve of the smaller fractions, which this step extends; absent "
+    "for the first.",
     "run_id": "Names the promoted version and the decision record; empty: a UTC timestamp.",
     # serving and monitoring
     "tensorboard_root": "Folder or gs:// prefix for TensorBoard logs, one sub-folder per step; "

@@ -16,6 +16,7 @@ def pretrain_encoder(
     encoder: str = "",
     seed: int = 0,
     distribution: str = "",
+    labeled_subset_fraction: float = 0.0,
     tensorboard_root: str = "",
     tensorboard_name: str = "pretrain",
     checkpoint_root: str = "",

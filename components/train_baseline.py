@@ -15,6 +15,7 @@ def train_baseline(
     encoder: str = "",
     seed: int = 0,
     distribution: str = "",
+    labeled_subset_fraction: float = 0.0,
     tensorboard_root: str = "",
     tensorboard_name: str = "train-baseline",
     checkpoint_root: str = "",

@@ -15,6 +15,7 @@ def train_classifier(
     batch_size: int = 0,
     seed: int = 0,
     distribution: str = "",
+    labeled_subset_fraction: float = 0.0,
     tensorboard_root: str = "",
     tensorboard_name: str = "classifier",
     checkpoint_root: str = "",

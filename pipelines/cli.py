@@ -121,7 +121,7 @@ def cmd_ingest(args) -> int:
 
 
 # `contrastive run` flags that are not pipeline parameters (the rest come from the pipeline).
-RUN_ONLY_FLAGS = ("methods", "override", "runs_dir", "estimate")
+RUN_ONLY_FLAGS = ("methods", "labeled_fractions", "override", "runs_dir", "estimate")
 # KFP parameter type -> argparse type (no Boolean parameter yet: argparse's bool("False") is
 # True, so one would need its own parser here).
 _KFP_TYPES = {"String": str, "Integer": int, "Float": float}
@@ -157,9 +157,10 @@ def cmd_run(args) -> int:
     from contrastive.run_parameters import check_run_parameters
     from contrastive.validation import check
     from pipelines.local import run_local
-    from pipelines.pipeline import _check_methods
+    from pipelines.pipeline import _check_methods, check_labeled_fractions
 
     methods = _check_methods(args.methods)
+    fractions = check_labeled_fractions(args.labeled_fractions or "")
     params = {
         name: getattr(args, name)
         for name in pipeline_inputs()
@@ -174,6 +175,8 @@ def cmd_run(args) -> int:
     # The check submit and schedule make, before any task (0 / "" keep the profile's value).
     config = check_run_parameters(params)
     params.setdefault("seed", config.train.seed)
+    # Compiled into the DAG like the methods: the flag, else the profile's curve (few-labels).
+    fractions = fractions or check_labeled_fractions(config.train.labeled_fractions)
     image_size = parse_image_size(params.get("image_size"))
     check(
         "--test-fraction",
@@ -183,7 +186,9 @@ def cmd_run(args) -> int:
     )
     if args.estimate:
         _print_estimate(params, config, methods, image_size)
-    results = run_local(params, methods=methods, runs_dir=args.runs_dir)
+    results = run_local(
+        params, methods=methods, runs_dir=args.runs_dir, labeled_fractions=fractions
+    )
     _print_results(results)
     return 0
 
@@ -226,6 +231,20 @@ def _print_results(results: dict) -> None:
         )
     console = Console()
     console.print(table)
+    curve = results.get("label_efficiency") or {}
+    if curve:
+        methods = list(dict.fromkeys(name for by_method in curve.values() for name in by_method))
+        efficiency = Table(title="label efficiency: test accuracy by labelled fraction")
+        efficiency.add_column("labelled", justify="right")
+        for name in methods:
+            efficiency.add_column(name, justify="right")
+        for fraction, by_method in curve.items():
+            cells = [by_method.get(name, {}).get("test_accuracy") for name in methods]
+            efficiency.add_row(
+                f"{100 * float(fraction):g} %",
+                *(f"{100 * value:.2f} %" if value is not None else "-" for value in cells),
+            )
+        console.print(efficiency)
     if results.get("decision"):
         console.print(f"champion gate: {results['decision'].get('reason')}")
     console.print(f"pipeline time: {results['run_seconds']:.0f} s")
@@ -236,7 +255,7 @@ def cmd_compile(args) -> int:
     from kfp import compiler
 
     from pipelines.kubernetes import KubernetesSettings
-    from pipelines.pipeline import build_pipeline
+    from pipelines.pipeline import build_pipeline, check_labeled_fractions
 
     kubernetes = KubernetesSettings.from_flags(
         node_selector=args.node_selector,
@@ -259,6 +278,7 @@ def cmd_compile(args) -> int:
         machine_type=args.machine_type,
         strategy=args.strategy,
         job_output_dir=args.job_output_dir,
+        labeled_fractions=check_labeled_fractions(args.labeled_fractions),
     )
     compiler.Compiler().compile(pipeline, package_path=args.output)
     print(f"compiled {args.target} pipeline to {args.output} (image {args.image})")
@@ -445,6 +465,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated branches: baseline,supcon,simclr,npairs",
     )
     p.add_argument(
+        "--labeled-fractions",
+        default="",
+        metavar="F,F,...",
+        help="few labels: one branch per labelled fraction, e.g. 0.01,0.1,1 (SimCLR pretrains "
+        "once; the report draws the label-efficiency curve); default: the profile's "
+        "train.labeled_fractions, empty for all but few-labels (one run, every label)",
+    )
+    p.add_argument(
         "--override",
         action="append",
         default=[],
@@ -489,6 +517,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--methods",
         default=",".join(DEFAULT_METHODS),
         help="branches to include: baseline,supcon,simclr,npairs",
+    )
+    p.add_argument(
+        "--labeled-fractions",
+        default="",
+        metavar="F,F,...",
+        help="few labels: one branch per labelled fraction, e.g. 0.01,0.1,1 (compiled in; "
+        "empty: one run with every label)",
     )
     p.add_argument("--cpu-limit", default="8", help="CPU limit of GPU steps")
     p.add_argument("--memory-limit", default="32G", help="memory limit of GPU steps")

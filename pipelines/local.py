@@ -22,6 +22,7 @@ def run_local(
     methods: Sequence[str] = DEFAULT_METHODS,
     runs_dir: str | Path = "runs",
     run_id: str | None = None,
+    labeled_fractions: Sequence[float] = (),
 ) -> dict:
     """Run the pipeline locally; outputs go to `runs/<run-id>/`, `runs/latest` points there.
 
@@ -41,7 +42,7 @@ def run_local(
         pipeline_root=str(run_dir / "artifacts"),
         workspace_root=str(run_dir / "workspace"),
     )
-    pipeline = build_pipeline(target="local", methods=methods)
+    pipeline = build_pipeline(target="local", methods=methods, labeled_fractions=labeled_fractions)
     start = time.perf_counter()
     # TensorBoard logs of every training step: runs/<run-id>/tensorboard/<step> (make tensorboard).
     pipeline(**{"tensorboard_root": str(run_dir / "tensorboard"), **params})
@@ -66,6 +67,11 @@ def compact_results(summary: dict, **extra) -> dict:
         }
         for name, method in summary["methods"].items()
     }
+    curve = summary.get("label_efficiency")
+    if curve:  # several labelled fractions: every figure by fraction, then method
+        from contrastive import label_efficiency
+
+        extra = {"label_efficiency": label_efficiency.by_fraction(curve), **extra}
     return {
         "profile": summary.get("profile"),
         "dataset": summary.get("dataset"),

@@ -61,6 +61,7 @@ def build_pipeline(
     machine_type: str = "",
     strategy: str = "STANDARD",
     job_output_dir: str = "",
+    labeled_fractions: Sequence[float] = (),
 ):
     """Return the pipeline function for `target` ("kubeflow", "vertex" or "local").
 
@@ -79,8 +80,16 @@ def build_pipeline(
     `job_output_dir` when given. Kubeflow, `replicas > 1`: each training task is a launcher
     (no GPU) that runs its step as a Kubeflow Trainer TrainJob of `replicas` nodes x
     `accelerator_count` GPUs on the JAX runtime, in `image` (`_trainjob_launcher`).
+
+    Few labels: `labeled_fractions` (e.g. `(0.01, 0.1, 1.0)`) compiles one branch per
+    fraction and method after the one ingest, each step seeing that nested, stratified
+    labelled subset (`labeled_subset_fraction`); SimCLR pretrains once, its encoder shared by
+    every fraction's classifier; `collect_fraction` chains the fractions' evaluations into
+    the label-efficiency curve the report charts; the gate compares the largest fraction's
+    classifiers. Empty: today's single run, the DAG unchanged.
     """
     methods = _check_methods(methods)
+    fractions = check_labeled_fractions(labeled_fractions)
     data_parallel = _check_scale(target, replicas, accelerator_count, backend, strategy)
     check_compile_options(retries=retries, accelerator_count=accelerator_count)
     kubernetes = kubernetes or KubernetesSettings()
@@ -184,8 +193,14 @@ def build_pipeline(
             pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
             job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         )
-        evaluated = {}
-        for method in methods:
+        evaluated, by_fraction, shared = {}, {}, {}
+        # Unrolled at compile time, not a dsl.ParallelFor: the fractions are a compile-time
+        # constant like the methods, so every step is a named task (train-baseline-1pct) whose
+        # outputs the curve and the gate take by name, on every backend; a ParallelFor would
+        # hand the compare step unordered dsl.Collected lists and put a loop in every DAG.
+        for fraction, method in _branches(methods, fractions):
+            few = {} if fraction is None else {"labeled_subset_fraction": fraction}
+            tag = "" if fraction is None else f"-{100 * fraction:g}pct"
             if method == BASELINE:
                 trained = retried(
                     on_gpu(
@@ -195,14 +210,20 @@ def build_pipeline(
                             classifier_epochs=classifier_epochs,
                             encoder=encoder,
                             tensorboard_root=tensorboard_root,
-                            tensorboard_name="train-baseline",
+                            tensorboard_name=f"train-baseline{tag}",
                             **common,
                             **scale,
                             **durable,
+                            **few,
                         )
                     )
-                ).set_display_name("train-baseline")
+                ).set_display_name(f"train-baseline{tag}")
+            elif method == "simclr" and "simclr" in shared:
+                pretrained = shared["simclr"]  # SimCLR uses no label: one encoder for all
             else:
+                # SimCLR pretrains once, on every image: no fraction in its name or inputs.
+                once = {} if method == "simclr" else few
+                pretrain_tag = "" if method == "simclr" else tag
                 pretrained = retried(
                     on_gpu(
                         training.pretrain_encoder(
@@ -212,13 +233,16 @@ def build_pipeline(
                             temperature=temperature,
                             encoder=encoder,
                             tensorboard_root=tensorboard_root,
-                            tensorboard_name=f"pretrain-{method}",
+                            tensorboard_name=f"pretrain-{method}{pretrain_tag}",
                             **common,
                             **scale,
                             **durable,
+                            **once,
                         )
                     )
-                ).set_display_name(f"pretrain-{method}")
+                ).set_display_name(f"pretrain-{method}{pretrain_tag}")
+                shared[method] = pretrained
+            if method != BASELINE:
                 trained = retried(
                     on_gpu(
                         training.train_classifier(
@@ -227,21 +251,35 @@ def build_pipeline(
                             mode=classifier_mode,
                             classifier_epochs=classifier_epochs,
                             tensorboard_root=tensorboard_root,
-                            tensorboard_name=f"classifier-{method}",
+                            tensorboard_name=f"classifier-{method}{tag}",
                             **common,
                             **scale,
                             **durable,
+                            **few,
                         )
                     )
-                ).set_display_name(f"classifier-{method}")
+                ).set_display_name(f"classifier-{method}{tag}")
             evaluation = on_gpu(
                 c.evaluate_classifier(
                     dataset=dataset,
                     model=trained.outputs["model"],
                 )
-            ).set_display_name(f"evaluate-{method}")
+            ).set_display_name(f"evaluate-{method}{tag}")
+            # A later (larger) fraction replaces an earlier one: the gate takes the largest.
             evaluated[f"{method}_evaluation"] = evaluation.outputs["evaluation"]
             evaluated[f"{method}_model"] = trained.outputs["model"]
+            by_fraction.setdefault(fraction, {})[f"{method}_evaluation"] = evaluated[
+                f"{method}_evaluation"
+            ]
+        curve = None
+        for fraction in fractions:
+            previous = {} if curve is None else {"previous_curve": curve.outputs["curve"]}
+            curve = c.collect_fraction(
+                labeled_subset_fraction=fraction, **previous, **by_fraction[fraction]
+            ).set_display_name(f"collect-{100 * fraction:g}pct")
+            kubernetes.apply(curve, accelerated=False)
+        if curve is not None:
+            evaluated["curve"] = curve.outputs["curve"]
         compared = (
             c.compare_and_report(
                 dataset=dataset,
@@ -362,6 +400,31 @@ def check_compile_options(*, retries: int, accelerator_count: int) -> None:
 
     check_int("retries", retries, minimum=0)
     check_int("accelerator_count", accelerator_count, minimum=0)
+
+
+def check_labeled_fractions(fractions: Sequence[float] | str) -> tuple[float, ...]:
+    """Labelled fractions as the DAG compiles them: distinct, ascending, each in (0, 1];
+    "0.01,0.1,1" or a sequence; empty: none (one run with every label)."""
+    if isinstance(fractions, str):
+        fractions = [part.strip() for part in fractions.split(",") if part.strip()]
+    values = []
+    for value in fractions:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not 0 < number <= 1:
+            raise ValueError(
+                "labeled_fractions must be fractions in (0, 1], e.g. 0.01,0.1,1. "
+                f"Received: labeled_fractions={list(fractions)}"
+            )
+        values.append(number)
+    return tuple(sorted(set(values)))
+
+
+def _branches(methods, fractions):
+    """(fraction, method) in DAG order; fraction None when the run has a single one."""
+    return [(fraction, method) for fraction in fractions or (None,) for method in methods]
 
 
 def _check_methods(methods: Sequence[str]) -> tuple[str, ...]:

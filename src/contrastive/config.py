@@ -141,6 +141,19 @@ class TrainConfig:
     online_probe: bool = True
     # Semi-supervised (seed 003): pretrain on labelled + unlabelled images, ignoring labels.
     use_unlabeled: bool = False
+    # Few labels: the share of the train split's labels a step sees, in (0, 1]; a stratified,
+    # seeded (train.seed), nested subset (`data.splits.labeled_subset`). The classifier and the
+    # baseline train on that subset only; SupCon pretrains on every train image with the
+    # others unlabelled (their only positives are their own views); SimCLR ignores labels.
+    labeled_fraction: float = 1.0
+    # Batches per epoch of a step trained on a labelled subset (labeled_fraction < 1): the
+    # subset is repeated to fill them when one pass is shorter, so that 1 % of the labels
+    # still gets this many updates an epoch; 0 = one pass over the subset.
+    labeled_steps_per_epoch: int = 0
+    # The label-efficiency curve a run draws: the fractions `contrastive run` trains when no
+    # --labeled-fractions is given (one branch each, compiled into the DAG); empty = one run
+    # at train.labeled_fraction.
+    labeled_fractions: tuple[float, ...] = ()
     # Checkpoint every N epochs during training; 0 disables checkpoints.
     checkpoint_every: int = 1
     # Keras progress output: 0 silent, 1 bar, 2 one line per epoch.
@@ -224,8 +237,8 @@ def resolve_config(
             string holding a JSON/YAML mapping (the form a pipeline parameter carries; see
             `parse_overrides_text`).
         shortcuts: `epochs`, `classifier_epochs`, `batch_size`, `temperature`, `encoder`,
-            `limit`, `seed`, `distribution`: the common overrides; 0 / "" / None (the
-            defaults) keep the profile's value.
+            `limit`, `seed`, `distribution`, `labeled_fraction`: the common overrides; 0 / "" /
+            None (the defaults) keep the profile's value.
 
     Returns:
         The validated `Config`.
@@ -256,6 +269,7 @@ def _shortcut_values(
     limit: int = 0,
     seed: int | None = None,
     distribution: str = "",
+    labeled_fraction: float = 0.0,
 ) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, value in (
@@ -264,6 +278,7 @@ def _shortcut_values(
         ("train.batch_size", batch_size),
         ("train.temperature", temperature),
         ("data.limit", limit),
+        ("train.labeled_fraction", labeled_fraction),
     ):
         _check(name, value, lambda v: v >= 0, "must be > 0 (0 keeps the profile's value)")
         if value:
@@ -310,6 +325,16 @@ def validate(config: Config) -> None:
         "must be in [0, epochs)",
     )
     _check("train.checkpoint_every", t.checkpoint_every, lambda v: v >= 0, "must be >= 0")
+    _check("train.labeled_fraction", t.labeled_fraction, lambda v: 0 < v <= 1, "must be in (0, 1]")
+    _check(
+        "train.labeled_fractions",
+        t.labeled_fractions,
+        lambda v: all(validation.is_number(f) and 0 < f <= 1 for f in v),
+        "must be fractions in (0, 1]",
+    )
+    _check(
+        "train.labeled_steps_per_epoch", t.labeled_steps_per_epoch, lambda v: v >= 0, "must be >= 0"
+    )
     _check("train.verbose", t.verbose, lambda v: v in (0, 1, 2), "must be 0, 1 or 2")
     for name in ("width", "projection_dim", "projection_hidden_dim", "classifier_hidden_dim"):
         _check(f"model.{name}", getattr(m, name), lambda v: v >= 1, "must be >= 1")
@@ -462,7 +487,7 @@ def _build(cls, values: Any, prefix: str):
         default = getattr(cls(), name) if _has_default(cls) else None
         if dataclasses.is_dataclass(default):
             kwargs[name] = _build(type(default), value, f"{prefix}{name}.")
-        elif name == "image_size" and value is not None:
+        elif name in ("image_size", "labeled_fractions") and value is not None:
             kwargs[name] = tuple(value) if isinstance(value, (list, tuple)) else value
         else:
             kwargs[name] = _coerce(f"{prefix}{name}", value, default)

@@ -195,3 +195,61 @@ def test_an_undescribed_input_is_refused():
 
     with pytest.raises(ValueError, match=r"Received: missing=\['mystery'\]"):
         document(step)
+
+
+def _constant(task, name):
+    value = task.get("inputs", {}).get("parameters", {}).get(name)
+    return None if value is None else value["runtimeValue"]["constant"]
+
+
+@pytest.mark.parametrize("target", ["kubeflow", "vertex"])
+def test_labeled_fractions_compile_one_branch_each_and_one_simclr_pretraining(tmp_path, target):
+    spec = _compile(tmp_path, target=target, labeled_fractions=(1.0, 0.01, 0.1))
+    json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
+    tasks = _tasks(spec)
+    key = {t["taskInfo"]["name"]: k for k, t in spec["root"]["dag"]["tasks"].items()}
+    pretraining = sorted(name for name in tasks if name.startswith("pretrain-"))
+    assert pretraining == [
+        "pretrain-simclr",
+        "pretrain-supcon-100pct",
+        "pretrain-supcon-10pct",
+        "pretrain-supcon-1pct",
+    ]
+    assert _constant(tasks["pretrain-simclr"][0], "labeled_subset_fraction") is None
+    components = [t["componentRef"]["name"] for t in spec["root"]["dag"]["tasks"].values()]
+    assert sum(name.startswith("comp-pretrain-encoder") for name in components) == 4
+    for tag, fraction in (("1pct", 0.01), ("10pct", 0.1), ("100pct", 1.0)):
+        for step in ("train-baseline", "pretrain-supcon", "classifier-supcon", "classifier-simclr"):
+            assert _constant(tasks[f"{step}-{tag}"][0], "labeled_subset_fraction") == fraction
+        producers = _producers(tasks[f"classifier-simclr-{tag}"][0])
+        assert producers["encoder_model"] == key["pretrain-simclr"]  # the one encoder
+        collected = _producers(tasks[f"collect-{tag}"][0])
+        assert collected["simclr_evaluation"] == key[f"evaluate-simclr-{tag}"]
+    assert _producers(tasks["collect-10pct"][0])["previous_curve"] == key["collect-1pct"]
+    assert "previous_curve" not in _producers(tasks["collect-1pct"][0])
+    compare = _producers(tasks["compare-and-report"][0])
+    assert compare["curve"] == key["collect-100pct"]
+    assert compare["supcon_model"] == key["classifier-supcon-100pct"]  # the gate: largest
+    assert compare["baseline_evaluation"] == key["evaluate-baseline-100pct"]
+    # ingest; per fraction baseline, supcon, 2 classifiers, 3 evaluations, collect; simclr once;
+    # compare
+    assert len(tasks) == 1 + 3 * (1 + 1 + 2 + 3 + 1) + 1 + 1
+
+
+def test_no_labeled_fractions_keep_the_single_run_dag(tmp_path):
+    spec = _compile(tmp_path, target="kubeflow")
+    assert not any(name.startswith("collect") for name in _tasks(spec))
+    for task, _ in _tasks(spec).values():
+        assert _constant(task, "labeled_subset_fraction") is None
+    with pytest.raises(ValueError, match=r"labeled_fractions must be fractions in \(0, 1\]"):
+        build_pipeline(target="kubeflow", labeled_fractions="0.1,1.5")
+
+
+def test_cli_compile_takes_labeled_fractions(tmp_path):
+    out = tmp_path / "few.yaml"
+    flags = ["compile", "--target", "kubeflow", "--output", str(out)]
+    assert cli.main([*flags, "--labeled-fractions", "1,0.05"]) == 0
+    spec = yaml.safe_load(out.read_text())
+    names = {task["taskInfo"]["name"] for task in spec["root"]["dag"]["tasks"].values()}
+    assert {"collect-5pct", "collect-100pct", "pretrain-simclr", "train-baseline-5pct"} <= names
+    assert "train-baseline" not in names

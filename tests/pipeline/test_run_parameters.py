@@ -39,8 +39,8 @@ def test_run_flags_are_the_compiled_pipeline_inputs(tmp_path, target):
 def test_run_passes_only_given_flags_and_the_profile_defaults(monkeypatch, tmp_path):
     seen = {}
 
-    def fake_run_local(params, *, methods, runs_dir):
-        seen.update(params=params, methods=methods)
+    def fake_run_local(params, *, methods, runs_dir, labeled_fractions):
+        seen.update(params=params, methods=methods, fractions=labeled_fractions)
         raise SystemExit(0)
 
     monkeypatch.setattr("pipelines.local.run_local", fake_run_local)
@@ -66,6 +66,7 @@ def test_run_passes_only_given_flags_and_the_profile_defaults(monkeypatch, tmp_p
             ]
         )
     assert seen["methods"] == ("baseline",)
+    assert seen["fractions"] == ()  # no flag, and the tiny profile draws no curve
     assert seen["params"] == {
         "source": str(tmp_path),
         "profile": "tiny",
@@ -94,3 +95,26 @@ def test_the_ingest_step_gets_the_profile_and_overrides(tmp_path):
     ingest = next(t for t in tasks.values() if t["taskInfo"]["name"] == "ingest")
     for name in ("profile", "overrides", "image_size", "test_fraction", "source"):
         assert ingest["inputs"]["parameters"][name] == {"componentInputParameter": name}
+
+
+def test_run_takes_labeled_fractions_from_the_flag_or_the_few_labels_profile(
+    monkeypatch, tmp_path, capsys
+):
+    seen = []
+
+    def fake_run_local(params, *, methods, runs_dir, labeled_fractions):
+        seen.append(labeled_fractions)
+        raise SystemExit(0)
+
+    monkeypatch.setattr("pipelines.local.run_local", fake_run_local)
+    base = ["run", "--no-estimate", "--source", str(tmp_path)]
+    for extra in (["--profile", "few-labels"], ["--labeled-fractions", "1,0.1,0.01"]):
+        with pytest.raises(SystemExit):
+            cli.main(base + extra)
+    assert seen == [(0.01, 0.1, 1.0), (0.01, 0.1, 1.0)]
+    assert cli.main(base + ["--labeled-fractions", "0.1,2"]) == 2
+    assert (
+        "labeled_fractions must be fractions in (0, 1], e.g. 0.01,0.1,1. "
+        "Received: labeled_fractions=['0.1', '2']"
+    ) in capsys.readouterr().err
+    assert len(seen) == 2  # refused before any run

@@ -381,3 +381,60 @@ def test_the_shuffle_buffer_is_bounded_in_bytes(dataset):
     assert _ids(tight) == plain
     loose = data.read_split(out, "train", 16, shuffle=True, limit=60)
     assert _ids(loose) != plain and sorted(_ids(loose)) == sorted(plain)
+
+
+def _images_and_labels(training_data):
+    """`[(image bytes, label)]` of a step's train feed, in feed order."""
+    return [
+        (image.tobytes(), int(label))
+        for x, y in batches(training_data.train)
+        for image, label in zip(x, y, strict=True)
+    ]
+
+
+def test_a_labelled_subset_step_sees_the_nested_stratified_subset_only(dataset):
+    """The cross-entropy steps' feed at 20 % of the labels: 9 of each class's 45 train images,
+    labels as stored, no -1, inside the 60 % subset; repeated to fill 5 batches an epoch."""
+    out, _ = dataset
+    every = dict(_images_and_labels(data.stream_training_data(out, batch_size=16, seed=0)))
+    assert len(every) == 180 and set(np.bincount(list(every.values()))) == {45}
+    fed = {}
+    for fraction in (0.2, 0.6):
+        streamed = data.stream_training_data(
+            out, batch_size=16, seed=4, labeled_fraction=fraction, labelled_only=True
+        )
+        pairs = _images_and_labels(streamed)
+        assert all(label >= 0 and every[image] == label for image, label in pairs)
+        fed[fraction] = dict(pairs)
+        assert streamed.num_train == len(pairs) == round(fraction * 180)
+        assert np.bincount(list(fed[fraction].values())).tolist() == [round(fraction * 45)] * 4
+    assert set(fed[0.2]) < set(fed[0.6])
+    filled = data.stream_training_data(
+        out,
+        batch_size=16,
+        seed=4,
+        labeled_fraction=0.2,
+        labelled_only=True,
+        labeled_steps_per_epoch=5,
+    )
+    pairs = _images_and_labels(filled)
+    assert len(filled.train) == 5 and len(pairs) == filled.num_train == 80
+    assert set(image for image, _ in pairs) == set(fed[0.2])  # the same 36, cycled
+
+
+def test_a_pretraining_step_sees_every_image_with_the_others_unlabelled(dataset):
+    out, _ = dataset
+    every = dict(_images_and_labels(data.stream_training_data(out, batch_size=16, seed=0)))
+    subset = dict(
+        _images_and_labels(
+            data.stream_training_data(
+                out, batch_size=16, seed=4, labeled_fraction=0.2, labelled_only=True
+            )
+        )
+    )
+    masked = data.stream_training_data(out, batch_size=16, seed=4, labeled_fraction=0.2)
+    pairs = dict(_images_and_labels(masked))
+    assert masked.num_train == len(pairs) == 180
+    assert {image: label for image, label in pairs.items() if label >= 0} == subset
+    assert all(label == -1 for image, label in pairs.items() if image not in subset)
+    assert set(pairs) == set(every)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from contrastive.data.splits import plan_splits, stratified_split
+from contrastive.data.splits import labeled_subset, plan_splits, stratified_split
 from contrastive.storage import escapes_root
 
 
@@ -87,3 +87,34 @@ def test_validation_is_independent_of_labeled_fraction():
 )
 def test_escapes_root_for_object_store_paths(root, path, escapes):
     assert escapes_root(root, path) is escapes
+
+
+def test_labeled_subset_counts_per_class_exactly_and_nests():
+    labels = np.repeat(np.arange(10), 5400)  # the 54k train split of Fashion-MNIST
+    labels = np.random.default_rng(3).permutation(labels)
+    subsets = {f: labeled_subset(labels, f, seed=0) for f in (0.01, 0.1, 1.0)}
+    for fraction, expected in ((0.01, 54), (0.1, 540), (1.0, 5400)):
+        counts = np.bincount(labels[subsets[fraction]], minlength=10)
+        assert counts.tolist() == [expected] * 10, fraction
+    assert set(subsets[0.01]) <= set(subsets[0.1]) <= set(subsets[1.0])
+    assert len(subsets[1.0]) == len(labels)
+
+
+def test_labeled_subset_of_unequal_classes_is_within_one_and_skips_unlabelled():
+    labels = np.array([0] * 7 + [1] * 13 + [2] * 30 + [-1] * 50)
+    for fraction in (0.1, 0.25, 0.5):
+        taken = labeled_subset(labels, fraction, seed=1)
+        assert len(taken) == round(fraction * 50)
+        assert (labels[taken] >= 0).all()
+        counts = np.bincount(labels[taken], minlength=3)
+        assert (np.abs(counts - fraction * np.array([7, 13, 30])) <= 1).all(), (fraction, counts)
+    smaller, larger = labeled_subset(labels, 0.1, seed=1), labeled_subset(labels, 0.5, seed=1)
+    assert np.isin(smaller, larger).all()
+
+
+def test_labeled_subset_is_seeded():
+    labels = np.repeat(np.arange(4), 25)
+    assert (labeled_subset(labels, 0.2, 0) == labeled_subset(labels, 0.2, 0)).all()
+    assert (labeled_subset(labels, 0.2, 0) != labeled_subset(labels, 0.2, 1)).any()
+    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]. Received: fraction=0"):
+        labeled_subset(labels, 0, 0)

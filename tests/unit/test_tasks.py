@@ -70,3 +70,43 @@ def test_semi_supervised_simclr_then_finetune(separable_npz, tmp_path):
     evaluation = tasks.run_evaluate(str(dataset), classifier_dir, embedding_points=10)
     assert evaluation["num_examples"] == splits["test"]
     assert len(evaluation["embedding_2d"]["x"]) == 10
+
+
+def test_few_labels_no_unlabelled_image_reaches_a_cross_entropy_loss(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    """At 25 % of the labels the baseline and the classifier train on the labelled subset
+    (90 of the 360 train images, 22-23 a class) and never see a -1 label; SupCon pretraining
+    sees all 360, 270 of them unlabelled (the control: the same feed with -1 in it)."""
+    from contrastive import training
+
+    seen = {}
+
+    def spying(name, function):
+        def spy(config, train, *args, **kwargs):
+            seen[name] = np.concatenate([y.numpy() for _, y in train])
+            return function(config, train, *args, **kwargs)
+
+        return spy
+
+    def spying_classifier(function):
+        def spy(config, encoder, train, *args, **kwargs):
+            seen["classifier"] = np.concatenate([y.numpy() for _, y in train])
+            return function(config, encoder, train, *args, **kwargs)
+
+        return spy
+
+    monkeypatch.setattr(training, "train_baseline", spying("baseline", training.train_baseline))
+    monkeypatch.setattr(training, "pretrain", spying("pretrain", training.pretrain))
+    monkeypatch.setattr(training, "train_classifier", spying_classifier(training.train_classifier))
+    config = resolve_config("tiny", overrides=["data.limit=null"], labeled_fraction=0.25)
+    tasks.run_train_baseline(tiny_dataset, tmp_path / "baseline", config)
+    tasks.run_pretrain(tiny_dataset, tmp_path / "encoder", config, method="supcon")
+    tasks.run_train_classifier(tiny_dataset, tmp_path / "encoder", tmp_path / "classifier", config)
+    for name in ("baseline", "classifier"):
+        assert len(seen[name]) == 90 and seen[name].min() >= 0, name
+        assert set(np.bincount(seen[name]).tolist()) <= {22, 23}, name
+    assert len(seen["pretrain"]) == 360 and int(np.sum(seen["pretrain"] == -1)) == 270
+    assert sorted(seen["pretrain"][seen["pretrain"] >= 0]) == sorted(seen["baseline"])
+    info = json.loads((tmp_path / "classifier" / "info.json").read_text())
+    assert info["labeled_fraction"] == 0.25

@@ -126,6 +126,8 @@ def read_split(
     shuffle_buffer_bytes: int = DEFAULT_SHUFFLE_BUFFER_BYTES,
     process_index: int = 0,
     process_count: int = 1,
+    labelled_ids: Sequence[str] | None = None,
+    drop_unlabelled: bool = False,
 ) -> tf.data.Dataset:
     """A `tf.data.Dataset` of `(images uint8 [B, H, W, C], labels int64 [B])` batches.
 
@@ -169,6 +171,11 @@ def read_split(
             sizes only, None = sha256 when the split's shards total at most 512 MiB.
         process_index: this process's index in `[0, process_count)`.
         process_count: number of processes sharing the split, >= 1.
+        labelled_ids: few labels: only the records with these ids keep their label, the
+            others read as -1 (`labelled_subset_ids`); None: every label as stored.
+        drop_unlabelled: with `labelled_ids`, leave the other records out instead (after
+            `limit`); the records kept are cached in memory when they fit the shuffle buffer
+            (they are then read from the files once, not every epoch).
 
     The dataset's cardinality (`len()`) is set when it is finite: the batches of this
     process's examples.
@@ -243,6 +250,19 @@ def read_split(
     if limit is not None:
         records = records.take(limit)
         count = limit if count < 0 else min(limit, count)
+    kept = None
+    if labelled_ids is not None:
+        kept = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(list(labelled_ids) or [""], tf.string),
+                tf.ones([max(1, len(labelled_ids))], tf.int64),
+            ),
+            default_value=0,
+        )
+    if kept is not None and drop_unlabelled:
+        records = records.filter(lambda record: kept.lookup(_record_id(record)) > 0)
+        count = -1  # the caller knows the subset's size
+        cache = cache or len(labelled_ids) <= shuffle_buffer  # a small subset: read once
     if cache:
         records = records.cache()
     if shuffle:
@@ -254,6 +274,7 @@ def read_split(
         image_shape=tuple(manifest["image_shape"]),
         raw_only=all(set(entry.get("formats", {})) == {"raw"} for entry in entries),
         image_size=image_size,
+        kept=kept,
     )
     batches = records.batch(batch_size, drop_remainder=drop_remainder)
     if not repeat and count >= 0:
@@ -288,8 +309,15 @@ def process_shards(
     return sorted(int(index) for index in order[process_index::process_count]), False
 
 
-def _decode_batch(serialized, *, image_shape, raw_only, image_size):
+def _record_id(record):
+    return tf.io.parse_single_example(record, {"id": FEATURE_SPEC["id"]})["id"]
+
+
+def _decode_batch(serialized, *, image_shape, raw_only, image_size, kept=None):
     features = tf.io.parse_example(serialized, FEATURE_SPEC)
+    labels = features["label"]
+    if kept is not None:  # few labels: the records outside the subset lose theirs
+        labels = tf.where(kept.lookup(features["id"]) > 0, labels, tf.constant(-1, tf.int64))
     height, width, channels = image_shape
     if raw_only:
         images = tf.io.decode_raw(features["image"], tf.uint8)
@@ -316,7 +344,7 @@ def _decode_batch(serialized, *, image_shape, raw_only, image_size):
     if image_size is not None and tuple(image_size) != (height, width):
         images = tf.image.resize(images, image_size, method="bilinear", antialias=True)
         images = tf.cast(tf.clip_by_value(tf.round(images), 0, 255), tf.uint8)
-    return images, features["label"]
+    return images, labels
 
 
 def load_arrays(uri: str, split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -409,6 +437,9 @@ def stream_training_data(
     shuffle_buffer_bytes: int = DEFAULT_SHUFFLE_BUFFER_BYTES,
     process_index: int = 0,
     process_count: int = 1,
+    labeled_fraction: float = 1.0,
+    labelled_only: bool = False,
+    labeled_steps_per_epoch: int = 0,
 ) -> TrainingData:
     """The train (and validation) split of a committed dataset as streaming `tf.data` inputs.
 
@@ -432,9 +463,18 @@ def stream_training_data(
             batches per epoch, `examples // (batch_size * process_count)` (a collective step
             waits for every process, so the counts must agree); a part shorter than that
             wraps around.
+        labeled_fraction: few labels, in `(0, 1]`: only the train split's stratified,
+            `seed`-drawn subset of this fraction keeps its labels (`labelled_subset_ids`);
+            the others are read as unlabelled (-1), or left out with `labelled_only`.
+        labelled_only: train holds the labelled subset only (a cross-entropy step): one
+            epoch is one pass over it, repeated up to `labeled_steps_per_epoch` batches when
+            a pass is shorter (`splits.subset_epoch_examples`); `num_train` counts it.
     """
     manifest = read_manifest(uri)
     splits = manifest["splits"]
+    subset = None
+    if labeled_fraction < 1:
+        subset = labelled_subset_ids(uri, labeled_fraction, seed, manifest=manifest)
 
     def size(name: str) -> int:
         count = splits.get(name, {}).get("num_examples", 0)
@@ -468,8 +508,16 @@ def stream_training_data(
         "shuffle_buffer": shuffle_buffer,
         "shuffle_buffer_bytes": shuffle_buffer_bytes,
     }
-    train = read("train", **shuffling)
-    num_train = size("train")
+    if subset is None:
+        train = read("train", **shuffling)
+        num_train = size("train")
+    elif labelled_only:
+        train, num_train = _labelled_subset_epochs(
+            read, subset, limit, batch_size, process_count, labeled_steps_per_epoch, shuffling
+        )
+    else:
+        train = read("train", labelled_ids=subset, **shuffling)
+        num_train = size("train")
     if include_unlabeled and size("unlabeled"):
         unlabeled = read("unlabeled", **shuffling)
         # Draw examples from both streams at random (seeded), in proportion to their sizes:
@@ -504,6 +552,62 @@ def stream_training_data(
         num_train=num_train,
         num_validation=size("validation"),
     )
+
+
+def labelled_subset_ids(
+    uri: str, fraction: float, seed: int, *, manifest: dict | None = None
+) -> list[str]:
+    """The ids of the train records that keep their label when a step sees `fraction` of the
+    labels: `splits.labeled_subset` of the train split's labels in `index.parquet` (its row
+    order), so stratified, seeded and nested across fractions."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from contrastive.data.splits import labeled_subset
+
+    uri = storage.strip_trailing_slash(uri)
+    manifest = manifest or read_manifest(uri)
+    index_path = storage.join(uri, manifest.get("index", "index.parquet"))
+    if not storage.exists(index_path):
+        raise DataError(
+            f"{uri} has no {index_path.rsplit('/', 1)[-1]}: a labelled subset "
+            f"(labeled_fraction={fraction}) is drawn from it; ingest the dataset again"
+        )
+    table = pq.read_table(
+        pa.BufferReader(storage.read_bytes(index_path)), columns=["id", "split", "label"]
+    )
+    table = table.filter(pc.equal(table["split"], "train"))
+    labels = table["label"].to_numpy()
+    ids = table["id"].to_pylist()
+    return [ids[position] for position in labeled_subset(labels, fraction, seed)]
+
+
+def _labelled_subset_epochs(read, subset, limit, batch_size, process_count, min_steps, shuffling):
+    """The train split's labelled subset as finite epochs: `(dataset, examples an epoch)`."""
+    from contrastive.data.splits import subset_epoch_examples
+
+    count = len(subset) if limit is None else min(len(subset), limit)
+    records = read("train", labelled_ids=subset, drop_unlabelled=True, **shuffling)
+    if count == 0:
+        raise DataError("the labelled subset is empty; raise train.labeled_fraction")
+    examples = subset_epoch_examples(count, batch_size * process_count, min_steps)
+    steps = (
+        examples // (batch_size * process_count)
+        if process_count > 1
+        else -(-examples // batch_size)
+    )
+    # With `limit` the subset's members among the first records are fewer than `count`;
+    # repeating keeps every epoch the same length either way.
+    train = (
+        records.unbatch()
+        .repeat()
+        .take(examples if process_count == 1 else steps * batch_size)
+        .batch(batch_size, drop_remainder=process_count > 1)
+        .apply(tf.data.experimental.assert_cardinality(steps))
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    return train, examples
 
 
 def sample_arrays(

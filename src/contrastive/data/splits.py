@@ -10,6 +10,7 @@ SPLITS = ("train", "validation", "test", "unlabeled")
 # Independent random streams per decision, so that e.g. changing `labeled_fraction` does not
 # change which examples land in `validation`.
 _STREAM_LIMIT, _STREAM_VALIDATION, _STREAM_LABELED, _STREAM_ORDER, _STREAM_TEST = range(5)
+_STREAM_SUBSET = 5
 
 
 def stratified_split(
@@ -46,6 +47,54 @@ def stratified_split(
         taken.append(positions[:share])
         kept.append(positions[share:])
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(taken))
+
+
+def labeled_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """The positions whose label a training step keeps when it sees only `fraction` of the
+    labels: stratified, seeded, and nested (for one `labels` and `seed`, the subset of a
+    smaller fraction lies inside the subset of every larger one).
+
+    Every example gets a rank: within its class a `seed`-drawn order, and an example at
+    place `r` of a class of `n` is "due" at `(r + 0.5) / n`; all examples are sorted by when
+    they are due (seeded ties). The subset of `fraction` is the first `round(fraction * N)`
+    of that ranking, so a class of `n` gets `round(fraction * n)` examples give or take one
+    (exactly that when the classes share their size), and a larger fraction only extends
+    the prefix. Negative labels (unlabelled images) are never chosen.
+
+    Args:
+        labels: int `[N]`, -1 for images without a label.
+        fraction: in `(0, 1]`; 1 keeps every labelled position.
+        seed: seeds the order within each class and the ties.
+
+    Returns:
+        Sorted int64 positions into `labels`.
+    """
+    labels = np.asarray(labels)
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1]. Received: fraction={fraction!r}")
+    labelled = np.flatnonzero(labels >= 0)
+    rank = labelled_ranking(labels[labelled], seed)
+    return np.sort(labelled[rank[: int(round(fraction * len(labelled)))]])
+
+
+def subset_epoch_examples(count: int, batch_size: int, min_steps: int) -> int:
+    """Examples in one epoch over a labelled subset of `count`: one pass, or the subset
+    repeated up to `min_steps` batches of `batch_size` when one pass is shorter
+    (`train.labeled_steps_per_epoch`; 0 = one pass)."""
+    return max(count, min_steps * batch_size)
+
+
+def labelled_ranking(labels: np.ndarray, seed: int) -> np.ndarray:
+    """The order `labeled_subset` takes labelled examples in: positions into `labels` (all
+    >= 0), any prefix of which is stratified (see `labeled_subset`)."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([seed, _STREAM_SUBSET])
+    due = np.empty(len(labels))
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        due[rng.permutation(members)] = (np.arange(len(members)) + 0.5) / len(members)
+    ties = rng.permutation(len(labels))
+    return np.lexsort((ties, due))
 
 
 def hold_out_validation(

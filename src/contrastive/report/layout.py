@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contrastive import storage
+from contrastive import label_efficiency, storage
 from contrastive.evaluation import top_confusions
 from contrastive.report import formatting as fmt
 from contrastive.report import plots
@@ -46,6 +46,11 @@ SEED_REFERENCES: tuple[SeedReference, ...] = (
     SeedReference("literature", "Fashion-MNIST, ResNet-18", "cross-entropy", 94.9,
                   approximate=True),
 )  # fmt: skip
+# Seed 003's semi-supervised STL-10 figures (5,000 labelled of 105,000 images, about 5 %):
+# beside the label-efficiency curve as reference, measured on another dataset and encoder.
+SEED_003_FEW_LABELS: tuple[SeedReference, ...] = tuple(
+    reference for reference in SEED_REFERENCES if reference.source == "seed 003"
+)
 
 
 def build_report(
@@ -74,6 +79,7 @@ def build_report(
 
     sections = [
         ("accuracy", "Accuracy", _accuracy_section(methods, best)),
+        *_label_efficiency_sections(summary.get("label_efficiency")),
         ("decision", "Promotion decision", _decision_section(summary.get("decision"))),
         ("curves", "Training curves", _curves_section(methods)),
         ("confusion", "Confusion matrices", _confusion_section(methods, class_names)),
@@ -122,11 +128,77 @@ def render_markdown(summary: dict) -> str:
         lines.append(
             f"| {fmt.MISSING} | {fmt.MISSING} | {fmt.MISSING} | {fmt.MISSING} | {fmt.MISSING} |"
         )
+    rows = label_efficiency.summary_rows(fmt.as_dict(summary.get("label_efficiency")))
+    if rows:
+        lines += ["", "**Label efficiency** (test accuracy %, by labelled fraction)", ""]
+        lines += _curve_table_lines(rows, markdown=True)
     lines += [
         "",
         f"**Decision:** {fmt.markdown_cell(fmt.decision_sentence(summary.get('decision')))}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _curve_table_lines(rows: list[dict], *, markdown: bool) -> list[str]:
+    """The curve as a table: one row per fraction, one column per method (mean ± std)."""
+    methods = [m for m in fmt.METHOD_ORDER if any(r["method"] == m for r in rows)]
+    methods += sorted({r["method"] for r in rows} - set(methods))
+    cells = {(r["fraction"], r["method"]): r for r in rows}
+
+    def cell(row: dict | None) -> str:
+        if row is None:
+            return fmt.MISSING
+        text = f"{100 * row['mean']:.2f}"
+        return text + (f" ± {100 * row['std']:.2f}" if row["n"] > 1 else "")
+
+    fractions = sorted({r["fraction"] for r in rows})
+    if markdown:
+        labels = [fmt.markdown_cell(fmt.method_label(m)) for m in methods]
+        lines = ["| Labelled | " + " | ".join(labels) + " |", "|---" + "|---:" * len(methods) + "|"]
+        for fraction in fractions:
+            values = [cell(cells.get((fraction, m))) for m in methods]
+            lines.append(
+                f"| {label_efficiency.percent_label(fraction)} | " + " | ".join(values) + " |"
+            )
+        return lines
+    head = "".join(f"<th>{fmt.escape(fmt.method_label(m))}</th>" for m in methods)
+    body = "".join(
+        f"<tr><td>{fmt.escape(label_efficiency.percent_label(fraction))}</td>"
+        + "".join(f"<td class=num>{cell(cells.get((fraction, m)))}</td>" for m in methods)
+        + "</tr>"
+        for fraction in fractions
+    )
+    return [
+        "<table><caption>Test accuracy (%) by labelled fraction (mean ± std over runs)"
+        f"</caption><thead><tr><th>Labelled</th>{head}</tr></thead><tbody>{body}</tbody></table>"
+    ]
+
+
+def _label_efficiency_sections(curve: Any) -> list[tuple[str, str, str]]:
+    """The label-efficiency chart and table beside seed 003's figures; none without a curve."""
+    rows = label_efficiency.summary_rows(fmt.as_dict(curve))
+    if not rows:
+        return []
+    chart = plots.image_tag(plots.plot_label_efficiency(rows), "label-efficiency chart")
+    references = "".join(
+        f"<tr><td>{fmt.escape(r.method)}</td><td class=num>{r.accuracy_percent:.2f}</td></tr>"
+        for r in SEED_003_FEW_LABELS
+    )
+    reference_table = (
+        "<table class=reference><caption>Seed 003: SimCLR on STL-10, 5,000 labels of "
+        "105,000 images (about 5 %)</caption><thead><tr><th>Method</th><th>Accuracy (%)</th>"
+        f"</tr></thead><tbody>{references}</tbody></table>"
+    )
+    table = "".join(_curve_table_lines(rows, markdown=False))
+    note = fmt.note(
+        "Every method sees the same nested, stratified labelled subset at each fraction; "
+        "SimCLR pretrains once on every training image, SupCon uses the unlabelled ones as "
+        "anchors of their own views. The accuracy table above and the champion gate are at "
+        "the largest fraction. Seed 003's figures come from another dataset and encoder: "
+        "a sense of scale, not a target."
+    )
+    body = f'{chart}<div class="side-by-side">{table}{reference_table}</div>{note}'
+    return [("label-efficiency", "Label efficiency", body)]
 
 
 def _accuracy_section(methods: dict[str, dict], best: str | None) -> str:

@@ -115,6 +115,44 @@ def plot_embedding(method_label: str, x, y, labels, class_names: list[str]) -> s
     return figure_uri(figure)
 
 
+def plot_label_efficiency(rows: list[dict]) -> str:
+    """Test accuracy (%) against the labelled fraction (log scale), one line per method,
+    error bars of one sample std where a point holds several runs.
+
+    Args:
+        rows: `label_efficiency.summary_rows`: `fraction`, `method`, `mean`, `std`, `n`.
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.4, 4.0), dpi=DPI, layout="constrained")
+    axis = figure.subplots()
+    methods = [m for m in fmt.METHOD_ORDER if any(r["method"] == m for r in rows)]
+    methods += sorted({r["method"] for r in rows} - set(methods))
+    fractions = sorted({r["fraction"] for r in rows})
+    for method in methods:
+        mine = [r for r in rows if r["method"] == method]
+        x = [r["fraction"] for r in mine]
+        y = [100 * r["mean"] for r in mine]
+        errors = [100 * r["std"] if r["n"] > 1 else 0.0 for r in mine]
+        axis.errorbar(
+            x,
+            y,
+            yerr=errors if any(errors) else None,
+            marker="o",
+            capsize=3,
+            label=fmt.mpl_legend(fmt.method_label(method)),
+        )
+    axis.set_xscale("log")
+    axis.set_xticks(fractions, [f"{100 * f:g} %" for f in fractions])
+    axis.minorticks_off()
+    axis.set_xlabel("labelled share of the training images (log scale)", fontsize=9)
+    axis.set_ylabel("test accuracy (%)", fontsize=9)
+    axis.tick_params(labelsize=8)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return figure_uri(figure)
+
+
 def figure_uri(figure) -> str:
     buffer = io.BytesIO()
     # No "Software" text chunk: it would carry matplotlib's web address into the file.

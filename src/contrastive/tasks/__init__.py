@@ -9,7 +9,8 @@ as arrays.
 - `training`: `run_pretrain`, `run_train_classifier`, `run_train_baseline`, the sequence
   they share (reuse → open the data → train → time → save), and `run_training_component`,
   the body of their KFP components (here, or as a Kubeflow Trainer TrainJob).
-- `evaluating`: `run_evaluate`, `run_compare_and_report`.
+- `evaluating`: `run_evaluate`, `run_collect_fraction` (the label-efficiency curve),
+  `run_compare_and_report`.
 - `conventions`: `data_location`, `tensorboard_dir`, `numeric_metrics`.
 - here: `run_ingest`.
 """
@@ -19,7 +20,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from contrastive.tasks.conventions import data_location, numeric_metrics, tensorboard_dir
-from contrastive.tasks.evaluating import run_compare_and_report, run_evaluate
+from contrastive.tasks.evaluating import (
+    run_collect_fraction,
+    run_compare_and_report,
+    run_evaluate,
+)
 from contrastive.tasks.training import (
     run_pretrain,
     run_train_baseline,
@@ -30,6 +35,7 @@ from contrastive.tasks.training import (
 __all__ = [
     "data_location",
     "numeric_metrics",
+    "run_collect_fraction",
     "run_compare_and_report",
     "run_evaluate",
     "run_ingest",

@@ -8,7 +8,7 @@ import logging
 import time
 from pathlib import Path
 
-from contrastive import modeldir
+from contrastive import label_efficiency, modeldir
 from contrastive.config import Config
 from contrastive.modeldir import check_compatible, load_model_dir, read_json
 from contrastive.tasks.conventions import data_location
@@ -92,6 +92,7 @@ def run_compare_and_report(
     promotion_margin: float = 0.0,
     run_id: str = "",
     vertex_model: dict | None = None,
+    curve_path: str | Path | None = None,
 ) -> dict:
     """Pick the best method by test accuracy, gate it against the champion, write the report.
 
@@ -104,6 +105,10 @@ def run_compare_and_report(
         vertex_model: keyword arguments of `contrastive.serving.upload_vertex_model` (model_id,
             project, region, ...): a promoted champion also becomes a new version of that
             Vertex Model with the alias `champion`. None: no upload.
+        curve_path: the label-efficiency curve (`run_collect_fraction`'s JSON) of a run with
+            several labelled fractions: the report charts it, the summary holds it under
+            `label_efficiency`, the scalars get `<method>_test_accuracy_<pct>pct`. The
+            `candidates` are then the largest fraction's, which the gate compares.
 
     Returns the summary dict (also written as JSON to `results_path`), with `best` and
     `scalars` (flat figures for a KFP Metrics artifact).
@@ -142,6 +147,9 @@ def run_compare_and_report(
         "methods": {name: report.method_summary(result) for name, result in methods.items()},
         "best": best,
     }
+    curve = read_json(Path(curve_path)) if curve_path else None
+    if curve is not None:
+        summary["label_efficiency"] = curve
     if registry:
 
         def test_accuracy(model_dir: str) -> float:  # the champion, on this run's test split
@@ -166,11 +174,46 @@ def run_compare_and_report(
     report.build_report(summary, report_path, preview_png=preview)
     storage.write_text(markdown_path, report.render_markdown(summary))
     scalars = {f"{name}_test_accuracy": m["accuracy"] for name, m in methods.items()}
+    if curve is not None:
+        for fraction, by_method in label_efficiency.by_fraction(curve).items():
+            for name, figures in by_method.items():
+                if "test_accuracy" in figures:
+                    key = f"{name}_test_accuracy_{100 * float(fraction):g}pct"
+                    scalars[key] = figures["test_accuracy"]
     if "decision" in summary:
         scalars["promoted"] = float(bool(summary["decision"]["promoted"]))
     summary["scalars"] = scalars
     modeldir.write_json(results_path, summary)
     return summary
+
+
+def run_collect_fraction(
+    previous_path: str | Path | None,
+    fraction: float,
+    evaluations: dict[str, str | Path],
+    curve_path: str | Path,
+) -> dict:
+    """Add one labelled fraction's evaluations to the label-efficiency curve.
+
+    Args:
+        previous_path: the curve so far (the previous fraction's output); None starts one.
+        fraction: the labelled fraction these evaluations were trained at.
+        evaluations: method name -> evaluation JSON path (`run_evaluate`'s result).
+        curve_path: where the extended curve is written (JSON).
+
+    Returns:
+        The extended curve.
+    """
+    previous = read_json(Path(previous_path)) if previous_path else None
+    results = {name: read_json(Path(path)) for name, path in evaluations.items()}
+    curve = label_efficiency.add_fraction(previous, fraction, results)
+    modeldir.write_json(curve_path, curve)
+    log.info(
+        "label efficiency at %s: %s",
+        label_efficiency.percent_label(fraction),
+        {name: round(r["accuracy"], 4) for name, r in results.items()},
+    )
+    return curve
 
 
 def _render_preview(data_uri: str, config: Config, path: Path) -> None:

@@ -77,6 +77,7 @@ def run_pretrain(
         fit,
         summarize,
         include_unlabeled=config.train.use_unlabeled,
+        labelled_only=False,  # few labels: the others are anchors of their own views
         tensorboard_dir=tensorboard_dir,
         durable_dir=durable_dir,
     )
@@ -199,6 +200,7 @@ def run_training_component(
     checkpoint_root: str = "",
     pipeline_root: str = "",
     job_id: str = "",
+    labeled_subset_fraction: float = 0.0,
     **shortcuts,
 ) -> dict:
     """A training component's body, from pipeline parameters to logged KFP metrics.
@@ -220,6 +222,8 @@ def run_training_component(
             `encoder_model`.
         method, mode: the pretraining method, the classifier mode ("" keeps the profile's).
         profile, overrides, shortcuts: as `config.resolve_config` takes them.
+        labeled_subset_fraction: few labels, the share of labelled training images the step
+            sees (`resolve_config`'s `labeled_fraction`; 0 keeps the profile's).
         tensorboard_root, tensorboard_name, checkpoint_root, pipeline_root, job_id: where
             logs and checkpoints go (`tensorboard_name` also names the step).
 
@@ -235,6 +239,7 @@ def run_training_component(
     output, encoder_model = (encoder_model, None) if step == "pretrain" else (model, encoder_model)
     log_dir = conventions.tensorboard_dir(environ, tensorboard_root, tensorboard_name)
     state = durable.step_folder(checkpoint_root, pipeline_root, job_id, tensorboard_name)
+    shortcuts["labeled_fraction"] = labeled_subset_fraction
     with durable.recording_failures(state):  # a retry fails at once on a permanent failure
         config = resolve_config(profile, overrides=overrides, **shortcuts)
         if environ.get(trainjob.LAUNCHER_ENV):
@@ -314,6 +319,7 @@ def _train_step(
     summarize: Callable[[Any, dict, TrainingData, float], tuple[dict, dict, dict]],
     *,
     include_unlabeled: bool = False,
+    labelled_only: bool = True,
     check: Callable[[TrainingData], None] | None = None,
     tensorboard_dir: str | None = None,
     durable_dir: str | None = None,
@@ -332,6 +338,9 @@ def _train_step(
             info)`; `info` holds the step's own fields (kind, method, ...), the dataset's are
             added; `layout` is the step's `training.distribution.Layout`.
         include_unlabeled: train on the unlabeled split too (label -1).
+        labelled_only: with `train.labeled_fraction` < 1, train on the labelled subset only
+            (cross-entropy steps: no -1 label reaches their loss), else on every train image
+            with the others unlabelled (-1).
         check: refuses data the step cannot use (raises), before training.
         tensorboard_dir: where `keras.callbacks.TensorBoard` writes (default
             `<output_dir>/tensorboard`).
@@ -358,6 +367,9 @@ def _train_step(
         seed=config.train.seed,
         limit=config.data.limit,
         include_unlabeled=include_unlabeled,
+        labeled_fraction=config.train.labeled_fraction,
+        labelled_only=labelled_only,
+        labeled_steps_per_epoch=config.train.labeled_steps_per_epoch,
         shuffle_buffer=config.data.shuffle_buffer,
         shuffle_buffer_bytes=config.data.shuffle_buffer_mib << 20,
         process_index=layout.process_index,
@@ -439,6 +451,7 @@ def _info(data: TrainingData, config: Config, **extra) -> dict:
         "image_shape": list(data.image_shape),
         "encoder": config.model.encoder,
         "profile": config.profile,
+        "labeled_fraction": config.train.labeled_fraction,
         "created_at": modeldir.utc_now(),
         **extra,
     }
