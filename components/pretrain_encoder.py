@@ -29,7 +29,7 @@ def pretrain_encoder(
     from contrastive.config import resolve_config
     from contrastive.training.distribution import join_processes
 
-    log_dir = tasks.tensorboard_dir(os.environ, tensorboard_root, tensorboard_name)
+    logs = tasks.step_logs(os.environ, tensorboard_root, tensorboard_name)
     state = durable.step_folder(checkpoint_root, pipeline_root, job_id, tensorboard_name)
     with durable.recording_failures(state):  # a retry fails at once on a permanent failure
         config = resolve_config(
@@ -48,9 +48,8 @@ def pretrain_encoder(
             encoder_model.path,
             config,
             method=method,
-            tensorboard_dir=log_dir,
+            **logs,
             durable_dir=state,
         )
     encoder_model.metadata.update(method=method, kind="encoder", framework="keras")
-    for name, value in tasks.numeric_metrics(result).items():
-        metrics.log_metric(name, value)
+    tasks.log_metrics(metrics, result)

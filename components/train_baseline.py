@@ -29,7 +29,7 @@ def train_baseline(
     from contrastive.config import resolve_config
     from contrastive.training.distribution import join_processes
 
-    log_dir = tasks.tensorboard_dir(os.environ, tensorboard_root, tensorboard_name)
+    logs = tasks.step_logs(os.environ, tensorboard_root, tensorboard_name)
     state = durable.step_folder(checkpoint_root, pipeline_root, job_id, tensorboard_name)
     with durable.recording_failures(state):  # a retry fails at once on a permanent failure
         config = resolve_config(
@@ -43,9 +43,6 @@ def train_baseline(
             distribution=distribution,
         )
         join_processes(os.environ, config.train)  # Vertex CLUSTER_SPEC, Kubeflow JAX_*
-        result = tasks.run_train_baseline(
-            dataset, model.path, config, tensorboard_dir=log_dir, durable_dir=state
-        )
+        result = tasks.run_train_baseline(dataset, model.path, config, **logs, durable_dir=state)
     model.metadata.update(method="baseline", framework="keras")
-    for name, value in tasks.numeric_metrics(result).items():
-        metrics.log_metric(name, value)
+    tasks.log_metrics(metrics, result)

@@ -29,7 +29,7 @@ def train_classifier(
     from contrastive.config import resolve_config
     from contrastive.training.distribution import join_processes
 
-    log_dir = tasks.tensorboard_dir(os.environ, tensorboard_root, tensorboard_name)
+    logs = tasks.step_logs(os.environ, tensorboard_root, tensorboard_name)
     state = durable.step_folder(checkpoint_root, pipeline_root, job_id, tensorboard_name)
     with durable.recording_failures(state):  # a retry fails at once on a permanent failure
         config = resolve_config(
@@ -47,9 +47,8 @@ def train_classifier(
             model.path,
             config,
             mode=mode,
-            tensorboard_dir=log_dir,
+            **logs,
             durable_dir=state,
         )
     model.metadata.update(method=result.get("method"), mode=result["mode"], framework="keras")
-    for name, value in tasks.numeric_metrics(result).items():
-        metrics.log_metric(name, value)
+    tasks.log_metrics(metrics, result)

@@ -39,7 +39,7 @@ def test_run_flags_are_the_compiled_pipeline_inputs(tmp_path, target):
 def test_run_passes_only_given_flags_and_the_profile_defaults(monkeypatch, tmp_path):
     seen = {}
 
-    def fake_run_local(params, *, methods, runs_dir):
+    def fake_run_local(params, *, methods, runs_dir, cache, verbose):
         seen.update(params=params, methods=methods)
         raise SystemExit(0)
 

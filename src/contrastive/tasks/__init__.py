@@ -9,7 +9,8 @@ as arrays.
 - `training`: `run_pretrain`, `run_train_classifier`, `run_train_baseline` and the sequence
   they share (reuse → open the data → train → time → save).
 - `evaluating`: `run_evaluate`, `run_compare_and_report`.
-- `conventions`: `data_location`, `tensorboard_dir`, `numeric_metrics`.
+- `conventions`: `data_location`, `tensorboard_dir`, `step_logs`, `numeric_metrics`,
+  `log_metrics`.
 - here: `run_ingest`.
 """
 
@@ -17,12 +18,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from contrastive.tasks.conventions import data_location, numeric_metrics, tensorboard_dir
+from contrastive.tasks.conventions import (
+    data_location,
+    log_metrics,
+    numeric_metrics,
+    step_logs,
+    tensorboard_dir,
+)
 from contrastive.tasks.evaluating import run_compare_and_report, run_evaluate
 from contrastive.tasks.training import run_pretrain, run_train_baseline, run_train_classifier
 
 __all__ = [
     "data_location",
+    "log_metrics",
     "numeric_metrics",
     "run_compare_and_report",
     "run_evaluate",
@@ -30,6 +38,7 @@ __all__ = [
     "run_pretrain",
     "run_train_baseline",
     "run_train_classifier",
+    "step_logs",
     "tensorboard_dir",
 ]
 

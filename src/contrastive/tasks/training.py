@@ -32,11 +32,13 @@ def run_pretrain(
     method: str = "",
     tensorboard_dir: str | None = None,
     durable_dir: str | None = None,
+    progress_file: str | None = None,
 ) -> dict:
     """Pretrain an encoder with a contrastive loss; write it as a model directory.
 
     TensorBoard logs (every metric, every epoch) go to `tensorboard_dir`, by default
-    `<output_dir>/tensorboard`.
+    `<output_dir>/tensorboard`; with `progress_file` each epoch also appends a JSON line there
+    (`contrastive.training.callbacks.ProgressLog`, for `contrastive run`'s live view).
     """
     from contrastive import training
 
@@ -76,6 +78,7 @@ def run_pretrain(
         include_unlabeled=config.train.use_unlabeled,
         tensorboard_dir=tensorboard_dir,
         durable_dir=durable_dir,
+        progress_file=progress_file,
     )
 
 
@@ -88,9 +91,10 @@ def run_train_classifier(
     mode: str = "",
     tensorboard_dir: str | None = None,
     durable_dir: str | None = None,
+    progress_file: str | None = None,
 ) -> dict:
     """Train a classifier on a pretrained encoder (frozen `linear` probe or `finetune`);
-    TensorBoard logs as for `run_pretrain`."""
+    TensorBoard logs and progress as for `run_pretrain`."""
     from contrastive import training
 
     data_uri = data_location(data_uri)
@@ -139,6 +143,7 @@ def run_train_classifier(
         check=lambda data: check_compatible(encoder_info, data, encoder_dir),
         tensorboard_dir=tensorboard_dir,
         durable_dir=durable_dir,
+        progress_file=progress_file,
     )
 
 
@@ -149,9 +154,10 @@ def run_train_baseline(
     *,
     tensorboard_dir: str | None = None,
     durable_dir: str | None = None,
+    progress_file: str | None = None,
 ) -> dict:
     """Train the cross-entropy baseline: same encoder, weak augmentation, same epoch budget;
-    TensorBoard logs as for `run_pretrain`."""
+    TensorBoard logs and progress as for `run_pretrain`."""
     from contrastive import training
 
     data_uri = data_location(data_uri)
@@ -176,6 +182,7 @@ def run_train_baseline(
         summarize,
         tensorboard_dir=tensorboard_dir,
         durable_dir=durable_dir,
+        progress_file=progress_file,
     )
 
 
@@ -191,6 +198,7 @@ def _train_step(
     check: Callable[[TrainingData], None] | None = None,
     tensorboard_dir: str | None = None,
     durable_dir: str | None = None,
+    progress_file: str | None = None,
 ) -> dict:
     """The sequence every training step shares: reuse → open the data → train → time → save.
 
@@ -211,6 +219,7 @@ def _train_step(
         durable_dir: the step's folder of `contrastive.durable` (checkpoints mirrored there
             survive a lost output folder; removed after success); None: checkpoints only in
             `<output_dir>/checkpoints`.
+        progress_file: local file the chief appends one JSON line per epoch to (None: none).
 
     Returns:
         The step's metrics (those of the complete output when it is reused).
@@ -218,7 +227,7 @@ def _train_step(
     if (done := modeldir.reuse_complete(output_dir)) is not None:
         return done
     from contrastive.data import stream_training_data
-    from contrastive.training.callbacks import tensorboard_callback
+    from contrastive.training.callbacks import ProgressLog, tensorboard_callback
     from contrastive.training.distribution import describe, plan_layout, save_discarded
 
     layout = plan_layout(config.train)  # refuses a bad distribution before reading data
@@ -243,6 +252,8 @@ def _train_step(
     fresh = not Path(output_dir).exists()
     log_dir = tensorboard_dir or str(Path(output_dir) / "tensorboard")
     callbacks = [tensorboard_callback(log_dir)] if layout.is_chief else []
+    if progress_file is not None and layout.is_chief:
+        callbacks.append(ProgressLog(progress_file))
     if durable_dir is not None:  # the output folder may not survive the pod: mirror it
         from contrastive import durable
 
