@@ -208,7 +208,9 @@ class LiveRenderer:
         return self
 
     def __rich__(self):
+        from rich.console import Group
         from rich.table import Table
+        from rich.text import Text
 
         table = Table.grid(padding=(0, 1))
         table.add_column(no_wrap=True)
@@ -217,11 +219,11 @@ class LiveRenderer:
         if self.view is None:
             return table
         elapsed, rows = self.view.snapshot()
-        table.add_row("", f"[bold]{self.title}[/]", f"elapsed {clock(elapsed)}")
         for name, state, text in rows:
             style = _STYLE[state]
-            table.add_row(f"[{style}]{_MARK[state]}[/]", f"[{style}]{name}[/]", text)
-        return table
+            table.add_row(Text(_MARK[state], style), Text(name, style), text)
+        heading = Text.assemble((self.title, "bold"), f"  elapsed {clock(elapsed)}")
+        return Group(heading, table)
 
     def __enter__(self):
         from rich.live import Live
