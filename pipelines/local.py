@@ -78,9 +78,6 @@ def run_local(
         LocalRunError: a task failed (its name, last log lines, log file, every state).
     """
     from kfp import local
-    from rich.console import Console
-
-    from contrastive.tasks.conventions import PROGRESS_DIR_VARIABLE
 
     runs_dir = Path(runs_dir).resolve()
     run_id = run_id or new_run_id()
@@ -105,30 +102,17 @@ def run_local(
         enable_caching=cache,
         cache_root=str(runs_dir / ".cache"),
     )
-    console = console or Console(file=sys.stdout)
-    names = task_names(pipeline)
-    title = f"contrastive run {run_id}"
-    if console.is_terminal and not verbose:
-        renderer = LiveRenderer(title, console)
-    else:
-        console.print(f"{title}: logs in {logs_dir}", soft_wrap=True, highlight=False)
-        renderer = PlainRenderer(lambda line: console.print(line, highlight=False, soft_wrap=True))
-    view = RunView(names.values(), renderer)
-    if isinstance(renderer, LiveRenderer):
-        renderer.attach(view)
-    logs = TaskLogs(logs_dir, echo=console.file if verbose else None)
     start = time.perf_counter()
-    with (
-        _environment(PROGRESS_DIR_VARIABLE, str(progress_dir)),
-        renderer,
-        ProgressPoller(progress_dir, view) as poller,
-        _observed_tasks(names, view, logs, poller),
-        logs.capturing(),
-    ):
-        pipeline(**params)
+    run_with_view(
+        pipeline,
+        params,
+        title=f"contrastive run {run_id}",
+        logs_dir=logs_dir,
+        progress_dir=progress_dir,
+        console=console,
+        verbose=verbose,
+    )
     seconds = time.perf_counter() - start
-    if (failed := view.failed()) is not None:
-        raise LocalRunError(_failure_message(failed, logs.path(failed), view))
     summary_path = _find_output(run_dir / "artifacts", "compare-and-report", "results")
     summary = json.loads(summary_path.read_text())
     report_src = summary_path.with_name("report")
@@ -157,6 +141,51 @@ def _with_local_defaults(params: dict) -> dict:
 
 def _finished_marker(runs_dir: Path, key: str) -> Path:
     return runs_dir / ".cache" / f"finished-{key}.txt"
+
+
+def run_with_view(
+    pipeline,
+    params: dict,
+    *,
+    title: str,
+    logs_dir: Path,
+    progress_dir: Path,
+    console=None,
+    verbose: bool = False,
+) -> RunView:
+    """Runs `pipeline(**params)` under kfp.local (already `local.init`-ed with
+    `raise_on_error=False`) with the view of its tasks on `console`, each task's output in
+    `logs_dir/<task>.log`, the training steps' progress files in `progress_dir`.
+
+    Raises:
+        LocalRunError: a task failed.
+    """
+    from rich.console import Console
+
+    from contrastive.tasks.conventions import PROGRESS_DIR_VARIABLE
+
+    console = console or Console(file=sys.stdout)
+    names = task_names(pipeline)
+    if console.is_terminal and not verbose:
+        renderer = LiveRenderer(title, console)
+    else:
+        console.print(f"{title}: logs in {logs_dir}", soft_wrap=True, highlight=False)
+        renderer = PlainRenderer(lambda line: console.print(line, highlight=False, soft_wrap=True))
+    view = RunView(names.values(), renderer)
+    if isinstance(renderer, LiveRenderer):
+        renderer.attach(view)
+    logs = TaskLogs(logs_dir, echo=console.file if verbose else None)
+    with (
+        _environment(PROGRESS_DIR_VARIABLE, str(progress_dir)),
+        renderer,
+        ProgressPoller(progress_dir, view) as poller,
+        _observed_tasks(names, view, logs, poller),
+        logs.capturing(),
+    ):
+        pipeline(**params)
+    if (failed := view.failed()) is not None:
+        raise LocalRunError(_failure_message(failed, logs.path(failed), view))
+    return view
 
 
 def run_key(pipeline, params: dict) -> str:
