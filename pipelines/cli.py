@@ -228,6 +228,8 @@ def _print_results(results: dict) -> None:
         console.print(f"champion gate: {results['decision'].get('reason')}")
     console.print(f"pipeline time: {results['run_seconds']:.0f} s")
     console.print(f"report: {results['report']}")
+    if results.get("logs"):
+        console.print(f"logs: {results['logs']}")
 
 
 def cmd_compile(args) -> int:

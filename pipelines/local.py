@@ -118,7 +118,9 @@ def run_local(
     report_src = summary_path.with_name("report")
     report = run_dir / "report.html"
     shutil.copyfile(report_src, report)
-    results = compact_results(summary, run_seconds=seconds, report=str(report), run_id=run_id)
+    results = compact_results(
+        summary, run_seconds=seconds, report=str(report), logs=str(logs_dir), run_id=run_id
+    )
     (run_dir / "results.json").write_text(json.dumps(results, indent=2))
     _point_latest(runs_dir, run_dir)
     if cache:

@@ -93,9 +93,7 @@ def runs(separable_npz, tmp_path_factory):
     killed = _kill_during_pretraining(separable_npz, runs)
     resumed = _run(separable_npz, runs)
     resumed_dir = (runs / "latest").resolve()
-    cached_start = time.monotonic()
     cached = _run(separable_npz, runs)
-    cached_seconds = time.monotonic() - cached_start
     fresh = _run(separable_npz, runs, "--no-cache")
     return {
         "dir": runs,
@@ -103,7 +101,6 @@ def runs(separable_npz, tmp_path_factory):
         "resumed": resumed,
         "resumed_dir": resumed_dir,
         "cached": cached,
-        "cached_seconds": cached_seconds,
         "fresh": fresh,
     }
 
@@ -145,7 +142,6 @@ def test_cached_rerun_reuses_every_task(runs):
     assert states["compare-and-report"] == ["running", "done"]
     assert "same pipeline and parameters as run" in stdout
     assert results["methods"] == runs["resumed"][1]["methods"]
-    assert runs["cached_seconds"] < 120  # on a loaded 2-core machine; ~25 s idle
 
 
 def test_no_cache_runs_every_task_again(runs):
