@@ -88,9 +88,11 @@ def run_local(
     pipeline = build_pipeline(target="local", methods=methods)
     params = _with_local_defaults(params)
     # Checkpoints keyed by what the run computes: the same parameters resume, others do not
-    # (and --no-cache starts from epoch 0 in a folder of its own).
+    # (and --no-cache starts from epoch 0 in a folder of its own). A given checkpoint_root
+    # (a folder or gs:// prefix) gets the key appended likewise.
     key = run_key(pipeline, params) if cache else run_id
-    params.setdefault("checkpoint_root", str(runs_dir / "checkpoints" / key))
+    root = params.get("checkpoint_root") or str(runs_dir / "checkpoints")
+    params["checkpoint_root"] = f"{root.rstrip('/')}/{key}"
     # Component commands call `python3`: make it this interpreter, which has the project.
     bin_dir = os.path.dirname(sys.executable)
     os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
