@@ -94,3 +94,15 @@ def test_the_ingest_step_gets_the_profile_and_overrides(tmp_path):
     ingest = next(t for t in tasks.values() if t["taskInfo"]["name"] == "ingest")
     for name in ("profile", "overrides", "image_size", "test_fraction", "source"):
         assert ingest["inputs"]["parameters"][name] == {"componentInputParameter": name}
+
+
+def test_run_flags_verbose_either_side_and_no_cache():
+    parser = cli.build_parser()
+    for argv, verbose, cache in (
+        (["run"], False, True),
+        (["-v", "run"], True, True),
+        (["run", "-v"], True, True),
+        (["run", "--verbose", "--no-cache"], True, False),
+    ):
+        args = parser.parse_args(argv)
+        assert (args.verbose, args.cache) == (verbose, cache), argv
