@@ -237,12 +237,12 @@ class TaskLogs:
             if self._file is not None:
                 self._file.close()
             self._task = task
-            self._file = open(self.path(task), "a", encoding="utf-8")  # noqa: SIM115
+            self._file = open(self.path(task), "a", buffering=1, encoding="utf-8")  # noqa: SIM115
 
     def write(self, text: str) -> int:
         with self._lock:
             if self._file is None:
-                self._file = open(self.path(self._task), "a", encoding="utf-8")  # noqa: SIM115
+                self._file = open(self.path(self._task), "a", buffering=1, encoding="utf-8")  # noqa: SIM115
             self._file.write(text)
             if self.echo is not None:
                 self._pending += text
