@@ -199,9 +199,9 @@ class LiveRenderer:
         self.live = None
 
     def changed(self, view: RunView, task: TaskState, line: str) -> None:
+        # No refresh here: this runs under the view's lock, and Live's own thread holds its
+        # lock while it reads the view; the next automatic refresh (a quarter second) shows it.
         self.view = view
-        if self.live is not None:
-            self.live.refresh()
 
     def attach(self, view: RunView) -> LiveRenderer:
         self.view = view
