@@ -44,8 +44,8 @@ data: ## Install the embedded dataset (Debian package dataset-fashion-mnist) if 
 	  echo "(or ingest another source: contrastive ingest --source tfds:fashion_mnist ...)"; \
 	fi
 
-run: install ## Run the whole pipeline locally (kfp.local) on Fashion-MNIST, quick profile
-	$(BIN)/contrastive run --profile $(PROFILE)
+run: install ## Run the whole pipeline locally (kfp.local), quick profile (ARGS="--no-cache -v")
+	$(BIN)/contrastive run --profile $(PROFILE) $(ARGS)
 
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check .
