@@ -131,12 +131,15 @@ def run_local(
 
 
 def earlier_run(params: dict, *, methods: Sequence[str], runs_dir: str | Path) -> str | None:
-    """The id of an earlier finished run of the same pipeline and parameters (the cache holds
-    its tasks' outputs), or None."""
+    """The id of an earlier finished run of the same pipeline and parameters whose folder is
+    still there (the cache holds its tasks' outputs), or None."""
     pipeline = build_pipeline(target="local", methods=methods)
     key = run_key(pipeline, _with_local_defaults(params))
     marker = _finished_marker(Path(runs_dir).resolve(), key)
-    return marker.read_text().strip() if marker.is_file() else None
+    if not marker.is_file():
+        return None
+    run_id = marker.read_text().strip()
+    return run_id if run_id and (Path(runs_dir).resolve() / run_id).is_dir() else None
 
 
 def _with_local_defaults(params: dict) -> dict:
