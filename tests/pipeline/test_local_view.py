@@ -126,3 +126,40 @@ def test_a_failed_task_names_itself_its_log_and_every_state(kfp_local, tmp_path)
         "tasks: first done, breaks failed, after waiting",
     ]
     assert raised.value.exit_code == 1
+
+
+def test_task_names_are_the_display_names_in_run_order():
+    from pipelines.local import task_names
+    from pipelines.pipeline import build_pipeline
+
+    names = task_names(build_pipeline(target="local"))
+    shown = list(names.values())
+    assert len(shown) == 10 and shown[0] == "ingest" and shown[-1] == "compare-and-report"
+    assert names["ingest-data"] == "ingest" and names["train-baseline"] == "train-baseline"
+    assert set(shown) >= {"pretrain-supcon", "classifier-simclr", "evaluate-baseline"}
+    # every task after the tasks it needs
+    assert shown.index("pretrain-supcon") < shown.index("classifier-supcon")
+    assert shown.index("classifier-supcon") < shown.index("evaluate-supcon")
+
+
+def test_run_key_and_earlier_run(tmp_path):
+    from pipelines.local import LOCAL_TENSORBOARD_ROOT, _finished_marker, earlier_run, run_key
+    from pipelines.pipeline import build_pipeline
+
+    pipeline = build_pipeline(target="local")
+    params = {"profile": "tiny", "epochs": 2, "seed": 0}
+    key = run_key(pipeline, params)
+    assert key == run_key(build_pipeline(target="local"), dict(reversed(params.items())))
+    assert key != run_key(pipeline, {**params, "epochs": 3})
+    assert key != run_key(build_pipeline(target="local", methods=["supcon"]), params)
+
+    methods = ("baseline", "supcon", "simclr")
+    assert earlier_run(params, methods=methods, runs_dir=tmp_path) is None
+    local_key = run_key(pipeline, {"tensorboard_root": LOCAL_TENSORBOARD_ROOT, **params})
+    marker = _finished_marker(tmp_path, local_key)
+    marker.parent.mkdir()
+    marker.write_text("20261130-000000-abcd\n")
+    assert earlier_run(params, methods=methods, runs_dir=tmp_path) is None  # its folder is gone
+    (tmp_path / "20261130-000000-abcd").mkdir()
+    assert earlier_run(params, methods=methods, runs_dir=tmp_path) == "20261130-000000-abcd"
+    assert earlier_run({**params, "seed": 1}, methods=methods, runs_dir=tmp_path) is None
