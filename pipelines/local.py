@@ -127,6 +127,8 @@ def run_local(
     _point_latest(runs_dir, run_dir)
     if cache:
         _finished_marker(runs_dir, key).write_text(run_id + "\n")
+    with contextlib.suppress(OSError):  # each step cleared its folder: drop the empty root
+        os.rmdir(params["checkpoint_root"])
     return results
 
 
