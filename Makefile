@@ -13,6 +13,7 @@ IMAGE ?= contrastive:dev
 REGISTRY ?=
 GIT_SHA := $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 PYTEST_ARGS ?=
+PIP_ARGS ?=
 
 .PHONY: help install data run test test-fast lint format compile submit schedule images \
         bench bench-ingest clean tensorboard
@@ -21,10 +22,12 @@ help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
+# -qq: pip's errors only (a machine's pip configuration may add a warning per missing index).
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[tf,jax,dev,vertex]"
+	@echo "installing the project into $(VENV) (pip errors only; PIP_ARGS=-v adds its warnings)"
+	@$(BIN)/python -m pip install -qq $(PIP_ARGS) --upgrade pip
+	@$(BIN)/python -m pip install -qq $(PIP_ARGS) -c constraints.txt -e ".[tf,jax,dev,vertex]"
 	@touch $(STAMP)
 
 install: $(STAMP) data ## Create .venv, install the project (editable) and Fashion-MNIST
@@ -41,8 +44,8 @@ data: ## Install the embedded dataset (Debian package dataset-fashion-mnist) if 
 	  echo "(or ingest another source: contrastive ingest --source tfds:fashion_mnist ...)"; \
 	fi
 
-run: install ## Run the whole pipeline locally (kfp.local) on Fashion-MNIST, quick profile
-	$(BIN)/contrastive run --profile $(PROFILE)
+run: install ## Run the whole pipeline locally (kfp.local), quick profile (ARGS="--no-cache -v")
+	$(BIN)/contrastive run --profile $(PROFILE) $(ARGS)
 
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check .

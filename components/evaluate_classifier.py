@@ -18,9 +18,9 @@ def evaluate_classifier(
     from contrastive import tasks
 
     result = tasks.run_evaluate(dataset, model.path, split=split, predictions_path=predictions.path)
-    for name, value in result["scalars"].items():
-        metrics.log_metric(name, value)
+    tasks.log_metrics(metrics, result["scalars"])
     classification_metrics.log_confusion_matrix(result["class_names"], result["confusion_matrix"])
+    tasks.log_metrics(classification_metrics)
     with open(evaluation.path, "w") as file:
         json.dump(result, file)
     return float(result["accuracy"])

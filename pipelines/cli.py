@@ -121,7 +121,15 @@ def cmd_ingest(args) -> int:
 
 
 # `contrastive run` flags that are not pipeline parameters (the rest come from the pipeline).
-RUN_ONLY_FLAGS = ("methods", "labeled_fractions", "override", "runs_dir", "estimate")
+RUN_ONLY_FLAGS = (
+    "methods",
+    "labeled_fractions",
+    "override",
+    "runs_dir",
+    "estimate",
+    "cache",
+    "verbose",
+)
 # KFP parameter type -> argparse type (no Boolean parameter yet: argparse's bool("False") is
 # True, so one would need its own parser here).
 _KFP_TYPES = {"String": str, "Integer": int, "Float": float}
@@ -156,7 +164,7 @@ def cmd_run(args) -> int:
     from contrastive.data.images import parse_image_size
     from contrastive.run_parameters import check_run_parameters
     from contrastive.validation import check
-    from pipelines.local import run_local
+    from pipelines.local import earlier_run, native_notices_filtered, run_local
     from pipelines.pipeline import _check_methods, check_labeled_fractions
 
     methods = _check_methods(args.methods)
@@ -172,22 +180,37 @@ def cmd_run(args) -> int:
     overrides.update(json.loads(encode_overrides(args.override) or "{}"))
     if overrides:
         params["overrides"] = json.dumps(overrides, sort_keys=True)
-    # The check submit and schedule make, before any task (0 / "" keep the profile's value).
-    config = check_run_parameters(params)
-    params.setdefault("seed", config.train.seed)
-    # Compiled into the DAG like the methods: the flag, else the profile's curve (few-labels).
-    fractions = fractions or check_labeled_fractions(config.train.labeled_fractions)
-    image_size = parse_image_size(params.get("image_size"))
-    check(
-        "--test-fraction",
-        params.get("test_fraction", 0.2),
-        lambda v: 0 <= v < 1,
-        "must be in [0, 1)",
-    )
-    if args.estimate:
-        _print_estimate(params, config, methods, image_size)
+    with native_notices_filtered():  # TensorFlow loads here: its start-up notices not shown
+        # The check submit and schedule make, before any task (0 / "" keep the profile's value).
+        config = check_run_parameters(params)
+        params.setdefault("seed", config.train.seed)
+        # Compiled into the DAG like the methods: the flag, else the profile's curve (few-labels).
+        fractions = fractions or check_labeled_fractions(config.train.labeled_fractions)
+        image_size = parse_image_size(params.get("image_size"))
+        check(
+            "--test-fraction",
+            params.get("test_fraction", 0.2),
+            lambda v: 0 <= v < 1,
+            "must be in [0, 1)",
+        )
+        earlier = args.cache and earlier_run(
+            params, methods=methods, runs_dir=args.runs_dir, labeled_fractions=fractions
+        )
+        if earlier:
+            print(
+                f"same pipeline and parameters as run {earlier}: its tasks' outputs are "
+                "reused (--no-cache runs them again)",
+                flush=True,
+            )
+        elif args.estimate:
+            _print_estimate(params, config, methods, image_size)
     results = run_local(
-        params, methods=methods, runs_dir=args.runs_dir, labeled_fractions=fractions
+        params,
+        methods=methods,
+        runs_dir=args.runs_dir,
+        cache=args.cache,
+        verbose=args.verbose,
+        labeled_fractions=fractions,
     )
     _print_results(results)
     return 0
@@ -249,6 +272,8 @@ def _print_results(results: dict) -> None:
         console.print(f"champion gate: {results['decision'].get('reason')}")
     console.print(f"pipeline time: {results['run_seconds']:.0f} s")
     console.print(f"report: {results['report']}")
+    if results.get("logs"):
+        console.print(f"logs: {results['logs']}")
 
 
 def cmd_compile(args) -> int:
@@ -480,6 +505,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="set any config field, e.g. data.image_size=[96,96] (repeatable; joins --overrides)",
     )
     p.add_argument("--runs-dir", default="runs", help="where run outputs go (default runs/)")
+    p.add_argument(
+        "--no-cache",
+        dest="cache",
+        action="store_false",
+        help="run every task afresh: no outputs of earlier runs reused, no training resumed",
+    )
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,  # `contrastive -v run` sets it too
+        help="stream every task's log (always in runs/<run-id>/logs/<task>.log)",
+    )
     p.add_argument(
         "--no-estimate",
         dest="estimate",

@@ -1,15 +1,48 @@
-"""Run the whole DAG on this machine with `kfp.local.SubprocessRunner` (what `make run` does)."""
+"""Run the whole DAG on this machine with `kfp.local.SubprocessRunner` (what `make run` does).
 
+What the user sees is the view of `pipelines.progress` (one line per task; a live one in a
+terminal); each task's own output goes to `runs/<run-id>/logs/<task>.log` (`verbose`: also
+to the terminal, without TensorFlow's start-up notices). Runs are cached by kfp.local
+(`runs/.cache`): a task whose component, inputs and upstream outputs are those of a finished
+one is not run again. A training step keeps its epoch checkpoints in
+`runs/checkpoints/<key>/local/<step>`, `<key>` a hash of the pipeline and its parameters, so
+a run killed mid-training and started again with the same parameters resumes there.
+"""
+
+import contextlib
+import hashlib
 import json
 import os
 import shutil
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 from pipelines.pipeline import DEFAULT_METHODS, build_pipeline
+from pipelines.progress import (
+    LiveRenderer,
+    PlainRenderer,
+    ProgressPoller,
+    RunView,
+    is_notice,
+    log_tail,
+)
+
+# A training step's TensorBoard logs: `runs/<run-id>/tensorboard/<step>`, written as a
+# placeholder kfp.local resolves when the task starts, so the value (part of the cache key)
+# is the same in every run.
+LOCAL_TENSORBOARD_ROOT = "{{$.pipeline_root}}/../tensorboard"
+FAILED_LOG_LINES = 30
+
+
+class LocalRunError(RuntimeError):
+    """A task of a local run failed; the message names it, its last log lines, its log file
+    and every task's state."""
+
+    exit_code = 1
 
 
 def new_run_id() -> str:
@@ -22,18 +55,47 @@ def run_local(
     methods: Sequence[str] = DEFAULT_METHODS,
     runs_dir: str | Path = "runs",
     run_id: str | None = None,
+    cache: bool = True,
+    verbose: bool = False,
+    console=None,
     labeled_fractions: Sequence[float] = (),
 ) -> dict:
     """Run the pipeline locally; outputs go to `runs/<run-id>/`, `runs/latest` points there.
 
-    Returns the compact results (also written to `runs/<run-id>/results.json`), with the path
-    of the HTML report copied next to it.
+    Args:
+        params: the pipeline's parameters (those not given keep their defaults).
+        labeled_fractions: few labels, one branch per labelled fraction (compiled into the
+            DAG like `methods`); empty: the single run.
+        cache: reuse the outputs of tasks already run with the same inputs (kfp.local's
+            cache in `runs/.cache`) and resume interrupted training; False: run every task
+            afresh, from epoch 0.
+        verbose: stream every task's log to the terminal, under plain state lines.
+        console: a `rich.console.Console` for the view (default: stdout's); a terminal gets
+            the live view, anything else plain lines.
+
+    Returns:
+        The compact results (also written to `runs/<run-id>/results.json`), with the path
+        of the HTML report copied next to it.
+
+    Raises:
+        LocalRunError: a task failed (its name, last log lines, log file, every state).
     """
     from kfp import local
 
+    runs_dir = Path(runs_dir).resolve()
     run_id = run_id or new_run_id()
-    run_dir = Path(runs_dir).resolve() / run_id
+    run_dir = runs_dir / run_id
     run_dir.mkdir(parents=True, exist_ok=False)
+    logs_dir, progress_dir = run_dir / "logs", run_dir / "progress"
+    logs_dir.mkdir()
+    pipeline = build_pipeline(target="local", methods=methods, labeled_fractions=labeled_fractions)
+    params = _with_local_defaults(params)
+    # Checkpoints keyed by what the run computes: the same parameters resume, others do not
+    # (and --no-cache starts from epoch 0 in a folder of its own). A given checkpoint_root
+    # (a folder or gs:// prefix) gets the key appended likewise.
+    key = run_key(pipeline, params) if cache else run_id
+    root = params.get("checkpoint_root") or str(runs_dir / "checkpoints")
+    params["checkpoint_root"] = f"{root.rstrip('/')}/{key}"
     # Component commands call `python3`: make it this interpreter, which has the project.
     bin_dir = os.path.dirname(sys.executable)
     os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
@@ -41,21 +103,304 @@ def run_local(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(run_dir / "artifacts"),
         workspace_root=str(run_dir / "workspace"),
+        raise_on_error=False,
+        enable_caching=cache,
+        cache_root=str(runs_dir / ".cache"),
     )
-    pipeline = build_pipeline(target="local", methods=methods, labeled_fractions=labeled_fractions)
     start = time.perf_counter()
-    # TensorBoard logs of every training step: runs/<run-id>/tensorboard/<step> (make tensorboard).
-    pipeline(**{"tensorboard_root": str(run_dir / "tensorboard"), **params})
+    run_with_view(
+        pipeline,
+        params,
+        title=f"contrastive run {run_id}",
+        logs_dir=logs_dir,
+        progress_dir=progress_dir,
+        console=console,
+        verbose=verbose,
+    )
     seconds = time.perf_counter() - start
     summary_path = _find_output(run_dir / "artifacts", "compare-and-report", "results")
     summary = json.loads(summary_path.read_text())
     report_src = summary_path.with_name("report")
     report = run_dir / "report.html"
     shutil.copyfile(report_src, report)
-    results = compact_results(summary, run_seconds=seconds, report=str(report), run_id=run_id)
+    results = compact_results(
+        summary, run_seconds=seconds, report=str(report), logs=str(logs_dir), run_id=run_id
+    )
     (run_dir / "results.json").write_text(json.dumps(results, indent=2))
-    _point_latest(Path(runs_dir).resolve(), run_dir)
+    _point_latest(runs_dir, run_dir)
+    if cache:
+        _finished_marker(runs_dir, key).write_text(run_id + "\n")
+    with contextlib.suppress(OSError):  # each step cleared its folder: drop the empty root
+        os.rmdir(params["checkpoint_root"])
     return results
+
+
+def earlier_run(
+    params: dict,
+    *,
+    methods: Sequence[str],
+    runs_dir: str | Path,
+    labeled_fractions: Sequence[float] = (),
+) -> str | None:
+    """The id of an earlier finished run of the same pipeline and parameters whose folder is
+    still there (the cache holds its tasks' outputs), or None."""
+    pipeline = build_pipeline(target="local", methods=methods, labeled_fractions=labeled_fractions)
+    key = run_key(pipeline, _with_local_defaults(params))
+    marker = _finished_marker(Path(runs_dir).resolve(), key)
+    if not marker.is_file():
+        return None
+    run_id = marker.read_text().strip()
+    return run_id if run_id and (Path(runs_dir).resolve() / run_id).is_dir() else None
+
+
+def _with_local_defaults(params: dict) -> dict:
+    return {"tensorboard_root": LOCAL_TENSORBOARD_ROOT, **params}
+
+
+def _finished_marker(runs_dir: Path, key: str) -> Path:
+    return runs_dir / ".cache" / f"finished-{key}.txt"
+
+
+def run_with_view(
+    pipeline,
+    params: dict,
+    *,
+    title: str,
+    logs_dir: Path,
+    progress_dir: Path,
+    console=None,
+    verbose: bool = False,
+) -> RunView:
+    """Runs `pipeline(**params)` under kfp.local (already `local.init`-ed with
+    `raise_on_error=False`) with the view of its tasks on `console`, each task's output in
+    `logs_dir/<task>.log`, the training steps' progress files in `progress_dir`.
+
+    Raises:
+        LocalRunError: a task failed.
+    """
+    from rich.console import Console
+
+    from contrastive.tasks.conventions import PROGRESS_DIR_VARIABLE
+
+    console = console or Console(file=sys.stdout)
+    names = task_names(pipeline)
+    if console.is_terminal and not verbose:
+        renderer = LiveRenderer(title, console)
+    else:
+        console.print(f"{title}: logs in {logs_dir}", soft_wrap=True, highlight=False)
+        renderer = PlainRenderer(lambda line: console.print(line, highlight=False, soft_wrap=True))
+    view = RunView(names.values(), renderer)
+    if isinstance(renderer, LiveRenderer):
+        renderer.attach(view)
+    logs = TaskLogs(logs_dir, echo=console.file if verbose else None)
+    with (
+        _environment(PROGRESS_DIR_VARIABLE, str(progress_dir)),
+        renderer,
+        ProgressPoller(progress_dir, view) as poller,
+        _observed_tasks(names, view, logs, poller),
+        logs.capturing(),
+    ):
+        pipeline(**params)
+    if (failed := view.failed()) is not None:
+        raise LocalRunError(_failure_message(failed, logs.path(failed), view))
+    return view
+
+
+def run_key(pipeline, params: dict) -> str:
+    """12 hex digits naming what a run computes: the compiled pipeline (its components'
+    code, its defaults) and the parameters given."""
+    digest = hashlib.sha256(pipeline.pipeline_spec.SerializeToString(deterministic=True))
+    digest.update(json.dumps(params, sort_keys=True, default=str).encode("utf-8"))
+    return digest.hexdigest()[:12]
+
+
+def task_names(pipeline) -> dict[str, str]:
+    """{DAG task name: display name} of the pipeline's tasks, in the order kfp.local runs
+    them (its topological sort, a stack popped from the end)."""
+    from kfp.local import graph_utils
+
+    tasks = pipeline.pipeline_spec.root.dag.tasks
+    order = reversed(graph_utils.topological_sort_tasks(tasks))
+    return {name: tasks[name].task_info.name or name for name in order}
+
+
+class TaskLogs:
+    """Where the output of a local run goes while it runs: the current task's log file
+    (`<folder>/<task>.log`, appended: a retry adds to it), else `<folder>/pipeline.log`.
+
+    `capturing()` puts it in place of `sys.stdout` and `sys.stderr`: kfp.local prints each
+    task's subprocess output and logs its own records there. With `echo`, every whole line
+    that is not a start-up notice is also written to `echo` (`--verbose`).
+    """
+
+    def __init__(self, folder: str | Path, echo=None):
+        self.folder = Path(folder)
+        self.echo = echo
+        self._task: str | None = None
+        self._file = None
+        self._pending = ""
+        self._lock = threading.Lock()
+
+    def path(self, task: str | None) -> Path:
+        return self.folder / f"{task or 'pipeline'}.log"
+
+    def switch(self, task: str | None) -> None:
+        """Send what follows to `task`'s log (None: the pipeline's)."""
+        with self._lock:
+            self._flush_pending()
+            if self._file is not None:
+                self._file.close()
+            self._task = task
+            self._file = open(self.path(task), "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            if self._file is None:
+                self._file = open(self.path(self._task), "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+            self._file.write(text)
+            if self.echo is not None:
+                self._pending += text
+                *lines, self._pending = self._pending.split("\n")
+                for line in lines:
+                    if not is_notice(line):
+                        self.echo.write(line + "\n")
+                self.echo.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        with self._lock:
+            self._flush_pending()
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    @contextlib.contextmanager
+    def capturing(self):
+        """Inside the block `sys.stdout`, `sys.stderr` and the root logger's stream handlers
+        (kfp.local logs its cache hits there) write here."""
+        import logging
+
+        saved = sys.stdout, sys.stderr
+        handlers = [
+            (handler, handler.setStream(self))
+            for handler in logging.getLogger().handlers
+            if type(handler) is logging.StreamHandler
+        ]
+        sys.stdout = sys.stderr = self
+        try:
+            yield self
+        finally:
+            sys.stdout, sys.stderr = saved
+            for handler, stream in handlers:
+                handler.setStream(stream)
+            self.close()
+
+    def _flush_pending(self) -> None:
+        if self.echo is not None and self._pending:
+            if not is_notice(self._pending):
+                self.echo.write(self._pending + "\n")
+            self._pending = ""
+
+
+@contextlib.contextmanager
+def _observed_tasks(names: dict[str, str], view: RunView, logs: TaskLogs, poller):
+    """Reports each task's state to `view` and sends its output to its own log, by wrapping
+    the two functions of kfp.local (2.17) every task goes through:
+    `task_executor.execute_single_task` (every task, cached or not) and
+    `task_dispatcher.run_single_task_implementation` (a task that really runs)."""
+    from kfp.local import status, task_dispatcher
+    from kfp.local.orchestrator import task_executor
+
+    execute = task_executor.execute_single_task
+    dispatch = task_dispatcher.run_single_task_implementation
+    current: dict[str, object] = {}
+
+    def execute_single_task(*args, **kwargs):
+        task = names.get(kwargs["task_name"], kwargs["task_name"])
+        current.update(task=task, ran=False)
+        logs.switch(task)
+        try:
+            outputs, task_status = execute(*args, **kwargs)
+        except BaseException:
+            view.finish(task, ok=False)
+            raise
+        finally:
+            logs.switch(None)
+        poller.drain(task)
+        ok = task_status == status.Status.SUCCESS
+        if ok and not current["ran"]:
+            view.cached(task)
+        else:
+            view.finish(task, ok=ok)
+        return outputs, task_status
+
+    def run_single_task_implementation(*args, **kwargs):
+        current["ran"] = True
+        view.start(current["task"])
+        return dispatch(*args, **kwargs)
+
+    task_executor.execute_single_task = execute_single_task
+    task_dispatcher.run_single_task_implementation = run_single_task_implementation
+    try:
+        yield
+    finally:
+        task_executor.execute_single_task = execute
+        task_dispatcher.run_single_task_implementation = dispatch
+
+
+@contextlib.contextmanager
+def native_notices_filtered():
+    """Inside the block file descriptor 2 goes to a temporary file; after it, every line but
+    the start-up notices of TensorFlow, absl and oneDNN (written by C++ straight to fd 2, so
+    `TF_CPP_MIN_LOG_LEVEL` does not hide them all) goes to `sys.stderr`."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode("utf-8", "replace")
+            for line in text.splitlines():
+                if not is_notice(line):
+                    print(line, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str):
+    """`os.environ[name] = value` inside the block (inherited by the task processes)."""
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
+
+
+def _failure_message(task: str, log: Path, view: RunView) -> str:
+    tail = log_tail(log, FAILED_LOG_LINES)
+    lines = [f"task {task} failed; the last {len(tail)} lines of its log:"]
+    lines += [f"  {line}" for line in tail]
+    lines.append(f"full log: {log}")
+    lines.append(f"tasks: {view.states()}")
+    return "\n".join(lines)
 
 
 def compact_results(summary: dict, **extra) -> dict:

@@ -43,6 +43,8 @@ VERTEX_MACHINE_TYPES = {
 }
 TRAINING_COMPONENTS = ("pretrain_encoder", "train_classifier", "train_baseline")
 STRATEGIES = ("STANDARD", "SPOT")
+# The durable checkpoint key of every local run (see `contrastive_pipeline`).
+LOCAL_JOB_ID = "local"
 
 
 def build_pipeline(
@@ -122,9 +124,17 @@ def build_pipeline(
             image, replicas, accelerator_count, accelerator_type, kubernetes
         )
 
+    fingerprint = library_fingerprint() if target == "local" else ""
+
     def on_backend(task):
         if backend == "jax":
             task.set_env_variable("KERAS_BACKEND", "jax")
+        return task
+
+    def local_code(task):
+        # kfp.local's cache key holds a task's env: a changed library is not served old outputs.
+        if fingerprint:
+            task.set_env_variable("CONTRASTIVE_LIBRARY", fingerprint)
         return task
 
     def on_gpu(task):
@@ -132,7 +142,7 @@ def build_pipeline(
             return task  # the CustomJob holds the machines; this task only launches it
         if launcher and task.component_spec.name in _CUSTOM_JOB_NAMES:
             return launcher(task)  # the TrainJob holds the machines
-        on_backend(task)
+        on_backend(local_code(task))
         if target != "local":
             task.set_cpu_limit(cpu_limit).set_memory_limit(memory_limit)
         if use_gpu:
@@ -140,7 +150,10 @@ def build_pipeline(
         return kubernetes.apply(task, accelerated=True)
 
     def retried(task):
-        # Spot GPUs get preempted: the retry resumes from the task's checkpoints.
+        # Spot GPUs get preempted: the retry resumes from the task's checkpoints. A local run
+        # is not retried (minutes of backoff on this machine): run it again, it resumes.
+        if target == "local":
+            return task
         return task.set_retry(num_retries=retries, backoff_duration="60s", backoff_factor=2.0)
 
     def contrastive_pipeline(
@@ -182,16 +195,20 @@ def build_pipeline(
             labeled_fraction=labeled_fraction,
             data_snapshot=data_snapshot,
         ).set_display_name("ingest")
+        local_code(ingest)
         if target != "local":
             ingest.set_cpu_limit("4").set_memory_limit("16G")
         kubernetes.apply(ingest, accelerated=False)
         dataset = ingest.outputs["dataset"]
         common = dict(profile=profile, overrides=overrides, batch_size=batch_size, seed=seed)
         # Checkpoints outside the pod, keyed by run and step: a retry after preemption resumes.
+        # Locally every run gets a new job id, so the key is the fixed "local" under a
+        # `checkpoint_root` that `contrastive run` keys by the run's parameters: a run killed
+        # and started again with the same parameters resumes.
         durable = dict(
             checkpoint_root=checkpoint_root,
             pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
-            job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            job_id=LOCAL_JOB_ID if target == "local" else dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         )
         evaluated, by_fraction, shared = {}, {}, {}
         # Unrolled at compile time, not a dsl.ParallelFor: the fractions are a compile-time
@@ -277,7 +294,7 @@ def build_pipeline(
             curve = c.collect_fraction(
                 labeled_subset_fraction=fraction, **previous, **by_fraction[fraction]
             ).set_display_name(f"collect-{100 * fraction:g}pct")
-            kubernetes.apply(curve, accelerated=False)
+            kubernetes.apply(local_code(curve), accelerated=False)
         if curve is not None:
             evaluated["curve"] = curve.outputs["curve"]
         compared = (
@@ -291,7 +308,7 @@ def build_pipeline(
             .set_display_name("compare-and-report")
             .set_caching_options(False)
         )
-        kubernetes.apply(compared, accelerated=False)
+        kubernetes.apply(local_code(compared), accelerated=False)
 
     return dsl.pipeline(
         name=PIPELINE_NAME,
@@ -304,6 +321,23 @@ def build_pipeline(
 _CUSTOM_JOB_NAMES = {f"comp-{name.replace('_', '-')}" for name in TRAINING_COMPONENTS} | {
     name.replace("_", "-") for name in TRAINING_COMPONENTS
 }
+
+
+def library_fingerprint() -> str:
+    """12 hex digits of the library's source and profiles (`src/contrastive`), which a
+    component's own code does not include."""
+    import hashlib
+    from pathlib import Path
+
+    import contrastive
+
+    root = Path(contrastive.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.suffix in (".py", ".yaml") and path.is_file():
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def _check_scale(target, replicas, accelerator_count, backend, strategy) -> bool:

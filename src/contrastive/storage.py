@@ -141,6 +141,21 @@ def write_json(uri: str | os.PathLike, value: Any, *, client: Any = None) -> Non
     write_bytes(uri, _json_bytes(value), client=client)
 
 
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Appends `line` and a newline to a local file (created with its folders), in one write,
+    so a reader polling the file sees whole lines only. Local paths only: object stores have
+    no append."""
+    path = os.fspath(path)
+    if not is_local(path):
+        raise ValueError(f"append_line writes local files only. Received: path={path!r}")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(descriptor, (line.rstrip("\n") + "\n").encode("utf-8"))
+    finally:
+        os.close(descriptor)
+
+
 def _json_bytes(value: Any) -> bytes:
     return (json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8")
 

@@ -75,7 +75,8 @@ def test_mixed_photos_train_evaluate_and_state_their_size(photo_run):
         (height, width) != SIZE for files in written.values() for _, _, height, width in files
     )
     assert dataset["resize"]["resized"] == not_48 and dataset["resize"]["chosen"] == "given"
-    assert f"resized {not_48} images to 48x48 (height x width) from:" in output
+    ingest_log = (root / "runs" / "latest" / "logs" / "ingest.log").read_text()
+    assert f"resized {not_48} images to 48x48 (height x width) from:" in ingest_log
     assert "estimated training time on this machine" in output
     html = (root / "runs" / "latest" / "report.html").read_text()
     assert "48 × 48 px, 3 (RGB)" in html and all(name in html for name in written)

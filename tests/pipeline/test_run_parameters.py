@@ -39,7 +39,7 @@ def test_run_flags_are_the_compiled_pipeline_inputs(tmp_path, target):
 def test_run_passes_only_given_flags_and_the_profile_defaults(monkeypatch, tmp_path):
     seen = {}
 
-    def fake_run_local(params, *, methods, runs_dir, labeled_fractions):
+    def fake_run_local(params, *, methods, runs_dir, cache, verbose, labeled_fractions):
         seen.update(params=params, methods=methods, fractions=labeled_fractions)
         raise SystemExit(0)
 
@@ -102,7 +102,7 @@ def test_run_takes_labeled_fractions_from_the_flag_or_the_few_labels_profile(
 ):
     seen = []
 
-    def fake_run_local(params, *, methods, runs_dir, labeled_fractions):
+    def fake_run_local(params, *, methods, runs_dir, cache, verbose, labeled_fractions):
         seen.append(labeled_fractions)
         raise SystemExit(0)
 
@@ -118,3 +118,15 @@ def test_run_takes_labeled_fractions_from_the_flag_or_the_few_labels_profile(
         "Received: labeled_fractions=['0.1', '2']"
     ) in capsys.readouterr().err
     assert len(seen) == 2  # refused before any run
+
+
+def test_run_flags_verbose_either_side_and_no_cache():
+    parser = cli.build_parser()
+    for argv, verbose, cache in (
+        (["run"], False, True),
+        (["-v", "run"], True, True),
+        (["run", "-v"], True, True),
+        (["run", "--verbose", "--no-cache"], True, False),
+    ):
+        args = parser.parse_args(argv)
+        assert (args.verbose, args.cache) == (verbose, cache), argv

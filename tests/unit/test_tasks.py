@@ -110,3 +110,45 @@ def test_few_labels_no_unlabelled_image_reaches_a_cross_entropy_loss(
     assert sorted(seen["pretrain"][seen["pretrain"] >= 0]) == sorted(seen["baseline"])
     info = json.loads((tmp_path / "classifier" / "info.json").read_text())
     assert info["labeled_fraction"] == 0.25
+
+
+def test_step_logs_name_the_tensorboard_folder_and_the_progress_file(tmp_path):
+    from contrastive.tasks import step_logs
+
+    environ = {"CONTRASTIVE_PROGRESS_DIR": str(tmp_path / "progress")}
+    assert step_logs(environ, "gs://b/tb/", "pretrain-supcon") == {
+        "tensorboard_dir": "gs://b/tb/pretrain-supcon",
+        "progress_file": str(tmp_path / "progress" / "pretrain-supcon.jsonl"),
+    }
+    assert step_logs({}, "", "train-baseline") == {"tensorboard_dir": None, "progress_file": None}
+
+
+class _Metrics:
+    """The part of a KFP `Metrics` artifact `log_metrics` uses."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.metadata = {}
+
+    def log_metric(self, name, value):
+        self.metadata[name] = value
+
+
+def test_log_metrics_logs_the_numbers_and_writes_them_at_the_artifact_path(tmp_path):
+    from contrastive.tasks import log_metrics
+
+    metrics = _Metrics(tmp_path / "step" / "metrics")
+    log_metrics(metrics, {"loss": 0.5, "epochs": 3, "method": "supcon", "knn": None})
+    assert metrics.metadata == {"loss": 0.5, "epochs": 3.0}
+    assert json.loads((tmp_path / "step" / "metrics").read_text()) == {"loss": 0.5, "epochs": 3.0}
+
+
+def test_append_line_appends_whole_lines_and_refuses_remote_paths(tmp_path):
+    from contrastive import storage
+
+    path = tmp_path / "new" / "progress.jsonl"
+    storage.append_line(path, '{"epoch": 1}')
+    storage.append_line(path, '{"epoch": 2}\n')
+    assert path.read_text() == '{"epoch": 1}\n{"epoch": 2}\n'
+    with pytest.raises(ValueError, match="local files only. Received: path='gs://b/p.jsonl'"):
+        storage.append_line("gs://b/p.jsonl", "x")

@@ -417,6 +417,51 @@ def test_resume_from_checkpoint_runs_the_remaining_epochs(data, tmp_path, caplog
         )
 
 
+def test_progress_log_writes_one_line_per_epoch_across_a_resume(data, tmp_path):
+    from contrastive.training.callbacks import ProgressLog
+
+    checkpoint_dir, progress = tmp_path / "checkpoints", tmp_path / "progress" / "baseline.jsonl"
+    first = make_config(epochs=1, classifier_epochs=1)  # baseline: 2 epochs
+    _, history = training.train_baseline(
+        first,
+        data["train"],
+        data["validation"],
+        num_classes=NUM_CLASSES,
+        checkpoint_dir=str(checkpoint_dir),
+        callbacks=[ProgressLog(progress)],
+    )
+    second = make_config(epochs=2, classifier_epochs=1)  # 3 epochs: the third resumes
+    _, resumed = training.train_baseline(
+        second,
+        data["train"],
+        data["validation"],
+        num_classes=NUM_CLASSES,
+        checkpoint_dir=str(checkpoint_dir),
+        callbacks=[ProgressLog(progress)],
+    )
+    records = [json.loads(line) for line in progress.read_text().splitlines()]
+    assert [(r["epoch"], r["epochs"]) for r in records] == [(1, 2), (2, 2), (3, 3)]
+    assert [r["logs"]["loss"] for r in records] == resumed["loss"]
+    assert [r["logs"]["val_accuracy"] for r in records] == resumed["val_accuracy"]
+    assert all(r["seconds"] > 0 for r in records)
+
+
+def test_progress_log_that_cannot_write_warns_and_training_goes_on(data, tmp_path, caplog):
+    from contrastive.training.callbacks import ProgressLog
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    with caplog.at_level(logging.WARNING, logger="contrastive.training.callbacks"):
+        _, history = training.train_baseline(
+            make_config(epochs=1, classifier_epochs=1),
+            data["train"],
+            num_classes=NUM_CLASSES,
+            callbacks=[ProgressLog(blocked / "progress.jsonl")],
+        )
+    assert len(history["loss"]) == 2
+    assert caplog.text.count("no progress written to") == 1
+
+
 # ---------------------------------------------------------------------------------------------
 # saving
 

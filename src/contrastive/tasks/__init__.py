@@ -11,7 +11,8 @@ as arrays.
   the body of their KFP components (here, or as a Kubeflow Trainer TrainJob).
 - `evaluating`: `run_evaluate`, `run_collect_fraction` (the label-efficiency curve),
   `run_compare_and_report`.
-- `conventions`: `data_location`, `tensorboard_dir`, `numeric_metrics`.
+- `conventions`: `data_location`, `tensorboard_dir`, `step_logs`, `numeric_metrics`,
+  `log_metrics`.
 - here: `run_ingest`.
 """
 
@@ -19,7 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from contrastive.tasks.conventions import data_location, numeric_metrics, tensorboard_dir
+from contrastive.tasks.conventions import (
+    data_location,
+    log_metrics,
+    numeric_metrics,
+    step_logs,
+    tensorboard_dir,
+)
 from contrastive.tasks.evaluating import (
     run_collect_fraction,
     run_compare_and_report,
@@ -34,6 +41,7 @@ from contrastive.tasks.training import (
 
 __all__ = [
     "data_location",
+    "log_metrics",
     "numeric_metrics",
     "run_collect_fraction",
     "run_compare_and_report",
@@ -43,6 +51,7 @@ __all__ = [
     "run_train_baseline",
     "run_train_classifier",
     "run_training_component",
+    "step_logs",
     "tensorboard_dir",
 ]
 

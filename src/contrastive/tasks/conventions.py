@@ -1,5 +1,6 @@
 """Pipeline-parameter conventions shared by the steps: where a dataset input is read, where
-TensorBoard logs go, which figures a KFP Metrics artifact logs, one-line summaries."""
+TensorBoard logs and progress records go, which figures a KFP Metrics artifact logs, one-line
+summaries."""
 
 from __future__ import annotations
 
@@ -41,9 +42,41 @@ def tensorboard_dir(environ, tensorboard_root: str, name: str) -> str | None:
     return environ.get("AIP_TENSORBOARD_LOG_DIR") or (f"{root}/{name}" if root else None)
 
 
+# Set by `contrastive run` for its kfp.local tasks: the folder of the live view's progress files.
+PROGRESS_DIR_VARIABLE = "CONTRASTIVE_PROGRESS_DIR"
+
+
+def progress_file(environ, name: str) -> str | None:
+    """Where a training step appends its per-epoch progress (`ProgressLog`):
+    `$CONTRASTIVE_PROGRESS_DIR/<name>.jsonl` when that variable is set, else None (no file)."""
+    folder = environ.get(PROGRESS_DIR_VARIABLE)
+    return str(Path(folder) / f"{name}.jsonl") if folder else None
+
+
+def step_logs(environ, tensorboard_root: str, name: str) -> dict:
+    """A training step's log destinations, as keyword arguments of the `run_*` steps:
+    `tensorboard_dir` (`tensorboard_dir`) and `progress_file` (`progress_file`)."""
+    return {
+        "tensorboard_dir": tensorboard_dir(environ, tensorboard_root, name),
+        "progress_file": progress_file(environ, name),
+    }
+
+
 def numeric_metrics(result: dict) -> dict[str, float]:
     """The plain numbers of a step's result, as a KFP Metrics artifact logs them."""
     return {name: float(value) for name, value in result.items() if validation.is_number(value)}
+
+
+def log_metrics(artifact, values: dict | None = None) -> None:
+    """Logs the plain numbers of `values` on a KFP `Metrics` artifact (`log_metric`), then
+    writes the artifact's metadata (those figures; a `ClassificationMetrics`' confusion
+    matrix) as JSON at its path. The file is what makes kfp.local's cache reuse the step:
+    kfp 2.17 treats an output artifact without a file as missing and runs the step again."""
+    from contrastive import storage
+
+    for name, value in numeric_metrics(values or {}).items():
+        artifact.log_metric(name, value)
+    storage.write_json(artifact.path, artifact.metadata)
 
 
 def last(history: dict, key: str):

@@ -35,11 +35,13 @@ def run_pretrain(
     method: str = "",
     tensorboard_dir: str | None = None,
     durable_dir: str | None = None,
+    progress_file: str | None = None,
 ) -> dict:
     """Pretrain an encoder with a contrastive loss; write it as a model directory.
 
     TensorBoard logs (every metric, every epoch) go to `tensorboard_dir`, by default
-    `<output_dir>/tensorboard`.
+    `<output_dir>/tensorboard`; with `progress_file` each epoch also appends a JSON line there
+    (`contrastive.training.callbacks.ProgressLog`, for `contrastive run`'s live view).
     """
     from contrastive import training
 
@@ -80,6 +82,7 @@ def run_pretrain(
         labelled_only=False,  # few labels: the others are anchors of their own views
         tensorboard_dir=tensorboard_dir,
         durable_dir=durable_dir,
+        progress_file=progress_file,
     )
 
 
@@ -92,9 +95,10 @@ def run_train_classifier(
     mode: str = "",
     tensorboard_dir: str | None = None,
     durable_dir: str | None = None,
+    progress_file: str | None = None,
 ) -> dict:
     """Train a classifier on a pretrained encoder (frozen `linear` probe or `finetune`);
-    TensorBoard logs as for `run_pretrain`."""
+    TensorBoard logs and progress as for `run_pretrain`."""
     from contrastive import training
 
     data_uri = data_location(data_uri)
@@ -143,6 +147,7 @@ def run_train_classifier(
         check=lambda data: check_compatible(encoder_info, data, encoder_dir),
         tensorboard_dir=tensorboard_dir,
         durable_dir=durable_dir,
+        progress_file=progress_file,
     )
 
 
@@ -153,9 +158,10 @@ def run_train_baseline(
     *,
     tensorboard_dir: str | None = None,
     durable_dir: str | None = None,
+    progress_file: str | None = None,
 ) -> dict:
     """Train the cross-entropy baseline: same encoder, weak augmentation, same epoch budget;
-    TensorBoard logs as for `run_pretrain`."""
+    TensorBoard logs and progress as for `run_pretrain`."""
     from contrastive import training
 
     data_uri = data_location(data_uri)
@@ -180,6 +186,7 @@ def run_train_baseline(
         summarize,
         tensorboard_dir=tensorboard_dir,
         durable_dir=durable_dir,
+        progress_file=progress_file,
     )
 
 
@@ -237,7 +244,7 @@ def run_training_component(
 
     validation.check_choice("step", step, trainjob.STEPS)
     output, encoder_model = (encoder_model, None) if step == "pretrain" else (model, encoder_model)
-    log_dir = conventions.tensorboard_dir(environ, tensorboard_root, tensorboard_name)
+    logs = conventions.step_logs(environ, tensorboard_root, tensorboard_name)
     state = durable.step_folder(checkpoint_root, pipeline_root, job_id, tensorboard_name)
     shortcuts["labeled_fraction"] = labeled_subset_fraction
     with durable.recording_failures(state):  # a retry fails at once on a permanent failure
@@ -254,12 +261,12 @@ def run_training_component(
                 overrides=pipeline_overrides(overrides, **shortcuts),
                 method=method,
                 mode=mode,
-                tensorboard_dir=log_dir,
+                tensorboard_dir=logs["tensorboard_dir"],
                 durable_dir=state,
             )
         else:
             join_processes(environ, config.train)  # Vertex CLUSTER_SPEC, Kubeflow JAX_*
-            where = dict(tensorboard_dir=log_dir, durable_dir=state)
+            where = dict(**logs, durable_dir=state)
             if step == "pretrain":
                 result = run_pretrain(dataset, output.path, config, method=method, **where)
             elif step == "classifier":
@@ -274,8 +281,7 @@ def run_training_component(
         "baseline": {"method": "baseline"},
     }[step]
     output.metadata.update(**described, framework="keras")
-    for name, value in conventions.numeric_metrics(result).items():
-        metrics.log_metric(name, value)
+    conventions.log_metrics(metrics, result)
     return result
 
 
@@ -323,6 +329,7 @@ def _train_step(
     check: Callable[[TrainingData], None] | None = None,
     tensorboard_dir: str | None = None,
     durable_dir: str | None = None,
+    progress_file: str | None = None,
 ) -> dict:
     """The sequence every training step shares: reuse → open the data → train → time → save.
 
@@ -347,6 +354,7 @@ def _train_step(
         durable_dir: the step's folder of `contrastive.durable` (checkpoints mirrored there
             survive a lost output folder; removed after success); None: checkpoints only in
             `<output_dir>/checkpoints`.
+        progress_file: local file the chief appends one JSON line per epoch to (None: none).
 
     Returns:
         The step's metrics (those of the complete output when it is reused).
@@ -354,7 +362,7 @@ def _train_step(
     if (done := modeldir.reuse_complete(output_dir)) is not None:
         return done
     from contrastive.data import stream_training_data
-    from contrastive.training.callbacks import tensorboard_callback
+    from contrastive.training.callbacks import ProgressLog, tensorboard_callback
     from contrastive.training.distribution import describe, plan_layout, save_discarded
 
     layout = plan_layout(config.train)  # refuses a bad distribution before reading data
@@ -383,6 +391,8 @@ def _train_step(
         checkpoint_dir = local_dir / "checkpoints"
         log_dir = tensorboard_dir or str(local_dir / "tensorboard")
         callbacks = [tensorboard_callback(log_dir)] if layout.is_chief else []
+        if progress_file is not None and layout.is_chief:
+            callbacks.append(ProgressLog(progress_file))
         if durable_dir is not None:  # the output folder may not survive the pod: mirror it
             from contrastive import durable
 

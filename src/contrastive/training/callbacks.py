@@ -1,10 +1,12 @@
-"""Training callbacks: divergence guard and epoch backups that let a restarted run resume."""
+"""Training callbacks: divergence guard, epoch backups that let a restarted run resume, and
+machine-readable progress for a live view."""
 
 import json
 import logging
 import math
 import os
 import tempfile
+import time
 
 import keras
 
@@ -178,3 +180,45 @@ def previous_history(backup_dir, finished_epochs):
 def tensorboard_callback(log_dir):
     """A `keras.callbacks.TensorBoard` writing each epoch's metrics (train and validation)."""
     return keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, update_freq="epoch")
+
+
+class ProgressLog(keras.callbacks.Callback):
+    """Appends one JSON line per finished epoch to a local file, for a live view of the run.
+
+    Each line: `{"epoch": k, "epochs": n, "seconds": s, "logs": {...}}`, `k` 1-based and
+    counted over the whole training (a resumed run continues from its backup's epoch), `s` the
+    epoch's wall time, `logs` the epoch's metrics (`loss`, `val_accuracy`, ...) as floats. A
+    file that cannot be written costs a warning, never the training.
+
+    Args:
+        path: local file, appended to (created with its folders).
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = os.fspath(path)
+        self._started = None
+        self._broken = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._broken:
+            return
+        seconds = time.perf_counter() - self._started if self._started is not None else None
+        record = {
+            "epoch": epoch + 1,
+            "epochs": self.params.get("epochs"),
+            "seconds": seconds,
+            "logs": {
+                key: float(value)
+                for key, value in (logs or {}).items()
+                if validation.is_number(value)
+            },
+        }
+        try:
+            storage.append_line(self.path, json.dumps(record, sort_keys=True))
+        except OSError as error:
+            self._broken = True
+            log.warning("no progress written to %s: %s", self.path, error)

@@ -1,0 +1,163 @@
+"""`contrastive run` cached and resumed: a run killed with SIGKILL during pretraining and
+started again reuses the finished tasks and resumes the training from its last epoch
+checkpoint; a rerun of the same parameters reuses every task; `--no-cache` reuses none and
+ends with the same accuracies as the resumed run."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 4
+KILL_AFTER_EPOCH = 2
+# The tasks of `--methods supcon` as the view names them, in the order they run.
+TASKS = ["ingest", "pretrain-supcon", "classifier-supcon", "evaluate-supcon", "compare-and-report"]
+RUN_TIMEOUT = 900  # seconds, one run
+# A plain line of the view: `   0:12 pretrain-supcon    epoch 1/4  loss ...`.
+LINE = re.compile(r"^\s*\d+:\d\d(?::\d\d)? (\S+)\s+(\S+)")
+
+
+def _command(source, runs, *extra):
+    return [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "run",
+        "--profile",
+        "tiny",
+        "--source",
+        f"npz:{source}",
+        "--methods",
+        "supcon",
+        "--epochs",
+        str(EPOCHS),
+        "--no-estimate",
+        "--runs-dir",
+        str(runs),
+        *extra,
+    ]
+
+
+def _run(source, runs, *extra):
+    result = subprocess.run(
+        _command(source, runs, *extra), capture_output=True, text=True, timeout=RUN_TIMEOUT
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    results = json.loads((runs / "latest" / "results.json").read_text())
+    return result.stdout, results
+
+
+def _states(stdout: str) -> dict[str, list[str]]:
+    """{task: [first word of each of its lines]} from the view's plain lines."""
+    states: dict[str, list[str]] = {}
+    for line in stdout.splitlines():
+        if (match := LINE.match(line)) and match.group(1) in TASKS:
+            states.setdefault(match.group(1), []).append(match.group(2))
+    return states
+
+
+def _kill_during_pretraining(source, runs) -> Path:
+    """Starts a run, SIGKILLs its process group once pretraining has finished
+    `KILL_AFTER_EPOCH` epochs; returns the killed run's folder."""
+    with open(runs.parent / "killed.out", "w") as out:
+        process = subprocess.Popen(
+            _command(source, runs), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + RUN_TIMEOUT
+        progress = None
+        try:
+            while time.monotonic() < deadline and process.poll() is None:
+                found = list(runs.glob("*/progress/pretrain-supcon.jsonl"))
+                if found and len(found[0].read_text().splitlines()) >= KILL_AFTER_EPOCH:
+                    progress = found[0]
+                    break
+                time.sleep(0.1)
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=60)
+    assert progress is not None, (runs.parent / "killed.out").read_text()[-4000:]
+    return progress.parent.parent
+
+
+@pytest.fixture(scope="module")
+def runs(separable_npz, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("cached") / "runs"
+    killed = _kill_during_pretraining(separable_npz, runs)
+    resumed = _run(separable_npz, runs)
+    resumed_dir = (runs / "latest").resolve()
+    cached = _run(separable_npz, runs)
+    fresh = _run(separable_npz, runs, "--no-cache")
+    return {
+        "dir": runs,
+        "killed": killed,
+        "resumed": resumed,
+        "resumed_dir": resumed_dir,
+        "cached": cached,
+        "fresh": fresh,
+    }
+
+
+def test_killed_run_resumes_from_its_last_epoch(runs):
+    stdout, _ = runs["resumed"]
+    states = _states(stdout)
+    assert states["ingest"] == ["cached"]  # finished before the kill
+    assert states["pretrain-supcon"][0] == "running"
+    log = (runs["resumed_dir"] / "logs" / "pretrain-supcon.log").read_text()
+    resumed = re.search(r"resumed from epoch (\d+) of (\d+)", log)
+    assert resumed is not None, log[-3000:]
+    epoch = int(resumed.group(1))
+    # the durable copy of epoch k is made as epoch k + 1 begins: the kill after epoch 2's
+    # progress line finds epoch 1 or 2 there
+    assert KILL_AFTER_EPOCH - 1 <= epoch < EPOCHS and int(resumed.group(2)) == EPOCHS
+    # only the epochs left ran, numbered on from the checkpoint
+    progress = runs["resumed_dir"] / "progress" / "pretrain-supcon.jsonl"
+    records = [json.loads(line) for line in progress.read_text().splitlines()]
+    assert [r["epoch"] for r in records] == list(range(epoch + 1, EPOCHS + 1))
+    assert states["pretrain-supcon"][1:] == ["epoch"] * (EPOCHS - epoch) + ["done"]
+    # the resumed step's model holds every epoch's history
+    (encoder,) = runs["resumed_dir"].glob("artifacts/*/pretrain-encoder/encoder_model")
+    history = json.loads((encoder / "history.json").read_text())["pretrain"]
+    assert len(history["loss"]) == EPOCHS
+
+
+def test_resumed_run_ends_as_an_uninterrupted_one(runs):
+    _, resumed = runs["resumed"]
+    _, fresh = runs["fresh"]
+    for name in ("test_accuracy", "knn_accuracy"):
+        assert resumed["methods"]["supcon"][name] == fresh["methods"]["supcon"][name], name
+
+
+def test_cached_rerun_reuses_every_task(runs):
+    stdout, results = runs["cached"]
+    states = _states(stdout)
+    for task in TASKS[:-1]:
+        assert states[task] == ["cached"], (task, stdout)
+    # compare-and-report is never cached: it holds the champion gate
+    assert states["compare-and-report"] == ["running", "done"]
+    assert "same pipeline and parameters as run" in stdout
+    assert results["methods"] == runs["resumed"][1]["methods"]
+
+
+def test_no_cache_runs_every_task_again(runs):
+    stdout, _ = runs["fresh"]
+    states = _states(stdout)
+    assert set(states) == set(TASKS)
+    for task in TASKS:
+        assert "cached" not in states[task] and states[task][-1] == "done", (task, stdout)
+    # a run of its own from epoch 0, not the resumable checkpoint of the killed run
+    log = ((runs["dir"] / "latest").resolve() / "logs" / "pretrain-supcon.log").read_text()
+    assert "resumed from epoch" not in log
+
+
+def test_every_task_has_its_log(runs):
+    logs = runs["resumed_dir"] / "logs"
+    assert {p.stem for p in logs.glob("*.log")} >= set(TASKS)
+    assert "Executing task" in (logs / "pretrain-supcon.log").read_text()
