@@ -8,11 +8,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.cli_run import run_command, run_ok
 
 pytestmark = pytest.mark.slow
 
@@ -25,32 +26,16 @@ RUN_TIMEOUT = 900  # seconds, one run
 LINE = re.compile(r"^\s*\d+:\d\d(?::\d\d)? (\S+)\s+(\S+)")
 
 
+def _flags(*extra):
+    return ("--methods", "supcon", "--epochs", str(EPOCHS), "--no-estimate", *extra)
+
+
 def _command(source, runs, *extra):
-    return [
-        sys.executable,
-        "-m",
-        "pipelines.cli",
-        "run",
-        "--profile",
-        "tiny",
-        "--source",
-        f"npz:{source}",
-        "--methods",
-        "supcon",
-        "--epochs",
-        str(EPOCHS),
-        "--no-estimate",
-        "--runs-dir",
-        str(runs),
-        *extra,
-    ]
+    return run_command(f"npz:{source}", runs, *_flags(*extra))
 
 
 def _run(source, runs, *extra):
-    result = subprocess.run(
-        _command(source, runs, *extra), capture_output=True, text=True, timeout=RUN_TIMEOUT
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    result = run_ok(f"npz:{source}", runs, *_flags(*extra), timeout=RUN_TIMEOUT)
     results = json.loads((runs / "latest" / "results.json").read_text())
     return result.stdout, results
 

@@ -2,10 +2,10 @@
 label-efficiency curve in results.json and in the report (tiny profile, one epoch)."""
 
 import json
-import subprocess
-import sys
 
 import pytest
+
+from tests.e2e.cli_run import run_ok
 
 pytestmark = pytest.mark.slow
 
@@ -16,27 +16,18 @@ METHODS = ("baseline", "supcon", "simclr")
 @pytest.fixture(scope="module")
 def few_labels_run(separable_npz, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    command = [
-        sys.executable,
-        "-m",
-        "pipelines.cli",
-        "run",
-        "--profile",
-        "tiny",
-        "--source",
+    result = run_ok(
         f"npz:{separable_npz}",
+        runs,
         "--labeled-fractions",
         "1,0.25,0.5",  # any order: the DAG sorts them
         "--epochs",
         "1",
         "--no-estimate",
-        "--runs-dir",
-        str(runs),
         "--registry",
         str(runs / "registry"),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+        timeout=1800,
+    )
     return runs / "latest", result.stdout
 
 

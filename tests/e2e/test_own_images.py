@@ -3,12 +3,13 @@
 the exported SavedModel takes the trained size and refuses another."""
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.e2e.cli_run import run_ok
 
 pytestmark = pytest.mark.slow
 
@@ -34,15 +35,9 @@ def photo_run(tmp_path_factory):
         modes=("L", "RGB", "RGBA", "P"),
         seed=3,
     )
-    command = [
-        sys.executable,
-        "-m",
-        "pipelines.cli",
-        "run",
-        "--profile",
-        "tiny",
-        "--source",
-        str(root / "photos"),
+    result = run_ok(
+        root / "photos",
+        root / "runs",
         "--override",
         f"data.image_size=[{SIZE[0]}, {SIZE[1]}]",  # reaches the ingest step
         "--methods",
@@ -51,13 +46,10 @@ def photo_run(tmp_path_factory):
         "6",
         "--batch-size",
         "16",
-        "--runs-dir",
-        str(root / "runs"),
         "--registry",
         str(root / "registry"),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+        timeout=900,
+    )
     return root, written, result.stdout + result.stderr
 
 
