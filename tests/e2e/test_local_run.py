@@ -18,6 +18,18 @@ FLOORS = {"baseline": 0.9, "supcon": 0.6, "simclr": 0.6}
 KNN_FLOOR = 0.9  # the encoders' kNN accuracy: 1.00 in every measured seed
 
 
+def expected_precision() -> str:
+    """What `train.mixed_precision: auto` must pick for these CPU-only TensorFlow steps, read
+    here from /proc/cpuinfo without the library: bfloat16 with native bfloat16, else float32."""
+    cpuinfo = Path("/proc/cpuinfo")
+    text = cpuinfo.read_text() if cpuinfo.exists() else ""
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    return "bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else "float32"
+
+
 @pytest.fixture(scope="module")
 def local_run(separable_npz, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
@@ -55,6 +67,7 @@ def test_run_prints_the_table_and_writes_results(local_run):
         if name != "baseline":
             assert method["knn_accuracy"] >= KNN_FLOOR, (name, method)
         assert method["train_seconds"] > 0, name
+        assert method["mixed_precision"] == expected_precision(), (name, method)
         assert f"{100 * method['test_accuracy']:.2f} %" in stdout
     scores = {name: method["test_accuracy"] for name, method in results["methods"].items()}
     assert scores[results["best"]] == max(scores.values())  # best is an argmax (ties allowed)
