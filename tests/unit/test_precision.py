@@ -102,6 +102,7 @@ def test_bad_setting_is_refused_by_the_config_and_the_resolver():
 
 def test_profiles_default_to_auto_and_full_keeps_bfloat16():
     assert load_config("quick").train.mixed_precision == "auto"
+    assert load_config("tiny").train.mixed_precision == "float32"  # tests compare float32
     assert load_config("full").train.mixed_precision == "bfloat16"
     assert load_config("quick", ["train.mixed_precision=float32"]).train.mixed_precision == (
         "float32"
@@ -150,3 +151,11 @@ def test_training_step_records_the_precision_up_to_the_summary(
     assert weighted_layers and {layer.dtype_policy.name for layer in weighted_layers} == {policy}
     evaluation = tasks.run_evaluate(tiny_dataset, output, embedding_points=0)
     assert method_summary(evaluation)["mixed_precision"] == expected
+
+
+@pytest.mark.parametrize(
+    "reported, expected", [("9.0", (9, 0)), ((8, 6), (8, 6)), ("", None), (None, None)]
+)
+def test_compute_capability_of_jax_and_tensorflow_devices(reported, expected):
+    # JAX reports "9.0", TensorFlow's device details (8, 6)
+    assert optim._capability(reported) == expected

@@ -172,7 +172,9 @@ def resolve_mixed_precision(
         if platform == "tpu":
             return "bfloat16", "auto: TPU"
         capability = accelerator.get("compute_capability")
-        if capability is not None and tuple(capability) >= _BFLOAT16_MIN_COMPUTE_CAPABILITY:
+        if capability is None:
+            return "float32", "auto: GPU of unknown compute capability"
+        if tuple(capability) >= _BFLOAT16_MIN_COMPUTE_CAPABILITY:
             return "bfloat16", f"auto: GPU of compute capability {_dotted(capability)}"
         return "float32", f"auto: GPU of compute capability {_dotted(capability)} (< 8.0)"
     flags = cpu_bfloat16_flags(cpuinfo)
@@ -237,7 +239,7 @@ def _capability(value) -> tuple[int, int] | None:
 
 
 def _dotted(capability) -> str:
-    return "unknown" if capability is None else ".".join(str(part) for part in capability)
+    return ".".join(str(part) for part in capability)
 
 
 @contextlib.contextmanager
