@@ -100,8 +100,9 @@ def run_one(variant: dict, config, train, test) -> dict:
 
     from contrastive import training
     from contrastive.models import find_encoder
+    from contrastive.training.optim import machine_mixed_precision
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     phases = {}
     if variant["method"] == "baseline":
         model, history = training.train_baseline(config, train, num_classes=common.NUM_CLASSES)
@@ -122,6 +123,8 @@ def run_one(variant: dict, config, train, test) -> dict:
             "classifier_accuracy": history["accuracy"][-1],
         }
     train_seconds = time.perf_counter() - started
+    # CPU seconds of all threads: comparable between configurations under other jobs' load
+    train_cpu_seconds = time.process_time() - cpu_started
     probabilities = training.predict_proba(model, test[0])
     test_accuracy = float(np.mean(probabilities.argmax(axis=1) == test[1]))
     encoder = find_encoder(model)
@@ -136,6 +139,8 @@ def run_one(variant: dict, config, train, test) -> dict:
         "test_accuracy": round(test_accuracy, 4),
         "knn_accuracy": round(knn, 4),
         "train_seconds": round(train_seconds, 1),
+        "train_cpu_seconds": round(train_cpu_seconds, 1),
+        "mixed_precision": machine_mixed_precision(config.train.mixed_precision)[0],
         **{key: round(value, 1) for key, value in phases.items()},
         "final": {k: (None if v is None else round(float(v), 4)) for k, v in final.items()},
     }
@@ -238,7 +243,7 @@ def summarize(runs: list[dict]) -> dict:
     for name in dict.fromkeys(run["variant"] for run in runs):
         mine = [run for run in runs if run["variant"] == name]
         entry = {"n": len(mine)}
-        for metric in ("test_accuracy", "knn_accuracy", "train_seconds"):
+        for metric in ("test_accuracy", "knn_accuracy", "train_seconds", "train_cpu_seconds"):
             values = [run[metric] for run in mine]
             entry[f"{metric}_mean"] = round(statistics.fmean(values), 4)
             entry[f"{metric}_std"] = round(statistics.stdev(values), 4) if len(values) > 1 else 0.0
@@ -368,7 +373,8 @@ def main(argv=None) -> int:
             runs.append({"variant": variant["name"], "seed": seed, **result})
             print(
                 f"{variant['name']:>14} seed {seed}: test {result['test_accuracy']:.4f}, "
-                f"kNN {result['knn_accuracy']:.4f}, {result['train_seconds']:.0f} s",
+                f"kNN {result['knn_accuracy']:.4f}, {result['train_seconds']:.0f} s "
+                f"({result['train_cpu_seconds']:.0f} CPU s, {result['mixed_precision']})",
                 flush=True,
             )
     summary = summarize(runs)

@@ -408,7 +408,13 @@ def compact_results(summary: dict, **extra) -> dict:
     methods = {
         name: {
             key: method.get(key)
-            for key in ("test_accuracy", "train_seconds", "knn_accuracy", "macro_f1")
+            for key in (
+                "test_accuracy",
+                "train_seconds",
+                "knn_accuracy",
+                "macro_f1",
+                "mixed_precision",
+            )
         }
         for name, method in summary["methods"].items()
     }

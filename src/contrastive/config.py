@@ -35,6 +35,8 @@ SCHEDULES = ("constant", "cosine")
 DISTRIBUTIONS = ("none", "data_parallel")
 # `train.lr_scaling`: how the learning rate follows the global batch (see TrainConfig).
 LR_SCALINGS = ("none", "linear", "sqrt")
+# `train.mixed_precision`: "auto" resolves per machine; None is the older spelling of float32.
+MIXED_PRECISIONS = ("auto", "float32", "bfloat16", "float16", None)
 
 
 class ConfigError(ValueError):
@@ -128,8 +130,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: str = "cosine"
     warmup_epochs: float = 0.0
-    # bfloat16/float16 compute policy; the loss is always computed in float32.
-    mixed_precision: str | None = None
+    # Compute precision: "float32", "bfloat16", "float16" (the loss stays float32), or "auto":
+    # bfloat16 on a CPU with native bfloat16 under TensorFlow and on a GPU from Ampere on,
+    # float32 elsewhere (`training.optim.resolve_mixed_precision`). null means float32.
+    mixed_precision: str | None = "auto"
     # XLA compilation of the train step: True, False or "auto" (Keras decides).
     jit_compile: bool | str = "auto"
     seed: int = 0
@@ -302,7 +306,7 @@ def validate(config: Config) -> None:
     _check_choice("train.classifier_mode", t.classifier_mode, CLASSIFIER_MODES)
     _check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
     _check_choice("train.schedule", t.schedule, SCHEDULES)
-    _check_choice("train.mixed_precision", t.mixed_precision, (None, "bfloat16", "float16"))
+    _check_choice("train.mixed_precision", t.mixed_precision, MIXED_PRECISIONS)
     _check_choice("train.jit_compile", t.jit_compile, (True, False, "auto"))
     _check_choice("train.distribution", t.distribution, DISTRIBUTIONS)
     _check_choice("train.lr_scaling", t.lr_scaling, LR_SCALINGS)

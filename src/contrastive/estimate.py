@@ -109,6 +109,7 @@ def measure_costs(config: Config, image_shape: Sequence[int], batch_size: int) -
     import keras
 
     from contrastive import augment, models
+    from contrastive.training.optim import precision_policy
 
     image_shape = tuple(int(size) for size in image_shape)
     rng = np.random.default_rng(0)
@@ -116,9 +117,10 @@ def measure_costs(config: Config, image_shape: Sequence[int], batch_size: int) -
     y = rng.integers(0, 10, batch_size)
     start = time.perf_counter()
     augmenter = augment.build_augmenter(image_shape, **asdict(config.augment.strong), seed=0)
-    encoder = models.build_encoder(
-        config.model.encoder, image_shape, width=config.model.width, seed=0
-    )
+    with precision_policy(config.train.mixed_precision):  # the precision the steps train in
+        encoder = models.build_encoder(
+            config.model.encoder, image_shape, width=config.model.width, seed=0
+        )
     inputs = keras.Input(image_shape)
     features = encoder(augmenter(keras.layers.Rescaling(1 / 255)(inputs)))
     model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(features))

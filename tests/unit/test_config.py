@@ -47,9 +47,9 @@ def test_tiny_inherits_from_quick_and_overrides():
 
 def test_overrides_as_strings_and_dict():
     config = load_config(
-        "quick", ["train.epochs=7", "train.learning_rate=1e-2", "data.image_size=[32,32]"]
+        "quick", ["train.epochs=5", "train.learning_rate=1e-2", "data.image_size=[32,32]"]
     )
-    assert config.train.epochs == 7
+    assert config.train.epochs == 5  # quick has 7
     assert config.train.learning_rate == pytest.approx(0.01)
     assert config.data.image_size == (32, 32)
     assert load_config("quick", {"model.encoder": "resnet18"}).model.encoder == "resnet18"

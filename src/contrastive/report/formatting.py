@@ -37,6 +37,8 @@ def method_summary(result: dict) -> dict:
         "test_accuracy": result["accuracy"],
         "macro_f1": result.get("macro_f1"),
         "train_seconds": result.get("train_seconds"),
+        # the compute precision the classifier was trained in (None: recorded before it was)
+        "mixed_precision": result.get("mixed_precision"),
         "knn_accuracy": result.get("knn_accuracy"),
         "history": result.get("history", {}),
         "confusion_matrix": result.get("confusion_matrix"),

@@ -62,6 +62,7 @@ def run_evaluate(
         method=info.get("method"),
         split=split,
         train_seconds=info.get("train_seconds"),
+        mixed_precision=info.get("mixed_precision"),
         history=read_json(Path(model_dir) / "history.json"),
         train_metrics=read_json(Path(model_dir) / "metrics.json"),
         config=modeldir.read_yaml(Path(model_dir) / "config.yaml"),

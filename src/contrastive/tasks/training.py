@@ -364,9 +364,15 @@ def _train_step(
     from contrastive.data import stream_training_data
     from contrastive.training.callbacks import ProgressLog, tensorboard_callback
     from contrastive.training.distribution import describe, plan_layout, save_discarded
+    from contrastive.training.optim import machine_mixed_precision
 
     layout = plan_layout(config.train)  # refuses a bad distribution before reading data
     log.info("%s: %s", name, describe(layout))
+    # "auto" becomes this machine's choice once, so the model, its saved config and the
+    # step's info.json agree on what it was trained in.
+    precision, reason = machine_mixed_precision(config.train.mixed_precision)
+    log.info("%s: compute precision %s (%s)", name, precision, reason)
+    config = config.replace({"train.mixed_precision": precision})
     # Each process streams its own shards in batches of its share of the global batch, the
     # same number of steps on every process (one reader for one process or many).
     data = stream_training_data(
@@ -428,7 +434,14 @@ def _train_step(
             config=config,
             history=saved_history,
             metrics=metrics,
-            info=_info(data, config, data_uri=data_uri, distribution=layout.to_dict(), **info),
+            info=_info(
+                data,
+                config,
+                data_uri=data_uri,
+                distribution=layout.to_dict(),
+                mixed_precision=precision,
+                **info,
+            ),
         )
         if not storage.is_local(output_dir):
             modeldir.publish(local_dir, str(output_dir))

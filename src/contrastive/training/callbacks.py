@@ -20,7 +20,7 @@ _BACKUP_METADATA = "training_metadata.json"
 
 _DIVERGENCE_HINT = (
     "lower the learning rate, raise the temperature, or disable mixed precision "
-    "(train.mixed_precision=null)"
+    "(train.mixed_precision=float32)"
 )
 
 

@@ -1,7 +1,10 @@
-"""Optimisers and learning-rate schedules from `TrainConfig`, and the mixed-precision scope."""
+"""Optimisers and learning-rate schedules from `TrainConfig`, and the mixed-precision scope
+with the machine's choice for `train.mixed_precision: auto`."""
 
 import contextlib
+import functools
 import logging
+from pathlib import Path
 
 import keras
 
@@ -9,8 +12,13 @@ from contrastive import validation
 
 log = logging.getLogger(__name__)
 
-# `train.mixed_precision` value -> Keras dtype policy name.
-_POLICIES = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+# Resolved `train.mixed_precision` value -> Keras dtype policy name.
+_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+# `/proc/cpuinfo` flags of native bfloat16 arithmetic, which oneDNN (TensorFlow's CPU kernels)
+# uses: AVX512-BF16 (Cooper Lake, Zen 4/5) and AMX (Sapphire Rapids and later).
+BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+# NVIDIA GPUs compute natively in bfloat16 from compute capability 8.0 (Ampere) on.
+_BFLOAT16_MIN_COMPUTE_CAPABILITY = (8, 0)
 
 
 def build_learning_rate(train_cfg, steps_per_epoch, epochs, learning_rate):
@@ -107,6 +115,133 @@ def build_optimizer(train_cfg, steps_per_epoch, epochs, learning_rate):
     )
 
 
+def cpu_bfloat16_flags(cpuinfo: str) -> list[str]:
+    """The native-bfloat16 flags (`BFLOAT16_CPU_FLAGS`) that a `/proc/cpuinfo` text lists.
+
+    Args:
+        cpuinfo: the text of `/proc/cpuinfo` (x86: one `flags : ...` line per core).
+
+    Returns:
+        The flags found, in `BFLOAT16_CPU_FLAGS` order; empty when the CPU has none.
+    """
+    flags = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            flags.update(value.split())
+    return [flag for flag in BFLOAT16_CPU_FLAGS if flag in flags]
+
+
+def resolve_mixed_precision(
+    setting, *, backend: str, accelerator: dict | None = None, cpuinfo: str = ""
+) -> tuple[str, str]:
+    """The compute precision a `train.mixed_precision` setting means on a machine.
+
+    An explicit value is kept (`None`, the older spelling of float32, becomes `"float32"`).
+    `"auto"` picks:
+
+    - on a GPU: `"bfloat16"` from compute capability 8.0 (Ampere, Hopper) on, else `"float32"`;
+      on a TPU: `"bfloat16"`;
+    - on a CPU with the TensorFlow backend: `"bfloat16"` when `cpuinfo` lists native bfloat16
+      (`avx512_bf16` or `amx_bf16`: 1.76x the float32 throughput on small_cnn, no accuracy
+      cost, docs/BENCHMARKS.md), else `"float32"` (emulated bfloat16 is slower);
+    - on a CPU with any other backend: `"float32"` (under JAX, XLA's CPU bfloat16 was slower
+      than float32 even with `avx512_bf16`: 1,057 against 1,182 views/s).
+
+    Args:
+        setting: `"auto"`, `"float32"`, `"bfloat16"`, `"float16"` or `None`.
+        backend: Keras backend name (`keras.backend.backend()`).
+        accelerator: `{"platform": "gpu"|"tpu", "compute_capability": (major, minor) or
+            None}` of the first accelerator, or None when training runs on the CPU.
+        cpuinfo: the text of `/proc/cpuinfo` ("" when unknown).
+
+    Returns:
+        `(precision, reason)`: `"float32"`, `"bfloat16"` or `"float16"`, and why, for the log.
+    """
+    if setting is None:
+        return "float32", "train.mixed_precision=null"
+    if setting in _POLICIES:
+        return setting, f"train.mixed_precision={setting}"
+    if setting != "auto":
+        raise ValueError(
+            "mixed_precision must be 'auto', 'float32', 'bfloat16', 'float16' or None. "
+            f"Received: mixed_precision={setting!r}"
+        )
+    if accelerator is not None:
+        platform = accelerator.get("platform")
+        if platform == "tpu":
+            return "bfloat16", "auto: TPU"
+        capability = accelerator.get("compute_capability")
+        if capability is None:
+            return "float32", "auto: GPU of unknown compute capability"
+        if tuple(capability) >= _BFLOAT16_MIN_COMPUTE_CAPABILITY:
+            return "bfloat16", f"auto: GPU of compute capability {_dotted(capability)}"
+        return "float32", f"auto: GPU of compute capability {_dotted(capability)} (< 8.0)"
+    flags = cpu_bfloat16_flags(cpuinfo)
+    if backend != "tensorflow":
+        return "float32", f"auto: CPU under {backend} (bfloat16 is slower there)"
+    if flags:
+        return "bfloat16", f"auto: this CPU has native bfloat16 ({', '.join(flags)})"
+    return "float32", "auto: this CPU has no native bfloat16 (avx512_bf16 or amx_bf16)"
+
+
+def machine_mixed_precision(setting) -> tuple[str, str]:
+    """`resolve_mixed_precision` for this process: Keras' backend, its first accelerator and
+    `/proc/cpuinfo` (looked up once per process)."""
+    if setting != "auto":
+        return resolve_mixed_precision(setting, backend=keras.backend.backend())
+    return resolve_mixed_precision(setting, **_machine())
+
+
+@functools.cache
+def _machine() -> dict:
+    backend = keras.backend.backend()
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: no flags, float32 on the CPU
+        cpuinfo = ""
+    return {"backend": backend, "accelerator": _accelerator(backend), "cpuinfo": cpuinfo}
+
+
+def _accelerator(backend: str) -> dict | None:
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        if device.platform == "cpu":
+            return None
+        capability = getattr(device, "compute_capability", None)
+        return {"platform": device.platform, "compute_capability": _capability(capability)}
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if not gpus:
+            return None
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return {
+            "platform": "gpu",
+            "compute_capability": _capability(details.get("compute_capability")),
+        }
+    return None
+
+
+def _capability(value) -> tuple[int, int] | None:
+    """`"9.0"` (JAX) or `(9, 0)` (TensorFlow) -> `(9, 0)`; None when unknown."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.split(".")
+    try:
+        return tuple(int(part) for part in value)[:2]
+    except (TypeError, ValueError):
+        return None
+
+
+def _dotted(capability) -> str:
+    return ".".join(str(part) for part in capability)
+
+
 @contextlib.contextmanager
 def precision_policy(mixed_precision):
     """Builds the layers created inside under a mixed-precision dtype policy.
@@ -115,18 +250,12 @@ def precision_policy(mixed_precision):
     block; the previous global policy is restored on exit, even on error.
 
     Args:
-        mixed_precision: `None` (leave the policy alone), `"bfloat16"` or `"float16"`.
+        mixed_precision: `"float32"` or `None` (float32), `"bfloat16"`, `"float16"`, or
+            `"auto"` (this machine's choice, `machine_mixed_precision`).
     """
-    if mixed_precision is None:
-        yield
-        return
-    if mixed_precision not in _POLICIES:
-        raise ValueError(
-            "mixed_precision must be None, 'bfloat16' or 'float16'. "
-            f"Received: mixed_precision={mixed_precision!r}"
-        )
+    precision, _ = machine_mixed_precision(mixed_precision)
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(_POLICIES[mixed_precision])
+    keras.config.set_dtype_policy(_POLICIES[precision])
     try:
         yield
     finally:
