@@ -45,7 +45,7 @@ data: ## Install the embedded dataset (Debian package dataset-fashion-mnist) if 
 	fi
 
 run: install ## Run the whole pipeline locally (kfp.local), quick profile (ARGS="--no-cache -v")
-	$(BIN)/contrastive run --profile $(PROFILE) $(ARGS)
+	@$(BIN)/contrastive run --profile $(PROFILE) $(ARGS)
 
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check .

@@ -119,7 +119,8 @@ class RunView:
             task.state, task.ended = (DONE if ok else FAILED), self.clock()
             if task.started is None:
                 task.started = task.ended
-            self._changed(task, f"{task.state} in {clock(task.ended - task.started)}")
+            # With the last epoch's figures: a plain view leaves out that epoch's own line.
+            self._changed(task, task.describe(task.ended))
 
     def epoch(self, name: str, record: dict) -> None:
         """One `ProgressLog` record: `{"epoch", "epochs", "seconds", "logs"}`."""
@@ -164,7 +165,8 @@ class RunView:
 
 
 class PlainRenderer:
-    """One line per change: `  0:04 pretrain-supcon     epoch 1/4  loss 5.12  ...`.
+    """One line per change: `  0:04 pretrain-supcon     epoch 1/4  loss 5.12  ...`; the
+    last epoch's figures come on the task's `done in` (or `failed in`) line.
 
     Args:
         write: takes one line (without newline), e.g. `print`.
@@ -176,6 +178,8 @@ class PlainRenderer:
         self.width = width
 
     def changed(self, view: RunView, task: TaskState, line: str) -> None:
+        if task.state == RUNNING and task.epochs and task.epoch == task.epochs:
+            return  # the last epoch: its figures come with the `done in` line a moment later
         self.write(f"{clock(view.elapsed()):>7} {task.name:<{self.width}} {line}".rstrip())
 
     def __enter__(self):

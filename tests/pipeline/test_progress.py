@@ -66,8 +66,7 @@ def test_plain_lines_of_a_scripted_run():
         "   0:00 train-baseline     running",
         "   0:12 train-baseline     epoch 1/3  loss 0.6123  val_accuracy 0.812  ETA 0:20",
         "   0:20 train-baseline     epoch 2/3  loss 0.4  val_accuracy 0.850  ETA 0:08",
-        "   0:27 train-baseline     epoch 3/3  loss 0.35  val_loss 0.450",
-        "   0:28 train-baseline     done in 0:28",
+        "   0:28 train-baseline     done in 0:28  epoch 3/3  loss 0.35  val_loss 0.450",
         "   0:28 evaluate-baseline  running",
         "   1:33 evaluate-baseline  failed in 1:05",
     ]
@@ -123,8 +122,8 @@ def test_poller_reads_whole_lines_once(tmp_path):
     poller = ProgressPoller(tmp_path, view)
     poller.drain("pretrain-supcon")  # no file yet: nothing, no error
     path = tmp_path / "pretrain-supcon.jsonl"
-    first = json.dumps(_epoch(1, 2, 1.0, loss=2.0))
-    second = json.dumps(_epoch(2, 2, 1.0, loss=1.0))
+    first = json.dumps(_epoch(1, 3, 1.0, loss=2.0))
+    second = json.dumps(_epoch(2, 3, 1.0, loss=1.0))
     path.write_text(first + "\n" + second[:10])  # the second line is being written
     poller.drain("pretrain-supcon")
     poller.drain("pretrain-supcon")
@@ -132,8 +131,8 @@ def test_poller_reads_whole_lines_once(tmp_path):
     path.write_text(first + "\n" + second + "\n")
     poller.drain("pretrain-supcon")
     assert [line.split(maxsplit=2)[2] for line in lines] == [
-        "epoch 1/2  loss 2  ETA 0:01",
-        "epoch 2/2  loss 1",
+        "epoch 1/3  loss 2  ETA 0:02",
+        "epoch 2/3  loss 1  ETA 0:01",
     ]
 
 
