@@ -176,7 +176,7 @@ def run_fractions(base, seeds, fractions, train, test) -> list[dict]:
             masked = np.full_like(y, -1)
             masked[subset] = y[subset]
             for method in ("baseline", "supcon", "simclr"):
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 phases = {}
                 if method == "baseline":
                     model, _ = training.train_baseline(
@@ -218,6 +218,7 @@ def run_fractions(base, seeds, fractions, train, test) -> list[dict]:
                     "test_accuracy": round(accuracy, 4),
                     "knn_accuracy": round(knn, 4),
                     "train_seconds": round(time.perf_counter() - started, 1),
+                    "train_cpu_seconds": round(time.process_time() - cpu_started, 1),
                     **{key: round(value, 1) for key, value in phases.items()},
                 }
                 runs.append(result)
@@ -330,8 +331,6 @@ def main(argv=None) -> int:
         seeds, limit, test_limit = [0], 256, 256
     variants = [parse_variant(text) for text in args.variant] or DEFAULT_VARIANTS
 
-    import os
-
     from contrastive.config import load_config
 
     started, date = time.perf_counter(), common.now()
@@ -378,18 +377,9 @@ def main(argv=None) -> int:
                 flush=True,
             )
     summary = summarize(runs)
-    payload = {
-        "benchmark": "bench/bench_quality.py",
-        "command": shlex.join(["python", "bench/bench_quality.py", *(argv or sys.argv[1:])]),
-        "date": date,  # the start
-        "machine": common.machine(),
-        "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
-        "budget": budget,
-        "variants": variants,
-        "summary": summary,
-        "runs": runs,
-        "wall_seconds": round(time.perf_counter() - started, 1),
-    }
+    payload = _payload(
+        argv, date, started, budget=budget, variants=variants, summary=summary, runs=runs
+    )
     common.write_json(args.output, payload)
     rows = [
         [
@@ -411,8 +401,23 @@ def main(argv=None) -> int:
     return 0
 
 
-def _main_fractions(args, argv, base, budget, seeds, fractions, data, clock) -> int:
+def _payload(argv, date: str, started: float, **fields) -> dict:
+    """The results file: what ran (command, start date, machine, backend), `fields` (budget,
+    summary, runs, ...) and the wall time since `started`."""
     import os
+
+    return {
+        "benchmark": "bench/bench_quality.py",
+        "command": shlex.join(["python", "bench/bench_quality.py", *(argv or sys.argv[1:])]),
+        "date": date,  # the start
+        "machine": common.machine(),
+        "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
+        **fields,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _main_fractions(args, argv, base, budget, seeds, fractions, data, clock) -> int:
 
     (train, test), (started, date) = data, clock
     budget = {
@@ -422,17 +427,7 @@ def _main_fractions(args, argv, base, budget, seeds, fractions, data, clock) -> 
     }
     runs = run_fractions(base, seeds, fractions, train, test)
     summary = summarize_fractions(runs)
-    payload = {
-        "benchmark": "bench/bench_quality.py",
-        "command": shlex.join(["python", "bench/bench_quality.py", *(argv or sys.argv[1:])]),
-        "date": date,  # the start
-        "machine": common.machine(),
-        "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
-        "budget": budget,
-        "summary_by_fraction": summary,
-        "runs": runs,
-        "wall_seconds": round(time.perf_counter() - started, 1),
-    }
+    payload = _payload(argv, date, started, budget=budget, summary_by_fraction=summary, runs=runs)
     common.write_json(args.output, payload)
     rows = [
         [

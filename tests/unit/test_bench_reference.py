@@ -184,6 +184,38 @@ def test_quality_smoke_reports_every_variant(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not HAS_FASHION_MNIST, reason="needs dataset-fashion-mnist")
+def test_quality_fractions_smoke_summarizes_every_fraction_and_method(tmp_path):
+    """The few-labels mode end to end (its summary once failed on a figure its runs lacked):
+    every fraction x method ran, on nested subsets, and is summarized by fraction."""
+    output = tmp_path / "fractions.json"
+    command = [sys.executable, str(BENCH / "bench_quality.py"), "--smoke", "--profile"]
+    command += ["few-labels", "--labeled-fractions", "0.1,1"]  # --smoke: seed 0, 256 images
+    result = subprocess.run(
+        [*command, "--output", str(output)],
+        env=_env(KERAS_BACKEND="tensorflow"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = json.loads(output.read_text())
+    runs = payload["runs"]
+    assert sorted((r["seed"], r["labeled_fraction"], r["variant"]) for r in runs) == sorted(
+        (s, f, m) for s in (0,) for f in (0.1, 1.0) for m in ("baseline", "supcon", "simclr")
+    )
+    images = {r["labeled_fraction"]: r["labeled_images"] for r in runs if r["seed"] == 0}
+    assert images[0.1] == round(0.1 * images[1.0])
+    summary = payload["summary_by_fraction"]
+    assert list(summary) == ["0.1", "1"]
+    for fraction in summary.values():
+        assert set(fraction) == {"baseline", "supcon", "simclr"}
+        assert all(
+            entry["n"] == 1 and "train_cpu_seconds_mean" in entry for entry in fraction.values()
+        )
+
+
+@pytest.mark.slow
 def test_memory_smoke_records_a_peak_per_size(tmp_path):
     output = tmp_path / "memory.json"
     result = subprocess.run(
