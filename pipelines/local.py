@@ -89,7 +89,7 @@ def run_local(
     logs_dir, progress_dir = run_dir / "logs", run_dir / "progress"
     logs_dir.mkdir()
     pipeline = build_pipeline(target="local", methods=methods, labeled_fractions=labeled_fractions)
-    params = _with_local_defaults(params)
+    params = local_parameters(pipeline, params)
     # Checkpoints keyed by what the run computes: the same parameters resume, others do not
     # (and --no-cache starts from epoch 0 in a folder of its own). A given checkpoint_root
     # (a folder or gs:// prefix) gets the key appended likewise.
@@ -145,7 +145,7 @@ def earlier_run(
     """The id of an earlier finished run of the same pipeline and parameters whose folder is
     still there (the cache holds its tasks' outputs), or None."""
     pipeline = build_pipeline(target="local", methods=methods, labeled_fractions=labeled_fractions)
-    key = run_key(pipeline, _with_local_defaults(params))
+    key = run_key(pipeline, local_parameters(pipeline, params))
     marker = _finished_marker(Path(runs_dir).resolve(), key)
     if not marker.is_file():
         return None
@@ -153,8 +153,31 @@ def earlier_run(
     return run_id if run_id and (Path(runs_dir).resolve() / run_id).is_dir() else None
 
 
-def _with_local_defaults(params: dict) -> dict:
-    return {"tensorboard_root": LOCAL_TENSORBOARD_ROOT, **params}
+def local_parameters(pipeline, params: dict) -> dict:
+    """The parameters a local run passes to `pipeline`: `params`, TensorBoard logs in the
+    run's folder, and `data_snapshot` (which enters the ingest task's cache key) followed by
+    `inputs:<digest>` of what the run reads beside its parameters (`inputs_fingerprint`): a
+    changed source or profile file ingests again, so every task after it runs again too."""
+    defaults = {name: spec.default for name, spec in pipeline.component_spec.inputs.items()}
+    local = {"tensorboard_root": LOCAL_TENSORBOARD_ROOT, **params}
+    inputs = f"inputs:{inputs_fingerprint({**defaults, **local})}"
+    local["data_snapshot"] = f"{local.get('data_snapshot', '')} {inputs}".lstrip()
+    return local
+
+
+def inputs_fingerprint(params: dict) -> str:
+    """12 hex digits of the content a run's parameters name: the source's files
+    (`contrastive.data.fingerprint`) and the profile file's text (`config.profile_digest`;
+    a shipped profile is part of the library's fingerprint)."""
+    from contrastive.config import ConfigError, profile_digest
+    from contrastive.data.fingerprint import source_fingerprint
+
+    try:
+        profile = profile_digest(params["profile"])
+    except ConfigError:  # the run's own check names it
+        profile = ""
+    source = source_fingerprint(params["source"])
+    return hashlib.sha256(f"{source} {profile}".encode()).hexdigest()[:12]
 
 
 def _finished_marker(runs_dir: Path, key: str) -> Path:

@@ -376,11 +376,42 @@ def _check_choice(name: str, value: Any, choices: tuple) -> None:
     validation.check_choice(name, value, choices, error=ConfigError)
 
 
+def profile_digest(profile: str) -> str:
+    """12 hex digits of the text of every profile *file* `profile` reads (itself and the
+    files its `base` chain names), "" for a shipped profile on a shipped base (the library's
+    own code and profiles are fingerprinted apart). Raises ConfigError as `load_config`."""
+    import hashlib
+
+    texts = [text for shipped, text, _ in _profile_layers(str(profile)) if not shipped]
+    if not texts:
+        return ""
+    return hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest()[:12]
+
+
+def _profile_layers(profile: str, seen: tuple[str, ...] = ()) -> list[tuple[bool, str, dict]]:
+    """`(shipped, text, values)` of `profile` and of each `base` it names, the profile first."""
+    shipped, text, values = _read_profile(profile, seen)
+    base = values.pop("base", None)
+    layers = [(shipped, text, values)]
+    if base is not None:
+        layers += _profile_layers(str(base), seen + (profile,))
+    return layers
+
+
 def _load_profile_values(profile: str, seen: tuple[str, ...]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for _, _, values in reversed(_profile_layers(profile, seen)):
+        _deep_update(merged, values)
+    return merged
+
+
+def _read_profile(profile: str, seen: tuple[str, ...]) -> tuple[bool, str, dict[str, Any]]:
+    """`(shipped, text, values)` of one profile: a `.yaml` file, else a shipped name."""
     if profile in seen:
         raise ConfigError(f"profile inheritance loops: {' -> '.join(seen + (profile,))}")
     path = Path(profile)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
+    shipped = not (path.suffix in (".yaml", ".yml") and path.is_file())
+    if not shipped:
         text = path.read_text()
     else:
         resource = importlib.resources.files("contrastive") / "profiles" / f"{profile}.yaml"
@@ -396,12 +427,7 @@ def _load_profile_values(profile: str, seen: tuple[str, ...]) -> dict[str, Any]:
         raise ConfigError(f"profile {profile!r} is not valid YAML: {error}") from error
     if not isinstance(values, dict):
         raise ConfigError(f"profile {profile!r} must be a mapping, got {type(values).__name__}")
-    base = values.pop("base", None)
-    if base is None:
-        return values
-    merged = _load_profile_values(str(base), seen + (profile,))
-    _deep_update(merged, values)
-    return merged
+    return shipped, text, values
 
 
 def _deep_update(target: dict, updates: dict) -> None:

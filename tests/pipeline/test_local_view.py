@@ -142,8 +142,55 @@ def test_task_names_are_the_display_names_in_run_order():
     assert shown.index("classifier-supcon") < shown.index("evaluate-supcon")
 
 
+def test_a_changed_source_or_profile_file_is_a_new_run_and_ingests_again(tmp_path):
+    """The stale-cache fault: the same --source naming changed files, or an edited profile
+    file, must not be served the old run's outputs; unchanged ones must."""
+    from pipelines.local import _finished_marker, earlier_run, local_parameters, run_key
+    from pipelines.pipeline import build_pipeline
+
+    photos, profile = tmp_path / "photos", tmp_path / "mine.yaml"
+    for label in ("cats", "dogs"):
+        (photos / label).mkdir(parents=True)
+        (photos / label / "1.png").write_bytes(b"png of " + label.encode())
+    profile.write_text("base: tiny\ntrain: {epochs: 2}\n")
+    pipeline = build_pipeline(target="local")
+    params = {"source": str(photos), "profile": str(profile)}
+
+    def key():
+        return run_key(pipeline, local_parameters(pipeline, params))
+
+    first = key()
+    methods = ("baseline", "supcon", "simclr")
+    runs = tmp_path / "runs"
+    (runs / "20261201-000000-abcd").mkdir(parents=True)
+    marker = _finished_marker(runs, first)
+    marker.parent.mkdir()
+    marker.write_text("20261201-000000-abcd\n")
+    assert key() == first  # unchanged: the same run, its tasks cached
+    assert earlier_run(params, methods=methods, runs_dir=runs) == "20261201-000000-abcd"
+    snapshot = local_parameters(pipeline, params)["data_snapshot"]
+    # the snapshot is an input of the ingest task: kfp.local's cache key of ingest holds it
+    ingest = pipeline.pipeline_spec.root.dag.tasks["ingest-data"]
+    assert ingest.inputs.parameters["data_snapshot"].component_input_parameter == "data_snapshot"
+
+    (photos / "eels").mkdir()
+    (photos / "eels" / "1.png").write_bytes(b"png of eels")  # a fourth class folder
+    assert key() != first
+    assert local_parameters(pipeline, params)["data_snapshot"] != snapshot
+    assert earlier_run(params, methods=methods, runs_dir=runs) is None
+    (photos / "eels" / "1.png").unlink()
+    (photos / "eels").rmdir()
+    assert key() == first  # the same files again
+
+    profile.write_text("base: tiny\ntrain: {epochs: 3}\n")  # the profile file edited
+    assert key() != first
+    assert local_parameters(pipeline, {**params, "data_snapshot": "2026-12"})[
+        "data_snapshot"
+    ].startswith("2026-12 inputs:")
+
+
 def test_run_key_and_earlier_run(tmp_path):
-    from pipelines.local import LOCAL_TENSORBOARD_ROOT, _finished_marker, earlier_run, run_key
+    from pipelines.local import _finished_marker, earlier_run, local_parameters, run_key
     from pipelines.pipeline import build_pipeline
 
     pipeline = build_pipeline(target="local")
@@ -155,7 +202,7 @@ def test_run_key_and_earlier_run(tmp_path):
 
     methods = ("baseline", "supcon", "simclr")
     assert earlier_run(params, methods=methods, runs_dir=tmp_path) is None
-    local_key = run_key(pipeline, {"tensorboard_root": LOCAL_TENSORBOARD_ROOT, **params})
+    local_key = run_key(pipeline, local_parameters(pipeline, params))
     marker = _finished_marker(tmp_path, local_key)
     marker.parent.mkdir()
     marker.write_text("20261130-000000-abcd\n")
