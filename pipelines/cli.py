@@ -13,6 +13,7 @@ contrastive profiles                                         list the shipped pr
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import traceback
@@ -79,9 +80,11 @@ def _add_step_folder_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args):
-    """Profile + flags. A flag given on the command line is validated as given (`--epochs 0`
-    is an error, not "the profile's value" as 0 means for pipeline parameters)."""
+    """Profile + flags, fitted to the size of `--data` (`contrastive.sizing`) where neither
+    set a value. A flag given on the command line is validated as given (`--epochs 0` is an
+    error, not "the profile's value" as 0 means for pipeline parameters)."""
     from contrastive.config import resolve_config
+    from contrastive.tasks.conventions import data_size
 
     overrides = list(args.override)
     for flag, field in (
@@ -95,7 +98,8 @@ def _config(args):
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{field}={value}")
-    return resolve_config(args.profile, overrides=overrides)
+    resolve_config(args.profile, overrides=overrides)  # bad flags refused before reading data
+    return resolve_config(args.profile, overrides=overrides, fit_to=data_size(args.data))
 
 
 def cmd_ingest(args) -> int:
@@ -123,6 +127,7 @@ def cmd_ingest(args) -> int:
 # `contrastive run` flags that are not pipeline parameters (the rest come from the pipeline).
 RUN_ONLY_FLAGS = (
     "methods",
+    "yes",
     "labeled_fractions",
     "override",
     "runs_dir",
@@ -160,6 +165,7 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args) -> int:
+    from contrastive import estimate
     from contrastive.config import encode_overrides, parse_overrides_text
     from contrastive.data.images import parse_image_size
     from contrastive.run_parameters import check_run_parameters
@@ -202,8 +208,12 @@ def cmd_run(args) -> int:
                 "reused (--no-cache runs them again)",
                 flush=True,
             )
-        elif args.estimate:
-            _print_estimate(params, config, methods, image_size)
+        estimated = None
+        if not earlier and args.estimate:
+            estimated = _estimate(params, methods, fractions, image_size)
+        if estimated is not None:
+            print(estimate.describe(estimated), flush=True)
+            _confirm_long_run(estimated, config, yes=args.yes)
     results = run_local(
         params,
         methods=methods,
@@ -211,30 +221,100 @@ def cmd_run(args) -> int:
         cache=args.cache,
         verbose=args.verbose,
         labeled_fractions=fractions,
+        extra_results={"estimated_training_seconds": estimated and round(estimated.seconds, 1)},
     )
     _print_results(results)
     return 0
 
 
-def _print_estimate(params: dict, config, methods, image_size) -> None:
-    """Training time on this machine, from the encoder's measured throughput, before any
-    task starts."""
+def _estimate(params: dict, methods, fractions, image_size):
+    """The training time on this machine (`contrastive.estimate`), measured with the
+    configuration the tasks will fit to the data, before any task starts; None when the
+    source cannot be sized before ingest or the measurement fails (the run goes on)."""
     from contrastive import estimate
+    from contrastive.run_parameters import check_run_parameters
+    from contrastive.sizing import DataSize
 
     try:
-        result = estimate.estimate_run(
+        config = check_run_parameters(params)
+        found = estimate.training_set(
             params.get("source", "fashion_mnist"),
-            config,
-            methods,
             validation_fraction=params.get("validation_fraction", 0.1),
             test_fraction=params.get("test_fraction", 0.2),
-            image_size=image_size,
+            image_size=image_size or config.data.image_size,
+            limit=params.get("limit") or config.data.limit,
         )
+        if found is None:
+            return None
+        fitted = check_run_parameters(params, fit_to=DataSize(found.train, found.classes))
+        return estimate.estimate_run(found, fitted, methods, labeled_fractions=fractions)
     except Exception as error:  # an estimate that fails must not stop the run
         logging.getLogger(__name__).warning("no training-time estimate: %s", error)
+        return None
+
+
+# A run whose estimate is longer asks before it starts (refused without --yes off a terminal).
+LONG_RUN_SECONDS = 3600
+PROMPT_TIMEOUT_SECONDS = 300
+
+
+class LongRunRefused(ValueError):
+    """A run estimated longer than `LONG_RUN_SECONDS` was not confirmed."""
+
+    exit_code = EXIT_USAGE
+
+
+def _confirm_long_run(estimated, config, *, yes: bool) -> None:
+    """Ask before a run estimated longer than an hour (a terminal; unanswered in
+    `PROMPT_TIMEOUT_SECONDS`: no), or refuse it without `--yes` (anything else), naming a
+    faster alternative.
+
+    Raises:
+        LongRunRefused: the run is not confirmed.
+    """
+    from contrastive.estimate import describe_duration
+
+    if estimated.seconds <= LONG_RUN_SECONDS or yes:
         return
-    if result is not None:
-        print(estimate.describe(result), flush=True)
+    faster = _faster_alternative(estimated, config)
+    long = f"this run trains for {describe_duration(estimated.seconds)} on this machine"
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        print(f"{long}; faster: {faster}.", flush=True)
+        if _ask(f"start it anyway? [y/N] (no answer in {PROMPT_TIMEOUT_SECONDS} s: no)"):
+            return
+        raise LongRunRefused(f"not started; faster: {faster}")
+    raise LongRunRefused(f"{long}: pass --yes to start it, or faster: {faster}")
+
+
+def _faster_alternative(estimated, config) -> str:
+    """What would train in about `LONG_RUN_SECONDS` instead: the CPU profile when the run's
+    encoder is another, and the profile's epochs scaled down (else its training images)."""
+    from contrastive.config import load_config
+
+    options = []
+    quick = load_config("quick").model.encoder
+    if config.model.encoder != quick:
+        options.append(f"--profile quick ({quick}, minutes on a CPU)")
+    share = LONG_RUN_SECONDS / estimated.seconds
+    epochs = math.floor(config.train.epochs * share)
+    classifier_epochs = max(1, math.floor(config.train.classifier_epochs * share))
+    if epochs >= 1:
+        options.append(f"--epochs {epochs} --classifier-epochs {classifier_epochs}")
+    else:
+        options.append(f"--limit {max(1, math.floor(estimated.train_images * share))}")
+    return " or ".join(options) + " (about an hour)"
+
+
+def _ask(question: str, timeout: float = PROMPT_TIMEOUT_SECONDS) -> bool:
+    """A yes/no question on the terminal; no answer within `timeout` seconds is no."""
+    import select
+
+    print(question, end=" ", flush=True)
+    ready, _, _ = select.select([sys.stdin], [], [], timeout)
+    answer = sys.stdin.readline().strip().lower() if ready else ""
+    if not ready:
+        print()
+    return answer in ("y", "yes")
 
 
 def _print_results(results: dict) -> None:
@@ -522,7 +602,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-estimate",
         dest="estimate",
         action="store_false",
-        help="skip measuring the encoder's speed for the training-time estimate",
+        help="skip measuring the training steps' speed for the training-time estimate",
+    )
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help="start a run estimated to train for more than an hour without asking",
     )
     _add_pipeline_arguments(p)
     p.set_defaults(func=cmd_run)

@@ -59,6 +59,7 @@ def run_local(
     verbose: bool = False,
     console=None,
     labeled_fractions: Sequence[float] = (),
+    extra_results: dict | None = None,
 ) -> dict:
     """Run the pipeline locally; outputs go to `runs/<run-id>/`, `runs/latest` points there.
 
@@ -72,6 +73,7 @@ def run_local(
         verbose: stream every task's log to the terminal, under plain state lines.
         console: a `rich.console.Console` for the view (default: stdout's); a terminal gets
             the live view, anything else plain lines.
+        extra_results: more figures for `results.json` (e.g. the training-time estimate).
 
     Returns:
         The compact results (also written to `runs/<run-id>/results.json`), with the path
@@ -124,7 +126,12 @@ def run_local(
     report = run_dir / "report.html"
     shutil.copyfile(report_src, report)
     results = compact_results(
-        summary, run_seconds=seconds, report=str(report), logs=str(logs_dir), run_id=run_id
+        summary,
+        **(extra_results or {}),
+        run_seconds=seconds,
+        report=str(report),
+        logs=str(logs_dir),
+        run_id=run_id,
     )
     (run_dir / "results.json").write_text(json.dumps(results, indent=2))
     _point_latest(runs_dir, run_dir)

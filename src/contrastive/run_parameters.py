@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contrastive import validation
 from contrastive.config import CLASSIFIER_MODES, ENCODER_NAMES, Config, ConfigError, resolve_config
 
+if TYPE_CHECKING:
+    from contrastive.sizing import DataSize
+
 ON_ERROR = ("skip", "fail")
 
 
-def check_run_parameters(values: Mapping[str, Any]) -> Config:
+def check_run_parameters(values: Mapping[str, Any], *, fit_to: DataSize | None = None) -> Config:
     """Check every known pipeline parameter in `values`; return the configuration the
-    training tasks will resolve from them.
+    training tasks will resolve from them (fitted to `fit_to`, the size of the data they
+    will train on, as the tasks fit it: `config.resolve_config`).
 
     Raises:
         ConfigError: the first invalid value, as `name ... Received: name=value`.
@@ -66,6 +70,7 @@ def check_run_parameters(values: Mapping[str, Any]) -> Config:
         temperature=values.get("temperature", 0.0),
         encoder=values.get("encoder", ""),
         seed=values.get("seed"),
+        fit_to=fit_to,
     )
     if values.get("classifier_mode"):
         config = config.replace({"train.classifier_mode": values["classifier_mode"]})

@@ -34,6 +34,15 @@ def data_location(artifact) -> str:
     return uri if storage.is_gcs(uri) else artifact.path
 
 
+def data_size(artifact):
+    """What `contrastive.sizing` fits a step's defaults to: the train count and classes of
+    the dataset's manifest (`data_location(artifact)`)."""
+    from contrastive.data import read_manifest
+    from contrastive.sizing import DataSize
+
+    return DataSize.of_manifest(read_manifest(data_location(artifact)))
+
+
 def tensorboard_dir(environ, tensorboard_root: str, name: str) -> str | None:
     """Where a training step writes TensorBoard logs: Vertex's `AIP_TENSORBOARD_LOG_DIR` (set
     for a step with a TensorBoard), else `<tensorboard_root>/<name>`, else None (inside the

@@ -248,7 +248,8 @@ def run_training_component(
     state = durable.step_folder(checkpoint_root, pipeline_root, job_id, tensorboard_name)
     shortcuts["labeled_fraction"] = labeled_subset_fraction
     with durable.recording_failures(state):  # a retry fails at once on a permanent failure
-        config = resolve_config(profile, overrides=overrides, **shortcuts)
+        fit_to = conventions.data_size(dataset)
+        config = resolve_config(profile, overrides=overrides, fit_to=fit_to, **shortcuts)
         if environ.get(trainjob.LAUNCHER_ENV):
             result = _launch(
                 step,
@@ -384,6 +385,7 @@ def _train_step(
         labeled_fraction=config.train.labeled_fraction,
         labelled_only=labelled_only,
         labeled_steps_per_epoch=config.train.labeled_steps_per_epoch,
+        min_steps_per_epoch=config.train.min_steps_per_epoch,
         shuffle_buffer=config.data.shuffle_buffer,
         shuffle_buffer_bytes=config.data.shuffle_buffer_mib << 20,
         process_index=layout.process_index,
