@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import threading
@@ -110,15 +111,21 @@ def run_local(
         cache_root=str(runs_dir / ".cache"),
     )
     start = time.perf_counter()
-    run_with_view(
-        pipeline,
-        params,
-        title=f"contrastive run {run_id}",
-        logs_dir=logs_dir,
-        progress_dir=progress_dir,
-        console=console,
-        verbose=verbose,
-    )
+    cached: dict[str, dict] = {}
+    try:
+        with job_named(run_id):  # the registry names a promoted version by it
+            run_with_view(
+                pipeline,
+                params,
+                title=f"contrastive run {run_id}",
+                logs_dir=logs_dir,
+                progress_dir=progress_dir,
+                console=console,
+                verbose=verbose,
+                cached=cached,
+            )
+    finally:
+        link_cached_tensorboard(run_dir, cached)
     seconds = time.perf_counter() - start
     summary_path = _find_output(run_dir / "artifacts", "compare-and-report", "results")
     summary = json.loads(summary_path.read_text())
@@ -136,7 +143,9 @@ def run_local(
     (run_dir / "results.json").write_text(json.dumps(results, indent=2))
     _point_latest(runs_dir, run_dir)
     if cache:
-        _finished_marker(runs_dir, key).write_text(run_id + "\n")
+        marker = _finished_marker(runs_dir, key)
+        marker.parent.mkdir(exist_ok=True)
+        marker.write_text(run_id + "\n")
     with contextlib.suppress(OSError):  # each step cleared its folder: drop the empty root
         os.rmdir(params["checkpoint_root"])
     return results
@@ -200,10 +209,12 @@ def run_with_view(
     progress_dir: Path,
     console=None,
     verbose: bool = False,
+    cached: dict | None = None,
 ) -> RunView:
     """Runs `pipeline(**params)` under kfp.local (already `local.init`-ed with
     `raise_on_error=False`) with the view of its tasks on `console`, each task's output in
-    `logs_dir/<task>.log`, the training steps' progress files in `progress_dir`.
+    `logs_dir/<task>.log`, the training steps' progress files in `progress_dir`; `cached`
+    gets {task: its outputs} of each task served from the cache.
 
     Raises:
         LocalRunError: a task failed.
@@ -227,7 +238,7 @@ def run_with_view(
         _environment(PROGRESS_DIR_VARIABLE, str(progress_dir)),
         renderer,
         ProgressPoller(progress_dir, view) as poller,
-        _observed_tasks(names, view, logs, poller),
+        _observed_tasks(names, view, logs, poller, cached),
         logs.capturing(),
     ):
         pipeline(**params)
@@ -341,7 +352,7 @@ class TaskLogs:
 
 
 @contextlib.contextmanager
-def _observed_tasks(names: dict[str, str], view: RunView, logs: TaskLogs, poller):
+def _observed_tasks(names: dict[str, str], view: RunView, logs: TaskLogs, poller, cached=None):
     """Reports each task's state to `view` and sends its output to its own log, by wrapping
     the two functions of kfp.local (2.17) every task goes through:
     `task_executor.execute_single_task` (every task, cached or not) and
@@ -368,6 +379,8 @@ def _observed_tasks(names: dict[str, str], view: RunView, logs: TaskLogs, poller
         ok = task_status == status.Status.SUCCESS
         if ok and not current["ran"]:
             view.cached(task)
+            if cached is not None:
+                cached[task] = outputs
         else:
             view.finish(task, ok=ok)
         return outputs, task_status
@@ -387,27 +400,71 @@ def _observed_tasks(names: dict[str, str], view: RunView, logs: TaskLogs, poller
 
 
 @contextlib.contextmanager
-def native_notices_filtered():
-    """Inside the block file descriptor 2 goes to a temporary file; after it, every line but
-    the start-up notices of TensorFlow, absl and oneDNN (written by C++ straight to fd 2, so
-    `TF_CPP_MIN_LOG_LEVEL` does not hide them all) goes to `sys.stderr`."""
-    import tempfile
+def job_named(name: str):
+    """Inside the block kfp.local (2.17) names its pipeline job `name`, not
+    `<pipeline>-<timestamp>` (`executor_input_utils.get_local_pipeline_resource_name`), so
+    `{{$.pipeline_job_name}}` (the compare step's `run_id`: the registry's version and
+    decision names) is the run id the results table shows; artifacts go under
+    `<pipeline_root>/<name>/`."""
+    from kfp.local import executor_input_utils
 
+    original = executor_input_utils.get_local_pipeline_resource_name
+    executor_input_utils.get_local_pipeline_resource_name = lambda pipeline_name: name
+    try:
+        yield
+    finally:
+        executor_input_utils.get_local_pipeline_resource_name = original
+
+
+@contextlib.contextmanager
+def native_notices_filtered():
+    """Inside the block file descriptor 2 (this process's and its children's) is a pipe;
+    every line written there but the start-up notices of TensorFlow, absl and oneDNN
+    (written by C++ straight to fd 2, so `TF_CPP_MIN_LOG_LEVEL` does not hide them all)
+    reaches the real stderr as it comes. Text without a newline yet (a progress bar's `\r`)
+    is passed on at once unless it starts like a notice."""
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            text = capture.read().decode("utf-8", "replace")
-            for line in text.splitlines():
-                if not is_notice(line):
-                    print(line, file=sys.stderr)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    # The pump owns a descriptor of its own: it may outlive the block (a child process
+    # still writing) without writing into a number reused after `saved` is closed.
+    pump = threading.Thread(target=_pass_lines, args=(read_end, os.dup(saved)), daemon=True)
+    pump.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe's last writer here: the pump sees its end
+        pump.join(timeout=5)  # a child still holding the pipe keeps it open: do not wait
+        os.close(saved)
+
+
+def _pass_lines(read_end: int, out: int) -> None:
+    """Copies the pipe `read_end` to the file descriptor `out` (closed at the end) without
+    notice lines."""
+    pending = b""
+    with os.fdopen(read_end, "rb", buffering=0) as pipe, os.fdopen(out, "wb", buffering=0) as sink:
+        while chunk := pipe.read(65536):
+            *lines, pending = (pending + chunk).split(b"\n")
+            kept = [line + b"\n" for line in lines if not _is_notice_bytes(line)]
+            if pending and not _NOTICE_START.match(pending):
+                kept.append(pending)
+                pending = b""
+            with contextlib.suppress(OSError):
+                sink.write(b"".join(kept))
+        if pending and not _is_notice_bytes(pending):
+            with contextlib.suppress(OSError):
+                sink.write(pending)
+
+
+def _is_notice_bytes(line: bytes) -> bool:
+    return is_notice(line.decode("utf-8", "replace"))
+
+
+# The first characters of a notice line (`progress.is_notice`): held back until the line ends.
+_NOTICE_START = re.compile(rb"^\s*(?:[IWE]\d|WARNING: All|This Tensor|To enable)")
 
 
 @contextlib.contextmanager
@@ -468,6 +525,28 @@ def _find_output(root: Path, task: str, output: str) -> Path:
     if not matches:
         raise FileNotFoundError(f"the pipeline finished without {task}/{output} under {root}")
     return matches[-1]
+
+
+def link_cached_tensorboard(run_dir: Path, cached: dict[str, dict]) -> list[str]:
+    """For each task served from the cache, `run_dir/tensorboard/<task>` becomes a link to
+    the TensorBoard logs of the run that trained it (the run folder beside `run_dir` that
+    holds the task's cached output artifacts), so the run's TensorBoard shows every step.
+    Returns the tasks linked."""
+    runs_dir = run_dir.parent
+    linked = []
+    for task, outputs in sorted(cached.items()):
+        for artifact in outputs.values():
+            path = Path(getattr(artifact, "uri", "") or "")
+            if not path.is_relative_to(runs_dir) or path.is_relative_to(run_dir):
+                continue
+            trained = path.relative_to(runs_dir).parts[0]
+            logs, link = runs_dir / trained / "tensorboard" / task, run_dir / "tensorboard" / task
+            if logs.is_dir() and not link.exists():
+                link.parent.mkdir(exist_ok=True)
+                link.symlink_to(Path("..", "..", trained, "tensorboard", task))
+                linked.append(task)
+            break
+    return linked
 
 
 def _point_latest(runs_dir: Path, run_dir: Path) -> None:

@@ -6,6 +6,7 @@ import io
 import os
 import re
 import sys
+from pathlib import Path
 
 import pytest
 from kfp import dsl, local
@@ -34,6 +35,11 @@ def fail(text: str):
 def two_steps(text: str = "a"):
     first = say(text=text).set_display_name("first")
     say(text=first.output).set_display_name("second")
+
+
+@dsl.pipeline(name="named")
+def named():
+    say(text=dsl.PIPELINE_JOB_NAME_PLACEHOLDER).set_display_name("first")
 
 
 @dsl.pipeline(name="failing")
@@ -108,6 +114,21 @@ def test_states_logs_and_cache(kfp_local, tmp_path):
     assert "saying a!" in out  # streamed
     assert "oneDNN" not in out  # without the notices
     assert [s for s in _states(out) if s[1] != "saying"][-1] == ("second", "done")
+
+
+@pytest.mark.slow
+def test_the_job_is_named_by_the_run_id(kfp_local, tmp_path):
+    """The compare step's run_id is `{{$.pipeline_job_name}}`: a registry version is named
+    by the run id `contrastive run` shows, not kfp.local's `<pipeline>-<timestamp>`."""
+    from pipelines.local import job_named
+
+    kfp_local(cache=False)
+    with job_named("20261201-101502-3f2a"):
+        _, _, logs = _run(named, tmp_path, "named")
+    assert "saying 20261201-101502-3f2a\n" in (logs / "first.log").read_text()
+    assert (tmp_path / "artifacts" / "20261201-101502-3f2a").is_dir()
+    _, _, logs = _run(named, tmp_path, "unnamed")  # outside the block: kfp.local's own name
+    assert "saying named-20" in (logs / "first.log").read_text()
 
 
 @pytest.mark.slow
@@ -210,3 +231,88 @@ def test_run_key_and_earlier_run(tmp_path):
     (tmp_path / "20261130-000000-abcd").mkdir()
     assert earlier_run(params, methods=methods, runs_dir=tmp_path) == "20261130-000000-abcd"
     assert earlier_run({**params, "seed": 1}, methods=methods, runs_dir=tmp_path) is None
+
+
+def test_a_cached_task_links_the_tensorboard_logs_of_the_run_that_trained_it(tmp_path):
+    from types import SimpleNamespace
+
+    from pipelines.local import link_cached_tensorboard
+
+    runs = tmp_path / "runs"
+    trained, rerun = runs / "20261201-000000-aaaa", runs / "20261201-000100-bbbb"
+    (trained / "tensorboard" / "pretrain-supcon" / "train").mkdir(parents=True)
+    (rerun / "tensorboard" / "train-baseline").mkdir(parents=True)  # trained in this run
+
+    def output(run, task):
+        return SimpleNamespace(uri=str(run / "artifacts" / "job" / task / "model"))
+
+    cached = {
+        "pretrain-supcon": {"encoder_model": output(trained, "pretrain-encoder"), "n": 3},
+        "evaluate-supcon": {"evaluation": output(trained, "evaluate-classifier")},  # no logs
+        "train-baseline": {"model": output(rerun, "train-baseline")},
+    }
+    assert link_cached_tensorboard(rerun, cached) == ["pretrain-supcon"]
+    link = rerun / "tensorboard" / "pretrain-supcon"
+    assert link.is_symlink() and str(link.readlink()).startswith("..")  # the runs move together
+    assert (link / "train").is_dir()
+    assert not (rerun / "tensorboard" / "evaluate-supcon").exists()
+    assert link_cached_tensorboard(rerun, cached) == []  # already there
+
+
+def test_runs_latest_points_at_the_last_successful_run(tmp_path, monkeypatch):
+    """A failed run leaves `runs/latest` on the last run that finished (its results, report
+    and TensorBoard complete); the failure message names the failed run's log."""
+    import json
+
+    from pipelines import local as local_run
+
+    runs = tmp_path / "runs"
+
+    def fails(pipeline, params, *, logs_dir, **kwargs):
+        raise LocalRunError(f"task ingest failed; full log: {logs_dir / 'ingest.log'}")
+
+    def succeeds(pipeline, params, *, logs_dir, **kwargs):
+        output = logs_dir.parent / "artifacts" / "job" / "compare-and-report"
+        output.mkdir(parents=True)
+        (output / "results").write_text(json.dumps({"methods": {}, "profile": "tiny"}))
+        (output / "report").write_text("<html></html>")
+
+    monkeypatch.setattr(local_run, "run_with_view", fails)
+    with pytest.raises(LocalRunError):
+        local_run.run_local({"profile": "tiny"}, runs_dir=runs, run_id="1-failed")
+    assert not (runs / "latest").exists()  # no run finished yet
+    monkeypatch.setattr(local_run, "run_with_view", succeeds)
+    local_run.run_local({"profile": "tiny"}, runs_dir=runs, run_id="2-finished")
+    assert (runs / "latest").readlink() == Path("2-finished")
+    monkeypatch.setattr(local_run, "run_with_view", fails)
+    with pytest.raises(LocalRunError):
+        local_run.run_local({"profile": "tiny"}, runs_dir=runs, run_id="3-failed")
+    assert (runs / "latest").readlink() == Path("2-finished")
+    assert (runs / "latest" / "results.json").is_file() and (runs / "3-failed" / "logs").is_dir()
+
+
+def test_native_notices_are_dropped_as_lines_pass_through(capfd):
+    """What hides TensorFlow's start-up notices (`contrastive run`, `pretrain`, `train`,
+    `evaluate`): fd 2 of the process and its children, filtered line by line, live."""
+    import subprocess
+    import time
+
+    from pipelines.local import native_notices_filtered
+
+    child = 'import os, sys; os.write(2, ("child line\\n" + sys.argv[1] + "\\n").encode())'
+
+    def passed_on(text):
+        deadline, seen = time.monotonic() + 10, ""
+        while text not in seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+            seen += capfd.readouterr().err
+        return seen
+
+    with native_notices_filtered():
+        os.write(2, NOTICE.encode() + b"\nfirst line\n")
+        assert passed_on("first line") == "first line\n"  # before the block ends
+        subprocess.run([sys.executable, "-c", child, NOTICE], check=True, timeout=60)
+        os.write(2, b"\r 50% ")  # a progress bar's text without a newline: at once
+        assert passed_on("50%") == "child line\n\r 50% "
+        os.write(2, b"W0000 00:00:1796.2   7 x.cc:1] an absl warning line\nlast")
+    assert capfd.readouterr().err == "last"
