@@ -174,28 +174,60 @@ def estimate_run(
 
 
 def measure_costs(
-    config: Config, image_shape: Sequence[int], num_classes: int, kinds: Sequence[str]
+    config: Config,
+    image_shape: Sequence[int],
+    num_classes: int,
+    kinds: Sequence[str],
+    *,
+    fresh: bool = True,
 ) -> dict[str, Costs]:
     """Time each kind of step (`BASELINE`, `PRETRAIN`, `CLASSIFIER`: on the pretrained
-    encoder, in `train.classifier_mode`) through its training entry point: two epochs of
-    `_STEPS_MEASURED` steps on random images, with a checkpoint folder and TensorBoard logs
-    like a real step's."""
+    encoder, in `train.classifier_mode`) through its training entry point
+    (`measure_step`). `fresh`: each in a new Python process, as `kfp.local` runs every task
+    (a process's first model pays for loading kernels and libraries that later ones reuse:
+    measured in one process, the second and third kinds came out twice too cheap)."""
+    image_shape = tuple(int(size) for size in image_shape)
+    batch = _measured_batch(config, image_shape)
+    order = [kind for kind in (PRETRAIN, CLASSIFIER, BASELINE) if kind in kinds]
+    if CLASSIFIER in order and PRETRAIN not in order:
+        raise ValueError("measure PRETRAIN before CLASSIFIER: the classifier needs its encoder")
+    costs = {}
+    with tempfile.TemporaryDirectory(prefix="contrastive-estimate-") as folder:
+        encoder = f"{folder}/encoder.keras"
+        for kind in order:
+            request = {
+                "kind": kind,
+                "config": config.to_dict(),
+                "image_shape": image_shape,
+                "num_classes": num_classes,
+                "batch": batch,
+                "encoder": encoder,
+            }
+            costs[kind] = _measure_fresh(request) if fresh else _measure(request)
+    return costs
+
+
+def measure_step(
+    kind: str,
+    config: Config,
+    image_shape: tuple[int, ...],
+    num_classes: int,
+    batch: int,
+    encoder_path: str,
+) -> Costs:
+    """Time one kind of step through its training entry point: two epochs of
+    `_STEPS_MEASURED` steps of `batch` random images, with a checkpoint folder and
+    TensorBoard logs like a real step's. PRETRAIN saves its encoder to `encoder_path`;
+    CLASSIFIER loads it from there (before its clock starts, as the real step)."""
+    import keras
+
     from contrastive import training
     from contrastive.training.callbacks import tensorboard_callback
 
-    image_shape = tuple(int(size) for size in image_shape)
-    batch = _measured_batch(config, image_shape)
     rng = np.random.default_rng(0)
     count = batch * _STEPS_MEASURED
-
-    def images(n):
-        return rng.integers(0, 256, (n, *image_shape), dtype=np.uint8)
-
-    def labels(n):
-        return np.arange(n) % num_classes
-
-    train = (images(count), labels(count))
-    validation = (images(batch), labels(batch))
+    train = (rng.integers(0, 256, (count, *image_shape), np.uint8), np.arange(count) % num_classes)
+    validation = (train[0][:batch], train[1][:batch])
     measured = config.replace(
         {
             "train.batch_size": batch,
@@ -206,44 +238,67 @@ def measure_costs(
             "train.knn_max_examples": batch,
         }
     )
-    costs, encoder = {}, None
-    for kind in [k for k in (PRETRAIN, CLASSIFIER, BASELINE) if k in kinds]:
-        with tempfile.TemporaryDirectory(prefix="contrastive-estimate-") as folder:
-            timer = _epoch_timer()
-            callbacks = [timer, tensorboard_callback(f"{folder}/tensorboard")]
-            common = dict(num_classes=num_classes, checkpoint_dir=f"{folder}/ckpt")
-            timer.start()
-            if kind == PRETRAIN:
-                encoder, _ = training.pretrain(
-                    measured,
-                    train,
-                    validation,
-                    knn_sample=(*train, *validation),
-                    callbacks=[*callbacks],
-                    **common,
-                )
-                model, views = encoder, measured.train.num_views
-            elif kind == CLASSIFIER:
-                if encoder is None:
-                    raise ValueError("measure PRETRAIN before CLASSIFIER")
-                model, _ = training.train_classifier(
-                    measured, encoder, train, validation, callbacks=callbacks, **common
-                )
-                views = 1
-            else:
-                base = measured.replace({"train.epochs": 1, "train.classifier_epochs": 1})
-                model, _ = training.train_baseline(
-                    base, train, validation, callbacks=callbacks, **common
-                )
-                views = 1
-        rate = _inference_rate(model, validation[0])
-        costs[kind] = timer.costs(
-            inferred=batch * views + (2 * batch if kind == PRETRAIN else 0),
-            rate=rate,
-            scale=config.train.batch_size / batch,
-            batch=batch,
+    encoder = keras.saving.load_model(encoder_path) if kind == CLASSIFIER else None
+    with tempfile.TemporaryDirectory(prefix="contrastive-estimate-") as folder:
+        timer = _epoch_timer()
+        common = dict(
+            num_classes=num_classes,
+            checkpoint_dir=f"{folder}/checkpoints",
+            callbacks=[timer, tensorboard_callback(f"{folder}/tensorboard")],
         )
-    return costs
+        timer.start()
+        if kind == PRETRAIN:
+            model, _ = training.pretrain(
+                measured, train, validation, knn_sample=(*train, *validation), **common
+            )
+            model.save(encoder_path)
+        elif kind == CLASSIFIER:
+            model, _ = training.train_classifier(measured, encoder, train, validation, **common)
+        else:
+            once = measured.replace({"train.epochs": 1, "train.classifier_epochs": 1})
+            model, _ = training.train_baseline(once, train, validation, **common)
+    views = measured.train.num_views if kind == PRETRAIN else 1
+    return timer.costs(
+        inferred=batch * views + (2 * batch if kind == PRETRAIN else 0),  # + the kNN sample
+        rate=_inference_rate(model, validation[0]),
+        scale=config.train.batch_size / batch,
+        batch=batch,
+    )
+
+
+def _measure(request: dict) -> Costs:
+    from contrastive.config import Config
+
+    return measure_step(
+        request["kind"],
+        Config.from_dict(request["config"]),
+        tuple(request["image_shape"]),
+        request["num_classes"],
+        request["batch"],
+        request["encoder"],
+    )
+
+
+MEASURE_TIMEOUT_SECONDS = 1800  # one kind of step in its own process, at most
+
+
+def _measure_fresh(request: dict) -> Costs:
+    """`_measure(request)` in a new Python process (`python -m contrastive.estimate`)."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "contrastive.estimate"],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=MEASURE_TIMEOUT_SECONDS,
+    )
+    if done.returncode != 0:
+        tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+        raise RuntimeError(f"measuring the {request['kind']} step failed: {tail}")
+    return Costs(**json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def _measured_batch(config: Config, image_shape: tuple[int, ...]) -> int:
@@ -390,3 +445,11 @@ def _source_size(source: str) -> tuple[int, int, tuple[int, ...], int, str] | No
     heights, widths = zip(*sizes, strict=True)
     shape = (int(np.median(heights)), int(np.median(widths)), 3)
     return len(train.paths), 0, shape, classes, cut
+
+
+if __name__ == "__main__":  # one measurement in a fresh process: `_measure_fresh`
+    import dataclasses
+    import json
+    import sys
+
+    print(json.dumps(dataclasses.asdict(_measure(json.load(sys.stdin)))), flush=True)

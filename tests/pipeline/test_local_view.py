@@ -161,6 +161,9 @@ def test_task_names_are_the_display_names_in_run_order():
     # every task after the tasks it needs
     assert shown.index("pretrain-supcon") < shown.index("classifier-supcon")
     assert shown.index("classifier-supcon") < shown.index("evaluate-supcon")
+    # the README's count of `--profile few-labels` (three fractions, SimCLR pretrained once)
+    few_labels = build_pipeline(target="local", labeled_fractions=(0.01, 0.1, 1.0))
+    assert len(task_names(few_labels)) == 27
 
 
 def test_a_changed_source_or_profile_file_is_a_new_run_and_ingests_again(tmp_path):

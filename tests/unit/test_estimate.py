@@ -122,11 +122,25 @@ def test_few_labels_counts_each_fraction_and_simclr_once(monkeypatch):
 @pytest.mark.backend
 def test_costs_are_measured_through_the_training_entry_points():
     config = resolve_config("tiny", batch_size=4)
-    costs = estimate.measure_costs(config, (16, 16, 1), 3, [PRETRAIN, CLASSIFIER, BASELINE])
-    assert list(costs) == [PRETRAIN, CLASSIFIER, BASELINE]
+    kinds = [BASELINE, CLASSIFIER, PRETRAIN]
+    costs = estimate.measure_costs(config, (16, 16, 1), 3, kinds, fresh=False)
+    assert list(costs) == [PRETRAIN, CLASSIFIER, BASELINE]  # the encoder first
     for cost in costs.values():
         assert cost.measured_batch == 4
         assert cost.fixed_seconds > 0 and cost.step_seconds > 0
         assert cost.inference_images_per_second > 0 and cost.epoch_seconds >= 0
     with pytest.raises(ValueError, match="measure PRETRAIN before CLASSIFIER"):
-        estimate.measure_costs(config, (16, 16, 1), 3, [CLASSIFIER])
+        estimate.measure_costs(config, (16, 16, 1), 3, [CLASSIFIER], fresh=False)
+
+
+def test_each_kind_is_measured_in_a_fresh_process(monkeypatch):
+    """As kfp.local runs each task: a process's first model pays what later ones reuse."""
+    pids = []
+    real = estimate._measure_fresh
+    monkeypatch.setattr(estimate, "_measure_fresh", lambda r: pids.append(r["kind"]) or real(r))
+    config = resolve_config("tiny", batch_size=4)
+    costs = estimate.measure_costs(config, (16, 16, 1), 3, [BASELINE])
+    assert pids == [BASELINE] and costs[BASELINE].step_seconds > 0
+    monkeypatch.setattr(estimate, "_measure_fresh", real)
+    with pytest.raises(RuntimeError, match="measuring the baseline step failed: .*Error"):
+        estimate._measure_fresh({"kind": BASELINE, "config": {"nope": 1}})
