@@ -7,7 +7,7 @@ or baseline step's `train_seconds`, a classifier's `classifier_seconds`), the fi
 estimate predicts. Prints both, their ratio per branch and in all, the load average before
 and after (the CPU may be shared), and appends the record to `bench/results/estimate.json`.
 
-    python bench/bench_estimate.py [--name quick] -- [contrastive run flags]
+    python bench/bench_estimate.py [--name quick] [--keep DIR] -- [contrastive run flags]
     python bench/bench_estimate.py --name photos -- --source /tmp/photos
     python bench/bench_estimate.py --name few-labels -- --profile few-labels
 """
@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,7 @@ def load_average() -> list[float]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--name", default="quick", help="the record's name")
+    parser.add_argument("--keep", default="", help="copy the run's logs to this folder")
     parser.add_argument("flags", nargs=argparse.REMAINDER, help="-- contrastive run flags")
     args = parser.parse_args(argv)
     flags = [flag for flag in args.flags if flag != "--"]
@@ -69,6 +71,8 @@ def main(argv=None) -> int:
             return done.returncode
         results = json.loads((runs / "latest" / "results.json").read_text())
         steps = measured_steps((runs / "latest").resolve())
+        if args.keep:
+            shutil.copytree(runs / "latest" / "logs", Path(args.keep) / args.name)
     estimate = results.get("estimated_training_seconds")
     measured = sum(steps.values())
     line = next((x for x in done.stdout.splitlines() if x.startswith("estimated training")), "")

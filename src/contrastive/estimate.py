@@ -1,15 +1,16 @@
 """How long a run will train on this machine, said before it starts.
 
 The estimate is a measurement, not a guess: each kind of training step a run has
-(pretraining, the classifier on a pretrained encoder, the cross-entropy baseline) is run here
-through its own entry point (`training.pretrain`, `train_classifier`, `train_baseline`) on
-random images of the run's shape, in the precision the step will use (`train.mixed_precision`,
-`auto` resolved for this machine), with the run's batch size and views, its checkpoints and
-TensorBoard logs, for two short epochs. That gives, per kind:
+(pretraining, the classifier on a pretrained encoder, the cross-entropy baseline) is run on
+this machine, each in a fresh Python process as `kfp.local` runs every task, through its own
+entry point (`training.pretrain`, `train_classifier`, `train_baseline`) on random images of
+the run's shape, in the precision the step will use (`train.mixed_precision`, `auto`
+resolved for this machine), with the run's batch size and views, its checkpoints and
+TensorBoard logs, for two short epochs of 8 to 32 steps. That gives, per kind:
 
 - the fixed cost of a step: building, compiling and tracing the model, the first epoch's
   set-up (the first epoch less the second);
-- the seconds of one optimizer step (the second epoch's steps);
+- the seconds of one optimizer step (the mean of the second epoch's steps after its first);
 - the cost of an epoch beyond its steps (checkpoint, callbacks);
 - the model's inference rate (validation passes, the kNN monitor of pretraining).
 
@@ -35,8 +36,12 @@ import numpy as np
 from contrastive.config import BASELINE, Config
 
 PRETRAIN, CLASSIFIER = "pretrain", "classifier"  # the kinds of step besides BASELINE
-_STEPS_MEASURED = 3  # optimizer steps in each of the two measured epochs
-STEP_BUDGET_SECONDS = 2.0  # a measured step's rough bound: larger batches are scaled down
+# Optimizer steps in each of the two measured epochs: the second epoch's steps but its first
+# give a step's time (their mean: on a shared CPU single steps vary 2x with the load), as many
+# as fill about `STEADY_SECONDS` by the probe's guess, within these bounds.
+STEADY_SECONDS = 4.0
+MIN_STEPS, MAX_STEPS = 8, 32
+STEP_BUDGET_SECONDS = 5.0  # a measured step's rough bound: larger batches are scaled down
 _SURVEYED_FILES = 200  # image headers read to guess a folder's median size
 
 
@@ -187,7 +192,7 @@ def measure_costs(
     (a process's first model pays for loading kernels and libraries that later ones reuse:
     measured in one process, the second and third kinds came out twice too cheap)."""
     image_shape = tuple(int(size) for size in image_shape)
-    batch = _measured_batch(config, image_shape)
+    batch, steps = _measured_batch(config, image_shape)
     order = [kind for kind in (PRETRAIN, CLASSIFIER, BASELINE) if kind in kinds]
     if CLASSIFIER in order and PRETRAIN not in order:
         raise ValueError("measure PRETRAIN before CLASSIFIER: the classifier needs its encoder")
@@ -201,6 +206,7 @@ def measure_costs(
                 "image_shape": image_shape,
                 "num_classes": num_classes,
                 "batch": batch,
+                "steps": steps,
                 "encoder": encoder,
             }
             costs[kind] = _measure_fresh(request) if fresh else _measure(request)
@@ -214,9 +220,10 @@ def measure_step(
     num_classes: int,
     batch: int,
     encoder_path: str,
+    steps: int = MIN_STEPS,
 ) -> Costs:
     """Time one kind of step through its training entry point: two epochs of
-    `_STEPS_MEASURED` steps of `batch` random images, with a checkpoint folder and
+    `steps` steps of `batch` random images, with a checkpoint folder and
     TensorBoard logs like a real step's. PRETRAIN saves its encoder to `encoder_path`;
     CLASSIFIER loads it from there (before its clock starts, as the real step)."""
     import keras
@@ -225,7 +232,7 @@ def measure_step(
     from contrastive.training.callbacks import tensorboard_callback
 
     rng = np.random.default_rng(0)
-    count = batch * _STEPS_MEASURED
+    count = batch * steps
     train = (rng.integers(0, 256, (count, *image_shape), np.uint8), np.arange(count) % num_classes)
     validation = (train[0][:batch], train[1][:batch])
     measured = config.replace(
@@ -276,6 +283,7 @@ def _measure(request: dict) -> Costs:
         request["num_classes"],
         request["batch"],
         request["encoder"],
+        request["steps"],
     )
 
 
@@ -301,10 +309,11 @@ def _measure_fresh(request: dict) -> Costs:
     return Costs(**json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def _measured_batch(config: Config, image_shape: tuple[int, ...]) -> int:
-    """The run's batch, or, for a model too slow to train it in about
-    `STEP_BUDGET_SECONDS`, a smaller power of two (at least 2), from a timed forward pass
-    of the encoder (a training step of V views costs about 3 V forward passes)."""
+def _measured_batch(config: Config, image_shape: tuple[int, ...]) -> tuple[int, int]:
+    """`(batch, steps)` to measure at: the run's batch, or, for a model too slow to train it
+    in about `STEP_BUDGET_SECONDS`, a smaller power of two (at least 2); and the steps that
+    fill about `STEADY_SECONDS`. Both from a timed forward pass of the encoder (a training
+    step of V views costs about 3 V forward passes)."""
     from contrastive import models
     from contrastive.training.optim import precision_policy
 
@@ -315,14 +324,18 @@ def _measured_batch(config: Config, image_shape: tuple[int, ...]) -> int:
         )
     probe = np.zeros((min(target, 8), *image_shape), np.float32)
     encoder.predict_on_batch(probe)  # compiles
-    start = time.perf_counter()
-    encoder.predict_on_batch(probe)
-    per_image = (time.perf_counter() - start) / len(probe)
-    step = 3 * config.train.num_views * per_image * target
-    if step <= STEP_BUDGET_SECONDS:
-        return target
-    fits = max(2, int(STEP_BUDGET_SECONDS / (3 * config.train.num_views * per_image)))
-    return min(target, 1 << (fits.bit_length() - 1))
+    timings = []
+    for _ in range(3):  # the fastest of three: a busy CPU's spikes must not shrink the batch
+        start = time.perf_counter()
+        encoder.predict_on_batch(probe)
+        timings.append(time.perf_counter() - start)
+    per_image = 3 * config.train.num_views * min(timings) / len(probe)  # trained, all views
+    batch = target
+    if per_image * target > STEP_BUDGET_SECONDS:
+        fits = max(2, int(STEP_BUDGET_SECONDS / per_image))
+        batch = min(target, 1 << (fits.bit_length() - 1))
+    steps = math.ceil(STEADY_SECONDS / max(per_image * batch, 1e-6))
+    return batch, min(MAX_STEPS, max(MIN_STEPS, steps))
 
 
 def _inference_rate(model, images: np.ndarray) -> float:
@@ -349,7 +362,7 @@ def _epoch_timer():
             self.step_started = time.perf_counter()
 
         def on_train_batch_end(self, batch, logs=None):
-            if len(self.epoch_ends) == 1:
+            if len(self.epoch_ends) == 1 and batch > 0:
                 self.steps.append(time.perf_counter() - self.step_started)
 
         def on_epoch_end(self, epoch, logs=None):
@@ -358,11 +371,11 @@ def _epoch_timer():
         def costs(self, *, inferred: int, rate: float, scale: float, batch: int) -> Costs:
             first = self.epoch_ends[0] - self.started
             second = self.epoch_ends[1] - self.epoch_ends[0]
-            step = float(np.median(self.steps))
+            step = float(np.mean(self.steps))
             return Costs(
                 fixed_seconds=max(first - second, 0.0),
                 step_seconds=step * max(scale, 1.0),
-                epoch_seconds=max(second - len(self.steps) * step - inferred / rate, 0.0),
+                epoch_seconds=max(second - (len(self.steps) + 1) * step - inferred / rate, 0.0),
                 inference_images_per_second=rate,
                 measured_batch=batch,
             )

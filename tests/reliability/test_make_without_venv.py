@@ -23,18 +23,22 @@ esac
 """
 
 
+def _make_install(python, venv):
+    return subprocess.run(
+        ["make", "-C", str(ROOT), "install", f"PYTHON={python}", f"VENV={venv}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_make_without_python3_venv_names_the_package(tmp_path):
     python = tmp_path / "python3"
     python.write_text(FAKE_PYTHON)
     python.chmod(0o755)
     venv = tmp_path / "venv"
-    result = subprocess.run(
-        ["make", "-C", str(ROOT), "install", f"PYTHON={python}", f"VENV={venv}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _make_install(python, venv)
     assert result.returncode != 0
     assert f"error: {python} cannot create a virtual environment" in result.stdout
     assert "sudo apt-get install python3-venv (or python3.11-venv)" in result.stdout
@@ -42,11 +46,6 @@ def test_make_without_python3_venv_names_the_package(tmp_path):
     assert not venv.exists()  # no half-made environment left behind
 
     missing = tmp_path / "no-python"
-    result = subprocess.run(
-        ["make", "-C", str(ROOT), "install", f"PYTHON={missing}", f"VENV={venv}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _make_install(missing, venv)
     assert result.returncode != 0
     assert f"error: {missing} not found: install Python 3.10 or newer" in result.stdout

@@ -144,3 +144,31 @@ def test_each_kind_is_measured_in_a_fresh_process(monkeypatch):
     monkeypatch.setattr(estimate, "_measure_fresh", real)
     with pytest.raises(RuntimeError, match="measuring the baseline step failed: .*Error"):
         estimate._measure_fresh({"kind": BASELINE, "config": {"nope": 1}})
+
+
+def test_a_slow_model_is_timed_at_a_smaller_batch_and_said_so(monkeypatch):
+    import time
+
+    class Encoder:
+        def __init__(self, seconds):
+            self.seconds = seconds
+
+        def predict_on_batch(self, images):
+            time.sleep(self.seconds)
+
+    from contrastive import models
+
+    config = resolve_config("quick", batch_size=64)  # 2 views: a step ~ 6 forward passes
+    monkeypatch.setattr(models, "build_encoder", lambda *a, **k: Encoder(0.05))
+    # a step of 64: 6 x 0.05 s / 8 x 64 = 2.4 s; 4 s of steps: 2 -> the least, 8
+    assert estimate._measured_batch(config, (8, 8, 1)) == (64, estimate.MIN_STEPS)
+    monkeypatch.setattr(models, "build_encoder", lambda *a, **k: Encoder(0.2))
+    assert estimate._measured_batch(config, (8, 8, 1)) == (32, 8)  # 9.6 s: 5 s fit 33 images
+    monkeypatch.setattr(models, "build_encoder", lambda *a, **k: Encoder(0.001))
+    # a step of 64: 6 x 0.001 / 8 x 64 = 0.048 s -> 4 s / 0.048 = 84 steps, at most 32
+    assert estimate._measured_batch(config, (8, 8, 1)) == (64, estimate.MAX_STEPS)
+    costs = {kind: Costs(1.0, 1.0, 0.0, 10.0, 32) for kind in (BASELINE,)}
+    text = estimate.describe(
+        estimate.Estimate("resnet18", (8, 8, 1), 100, 64, "bfloat16", costs, {"baseline": 9}, 1)
+    )
+    assert "batch 64, bfloat16, timed at batch 32 and scaled (errs long);" in text
