@@ -80,12 +80,12 @@ def _add_step_folder_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _config(args):
-    """Profile + flags, fitted to the size of `--data` (`contrastive.sizing`) where neither
-    set a value. A flag given on the command line is validated as given (`--epochs 0` is an
-    error, not "the profile's value" as 0 means for pipeline parameters)."""
+def _config(args, *, fit_to=None):
+    """Profile + flags, fitted to `fit_to` (`contrastive.sizing.DataSize`, the size of the
+    step's data) where neither set a value. A flag given on the command line is validated as
+    given (`--epochs 0` is an error, not "the profile's value" as 0 means for pipeline
+    parameters)."""
     from contrastive.config import resolve_config
-    from contrastive.tasks.conventions import data_size
 
     overrides = list(args.override)
     for flag, field in (
@@ -99,8 +99,15 @@ def _config(args):
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{field}={value}")
-    resolve_config(args.profile, overrides=overrides)  # bad flags refused before reading data
-    return resolve_config(args.profile, overrides=overrides, fit_to=data_size(args.data))
+    return resolve_config(args.profile, overrides=overrides, fit_to=fit_to)
+
+
+def _step_config(args):
+    """`_config` fitted to the step's `--data` (bad flags refused before the data is read)."""
+    from contrastive.tasks.conventions import data_size
+
+    _config(args)
+    return _config(args, fit_to=data_size(args.data))
 
 
 def cmd_ingest(args) -> int:
@@ -411,7 +418,7 @@ def cmd_pretrain(args) -> int:
     from contrastive import durable, tasks
 
     with durable.recording_failures(args.durable_dir or None):
-        config = _config(args)
+        config = _step_config(args)
         _join_processes(args, config)
         metrics = tasks.run_pretrain(
             args.data, args.output, config, method=args.method, **_step_folders(args)
@@ -433,7 +440,7 @@ def cmd_train(args) -> int:
     if bool(args.encoder_model) == bool(args.baseline):
         raise ValueError("give exactly one of --encoder-model DIR or --baseline")
     with durable.recording_failures(args.durable_dir or None):
-        config = _config(args)
+        config = _step_config(args)
         _join_processes(args, config)
         if args.baseline:
             metrics = tasks.run_train_baseline(
