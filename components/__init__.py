@@ -8,9 +8,11 @@ read from the environment at import. `parameters.py` describes every input once;
 
 from types import SimpleNamespace
 
+from components.check_drift import check_drift
 from components.collect_fraction import collect_fraction
 from components.compare_and_report import compare_and_report
 from components.evaluate_classifier import evaluate_classifier
+from components.explain_neighbours import explain_neighbours
 from components.ingest_data import ingest_data
 from components.parameters import document
 from components.pretrain_encoder import pretrain_encoder
@@ -19,11 +21,13 @@ from components.train_classifier import train_classifier
 
 FUNCTIONS = (
     ingest_data,
+    check_drift,
     train_baseline,
     pretrain_encoder,
     train_classifier,
     evaluate_classifier,
     collect_fraction,
+    explain_neighbours,
     compare_and_report,
 )
 DEFAULT_IMAGE = "contrastive:dev"

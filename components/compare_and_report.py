@@ -18,6 +18,8 @@ def compare_and_report(
     npairs_evaluation: Input[Artifact] = None,
     npairs_model: Input[Model] = None,
     curve: Input[Artifact] = None,
+    neighbours: Input[Artifact] = None,
+    drift: Input[Artifact] = None,
     registry: str = "",
     promotion_margin: float = 0.0,
     run_id: str = "",
@@ -31,16 +33,12 @@ def compare_and_report(
 
     vertex = dict(model_id=vertex_model, project=vertex_project, region=vertex_region)
 
-    candidates = {
-        name: (evaluation.path, model.path)
-        for name, evaluation, model in (
-            ("baseline", baseline_evaluation, baseline_model),
-            ("supcon", supcon_evaluation, supcon_model),
-            ("simclr", simclr_evaluation, simclr_model),
-            ("npairs", npairs_evaluation, npairs_model),
-        )
-        if evaluation is not None and model is not None
-    }
+    candidates = tasks.branch_candidates(
+        baseline=(baseline_evaluation, baseline_model),
+        supcon=(supcon_evaluation, supcon_model),
+        simclr=(simclr_evaluation, simclr_model),
+        npairs=(npairs_evaluation, npairs_model),
+    )
     outcome = tasks.run_compare_and_report(
         dataset,
         candidates,
@@ -52,6 +50,8 @@ def compare_and_report(
         run_id=run_id,
         vertex_model=vertex if vertex_model else None,
         curve_path=curve.path if curve is not None else None,
+        neighbours_path=neighbours.path if neighbours is not None else None,
+        drift_path=drift.path if drift is not None else None,
     )
     for name, value in outcome["scalars"].items():
         decision.log_metric(name, value)

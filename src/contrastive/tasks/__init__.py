@@ -10,7 +10,9 @@ as arrays.
   they share (reuse → open the data → train → time → save), and `run_training_component`,
   the body of their KFP components (here, or as a Kubeflow Trainer TrainJob).
 - `evaluating`: `run_evaluate`, `run_collect_fraction` (the label-efficiency curve),
-  `run_compare_and_report`.
+  `run_compare_and_report`, `best_method`, `branch_candidates`.
+- `inspecting`: the encoder's space: `run_explain_neighbours` (explanations, suspect
+  labels), `run_check_drift` (drift against the champion, train or skip).
 - `conventions`: `data_location`, `tensorboard_dir`, `step_logs`, `numeric_metrics`,
   `log_metrics`.
 - here: `run_ingest`.
@@ -28,10 +30,18 @@ from contrastive.tasks.conventions import (
     tensorboard_dir,
 )
 from contrastive.tasks.evaluating import (
+    best_method,
+    branch_candidates,
     run_collect_fraction,
     run_compare_and_report,
     run_evaluate,
 )
+from contrastive.tasks.inspecting import (
+    run_check_drift,
+    run_explain_neighbours,
+    training_config,
+)
+from contrastive.tasks.inspecting import scalars as inspection_scalars
 from contrastive.tasks.training import (
     run_pretrain,
     run_train_baseline,
@@ -40,12 +50,17 @@ from contrastive.tasks.training import (
 )
 
 __all__ = [
+    "best_method",
+    "branch_candidates",
     "data_location",
+    "inspection_scalars",
     "log_metrics",
     "numeric_metrics",
+    "run_check_drift",
     "run_collect_fraction",
     "run_compare_and_report",
     "run_evaluate",
+    "run_explain_neighbours",
     "run_ingest",
     "run_pretrain",
     "run_train_baseline",
@@ -53,6 +68,7 @@ __all__ = [
     "run_training_component",
     "step_logs",
     "tensorboard_dir",
+    "training_config",
 ]
 
 
