@@ -90,7 +90,9 @@ def test_suspects_match_a_brute_force_vote(min_share):
     labels[::7] = -1  # unlabelled: neither checked nor voting
     found = neighbours.suspect_labels(features, labels, k=6, min_share=min_share, batch_size=8)
     expected = _brute_force_suspects(features, labels, 6, min_share)
-    got = sorted(zip(found["index"].tolist(), found["suggested"].tolist(), found["share"]))
+    got = sorted(
+        zip(found["index"].tolist(), found["suggested"].tolist(), found["share"], strict=True)
+    )
     assert [(i, s) for i, s, _ in got] == [(i, s) for i, s, _ in sorted(expected)]
     assert np.allclose([share for *_, share in got], [share for *_, share in sorted(expected)])
     assert found["checked"] == int(np.sum(labels >= 0))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from contrastive.run_parameters import training_config
 from contrastive.tasks.conventions import (
     data_location,
     log_metrics,
@@ -36,11 +37,7 @@ from contrastive.tasks.evaluating import (
     run_compare_and_report,
     run_evaluate,
 )
-from contrastive.tasks.inspecting import (
-    run_check_drift,
-    run_explain_neighbours,
-    training_config,
-)
+from contrastive.tasks.inspecting import run_check_drift, run_explain_neighbours
 from contrastive.tasks.inspecting import scalars as inspection_scalars
 from contrastive.tasks.training import (
     run_pretrain,

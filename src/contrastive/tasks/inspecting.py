@@ -63,15 +63,6 @@ class NeighbourSettings:
         validation.check_int("batch_size", self.batch_size)
 
 
-def training_config(profile: str, *, overrides: str = "", classifier_mode: str = "", **shortcuts):
-    """The configuration the pipeline's training steps resolve from its parameters
-    (`config.resolve_config`), with the classifier mode the classifier steps get."""
-    from contrastive.config import resolve_config
-
-    config = resolve_config(profile, overrides=overrides, **shortcuts)
-    return config.replace({"train.classifier_mode": classifier_mode}) if classifier_mode else config
-
-
 def embed_sample(encoder, data_uri: str, split: str, capacity: int, *, batch_size: int, seed: int):
     """A uniform sample (`drift.ReservoirSample`) of at most `capacity` labelled-or-not
     examples of `split` in the encoder's space, streamed.
