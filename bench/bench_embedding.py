@@ -151,7 +151,8 @@ def _train_ids(dataset: str) -> list[str]:
     import pyarrow.parquet as pq
 
     table = pq.read_table(Path(dataset) / "index.parquet", columns=["id", "split"])
-    return [i for i, s in zip(table["id"].to_pylist(), table["split"].to_pylist()) if s == "train"]
+    ids, splits = table["id"].to_pylist(), table["split"].to_pylist()
+    return [i for i, s in zip(ids, splits, strict=True) if s == "train"]
 
 
 def _pixels(dataset: str):
