@@ -4,7 +4,7 @@ run does with the answer.
 The champion's encoder embeds a bounded, uniform sample of the champion's training data (kept
 with the champion when it is promoted, `reference`) and the same size of sample of the new
 run's training data; `mmd_test` compares the two: the maximum mean discrepancy (Gretton et al.
-2012) with a Gaussian kernel on the L2-normalised embeddings, a permutation p-value from a
+2012) with a Gaussian kernel on the embeddings, a permutation p-value from a
 bounded number of seeded permutations, and the MMD itself as the effect size.
 `decide_retraining` turns the test and the data and code fingerprints into the run's
 decision. Pure NumPy; the step that embeds the samples is `contrastive.tasks.inspecting`.
@@ -108,13 +108,16 @@ def mmd_test(
     permutations: int = 500,
     seed: int = 0,
     bandwidth: float | None = None,
+    normalize: bool = False,
     chunk: int = 100,
 ) -> dict:
     """Kernel two-sample test of `x` against `y`: unbiased MMD², permutation p-value.
 
-    Rows are L2-normalised (the encoder's cosine space), then compared with the Gaussian
-    kernel `k(a, b) = exp(-|a - b|² / (2 σ²))`, σ the median distance between distinct rows of
-    the pooled sample (fixed before permuting, so the test stays exact). The p-value is
+    Rows are compared as they are (the features a linear classifier reads: a brightness
+    change that scales them counts), or L2-normalised with `normalize` (the cosine space of
+    the neighbours), with the Gaussian kernel `k(a, b) = exp(-|a - b|² / (2 σ²))`, σ the
+    median distance between distinct rows of the pooled sample (fixed before permuting, so
+    the test stays exact). The p-value is
     `(1 + #{permuted MMD² >= observed}) / (1 + permutations)` over `permutations` seeded
     reassignments of the pooled rows to the two sides. Memory: the `(n + m)²` kernel matrix
     plus `chunk` permutations at a time.
@@ -125,6 +128,7 @@ def mmd_test(
         permutations: >= 1.
         seed: of the permutations.
         bandwidth: σ; None: the median heuristic.
+        normalize: L2-normalise the rows first.
         chunk: permutations evaluated per matrix product.
 
     Returns:
@@ -142,8 +146,10 @@ def mmd_test(
     validation.check_int("permutations", permutations)
     validation.check_int("chunk", chunk)
     pooled = np.concatenate([x, y]).astype(np.float64)
-    pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-    squared = np.maximum(2.0 - 2.0 * pooled @ pooled.T, 0.0)  # |a - b|² of unit vectors
+    if normalize:
+        pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    norms = np.sum(pooled**2, axis=1)
+    squared = np.maximum(norms[:, None] + norms[None, :] - 2.0 * pooled @ pooled.T, 0.0)
     if bandwidth is None:
         distances = np.sqrt(squared[np.triu_indices(len(pooled), 1)])
         positive = distances[distances > 1e-12]

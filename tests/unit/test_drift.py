@@ -6,11 +6,12 @@ import pytest
 from contrastive import drift
 
 
-def _reference_mmd2(x, y, bandwidth):
+def _reference_mmd2(x, y, bandwidth, normalize=False):
     """Gretton et al. 2012, Eq. 3, written out with loops over pairs (independent of
     `drift._mmd2`'s matrix form)."""
-    x = x / np.linalg.norm(x, axis=1, keepdims=True)
-    y = y / np.linalg.norm(y, axis=1, keepdims=True)
+    if normalize:
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        y = y / np.linalg.norm(y, axis=1, keepdims=True)
 
     def k(a, b):
         return np.exp(-np.sum((a - b) ** 2) / (2 * bandwidth**2))
@@ -22,11 +23,13 @@ def _reference_mmd2(x, y, bandwidth):
     return xx + yy - 2 * xy
 
 
-def test_statistic_matches_the_written_out_estimate():
+@pytest.mark.parametrize("normalize", [False, True])
+def test_statistic_matches_the_written_out_estimate(normalize):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(9, 4)), rng.normal(0.5, 1.0, size=(7, 4))
-    result = drift.mmd_test(x, y, permutations=20, bandwidth=0.8)
-    assert result["statistic"] == pytest.approx(_reference_mmd2(x, y, 0.8), rel=1e-10)
+    result = drift.mmd_test(x, y, permutations=20, bandwidth=0.8, normalize=normalize)
+    expected = _reference_mmd2(x, y, 0.8, normalize)
+    assert result["statistic"] == pytest.approx(expected, rel=1e-9)
     assert result["effect_size"] == pytest.approx(np.sqrt(max(result["statistic"], 0)))
     assert result["sizes"] == [9, 7] and len(result["null"]) == 20
 
@@ -35,7 +38,6 @@ def test_median_heuristic_bandwidth():
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(6, 3)), rng.normal(size=(5, 3))
     pooled = np.concatenate([x, y])
-    pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
     distances = [
         np.linalg.norm(pooled[i] - pooled[j])
         for i in range(len(pooled))
@@ -86,6 +88,14 @@ def test_test_is_symmetric_and_seeded():
     assert drift.mmd_test(x, y, permutations=100, seed=7) == first
     swapped = drift.mmd_test(y, x, permutations=100, seed=7)
     assert swapped["statistic"] == pytest.approx(first["statistic"])
+
+
+def test_a_scaled_sample_drifts_unless_normalised():
+    # What a darker image does to a ReLU encoder's features: the same directions, smaller.
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(1, 1, size=(150, 8)), rng.normal(1, 1, size=(150, 8))
+    assert drift.mmd_test(x, 0.7 * y, permutations=100)["p_value"] < 0.01
+    assert drift.mmd_test(x, 0.7 * y, permutations=100, normalize=True)["p_value"] > 0.05
 
 
 @pytest.mark.parametrize(
