@@ -243,7 +243,8 @@ def _print_results(results: dict) -> None:
 
     if results.get("skipped"):
         console = Console()
-        console.print(f"contrastive run {results['run_id']}: {results['decision']['reason']}")
+        reason = results["decision"]["reason"]
+        console.print(f"contrastive run {results['run_id']}: {reason}", soft_wrap=True)
         console.print(f"pipeline time: {results['run_seconds']:.0f} s")
         return
     table = Table(title=f"contrastive run {results['run_id']} (profile {results['profile']})")
