@@ -91,20 +91,16 @@ MUTANTS = [
     ),
     Mutant("loss", "supcon_loss", "ops.max(logits, axis=1", "ops.min(logits, axis=1", LOSS),
     Mutant("loss", "supcon_loss", "ops.where(is_self, _MASKED_LOGIT, logits)", "logits", LOSS),
-    # weighted kNN
+    # weighted kNN and its neighbour search
+    Mutant("knn", "nearest_neighbours", "top_k(block, k", "top_k(-block, k", KNN),
+    Mutant("knn", "nearest_neighbours", "block = block - 3.0 * own", "pass", KNN),
     Mutant(
-        "knn",
-        "nearest_neighbours",
-        "np.argpartition(-similarity",
-        "np.argpartition(similarity",
-        KNN,
+        "knn", "nearest_neighbours", "lexsort((neighbours, -top)", "lexsort((neighbours, top)", KNN
     ),
+    Mutant("knn", "nearest_neighbours", "k = min(int(k), ", "k = min(int(k) + 1, ", KNN),
     Mutant("knn", "knn_predict", ") / temperature)", ") * temperature)", KNN),
     Mutant("knn", "knn_predict", "votes.argmax(axis=1)", "votes.argmin(axis=1)", KNN),
-    Mutant("knn", "knn_predict", "k = min(int(k), ", "k = min(int(k) + 1, ", KNN),
     Mutant("knn", "knn_predict", "labels[neighbours]), weights)", "labels[neighbours]), 1.0)", KNN),
-    Mutant("knn", "nearest_neighbours", "if k < reference.shape[0]:", "if False:", KNN),
-    Mutant("knn", "nearest_neighbours", "similarity[rows, start + rows] = -np.inf", "pass", KNN),
     # suspect labels and the drift test
     Mutant("embedding", "suspect_labels", "votes[rows, mine] = -1", "pass", EMBEDDING),
     Mutant(

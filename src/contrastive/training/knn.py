@@ -153,16 +153,18 @@ def nearest_neighbours(
     k = min(int(k), count - 1 if exclude_self else count)
     if k < 1:
         raise ValueError("exclude_self needs at least two references. Received: 1")
+    # The similarities and their top k in `keras.ops` (TensorFlow's or XLA's top-k, on the
+    # accelerator when there is one): several times faster than NumPy's argpartition here.
+    transposed = keras.ops.transpose(keras.ops.convert_to_tensor(reference))
     for start in range(0, query.shape[0], batch_size):
-        similarity = query[start : start + batch_size] @ reference.T  # [b, N]
-        if exclude_self:
-            rows = np.arange(similarity.shape[0])
-            similarity[rows, start + rows] = -np.inf
-        if k < reference.shape[0]:
-            neighbours = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-        else:
-            neighbours = np.broadcast_to(np.arange(k), (similarity.shape[0], k))
-        top = np.take_along_axis(similarity, neighbours, axis=1)
+        rows = query[start : start + batch_size]
+        block = keras.ops.matmul(keras.ops.convert_to_tensor(rows), transposed)  # [b, N]
+        if exclude_self:  # below every cosine similarity (>= -1): never among the top k
+            own = keras.ops.one_hot(np.arange(start, start + len(rows)), count, dtype="float32")
+            block = block - 3.0 * own
+        values, indices = keras.ops.top_k(block, k, sorted=True)
+        top = keras.ops.convert_to_numpy(values).astype(np.float32)
+        neighbours = keras.ops.convert_to_numpy(indices).astype(np.int64)
         order = np.lexsort((neighbours, -top), axis=1)  # most similar first, then index
         neighbours = np.take_along_axis(neighbours, order, axis=1)
         yield start, neighbours.astype(np.int64), np.take_along_axis(top, order, axis=1)
