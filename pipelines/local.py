@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from contrastive.tasks.inspecting import SUSPECTS_FILE
 from pipelines.pipeline import DEFAULT_METHODS, build_pipeline
 from pipelines.progress import (
     LiveRenderer,
@@ -35,8 +36,6 @@ from pipelines.progress import (
 # placeholder kfp.local resolves when the task starts, so the value (part of the cache key)
 # is the same in every run.
 LOCAL_TENSORBOARD_ROOT = "{{$.pipeline_root}}/../tensorboard"
-# Every suspect training label of a run, copied next to its results.json.
-SUSPECT_LABELS_FILE = "suspect_labels.csv"
 FAILED_LOG_LINES = 30
 
 
@@ -129,8 +128,9 @@ def run_local(
         summary = json.loads(summary_path.read_text())
         report = run_dir / "report.html"
         shutil.copyfile(summary_path.with_name("report"), report)
-        suspects = run_dir / SUSPECT_LABELS_FILE
-        shutil.copyfile(_find_output(artifacts, "explain-neighbours", "suspect_labels"), suspects)
+        suspects = run_dir / SUSPECTS_FILE
+        # (a cached explain-neighbours wrote them in the earlier run's folder)
+        shutil.copyfile(summary["neighbours"]["suspects"]["location"], suspects)
         results = compact_results(
             summary,
             run_seconds=seconds,

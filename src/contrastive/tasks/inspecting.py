@@ -28,6 +28,7 @@ log = logging.getLogger("contrastive.tasks")
 # Kept in a promoted champion's version folder: its encoder's embeddings of a sample of its
 # training data, and the fingerprints of that data and of the code.
 DRIFT_REFERENCE = "drift_reference.npz"
+SUSPECTS_FILE = "suspect_labels.csv"  # its name in a run's folder (the task's output elsewhere)
 SUSPECT_COLUMNS = (
     "id",
     "source_path",
@@ -211,7 +212,8 @@ def run_explain_neighbours(
             "checked": suspects["checked"],
             "k": settings.suspect_k,
             "min_share": settings.min_share,
-            "file": Path(suspects_path).name,
+            "file": SUSPECTS_FILE,
+            "location": str(suspects_path),  # where this step wrote them
             "top": [
                 {
                     **example(int(row)),
