@@ -162,12 +162,13 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_run(args) -> int:
     from contrastive.config import encode_overrides, parse_overrides_text
     from contrastive.data.images import parse_image_size
+    from contrastive.methods import check_branches
     from contrastive.run_parameters import check_run_parameters
     from contrastive.validation import check
     from pipelines.local import earlier_run, native_notices_filtered, run_local
-    from pipelines.pipeline import _check_methods, check_labeled_fractions
+    from pipelines.pipeline import check_labeled_fractions
 
-    methods = _check_methods(args.methods)
+    methods = check_branches(args.methods)
     fractions = check_labeled_fractions(args.labeled_fractions or "")
     params = {
         name: getattr(args, name)
@@ -432,8 +433,10 @@ def cmd_profiles(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipelines.pipeline import DEFAULT_METHODS
+    import components
+    from contrastive import methods
 
+    branches = ",".join(methods.default_names())
     parser = argparse.ArgumentParser(
         prog="contrastive", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
@@ -486,8 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the whole pipeline locally with kfp.local")
     p.add_argument(
         "--methods",
-        default=",".join(DEFAULT_METHODS),
-        help="comma-separated branches: baseline,supcon,simclr,npairs",
+        default=branches,
+        help=f"comma-separated branches: {','.join(methods.names())} (default {branches})",
     )
     p.add_argument(
         "--labeled-fractions",
@@ -537,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="YAML file to write")
     p.add_argument(
         "--image",
-        default="contrastive:dev",
+        default=components.DEFAULT_IMAGE,
         help="container image of every step, e.g. REGISTRY/contrastive:<sha>",
     )
     p.add_argument(
@@ -553,8 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--methods",
-        default=",".join(DEFAULT_METHODS),
-        help="branches to include: baseline,supcon,simclr,npairs",
+        default=branches,
+        help=f"branches to include: {','.join(methods.names())} (default {branches})",
     )
     p.add_argument(
         "--labeled-fractions",
@@ -624,7 +627,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="contrastive pretraining of an encoder (one step)")
     p.add_argument("--data", required=True, help="dataset URI written by `contrastive ingest`")
     p.add_argument("--output", required=True, help="model directory to write")
-    p.add_argument("--method", default="", help="supcon | simclr | npairs (default: profile's)")
+    p.add_argument(
+        "--method",
+        default="",
+        help=f"{' | '.join(methods.pretraining_names())} (default: the profile's)",
+    )
     _add_config_arguments(p)
     _add_process_arguments(p)
     _add_step_folder_arguments(p)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from contrastive import modeldir, storage, validation
 from contrastive.config import Config
+from contrastive.methods import BASELINE
 from contrastive.modeldir import check_compatible, load_model_dir, read_json
 from contrastive.tasks import conventions
 from contrastive.tasks.conventions import brief as _brief
@@ -168,13 +169,13 @@ def run_train_baseline(
 
     def summarize(model, history: dict, data: TrainingData, seconds: float, layout):
         metrics = {
-            "method": "baseline",
+            "method": BASELINE,
             "val_accuracy": _last(history, "val_accuracy"),
             "train_accuracy": _last(history, "accuracy"),
             "train_seconds": seconds,
             "epochs": len(history.get("loss", [])),
         }
-        info = {"kind": "classifier", "method": "baseline", "train_seconds": seconds}
+        info = {"kind": "classifier", "method": BASELINE, "train_seconds": seconds}
         return metrics, {"classifier": history}, info
 
     return _train_step(
@@ -278,7 +279,7 @@ def run_training_component(
     described = {
         "pretrain": {"method": result.get("method"), "kind": "encoder"},
         "classifier": {"method": result.get("method"), "mode": result.get("mode")},
-        "baseline": {"method": "baseline"},
+        "baseline": {"method": BASELINE},
     }[step]
     output.metadata.update(**described, framework="keras")
     conventions.log_metrics(metrics, result)
