@@ -66,18 +66,6 @@ def _add_process_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--process-id", type=int, default=None, help="this process, from 0")
 
 
-def _add_step_folder_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--tensorboard-dir", default="", help="TensorBoard logs (default: <output>/tensorboard)"
-    )
-    parser.add_argument(
-        "--durable-dir",
-        default="",
-        help="checkpoints mirrored here every epoch (a gs:// prefix or a mounted folder) and "
-        "restored by a rerun; a failure no rerun can fix is recorded there",
-    )
-
-
 def _config(args):
     """Profile + flags. A flag given on the command line is validated as given (`--epochs 0`
     is an error, not "the profile's value" as 0 means for pipeline parameters)."""
@@ -330,21 +318,15 @@ def _join_processes(args, config) -> None:
 def cmd_pretrain(args) -> int:
     from contrastive import durable, tasks
 
-    with durable.recording_failures(args.durable_dir or None):
+    sinks = tasks.StepSinks.from_flags(args)
+    with durable.recording_failures(sinks.durable):
         config = _config(args)
         _join_processes(args, config)
         metrics = tasks.run_pretrain(
-            args.data, args.output, config, method=args.method, **_step_folders(args)
+            args.data, args.output, config, method=args.method, sinks=sinks
         )
     print(json.dumps(metrics, indent=2))
     return 0
-
-
-def _step_folders(args) -> dict:
-    return {
-        "tensorboard_dir": args.tensorboard_dir or None,
-        "durable_dir": args.durable_dir or None,
-    }
 
 
 def cmd_train(args) -> int:
@@ -352,21 +334,15 @@ def cmd_train(args) -> int:
 
     if bool(args.encoder_model) == bool(args.baseline):
         raise ValueError("give exactly one of --encoder-model DIR or --baseline")
-    with durable.recording_failures(args.durable_dir or None):
+    sinks = tasks.StepSinks.from_flags(args)
+    with durable.recording_failures(sinks.durable):
         config = _config(args)
         _join_processes(args, config)
         if args.baseline:
-            metrics = tasks.run_train_baseline(
-                args.data, args.output, config, **_step_folders(args)
-            )
+            metrics = tasks.run_train_baseline(args.data, args.output, config, sinks=sinks)
         else:
             metrics = tasks.run_train_classifier(
-                args.data,
-                args.encoder_model,
-                args.output,
-                config,
-                mode=args.mode,
-                **_step_folders(args),
+                args.data, args.encoder_model, args.output, config, mode=args.mode, sinks=sinks
             )
     print(json.dumps(metrics, indent=2))
     return 0
@@ -435,6 +411,7 @@ def cmd_profiles(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     import components
     from contrastive import methods
+    from contrastive.tasks.sinks import StepSinks
 
     branches = ",".join(methods.default_names())
     parser = argparse.ArgumentParser(
@@ -634,7 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_arguments(p)
     _add_process_arguments(p)
-    _add_step_folder_arguments(p)
+    StepSinks.add_flags(p)
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("train", help="train a classifier on an encoder, or the baseline")
@@ -645,7 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="", help="linear | finetune (default: profile's)")
     _add_config_arguments(p, pretrain=False)
     _add_process_arguments(p)
-    _add_step_folder_arguments(p)
+    StepSinks.add_flags(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(

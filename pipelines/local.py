@@ -181,7 +181,7 @@ def run_with_view(
     """
     from rich.console import Console
 
-    from contrastive.tasks.conventions import PROGRESS_DIR_VARIABLE
+    from contrastive.tasks.sinks import PROGRESS_DIR_VARIABLE
 
     console = console or Console(file=sys.stdout)
     names = task_names(pipeline)
