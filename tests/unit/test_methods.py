@@ -109,3 +109,15 @@ def test_a_broken_entry_point_fails_naming_it(tmp_path, fresh_registry, value, e
     _plugin(tmp_path, value)
     with pytest.raises(error, match=message):
         methods.names()
+
+
+def test_the_configuration_refuses_too_few_views_for_a_method_without_labels():
+    from contrastive.config import ConfigError, resolve_config
+
+    assert resolve_config("tiny", overrides=["train.method=npairs", "train.num_views=1"])
+    message = (
+        r"train.num_views must be >= 2 for train.method=simclr \(an image's only positives are "
+        r"its other views\). Received: train.num_views=1"
+    )
+    with pytest.raises(ConfigError, match=message):
+        resolve_config("tiny", overrides=["train.method=simclr", "train.num_views=1"])
