@@ -205,7 +205,6 @@ def run_training_component(
     tensorboard_root: str = "",
     tensorboard_name: str = "",
     checkpoint_root: str = "",
-    pipeline_root: str = "",
     job_id: str = "",
     labeled_subset_fraction: float = 0.0,
     **shortcuts,
@@ -231,8 +230,9 @@ def run_training_component(
         profile, overrides, shortcuts: as `config.resolve_config` takes them.
         labeled_subset_fraction: few labels, the share of labelled training images the step
             sees (`resolve_config`'s `labeled_fraction`; 0 keeps the profile's).
-        tensorboard_root, tensorboard_name, checkpoint_root, pipeline_root, job_id: where
-            logs and checkpoints go (`tensorboard_name` also names the step).
+        tensorboard_root, tensorboard_name, checkpoint_root, job_id: where logs and
+            checkpoints go (`tensorboard_name` also names the step; `durable.step_folder`:
+            a cluster step whose durable folder is unreachable fails here, at start).
 
     Returns:
         The step's metrics, also logged to `metrics`; `output.metadata` gets method, kind or
@@ -245,7 +245,8 @@ def run_training_component(
     validation.check_choice("step", step, trainjob.STEPS)
     output, encoder_model = (encoder_model, None) if step == "pretrain" else (model, encoder_model)
     logs = conventions.step_logs(environ, tensorboard_root, tensorboard_name)
-    state = durable.step_folder(checkpoint_root, pipeline_root, job_id, tensorboard_name)
+    state = durable.step_folder(checkpoint_root, job_id, tensorboard_name, output_uri=output.uri)
+    durable.check_reachable(state)
     shortcuts["labeled_fraction"] = labeled_subset_fraction
     with durable.recording_failures(state):  # a retry fails at once on a permanent failure
         config = resolve_config(profile, overrides=overrides, **shortcuts)
