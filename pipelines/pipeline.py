@@ -384,7 +384,9 @@ def _trainjob_launcher(image, replicas, accelerator_count, accelerator_type, kub
     runs the component with `trainjob.LAUNCHER_ENV` set, so the component creates a
     TrainJob of `replicas` nodes x `accelerator_count` GPUs in `image` running the step's
     command, follows it and fails with its reason. The pod settings of `kubernetes` (pull
-    secrets, timeout) apply to the launcher; the TrainJob's pods get the runtime's."""
+    secrets, timeout) apply to the launcher; the TrainJob's pods get the GPU steps' ones
+    (node selector, tolerations, pull secrets, the timeout as `activeDeadlineSeconds`) and
+    the launcher pod's service account (`trainjob.launcher_pod`)."""
     from contrastive.trainjob import LAUNCHER_ENV, launcher_settings
 
     settings = launcher_settings(
@@ -392,6 +394,7 @@ def _trainjob_launcher(image, replicas, accelerator_count, accelerator_type, kub
         num_nodes=replicas,
         gpus_per_node=accelerator_count,
         gpu_resource=accelerator_type,
+        **kubernetes.pod_settings(),
     )
 
     def launch(task):

@@ -381,7 +381,10 @@ def write_inference_service(registry, run_id: str) -> str | None:
     if not storage.exists(storage.join(served, "1", "saved_model.pb")):
         return None
     manifest_uri = storage.join(registry.root, INFERENCE_SERVICE_FILE)
-    manifest = inference_service(served, run_id=run_id)
+    # A local registry: an absolute path (the cluster needs that folder copied or mounted).
+    manifest = inference_service(
+        served if not storage.is_local(served) else os.path.abspath(served), run_id=run_id
+    )
     storage.write_text(manifest_uri, yaml.safe_dump(manifest, sort_keys=False))
     return manifest_uri
 

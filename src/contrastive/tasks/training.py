@@ -314,6 +314,7 @@ def _launch(step, environ, name, dataset, output, encoder_model, *, durable_dir,
         output_uri=output.uri,
         api_client=api_client,
         namespace=namespace,
+        pod_name=environ.get("HOSTNAME", ""),  # a pod's own name: the job runs as its identity
     )
 
 
