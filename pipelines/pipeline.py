@@ -54,6 +54,9 @@ VERTEX_MACHINE_TYPES = {
     "NVIDIA_H100_80GB": {8: "a3-highgpu-8g"},
 }
 TRAINING_COMPONENTS = ("pretrain_encoder", "train_classifier", "train_baseline")
+# google-cloud-pipeline-components 2.22.0 `_placeholders.SERVICE_ACCOUNT_PLACEHOLDER`: the
+# PipelineJob's service account, resolved by Vertex at run time.
+VERTEX_SERVICE_ACCOUNT = "{{$.pipeline_service_account}}"
 STRATEGIES = ("STANDARD", "SPOT")
 # The durable checkpoint key of every local run (see `contrastive_pipeline`).
 LOCAL_JOB_ID = "local"
@@ -130,6 +133,9 @@ def build_pipeline(
             backend=backend,
         )
     scale = {"distribution": "data_parallel"} if data_parallel else {}
+    # A Vertex CustomJob runs as the PipelineJob's service account (GCPC's placeholder, which
+    # Vertex resolves); without it Vertex uses its Custom Code Service Agent.
+    custom_job = {"service_account": VERTEX_SERVICE_ACCOUNT} if training is not c else {}
     launcher = None
     if target == "kubeflow" and replicas > 1:
         launcher = _trainjob_launcher(
@@ -245,6 +251,7 @@ def build_pipeline(
                             **common,
                             **scale,
                             **durable,
+                            **custom_job,
                             **few,
                         )
                     )
@@ -268,6 +275,7 @@ def build_pipeline(
                             **common,
                             **scale,
                             **durable,
+                            **custom_job,
                             **once,
                         )
                     )
@@ -286,6 +294,7 @@ def build_pipeline(
                             **common,
                             **scale,
                             **durable,
+                            **custom_job,
                             **few,
                         )
                     )

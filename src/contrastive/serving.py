@@ -32,16 +32,20 @@ KSERVE_API_VERSION = "serving.kserve.io/v1beta1"
 TF_SERVING_VERSION = "2.20.0"
 KSERVE_DIR = "kserve"  # in a promoted version: kserve/1/saved_model.pb
 INFERENCE_SERVICE_FILE = "inferenceservice.yaml"
-_MODEL_ID = re.compile(r"^[a-z0-9][-a-z0-9_]{0,62}$")
+# UploadModelRequest.model_id: "up to 63 characters, and valid characters are [a-z0-9_-]. The
+# first character cannot be a number or hyphen." (google-cloud-aiplatform 1.165.1,
+# google/cloud/aiplatform_v1/types/model_service.py)
+_MODEL_ID = re.compile(r"^[a-z_][-a-z0-9_]{0,62}$")
 
 
 def check_model_id(model_id: str) -> str:
-    """A Vertex Model id: lowercase letters, digits, '-' and '_', at most 63 characters."""
+    """A Vertex Model id: lowercase letters, digits, '-' and '_', at most 63 characters, not
+    starting with a digit or '-'."""
     if not isinstance(model_id, str) or not _MODEL_ID.match(model_id):
         raise ValueError(
             "vertex model must be a Vertex Model id: lowercase letters, digits, '-' and '_', "
-            f"starting with a letter or digit, at most 63 characters. Received: "
-            f"vertex_model={model_id!r}"
+            "starting with a letter or '_' (not a digit or '-'), at most 63 characters. "
+            f"Received: vertex_model={model_id!r}"
         )
     return model_id
 

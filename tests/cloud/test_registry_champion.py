@@ -278,8 +278,6 @@ def trained(tmp_path):
 def test_champion_gate_reevaluates_the_champion_and_applies_the_margin(tmp_path, trained):
     """Run 1 becomes champion; run 2 beats the champion's re-evaluated 0.80 but not by the
     margin; run 3 does. Only the champion is evaluated, once per later run."""
-    import keras
-
     from contrastive.registry import gate_champion
 
     root = str(tmp_path / "registry")

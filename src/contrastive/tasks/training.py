@@ -266,7 +266,7 @@ def run_training_component(
                 durable_dir=state,
             )
         else:
-            join_processes(environ, config.train)  # Vertex CLUSTER_SPEC, Kubeflow JAX_*
+            group = join_processes(environ, config.train)  # Vertex CLUSTER_SPEC, Kubeflow JAX_*
             where = dict(**logs, durable_dir=state)
             if step == "pretrain":
                 result = run_pretrain(dataset, output.path, config, method=method, **where)
@@ -276,6 +276,13 @@ def run_training_component(
                 )
             else:
                 result = run_train_baseline(dataset, output.path, config, **where)
+            if group is not None and group.process_id != 0:
+                # A worker replica (Vertex CustomJob): process 0 writes the task's outputs. Leave
+                # before KFP's executor writes this replica's output file over the chief's.
+                log.info(
+                    "%s: process %d done; process 0 writes the outputs", step, group.process_id
+                )
+                raise SystemExit(0)
     described = {
         "pretrain": {"method": result.get("method"), "kind": "encoder"},
         "classifier": {"method": result.get("method"), "mode": result.get("mode")},
