@@ -153,9 +153,9 @@ def test_vertex_model_kserve_schema_check_catches_a_misspelt_field():
     manifest["spec"]["predictor"]["model"]["storageURI"] = "gs://b"
     manifest["spec"]["predictor"]["model"]["runtimeVersion"] = 2.2
     assert sorted(inference_service_errors(manifest)) == [
+        "spec.predictor.model.runtimeVersion: 2.2 is not of type 'string'",
         "spec.predictor.model: Additional properties are not allowed ('storageURI' was "
         "unexpected)",
-        "spec.predictor.model.runtimeVersion: 2.2 is not of type 'string'",
     ]
 
 
