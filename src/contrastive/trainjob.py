@@ -326,11 +326,14 @@ def launcher_settings(
         "num_nodes": num_nodes,
         "gpus_per_node": gpus_per_node,
         "gpu_resource": gpu_resource,
+    }
+    pod = {
         "node_selector": dict(node_selector or {}),
         "tolerations": [dict(toleration) for toleration in tolerations],
         "image_pull_secrets": list(image_pull_secrets),
         "active_deadline_seconds": active_deadline_seconds,
     }
+    settings.update({key: value for key, value in pod.items() if value})  # those given
     trainjob_manifest("check", command=["contrastive"], **settings)
     return json.dumps(settings, sort_keys=True)
 
