@@ -629,3 +629,30 @@ def test_the_compiled_trainjob_gets_the_gpu_steps_pod_settings_and_timeout(tmp_p
         ],
         "imagePullSecrets": [{"name": "regcred"}],
     }
+
+
+def test_the_trainjob_body_is_one_the_trainer_api_takes():
+    # Against Kubeflow Trainer's own API models (kubeflow-trainer-api 2.2.0, generated from
+    # kubeflow/trainer v2.2.0 pkg/apis/trainer/v1alpha1): every field ours, every type right.
+    from .platform_schemas import trainjob_errors
+
+    body = trainjob_manifest(
+        "pretrain-supcon-1a2b",
+        image="registry.example.com/ml/contrastive-jax:1a2b",
+        command=["contrastive", "pretrain"],
+        num_nodes=2,
+        gpus_per_node=4,
+        env={"KERAS_BACKEND": "jax"},
+        service_account="default-editor",
+        node_selector={"cloud.google.com/gke-nodepool": "gpu-pool"},
+        tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        image_pull_secrets=["regcred"],
+        active_deadline_seconds=7200,
+        owner={"name": LAUNCHER_POD, "uid": "0c7f-uid"},
+    )
+    assert trainjob_errors(body) == []
+    # The check is not a formality: a misspelt field and a wrong type are caught.
+    body["spec"]["runtimePatch"] = body["spec"].pop("runtimePatches")
+    assert trainjob_errors(body) == ["TrainJob.spec.runtimePatch: not a field of the API"]
+    body["spec"]["trainer"]["numNodes"] = "2"
+    assert "numNodes" in trainjob_errors(body)[0]
