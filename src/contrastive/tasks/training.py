@@ -397,7 +397,16 @@ def _train_step(
         shuffle_buffer_bytes=config.data.shuffle_buffer_mib << 20,
         process_index=layout.process_index,
         process_count=layout.processes,
+        # Data-parallel: a batch splits evenly over the devices, so only whole batches run.
+        whole_batches=layout.distribution == "data_parallel",
     )
+    if any(data.dropped_per_epoch.values()):
+        log.info(
+            "%s: whole global batches of %d only: each epoch leaves out %s examples",
+            name,
+            layout.global_batch,
+            ", ".join(f"{count} {split}" for split, count in data.dropped_per_epoch.items()),
+        )
     start = time.perf_counter()
     if check is not None:
         check(data)
@@ -447,7 +456,7 @@ def _train_step(
                 data,
                 config,
                 data_uri=data_uri,
-                distribution=layout.to_dict(),
+                distribution={**layout.to_dict(), "dropped_per_epoch": data.dropped_per_epoch},
                 mixed_precision=precision,
                 **info,
             ),
