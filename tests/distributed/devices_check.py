@@ -160,6 +160,7 @@ def ragged_dataset(folder):
 
     from contrastive import data
 
+    os.makedirs(folder, exist_ok=True)
     x, y = images(264 + 41, seed=3)
     y = (x[:, 0, 0, 0] % 4).astype("int64")  # a learnable label: pixel (0, 0) mod 4
     source = os.path.join(folder, "ragged.npz")

@@ -23,6 +23,7 @@ ROOT = HERE.parent.parent
 LOSS_TOLERANCE = 1e-5
 GRADIENT_TOLERANCE = 1e-5
 WEIGHT_TOLERANCE = 1e-5  # after one epoch of SGD; the figures are in docs/BENCHMARKS.md
+PREDICTION_TOLERANCE = 5e-5  # class probabilities after 2 + 1 epochs (seen: 6.4e-6)
 PROCESS_TIMEOUT = 240  # seconds any child may run: nothing hangs
 
 
@@ -109,7 +110,7 @@ def test_splits_of_any_size_train_and_evaluate_on_8_devices_like_on_1(tmp_path):
     assert eight["evaluation"]["num_examples"] == 41  # every test image, none dropped
     assert eight["evaluation"]["accuracy"] == one["evaluation"]["accuracy"]
     np.testing.assert_allclose(
-        eight["test_predictions"], one["test_predictions"], atol=WEIGHT_TOLERANCE
+        eight["test_predictions"], one["test_predictions"], atol=PREDICTION_TOLERANCE
     )
     assert np.asarray(eight["test_predictions"]).shape == (41, 4)
 
