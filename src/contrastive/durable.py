@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 LATEST = "LATEST"
 FAILED = "FAILED.json"
-ATTEMPT = "ATTEMPT"  # when the latest attempt started (and proof that it can write)
+PROBE = "PROBE"  # written and removed at start: the attempt can write its folder
 _COPY = re.compile(r"^epoch-\d{6}$")
 
 
@@ -108,13 +108,23 @@ def _writable(uri: str) -> bool:
 
 
 def check_reachable(folder: str | None) -> None:
-    """Writes the attempt's start time to `<folder>/ATTEMPT`, so a folder the step cannot
-    write (no credentials, a bucket that does not exist) fails it at start, not after its
-    first epoch. Raises `DurableFolderError` naming `checkpoint_root`."""
+    """Fails a step at start, not after its first epoch, when it cannot write `folder` (no
+    credentials, a bucket that does not exist, a path under a file): in object storage it
+    writes and removes a probe object; a local folder's nearest existing parent must be a
+    folder it may write. Raises `DurableFolderError` naming `checkpoint_root`."""
     if folder is None:
         return
     try:
-        storage.write_text(storage.join(folder, ATTEMPT), _now() + "\n")
+        if storage.is_local(folder):
+            existing = os.path.abspath(folder)
+            while not os.path.exists(existing):
+                existing = os.path.dirname(existing)
+            if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+                raise PermissionError(f"{existing} is not a folder this process may write")
+        else:
+            probe = storage.join(folder, PROBE)
+            storage.write_text(probe, "written by a starting attempt of this step\n")
+            storage.remove(probe)
     except Exception as error:  # any store's own error: permission, missing bucket, ...
         raise DurableFolderError(
             f"cannot write the step's checkpoint folder {folder} ({type(error).__name__}: "
@@ -122,12 +132,6 @@ def check_reachable(folder: str | None) -> None:
             f"parameter checkpoint_root to another gs:// prefix or mounted folder "
             f"('{NO_CHECKPOINTS}': no durable checkpoints)"
         ) from None
-
-
-def _now() -> str:
-    import datetime
-
-    return datetime.datetime.now(datetime.timezone.utc).isoformat()
 
 
 def permanent_errors() -> tuple[type[BaseException], ...]:

@@ -45,13 +45,17 @@ def test_unreachable_durable_folder_is_refused_naming_checkpoint_root():
         durable.step_folder("gs://b/c", "{{$.pipeline_job_uuid}}", "x")
 
 
-def test_a_folder_the_step_cannot_write_fails_it_at_start(tmp_path):
+def test_a_folder_the_step_cannot_write_fails_it_at_start(tmp_path, gcs):
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
     with pytest.raises(durable.DurableFolderError, match="cannot write the step's checkpoint"):
         durable.check_reachable(str(blocked / "job-7" / "x"))
-    durable.check_reachable(str(tmp_path / "ok"))
-    assert (tmp_path / "ok" / durable.ATTEMPT).read_text().startswith("20")
+    with pytest.raises(durable.DurableFolderError, match="NotFound"):  # no such bucket
+        durable.check_reachable("gs://no-such-bucket-here/checkpoints/job-7/x")
+    durable.check_reachable(str(tmp_path / "ok" / "x"))
+    durable.check_reachable(f"{gcs.prefix}/job-7/x")
+    assert not (tmp_path / "ok").exists()  # nothing left behind
+    assert storage.list_files(f"{gcs.prefix}/job-7") == []
 
 
 def test_mirror_then_restore_into_a_wiped_folder(root, tmp_path):
