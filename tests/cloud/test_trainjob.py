@@ -328,9 +328,9 @@ def test_cli_trainjob_creates_follows_and_exits_with_the_jobs_outcome(
 # ---------------------------------------------------------------- a pipeline step's TrainJob
 
 
-def _launcher_env(tmp_path):
+def _launcher_env(tmp_path, **options):
     """The CONTRASTIVE_TRAINJOB value the compiled Kubeflow pipeline gives its pretraining task
-    (2 nodes x 4 GPUs)."""
+    (2 nodes x 4 GPUs; `options`: more compile options)."""
     import yaml
     from kfp import compiler
 
@@ -343,9 +343,10 @@ def _launcher_env(tmp_path):
         replicas=2,
         accelerator_count=4,
         backend="jax",
+        **options,
     )
     compiler.Compiler().compile(pipeline, str(path))
-    executor = yaml.safe_load(path.read_text())["deploymentSpec"]["executors"]
+    executor = next(yaml.safe_load_all(path.read_text()))["deploymentSpec"]["executors"]
     env = executor["exec-pretrain-encoder"]["container"]["env"]
     return next(item["value"] for item in env if item["name"] == "CONTRASTIVE_TRAINJOB")
 
@@ -584,11 +585,7 @@ def test_a_launcher_stopped_by_sigterm_deletes_its_trainjob(kubernetes_api):
 def test_the_compiled_trainjob_gets_the_gpu_steps_pod_settings_and_timeout(tmp_path):
     # Issue 24 item 6: node selector, tolerations, pull secrets and --task-timeout reach the
     # TrainJob's pods, not only the launcher's.
-    import yaml
-    from kfp import compiler
-
     from pipelines.kubernetes import KubernetesSettings
-    from pipelines.pipeline import build_pipeline
 
     settings = KubernetesSettings.from_flags(
         node_selector=["cloud.google.com/gke-nodepool=gpu-pool"],
@@ -596,20 +593,7 @@ def test_the_compiled_trainjob_gets_the_gpu_steps_pod_settings_and_timeout(tmp_p
         image_pull_secrets=["regcred"],
         task_timeout=7200,
     )
-    path = tmp_path / "pipeline.yaml"
-    pipeline = build_pipeline(
-        image="registry.example.com/ml/contrastive-jax:1a2b",
-        target="kubeflow",
-        replicas=2,
-        accelerator_count=4,
-        backend="jax",
-        kubernetes=settings,
-    )
-    compiler.Compiler().compile(pipeline, str(path))
-    env = next(yaml.safe_load_all(path.read_text()))["deploymentSpec"]["executors"][
-        "exec-pretrain-encoder"
-    ]["container"]["env"]
-    launcher = json.loads(next(e["value"] for e in env if e["name"] == "CONTRASTIVE_TRAINJOB"))
+    launcher = json.loads(_launcher_env(tmp_path, kubernetes=settings))
     body = trainjob_manifest("j", command=["contrastive"], service_account="sa", **launcher)
     assert body["spec"]["activeDeadlineSeconds"] == 7200
     patch = body["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]

@@ -154,8 +154,7 @@ def test_vertex_model_kserve_schema_check_catches_a_misspelt_field():
     manifest["spec"]["predictor"]["model"]["runtimeVersion"] = 2.2
     assert sorted(inference_service_errors(manifest)) == [
         "spec.predictor.model.runtimeVersion: 2.2 is not of type 'string'",
-        "spec.predictor.model: Additional properties are not allowed ('storageURI' was "
-        "unexpected)",
+        "spec.predictor.model: Additional properties are not allowed ('storageURI' was unexpected)",
     ]
 
 
