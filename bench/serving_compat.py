@@ -9,6 +9,10 @@ runtime is a separate virtual environment with the TensorFlow of a serving image
         --runtime kserve-tensorflow-serving-2.20.0=/tmp/venv-tf220/bin/python
 
 - Vertex `tf2-cpu.2-15` (`contrastive.serving.DEFAULT_SERVING_IMAGE`) runs TensorFlow 2.15.
+- KServe's default TensorFlow runtime, `tensorflow/serving:2.6.2`, runs TensorFlow 2.6.2
+  (Python 3.9: `python3.9 -m venv /tmp/venv-tf26 && /tmp/venv-tf26/bin/pip install
+  tensorflow-cpu==2.6.2 "numpy<1.20" "protobuf<3.20"`): it cannot load the SavedModel
+  (`Op type not registered 'DisableCopyOnRead'`), hence the manifest's `runtimeVersion`.
 - KServe's TensorFlow runtime runs the `tensorflow/serving` tag the manifest's
   `runtimeVersion` names (`contrastive.serving.TF_SERVING_VERSION`); TF Serving 2.20.0 is
   built on TensorFlow 2.20 (tensorflow/serving tag 2.20.0, WORKSPACE `org_tensorflow`), so a
