@@ -20,7 +20,6 @@ def pretrain_encoder(
     tensorboard_root: str = "",
     tensorboard_name: str = "pretrain",
     checkpoint_root: str = "",
-    pipeline_root: str = "",
     job_id: str = "",
 ):
     """Pretrain into the Model artifact; metrics: loss, contrastive and kNN accuracy.
@@ -48,6 +47,5 @@ def pretrain_encoder(
         tensorboard_root=tensorboard_root,
         tensorboard_name=tensorboard_name,
         checkpoint_root=checkpoint_root,
-        pipeline_root=pipeline_root,
         job_id=job_id,
     )

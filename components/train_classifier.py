@@ -19,7 +19,6 @@ def train_classifier(
     tensorboard_root: str = "",
     tensorboard_name: str = "classifier",
     checkpoint_root: str = "",
-    pipeline_root: str = "",
     job_id: str = "",
 ):
     """Train the classifier head (and the encoder when `mode` is finetune). TensorBoard logs,
@@ -46,6 +45,5 @@ def train_classifier(
         tensorboard_root=tensorboard_root,
         tensorboard_name=tensorboard_name,
         checkpoint_root=checkpoint_root,
-        pipeline_root=pipeline_root,
         job_id=job_id,
     )

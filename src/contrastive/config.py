@@ -319,6 +319,7 @@ def validate(config: Config) -> None:
         f"must be >= {min_views} for train.method={t.method} (an image's only positives are "
         "its other views)",
     )
+    _check("train.seed", t.seed, lambda v: v >= 0, "must be >= 0")  # ingest's splits take >= 0
     for name in ("temperature", "knn_temperature", "learning_rate"):
         _check(f"train.{name}", getattr(t, name), lambda v: v > 0, "must be > 0")
     for name in ("classifier_learning_rate", "finetune_learning_rate"):

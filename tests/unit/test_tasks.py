@@ -120,12 +120,12 @@ def test_a_pipeline_steps_sinks_come_from_its_parameters_and_environment(tmp_pat
         environ,
         name="pretrain-supcon",
         tensorboard_root="gs://b/tb/",
-        pipeline_root="gs://b/root",
+        checkpoint_root="gs://b/checkpoints",
         job_id="run-7",
     )
     assert sinks == StepSinks(
         tensorboard="gs://b/tb/pretrain-supcon",
-        durable="gs://b/root/checkpoints/run-7/pretrain-supcon",
+        durable="gs://b/checkpoints/run-7/pretrain-supcon",
         progress=str(tmp_path / "progress" / "pretrain-supcon.jsonl"),
     )
     vertex = {"AIP_TENSORBOARD_LOG_DIR": "gs://v/tb/7"}  # Vertex's wins over the root

@@ -57,13 +57,14 @@ class StepSinks:
         name: str,
         tensorboard_root: str = "",
         checkpoint_root: str = "",
-        pipeline_root: str = "",
         job_id: str = "",
+        output_uri: str = "",
     ) -> StepSinks:
         """A pipeline step's sinks, from its parameters and `environ` (the component's
         `os.environ`): TensorBoard in Vertex's `AIP_TENSORBOARD_LOG_DIR`, else
         `<tensorboard_root>/<name>`, else the default; the durable folder
-        `durable.step_folder(checkpoint_root, pipeline_root, job_id, name)`; progress in
+        `durable.step_folder(checkpoint_root, job_id, name, output_uri=output_uri)` (which
+        refuses an unusable `checkpoint_root`); progress in
         `$CONTRASTIVE_PROGRESS_DIR/<name>.jsonl` when `contrastive run` set it."""
         from contrastive import durable
 
@@ -71,7 +72,7 @@ class StepSinks:
         folder = environ.get(PROGRESS_DIR_VARIABLE)
         return cls(
             tensorboard=environ.get(TENSORBOARD_VARIABLE) or (f"{root}/{name}" if root else None),
-            durable=durable.step_folder(checkpoint_root, pipeline_root, job_id, name),
+            durable=durable.step_folder(checkpoint_root, job_id, name, output_uri=output_uri),
             progress=str(Path(folder) / f"{name}.jsonl") if folder else None,
         )
 

@@ -203,7 +203,6 @@ def run_training_component(
     tensorboard_root: str = "",
     tensorboard_name: str = "",
     checkpoint_root: str = "",
-    pipeline_root: str = "",
     job_id: str = "",
 ) -> dict:
     """A training component's body, from pipeline parameters to logged KFP metrics.
@@ -228,8 +227,9 @@ def run_training_component(
             `config.resolve_config`'s shortcuts (0 / "" keep the profile's value).
         labeled_subset_fraction: few labels, the share of labelled training images the step
             sees (`resolve_config`'s `labeled_fraction`; 0 keeps the profile's).
-        tensorboard_root, tensorboard_name, checkpoint_root, pipeline_root, job_id: where
-            logs and checkpoints go (`tensorboard_name` also names the step).
+        tensorboard_root, tensorboard_name, checkpoint_root, job_id: where logs and
+            checkpoints go (`tensorboard_name` also names the step; `durable.step_folder`:
+            a cluster step whose durable folder is unreachable fails here, at start).
 
     Returns:
         The step's metrics, also logged to `metrics`; `output.metadata` gets method, kind or
@@ -245,9 +245,10 @@ def run_training_component(
         name=tensorboard_name,
         tensorboard_root=tensorboard_root,
         checkpoint_root=checkpoint_root,
-        pipeline_root=pipeline_root,
         job_id=job_id,
+        output_uri=output.uri,
     )
+    durable.check_reachable(sinks.durable)
     shortcuts = dict(
         epochs=epochs,
         classifier_epochs=classifier_epochs,
@@ -275,7 +276,7 @@ def run_training_component(
                 mode=mode,
             )
         else:
-            join_processes(environ, config.train)  # Vertex CLUSTER_SPEC, Kubeflow JAX_*
+            group = join_processes(environ, config.train)  # Vertex CLUSTER_SPEC, Kubeflow JAX_*
             if step == "pretrain":
                 result = run_pretrain(dataset, output.path, config, method=method, sinks=sinks)
             elif step == "classifier":
@@ -284,6 +285,13 @@ def run_training_component(
                 )
             else:
                 result = run_train_baseline(dataset, output.path, config, sinks=sinks)
+            if group is not None and group.process_id != 0:
+                # A worker replica (Vertex CustomJob): process 0 writes the task's outputs. Leave
+                # before KFP's executor writes this replica's output file over the chief's.
+                log.info(
+                    "%s: process %d done; process 0 writes the outputs", step, group.process_id
+                )
+                raise SystemExit(0)
     described = {
         "pretrain": {"method": result.get("method"), "kind": "encoder"},
         "classifier": {"method": result.get("method"), "mode": result.get("mode")},
@@ -324,6 +332,7 @@ def _launch(step, environ, name, dataset, output, encoder_model, *, sinks, **opt
         output_uri=output.uri,
         api_client=api_client,
         namespace=namespace,
+        pod_name=environ.get("HOSTNAME", ""),  # a pod's own name: the job runs as its identity
     )
 
 
@@ -394,7 +403,16 @@ def _train_step(
         shuffle_buffer_bytes=config.data.shuffle_buffer_mib << 20,
         process_index=layout.process_index,
         process_count=layout.processes,
+        # Data-parallel: a batch splits evenly over the devices, so only whole batches run.
+        whole_batches=layout.distribution == "data_parallel",
     )
+    if any(data.dropped_per_epoch.values()):
+        log.info(
+            "%s: whole global batches of %d only: each epoch leaves out %s examples",
+            name,
+            layout.global_batch,
+            ", ".join(f"{count} {split}" for split, count in data.dropped_per_epoch.items()),
+        )
     start = time.perf_counter()
     if check is not None:
         check(data)
@@ -444,7 +462,7 @@ def _train_step(
                 data,
                 config,
                 data_uri=data_uri,
-                distribution=layout.to_dict(),
+                distribution={**layout.to_dict(), "dropped_per_epoch": data.dropped_per_epoch},
                 mixed_precision=precision,
                 **info,
             ),
