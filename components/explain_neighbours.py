@@ -1,31 +1,28 @@
-"""explain_neighbours: the best classifier's nearest-neighbour explanations and suspect labels."""
+"""explain_neighbours: the best classifier's nearest-neighbour explanations and suspect labels.
 
-from kfp.dsl import Artifact, Dataset, Input, Model, Output
+A template (`components.branches`): `branches` stands for one evaluation and one classifier
+per method compiled in, the inputs `<method>_evaluation` and `<method>_model`, as
+`compare_and_report` takes them."""
+
+from kfp.dsl import Artifact, Dataset, Input, Model, Output  # noqa: F401  (BRANCH_INPUTS)
+
+from components.compare_and_report import BRANCH_INPUTS  # noqa: F401  (branches.for_methods)
 
 
 def explain_neighbours(
     dataset: Input[Dataset],
     neighbours: Output[Artifact],
     suspect_labels: Output[Dataset],
-    baseline_evaluation: Input[Artifact] = None,
-    baseline_model: Input[Model] = None,
-    supcon_evaluation: Input[Artifact] = None,
-    supcon_model: Input[Model] = None,
-    simclr_evaluation: Input[Artifact] = None,
-    simclr_model: Input[Model] = None,
-    npairs_evaluation: Input[Artifact] = None,
-    npairs_model: Input[Model] = None,
+    branches: dict,
 ) -> int:
     """In the best method's encoder space: test mistakes beside their nearest training images,
     and training images whose neighbours carry another label; returns how many are suspect."""
     from contrastive import tasks
 
-    candidates = tasks.branch_candidates(
-        baseline=(baseline_evaluation, baseline_model),
-        supcon=(supcon_evaluation, supcon_model),
-        simclr=(simclr_evaluation, simclr_model),
-        npairs=(npairs_evaluation, npairs_model),
-    )
+    candidates = {
+        method: (inputs["evaluation"].path, inputs["model"].path)
+        for method, inputs in branches.items()
+    }
     result = tasks.run_explain_neighbours(
         dataset, candidates, output_path=neighbours.path, suspects_path=suspect_labels.path
     )

@@ -33,7 +33,7 @@ def check_run_parameters(values: Mapping[str, Any]) -> Config:
         ("classifier_epochs", 0),
         ("batch_size", 0),
         ("limit", 0),
-        ("seed", None),
+        ("seed", 0),  # ingest's split and sample take a seed >= 0
     ):
         if name in values:
             _integer(name, values[name], minimum)
@@ -78,11 +78,29 @@ def check_run_parameters(values: Mapping[str, Any]) -> Config:
 
 
 def training_config(
-    profile: str, *, overrides: str = "", classifier_mode: str = "", **shortcuts
+    profile: str,
+    *,
+    overrides: str = "",
+    classifier_mode: str = "",
+    epochs: int = 0,
+    classifier_epochs: int = 0,
+    batch_size: int = 0,
+    temperature: float = 0.0,
+    encoder: str = "",
+    seed: int | None = None,
 ) -> Config:
     """The configuration the pipeline's training steps resolve from its parameters
     (`config.resolve_config`), with the classifier mode the classifier steps get."""
-    config = resolve_config(profile, overrides=overrides, **shortcuts)
+    config = resolve_config(
+        profile,
+        overrides=overrides,
+        epochs=epochs,
+        classifier_epochs=classifier_epochs,
+        batch_size=batch_size,
+        temperature=temperature,
+        encoder=encoder,
+        seed=seed,
+    )
     return config.replace({"train.classifier_mode": classifier_mode}) if classifier_mode else config
 
 

@@ -294,6 +294,21 @@ def test_submit_cli_vertex_model_reaches_the_champion_gate_parameters(
         "vertex_project": PROJECT,
         "vertex_region": REGION,
     }
+    # What reaches the compare-and-report task (issue 24 item 3: the root inputs were set but
+    # no task consumed them): its inputs, resolved as the backend resolves a task's
+    # componentInputParameter from the run's parameter values.
+    values = job["runtimeConfig"]["parameterValues"]
+    task = job["pipelineSpec"]["root"]["dag"]["tasks"]["compare-and-report"]
+    resolved = {
+        name: values.get(spec["componentInputParameter"])
+        for name, spec in task["inputs"]["parameters"].items()
+        if "componentInputParameter" in spec
+    }
+    assert {key: resolved[key] for key in ("vertex_model", "vertex_project", "vertex_region")} == {
+        "vertex_model": "contrastive-fmnist",
+        "vertex_project": PROJECT,
+        "vertex_region": REGION,
+    }
 
 
 @pytest.mark.parametrize(

@@ -165,6 +165,8 @@ def test_compare_component_picks_the_best_and_gates_against_the_registry(chain, 
     results = _artifact(dsl.Artifact, tmp_path / "results.json")
     decision = _artifact(dsl.Metrics, tmp_path / "decision")
     registry = tmp_path / "registry"
+    # Written for the two methods this chain trained: their inputs, no others.
+    written = components.build("contrastive:test", ["supcon", "baseline"])
     drift = _artifact(dsl.Artifact, tmp_path / "drift.json")
     drift_metrics = _artifact(dsl.Metrics, tmp_path / "drift_metrics")
     checked = C.check_drift.python_func(
@@ -180,7 +182,7 @@ def test_compare_component_picks_the_best_and_gates_against_the_registry(chain, 
     assert checked == "train" and drift_metrics.metadata == {"retrained": 1.0}
     neighbours = _artifact(dsl.Artifact, tmp_path / "neighbours.json")
     suspects = _artifact(dsl.Dataset, tmp_path / "suspect_labels")
-    count = C.explain_neighbours.python_func(
+    count = written.explain_neighbours.python_func(
         dataset=chain["dataset"],
         neighbours=neighbours,
         suspect_labels=suspects,
@@ -191,7 +193,18 @@ def test_compare_component_picks_the_best_and_gates_against_the_registry(chain, 
     )
     lines = (tmp_path / "suspect_labels").read_text().splitlines()
     assert len(lines) == 1 + count and suspects.metadata["count"] == count
-    best = C.compare_and_report.python_func(
+    compare = written.compare_and_report
+    branch_inputs = [name for name in compare.component_spec.inputs if "_" in name][:4]
+    assert branch_inputs == [
+        "supcon_evaluation",
+        "supcon_model",
+        "baseline_evaluation",
+        "baseline_model",
+    ]
+    assert not any(name.startswith(("simclr", "npairs")) for name in compare.component_spec.inputs)
+    explain_inputs = written.explain_neighbours.component_spec.inputs
+    assert [name for name in explain_inputs if name != "dataset"] == branch_inputs
+    best = compare.python_func(
         dataset=chain["dataset"],
         report=report,
         summary=summary,
@@ -258,7 +271,7 @@ def test_components_refuse_an_incomplete_model(chain, tmp_path):
 def test_component_bodies_are_thin():
     import inspect
 
-    for function in components.FUNCTIONS:
+    for function in (*components.FUNCTIONS, *components.BRANCH_TEMPLATES):
         lines = inspect.getsource(function).splitlines()
         body = [line for line in lines if line.strip() and not line.strip().startswith("#")]
         signature_end = next(i for i, line in enumerate(body) if line.rstrip().endswith(":"))

@@ -176,9 +176,16 @@ def test_cli_compile_writes_yaml_with_the_image(tmp_path, capsys):
 
 def test_compiled_yaml_describes_every_input(tmp_path):
     """Every component input and every pipeline parameter carries its Args: line."""
+    import components
+    from components.branches import descriptions
     from components.parameters import DESCRIPTIONS
 
-    spec = _compile(tmp_path, target="vertex", methods=("baseline", "supcon", "simclr", "npairs"))
+    methods = ("baseline", "supcon", "simclr", "npairs")
+    spec = _compile(tmp_path, target="vertex", methods=methods)
+    described = {**DESCRIPTIONS, **descriptions(components.compare_and_report, methods)}
+    assert described["npairs_model"] == (
+        "The N-pairs (seeds' SupCon) branch's classifier (a model directory)."
+    )
     # A condition's sub-DAG (dsl.If) takes KFP's own pipelinechannel-- inputs: not described.
     steps = {name: c for name, c in spec["components"].items() if "dag" not in c}
     interfaces = {"root": spec["root"], **steps}
@@ -187,7 +194,7 @@ def test_compiled_yaml_describes_every_input(tmp_path):
         definitions = interface.get("inputDefinitions", {})
         for kind in ("parameters", "artifacts"):
             for parameter, definition in definitions.get(kind, {}).items():
-                assert definition.get("description") == DESCRIPTIONS[parameter], (name, parameter)
+                assert definition.get("description") == described[parameter], (name, parameter)
                 checked += 1
     assert checked >= 40
     assert spec["root"]["inputDefinitions"]["parameters"]["promotion_margin"]["description"]

@@ -216,17 +216,6 @@ def run_compare_and_report(
     return summary
 
 
-def branch_candidates(**branches) -> dict[str, tuple[str, str]]:
-    """`{method: (evaluation path, model path)}` of the branches a component received, from
-    `method=(evaluation artifact, model artifact)` pairs; a branch not compiled in (None) is
-    left out."""
-    return {
-        name: (evaluation.path, model.path)
-        for name, (evaluation, model) in branches.items()
-        if evaluation is not None and model is not None
-    }
-
-
 def best_method(evaluations: dict[str, dict]) -> str:
     """The method with the highest test accuracy (`run_evaluate` results by name; the first
     listed wins a tie): the candidate the gate compares and the report explains."""
