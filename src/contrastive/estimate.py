@@ -33,7 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from contrastive.config import BASELINE, Config
+from contrastive import methods as method_registry
+from contrastive.config import Config
+from contrastive.methods import BASELINE
 
 PRETRAIN, CLASSIFIER = "pretrain", "classifier"  # the kinds of step besides BASELINE
 # Optimizer steps in each of the two measured epochs: the second epoch's steps but its first
@@ -125,9 +127,9 @@ def estimate_run(
 
     started = time.perf_counter()
     train = config.train
-    pretraining = [method for method in methods if method != BASELINE]
-    kinds = ([BASELINE] if BASELINE in methods else []) + (
-        [PRETRAIN, CLASSIFIER] if pretraining else []
+    end_to_end = [method_registry.get(method).end_to_end for method in methods]
+    kinds = ([BASELINE] if any(end_to_end) else []) + (
+        [PRETRAIN, CLASSIFIER] if not all(end_to_end) else []
     )
     costs = measure_costs(config, data.image_shape, data.classes, kinds)
     knn = min(data.train, train.knn_max_examples) + min(data.validation, train.knn_max_examples)
@@ -155,14 +157,15 @@ def estimate_run(
     for fraction in list(labeled_fractions) or [None]:
         tag = "" if fraction is None else f" {100 * fraction:g}%"
         for method in methods:
-            if method == BASELINE:
+            entry = method_registry.get(method)
+            if entry.end_to_end:
                 epochs = train.epochs + train.classifier_epochs
                 steps[method + tag] = seconds(BASELINE, epochs, labelled(fraction))
                 continue
-            once = method == "simclr" and fraction is not None
+            once = entry.pretrain_once and fraction is not None
             pretrain = seconds(PRETRAIN, train.epochs, data.train, knn)
             if once and fraction != labeled_fractions[0]:
-                pretrain = 0.0  # SimCLR's encoder serves every fraction
+                pretrain = 0.0  # one encoder serves every fraction
             classifier = seconds(CLASSIFIER, train.classifier_epochs, labelled(fraction))
             steps[method + tag] = pretrain + classifier
     precision, _ = machine_mixed_precision(train.mixed_precision)

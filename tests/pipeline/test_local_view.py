@@ -155,15 +155,17 @@ def test_task_names_are_the_display_names_in_run_order():
 
     names = task_names(build_pipeline(target="local"))
     shown = list(names.values())
-    assert len(shown) == 10 and shown[0] == "ingest" and shown[-1] == "compare-and-report"
+    assert len(shown) == 12 and shown[0] == "ingest" and shown[-1] == "compare-and-report"
+    assert shown[1] == "check-drift"  # then the tasks of the retrain condition, in place
     assert names["ingest-data"] == "ingest" and names["train-baseline"] == "train-baseline"
+    assert shown.index("evaluate-supcon") < shown.index("explain-neighbours")
     assert set(shown) >= {"pretrain-supcon", "classifier-simclr", "evaluate-baseline"}
     # every task after the tasks it needs
     assert shown.index("pretrain-supcon") < shown.index("classifier-supcon")
     assert shown.index("classifier-supcon") < shown.index("evaluate-supcon")
     # the README's count of `--profile few-labels` (three fractions, SimCLR pretrained once)
     few_labels = build_pipeline(target="local", labeled_fractions=(0.01, 0.1, 1.0))
-    assert len(task_names(few_labels)) == 27
+    assert len(task_names(few_labels)) == 29
 
 
 def test_a_changed_source_or_profile_file_is_a_new_run_and_ingests_again(tmp_path):
@@ -275,10 +277,16 @@ def test_runs_latest_points_at_the_last_successful_run(tmp_path, monkeypatch):
         raise LocalRunError(f"task ingest failed; full log: {logs_dir / 'ingest.log'}")
 
     def succeeds(pipeline, params, *, logs_dir, **kwargs):
-        output = logs_dir.parent / "artifacts" / "job" / "compare-and-report"
-        output.mkdir(parents=True)
-        (output / "results").write_text(json.dumps({"methods": {}, "profile": "tiny"}))
-        (output / "report").write_text("<html></html>")
+        job = logs_dir.parent / "artifacts" / "job"
+        for task in ("check-drift", "compare-and-report", "explain-neighbours"):
+            (job / task).mkdir(parents=True)
+        (job / "check-drift" / "drift").write_text(json.dumps({"decision": "train"}))
+        suspects = job / "explain-neighbours" / "suspects"
+        suspects.write_text("id,label\n")
+        summary = {"methods": {}, "profile": "tiny"}
+        summary["neighbours"] = {"suspects": {"location": str(suspects)}}
+        (job / "compare-and-report" / "results").write_text(json.dumps(summary))
+        (job / "compare-and-report" / "report").write_text("<html></html>")
 
     monkeypatch.setattr(local_run, "run_with_view", fails)
     with pytest.raises(LocalRunError):
