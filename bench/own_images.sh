@@ -21,8 +21,9 @@ run() {
     {
         echo
         echo "== contrastive run --source DIR $*: $((SECONDS - start)) s wall, load $(cut -d' ' -f1-3 /proc/loadavg)"
-        grep -E "estimated training|images differ|resized [0-9]+ images|^│|pipeline time" \
-            "$WORK/$name.log" | sed 's/.*INFO\]: //'
+        grep -E "estimated training|^│|pipeline time" "$WORK/$name.log"
+        grep -hE "images differ|resized [0-9]+ images" "$WORK/runs-$name"/latest/logs/ingest.log \
+            | sed 's/.*INFO\]: //'
         grep -h "fitted to the data" "$WORK/runs-$name"/latest/logs/pretrain-supcon.log \
             | sed 's/.*INFO\]: //'
     } | tee -a "$SUMMARY"
