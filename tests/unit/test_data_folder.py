@@ -150,7 +150,7 @@ def test_mixed_sizes_resize_to_the_median_by_default(tmp_path, caplog):
     make_folder(root, classes=("x", "y"), per_class=2)  # four 8x6
     write_image(root / "y" / "big.png", pixels(5, (16, 12, 3)))
     out = tmp_path / "out"
-    with caplog.at_level("INFO", logger="contrastive.data.ingestion"):
+    with caplog.at_level("INFO", logger="contrastive.data"):
         manifest = data.ingest(str(root), str(out), validation_fraction=0.0, progress=False)
     # median height of (8, 8, 8, 8, 16) x median width of (6, 6, 6, 6, 12)
     assert manifest["image_shape"] == [8, 6, 3]

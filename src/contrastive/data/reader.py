@@ -16,8 +16,9 @@ import numpy as np
 import tensorflow as tf
 
 from contrastive import storage, validation
+from contrastive.data.commit import FORMAT_VERSION, MANIFEST_NAME
 from contrastive.data.errors import CorruptShardError, DataError, DatasetIncompleteError
-from contrastive.data.ingestion import FORMAT_VERSION, MANIFEST_NAME, parse_image_size
+from contrastive.data.images import parse_image_size
 from contrastive.data.records import FEATURE_SPEC
 
 SUPPORTED_FORMAT_VERSIONS = (FORMAT_VERSION,)
