@@ -8,12 +8,10 @@ array sources and the median size of a folder of mixed sizes. The split plan its
 from __future__ import annotations
 
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from contrastive import storage
 from contrastive.data.errors import DataError
 from contrastive.data.images import RESIZE_METHOD, header_size, resize_arrays, sniff_format
 from contrastive.data.reading import _SNIFF_BYTES, _read_regular_file
@@ -90,16 +88,6 @@ def _check_arguments(
     for name, value, expectation, valid in checks:
         if not valid:
             raise DataError(f"{name} must be {expectation}. Received: {name}={value!r}")
-
-
-def _inside(root: str, path: str) -> bool:
-    """True when `path` is `root` or lies below it."""
-    if storage.is_local(root) != storage.is_local(path):
-        return False
-    if storage.is_local(root):
-        root, path = os.path.realpath(root), os.path.realpath(path)
-        return os.path.commonpath([root, path]) == root
-    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 def _check_array_sizes(opened: Source, image_size, max_pixels: int) -> None:
