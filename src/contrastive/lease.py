@@ -184,12 +184,17 @@ def acquire(
 
 @contextlib.contextmanager
 def holding(folder: str, what: str, **options) -> Iterator[Lease]:
-    """`acquire` ... `release`, the lease released whatever happens in the block."""
+    """`acquire` ... `release`, the lease released whatever happens in the block; a local
+    folder the claim created is removed again when nothing else was written in it."""
+    created = storage.is_local(folder) and not os.path.exists(folder)
     lease = acquire(folder, what, **options)
     try:
         yield lease
     finally:
         lease.release()
+        if created:
+            with contextlib.suppress(OSError):  # not empty: the writer wrote there
+                os.rmdir(folder)
 
 
 def _busy(folder: str, holder: dict) -> OutputBusyError:

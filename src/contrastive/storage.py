@@ -103,6 +103,8 @@ def read_bytes(uri: str | os.PathLike, *, client: Any = None) -> bytes:
         with open(uri, "rb") as stream:
             return stream.read()
     if not is_gcs(uri):
+        if not _gfile().exists(uri):
+            raise FileNotFoundError(f"no such file: {uri}")
         with _gfile().GFile(uri, "rb") as stream:
             return stream.read()
     from google.api_core import exceptions

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, NamedTuple
@@ -55,18 +54,12 @@ def claiming(output: str, what: str, *, overwrite: bool) -> Iterator[Claim]:
     """
     if storage.exists(output) and not storage.isdir(output):
         raise DataError(f"output {output} is a file, not a directory")
-    created = storage.is_local(output) and not os.path.exists(output)
-    try:
-        with lease.holding(output, what) as held:
-            data, generation = storage.read_with_generation(storage.join(output, MANIFEST_NAME))
-            committed = _parse_manifest(data, output) if data is not None else None
-            if committed is not None and not overwrite:
-                _refuse(output, committed)
-            yield Claim(held, generation, committed)
-    finally:
-        if created:
-            with contextlib.suppress(OSError):  # refused before writing: leave no empty folder
-                os.rmdir(output)
+    with lease.holding(output, what) as held:
+        data, generation = storage.read_with_generation(storage.join(output, MANIFEST_NAME))
+        committed = _parse_manifest(data, output) if data is not None else None
+        if committed is not None and not overwrite:
+            _refuse(output, committed)
+        yield Claim(held, generation, committed)
 
 
 def refuse_committed(output: str) -> None:
