@@ -179,3 +179,78 @@ def test_copying_an_ingested_dataset_commits_like_an_ingest(tmp_path):
             data.copy_ingested(str(dataset), str(overlapping), overwrite=True)
     assert json.loads((dataset / "manifest.json").read_text())["writer"]["what"] == "ingest"
     assert data.load_arrays(str(copy), "train")[0].shape[0] == 36
+
+
+# Runs `contrastive pretrain`, held once it holds its output (before training) until `go`.
+_HELD_PRETRAIN = """
+import sys, time
+from pathlib import Path
+from contrastive.tasks import training
+data, output, go = sys.argv[1:4]
+original = training._train_claimed
+def held(*args, **kwargs):
+    print("held", flush=True)
+    deadline = time.monotonic() + 120
+    while not Path(go).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return original(*args, **kwargs)
+training._train_claimed = held
+from pipelines.cli import main
+sys.exit(main(["pretrain", "--data", data, "--output", output, "--profile", "tiny"]))
+"""
+
+
+@pytest.mark.slow
+def test_of_two_trainings_into_one_model_directory_one_trains_the_other_names_it(
+    tiny_dataset, tmp_path
+):
+    from contrastive import tasks
+    from contrastive.config import resolve_config
+
+    output, go = tmp_path / "encoder", tmp_path / "go"
+    first = subprocess.Popen(
+        [sys.executable, "-c", _HELD_PRETRAIN, tiny_dataset, str(output), str(go)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{SRC.parent}"},
+    )
+    try:
+        assert first.stdout.readline().strip() == "held"
+        with pytest.raises(OutputBusyError) as raised:
+            tasks.run_pretrain(tiny_dataset, output, resolve_config("tiny"))
+        assert str(raised.value).startswith(
+            f"{output} is being written by pretrain supcon (pid {first.pid} on "
+        )
+    finally:
+        go.touch()
+        _, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-3000:]
+    info = json.loads((output / "info.json").read_text())
+    assert info["writer"]["pid"] == first.pid and (output / "COMPLETE").is_file()
+
+
+@pytest.mark.slow
+def test_a_step_does_not_commit_over_a_model_completed_while_it_trained(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    from contrastive import reuse, tasks, training
+    from contrastive.config import resolve_config
+
+    output = tmp_path / "encoder"
+    pretrain = training.pretrain
+
+    def pretrain_while_another_completes(*args, **kwargs):
+        result = pretrain(*args, **kwargs)
+        (output / "info.json").write_text(json.dumps({"writer": {"what": "the other"}}))
+        (output / "COMPLETE").write_text("T1")
+        return result
+
+    monkeypatch.setattr(training, "pretrain", pretrain_while_another_completes)
+    with pytest.raises(reuse.OutputConflictError) as raised:
+        tasks.run_pretrain(tiny_dataset, output, resolve_config("tiny"))
+    assert str(raised.value).startswith(
+        f"{output} was completed by the other (pid ? on ?, started ?) while this step trained; "
+        "this one committed nothing"
+    )
+    assert (output / "COMPLETE").read_text() == "T1" and not (output / "model.keras").exists()
