@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, NamedTuple
 
+import numpy as np
+
 from contrastive import lease, storage
 from contrastive.data.errors import DataError
 from contrastive.data.sources import Source
@@ -141,6 +143,10 @@ def _build_manifest(
                 "formats": written.formats[name],
                 "shards": shards,
             }
+            if name != "unlabeled":  # labelled examples of each class, in class order
+                splits[name]["class_counts"] = _class_counts(
+                    written.index, name, len(opened.class_names)
+                )
     return {
         "format_version": FORMAT_VERSION,
         "source": source,
@@ -162,6 +168,15 @@ def _build_manifest(
         "package_version": __version__,
         "parameters": parameters,
     }
+
+
+def _class_counts(index: dict[str, list], split: str, num_classes: int) -> list[int]:
+    labels = [
+        label
+        for name, label in zip(index["split"], index["label"], strict=True)
+        if name == split and label >= 0
+    ]
+    return [int(count) for count in np.bincount(labels, minlength=num_classes)]
 
 
 def _count_duplicates(index: dict[str, list]) -> dict[str, int]:

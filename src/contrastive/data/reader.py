@@ -390,6 +390,9 @@ class TrainingData:
     manifest: dict
     num_train: int = 0
     num_validation: int = 0
+    # Labelled train examples of each class the step sees (its labelled subset with few
+    # labels), from the manifest or index.parquet; None when the dataset does not say.
+    class_counts: list[int] | None = None
 
 
 def load_training_data(
@@ -474,8 +477,9 @@ def stream_training_data(
     manifest = read_manifest(uri)
     splits = manifest["splits"]
     subset = None
+    class_counts = splits.get("train", {}).get("class_counts")
     if labeled_fraction < 1:
-        subset = labelled_subset_ids(uri, labeled_fraction, seed, manifest=manifest)
+        subset, class_counts = _labelled_subset(uri, labeled_fraction, seed, manifest)
 
     def size(name: str) -> int:
         count = splits.get(name, {}).get("num_examples", 0)
@@ -552,6 +556,7 @@ def stream_training_data(
         manifest=manifest,
         num_train=num_train,
         num_validation=size("validation"),
+        class_counts=None if class_counts is None else [int(c) for c in class_counts],
     )
 
 
@@ -561,6 +566,13 @@ def labelled_subset_ids(
     """The ids of the train records that keep their label when a step sees `fraction` of the
     labels: `splits.labeled_subset` of the train split's labels in `index.parquet` (its row
     order), so stratified, seeded and nested across fractions."""
+    return _labelled_subset(uri, fraction, seed, manifest)[0]
+
+
+def _labelled_subset(
+    uri: str, fraction: float, seed: int, manifest: dict | None
+) -> tuple[list[str], np.ndarray]:
+    """`labelled_subset_ids` and the subset's labelled examples per class."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -575,13 +587,18 @@ def labelled_subset_ids(
             f"{uri} has no {index_path.rsplit('/', 1)[-1]}: a labelled subset "
             f"(labeled_fraction={fraction}) is drawn from it; ingest the dataset again"
         )
-    table = pq.read_table(
-        pa.BufferReader(storage.read_bytes(index_path)), columns=["id", "split", "label"]
-    )
+    try:
+        table = pq.read_table(
+            pa.BufferReader(storage.read_bytes(index_path)), columns=["id", "split", "label"]
+        )
+    except (pa.ArrowException, OSError) as error:
+        raise DataError(f"corrupt dataset {uri}: {index_path} is unreadable ({error})") from None
     table = table.filter(pc.equal(table["split"], "train"))
     labels = table["label"].to_numpy()
     ids = table["id"].to_pylist()
-    return [ids[position] for position in labeled_subset(labels, fraction, seed)]
+    chosen = labeled_subset(labels, fraction, seed)
+    counts = np.bincount(labels[chosen][labels[chosen] >= 0], minlength=manifest["num_classes"])
+    return [ids[position] for position in chosen], counts
 
 
 def _labelled_subset_epochs(read, subset, limit, batch_size, process_count, min_steps, shuffling):

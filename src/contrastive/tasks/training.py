@@ -85,6 +85,7 @@ def run_pretrain(
         summarize,
         request=request,
         overwrite=overwrite,
+        uses_labels=_supervised(config),
         include_unlabeled=config.train.use_unlabeled,
         labelled_only=False,  # few labels: the others are anchors of their own views
         tensorboard_dir=tensorboard_dir,
@@ -353,6 +354,7 @@ def _train_step(
     overwrite: bool = False,
     include_unlabeled: bool = False,
     labelled_only: bool = True,
+    uses_labels: bool = True,
     check: Callable[[TrainingData], None] | None = None,
     tensorboard_dir: str | None = None,
     durable_dir: str | None = None,
@@ -380,6 +382,9 @@ def _train_step(
         labelled_only: with `train.labeled_fraction` < 1, train on the labelled subset only
             (cross-entropy steps: no -1 label reaches their loss), else on every train image
             with the others unlabelled (-1).
+        uses_labels: the step learns from labels: a train split (or labelled subset) with
+            labelled images of fewer than two classes is refused. Every step warns, naming
+            them, about classes without labelled train images.
         check: refuses data the step cannot use (raises), before training.
         tensorboard_dir: where `keras.callbacks.TensorBoard` writes (default
             `<output_dir>/tensorboard`).
@@ -424,6 +429,7 @@ def _train_step(
             writer=None if held is None else held.record,
             include_unlabeled=include_unlabeled,
             labelled_only=labelled_only,
+            uses_labels=uses_labels,
             check=check,
             tensorboard_dir=tensorboard_dir,
             durable_dir=durable_dir,
@@ -447,6 +453,7 @@ def _train_claimed(
     writer,
     include_unlabeled,
     labelled_only,
+    uses_labels,
     check,
     tensorboard_dir,
     durable_dir,
@@ -481,6 +488,7 @@ def _train_claimed(
         process_count=layout.processes,
     )
     start = time.perf_counter()
+    _check_train_classes(name, data_uri, data, refuse=uses_labels)
     if check is not None:
         check(data)
     with _writing_folder(output_dir) as local_dir:
@@ -549,6 +557,32 @@ def _train_claimed(
         return metrics
 
 
+def _check_train_classes(name: str, data_uri: str, data: TrainingData, *, refuse: bool):
+    """Warn naming the classes the step has no labelled train image of; with `refuse`,
+    DataError when fewer than two classes have one (cross-entropy over one class is 100 %
+    accurate and meaningless)."""
+    from contrastive.data import DataError
+
+    if data.class_counts is None:
+        return
+    pairs = list(zip(data.class_names, data.class_counts, strict=False))
+    present = [class_name for class_name, count in pairs if count]
+    missing = [class_name for class_name, count in pairs if not count]
+    if refuse and len(present) < 2:
+        raise DataError(
+            f"{data_uri}: the train split {name} learns from holds labelled images of "
+            f"{len(present)} of {len(pairs)} classes ({', '.join(map(repr, present)) or 'none'}); "
+            "training needs at least two (raise train.labeled_fraction, or ingest with train "
+            "images of more classes)"
+        )
+    if missing:
+        log.warning(
+            "%s: %d of %d classes have no labelled train image in %s: %s. The model cannot "
+            "learn them; their test images will all be misclassified",
+            name, len(missing), len(pairs), data_uri, ", ".join(map(repr, missing)),
+        )  # fmt: skip
+
+
 def _request(step: str, config: Config, data_uri: str, *, method, mode=None, **inputs) -> dict:
     """The step's `reuse.step_request`, its dataset named by content (`dataset_digest`)."""
     from contrastive import data, reuse
@@ -557,6 +591,14 @@ def _request(step: str, config: Config, data_uri: str, *, method, mode=None, **i
     return reuse.step_request(
         step, config, method=method, mode=mode, inputs={"data": digest, **inputs}
     )
+
+
+def _supervised(config: Config) -> bool:
+    """Whether the pretraining loss reads labels (SupCon, N-pairs) or not (SimCLR)."""
+    from contrastive.losses import get_loss
+
+    loss = get_loss(config.train.method, config.train.temperature)
+    return bool(getattr(loss, "supervised", True))
 
 
 def _check_apart(output_dir, data_uri, encoder_dir, tensorboard_dir, durable_dir) -> None:
