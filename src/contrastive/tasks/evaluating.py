@@ -41,14 +41,15 @@ def run_evaluate(
     check_compatible(info, manifest, model_dir)
     if not manifest["splits"].get(split, {"num_examples": 1})["num_examples"]:
         raise ValueError(f"split {split!r} of {data_uri} is empty: nothing to evaluate")
-    result, (x, y) = evaluation.evaluate_batches(
-        lambda images: training.predict_proba(model, images, batch_size),
-        data_io.read_split(data_uri, split, batch_size).as_numpy_iterator(),
-        class_names=list(manifest["class_names"]),
-        batch_size=batch_size,
-        predictions_path=predictions_path,
-        keep=embedding_points * 2,
-    )
+    with data_io.naming_damage(data_uri):
+        result, (x, y) = evaluation.evaluate_batches(
+            lambda images: training.predict_proba(model, images, batch_size),
+            data_io.read_split(data_uri, split, batch_size).as_numpy_iterator(),
+            class_names=list(manifest["class_names"]),
+            batch_size=batch_size,
+            predictions_path=predictions_path,
+            keep=embedding_points * 2,
+        )
     embedding = None
     if embedding_points > 0:
         features = training.embed(find_encoder(model), x, batch_size)

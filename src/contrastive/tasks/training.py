@@ -460,7 +460,7 @@ def _train_claimed(
     progress_file,
 ) -> dict:
     """`_train_step` once the output is held: open the data, train, time, commit."""
-    from contrastive.data import stream_training_data
+    from contrastive.data import naming_damage, stream_training_data
     from contrastive.training.callbacks import ProgressLog, tensorboard_callback
     from contrastive.training.distribution import describe, save_discarded
     from contrastive.training.optim import machine_mixed_precision
@@ -507,14 +507,15 @@ def _train_claimed(
         if durable_dir is not None and layout.is_chief:
             callbacks.append(durable.mirror_callback(checkpoint_dir, durable_dir))
         try:
-            model, history = fit(
-                config,
-                data.train,
-                data.validation,
-                num_classes=data.num_classes,
-                checkpoint_dir=str(checkpoint_dir),
-                callbacks=callbacks,
-            )
+            with naming_damage(data_uri):
+                model, history = fit(
+                    config,
+                    data.train,
+                    data.validation,
+                    num_classes=data.num_classes,
+                    checkpoint_dir=str(checkpoint_dir),
+                    callbacks=callbacks,
+                )
         except Exception as error:
             from contrastive.durable import permanent_errors
 
