@@ -380,13 +380,16 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from contrastive import tasks
+    from contrastive.reuse import check_apart
 
+    check_apart({"--output": args.output}, {"--data": args.data, "--model": args.model})
     result = tasks.run_evaluate(
         args.data, args.model, split=args.split, predictions_path=args.predictions
     )
     if args.output:
-        with open(args.output, "w") as file:
-            json.dump(result, file)
+        from contrastive import storage
+
+        storage.write_json(args.output, result)  # atomic: a failed write leaves no half file
     print(
         json.dumps(
             {

@@ -8,9 +8,10 @@ import logging
 import time
 from pathlib import Path
 
-from contrastive import label_efficiency, modeldir
+from contrastive import label_efficiency, modeldir, storage
 from contrastive.config import Config
 from contrastive.modeldir import check_compatible, load_model_dir, read_json
+from contrastive.reuse import check_apart
 from contrastive.tasks.conventions import data_location
 
 log = logging.getLogger("contrastive.tasks")
@@ -36,6 +37,7 @@ def run_evaluate(
     from contrastive.models import find_encoder
 
     data_uri = data_location(data_uri)
+    check_apart({"--predictions": predictions_path}, {"--data": data_uri, "--model": model_dir})
     model, info = load_model_dir(model_dir)
     manifest = data_io.read_manifest(data_uri)
     check_compatible(info, manifest, model_dir)
@@ -64,9 +66,9 @@ def run_evaluate(
         split=split,
         train_seconds=info.get("train_seconds"),
         mixed_precision=info.get("mixed_precision"),
-        history=read_json(Path(model_dir) / "history.json"),
-        train_metrics=read_json(Path(model_dir) / "metrics.json"),
-        config=modeldir.read_yaml(Path(model_dir) / "config.yaml"),
+        history=read_json(storage.join(str(model_dir), "history.json")),
+        train_metrics=read_json(storage.join(str(model_dir), "metrics.json")),
+        config=modeldir.read_yaml(storage.join(str(model_dir), "config.yaml")),
         embedding_2d=embedding,
     )
     result["knn_accuracy"] = result["train_metrics"].get("knn_accuracy")

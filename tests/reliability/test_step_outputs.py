@@ -176,3 +176,79 @@ def test_a_truncated_or_damaged_model_is_corrupt_not_missing(trained, tmp_path, 
     with pytest.raises(modeldir.ModelCorruptError) as raised:
         modeldir.load_model_dir(classifier)
     assert str(raised.value).startswith(f"corrupt file {classifier / 'info.json'}: not valid JSON")
+
+
+def test_a_full_disk_during_evaluate_names_predictions_and_its_file(
+    trained, tmp_path, capsys, monkeypatch
+):
+    import pyarrow.parquet as pq
+
+    def disk_full(self, table, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", disk_full)
+    predictions = tmp_path / "out" / "predictions.parquet"
+    code, err = _cli(
+        capsys,
+        "evaluate",
+        "--data",
+        trained["data"],
+        "--model",
+        str(trained["classifier"]),
+        "--predictions",
+        str(predictions),
+    )
+    assert code == 2
+    assert err == (
+        f"error: cannot write the predictions file {predictions} (--predictions): [Errno 28] No "
+        "space left on device; nothing was written there\n"
+    )
+    assert list(predictions.parent.iterdir()) == []  # no temporary file left behind
+
+
+def test_a_full_disk_writing_the_evaluation_result_names_the_file(
+    trained, tmp_path, capsys, monkeypatch
+):
+    import os
+
+    def disk_full(descriptor):
+        raise OSError(28, "No space left on device")
+
+    output = tmp_path / "result.json"
+    monkeypatch.setattr(os, "fsync", disk_full)
+    code, err = _cli(
+        capsys,
+        "evaluate",
+        "--data",
+        trained["data"],
+        "--model",
+        str(trained["classifier"]),
+        "--output",
+        str(output),
+    )
+    assert code == 2
+    assert err.startswith(f"error: OSError: [Errno 28] No space left on device: '{output}' (")
+    assert f"--output={output}" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluate_refuses_outputs_inside_its_inputs(trained, capsys):
+    inside = trained["classifier"] / "model.keras"
+    before = inside.read_bytes()
+    for flag in ("--predictions", "--output"):
+        code, err = _cli(
+            capsys,
+            "evaluate",
+            "--data",
+            trained["data"],
+            "--model",
+            str(trained["classifier"]),
+            flag,
+            str(inside),
+        )
+        assert code == 2
+        assert err == (
+            f"error: {flag} {inside} lies inside the step's own input --model "
+            f"{trained['classifier']}; choose an {flag} outside it\n"
+        )
+    assert inside.read_bytes() == before
