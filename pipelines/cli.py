@@ -166,7 +166,7 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args) -> int:
-    from contrastive.config import encode_overrides, parse_overrides_text
+    from contrastive.config import encode_overrides, parse_overrides_text, unusual_settings
     from contrastive.data.images import parse_image_size
     from contrastive.run_parameters import check_run_parameters
     from contrastive.validation import check
@@ -189,6 +189,8 @@ def cmd_run(args) -> int:
     with native_notices_filtered():  # TensorFlow loads here: its start-up notices not shown
         # The check submit and schedule make, before any task (0 / "" keep the profile's value).
         config = check_run_parameters(params)
+        for line in unusual_settings(config):  # the tasks' logs say it too, but unseen
+            print(f"warning: {line}", file=sys.stderr, flush=True)
         params.setdefault("seed", config.train.seed)
         # Compiled into the DAG like the methods: the flag, else the profile's curve (few-labels).
         fractions = fractions or check_labeled_fractions(config.train.labeled_fractions)

@@ -585,9 +585,13 @@ def _check_train_classes(name: str, data_uri: str, data: TrainingData, *, refuse
 
 
 def _request(step: str, config: Config, data_uri: str, *, method, mode=None, **inputs) -> dict:
-    """The step's `reuse.step_request`, its dataset named by content (`dataset_digest`)."""
+    """The step's `reuse.step_request`, its dataset named by content (`dataset_digest`).
+    Settings of the step outside their usual range are logged as warnings first."""
     from contrastive import data, reuse
+    from contrastive.config import unusual_settings
 
+    for line in unusual_settings(config, fields=reuse.shaping_settings(config, step)):
+        log.warning("%s: %s", step, line)
     digest = data.dataset_digest(data.read_manifest(data_uri))
     return reuse.step_request(
         step, config, method=method, mode=mode, inputs={"data": digest, **inputs}
