@@ -168,7 +168,7 @@ def _replace_local(path: str, data: bytes) -> None:
         os.makedirs(folder, exist_ok=True)
         descriptor, temporary = tempfile.mkstemp(prefix=".tmp-", dir=folder)
     except OSError as error:
-        raise _naming(error, path) from error
+        raise naming(error, path) from error
     try:
         with os.fdopen(descriptor, "wb") as stream:
             stream.write(data)
@@ -180,13 +180,13 @@ def _replace_local(path: str, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         if isinstance(error, OSError):  # a full disk names the file it could not write
-            raise _naming(error, path) from error
+            raise naming(error, path) from error
         raise
 
 
-def _naming(error: OSError, path: str) -> OSError:
+def naming(error: OSError, path: str) -> OSError:
     """`error` as an OSError of the same errno that names `path` (a write's ENOSPC names no
-    file)."""
+    file), for writers outside this module to raise too."""
     if error.filename == path:
         return error
     if error.errno is None:

@@ -295,6 +295,20 @@ def test_a_manifest_that_contradicts_itself_is_named_before_reading(
     assert "\n" not in str(raised.value)
 
 
+def test_an_unreadable_index_is_named(dataset, tmp_path):
+    uri, _ = _edited_copy(dataset, tmp_path, lambda manifest: None)
+    index = Path(uri) / "index.parquet"
+    index.write_bytes(b"PAR1 not parquet")
+    for read in (data.dataset_info, lambda u: data.stream_training_data(
+        u, batch_size=8, labeled_fraction=0.5
+    )):  # fmt: skip
+        with pytest.raises(CorruptShardError) as raised:
+            read(uri)
+        assert str(raised.value).startswith(
+            f"corrupt dataset: {index} is not a readable index (ArrowInvalid: "
+        )
+
+
 def test_a_shard_cut_short_in_its_last_record_is_named(dataset, tmp_path):
     from contrastive.data.reader import _scan_shard
 

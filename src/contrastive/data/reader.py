@@ -665,9 +665,7 @@ def _labelled_subset(
     uri: str, fraction: float, seed: int, manifest: dict | None
 ) -> tuple[list[str], np.ndarray]:
     """`labelled_subset_ids` and the subset's labelled examples per class."""
-    import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     from contrastive.data.splits import labeled_subset
 
@@ -679,12 +677,7 @@ def _labelled_subset(
             f"{uri} has no {index_path.rsplit('/', 1)[-1]}: a labelled subset "
             f"(labeled_fraction={fraction}) is drawn from it; ingest the dataset again"
         )
-    try:
-        table = pq.read_table(
-            pa.BufferReader(storage.read_bytes(index_path)), columns=["id", "split", "label"]
-        )
-    except (pa.ArrowException, OSError) as error:
-        raise DataError(f"corrupt dataset {uri}: {index_path} is unreadable ({error})") from None
+    table = _read_index(index_path, ["id", "split", "label"])
     table = table.filter(pc.equal(table["split"], "train"))
     labels = table["label"].to_numpy()
     ids = table["id"].to_pylist()
@@ -750,16 +743,12 @@ def sample_arrays(
 
 def dataset_info(uri: str) -> dict:
     """A summary: source, classes, image shape, and per split counts, shards, bytes, labels."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     uri = storage.strip_trailing_slash(uri)
     manifest = read_manifest(uri)
     label_counts: dict[str, dict[str, int]] = {}
     index_path = storage.join(uri, manifest.get("index", "index.parquet"))
     if storage.exists(index_path):
-        buffer = pa.BufferReader(storage.read_bytes(index_path))
-        table = pq.read_table(buffer, columns=["split", "label"])
+        table = _read_index(index_path, ["split", "label"])
         names = manifest["class_names"]
         grouped = table.group_by(["split", "label"]).aggregate([("label", "count")])
         grouped = grouped.sort_by([("label", "ascending")])
@@ -787,6 +776,20 @@ def dataset_info(uri: str) -> dict:
         "skipped": len(manifest["skipped"]),
         "duplicates": manifest.get("duplicates", {}),
     }
+
+
+def _read_index(path: str, columns: list[str]):
+    """Columns of a dataset's `index.parquet` as a pyarrow Table; CorruptShardError naming
+    the file when it is not a readable Parquet file with them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(pa.BufferReader(storage.read_bytes(path)), columns=columns)
+    except (pa.ArrowException, OSError) as error:
+        raise CorruptShardError(
+            f"corrupt dataset: {path} is not a readable index ({type(error).__name__}: {error})"
+        ) from None
 
 
 def _split_entry(manifest: dict, split: str, uri: str) -> dict:
