@@ -38,6 +38,11 @@ def _cli(capsys, *args):
     return code, capsys.readouterr().err
 
 
+def _evaluate(capsys, trained, *flags, model=None):
+    model = model or trained["classifier"]
+    return _cli(capsys, "evaluate", "--data", trained["data"], "--model", str(model), *flags)
+
+
 def test_pretrain_with_another_method_into_a_finished_encoder_is_refused(trained, tmp_path, capsys):
     encoder = _copy(trained["encoder"], tmp_path / "encoder")
     before = (encoder / "model.keras").read_bytes()
@@ -160,7 +165,7 @@ def test_a_truncated_or_damaged_model_is_corrupt_not_missing(trained, tmp_path, 
     model = classifier / "model.keras"
     size = model.stat().st_size
     model.write_bytes(model.read_bytes()[: size // 2])
-    code, err = _cli(capsys, "evaluate", "--data", trained["data"], "--model", str(classifier))
+    code, err = _evaluate(capsys, trained, model=classifier)
     assert code == 2
     assert err == (
         f"error: corrupt model directory {classifier}: model.keras is {size // 2} bytes, "
@@ -188,16 +193,7 @@ def test_a_full_disk_during_evaluate_names_predictions_and_its_file(
 
     monkeypatch.setattr(pq.ParquetWriter, "write_table", disk_full)
     predictions = tmp_path / "out" / "predictions.parquet"
-    code, err = _cli(
-        capsys,
-        "evaluate",
-        "--data",
-        trained["data"],
-        "--model",
-        str(trained["classifier"]),
-        "--predictions",
-        str(predictions),
-    )
+    code, err = _evaluate(capsys, trained, "--predictions", str(predictions))
     assert code == 2
     assert err == (
         f"error: cannot write the predictions file {predictions} (--predictions): [Errno 28] No "
@@ -216,16 +212,7 @@ def test_a_full_disk_writing_the_evaluation_result_names_the_file(
 
     output = tmp_path / "result.json"
     monkeypatch.setattr(os, "fsync", disk_full)
-    code, err = _cli(
-        capsys,
-        "evaluate",
-        "--data",
-        trained["data"],
-        "--model",
-        str(trained["classifier"]),
-        "--output",
-        str(output),
-    )
+    code, err = _evaluate(capsys, trained, "--output", str(output))
     assert code == 2
     assert err.startswith(f"error: OSError: [Errno 28] No space left on device: '{output}' (")
     assert f"--output={output}" in err
@@ -236,16 +223,7 @@ def test_evaluate_refuses_outputs_inside_its_inputs(trained, capsys):
     inside = trained["classifier"] / "model.keras"
     before = inside.read_bytes()
     for flag in ("--predictions", "--output"):
-        code, err = _cli(
-            capsys,
-            "evaluate",
-            "--data",
-            trained["data"],
-            "--model",
-            str(trained["classifier"]),
-            flag,
-            str(inside),
-        )
+        code, err = _evaluate(capsys, trained, flag, str(inside))
         assert code == 2
         assert err == (
             f"error: {flag} {inside} lies inside the step's own input --model "

@@ -425,8 +425,8 @@ def _train_step(
             request=request,
             overwrite=overwrite,
             fresh=fresh,
-            commit_check=lambda: _check_commit(held, output_dir, generation),
-            writer=None if held is None else held.record,
+            held=held,
+            generation=generation,
             include_unlabeled=include_unlabeled,
             labelled_only=labelled_only,
             uses_labels=uses_labels,
@@ -449,8 +449,8 @@ def _train_claimed(
     request,
     overwrite,
     fresh,
-    commit_check,
-    writer,
+    held,
+    generation,
     include_unlabeled,
     labelled_only,
     uses_labels,
@@ -459,7 +459,8 @@ def _train_claimed(
     durable_dir,
     progress_file,
 ) -> dict:
-    """`_train_step` once the output is held: open the data, train, time, commit."""
+    """`_train_step` once the output is held (`held`: the chief's lease, None elsewhere;
+    `generation`: of `COMPLETE` when it was claimed): open the data, train, time, commit."""
     from contrastive.data import naming_damage, stream_training_data
     from contrastive.training.callbacks import ProgressLog, tensorboard_callback
     from contrastive.training.distribution import describe, save_discarded
@@ -530,7 +531,7 @@ def _train_claimed(
                 "%s: process %d done; process 0 writes %s", name, layout.process_index, output_dir
             )
             return metrics
-        commit_check()  # still this writer's output, and nobody completed it meanwhile
+        _check_commit(held, output_dir, generation)  # still ours; nobody completed it since
         modeldir.save_model_dir(
             local_dir,
             model,
@@ -544,7 +545,7 @@ def _train_claimed(
                 distribution=layout.to_dict(),
                 mixed_precision=precision,
                 request=request,
-                writer=writer,
+                writer=held.record,
                 **info,
             ),
         )
