@@ -75,8 +75,10 @@ class Lease:
 
     def __init__(self, path: str, record: dict, generation: int, stale_seconds: float):
         self.path = path
+        self.folder = path[: -len(LEASE_NAME) - 1]
         self.record = record
         self._generation = generation
+        self._renewals = 0
         self._lost_to: dict | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -94,7 +96,7 @@ class Lease:
             lost_to = self._lost_to
         if lost_to is not None:
             raise OutputBusyError(
-                f"{storage_folder(self.path)} was taken over by {describe(lost_to)} while this "
+                f"{self.folder} was taken over by {describe(lost_to)} while this "
                 f"{self.record['what']} was writing it (this writer stalled for longer than "
                 "its lease lasts); nothing of this writer was committed"
             )
@@ -115,22 +117,22 @@ class Lease:
             with self._lock:
                 if self._lost_to is not None:
                     return
-                self.record["renewed_at"] = time.time()
+                self._renewals += 1
+                renewed = {**self.record, "renewals": self._renewals}
                 try:
                     self._generation = storage.write_if_generation_match(
-                        self.path, _encode(self.record), self._generation
+                        self.path, _encode(renewed), self._generation
                     )
                 except storage.PreconditionFailedError:
                     data, _ = storage.read_with_generation(self.path)
-                    self._lost_to = _decode(data) if data is not None else {}
-                    log.error("lease %s lost to %s", self.path, describe(self._lost_to))
+                    holder = _decode(data) if data is not None else {}
+                    if holder.get("token") == self.record["token"]:
+                        continue  # still ours (a claim was checking it): renew next time
+                    self._lost_to = holder
+                    log.error("lease %s lost to %s", self.path, describe(holder))
                     return
                 except Exception as error:  # a transient store error: the next renewal retries
                     log.warning("could not renew the lease %s: %s", self.path, error)
-
-
-def storage_folder(path: str) -> str:
-    return path[: -len(LEASE_NAME) - 1]
 
 
 def acquire(
