@@ -141,9 +141,9 @@ MUTANTS = [
     # manifest commit of an ingest (the manifest is written last and commits the dataset)
     Mutant(
         "commit",
-        "_commit",
-        "storage.remove_tree(storage.join(output, split))",
-        "pass",
+        "_remove_stale_files",
+        "                storage.remove_tree(path)",
+        "                pass",
         COMMIT,
     ),
     Mutant(

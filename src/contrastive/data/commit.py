@@ -252,9 +252,7 @@ def _commit(
         _check_unchanged(output, generation)
     if replace:
         _rename_staged(manifest, tmp.rsplit(_TMP_PREFIX, 1)[-1][:12])
-    else:
-        for split in SPLITS:
-            storage.remove_tree(storage.join(output, split))
+    # (else `_remove_stale_files` removed the uncommitted split folders before any write)
     for split, entry in manifest["splits"].items():
         storage.makedirs(storage.join(output, split))
         for shard in entry["shards"]:
