@@ -67,6 +67,15 @@ def _add_process_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--process-id", type=int, default=None, help="this process, from 0")
 
 
+def _add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train afresh and replace a finished --output (without it, a finished output is "
+        "reused only when it was asked for the same, else refused naming what differs)",
+    )
+
+
 def _config(args):
     """Profile + flags. A flag given on the command line is validated as given (`--epochs 0`
     is an error, not "the profile's value" as 0 means for pipeline parameters)."""
@@ -149,7 +158,7 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args) -> int:
-    from contrastive.config import encode_overrides, parse_overrides_text
+    from contrastive.config import encode_overrides, parse_overrides_text, unusual_settings
     from contrastive.data.images import parse_image_size
     from contrastive.methods import check_branches
     from contrastive.run_parameters import check_run_parameters
@@ -173,6 +182,8 @@ def cmd_run(args) -> int:
     with native_notices_filtered():  # TensorFlow loads here: its start-up notices not shown
         # The check submit and schedule make, before any task (0 / "" keep the profile's value).
         config = check_run_parameters(params)
+        for line in unusual_settings(config):  # the tasks' logs say it too, but unseen
+            print(f"warning: {line}", file=sys.stderr, flush=True)
         params.setdefault("seed", config.train.seed)
         # Compiled into the DAG like the methods: the flag, else the profile's curve (few-labels).
         fractions = fractions or check_labeled_fractions(config.train.labeled_fractions)
@@ -324,7 +335,12 @@ def cmd_pretrain(args) -> int:
         config = _config(args)
         _join_processes(args, config)
         metrics = tasks.run_pretrain(
-            args.data, args.output, config, method=args.method, sinks=sinks
+            args.data,
+            args.output,
+            config,
+            method=args.method,
+            sinks=sinks,
+            overwrite=args.overwrite,
         )
     print(json.dumps(metrics, indent=2))
     return 0
@@ -340,10 +356,18 @@ def cmd_train(args) -> int:
         config = _config(args)
         _join_processes(args, config)
         if args.baseline:
-            metrics = tasks.run_train_baseline(args.data, args.output, config, sinks=sinks)
+            metrics = tasks.run_train_baseline(
+                args.data, args.output, config, sinks=sinks, overwrite=args.overwrite
+            )
         else:
             metrics = tasks.run_train_classifier(
-                args.data, args.encoder_model, args.output, config, mode=args.mode, sinks=sinks
+                args.data,
+                args.encoder_model,
+                args.output,
+                config,
+                mode=args.mode,
+                sinks=sinks,
+                overwrite=args.overwrite,
             )
     print(json.dumps(metrics, indent=2))
     return 0
@@ -351,13 +375,16 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from contrastive import tasks
+    from contrastive.reuse import check_apart
 
+    check_apart({"--output": args.output}, {"--data": args.data, "--model": args.model})
     result = tasks.run_evaluate(
         args.data, args.model, split=args.split, predictions_path=args.predictions
     )
     if args.output:
-        with open(args.output, "w") as file:
-            json.dump(result, file)
+        from contrastive import storage
+
+        storage.write_json(args.output, result)  # atomic: a failed write leaves no half file
     print(
         json.dumps(
             {
@@ -613,6 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(p)
     _add_process_arguments(p)
     StepSinks.add_flags(p)
+    _add_overwrite_argument(p)
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("train", help="train a classifier on an encoder, or the baseline")
@@ -624,6 +652,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(p, pretrain=False)
     _add_process_arguments(p)
     StepSinks.add_flags(p)
+    _add_overwrite_argument(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(

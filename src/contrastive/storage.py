@@ -103,6 +103,8 @@ def read_bytes(uri: str | os.PathLike, *, client: Any = None) -> bytes:
         with open(uri, "rb") as stream:
             return stream.read()
     if not is_gcs(uri):
+        if not _gfile().exists(uri):
+            raise FileNotFoundError(f"no such file: {uri}")
         with _gfile().GFile(uri, "rb") as stream:
             return stream.read()
     from google.api_core import exceptions
@@ -138,7 +140,7 @@ def write_text(uri: str | os.PathLike, text: str, *, client: Any = None) -> None
 
 
 def write_json(uri: str | os.PathLike, value: Any, *, client: Any = None) -> None:
-    write_bytes(uri, _json_bytes(value), client=client)
+    write_bytes(uri, json_bytes(value), client=client)
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:
@@ -156,14 +158,17 @@ def append_line(path: str | os.PathLike, line: str) -> None:
         os.close(descriptor)
 
 
-def _json_bytes(value: Any) -> bytes:
+def json_bytes(value: Any) -> bytes:
     return (json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
 def _replace_local(path: str, data: bytes) -> None:
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    except OSError as error:
+        raise naming(error, path) from error
     try:
         with os.fdopen(descriptor, "wb") as stream:
             stream.write(data)
@@ -171,10 +176,22 @@ def _replace_local(path: str, data: bytes) -> None:
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o644)  # mkstemp makes it owner-only; our files are meant to be read
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        if isinstance(error, OSError):  # a full disk names the file it could not write
+            raise naming(error, path) from error
         raise
+
+
+def naming(error: OSError, path: str) -> OSError:
+    """`error` as an OSError of the same errno that names `path` (a write's ENOSPC names no
+    file), for writers outside this module to raise too."""
+    if error.filename == path:
+        return error
+    if error.errno is None:
+        return OSError(f"cannot write {path}: {error}")
+    return type(error)(error.errno, error.strerror or str(error), path)
 
 
 def exists(uri: str | os.PathLike, *, client: Any = None) -> bool:
@@ -313,6 +330,17 @@ def _scandir_is_dir(entry: os.DirEntry) -> bool:
         return False
 
 
+def within(root: str | os.PathLike, path: str | os.PathLike) -> bool:
+    """True when `path` is `root` or lies below it (local paths with symlinks resolved)."""
+    root, path = strip_trailing_slash(os.fspath(root)), strip_trailing_slash(os.fspath(path))
+    if is_local(root) != is_local(path):
+        return False
+    if is_local(root):
+        root, path = os.path.realpath(root), os.path.realpath(path)
+        return os.path.commonpath([root, path]) == root
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
 def escapes_root(root: str, path: str) -> bool:
     """True when `path` is not inside `root` once `..` and (local) symlinks are resolved."""
     if is_local(path):
@@ -431,6 +459,12 @@ def write_if_generation_match(
                 f"{uri} changed since generation {generation} was read"
             ) from None
         return int(blob.generation)
+    if not is_local(uri):  # another tf.io.gfile scheme: no precondition, compare then write
+        current = read_with_generation(uri)[1]
+        if current != generation:
+            raise PreconditionFailedError(f"{uri} changed since generation {generation} was read")
+        write_bytes(uri, data)
+        return _fingerprint(data)
     with _local_lock(uri + ".lock"):
         try:
             current = _fingerprint(read_bytes(uri))

@@ -150,7 +150,7 @@ def test_mixed_sizes_resize_to_the_median_by_default(tmp_path, caplog):
     make_folder(root, classes=("x", "y"), per_class=2)  # four 8x6
     write_image(root / "y" / "big.png", pixels(5, (16, 12, 3)))
     out = tmp_path / "out"
-    with caplog.at_level("INFO", logger="contrastive.data.ingestion"):
+    with caplog.at_level("INFO", logger="contrastive.data"):
         manifest = data.ingest(str(root), str(out), validation_fraction=0.0, progress=False)
     # median height of (8, 8, 8, 8, 16) x median width of (6, 6, 6, 6, 12)
     assert manifest["image_shape"] == [8, 6, 3]
@@ -228,7 +228,14 @@ def test_an_ingested_dataset_as_source_is_copied_not_ingested_again(tmp_path):
     first = tasks.run_ingest(str(root), str(tmp_path / "ds"), validation_fraction=0.25)
     (root / "cat" / "0.png").unlink()  # the images are not read again
     second = tasks.run_ingest(str(tmp_path / "ds"), str(tmp_path / "copy"))
+    # The same dataset, committed by its own writer (the copy), which records its origin.
+    assert second.pop("copied_from") == str(tmp_path / "ds")
+    assert (second.pop("writer")["what"], first.pop("writer")["what"]) == (
+        "ingest (copy)",
+        "ingest",
+    )
     assert second == first
+    assert data.dataset_digest(second) == data.dataset_digest(first)
     for split in ("train", "validation"):
         original, copied = (
             data.load_arrays(str(tmp_path / name), split) for name in ("ds", "copy")
