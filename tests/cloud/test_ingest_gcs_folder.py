@@ -2,27 +2,18 @@
 class folders that differ only in case, EXIF orientation, degenerate sizes. Folder listing goes
 through google-cloud-storage (a delimited listing), so the emulator serves the whole read."""
 
-import io
 import json
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
 from contrastive import data, storage
 from contrastive.data import DataError
+from tests.data_helpers import decoded, encoded, index_of
 
 
 def _png(pixels, orientation=None):
-    buffer = io.BytesIO()
-    options = {}
-    if orientation is not None:
-        exif = Image.Exif()
-        exif[0x0112] = orientation
-        options["exif"] = exif.tobytes()
-    Image.fromarray(pixels).save(buffer, format="PNG", **options)
-    return buffer.getvalue()
+    return encoded(pixels, "PNG", orientation=orientation)
 
 
 def _grid(seed, shape=(8, 12, 3)):
@@ -69,9 +60,7 @@ def test_gcs_folder_is_merged_upright_and_checked_like_a_local_one(photos, tmp_p
     assert manifest["image_shape"] == [8, 12, 3] and manifest["resize"]["resized"] == 0
     assert [entry["path"] for entry in manifest["skipped"]] == [f"{photos}/dog/dot.png"]
     assert "over max_upscale=4" in manifest["skipped"][0]["reason"]
-    rows = sorted(pq.read_table(out / "index.parquet").to_pylist(), key=lambda r: r["record"])
-    x, y = data.load_arrays(str(out), "train")
-    stored = {row["id"]: (image, label) for row, image, label in zip(rows, x, y, strict=True)}
+    stored = decoded(out, "train")
     assert sorted(stored) == sorted(
         [f"Cat/{i}.png" for i in range(2)]
         + [f"cat/{i}.png" for i in range(3)]
@@ -80,6 +69,6 @@ def test_gcs_folder_is_merged_upright_and_checked_like_a_local_one(photos, tmp_p
     np.testing.assert_array_equal(
         stored["dog/sideways.png"][0], np.rot90(_grid(30, (12, 8, 3)), -1)
     )
-    assert {row["id"]: row["orientation"] for row in rows}["dog/sideways.png"] == 6
+    assert index_of(out)["dog/sideways.png"]["orientation"] == 6
     assert {label for name, (_, label) in stored.items() if name.lower().startswith("cat/")} == {0}
     assert json.loads((out / "manifest.json").read_text())["oriented"] == {"6": 1}

@@ -3,7 +3,6 @@ only in case or Unicode normalisation, degenerate sizes and aspect ratios, npz f
 fields, two IDX files for one split. Each test failed before its fix."""
 
 import gzip
-import io
 import json
 import logging
 import struct
@@ -11,12 +10,12 @@ import unicodedata
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
 from contrastive import data
 from contrastive.data import DataError
+from tests.data_helpers import decoded, encoded, index_of
 
 RNG = np.random.default_rng(31)
 HEIGHT, WIDTH = 24, 40  # upright size of every oriented test image (not square: sides matter)
@@ -55,26 +54,13 @@ def _smooth_grid(orientation):
 
 
 def _with_orientation(pixels, image_format, orientation):
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    buffer = io.BytesIO()
     options = {"quality": 95, "subsampling": 0} if image_format == "JPEG" else {}
-    Image.fromarray(pixels).save(buffer, format=image_format, exif=exif.tobytes(), **options)
-    return buffer.getvalue()
-
-
-def _index(out):
-    return {row["id"]: row for row in pq.read_table(Path(out) / "index.parquet").to_pylist()}
+    return encoded(pixels, image_format, orientation=orientation, **options)
 
 
 def _by_id(out, split):
-    """{id: stored pixels as the reader decodes them} (one shard: record order)."""
-    rows = sorted(
-        (row for row in _index(out).values() if row["split"] == split),
-        key=lambda row: row["record"],
-    )
-    x, _ = data.load_arrays(str(out), split)
-    return {row["id"]: image for row, image in zip(rows, x, strict=True)}
+    """{id: stored pixels as the reader decodes them}."""
+    return {name: image for name, (image, _) in decoded(out, split).items()}
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +132,7 @@ def test_exif_orientation_is_applied_to_jpeg_within_its_re_encoding_error(orient
 
 def test_orientation_is_recorded_per_image_and_in_the_manifest(oriented):
     out, manifest, _ = oriented
-    index = _index(out)
+    index = index_of(out)
     for name, row in index.items():
         assert row["orientation"] == int(name.split("/o")[1][0]), name
     assert manifest["oriented"] == {str(value): 3 for value in range(2, 9)}
@@ -163,7 +149,7 @@ def test_orientation_is_recorded_per_image_and_in_the_manifest(oriented):
 def _stored_bytes(out, example_id):
     import tensorflow as tf
 
-    row = _index(out)[example_id]
+    row = index_of(out)[example_id]
     records = list(tf.data.TFRecordDataset(str(Path(out) / row["shard"])).as_numpy_iterator())
     example = tf.train.Example.FromString(records[row["record"]])
     return example.features.feature["image"].bytes_list.value[0]
@@ -176,7 +162,7 @@ def test_an_image_without_exif_is_recorded_as_orientation_0(tmp_path):
         Image.fromarray(_stored_grid(1, 0)).save(root / label / "plain.png")
     out = tmp_path / "out"
     manifest = data.ingest(str(root), str(out), validation_fraction=0.0, progress=False)
-    assert {row["orientation"] for row in _index(out).values()} == {0}
+    assert {row["orientation"] for row in index_of(out).values()} == {0}
     assert manifest["oriented"] == {}
 
 
@@ -230,7 +216,7 @@ def test_merge_flag_merges_variants_into_the_most_used_spelling(tmp_path):
     assert manifest["class_names"] == ["cat", "dog"]
     assert manifest["merged_classes"] == {"cat": ["CAT", "Cat", "cat"]}
     assert manifest["parameters"]["class_name_variants"] == "merge"
-    labels = {row["id"]: row["label"] for row in _index(out).values()}
+    labels = {row["id"]: row["label"] for row in index_of(out).values()}
     assert len(labels) == 8
     assert {label for name, label in labels.items() if name.lower().startswith("cat/")} == {0}
     assert {label for name, label in labels.items() if name.startswith("dog/")} == {1}
@@ -248,7 +234,7 @@ def test_split_layout_test_class_in_another_case_is_a_variant_not_a_missing_clas
     assert manifest["class_names"] == ["Cat", "dog"]
     assert manifest["splits"]["test"]["num_examples"] == 4
     test_labels = {
-        r["id"]: r["label"] for r in _index(tmp_path / "out").values() if r["split"] == "test"
+        r["id"]: r["label"] for r in index_of(tmp_path / "out").values() if r["split"] == "test"
     }
     assert {label for name, label in test_labels.items() if "cat/" in name} == {0}
 
@@ -275,7 +261,7 @@ def test_npz_class_names_differing_in_case_are_refused_or_merged_with_labels_ren
     )
     assert manifest["class_names"] == ["Dog", "CAT"]  # CAT has 5 examples, cat 3
     assert manifest["merged_classes"] == {"CAT": ["cat", "CAT"]}
-    stored = {row["source_offset"]: row["label"] for row in _index(tmp_path / "out").values()}
+    stored = {row["source_offset"]: row["label"] for row in index_of(tmp_path / "out").values()}
     np.testing.assert_array_equal([stored[i] for i in range(10)], np.minimum(y, 1))
 
 
@@ -333,7 +319,7 @@ def test_tiny_and_sliver_images_are_skipped_with_the_threshold_not_resized(tmp_p
         "6.5e+04x as wide as the target 32x32, over max_aspect_ratio=4 (a centred crop would "
         "keep 0.0015% of it)",
     }
-    assert sorted(_index(out)) == sorted(f"{c}/{i}.png" for c in "ab" for i in range(4))
+    assert sorted(index_of(out)) == sorted(f"{c}/{i}.png" for c in "ab" for i in range(4))
     assert manifest["parameters"]["max_upscale"] == 4.0
     assert manifest["parameters"]["max_aspect_ratio"] == 4.0
 

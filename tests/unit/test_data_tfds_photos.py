@@ -5,29 +5,19 @@ A real TFDS builder (`GeneratorBasedBuilder`, prepared into a temp data_dir by T
 whose images are encoded bytes: PNGs with an EXIF orientation, a 1x1 dot, a banded landscape
 photo, and class names that differ only in case."""
 
-import io
-
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
 from contrastive import data
 from contrastive.data import DataError
+from tests.data_helpers import decoded, encoded, index_of
 
 NAME = "contrastive_oriented_photos"  # TFDS registers the builder under this name
 SIZE = (8, 8)
 
 
 def _png(pixels, orientation=None):
-    buffer = io.BytesIO()
-    options = {}
-    if orientation is not None:
-        exif = Image.Exif()
-        exif[0x0112] = orientation
-        options["exif"] = exif.tobytes()
-    Image.fromarray(pixels).save(buffer, format="PNG", **options)
-    return buffer.getvalue()
+    return encoded(pixels, "PNG", orientation=orientation)
 
 
 def _grid(seed, shape):
@@ -79,8 +69,8 @@ def tfds_dir(tmp_path_factory):
             return {"train": self._generate_examples()}
 
         def _generate_examples(self):
-            for key, (encoded, label) in enumerate(EXAMPLES):
-                yield key, {"image": encoded, "label": label}
+            for key, (image_bytes, label) in enumerate(EXAMPLES):
+                yield key, {"image": image_bytes, "label": label}
 
     assert ContrastiveOrientedPhotos.name == NAME
     return str(tmp_path_factory.mktemp("tfds"))
@@ -136,12 +126,11 @@ def test_tfds_images_are_upright_checked_and_cropped_like_folder_images(tfds_dir
             "max_upscale=4",
         }
     ]
-    rows = sorted(pq.read_table(out / "index.parquet").to_pylist(), key=lambda row: row["record"])
-    x, y = data.load_arrays(str(out), "train")
+    rows = index_of(out)
     # EXAMPLES index -> (stored pixels, label, orientation); source_offset is the TFDS position
     stored = {
-        order[row["source_offset"]]: (image, label, row["orientation"])
-        for row, image, label in zip(rows, x, y, strict=True)
+        order[rows[name]["source_offset"]]: (image, label, rows[name]["orientation"])
+        for name, (image, label) in decoded(out, "train").items()
     }
     assert sorted(stored) == [0, 1, 2, 4, 5]
     assert {k: v[2] for k, v in stored.items()} == {0: 1, 1: 6, 2: 3, 4: 0, 5: 0}
