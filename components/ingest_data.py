@@ -44,12 +44,5 @@ def ingest_data(
         max_upscale=max_upscale,
         max_aspect_ratio=max_aspect_ratio,
     )
-    dataset.metadata.update(
-        num_classes=manifest["num_classes"],
-        class_names=manifest["class_names"],
-        image_shape=manifest["image_shape"],
-        splits={k: v["num_examples"] for k, v in manifest["splits"].items()},
-        skipped=len(manifest["skipped"]),
-        data_snapshot=data_snapshot,
-    )
+    dataset.metadata.update(**tasks.dataset_metadata(manifest), data_snapshot=data_snapshot)
     return int(manifest["num_classes"])
