@@ -68,6 +68,12 @@ def _add_process_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_step_folder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train afresh and replace a finished --output (without it, a finished output is "
+        "reused only when it was asked for the same, else refused naming what differs)",
+    )
+    parser.add_argument(
         "--tensorboard-dir", default="", help="TensorBoard logs (default: <output>/tensorboard)"
     )
     parser.add_argument(
@@ -346,6 +352,7 @@ def _step_folders(args) -> dict:
     return {
         "tensorboard_dir": args.tensorboard_dir or None,
         "durable_dir": args.durable_dir or None,
+        "overwrite": args.overwrite,
     }
 
 

@@ -104,6 +104,8 @@ def read_bytes(uri: str | os.PathLike, *, client: Any = None) -> bytes:
         with open(uri, "rb") as stream:
             return stream.read()
     if not is_gcs(uri):
+        if not _gfile().exists(uri):
+            raise FileNotFoundError(f"no such file: {uri}")
         with _gfile().GFile(uri, "rb") as stream:
             return stream.read()
     from google.api_core import exceptions
@@ -139,7 +141,7 @@ def write_text(uri: str | os.PathLike, text: str, *, client: Any = None) -> None
 
 
 def write_json(uri: str | os.PathLike, value: Any, *, client: Any = None) -> None:
-    write_bytes(uri, _json_bytes(value), client=client)
+    write_bytes(uri, json_bytes(value), client=client)
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:
@@ -157,7 +159,7 @@ def append_line(path: str | os.PathLike, line: str) -> None:
         os.close(descriptor)
 
 
-def _json_bytes(value: Any) -> bytes:
+def json_bytes(value: Any) -> bytes:
     return (json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
@@ -336,6 +338,17 @@ def _scandir_is_dir(entry: os.DirEntry) -> bool:
         return False
 
 
+def within(root: str | os.PathLike, path: str | os.PathLike) -> bool:
+    """True when `path` is `root` or lies below it (local paths with symlinks resolved)."""
+    root, path = strip_trailing_slash(os.fspath(root)), strip_trailing_slash(os.fspath(path))
+    if is_local(root) != is_local(path):
+        return False
+    if is_local(root):
+        root, path = os.path.realpath(root), os.path.realpath(path)
+        return os.path.commonpath([root, path]) == root
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
 def escapes_root(root: str, path: str) -> bool:
     """True when `path` is not inside `root` once `..` and (local) symlinks are resolved."""
     if is_local(path):
@@ -454,6 +467,12 @@ def write_if_generation_match(
                 f"{uri} changed since generation {generation} was read"
             ) from None
         return int(blob.generation)
+    if not is_local(uri):  # another tf.io.gfile scheme: no precondition, compare then write
+        current = read_with_generation(uri)[1]
+        if current != generation:
+            raise PreconditionFailedError(f"{uri} changed since generation {generation} was read")
+        write_bytes(uri, data)
+        return _fingerprint(data)
     with _local_lock(uri + ".lock"):
         try:
             current = _fingerprint(read_bytes(uri))

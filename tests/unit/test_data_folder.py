@@ -214,7 +214,14 @@ def test_an_ingested_dataset_as_source_is_copied_not_ingested_again(tmp_path):
     first = tasks.run_ingest(str(root), str(tmp_path / "ds"), validation_fraction=0.25)
     (root / "cat" / "0.png").unlink()  # the images are not read again
     second = tasks.run_ingest(str(tmp_path / "ds"), str(tmp_path / "copy"))
+    # The same dataset, committed by its own writer (the copy), which records its origin.
+    assert second.pop("copied_from") == str(tmp_path / "ds")
+    assert (second.pop("writer")["what"], first.pop("writer")["what"]) == (
+        "ingest (copy)",
+        "ingest",
+    )
     assert second == first
+    assert data.dataset_digest(second) == data.dataset_digest(first)
     for split in ("train", "validation"):
         original, copied = (
             data.load_arrays(str(tmp_path / name), split) for name in ("ds", "copy")

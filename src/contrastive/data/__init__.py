@@ -19,6 +19,7 @@ _EXPORTS = {
     "DataError": "errors",
     "DatasetIncompleteError": "errors",
     "FORMAT_VERSION": "ingestion",
+    "dataset_digest": "commit",
     "copy_ingested": "ingestion",
     "ingest": "ingestion",
     "is_ingested": "ingestion",

@@ -4,16 +4,26 @@ The manifest and the index are built from what `reading` wrote; `_commit` moves 
 shards and index from `<output>/.tmp-<uuid>/` into place and writes `manifest.json` last, so
 its presence commits the dataset. `_remove_stale_files` clears what an unfinished ingest left;
 an overwrite keeps the old dataset readable until the new manifest replaces it.
+
+One writer at a time: `claiming` holds the output's lease (`contrastive.lease`) from before
+the first write to after the commit, and reads the manifest's generation under it; `_commit`
+writes the new manifest only if that generation is still the current one (compare-and-swap,
+locally and on `gs://`). Of two writers without `overwrite` exactly one commits; the other
+fails naming the winner (the manifest's `writer`) or the live holder of the lease.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from contrastive import storage
+from contrastive import lease, storage
 from contrastive.data.errors import DataError
 from contrastive.data.sources import Source
 from contrastive.data.splits import SPLITS
@@ -25,6 +35,83 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 INDEX_NAME = "index.parquet"
 _TMP_PREFIX = ".tmp-"
+
+
+class Claim(NamedTuple):
+    """An output held for writing: its lease, and the manifest found under the lease."""
+
+    lease: lease.Lease
+    generation: int  # of manifest.json when claimed; 0: no committed dataset
+    committed: dict | None  # that manifest, None when there was none
+
+
+@contextlib.contextmanager
+def claiming(output: str, what: str, *, overwrite: bool) -> Iterator[Claim]:
+    """Hold `output` for one writer while the block writes and commits a dataset there.
+
+    Raises:
+        DataError: `output` is a file, or holds a committed dataset and `overwrite` is False
+            (naming who committed it and when).
+        lease.OutputBusyError: another live writer holds `output`, named in the message.
+    """
+    if storage.exists(output) and not storage.isdir(output):
+        raise DataError(f"output {output} is a file, not a directory")
+    with lease.holding(output, what) as held:
+        data, generation = storage.read_with_generation(storage.join(output, MANIFEST_NAME))
+        committed = _parse_manifest(data, output) if data is not None else None
+        if committed is not None and not overwrite:
+            _refuse(output, committed)
+        yield Claim(held, generation, committed)
+
+
+def refuse_committed(output: str) -> None:
+    """DataError when `output` holds a committed dataset (naming who committed it, when)."""
+    path = storage.join(output, MANIFEST_NAME)
+    if storage.exists(path):
+        try:
+            manifest = storage.read_json(path)
+        except ValueError:
+            manifest = {}
+        _refuse(output, manifest if isinstance(manifest, dict) else {})
+
+
+def _refuse(output: str, manifest: dict) -> None:
+    raise DataError(
+        f"{output} already holds a committed dataset ({MANIFEST_NAME}, "
+        f"{committed_by(manifest)}); pass overwrite=True (--overwrite) to replace it"
+    )
+
+
+def committed_by(manifest: dict) -> str:
+    """`committed 2025-01-01T00:00:00+00:00 by ingest (pid 1 on host, started ...)`."""
+    writer = manifest.get("writer")
+    by = f" by {lease.describe(writer)}" if writer else ""
+    return f"committed {manifest.get('created_at', 'at an unknown time')}{by}"
+
+
+def dataset_digest(manifest: dict) -> str:
+    """sha256 naming a dataset's content: classes, image shape, and each split's shards by
+    their sha256 (not their names, times or writer), so an identical ingest has the same."""
+    content = {
+        "class_names": manifest.get("class_names"),
+        "image_shape": manifest.get("image_shape"),
+        "splits": {
+            name: [shard.get("sha256") for shard in entry.get("shards", [])]
+            for name, entry in sorted(manifest.get("splits", {}).items())
+        },
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _parse_manifest(data: bytes, output: str) -> dict:
+    try:
+        value = json.loads(data)
+    except ValueError as error:
+        raise DataError(
+            f"{storage.join(output, MANIFEST_NAME)}: not valid JSON ({error})"
+        ) from None
+    return value if isinstance(value, dict) else {}
+
 
 # index.parquet: one row per example, column -> Arrow type.
 _INDEX_COLUMNS = {
@@ -141,19 +228,29 @@ def _remove_stale_files(output: str, *, committed: bool) -> None:
             storage.remove(path)
 
 
-def _commit(output: str, tmp: str, manifest: dict, *, replace: bool = False) -> None:
+def _commit(
+    output: str, tmp: str, manifest: dict, *, replace: bool = False, claim: Claim | None = None
+) -> None:
     """Move the staged files into `output` and write the manifest last.
 
     `replace` (overwriting a committed dataset): the new shards and index move in under names
     of their own (`train/train-<id>-00000.tfrecord`, `index-<id>.parquet`) beside the old
     ones, so the old manifest and every file it names stay readable until the new manifest
     replaces it in one atomic write; the old files go after that.
+
+    `claim` (the writer's `claiming`): nothing is moved unless the lease is still held and the
+    manifest unchanged since it was claimed, and the manifest is written by compare-and-swap
+    on that generation; a writer that lost either fails naming the winner.
     """
     manifest_path = storage.join(output, MANIFEST_NAME)
+    generation = 0 if claim is None else claim.generation
+    if claim is not None:
+        claim.lease.check()
+        manifest["writer"] = {k: v for k, v in claim.lease.record.items() if k != "token"}
+        _check_unchanged(output, generation)
     if replace:
         _rename_staged(manifest, tmp.rsplit(_TMP_PREFIX, 1)[-1][:12])
     else:
-        storage.remove(manifest_path)
         for split in SPLITS:
             storage.remove_tree(storage.join(output, split))
     for split, entry in manifest["splits"].items():
@@ -162,11 +259,27 @@ def _commit(output: str, tmp: str, manifest: dict, *, replace: bool = False) -> 
             staged = shard.pop("staged", shard["path"])
             storage.rename(storage.join(tmp, staged), storage.join(output, shard["path"]))
     storage.rename(storage.join(tmp, INDEX_NAME), storage.join(output, manifest["index"]))
-    staged = storage.join(tmp, MANIFEST_NAME)
-    storage.write_json(staged, manifest)
-    storage.rename(staged, manifest_path)  # the new dataset is committed from here
+    try:  # the new dataset is committed by this one atomic write
+        storage.write_if_generation_match(manifest_path, storage.json_bytes(manifest), generation)
+    except storage.PreconditionFailedError:
+        _check_unchanged(output, generation)
+        raise
     if replace:
         _remove_unlisted(output, manifest)
+
+
+def _check_unchanged(output: str, generation: int) -> None:
+    """DataError naming the winner when another writer committed `output` since
+    `generation` was read."""
+    path = storage.join(output, MANIFEST_NAME)
+    data, current = storage.read_with_generation(path)
+    if current == generation:
+        return
+    winner = "removed" if data is None else committed_by(_parse_manifest(data, output))
+    raise DataError(
+        f"{output}: its dataset was {winner} while this writer was writing; this one committed "
+        "nothing (rerun it with --overwrite to replace that dataset)"
+    )
 
 
 def _shards(manifest: dict) -> list[dict]:

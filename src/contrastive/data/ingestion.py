@@ -36,7 +36,10 @@ from contrastive.data.commit import (
     _build_manifest,
     _commit,
     _remove_stale_files,
+    _shards,
     _write_index,
+    claiming,
+    refuse_committed,
 )
 from contrastive.data.errors import DataError
 from contrastive.data.images import (
@@ -50,7 +53,6 @@ from contrastive.data.images import (
 from contrastive.data.planning import (
     _check_arguments,
     _check_array_sizes,
-    _inside,
     _median_size_if_mixed,
     _resize_arrays,
 )
@@ -170,13 +172,8 @@ def ingest(
     if not isinstance(output, str) or not output.strip():
         raise DataError(f"output must be a non-empty path or URI. Received: output={output!r}")
     output = storage.strip_trailing_slash(output.strip())
-    manifest_path = storage.join(output, MANIFEST_NAME)
-    committed = storage.exists(manifest_path)
-    if committed and not overwrite:
-        raise DataError(
-            f"{output} already holds a committed dataset ({MANIFEST_NAME}); pass overwrite=True "
-            "(--overwrite) to replace it"
-        )
+    if not overwrite:  # fail fast; `claiming` checks again under the output's lease
+        refuse_committed(output)
 
     opened = open_source(
         source,
@@ -190,7 +187,7 @@ def ingest(
         size_rules=size_rules,
         num_workers=num_workers,
     )
-    if opened.kind == "folder" and _inside(opened.location, output):
+    if opened.kind == "folder" and storage.within(opened.location, output):
         raise DataError(f"output {output} lies inside the source folder {opened.location}")
     if on_error == "fail" and opened.skipped:
         first = opened.skipped[0]
@@ -211,53 +208,53 @@ def ingest(
         image_size = _median_size_if_mixed(opened, plan, num_workers or 2 * (os.cpu_count() or 1))
         resize = {"image_size": list(image_size) if image_size else None, "chosen": "median"}
 
-    if storage.exists(output) and not storage.isdir(output):
-        raise DataError(f"output {output} is a file, not a directory")
-    storage.makedirs(output)
-    _remove_stale_files(output, committed=committed)
-    tmp = storage.join(output, f"{_TMP_PREFIX}{uuid.uuid4().hex}")
-    try:
-        written = _write_examples(
-            opened,
-            plan,
-            tmp,
-            image_size=image_size,
-            on_error=on_error,
-            max_pixels=max_pixels,
-            array_format=array_format,
-            shard_size_bytes=shard_size_bytes,
-            num_workers=num_workers or 2 * (os.cpu_count() or 1),
-            progress=progress,
-            size_rules=size_rules,
-        )
-        if opened.kind == "folder":
-            resize["resized"] = len(written.resized)
-            resize["examples"] = written.resized[:_LOGGED_PATHS]
-        manifest = _build_manifest(
-            source,
-            opened,
-            written,
-            resize={**resize, "method": RESIZE_METHOD} if resize["image_size"] else None,
-            parameters={
-                "seed": seed,
-                "validation_fraction": validation_fraction,
-                "labeled_fraction": labeled_fraction,
-                "test_fraction": test_fraction,
-                "limit": limit,
-                "image_size": list(image_size) if image_size else None,
-                "on_error": on_error,
-                "max_pixels": max_pixels,
-                "array_format": array_format,
-                "shard_size_bytes": shard_size_bytes,
-                "class_name_variants": class_name_variants,
-                "max_upscale": float(max_upscale),
-                "max_aspect_ratio": float(max_aspect_ratio),
-            },
-        )
-        _write_index(storage.join(tmp, INDEX_NAME), written.index)
-        _commit(output, tmp, manifest, replace=committed)
-    finally:
-        storage.remove_tree(tmp)
+    with claiming(output, "ingest", overwrite=overwrite) as claim:
+        committed = claim.committed is not None
+        storage.makedirs(output)
+        _remove_stale_files(output, committed=committed)
+        tmp = storage.join(output, f"{_TMP_PREFIX}{uuid.uuid4().hex}")
+        try:
+            written = _write_examples(
+                opened,
+                plan,
+                tmp,
+                image_size=image_size,
+                on_error=on_error,
+                max_pixels=max_pixels,
+                array_format=array_format,
+                shard_size_bytes=shard_size_bytes,
+                num_workers=num_workers or 2 * (os.cpu_count() or 1),
+                progress=progress,
+                size_rules=size_rules,
+            )
+            if opened.kind == "folder":
+                resize["resized"] = len(written.resized)
+                resize["examples"] = written.resized[:_LOGGED_PATHS]
+            manifest = _build_manifest(
+                source,
+                opened,
+                written,
+                resize={**resize, "method": RESIZE_METHOD} if resize["image_size"] else None,
+                parameters={
+                    "seed": seed,
+                    "validation_fraction": validation_fraction,
+                    "labeled_fraction": labeled_fraction,
+                    "test_fraction": test_fraction,
+                    "limit": limit,
+                    "image_size": list(image_size) if image_size else None,
+                    "on_error": on_error,
+                    "max_pixels": max_pixels,
+                    "array_format": array_format,
+                    "shard_size_bytes": shard_size_bytes,
+                    "class_name_variants": class_name_variants,
+                    "max_upscale": float(max_upscale),
+                    "max_aspect_ratio": float(max_aspect_ratio),
+                },
+            )
+            _write_index(storage.join(tmp, INDEX_NAME), written.index)
+            _commit(output, tmp, manifest, replace=committed, claim=claim)
+        finally:
+            storage.remove_tree(tmp)
 
     _log_summary(source, output, manifest, time.perf_counter() - started)
     return manifest
@@ -273,19 +270,32 @@ def is_ingested(source: str) -> bool:
 
 
 def copy_ingested(
-    source: str, output: str, *, image_size: str | int | Sequence[int] | None = None
+    source: str,
+    output: str,
+    *,
+    image_size: str | int | Sequence[int] | None = None,
+    overwrite: bool = False,
 ) -> dict:
-    """Use an already-ingested dataset: copy the files its manifest names (shards, index; the
-    manifest last, so the copy commits like an ingest) to `output`; returns the manifest.
+    """Use an already-ingested dataset: copy the files its manifest names (shards, index) to
+    `output` and commit the copy as an ingest commits (staged, manifest last, one writer at a
+    time); returns the copy's manifest.
 
-    A run's Dataset artifact then holds exactly what it trained on, and on GCS the copy is
-    server-side. `image_size`, when given, must be the dataset's: a stored dataset is never
-    resized again (ingest the images afresh for another size).
+    A run's Dataset artifact then holds exactly what it trained on. `image_size`, when given,
+    must be the dataset's: a stored dataset is never resized again (ingest the images afresh
+    for another size).
 
     Raises:
-        DataError: the manifest is unreadable, of an unknown format, or of another image size.
+        DataError: the manifest is unreadable, of an unknown format, or of another image size;
+            `output` is `source` or lies inside it (or the reverse); `output` holds a
+            committed dataset and `overwrite` is False.
     """
     source = storage.strip_trailing_slash(source)
+    output = storage.strip_trailing_slash(output)
+    if storage.within(source, output) or storage.within(output, source):
+        raise DataError(
+            f"output {output} and the dataset {source} it copies overlap; choose an output "
+            "outside the dataset's folder"
+        )
     manifest_path = storage.join(source, MANIFEST_NAME)
     try:
         manifest = storage.read_json(manifest_path)
@@ -304,9 +314,21 @@ def copy_ingested(
             f"image_size={wanted[0]},{wanted[1]} asks for another size. Leave image_size unset "
             "to train at the stored size, or ingest the image folder again with that size"
         )
-    names = [shard["path"] for entry in manifest["splits"].values() for shard in entry["shards"]]
-    for name in [*names, manifest.get("index", INDEX_NAME), MANIFEST_NAME]:
-        storage.copy_file(storage.join(source, name), storage.join(output, name))
+    if not overwrite:
+        refuse_committed(output)
+    with claiming(output, "ingest (copy)", overwrite=overwrite) as claim:
+        storage.makedirs(output)
+        _remove_stale_files(output, committed=claim.committed is not None)
+        tmp = storage.join(output, f"{_TMP_PREFIX}{uuid.uuid4().hex}")
+        try:
+            for name in [shard["path"] for shard in _shards(manifest)]:
+                storage.copy_file(storage.join(source, name), storage.join(tmp, name))
+            index = manifest.get("index", INDEX_NAME)
+            storage.copy_file(storage.join(source, index), storage.join(tmp, INDEX_NAME))
+            manifest = {**manifest, "index": INDEX_NAME, "copied_from": source}
+            _commit(output, tmp, manifest, replace=claim.committed is not None, claim=claim)
+        finally:
+            storage.remove_tree(tmp)
     logger.info(
         "%s is an ingested dataset (%s, %dx%dx%d): ingest skipped, copied to %s",
         source,

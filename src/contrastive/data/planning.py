@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from contrastive import storage
 from contrastive.data.errors import DataError
 from contrastive.data.images import (
     RESIZE_METHOD,
@@ -98,16 +96,6 @@ def _check_arguments(
     for name, value, expectation, valid in checks:
         if not valid:
             raise DataError(f"{name} must be {expectation}. Received: {name}={value!r}")
-
-
-def _inside(root: str, path: str) -> bool:
-    """True when `path` is `root` or lies below it."""
-    if storage.is_local(root) != storage.is_local(path):
-        return False
-    if storage.is_local(root):
-        root, path = os.path.realpath(root), os.path.realpath(path)
-        return os.path.commonpath([root, path]) == root
-    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 def _check_array_sizes(

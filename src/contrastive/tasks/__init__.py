@@ -86,15 +86,18 @@ def run_ingest(
     """
     from contrastive import data
 
+    overwrite = options.pop("overwrite", True)
     if data.is_ingested(source):
-        return data.copy_ingested(source, output, image_size=image_size or None)
+        return data.copy_ingested(
+            source, output, image_size=image_size or None, overwrite=overwrite
+        )
     return data.ingest(
         source,
         output,
         image_size=image_size or None,
         limit=limit or None,
         labeled_fraction=labeled_fraction or None,
-        overwrite=options.pop("overwrite", True),
+        overwrite=overwrite,
         progress=options.pop("progress", False),
         **options,
     )

@@ -36,18 +36,23 @@ def run_pretrain(
     tensorboard_dir: str | None = None,
     durable_dir: str | None = None,
     progress_file: str | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Pretrain an encoder with a contrastive loss; write it as a model directory.
 
     TensorBoard logs (every metric, every epoch) go to `tensorboard_dir`, by default
     `<output_dir>/tensorboard`; with `progress_file` each epoch also appends a JSON line there
     (`contrastive.training.callbacks.ProgressLog`, for `contrastive run`'s live view).
+    A complete `output_dir` is reused only when asked for the same (`contrastive.reuse`);
+    `overwrite` trains afresh and replaces it.
     """
     from contrastive import training
 
     data_uri = data_location(data_uri)
     if method:
         config = config.replace({"train.method": method})
+    _check_apart(output_dir, data_uri, None, tensorboard_dir, durable_dir)
+    request = _request("pretrain", config, data_uri, method=config.train.method)
     knn_sample = []  # the bounded kNN sample, read once by `fit`, reused by `summarize`
 
     def fit(config: Config, *splits, **kwargs):
@@ -78,6 +83,8 @@ def run_pretrain(
         config,
         fit,
         summarize,
+        request=request,
+        overwrite=overwrite,
         include_unlabeled=config.train.use_unlabeled,
         labelled_only=False,  # few labels: the others are anchors of their own views
         tensorboard_dir=tensorboard_dir,
@@ -96,15 +103,26 @@ def run_train_classifier(
     tensorboard_dir: str | None = None,
     durable_dir: str | None = None,
     progress_file: str | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Train a classifier on a pretrained encoder (frozen `linear` probe or `finetune`);
-    TensorBoard logs and progress as for `run_pretrain`."""
+    TensorBoard logs, progress, reuse and `overwrite` as for `run_pretrain`."""
     from contrastive import training
 
     data_uri = data_location(data_uri)
     mode = mode or config.train.classifier_mode
-    if modeldir.is_complete(output_dir):  # no need to load the encoder of a finished step
-        return modeldir.reuse_complete(output_dir)
+    _check_apart(output_dir, data_uri, encoder_dir, tensorboard_dir, durable_dir)
+    request = _request(
+        "classifier",
+        config,
+        data_uri,
+        method=read_json(storage.join(str(encoder_dir), "info.json")).get("method"),
+        mode=mode,
+        encoder_model=modeldir.model_digest(encoder_dir),
+    )
+    # A finished step is reused before its encoder is loaded.
+    if (done := modeldir.reuse_complete(output_dir, request, overwrite=overwrite)) is not None:
+        return done
     from contrastive.training.distribution import distribution_scope, plan_layout
 
     with distribution_scope(plan_layout(config.train)):  # its variables on every device
@@ -144,6 +162,8 @@ def run_train_classifier(
         config,
         fit,
         summarize,
+        request=request,
+        overwrite=overwrite,
         check=lambda data: check_compatible(encoder_info, data, encoder_dir),
         tensorboard_dir=tensorboard_dir,
         durable_dir=durable_dir,
@@ -159,12 +179,15 @@ def run_train_baseline(
     tensorboard_dir: str | None = None,
     durable_dir: str | None = None,
     progress_file: str | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Train the cross-entropy baseline: same encoder, weak augmentation, same epoch budget;
-    TensorBoard logs and progress as for `run_pretrain`."""
+    TensorBoard logs, progress, reuse and `overwrite` as for `run_pretrain`."""
     from contrastive import training
 
     data_uri = data_location(data_uri)
+    _check_apart(output_dir, data_uri, None, tensorboard_dir, durable_dir)
+    request = _request("baseline", config, data_uri, method="baseline")
 
     def summarize(model, history: dict, data: TrainingData, seconds: float, layout):
         metrics = {
@@ -184,6 +207,8 @@ def run_train_baseline(
         config,
         training.train_baseline,
         summarize,
+        request=request,
+        overwrite=overwrite,
         tensorboard_dir=tensorboard_dir,
         durable_dir=durable_dir,
         progress_file=progress_file,
@@ -324,6 +349,8 @@ def _train_step(
     fit: Callable[..., tuple[Any, dict]],
     summarize: Callable[[Any, dict, TrainingData, float], tuple[dict, dict, dict]],
     *,
+    request: dict,
+    overwrite: bool = False,
     include_unlabeled: bool = False,
     labelled_only: bool = True,
     check: Callable[[TrainingData], None] | None = None,
@@ -331,7 +358,8 @@ def _train_step(
     durable_dir: str | None = None,
     progress_file: str | None = None,
 ) -> dict:
-    """The sequence every training step shares: reuse → open the data → train → time → save.
+    """The sequence every training step shares: reuse → claim → open the data → train → time
+    → commit.
 
     The splits are streamed (`contrastive.data.stream_training_data`): train shuffled in a
     buffer of `data.shuffle_buffer` examples / `data.shuffle_buffer_mib` MiB, a new
@@ -344,6 +372,10 @@ def _train_step(
         summarize: `(model, history, data, seconds, layout) -> (metrics, history to save,
             info)`; `info` holds the step's own fields (kind, method, ...), the dataset's are
             added; `layout` is the step's `training.distribution.Layout`.
+        request: what the step is asked for (`reuse.step_request`): a complete output is
+            reused only when it recorded the same, and so are checkpoints; recorded in
+            `info.json` and `checkpoints/request.json`.
+        overwrite: train afresh from epoch 0 and replace a complete output.
         include_unlabeled: train on the unlabeled split too (label -1).
         labelled_only: with `train.labeled_fraction` < 1, train on the labelled subset only
             (cross-entropy steps: no -1 label reaches their loss), else on every train image
@@ -358,15 +390,74 @@ def _train_step(
 
     Returns:
         The step's metrics (those of the complete output when it is reused).
+
+    Raises:
+        reuse.OutputConflictError: the output (or its checkpoints) holds what another request
+            asked for, or another writer completed it meanwhile.
+        lease.OutputBusyError: another writer is writing the output.
     """
-    if (done := modeldir.reuse_complete(output_dir)) is not None:
+    if (done := modeldir.reuse_complete(output_dir, request, overwrite=overwrite)) is not None:
         return done
-    from contrastive.data import stream_training_data
-    from contrastive.training.callbacks import ProgressLog, tensorboard_callback
-    from contrastive.training.distribution import describe, plan_layout, save_discarded
-    from contrastive.training.optim import machine_mixed_precision
+    from contrastive import lease
+    from contrastive.training.distribution import plan_layout
 
     layout = plan_layout(config.train)  # refuses a bad distribution before reading data
+    fresh = not storage.is_local(output_dir) or not Path(output_dir).exists()
+    # One writer: the chief holds the output's lease until the model is complete.
+    holding = lease.holding(str(output_dir), name) if layout.is_chief else None
+    with holding or contextlib.nullcontext() as held:
+        if not overwrite and (done := modeldir.reuse_complete(output_dir, request)) is not None:
+            return done  # completed by another writer while this one waited
+        generation = modeldir.complete_generation(output_dir)
+        return _train_claimed(
+            name,
+            data_uri,
+            output_dir,
+            config,
+            fit,
+            summarize,
+            layout=layout,
+            request=request,
+            overwrite=overwrite,
+            fresh=fresh,
+            commit_check=lambda: _check_commit(held, output_dir, generation),
+            writer=None if held is None else held.record,
+            include_unlabeled=include_unlabeled,
+            labelled_only=labelled_only,
+            check=check,
+            tensorboard_dir=tensorboard_dir,
+            durable_dir=durable_dir,
+            progress_file=progress_file,
+        )
+
+
+def _train_claimed(
+    name,
+    data_uri,
+    output_dir,
+    config,
+    fit,
+    summarize,
+    *,
+    layout,
+    request,
+    overwrite,
+    fresh,
+    commit_check,
+    writer,
+    include_unlabeled,
+    labelled_only,
+    check,
+    tensorboard_dir,
+    durable_dir,
+    progress_file,
+) -> dict:
+    """`_train_step` once the output is held: open the data, train, time, commit."""
+    from contrastive.data import stream_training_data
+    from contrastive.training.callbacks import ProgressLog, tensorboard_callback
+    from contrastive.training.distribution import describe, save_discarded
+    from contrastive.training.optim import machine_mixed_precision
+
     log.info("%s: %s", name, describe(layout))
     # "auto" becomes this machine's choice once, so the model, its saved config and the
     # step's info.json agree on what it was trained in.
@@ -393,7 +484,6 @@ def _train_step(
     if check is not None:
         check(data)
     with _writing_folder(output_dir) as local_dir:
-        fresh = not storage.is_local(output_dir) or not local_dir.exists()
         checkpoint_dir = local_dir / "checkpoints"
         log_dir = tensorboard_dir or str(local_dir / "tensorboard")
         callbacks = [tensorboard_callback(log_dir)] if layout.is_chief else []
@@ -402,9 +492,12 @@ def _train_step(
         if durable_dir is not None:  # the output folder may not survive the pod: mirror it
             from contrastive import durable
 
+            if overwrite:
+                durable.clear(durable_dir)
             durable.restore(durable_dir, checkpoint_dir)
-            if layout.is_chief:
-                callbacks.append(durable.mirror_callback(checkpoint_dir, durable_dir))
+        _guard_checkpoints(checkpoint_dir, request, overwrite=overwrite, write=layout.is_chief)
+        if durable_dir is not None and layout.is_chief:
+            callbacks.append(durable.mirror_callback(checkpoint_dir, durable_dir))
         try:
             model, history = fit(
                 config,
@@ -428,6 +521,7 @@ def _train_step(
                 "%s: process %d done; process 0 writes %s", name, layout.process_index, output_dir
             )
             return metrics
+        commit_check()  # still this writer's output, and nobody completed it meanwhile
         modeldir.save_model_dir(
             local_dir,
             model,
@@ -440,6 +534,8 @@ def _train_step(
                 data_uri=data_uri,
                 distribution=layout.to_dict(),
                 mixed_precision=precision,
+                request=request,
+                writer=writer,
                 **info,
             ),
         )
@@ -451,6 +547,51 @@ def _train_step(
             durable.clear(durable_dir)
         log.info("%s: %s", name, _brief(metrics))
         return metrics
+
+
+def _request(step: str, config: Config, data_uri: str, *, method, mode=None, **inputs) -> dict:
+    """The step's `reuse.step_request`, its dataset named by content (`dataset_digest`)."""
+    from contrastive import data, reuse
+
+    digest = data.dataset_digest(data.read_manifest(data_uri))
+    return reuse.step_request(
+        step, config, method=method, mode=mode, inputs={"data": digest, **inputs}
+    )
+
+
+def _check_apart(output_dir, data_uri, encoder_dir, tensorboard_dir, durable_dir) -> None:
+    """No output of the step is one of its inputs or lies inside one (`reuse.check_apart`)."""
+    from contrastive import reuse
+
+    outputs = {"--output": output_dir, "--tensorboard-dir": tensorboard_dir}
+    reuse.check_apart(
+        {**outputs, "--durable-dir": durable_dir},
+        {"--data": data_uri, "--encoder-model": encoder_dir},
+    )
+
+
+def _guard_checkpoints(checkpoint_dir: Path, request: dict, *, overwrite: bool, write: bool):
+    """Resume only checkpoints of the same request: others are refused naming what differs
+    (or, with `overwrite`, deleted); then record this request beside them."""
+    from contrastive import reuse
+
+    if checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir()):
+        path = checkpoint_dir / reuse.REQUEST_FILE
+        recorded = read_json(path) if path.is_file() else None
+        if overwrite:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        elif reuse.differences(recorded, request):
+            reuse.refuse(
+                str(checkpoint_dir), "the checkpoints of an unfinished step", recorded, request
+            )
+    if write:
+        modeldir.write_json(checkpoint_dir / reuse.REQUEST_FILE, request)
+
+
+def _check_commit(held, output_dir, generation: int) -> None:
+    if held is not None:
+        held.check()
+    modeldir.check_not_completed_since(output_dir, generation)
 
 
 @contextlib.contextmanager
