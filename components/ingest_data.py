@@ -15,6 +15,9 @@ def ingest_data(
     image_size: str = "",
     on_error: str = "skip",
     labeled_fraction: float = 0.0,
+    class_name_variants: str = "refuse",
+    max_upscale: float = 4.0,
+    max_aspect_ratio: float = 4.0,
     data_snapshot: str = "",
 ) -> int:
     """Ingest `source` into the Dataset artifact (or copy it, when it is already an ingested
@@ -37,13 +40,9 @@ def ingest_data(
         image_size=image_size or config.data.image_size,
         on_error=on_error,
         labeled_fraction=labeled_fraction,
+        class_name_variants=class_name_variants,
+        max_upscale=max_upscale,
+        max_aspect_ratio=max_aspect_ratio,
     )
-    dataset.metadata.update(
-        num_classes=manifest["num_classes"],
-        class_names=manifest["class_names"],
-        image_shape=manifest["image_shape"],
-        splits={k: v["num_examples"] for k, v in manifest["splits"].items()},
-        skipped=len(manifest["skipped"]),
-        data_snapshot=data_snapshot,
-    )
+    dataset.metadata.update(**tasks.dataset_metadata(manifest), data_snapshot=data_snapshot)
     return int(manifest["num_classes"])

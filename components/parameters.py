@@ -34,6 +34,13 @@ DESCRIPTIONS = {
     "SupCon pretrains on every image with the others unlabelled); 0 keeps the profile's "
     "train.labeled_fraction.",
     "on_error": "What ingest does with an unreadable image: skip (and list it) or fail.",
+    "class_name_variants": "Class names that differ only in case or Unicode normalisation "
+    "(Cat/ and cat/): refuse (the error names both) or merge them into one class (the "
+    "manifest's merged_classes records it).",
+    "max_upscale": "Skip (and list) an image whose centred crop would be enlarged more than "
+    "this many times to reach the image size; >= 1.",
+    "max_aspect_ratio": "Skip (and list) an image whose aspect ratio is more than this many "
+    "times the image size's, either way, instead of cropping it to a sliver; >= 1.",
     "data_snapshot": "Only enters KFP's cache key: a new value ingests the source afresh.",
     # configuration
     "profile": "Configuration profile: " + ", ".join(available_profiles()) + ".",

@@ -112,6 +112,9 @@ def cmd_ingest(args) -> int:
         test_fraction=args.test_fraction,
         tfds_data_dir=args.tfds_data_dir,
         progress=sys.stderr.isatty(),
+        class_name_variants=args.class_name_variants,
+        max_upscale=args.max_upscale,
+        max_aspect_ratio=args.max_aspect_ratio,
     )
     counts = ", ".join(f"{k}={v['num_examples']}" for k, v in manifest["splits"].items())
     print(f"dataset written to {args.output}: {counts}; skipped {len(manifest['skipped'])}")
@@ -439,6 +442,8 @@ def cmd_profiles(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     import components
     from contrastive import methods
+    from contrastive.data.images import DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_UPSCALE
+    from contrastive.data.sources import CLASS_NAME_VARIANTS
     from contrastive.tasks.sinks import StepSinks
 
     branches = ",".join(methods.default_names())
@@ -489,6 +494,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="a folder without test/: hold out this stratified fraction of train as test",
     )
     p.add_argument("--tfds-data-dir", default=None, help="TFDS data_dir (may be gs://)")
+    p.add_argument(
+        "--class-name-variants",
+        choices=CLASS_NAME_VARIANTS,
+        default="refuse",
+        help="class names that differ only in case or Unicode normalisation (Cat/, cat/): "
+        "refuse naming both (default), or merge them into one class (recorded in the manifest)",
+    )
+    p.add_argument(
+        "--max-upscale",
+        type=float,
+        default=DEFAULT_MAX_UPSCALE,
+        help="skip an image that would be enlarged more than this to reach the target size "
+        f"(default {DEFAULT_MAX_UPSCALE:g}; inf: no limit)",
+    )
+    p.add_argument(
+        "--max-aspect-ratio",
+        type=float,
+        default=DEFAULT_MAX_ASPECT_RATIO,
+        help="skip an image whose aspect ratio is more than this many times the target's "
+        f"(default {DEFAULT_MAX_ASPECT_RATIO:g}; inf: no limit)",
+    )
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("run", help="run the whole pipeline locally with kfp.local")

@@ -16,6 +16,7 @@ from typing import Any
 
 from contrastive import validation
 from contrastive.config import CLASSIFIER_MODES, ENCODER_NAMES, Config, ConfigError, resolve_config
+from contrastive.data.sources import CLASS_NAME_VARIANTS
 
 ON_ERROR = ("skip", "fail")
 
@@ -43,10 +44,20 @@ def check_run_parameters(values: Mapping[str, Any]) -> Config:
     # The ranges ingest accepts (`contrastive.data.ingest`).
     _number("validation_fraction", values, lambda v: 0 <= v < 1, "must be in [0, 1)")
     _number("labeled_fraction", values, lambda v: 0 <= v <= 1, "must be in [0, 1] (0 = all)")
+    for name in ("max_upscale", "max_aspect_ratio"):
+        if name in values:
+            validation.check(
+                name,
+                values[name],
+                lambda v: validation.is_number(v) and v >= 1,
+                "must be a number >= 1 (inf: no limit)",
+                error=ConfigError,
+            )
     for name, choices in (
         ("encoder", ("", *ENCODER_NAMES)),
         ("classifier_mode", ("", *CLASSIFIER_MODES)),
         ("on_error", ON_ERROR),
+        ("class_name_variants", CLASS_NAME_VARIANTS),
     ):
         if name in values:
             validation.check_choice(name, values[name], choices, error=ConfigError)

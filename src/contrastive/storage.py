@@ -1,6 +1,7 @@
 """All file I/O of the library: one set of calls for local paths and `gs://bucket/key` URIs.
 
-Local paths use plain `os` calls. `gs://` objects go through google-cloud-storage; folder
+Local paths use plain `os` calls. `gs://` objects, and the listing of `gs://` folders
+(`list_dir`, `isdir`, `list_files`), go through google-cloud-storage; the other folder
 operations on remote paths (and any other `scheme://` TensorFlow knows) go through
 `tf.io.gfile`. Both are imported on first use, so the library (and the NumPy-only parts of
 `contrastive.data`) import without them. Writes are atomic: a reader sees the old bytes or the
@@ -250,8 +251,16 @@ def remove(uri: str | os.PathLike, *, client: Any = None) -> None:
         _blob(uri, client).delete()
 
 
-def isdir(path: str) -> bool:
-    return os.path.isdir(path) if is_local(path) else _gfile().isdir(path)
+def isdir(path: str, *, client: Any = None) -> bool:
+    """True for a folder; on GCS, a prefix with at least one object under `path/`."""
+    if is_local(path):
+        return os.path.isdir(path)
+    if not is_gcs(path):
+        return _gfile().isdir(path)
+    bucket, name = split_gcs(path)
+    prefix = name.rstrip("/") + "/" if name.strip("/") else ""
+    blobs = (client or default_gcs_client()).list_blobs(bucket, prefix=prefix, max_results=1)
+    return any(True for _ in blobs)
 
 
 def makedirs(path: str) -> None:
@@ -298,14 +307,28 @@ class Entry(NamedTuple):
     is_link: bool  # a local symlink (object stores have none)
 
 
-def list_dir(path: str, *, include_hidden: bool = False) -> list[Entry]:
+def list_dir(path: str, *, include_hidden: bool = False, client: Any = None) -> list[Entry]:
     """Sorted entries of the folder `path`; hidden names (`.x`) only on request.
 
     Local folders are scanned with `os.scandir` (one call instead of a stat per entry;
-    symlinks are followed). Object stores report sub-"directories" with a trailing slash; an
-    entry without one is asked `isdir` only when it has no file-like extension.
+    symlinks are followed). `gs://` is one delimited object listing (google-cloud-storage):
+    objects directly under `path/` are files, common prefixes folders, and a zero-byte
+    `path/` placeholder is neither. Other object stores (`tf.io.gfile`) report
+    sub-"directories" with a trailing slash; an entry without one is asked `isdir` only when
+    it has no file-like extension.
     """
     entries = []
+    if is_gcs(path):
+        bucket, name = split_gcs(path)
+        prefix = name.rstrip("/") + "/" if name.strip("/") else ""
+        blobs = (client or default_gcs_client()).list_blobs(bucket, prefix=prefix, delimiter="/")
+        files = [blob.name[len(prefix) :] for blob in blobs]  # pages first: prefixes fill in
+        folders = [folder[len(prefix) :].rstrip("/") for folder in blobs.prefixes]
+        for names, is_dir in ((files, False), (folders, True)):
+            for entry_name in names:
+                if entry_name and (include_hidden or not entry_name.startswith(".")):
+                    entries.append(Entry(entry_name, is_dir, False))
+        return sorted(entries)
     if is_local(path):
         with os.scandir(path) as scan:
             for entry in scan:

@@ -8,13 +8,13 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 from PIL import Image
 
 from contrastive import data
 from contrastive.data import DataError
+from tests.data_helpers import decoded, index_of
 
 
 def pixels(seed, shape=(8, 6, 3)):
@@ -36,20 +36,6 @@ def make_folder(root, classes=("cat", "dog", "eel"), per_class=4, shape=(8, 6, 3
             relative = f"{name}/{i}.png"
             written[relative] = write_image(root / relative, pixels(label * 100 + i, shape))
     return written
-
-
-def index_of(out):
-    return {row["id"]: row for row in pq.read_table(Path(out) / "index.parquet").to_pylist()}
-
-
-def decoded(out, split):
-    """{id: pixels} for a split, read with read_split (one shard: stored order = index order)."""
-    rows = sorted(
-        (row for row in index_of(out).values() if row["split"] == split),
-        key=lambda row: row["record"],
-    )
-    x, y = data.load_arrays(str(out), split)
-    return {row["id"]: (image, label) for row, image, label in zip(rows, x, y, strict=True)}
 
 
 def test_flat_layout_with_unlabeled_round_trip(tmp_path):

@@ -126,6 +126,7 @@ _INDEX_COLUMNS = {
     "format": "string",  # png | jpeg | raw
     "num_bytes": "int64",  # of the stored image bytes
     "sha256": "string",  # of the stored image bytes
+    "orientation": "int64",  # EXIF orientation applied to the source image (1..8), 0: none
 }
 
 
@@ -154,6 +155,9 @@ def _build_manifest(
         "source_location": opened.location,
         "class_names": list(opened.class_names),
         "num_classes": len(opened.class_names),
+        # Source class names that differ only in case or Unicode normalisation, merged on
+        # request (class_name_variants="merge"): stored name -> the source names it took.
+        "merged_classes": dict(opened.merged_classes),
         "image_shape": written.image_shape,
         # How images reached image_shape: the size, how it was chosen ("given" or "median" of
         # a mixed folder), the method, how many images changed size and the first of them.
@@ -164,10 +168,17 @@ def _build_manifest(
         "ignored": sorted(written.ignored, key=lambda entry: entry["path"]),
         "ignored_files": len(written.ignored),
         "duplicates": _count_duplicates(written.index),
+        # Images turned upright by their EXIF orientation: value (2..8) -> count.
+        "oriented": _count_oriented(written.index),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "package_version": __version__,
         "parameters": parameters,
     }
+
+
+def _count_oriented(index: dict[str, list]) -> dict[str, int]:
+    values, counts = np.unique(np.asarray(index["orientation"], np.int64), return_counts=True)
+    return {str(v): int(c) for v, c in zip(values, counts, strict=True) if v > 1}
 
 
 def _class_counts(index: dict[str, list], split: str, num_classes: int) -> list[int]:

@@ -42,7 +42,14 @@ from contrastive.data.commit import (
     refuse_committed,
 )
 from contrastive.data.errors import DataError
-from contrastive.data.images import RESIZE_METHOD, parse_image_size
+from contrastive.data.images import (
+    DEFAULT_MAX_ASPECT_RATIO,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_UPSCALE,
+    RESIZE_METHOD,
+    SizeRules,
+    parse_image_size,
+)
 from contrastive.data.planning import (
     _check_arguments,
     _check_array_sizes,
@@ -66,7 +73,6 @@ __all__ = [
 ]
 
 DEFAULT_SHARD_SIZE_BYTES = 128 << 20
-DEFAULT_MAX_PIXELS = 40_000_000
 _LOGGED_PATHS = 20  # skipped / ignored files named in the log; the manifest lists them all
 
 
@@ -90,6 +96,9 @@ def ingest(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     array_format: str = "raw",
     shard_size_bytes: int = DEFAULT_SHARD_SIZE_BYTES,
+    class_name_variants: str = "refuse",
+    max_upscale: float = DEFAULT_MAX_UPSCALE,
+    max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO,
 ) -> dict:
     """Ingest `source` into a committed dataset at `output`; returns the manifest.
 
@@ -121,6 +130,13 @@ def ingest(
             `"png"`. Raw is the default: ~10x faster to write and ~3x faster to read than PNG
             for small images (measurements in this package's README.md), at a similar size.
         shard_size_bytes: target shard size.
+        class_name_variants: class names that differ only in case or Unicode normalisation
+            (`Cat/` and `cat/`): `"refuse"` (the error names both) or `"merge"` them into one
+            class, recorded in `manifest["merged_classes"]`.
+        max_upscale: an image whose centred crop would be enlarged more than this many times
+            to reach the target size is skipped (listed with the threshold); >= 1.
+        max_aspect_ratio: an image whose aspect ratio is more than this many times the
+            target's (either way) is skipped, not cropped to a sliver; >= 1.
 
     Returns:
         The manifest dict (also written to `<output>/manifest.json`).
@@ -130,6 +146,7 @@ def ingest(
     """
     started = time.perf_counter()
     image_size = parse_image_size(image_size)
+    size_rules = SizeRules(max_upscale, max_aspect_ratio)
     _check_arguments(
         validation_fraction=validation_fraction,
         seed=seed,
@@ -165,13 +182,17 @@ def ingest(
         class_names=class_names,
         image_size=image_size,
         tfds_limit=limit,
+        class_name_variants=class_name_variants,
+        max_pixels=max_pixels,
+        size_rules=size_rules,
+        num_workers=num_workers,
     )
     if opened.kind == "folder" and storage.within(opened.location, output):
         raise DataError(f"output {output} lies inside the source folder {opened.location}")
     if on_error == "fail" and opened.skipped:
         first = opened.skipped[0]
         raise DataError(f"{first['path']}: {first['reason']}")
-    _check_array_sizes(opened, image_size, max_pixels)
+    _check_array_sizes(opened, image_size, max_pixels, size_rules)
     resize = {"image_size": list(image_size) if image_size else None, "chosen": "given"}
     if image_size is not None:
         resize["resized"] = _resize_arrays(opened, image_size)
@@ -204,6 +225,7 @@ def ingest(
                 shard_size_bytes=shard_size_bytes,
                 num_workers=num_workers or 2 * (os.cpu_count() or 1),
                 progress=progress,
+                size_rules=size_rules,
             )
             if opened.kind == "folder":
                 resize["resized"] = len(written.resized)
@@ -224,6 +246,9 @@ def ingest(
                     "max_pixels": max_pixels,
                     "array_format": array_format,
                     "shard_size_bytes": shard_size_bytes,
+                    "class_name_variants": class_name_variants,
+                    "max_upscale": float(max_upscale),
+                    "max_aspect_ratio": float(max_aspect_ratio),
                 },
             )
             _write_index(storage.join(tmp, INDEX_NAME), written.index)
@@ -335,6 +360,13 @@ def _log_summary(source: str, output: str, manifest: dict, seconds: float) -> No
             "one, so these had none in the source's train split, or lost them to `limit`)",
             len(missing), manifest["num_classes"], output, ", ".join(map(repr, missing)),
         )  # fmt: skip
+    if manifest["oriented"]:
+        logger.info(
+            "turned %d images upright by their EXIF orientation (value: count %s); "
+            "index.parquet's orientation column names each",
+            sum(manifest["oriented"].values()),
+            manifest["oriented"],
+        )
     resize = manifest.get("resize")
     if resize and resize.get("examples"):
         lines = [f"  {e['path']}: {e['from'][0]}x{e['from'][1]}" for e in resize["examples"]]

@@ -7,13 +7,21 @@ array sources and the median size of a folder of mixed sizes. The split plan its
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from contrastive.data.errors import DataError
-from contrastive.data.images import RESIZE_METHOD, header_size, resize_arrays, sniff_format
+from contrastive.data.images import (
+    RESIZE_METHOD,
+    SizeRules,
+    header_size,
+    resize_arrays,
+    resize_problem,
+    sniff_format,
+)
 from contrastive.data.reading import _SNIFF_BYTES, _read_regular_file
 from contrastive.data.sources import ArraySplit, Source
 
@@ -90,8 +98,11 @@ def _check_arguments(
             raise DataError(f"{name} must be {expectation}. Received: {name}={value!r}")
 
 
-def _check_array_sizes(opened: Source, image_size, max_pixels: int) -> None:
-    """Pixels per image and the memory of resized arrays, before any array is touched."""
+def _check_array_sizes(
+    opened: Source, image_size, max_pixels: int, size_rules: SizeRules = SizeRules()
+) -> None:
+    """Pixels per image, `size_rules` (an array holds images of one size: all pass or none)
+    and the memory of resized arrays, before any array is touched."""
     for split in opened.splits.values():
         if not isinstance(split, ArraySplit):
             continue
@@ -102,6 +113,9 @@ def _check_array_sizes(opened: Source, image_size, max_pixels: int) -> None:
                 f"max_pixels={max_pixels:,}"
             )
         if image_size is not None and (height, width) != tuple(image_size):
+            problem = resize_problem(height, width, tuple(image_size), size_rules)
+            if problem:
+                raise DataError(f"{split.origin}: every image is refused: {problem}")
             needed = count * image_size[0] * image_size[1] * channels
             if needed > MAX_RESIZED_ARRAY_BYTES:
                 raise DataError(
@@ -127,9 +141,7 @@ def _resize_arrays(opened: Source, image_size: tuple[int, int]) -> int:
                 resize_arrays(split.images[start : start + _RESIZE_CHUNK], image_size)
                 for start in range(0, len(split.images), _RESIZE_CHUNK)
             ]
-            opened.splits[name] = ArraySplit(
-                np.concatenate(chunks), split.labels, split.origin, split.labels_origin
-            )
+            opened.splits[name] = dataclasses.replace(split, images=np.concatenate(chunks))
     return resized
 
 

@@ -24,6 +24,7 @@ from contrastive.data.errors import DataError
 from contrastive.data.images import (
     EncodedImage,
     ImageRejected,
+    SizeRules,
     looks_like_image_name,
     prepare_encoded,
     sniff_format,
@@ -62,6 +63,7 @@ def _write_examples(
     shard_size_bytes,
     num_workers,
     progress,
+    size_rules: SizeRules = SizeRules(),
 ) -> _Written:
     """Encode every planned example and write it to `<tmp>/<split>/` shards, in plan order.
 
@@ -81,7 +83,9 @@ def _write_examples(
             writer = ShardWriter(tmp, split_name, shard_size_bytes)
             formats: dict[str, int] = {}
             if opened.kind == "folder":
-                results = _read_files(opened, items, image_size, max_pixels, num_workers)
+                results = _read_files(
+                    opened, items, image_size, max_pixels, num_workers, size_rules
+                )
             else:
                 results = _encode_arrays(opened, items, array_format)
             for done, ((source_split, position, label), result) in enumerate(results, 1):
@@ -131,6 +135,7 @@ def _write_examples(
                 index["format"].append(result.format)
                 index["num_bytes"].append(len(result.data))
                 index["sha256"].append(hashlib.sha256(result.data).hexdigest())
+                index["orientation"].append(result.orientation)
             bar.advance(len(items) % _PROGRESS_EVERY)
             shards = writer.close()
             if shards:
@@ -153,7 +158,8 @@ def _write_examples(
 def _lineage(split: ArraySplit | FileSplit, source_split: str, position: int):
     """`(id, source_path, source_offset)` of one source example."""
     if isinstance(split, ArraySplit):
-        return f"{source_split}/{position}", split.origin, position
+        offset = position if split.offsets is None else int(split.offsets[position])
+        return f"{source_split}/{offset}", split.origin, offset
     path = display_path(split.paths[position])
     return path[len(display_path(split.root)) + 1 :], path, -1
 
@@ -169,7 +175,8 @@ def _encode_arrays(
             data = pixels.tobytes()
         else:
             data = encode_image(pixels, array_format)
-        yield item, EncodedImage(data, array_format, height, width, channels)
+        orientation = 0 if split.orientations is None else int(split.orientations[item[1]])
+        yield item, EncodedImage(data, array_format, height, width, channels, None, orientation)
 
 
 def _read_files(
@@ -178,6 +185,7 @@ def _read_files(
     image_size: tuple[int, int] | None,
     max_pixels: int,
     num_workers: int,
+    size_rules: SizeRules = SizeRules(),
 ) -> Iterator[tuple[tuple[str, int, int], EncodedImage | ImageRejected | None]]:
     """Read, check and (when needed) convert files on `num_workers` threads, in `items` order.
 
@@ -189,7 +197,9 @@ def _read_files(
     def read(item):
         path = opened.splits[item[0]].paths[item[1]]
         try:
-            return read_image_file(path, image_size=image_size, max_pixels=max_pixels)
+            return read_image_file(
+                path, image_size=image_size, max_pixels=max_pixels, size_rules=size_rules
+            )
         except MemoryError:
             return ImageRejected("out of memory while decoding")
 
@@ -211,7 +221,11 @@ def _read_files(
 
 
 def read_image_file(
-    path: str, *, image_size: tuple[int, int] | None, max_pixels: int
+    path: str,
+    *,
+    image_size: tuple[int, int] | None,
+    max_pixels: int,
+    size_rules: SizeRules = SizeRules(),
 ) -> EncodedImage | ImageRejected | None:
     """One folder image ready to store, the reason it was refused, or None if not an image.
 
@@ -232,7 +246,9 @@ def read_image_file(
         what = "an empty file" if not data else f"content starting {data[:8]!r}"
         return ImageRejected(f"named as an image but not a supported image format ({what})")
     try:
-        return prepare_encoded(data, source_format, image_size=image_size, max_pixels=max_pixels)
+        return prepare_encoded(
+            data, source_format, image_size=image_size, max_pixels=max_pixels, size_rules=size_rules
+        )
     except ImageRejected as rejected:
         return rejected
     except Exception as error:  # a decoder bug must not end the ingest without the file name

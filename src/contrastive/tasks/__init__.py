@@ -38,6 +38,7 @@ from contrastive.tasks.training import (
 __all__ = [
     "StepSinks",
     "data_location",
+    "dataset_metadata",
     "log_metrics",
     "numeric_metrics",
     "run_collect_fraction",
@@ -49,6 +50,17 @@ __all__ = [
     "run_train_classifier",
     "run_training_component",
 ]
+
+
+def dataset_metadata(manifest: dict) -> dict:
+    """What a Dataset artifact shows in the KFP / Vertex UI, from its manifest."""
+    return {
+        "num_classes": manifest["num_classes"],
+        "class_names": manifest["class_names"],
+        "image_shape": manifest["image_shape"],
+        "splits": {name: entry["num_examples"] for name, entry in manifest["splits"].items()},
+        "skipped": len(manifest["skipped"]),
+    }
 
 
 def run_ingest(
