@@ -77,6 +77,7 @@ _UNIT_SCHEMA = pa.schema(
         ("example_id", pa.string()),
         ("source_path", pa.string()),
         ("source_offset", pa.int64()),
+        ("name", pa.string()),
         ("path", pa.string()),  # payload: a file to read ...
         ("data", pa.binary()),  # ... encoded bytes ...
         ("pixels", pa.binary()),  # ... or raw uint8 pixels of `shape`
@@ -96,6 +97,7 @@ _ROW_SCHEMA = pa.schema(
         ("source_label", pa.int64()),
         ("source_path", pa.string()),
         ("source_offset", pa.int64()),
+        ("name", pa.string()),
         ("format", pa.string()),
         ("height", pa.int64()),
         ("width", pa.int64()),
@@ -219,6 +221,7 @@ def _unit_row(example: Example, order: int) -> dict:
         "example_id": example.example_id,
         "source_path": example.source_path,
         "source_offset": example.source_offset,
+        "name": example.name,
         "path": payload.path,
         "data": payload.data,
         "pixels": None if pixels is None else np.ascontiguousarray(pixels).tobytes(),
@@ -250,6 +253,7 @@ def _read_unit(path: str) -> Iterator[tuple[Example, int]]:
             row["source_path"],
             row["source_offset"],
             payload,
+            row["name"],
         )
         yield example, row["order"]
 
@@ -367,6 +371,7 @@ def _row(example: Example, order: int, outcome: str, stored: Stored | None = Non
         "source_label": example.source_label,
         "source_path": example.source_path,
         "source_offset": example.source_offset,
+        "name": example.name,
         **extra,
     }
     if stored is not None:
@@ -438,6 +443,7 @@ def _replay(opened: Source, plan: dict, tmp: str, on_error: str) -> _Written:
                 row["source_path"],
                 row["source_offset"],
                 Payload(),
+                row["name"],
             )
             if row["outcome"] == "ignored":
                 collector.accept(example, None)

@@ -85,6 +85,9 @@ class Example:
     source_path: str
     source_offset: int  # position within source_path's array or table; -1 for image files
     payload: Payload
+    # How lists and messages name it: the image file it reads, else `FILE[ROW]` of its array
+    # or table (`source_path[source_offset]`).
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -124,16 +127,17 @@ def planned_example(opened: Source, split_name: str, item: tuple[str, int, int])
         orientation = 0 if split.orientations is None else int(split.orientations[position])
         payload = Payload(pixels=split.images[position], orientation=orientation)
         example_id, source_path = f"{source_split}/{offset}", split.origin
+        name = f"{source_path}[{offset}]"
     elif isinstance(split, TableSplit):
         blob = split.blobs[position]
         path = split.paths[position]
-        if blob.is_valid:
-            payload = Payload(data=blob.as_py(), declared=True)
-        else:
-            payload = Payload(path=path, declared=True)
         example_id = f"{source_split}/{position}"
         source_path = split.files[int(split.file_of[position])]
         offset = int(split.rows[position])
+        if blob.is_valid:
+            payload, name = Payload(data=blob.as_py(), declared=True), f"{source_path}[{offset}]"
+        else:
+            payload, name = Payload(path=path, declared=True), display_path(path)
     else:
         path = split.paths[position]
         source_path = display_path(path)
@@ -142,8 +146,8 @@ def planned_example(opened: Source, split_name: str, item: tuple[str, int, int])
         else:
             example_id = source_path[len(display_path(split.root)) + 1 :]
         payload = Payload(path=path, declared=split.declared)
-        offset = -1
-    return Example(split_name, label, source_label, example_id, source_path, offset, payload)
+        offset, name = -1, source_path
+    return Example(split_name, label, source_label, example_id, source_path, offset, payload, name)
 
 
 def prepare(payload: Payload, rules: ImageRules) -> EncodedImage | ImageRejected | None:
@@ -224,21 +228,21 @@ class _Collector:
             DataError: a refused image with `on_error="fail"`, or a second image size.
         """
         if result is None:
-            self.written.ignored.append({"path": example.source_path, "reason": "not an image"})
+            self.written.ignored.append({"path": example.name, "reason": "not an image"})
             return None
         if isinstance(result, ImageRejected):
             if self._on_error == "fail":
-                raise DataError(f"{example.source_path}: {result.reason}")
-            self.written.skipped.append({"path": example.source_path, "reason": result.reason})
+                raise DataError(f"{example.name}: {result.reason}")
+            self.written.skipped.append({"path": example.name, "reason": result.reason})
             return None
         stored = result if isinstance(result, Stored) else Stored.of(result)
         size = (stored.height, stored.width)
         if self._first_size is None:
-            self._first_size = (size, example.source_path)
+            self._first_size = (size, example.name)
         elif size != self._first_size[0]:
             (height, width), other = self._first_size
             raise DataError(
-                f"images differ in size: {other} is {height}x{width}, {example.source_path} is "
+                f"images differ in size: {other} is {height}x{width}, {example.name} is "
                 f"{size[0]}x{size[1]} (height x width); pass image_size to resize them"
             )
         return stored
@@ -246,9 +250,7 @@ class _Collector:
     def store(self, example: Example, stored: Stored, shard: str, record: int) -> None:
         """Record an accepted example written as `record` of `shard`."""
         if stored.resized_from is not None:
-            self.written.resized.append(
-                {"path": example.source_path, "from": list(stored.resized_from)}
-            )
+            self.written.resized.append({"path": example.name, "from": list(stored.resized_from)})
         self._channels = max(self._channels, stored.channels)
         self._formats[stored.format] = self._formats.get(stored.format, 0) + 1
         index = self.written.index
