@@ -68,6 +68,14 @@ def dataset_metadata(manifest: dict) -> dict:
     }
 
 
+def beam_options(runner: str, options: str, worker_image: str = "") -> str:
+    """The ingest step's Beam flags: `options`, plus `--sdk_container_image=worker_image` for
+    a Dataflow job that names no image (its workers then run the pipeline's own image)."""
+    if runner == "dataflow" and worker_image and "--sdk_container_image" not in options:
+        return f"{options} --sdk_container_image={worker_image}".strip()
+    return options
+
+
 def run_ingest(
     source: str,
     output: str,
@@ -86,6 +94,7 @@ def run_ingest(
     """
     from contrastive import data
 
+    options["runner"] = options.get("runner") or "inprocess"
     overwrite = options.pop("overwrite", True)
     if data.is_ingested(source):
         return data.copy_ingested(
