@@ -51,11 +51,23 @@ _CPU_PIN = re.compile(r"^tensorflow[-_]cpu\s*==\s*([^\s;#]+)", re.IGNORECASE)
 _JAX_PIN = re.compile(r"^jax\s*==\s*([^\s;#]+)", re.IGNORECASE)
 
 
+# Extras every image installs beside `tf`: `beam`, so the ingest step can run its Beam job
+# (the DirectRunner in the step, or launching Dataflow / a portable job server).
+IMAGE_EXTRAS = ("beam",)
+
+
+def _image_extras(project: dict) -> list[str]:
+    extras = project.get("optional-dependencies", {})
+    return [requirement for name in IMAGE_EXTRAS for requirement in extras.get(name, [])]
+
+
 def gpu_requirements(pyproject: dict, extra: str = "tf") -> list[str]:
-    """Base dependencies + `extra`, with `tensorflow-cpu==X` -> `tensorflow[and-cuda]==X`."""
+    """Base dependencies + `extra` + `IMAGE_EXTRAS`, with `tensorflow-cpu==X` ->
+    `tensorflow[and-cuda]==X`."""
     project = pyproject["project"]
     requirements = list(project.get("dependencies", []))
     requirements += list(project.get("optional-dependencies", {}).get(extra, []))
+    requirements += _image_extras(project)
     swapped, found = [], False
     for requirement in requirements:
         match = _CPU_PIN.match(requirement.strip())
@@ -70,10 +82,12 @@ def gpu_requirements(pyproject: dict, extra: str = "tf") -> list[str]:
 
 
 def jax_gpu_requirements(pyproject: dict, constraints: list[str]) -> list[str]:
-    """Base dependencies + the `tf` extra as pinned (tensorflow-cpu) + `jax[cuda12]==X`."""
+    """Base dependencies + the `tf` extra as pinned (tensorflow-cpu) + `IMAGE_EXTRAS` +
+    `jax[cuda12]==X`."""
     project = pyproject["project"]
     requirements = list(project.get("dependencies", []))
     requirements += list(project.get("optional-dependencies", {}).get("tf", []))
+    requirements += _image_extras(project)
     version = next(
         (match.group(1) for line in constraints if (match := _JAX_PIN.match(line.strip()))), None
     )

@@ -34,13 +34,35 @@ def test_the_runner_parameters_reach_the_ingest_task(tmp_path, target):
     assert inputs["worker_image"]["runtimeValue"]["constant"] == IMAGE
 
 
-def test_a_dataflow_job_runs_the_pipelines_image_unless_told_otherwise():
+def test_a_dataflow_job_runs_the_dataflow_image_of_the_pipeline_unless_told_otherwise():
+    worker = "us-docker.pkg.dev/acme/ml/contrastive-dataflow:1a2b3c4"
     assert tasks.beam_options("dataflow", "--project=p", IMAGE) == (
-        f"--project=p --sdk_container_image={IMAGE}"
+        f"--project=p --sdk_container_image={worker}"
     )
     given = "--project=p --sdk_container_image=other:1"
     assert tasks.beam_options("dataflow", given, IMAGE) == given
     assert tasks.beam_options("flink", "--job_endpoint=h:8099", IMAGE) == "--job_endpoint=h:8099"
+    assert tasks.dataflow_worker_image("localhost:5000/contrastive@sha256:ab") == (
+        "localhost:5000/contrastive-dataflow@sha256:ab"
+    )
+    assert tasks.dataflow_worker_image("contrastive:dev") == "contrastive-dataflow:dev"
+
+
+def test_the_dataflow_image_runs_the_pinned_beam_sdk_harness():
+    """Dataflow starts a custom container through Beam's boot program, from an SDK image of
+    the Beam version the workers' code was pickled with."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    dockerfile = (repo / "images" / "Dockerfile.dataflow").read_text()
+    pin = next(
+        line.split("==")[1]
+        for line in (repo / "constraints.txt").read_text().splitlines()
+        if line.startswith("apache-beam==")
+    )
+    assert f"ARG BEAM_SDK_IMAGE=apache/beam_python3.11_sdk:{pin}\n" in dockerfile
+    assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in dockerfile
+    assert "COPY --from=beam /opt/apache/beam /opt/apache/beam" in dockerfile
 
 
 @pytest.mark.parametrize(
