@@ -184,7 +184,7 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args) -> int:
-    from contrastive.config import encode_overrides, parse_overrides_text
+    from contrastive.config import encode_overrides, parse_overrides_text, unusual_settings
     from contrastive.data.images import parse_image_size
     from contrastive.run_parameters import check_run_parameters
     from contrastive.validation import check
@@ -207,6 +207,8 @@ def cmd_run(args) -> int:
     with native_notices_filtered():  # TensorFlow loads here: its start-up notices not shown
         # The check submit and schedule make, before any task (0 / "" keep the profile's value).
         config = check_run_parameters(params)
+        for line in unusual_settings(config):  # the tasks' logs say it too, but unseen
+            print(f"warning: {line}", file=sys.stderr, flush=True)
         params.setdefault("seed", config.train.seed)
         # Compiled into the DAG like the methods: the flag, else the profile's curve (few-labels).
         fractions = fractions or check_labeled_fractions(config.train.labeled_fractions)
@@ -398,13 +400,16 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from contrastive import tasks
+    from contrastive.reuse import check_apart
 
+    check_apart({"--output": args.output}, {"--data": args.data, "--model": args.model})
     result = tasks.run_evaluate(
         args.data, args.model, split=args.split, predictions_path=args.predictions
     )
     if args.output:
-        with open(args.output, "w") as file:
-            json.dump(result, file)
+        from contrastive import storage
+
+        storage.write_json(args.output, result)  # atomic: a failed write leaves no half file
     print(
         json.dumps(
             {

@@ -97,7 +97,11 @@ def save_model_dir(
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / COMPLETE_MARKER).unlink(missing_ok=True)
     staging = model_dir / f".{MODEL_FILE}.{uuid.uuid4().hex[:8]}.tmp.keras"
-    model.save(staging)
+    try:
+        model.save(staging)
+    except OSError as error:  # a full disk: name the file, leave no half-written staging copy
+        staging.unlink(missing_ok=True)
+        raise storage.naming(error, str(model_dir / MODEL_FILE)) from error
     files = {
         MODEL_FILE: {
             "num_bytes": staging.stat().st_size,

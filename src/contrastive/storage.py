@@ -165,8 +165,11 @@ def json_bytes(value: Any) -> bytes:
 
 def _replace_local(path: str, data: bytes) -> None:
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    except OSError as error:
+        raise naming(error, path) from error
     try:
         with os.fdopen(descriptor, "wb") as stream:
             stream.write(data)
@@ -174,10 +177,22 @@ def _replace_local(path: str, data: bytes) -> None:
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o644)  # mkstemp makes it owner-only; our files are meant to be read
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        if isinstance(error, OSError):  # a full disk names the file it could not write
+            raise naming(error, path) from error
         raise
+
+
+def naming(error: OSError, path: str) -> OSError:
+    """`error` as an OSError of the same errno that names `path` (a write's ENOSPC names no
+    file), for writers outside this module to raise too."""
+    if error.filename == path:
+        return error
+    if error.errno is None:
+        return OSError(f"cannot write {path}: {error}")
+    return type(error)(error.errno, error.strerror or str(error), path)
 
 
 def exists(uri: str | os.PathLike, *, client: Any = None) -> bool:

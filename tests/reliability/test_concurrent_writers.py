@@ -17,22 +17,30 @@ from contrastive.lease import OutputBusyError
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
-# Runs an ingest that stops at `point` ("source": while opening its source, before it claims
-# the output; "writing": while writing its shards, holding the output) until `go` exists.
-_HELD_INGEST = """
+# `hold(module, name, go)`: the function `module.name` prints "held", then waits for the file
+# `go` (at most 120 s) before it runs.
+_HOLD = """
 import sys, time
 from pathlib import Path
+def hold(module, name, go):
+    original = getattr(module, name)
+    def held(*args, **kwargs):
+        print("held", flush=True)
+        deadline = time.monotonic() + 120
+        while not Path(go).exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return original(*args, **kwargs)
+    setattr(module, name, held)
+"""
+
+# Runs an ingest that stops at `point` ("source": while opening its source, before it claims
+# the output; "writing": while writing its shards, holding the output) until `go` exists.
+_HELD_INGEST = (
+    _HOLD
+    + """
 from contrastive.data import ingestion
 source, output, point, go = sys.argv[1:5]
-name = {"source": "open_source", "writing": "_write_examples"}[point]
-original = getattr(ingestion, name)
-def held(*args, **kwargs):
-    print("held", flush=True)
-    deadline = time.monotonic() + 120
-    while not Path(go).exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return original(*args, **kwargs)
-setattr(ingestion, name, held)
+hold(ingestion, {"source": "open_source", "writing": "_write_examples"}[point], go)
 try:
     manifest = ingestion.ingest(source, output, progress=False)
 except Exception as error:
@@ -40,6 +48,7 @@ except Exception as error:
     sys.exit(2)
 print("committed", manifest["writer"]["pid"], flush=True)
 """
+)
 
 
 def _npz(path: Path, seed: int) -> str:
@@ -182,22 +191,16 @@ def test_copying_an_ingested_dataset_commits_like_an_ingest(tmp_path):
 
 
 # Runs `contrastive pretrain`, held once it holds its output (before training) until `go`.
-_HELD_PRETRAIN = """
-import sys, time
-from pathlib import Path
+_HELD_PRETRAIN = (
+    _HOLD
+    + """
 from contrastive.tasks import training
 data, output, go = sys.argv[1:4]
-original = training._train_claimed
-def held(*args, **kwargs):
-    print("held", flush=True)
-    deadline = time.monotonic() + 120
-    while not Path(go).exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return original(*args, **kwargs)
-training._train_claimed = held
+hold(training, "_train_claimed", go)
 from pipelines.cli import main
 sys.exit(main(["pretrain", "--data", data, "--output", output, "--profile", "tiny"]))
 """
+)
 
 
 @pytest.mark.slow

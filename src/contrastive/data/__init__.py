@@ -28,6 +28,7 @@ _EXPORTS = {
     "dataset_info": "reader",
     "load_arrays": "reader",
     "load_training_data": "reader",
+    "naming_damage": "reader",
     "process_shards": "reader",
     "sample_arrays": "reader",
     "knn_sample": "reader",

@@ -144,6 +144,10 @@ def _build_manifest(
                 "formats": written.formats[name],
                 "shards": shards,
             }
+            if name != "unlabeled":  # labelled examples of each class, in class order
+                splits[name]["class_counts"] = _class_counts(
+                    written.index, name, len(opened.class_names)
+                )
     return {
         "format_version": FORMAT_VERSION,
         "source": source,
@@ -175,6 +179,15 @@ def _build_manifest(
 def _count_oriented(index: dict[str, list]) -> dict[str, int]:
     values, counts = np.unique(np.asarray(index["orientation"], np.int64), return_counts=True)
     return {str(v): int(c) for v, c in zip(values, counts, strict=True) if v > 1}
+
+
+def _class_counts(index: dict[str, list], split: str, num_classes: int) -> list[int]:
+    labels = [
+        label
+        for name, label in zip(index["split"], index["label"], strict=True)
+        if name == split and label >= 0
+    ]
+    return [int(count) for count in np.bincount(labels, minlength=num_classes)]
 
 
 def _count_duplicates(index: dict[str, list]) -> dict[str, int]:

@@ -396,6 +396,14 @@ def _log_summary(source: str, output: str, manifest: dict, seconds: float) -> No
             sum(manifest["oriented"].values()),
             manifest["oriented"],
         )
+    missing = missing_classes(manifest)
+    if missing:
+        logger.warning(
+            "%d of %d classes have no train images in %s: %s. A model trained on it cannot "
+            "learn them; give each class train images (the hold-outs never take a class's last "
+            "one, so these had none in the source's train split, or lost them to `limit`)",
+            len(missing), manifest["num_classes"], output, ", ".join(map(repr, missing)),
+        )  # fmt: skip
     resize = manifest.get("resize")
     if resize and resize.get("examples"):
         lines = [f"  {e['path']}: {e['from'][0]}x{e['from'][1]}" for e in resize["examples"]]
@@ -412,6 +420,15 @@ def _log_summary(source: str, output: str, manifest: dict, seconds: float) -> No
             "%d validation/test examples are byte-identical to train examples",
             manifest["duplicates"]["held_out_in_train"],
         )
+
+
+def missing_classes(manifest: dict, split: str = "train") -> list[str]:
+    """The names of the classes with no labelled example in `split` (manifests that record
+    `class_counts`; older ones: none known)."""
+    counts = manifest["splits"].get(split, {}).get("class_counts")
+    if counts is None:
+        return []
+    return [name for name, count in zip(manifest["class_names"], counts, strict=False) if not count]
 
 
 def _log_paths(what: str, entries: list[dict]) -> None:

@@ -85,6 +85,7 @@ def run_pretrain(
         summarize,
         request=request,
         overwrite=overwrite,
+        uses_labels=_supervised(config),
         include_unlabeled=config.train.use_unlabeled,
         labelled_only=False,  # few labels: the others are anchors of their own views
         tensorboard_dir=tensorboard_dir,
@@ -353,6 +354,7 @@ def _train_step(
     overwrite: bool = False,
     include_unlabeled: bool = False,
     labelled_only: bool = True,
+    uses_labels: bool = True,
     check: Callable[[TrainingData], None] | None = None,
     tensorboard_dir: str | None = None,
     durable_dir: str | None = None,
@@ -380,6 +382,9 @@ def _train_step(
         labelled_only: with `train.labeled_fraction` < 1, train on the labelled subset only
             (cross-entropy steps: no -1 label reaches their loss), else on every train image
             with the others unlabelled (-1).
+        uses_labels: the step learns from labels: a train split (or labelled subset) with
+            labelled images of fewer than two classes is refused. Every step warns, naming
+            them, about classes without labelled train images.
         check: refuses data the step cannot use (raises), before training.
         tensorboard_dir: where `keras.callbacks.TensorBoard` writes (default
             `<output_dir>/tensorboard`).
@@ -420,10 +425,11 @@ def _train_step(
             request=request,
             overwrite=overwrite,
             fresh=fresh,
-            commit_check=lambda: _check_commit(held, output_dir, generation),
-            writer=None if held is None else held.record,
+            held=held,
+            generation=generation,
             include_unlabeled=include_unlabeled,
             labelled_only=labelled_only,
+            uses_labels=uses_labels,
             check=check,
             tensorboard_dir=tensorboard_dir,
             durable_dir=durable_dir,
@@ -443,17 +449,19 @@ def _train_claimed(
     request,
     overwrite,
     fresh,
-    commit_check,
-    writer,
+    held,
+    generation,
     include_unlabeled,
     labelled_only,
+    uses_labels,
     check,
     tensorboard_dir,
     durable_dir,
     progress_file,
 ) -> dict:
-    """`_train_step` once the output is held: open the data, train, time, commit."""
-    from contrastive.data import stream_training_data
+    """`_train_step` once the output is held (`held`: the chief's lease, None elsewhere;
+    `generation`: of `COMPLETE` when it was claimed): open the data, train, time, commit."""
+    from contrastive.data import naming_damage, stream_training_data
     from contrastive.training.callbacks import ProgressLog, tensorboard_callback
     from contrastive.training.distribution import describe, save_discarded
     from contrastive.training.optim import machine_mixed_precision
@@ -481,6 +489,7 @@ def _train_claimed(
         process_count=layout.processes,
     )
     start = time.perf_counter()
+    _check_train_classes(name, data_uri, data, refuse=uses_labels)
     if check is not None:
         check(data)
     with _writing_folder(output_dir) as local_dir:
@@ -499,14 +508,15 @@ def _train_claimed(
         if durable_dir is not None and layout.is_chief:
             callbacks.append(durable.mirror_callback(checkpoint_dir, durable_dir))
         try:
-            model, history = fit(
-                config,
-                data.train,
-                data.validation,
-                num_classes=data.num_classes,
-                checkpoint_dir=str(checkpoint_dir),
-                callbacks=callbacks,
-            )
+            with naming_damage(data_uri):
+                model, history = fit(
+                    config,
+                    data.train,
+                    data.validation,
+                    num_classes=data.num_classes,
+                    checkpoint_dir=str(checkpoint_dir),
+                    callbacks=callbacks,
+                )
         except Exception as error:
             from contrastive.durable import permanent_errors
 
@@ -521,7 +531,7 @@ def _train_claimed(
                 "%s: process %d done; process 0 writes %s", name, layout.process_index, output_dir
             )
             return metrics
-        commit_check()  # still this writer's output, and nobody completed it meanwhile
+        _check_commit(held, output_dir, generation)  # still ours; nobody completed it since
         modeldir.save_model_dir(
             local_dir,
             model,
@@ -535,7 +545,7 @@ def _train_claimed(
                 distribution=layout.to_dict(),
                 mixed_precision=precision,
                 request=request,
-                writer=writer,
+                writer=held.record,
                 **info,
             ),
         )
@@ -549,14 +559,52 @@ def _train_claimed(
         return metrics
 
 
-def _request(step: str, config: Config, data_uri: str, *, method, mode=None, **inputs) -> dict:
-    """The step's `reuse.step_request`, its dataset named by content (`dataset_digest`)."""
-    from contrastive import data, reuse
+def _check_train_classes(name: str, data_uri: str, data: TrainingData, *, refuse: bool):
+    """Warn naming the classes the step has no labelled train image of; with `refuse`,
+    DataError when fewer than two classes have one (cross-entropy over one class is 100 %
+    accurate and meaningless)."""
+    from contrastive.data import DataError
 
+    if data.class_counts is None:
+        return
+    pairs = list(zip(data.class_names, data.class_counts, strict=False))
+    present = [class_name for class_name, count in pairs if count]
+    missing = [class_name for class_name, count in pairs if not count]
+    if refuse and len(present) < 2:
+        raise DataError(
+            f"{data_uri}: the train split {name} learns from holds labelled images of "
+            f"{len(present)} of {len(pairs)} classes ({', '.join(map(repr, present)) or 'none'}); "
+            "training needs at least two (raise train.labeled_fraction, or ingest with train "
+            "images of more classes)"
+        )
+    if missing:
+        log.warning(
+            "%s: %d of %d classes have no labelled train image in %s: %s. The model cannot "
+            "learn them; their test images will all be misclassified",
+            name, len(missing), len(pairs), data_uri, ", ".join(map(repr, missing)),
+        )  # fmt: skip
+
+
+def _request(step: str, config: Config, data_uri: str, *, method, mode=None, **inputs) -> dict:
+    """The step's `reuse.step_request`, its dataset named by content (`dataset_digest`).
+    Settings of the step outside their usual range are logged as warnings first."""
+    from contrastive import data, reuse
+    from contrastive.config import unusual_settings
+
+    for line in unusual_settings(config, fields=reuse.shaping_settings(config, step)):
+        log.warning("%s: %s", step, line)
     digest = data.dataset_digest(data.read_manifest(data_uri))
     return reuse.step_request(
         step, config, method=method, mode=mode, inputs={"data": digest, **inputs}
     )
+
+
+def _supervised(config: Config) -> bool:
+    """Whether the pretraining loss reads labels (SupCon, N-pairs) or not (SimCLR)."""
+    from contrastive.losses import get_loss
+
+    loss = get_loss(config.train.method, config.train.temperature)
+    return bool(getattr(loss, "supervised", True))
 
 
 def _check_apart(output_dir, data_uri, encoder_dir, tensorboard_dir, durable_dir) -> None:

@@ -38,6 +38,11 @@ def _cli(capsys, *args):
     return code, capsys.readouterr().err
 
 
+def _evaluate(capsys, trained, *flags, model=None):
+    model = model or trained["classifier"]
+    return _cli(capsys, "evaluate", "--data", trained["data"], "--model", str(model), *flags)
+
+
 def test_pretrain_with_another_method_into_a_finished_encoder_is_refused(trained, tmp_path, capsys):
     encoder = _copy(trained["encoder"], tmp_path / "encoder")
     before = (encoder / "model.keras").read_bytes()
@@ -160,7 +165,7 @@ def test_a_truncated_or_damaged_model_is_corrupt_not_missing(trained, tmp_path, 
     model = classifier / "model.keras"
     size = model.stat().st_size
     model.write_bytes(model.read_bytes()[: size // 2])
-    code, err = _cli(capsys, "evaluate", "--data", trained["data"], "--model", str(classifier))
+    code, err = _evaluate(capsys, trained, model=classifier)
     assert code == 2
     assert err == (
         f"error: corrupt model directory {classifier}: model.keras is {size // 2} bytes, "
@@ -176,3 +181,52 @@ def test_a_truncated_or_damaged_model_is_corrupt_not_missing(trained, tmp_path, 
     with pytest.raises(modeldir.ModelCorruptError) as raised:
         modeldir.load_model_dir(classifier)
     assert str(raised.value).startswith(f"corrupt file {classifier / 'info.json'}: not valid JSON")
+
+
+def test_a_full_disk_during_evaluate_names_predictions_and_its_file(
+    trained, tmp_path, capsys, monkeypatch
+):
+    import pyarrow.parquet as pq
+
+    def disk_full(self, table, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", disk_full)
+    predictions = tmp_path / "out" / "predictions.parquet"
+    code, err = _evaluate(capsys, trained, "--predictions", str(predictions))
+    assert code == 2
+    assert err == (
+        f"error: cannot write the predictions file {predictions} (--predictions): [Errno 28] No "
+        "space left on device; nothing was written there\n"
+    )
+    assert list(predictions.parent.iterdir()) == []  # no temporary file left behind
+
+
+def test_a_full_disk_writing_the_evaluation_result_names_the_file(
+    trained, tmp_path, capsys, monkeypatch
+):
+    import os
+
+    def disk_full(descriptor):
+        raise OSError(28, "No space left on device")
+
+    output = tmp_path / "result.json"
+    monkeypatch.setattr(os, "fsync", disk_full)
+    code, err = _evaluate(capsys, trained, "--output", str(output))
+    assert code == 2
+    assert err.startswith(f"error: OSError: [Errno 28] No space left on device: '{output}' (")
+    assert f"--output={output}" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluate_refuses_outputs_inside_its_inputs(trained, capsys):
+    inside = trained["classifier"] / "model.keras"
+    before = inside.read_bytes()
+    for flag in ("--predictions", "--output"):
+        code, err = _evaluate(capsys, trained, flag, str(inside))
+        assert code == 2
+        assert err == (
+            f"error: {flag} {inside} lies inside the step's own input --model "
+            f"{trained['classifier']}; choose an {flag} outside it\n"
+        )
+    assert inside.read_bytes() == before
