@@ -27,7 +27,7 @@ def ingest_data(
     dataset); returns the number of classes. `image_size` empty: the profile's
     `data.image_size` (after `overrides`). `data_snapshot` only enters KFP's cache key: a run
     with caching on ingests the source afresh when given a new value (e.g. a date); scheduled
-    runs turn caching off instead. A remote Beam runner writes to the artifact's URI (gs://),
+    runs turn caching off instead. A remote Beam runner writes to the artifact's `gs://` URI,
     which its workers reach, rather than to the step's local path.
     """
     from contrastive import tasks
@@ -36,7 +36,7 @@ def ingest_data(
     config = resolve_config(profile, overrides=overrides)
     manifest = tasks.run_ingest(
         source,
-        dataset.uri if runner in ("dataflow", "flink", "spark") else dataset.path,
+        tasks.data_location(dataset) if runner in ("dataflow", "flink", "spark") else dataset.path,
         validation_fraction=validation_fraction,
         test_fraction=test_fraction,
         seed=seed,

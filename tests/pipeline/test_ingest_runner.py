@@ -107,3 +107,35 @@ def test_the_cli_refuses_a_portable_runner_without_its_job_server(tmp_path, caps
         "--environment_config=localhost:50000",
         "--job_endpoint=jobserver:8099",
     ]
+
+
+def test_the_ingest_component_runs_its_beam_job_and_commits_the_same_dataset(tmp_path):
+    """The component with runner="direct": the DirectRunner in the step, into the artifact's
+    path, the same bytes as the in-process component; the artifact's metadata alike."""
+    import numpy as np
+    from kfp import dsl
+
+    import components
+    from tests.data_helpers import dataset_bytes
+
+    pytest.importorskip("apache_beam")
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp_path / "d.npz",
+        x_train=rng.integers(0, 255, (40, 4, 4), dtype=np.uint8),
+        y_train=np.arange(40) % 2,
+    )
+    ingest = components.build("contrastive:test").ingest_data.python_func
+    artifacts = {}
+    for runner in ("", "direct"):
+        artifacts[runner] = dsl.Dataset(uri=str(tmp_path / f"out-{runner or 'inprocess'}"))
+        ingest(
+            dataset=artifacts[runner],
+            source=f"npz:{tmp_path / 'd.npz'}",
+            profile="tiny",
+            image_size="4,4",
+            runner=runner,
+            worker_image=IMAGE,
+        )
+    assert dataset_bytes(tmp_path / "out-direct") == dataset_bytes(tmp_path / "out-inprocess")
+    assert artifacts["direct"].metadata == artifacts[""].metadata
