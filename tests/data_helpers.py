@@ -87,3 +87,19 @@ def import_csv(path, images, *, ml_uses=("training", "validation", "test", ""), 
         rows.append(",".join(field for field in (ml_use, str(image), label) if field))
     Path(path).write_text("\n".join(rows) + "\n")
     return f"csv:{path}"
+
+
+def small_npz(path, *, train=60, test=20, classes=2, shape=(5, 4), seed=0) -> str:
+    """An npz source of random uint8 images (`shape`), labels cycling through `classes`;
+    returns `npz:PATH`."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    np.savez(
+        path,
+        x_train=rng.integers(0, 255, (train, *shape), dtype=np.uint8),
+        y_train=np.arange(train) % classes,
+        x_test=rng.integers(0, 255, (test, *shape), dtype=np.uint8),
+        y_test=np.arange(test) % classes,
+    )
+    return f"npz:{path}"

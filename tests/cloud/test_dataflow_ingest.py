@@ -7,7 +7,6 @@ so the committed dataset is checked byte for byte against the in-process ingest.
 import json
 import re
 
-import numpy as np
 import pytest
 from google.cloud.dataflow_v1beta3 import Job, JobState
 from google.protobuf import json_format
@@ -16,7 +15,7 @@ from contrastive import data
 from contrastive.data.errors import IngestJobError
 from tests.cloud.conftest import PROJECT, REGION
 from tests.cloud.dataflow_fake import FAILURE
-from tests.data_helpers import dataset_bytes
+from tests.data_helpers import dataset_bytes, small_npz
 
 pytest.importorskip("apache_beam")
 
@@ -45,16 +44,7 @@ def _beam_on_loopback(monkeypatch):
 
 
 def _npz(tmp_path) -> str:
-    rng = np.random.default_rng(0)
-    path = tmp_path / "d.npz"
-    np.savez(
-        path,
-        x_train=rng.integers(0, 255, (60, 5, 4), dtype=np.uint8),
-        y_train=np.arange(60) % 2,
-        x_test=rng.integers(0, 255, (20, 5, 4), dtype=np.uint8),
-        y_test=np.arange(20) % 2,
-    )
-    return f"npz:{path}"
+    return small_npz(tmp_path / "d.npz")
 
 
 def _beam_options(dataflow_api, gcs) -> str:
@@ -90,8 +80,7 @@ def test_dataflow_runs_the_job_and_the_step_commits_the_same_bytes(tmp_path, gcs
     assert IMAGE in json.dumps(body["environment"])  # the workers run our image
 
 
-def test_a_failed_dataflow_job_fails_the_ingest_with_dataflows_error(tmp_path, gcs, dataflow_api):
-    dataflow_api.mode = "fail"
+def _failing_ingest(tmp_path, gcs, dataflow_api, **options) -> pytest.ExceptionInfo:
     with pytest.raises(IngestJobError) as raised:
         data.ingest(
             _npz(tmp_path),
@@ -99,7 +88,14 @@ def test_a_failed_dataflow_job_fails_the_ingest_with_dataflows_error(tmp_path, g
             progress=False,
             runner="dataflow",
             beam_options=_beam_options(dataflow_api, gcs),
+            **options,
         )
+    return raised
+
+
+def test_a_failed_dataflow_job_fails_the_ingest_with_dataflows_error(tmp_path, gcs, dataflow_api):
+    dataflow_api.mode = "fail"
+    raised = _failing_ingest(tmp_path, gcs, dataflow_api)
     assert FAILURE in str(raised.value)
     assert str(raised.value).startswith("the ingest's Beam job (dataflow) failed: ")
     assert not (tmp_path / "out" / "manifest.json").exists()
@@ -109,15 +105,7 @@ def test_a_failed_dataflow_job_fails_the_ingest_with_dataflows_error(tmp_path, g
 
 def test_a_job_past_its_time_bound_is_cancelled(tmp_path, gcs, dataflow_api):
     dataflow_api.mode = "hang"
-    with pytest.raises(IngestJobError) as raised:
-        data.ingest(
-            _npz(tmp_path),
-            str(tmp_path / "out"),
-            progress=False,
-            runner="dataflow",
-            beam_options=_beam_options(dataflow_api, gcs),
-            job_timeout=1,
-        )
+    raised = _failing_ingest(tmp_path, gcs, dataflow_api, job_timeout=1)
     assert "did not finish within job_timeout=1 s (state RUNNING" in str(raised.value)
     assert "it was cancelled" in str(raised.value)
     assert [JobState(update["requestedState"]) for update in dataflow_api.updates()] == [

@@ -23,6 +23,7 @@ from tests.data_helpers import (
     import_csv,
     manifest_content,
     photo_folder,
+    small_npz,
 )
 
 pytest.importorskip("apache_beam")
@@ -33,17 +34,9 @@ def _folder(tmp_path):
 
 
 def _npz(tmp_path):
-    rng = np.random.default_rng(1)
-    path = tmp_path / "d.npz"
-    np.savez(
-        path,
-        x_train=rng.integers(0, 255, (90, 6, 5), dtype=np.uint8),
-        y_train=np.arange(90) % 3,
-        x_test=rng.integers(0, 255, (30, 6, 5), dtype=np.uint8),
-        y_test=np.arange(30) % 3,
-    )
+    source = small_npz(tmp_path / "d.npz", train=90, test=30, classes=3, shape=(6, 5), seed=1)
     options = {"limit": 60, "labeled_fraction": 0.5, "shard_size_bytes": 600}
-    return f"npz:{path}", options
+    return source, options
 
 
 def _csv(tmp_path):
