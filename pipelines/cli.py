@@ -1,6 +1,7 @@
 """`contrastive`: the command line. Every subcommand validates its arguments before any work.
 
 contrastive ingest    --source SOURCE --output URI          images -> TFRecords + manifest
+                      [--runner direct|dataflow|flink|spark]  (the same, as a Beam job)
 contrastive run       [--profile quick] [--methods ...]      the whole DAG locally (kfp.local)
 contrastive compile   --target kubeflow|vertex --output F    pipeline YAML
 contrastive pretrain  --data URI --output DIR --method M     one step, outside KFP
@@ -115,10 +116,24 @@ def cmd_ingest(args) -> int:
         class_name_variants=args.class_name_variants,
         max_upscale=args.max_upscale,
         max_aspect_ratio=args.max_aspect_ratio,
+        runner=args.runner,
+        beam_options=_beam_flags(args),
+        num_workers=args.num_workers,
+        job_timeout=args.job_timeout,
     )
     counts = ", ".join(f"{k}={v['num_examples']}" for k, v in manifest["splits"].items())
     print(f"dataset written to {args.output}: {counts}; skipped {len(manifest['skipped'])}")
     return 0
+
+
+def _beam_flags(args) -> list[str]:
+    """`--beam-options` (shell words) plus `--job-endpoint`, as Beam pipeline flags."""
+    import shlex
+
+    flags = shlex.split(args.beam_options or "")
+    if args.job_endpoint:
+        flags.append(f"--job_endpoint={args.job_endpoint}")
+    return flags
 
 
 # `contrastive run` flags that are not pipeline parameters (the rest come from the pipeline).
@@ -443,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     import components
     from contrastive import methods
     from contrastive.data.images import DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_UPSCALE
+    from contrastive.data.runners import DEFAULT_JOB_TIMEOUT, RUNNERS
     from contrastive.data.sources import CLASS_NAME_VARIANTS
     from contrastive.tasks.sinks import StepSinks
 
@@ -457,7 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--source",
         required=True,
-        help="fashion_mnist | idx:DIR | tfds:NAME | npz:FILE | a folder (local or gs://)",
+        help="fashion_mnist | idx:DIR | tfds:NAME | npz:FILE | csv:FILE | jsonl:FILE (Vertex AI "
+        "import files) | parquet:PATH[?image=COL&label=COL] | a folder (local or gs://)",
     )
     p.add_argument("--output", required=True, help="dataset location (local path or gs://)")
     p.add_argument(
@@ -514,6 +531,38 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_ASPECT_RATIO,
         help="skip an image whose aspect ratio is more than this many times the target's "
         f"(default {DEFAULT_MAX_ASPECT_RATIO:g}; inf: no limit)",
+    )
+    p.add_argument(
+        "--runner",
+        choices=list(RUNNERS),
+        default="inprocess",
+        help="inprocess (threads here; default), or an Apache Beam runner running the same "
+        "per-image code: direct (here), dataflow, flink, spark; the dataset is the same bytes",
+    )
+    p.add_argument(
+        "--beam-options",
+        default="",
+        help='Beam pipeline flags, e.g. "--project=P --region=R --temp_location=gs://B/tmp" '
+        '(dataflow) or "--environment_type=EXTERNAL --environment_config=localhost:50000"',
+    )
+    p.add_argument(
+        "--job-endpoint",
+        default="",
+        help="flink / spark: the portable job server's gRPC address (HOST:PORT)",
+    )
+    p.add_argument(
+        "--num-workers",
+        type=int,
+        default=None,
+        help="threads (inprocess; default 2 x cores) or DirectRunner worker processes (direct; "
+        "default cores)",
+    )
+    p.add_argument(
+        "--job-timeout",
+        type=float,
+        default=DEFAULT_JOB_TIMEOUT,
+        help=f"seconds to wait for the Beam job before cancelling it (default "
+        f"{DEFAULT_JOB_TIMEOUT:g})",
     )
     p.set_defaults(func=cmd_ingest)
 

@@ -197,6 +197,8 @@ def build_pipeline(
         max_aspect_ratio: float = 4.0,
         seed: int = 0,
         data_snapshot: str = "",
+        ingest_runner: str = "",
+        ingest_beam_options: str = "",
         registry: str = "",
         promotion_margin: float = 0.0,
         tensorboard_root: str = "",
@@ -221,6 +223,9 @@ def build_pipeline(
             max_upscale=max_upscale,
             max_aspect_ratio=max_aspect_ratio,
             data_snapshot=data_snapshot,
+            runner=ingest_runner,
+            beam_options=ingest_beam_options,
+            worker_image="" if target == "local" else image,
         ).set_display_name("ingest")
         local_code(ingest)
         if target != "local":

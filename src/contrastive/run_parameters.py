@@ -68,6 +68,8 @@ def check_run_parameters(values: Mapping[str, Any]) -> Config:
         raise ConfigError("source must name the images to ingest. Received: source=''")
     if values.get("image_size"):
         _image_size(values["image_size"])
+    if "ingest_runner" in values or "ingest_beam_options" in values:
+        _ingest_engine(values.get("ingest_runner", ""), values.get("ingest_beam_options", ""))
     config = resolve_config(
         values.get("profile", "quick"),
         overrides=values.get("overrides", ""),
@@ -99,6 +101,19 @@ def _number(name: str, values: Mapping[str, Any], predicate, requirement: str) -
             requirement,
             error=ConfigError,
         )
+
+
+def _ingest_engine(runner: Any, beam_options: Any) -> None:
+    """The ingest step's runner and Beam flags, as the step will check them."""
+    from contrastive.data.runners import check_engine
+
+    for name, value in (("ingest_runner", runner), ("ingest_beam_options", beam_options)):
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string. Received: {name}={value!r}")
+    try:
+        check_engine(runner, beam_options)
+    except ValueError as error:
+        raise ConfigError(f"ingest_runner={runner!r}: {error}") from None
 
 
 def _image_size(text: str) -> None:

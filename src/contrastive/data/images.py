@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import zlib
 from collections.abc import Sequence
@@ -286,7 +287,7 @@ def decode_upright(data: bytes, source_format: str, *, max_pixels: int) -> Decod
     except Image.DecompressionBombError as error:
         raise ImageRejected(f"refused before decoding: {error}") from None
     except Exception as error:  # PIL raises many types for a bad header
-        raise ImageRejected(f"undecodable {source_format}: {error}") from None
+        raise ImageRejected(f"undecodable {source_format}: {_message(error)}") from None
     if width * height > max_pixels:
         raise ImageRejected(
             f"refused before decoding: {width}x{height} = {width * height:,} pixels is over "
@@ -295,14 +296,14 @@ def decode_upright(data: bytes, source_format: str, *, max_pixels: int) -> Decod
     try:
         image.load()
     except Exception as error:
-        raise ImageRejected(f"undecodable {source_format}: {error}") from None
+        raise ImageRejected(f"undecodable {source_format}: {_message(error)}") from None
 
     try:
         pixels = to_uint8(image)
     except ImageRejected:
         raise
     except Exception as error:  # a decoder that fails only when the pixels are accessed
-        raise ImageRejected(f"undecodable {source_format}: {error}") from None
+        raise ImageRejected(f"undecodable {source_format}: {_message(error)}") from None
     after_load = exif_orientation(image)
     if orientation == 0:  # a PNG's EXIF chunk after its pixel data: read by the full decode
         orientation = after_load
@@ -313,6 +314,13 @@ def decode_upright(data: bytes, source_format: str, *, max_pixels: int) -> Decod
     if not turned_on_load:
         pixels = upright(pixels, orientation)
     return DecodedImage(pixels, orientation, image.mode)
+
+
+def _message(error: Exception) -> str:
+    """A decoder's message without the repr of the in-memory file it read
+    (`cannot identify image file <_io.BytesIO object at 0x7f...>`): a reason must read the
+    same in every process, so that every engine's manifest lists the same skipped files."""
+    return re.sub(r" ?<[^<>]* object at 0x[0-9a-fA-F]+>", "", str(error))
 
 
 def exif_orientation(image: Image.Image, *, header_only: bool = False) -> int:

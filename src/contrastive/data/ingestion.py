@@ -56,7 +56,8 @@ from contrastive.data.planning import (
     _median_size_if_mixed,
     _resize_arrays,
 )
-from contrastive.data.reading import _write_examples
+from contrastive.data.reading import ImageRules, _write_examples
+from contrastive.data.runners import DEFAULT_JOB_TIMEOUT, check_engine
 from contrastive.data.sources import FASHION_MNIST_DIR, open_source
 from contrastive.data.splits import plan_splits
 
@@ -99,12 +100,16 @@ def ingest(
     class_name_variants: str = "refuse",
     max_upscale: float = DEFAULT_MAX_UPSCALE,
     max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO,
+    runner: str = "inprocess",
+    beam_options: str | Sequence[str] = (),
+    job_timeout: float = DEFAULT_JOB_TIMEOUT,
 ) -> dict:
     """Ingest `source` into a committed dataset at `output`; returns the manifest.
 
     Args:
-        source: `fashion_mnist`, `idx:DIR`, `tfds:NAME`, `npz:FILE`, or an image folder path
-            (local or `gs://`); see `contrastive.data.sources`.
+        source: `fashion_mnist`, `idx:DIR`, `tfds:NAME`, `npz:FILE`, `csv:FILE` / `jsonl:FILE`
+            (a Vertex AI image-classification import file), `parquet:PATH`, or an image
+            folder path (local or `gs://`); see `contrastive.data.sources`.
         output: dataset URI (local path or `gs://`).
         validation_fraction: stratified, seeded share of the source train split held out as
             `validation`, in `[0, 1)`.
@@ -121,7 +126,8 @@ def ingest(
         test_fraction: a source without a test split (a folder of `<root>/<class>/` only)
             holds out this stratified share of train as `test`, in `[0, 1)`; None or 0: none.
         tfds_data_dir: TFDS data directory (may be `gs://`).
-        num_workers: threads reading and checking folder images (default `2 * cpu_count`).
+        num_workers: threads reading and checking encoded images (default `2 * cpu_count`);
+            with `runner="direct"`, the DirectRunner's worker processes (default cpu_count).
         progress: show a progress bar when stderr is a terminal.
         fashion_mnist_dir: where the `fashion_mnist` source looks for its IDX files.
         class_names: class names for `idx:`/`npz:` sources (default "0".."K-1").
@@ -137,12 +143,21 @@ def ingest(
             to reach the target size is skipped (listed with the threshold); >= 1.
         max_aspect_ratio: an image whose aspect ratio is more than this many times the
             target's (either way) is skipped, not cropped to a sliver; >= 1.
+        runner: `"inprocess"` (threads in this process), or a Beam runner that runs the same
+            per-image functions as a job: `"direct"` (here), `"dataflow"`, `"flink"`,
+            `"spark"` (`contrastive.data.runners`). The dataset is byte-identical either way.
+        beam_options: Beam pipeline flags for the runner (`"--project=p --region=r ..."`);
+            Dataflow needs `--project`, `--region` and `--temp_location`, Flink and Spark
+            `--job_endpoint`.
+        job_timeout: seconds to wait for the Beam job; past it the job is cancelled and the
+            ingest fails (`IngestJobError`).
 
     Returns:
         The manifest dict (also written to `<output>/manifest.json`).
 
     Raises:
         DataError: bad arguments or data; the message names the file, field and value.
+        IngestJobError: the Beam job failed (with the runner's error) or ran past job_timeout.
     """
     started = time.perf_counter()
     image_size = parse_image_size(image_size)
@@ -172,6 +187,9 @@ def ingest(
     if not isinstance(output, str) or not output.strip():
         raise DataError(f"output must be a non-empty path or URI. Received: output={output!r}")
     output = storage.strip_trailing_slash(output.strip())
+    engine = check_engine(
+        runner, beam_options, job_timeout=job_timeout, num_workers=num_workers, output=output
+    )
     if not overwrite:  # fail fast; `claiming` checks again under the output's lease
         refuse_committed(output)
 
@@ -193,9 +211,8 @@ def ingest(
         first = opened.skipped[0]
         raise DataError(f"{first['path']}: {first['reason']}")
     _check_array_sizes(opened, image_size, max_pixels, size_rules)
-    resize = {"image_size": list(image_size) if image_size else None, "chosen": "given"}
-    if image_size is not None:
-        resize["resized"] = _resize_arrays(opened, image_size)
+    resized_arrays = _resize_arrays(opened, image_size) if image_size is not None else None
+    chosen = "given"
     plan = plan_splits(
         {name: split.labels for name, split in opened.splits.items()},
         validation_fraction=validation_fraction,
@@ -204,32 +221,52 @@ def ingest(
         seed=seed,
         test_fraction=test_fraction,
     )
-    if image_size is None and opened.kind == "folder":
-        image_size = _median_size_if_mixed(opened, plan, num_workers or 2 * (os.cpu_count() or 1))
-        resize = {"image_size": list(image_size) if image_size else None, "chosen": "median"}
+    survey = image_size is None and opened.encoded  # mixed sizes go to the median
+    if survey:
+        chosen = "median"
+        if engine.in_process:
+            threads = num_workers or 2 * (os.cpu_count() or 1)
+            image_size = _median_size_if_mixed(opened, plan, threads)
+            survey = False
 
-    with claiming(output, "ingest", overwrite=overwrite) as claim:
+    what = "ingest" if engine.in_process else f"ingest (Beam: {engine.runner})"
+    with claiming(output, what, overwrite=overwrite) as claim:
         committed = claim.committed is not None
         storage.makedirs(output)
         _remove_stale_files(output, committed=committed)
         tmp = storage.join(output, f"{_TMP_PREFIX}{uuid.uuid4().hex}")
         try:
-            written = _write_examples(
-                opened,
-                plan,
-                tmp,
-                image_size=image_size,
-                on_error=on_error,
-                max_pixels=max_pixels,
-                array_format=array_format,
-                shard_size_bytes=shard_size_bytes,
-                num_workers=num_workers or 2 * (os.cpu_count() or 1),
-                progress=progress,
-                size_rules=size_rules,
-            )
-            if opened.kind == "folder":
+            rules = ImageRules(image_size, max_pixels, size_rules, array_format)
+            if engine.in_process:
+                written = _write_examples(
+                    opened,
+                    plan,
+                    tmp,
+                    rules=rules,
+                    on_error=on_error,
+                    shard_size_bytes=shard_size_bytes,
+                    num_workers=num_workers or 2 * (os.cpu_count() or 1),
+                    progress=progress,
+                )
+            else:
+                from contrastive.data import beam_pipeline
+
+                written, image_size = beam_pipeline.write_examples(
+                    opened,
+                    plan,
+                    tmp,
+                    rules=rules,
+                    survey=survey,
+                    on_error=on_error,
+                    shard_size_bytes=shard_size_bytes,
+                    engine=engine,
+                )
+            resize = {"image_size": list(image_size) if image_size else None, "chosen": chosen}
+            if opened.encoded:
                 resize["resized"] = len(written.resized)
                 resize["examples"] = written.resized[:_LOGGED_PATHS]
+            elif resized_arrays is not None:
+                resize["resized"] = resized_arrays
             manifest = _build_manifest(
                 source,
                 opened,
@@ -352,6 +389,13 @@ def _log_summary(source: str, output: str, manifest: dict, seconds: float) -> No
         seconds,
         total / max(seconds, 1e-9),
     )
+    if manifest["oriented"]:
+        logger.info(
+            "turned %d images upright by their EXIF orientation (value: count %s); "
+            "index.parquet's orientation column names each",
+            sum(manifest["oriented"].values()),
+            manifest["oriented"],
+        )
     missing = missing_classes(manifest)
     if missing:
         logger.warning(
@@ -360,13 +404,6 @@ def _log_summary(source: str, output: str, manifest: dict, seconds: float) -> No
             "one, so these had none in the source's train split, or lost them to `limit`)",
             len(missing), manifest["num_classes"], output, ", ".join(map(repr, missing)),
         )  # fmt: skip
-    if manifest["oriented"]:
-        logger.info(
-            "turned %d images upright by their EXIF orientation (value: count %s); "
-            "index.parquet's orientation column names each",
-            sum(manifest["oriented"].values()),
-            manifest["oriented"],
-        )
     resize = manifest.get("resize")
     if resize and resize.get("examples"):
         lines = [f"  {e['path']}: {e['from'][0]}x{e['from'][1]}" for e in resize["examples"]]

@@ -1,14 +1,17 @@
 """Ingest, step 1: check the arguments and plan the work before any example is read.
 
 Argument checks, the output-inside-source check, array-size limits, the in-memory resize of
-array sources and the median size of a folder of mixed sizes. The split plan itself is
-`splits.plan_splits`; `ingestion.ingest` runs these in order, then `reading`, then `commit`.
+array sources and the median size of encoded images of mixed sizes (`header_size_of` per
+image, `median_size` of their histogram: the Beam engine runs the same two). The split plan
+itself is `splits.plan_splits`; `ingestion.ingest` runs these in order, then `reading`, then
+`commit`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -22,7 +25,7 @@ from contrastive.data.images import (
     resize_problem,
     sniff_format,
 )
-from contrastive.data.reading import _SNIFF_BYTES, _read_regular_file
+from contrastive.data.reading import _SNIFF_BYTES, Payload, payload_bytes, planned_example
 from contrastive.data.sources import ArraySplit, Source
 
 logger = logging.getLogger(__name__)
@@ -148,36 +151,49 @@ def _resize_arrays(opened: Source, image_size: tuple[int, int]) -> int:
 def _median_size_if_mixed(
     opened: Source, plan: dict[str, list[tuple[str, int, int]]], num_workers: int
 ) -> tuple[int, int] | None:
-    """None when every planned folder image has the same size (from its header); else the
-    median height x median width, the size the images are resized to.
+    """None when every planned image of an encoded source has the same size (from its
+    header); else the median height x median width, the size the images are resized to.
 
     The median, not the most common size: photos rarely share a size exactly, and the most
     common of 240 distinct sizes is an accident; when most images do share one, the median is
     that size, so they are stored untouched. Reads each file once more (headers only decoded).
     """
-    items = [item for split_items in plan.values() for item in split_items]
-
-    def size_of(item):
-        path = opened.splits[item[0]].paths[item[1]]
-        try:
-            data = _read_regular_file(path)
-        except Exception:  # the full read reports the file
-            return None
-        source_format = sniff_format(data[:_SNIFF_BYTES])
-        return header_size(data, source_format) if source_format else None
-
+    payloads = [
+        planned_example(opened, name, item).payload
+        for name, items in plan.items()
+        for item in items
+    ]
     with ThreadPoolExecutor(num_workers) as executor:
-        sizes = [size for size in executor.map(size_of, items) if size is not None]
-    distinct = set(sizes)
-    if len(distinct) <= 1:
+        sizes = Counter(size for size in executor.map(header_size_of, payloads) if size)
+    return median_size(sizes)
+
+
+def header_size_of(payload: Payload) -> tuple[int, int] | None:
+    """The upright (height, width) an encoded payload's header declares; None when it cannot
+    be read or is not an image (the full read reports it)."""
+    try:
+        data = payload_bytes(payload)
+    except Exception:  # the full read reports the file
         return None
-    heights, widths = zip(*sizes, strict=True)
+    source_format = sniff_format(data[:_SNIFF_BYTES])
+    return header_size(data, source_format) if source_format else None
+
+
+def median_size(sizes: Counter) -> tuple[int, int] | None:
+    """From a histogram `{(height, width): count}` of image sizes: None when there is at most
+    one size, else (median height, median width) (logged with the spread). The median is
+    NumPy's (the mean of the two middle values for an even count), truncated to int."""
+    if len(sizes) <= 1:
+        return None
+    shapes = np.asarray(list(sizes), np.int64)
+    counts = np.asarray(list(sizes.values()), np.int64)
+    heights, widths = np.repeat(shapes[:, 0], counts), np.repeat(shapes[:, 1], counts)
     size = (int(np.median(heights)), int(np.median(widths)))
     logger.info(
         "images differ in size: %d sizes among %d images, heights %d..%d, widths %d..%d; "
         "resizing to %dx%d (median height x median width; set image_size to choose). "
         "Method: %s",
-        len(distinct), len(sizes), min(heights), max(heights), min(widths), max(widths),
+        len(sizes), len(heights), heights.min(), heights.max(), widths.min(), widths.max(),
         *size, RESIZE_METHOD,
     )  # fmt: skip
     return size

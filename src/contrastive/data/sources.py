@@ -11,6 +11,11 @@ Source strings:
     idx:DIR                MNIST-format IDX files: train-/t10k- images and labels, gz or not.
     tfds:NAME              a TFDS dataset (`unlabelled` split -> our `unlabeled`).
     npz:FILE               arrays x_train, y_train, x_test, y_test (+ x_unlabeled, class_names).
+    csv:FILE | jsonl:FILE  a Vertex AI image-classification import file (`import_files.py`):
+                           `[ML_USE,]URI[,LABEL]` rows, or JSON Lines with `imageGcsUri`.
+    parquet:PATH           a Parquet file or folder with an image column (bytes, a path, or the
+                           Hugging Face `{bytes, path}` struct) and a label column
+                           (`parquet_source.py`).
     PATH | gs://B/PREFIX   an image folder: <root>/<class>/<image> or
                            <root>/{train,test}/<class>/<image>, optional <root>/unlabeled/.
 
@@ -70,7 +75,13 @@ FASHION_MNIST_CLASSES = (
 # Most classes a source may declare: labels are checked against it before any list of class
 # names is built (an npz label of 10**12 must not allocate 10**12 names).
 MAX_CLASSES = 100_000
-SOURCE_FORMS = "fashion_mnist, idx:DIR, tfds:NAME, npz:FILE, or an image folder (path or gs://)"
+SOURCE_FORMS = (
+    "fashion_mnist, idx:DIR, tfds:NAME, npz:FILE, csv:FILE or jsonl:FILE (a Vertex AI import "
+    "file), parquet:PATH, or an image folder (path or gs://)"
+)
+# Source splits a source may hold; `validation` only from sources that name it (an import
+# file's ML_USE, a Parquet dataset's validation files), otherwise it is cut from train.
+SOURCE_SPLITS = ("train", "validation", "test", "unlabeled")
 # What to do with class names that differ only in case or Unicode normalisation.
 CLASS_NAME_VARIANTS = ("refuse", "merge")
 # npz fields ingest reads; any other field is listed in the log and `ignored`, never loaded.
@@ -117,11 +128,34 @@ class ArraySplit:
 
 @dataclass(frozen=True)
 class FileSplit:
-    """Image files not read yet; each file's id is its path relative to `root`."""
+    """Image files not read yet; each file's id is its path relative to `root`, or `ids`."""
 
     paths: list[str]
     labels: np.ndarray  # int64 [N]; -1 = unlabeled
     root: str
+    ids: list[str] | None = None  # explicit example ids (import files: the URI as listed)
+    # True when the source lists every path as an image (an import file): a file that is not
+    # one is refused (skipped, named), never ignored as a folder's stray file is.
+    declared: bool = False
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class TableSplit:
+    """Encoded images in a table (Parquet): per row its bytes, or a path to read instead.
+
+    Ids are `<source split>/<position>`; `source_path` is the row's file (`files[file_of]`)
+    and `source_offset` its row within that file.
+    """
+
+    blobs: object  # pyarrow BinaryArray [N], null where the row gives a path
+    paths: list[str | None]  # [N]: the file to read where the bytes are null
+    labels: np.ndarray  # int64 [N]; -1 = unlabeled
+    files: list[str]  # the Parquet files the rows came from
+    file_of: np.ndarray  # int64 [N]: index into `files`
+    rows: np.ndarray  # int64 [N]: row within that file
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -129,14 +163,20 @@ class FileSplit:
 
 @dataclass
 class Source:
-    kind: str  # "idx" | "npz" | "tfds" | "folder"
+    kind: str  # "idx" | "npz" | "tfds" | "folder" | "csv" | "jsonl" | "parquet"
     location: str  # resolved directory, file or TFDS name
     class_names: list[str]
-    splits: dict[str, ArraySplit | FileSplit]
+    splits: dict[str, ArraySplit | FileSplit | TableSplit]
     skipped: list[dict] = field(default_factory=list)  # refused while listing: {path, reason}
     ignored: list[dict] = field(default_factory=list)  # not images: {path, reason}
     # Class names merged by `class_name_variants="merge"`: kept name -> the source names.
     merged_classes: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def encoded(self) -> bool:
+        """True when the images are still encoded (files, table cells): each is read, checked
+        and converted at ingest (`reading.prepare`); False for decoded arrays."""
+        return not any(isinstance(split, ArraySplit) for split in self.splits.values())
 
 
 def open_source(
@@ -199,6 +239,14 @@ def _open(source, fashion_mnist_dir, tfds_data_dir, class_names, tfds_options):
     scheme, _, rest = source.partition(":")
     if source == "fashion_mnist":
         opened = _open_fashion_mnist(fashion_mnist_dir, tfds_data_dir, tfds_options)
+    elif rest and scheme in ("csv", "jsonl"):  # before "://": csv:gs://b/import.csv
+        from contrastive.data.import_files import open_import_file
+
+        opened = open_import_file(rest, scheme)
+    elif rest and scheme == "parquet":
+        from contrastive.data.parquet_source import open_parquet
+
+        opened = open_parquet(rest)
     elif "://" in source:
         if not source.startswith("gs://"):
             scheme = source.split("://")[0]
@@ -243,6 +291,8 @@ def _check_labels(source: Source) -> None:
         if len(bad):
             if isinstance(split, ArraySplit):
                 where = split.labels_origin or split.origin
+            elif isinstance(split, TableSplit):
+                where = split.files[split.file_of[bad[0]]]
             else:
                 where = split.paths[bad[0]]
             raise DataError(

@@ -140,10 +140,12 @@ def plan_splits(
 ) -> dict[str, list[tuple[str, int, int]]]:
     """Decide which source example goes to which output split, and in which order.
 
-    Source splits are `train`, `test` and optionally `unlabeled` (labels -1). Each is first cut
-    to `limit` examples (stratified sample). `validation` is a stratified `validation_fraction`
-    of the source train split; with `labeled_fraction`, only that stratified fraction of the
-    remaining train examples keeps its label and the rest joins `unlabeled` with label -1.
+    Source splits are `train`, `test` and optionally `unlabeled` (labels -1) and `validation`.
+    Each is first cut to `limit` examples (stratified sample). `validation` is the source's
+    own validation split when it has one (an import file's ML_USE; `validation_fraction` is
+    then not used), else a stratified `validation_fraction` of the source train split; with
+    `labeled_fraction`, only that stratified fraction of the remaining train examples keeps
+    its label and the rest joins `unlabeled` with label -1.
     The hold-outs (`test`, `validation`) never take a class's last train example, and the
     labelled share keeps at least one example of every class.
     `train` and `unlabeled` are written in a seeded random order (so that a reader's shuffle
@@ -172,9 +174,10 @@ def plan_splits(
             kept, tested = stratified_split(labels[train], test_fraction, rng, keep_in_kept=True)
             plan["test"] = [("train", int(p), int(labels[p])) for p in train[tested]]
             train = train[kept]
-        kept, held_out = hold_out_validation(labels[train], validation_fraction, seed)
-        plan["validation"] = [("train", int(p), int(labels[p])) for p in train[held_out]]
-        train = train[kept]
+        if "validation" not in chosen:
+            kept, held_out = hold_out_validation(labels[train], validation_fraction, seed)
+            plan["validation"] = [("train", int(p), int(labels[p])) for p in train[held_out]]
+            train = train[kept]
         if labeled_fraction is not None and labeled_fraction < 1:
             unlabel, label = stratified_split(
                 labels[train],
@@ -185,9 +188,10 @@ def plan_splits(
             plan["unlabeled"] = [("train", int(p), -1) for p in train[unlabel]]
             train = train[label]
         plan["train"] = [("train", int(p), int(labels[p])) for p in train]
-    if "test" in chosen:
-        labels = source_labels["test"]
-        plan["test"] = [("test", int(p), int(labels[p])) for p in chosen["test"]]
+    for name in ("validation", "test"):
+        if name in chosen:
+            labels = source_labels[name]
+            plan[name] = [(name, int(p), int(labels[p])) for p in chosen[name]]
     if "unlabeled" in chosen:
         plan["unlabeled"] += [("unlabeled", int(p), -1) for p in chosen["unlabeled"]]
 

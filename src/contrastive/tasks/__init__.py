@@ -19,6 +19,7 @@ as arrays.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from contrastive.tasks.conventions import data_location, log_metrics, numeric_metrics
@@ -63,6 +64,25 @@ def dataset_metadata(manifest: dict) -> dict:
     }
 
 
+def beam_options(runner: str, options: str, pipeline_image: str = "") -> str:
+    """The ingest step's Beam flags: `options`, plus, for a Dataflow job that names no worker
+    image, `--sdk_container_image=` the Dataflow worker image of `pipeline_image`
+    (`dataflow_worker_image`)."""
+    if runner == "dataflow" and pipeline_image and "--sdk_container_image" not in options:
+        image = dataflow_worker_image(pipeline_image)
+        return f"{options} --sdk_container_image={image}".strip()
+    return options
+
+
+def dataflow_worker_image(pipeline_image: str) -> str:
+    """`REGISTRY/contrastive:TAG` -> `REGISTRY/contrastive-dataflow:TAG`: the image `make
+    images` builds from the pipeline image with Beam's boot entry point
+    (`images/Dockerfile.dataflow`), which Dataflow's custom containers need."""
+    head, slash, last = pipeline_image.rpartition("/")
+    reference = last[len(re.match(r"[^:@]*", last).group(0)) :]  # ":TAG" or "@sha256:..."
+    return f"{head}{slash}contrastive-dataflow{reference}"
+
+
 def run_ingest(
     source: str,
     output: str,
@@ -81,6 +101,7 @@ def run_ingest(
     """
     from contrastive import data
 
+    options["runner"] = options.get("runner") or "inprocess"
     overwrite = options.pop("overwrite", True)
     if data.is_ingested(source):
         return data.copy_ingested(
