@@ -1,64 +1,19 @@
 """The DAG: ingest -> a branch per method (`contrastive.methods`: the baseline, or
 pretrain(<method>) -> classifier) -> evaluate each -> compare_and_report. This module only
-wires steps."""
+wires steps: what each task asks for, how it is retried and scaled out, and which run id it
+gets are the target's (`pipelines.targets`); the compile-time choices are `pipelines.options`."""
 
 from collections.abc import Sequence
-from types import SimpleNamespace
 
 from kfp import dsl
 
 import components
 from components.branches import input_name
 from contrastive import methods as method_registry
-from pipelines.kubernetes import KubernetesSettings
-from pipelines.targets import validate_accelerator
+from pipelines import targets
+from pipelines.options import CompileOptions
 
 PIPELINE_NAME = "contrastive"
-# What a step asks for when no accelerator type is given at compile time.
-DEFAULT_ACCELERATORS = {"kubeflow": "nvidia.com/gpu", "vertex": "NVIDIA_L4"}
-BACKENDS = ("tensorflow", "jax")
-# The registry's run id (it names the promoted version's folder, `registry._check_run_id`):
-# a value each backend resolves to letters, digits, '.', '_' and '-'. KFP 2.17's driver
-# resolves `{{$.pipeline_job_name}}` to the run's display name (kfp.Client's default:
-# "<pipeline> %Y-%m-%d %H-%M-%S", spaces; two runs may share it), and `{{$.pipeline_job_uuid}}`
-# to the run's UUID (kubeflow/pipelines 2.17.0 backend/src/v2/driver/resolve.go); Vertex's job
-# name is the job id `contrastive submit` gives (`submit.vertex_job_id`); kfp.local's is
-# "<pipeline>-<timestamp>".
-RUN_ID_PLACEHOLDERS = {
-    "kubeflow": dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-    "vertex": dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-    "local": dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-}
-# Vertex machine type per accelerator and count, for training steps run as CustomJobs
-# (replicas > 1); other combinations need --machine-type.
-VERTEX_MACHINE_TYPES = {
-    "NVIDIA_L4": {
-        1: "g2-standard-12",
-        2: "g2-standard-24",
-        4: "g2-standard-48",
-        8: "g2-standard-96",
-    },
-    "NVIDIA_TESLA_A100": {
-        1: "a2-highgpu-1g",
-        2: "a2-highgpu-2g",
-        4: "a2-highgpu-4g",
-        8: "a2-highgpu-8g",
-    },
-    "NVIDIA_A100_80GB": {
-        1: "a2-ultragpu-1g",
-        2: "a2-ultragpu-2g",
-        4: "a2-ultragpu-4g",
-        8: "a2-ultragpu-8g",
-    },
-    "NVIDIA_H100_80GB": {8: "a3-highgpu-8g"},
-}
-TRAINING_COMPONENTS = ("pretrain_encoder", "train_classifier", "train_baseline")
-# google-cloud-pipeline-components 2.22.0 `_placeholders.SERVICE_ACCOUNT_PLACEHOLDER`: the
-# PipelineJob's service account, resolved by Vertex at run time.
-VERTEX_SERVICE_ACCOUNT = "{{$.pipeline_service_account}}"
-STRATEGIES = ("STANDARD", "SPOT")
-# The durable checkpoint key of every local run (see `contrastive_pipeline`).
-LOCAL_JOB_ID = "local"
 
 
 def build_pipeline(
@@ -71,32 +26,28 @@ def build_pipeline(
     cpu_limit: str = "8",
     memory_limit: str = "32G",
     retries: int = 3,
-    kubernetes: KubernetesSettings | None = None,
     replicas: int = 1,
     backend: str = "tensorflow",
-    machine_type: str = "",
-    strategy: str = "STANDARD",
-    job_output_dir: str = "",
     labeled_fractions: Sequence[float] = (),
+    **settings,
 ):
-    """Return the pipeline function for `target` ("kubeflow", "vertex" or "local").
+    """Return the pipeline function for `target` (a name in `pipelines.targets.TARGETS`:
+    "kubeflow", "vertex" or "local").
 
     Methods are chosen here, at compile time: each one adds its branch to the DAG (None: the
     registry's default ones, `contrastive.methods.default_names()`). Training and
     evaluation tasks request `accelerator_count` accelerators of `accelerator_type` (named the
-    target's way: `nvidia.com/gpu` on Kubeflow, `NVIDIA_L4` etc. on Vertex); "local" requests none.
-    `kubernetes` (target kubeflow only) adds pod settings through kfp-kubernetes: node selector
-    and tolerations on the training and evaluation tasks, image pull secrets and a timeout on all.
+    target's way: `nvidia.com/gpu` on Kubeflow, `NVIDIA_L4` etc. on Vertex; None: the
+    target's default); "local" requests none. `settings` are the target's own
+    (`Target.Settings`): Kubeflow's `kubernetes` (`KubernetesSettings`: node selector and
+    tolerations on the training and evaluation tasks, image pull secrets and a timeout on
+    all), Vertex's `machine_type`, `strategy`, `job_output_dir`.
 
     Scale out: `replicas` nodes of `accelerator_count` accelerators each. More than one device
     in all makes the training steps data-parallel (`distribution=data_parallel`), which needs
     `backend="jax"` (every Keras step then gets `KERAS_BACKEND=jax`; `image` must be the JAX
-    image). Vertex, `replicas > 1`: the training steps run as Vertex CustomJobs of `replicas`
-    replicas (GCPC `create_custom_training_job_from_component`) on `machine_type` (default
-    from `VERTEX_MACHINE_TYPES`), `strategy` `STANDARD` or `SPOT`, job output under
-    `job_output_dir` when given. Kubeflow, `replicas > 1`: each training task is a launcher
-    (no GPU) that runs its step as a Kubeflow Trainer TrainJob of `replicas` nodes x
-    `accelerator_count` GPUs on the JAX runtime, in `image` (`_trainjob_launcher`).
+    image). How a training step gets `replicas` nodes is the target's: Vertex runs it as a
+    CustomJob (GCPC), Kubeflow as a Kubeflow Trainer TrainJob that a launcher task creates.
 
     Few labels: `labeled_fractions` (e.g. `(0.01, 0.1, 1.0)`) compiles one branch per
     fraction and method after the one ingest, each step seeing that nested, stratified
@@ -106,76 +57,30 @@ def build_pipeline(
     the label-efficiency curve the report charts; the gate compares the largest fraction's
     classifiers. Empty: today's single run, the DAG unchanged.
     """
-    methods = method_registry.check_branches(
-        method_registry.default_names() if methods is None else methods
+    options = CompileOptions.checked(
+        image=image,
+        methods=methods,
+        labeled_fractions=labeled_fractions,
+        accelerator_type=accelerator_type,
+        accelerator_count=accelerator_count,
+        cpu_limit=cpu_limit,
+        memory_limit=memory_limit,
+        retries=retries,
+        replicas=replicas,
+        backend=backend,
     )
-    fractions = check_labeled_fractions(labeled_fractions)
-    data_parallel = _check_scale(target, replicas, accelerator_count, backend, strategy)
-    check_compile_options(retries=retries, accelerator_count=accelerator_count)
-    kubernetes = kubernetes or KubernetesSettings()
-    if kubernetes and target != "kubeflow":
-        raise ValueError(
-            "node selector, tolerations, image pull secrets and task timeout are Kubernetes "
-            f"settings, for target kubeflow only. Received: target={target!r}"
-        )
-    use_gpu = target != "local" and accelerator_count > 0
-    if target != "local":
-        accelerator_type = accelerator_type or DEFAULT_ACCELERATORS.get(target, "")
-        validate_accelerator(target, accelerator_type)
+    place = targets.compile_target(target, options, **settings)
+    methods, fractions = options.methods, options.labeled_fractions
     c = components.build(image, methods)
-    training = c
-    if target == "vertex" and replicas > 1:
-        training = _vertex_custom_jobs(
-            c,
-            replicas=replicas,
-            machine_type=machine_type or _vertex_machine_type(accelerator_type, accelerator_count),
-            accelerator_type=accelerator_type,
-            accelerator_count=accelerator_count,
-            strategy=strategy,
-            job_output_dir=job_output_dir,
-            backend=backend,
-        )
-    scale = {"distribution": "data_parallel"} if data_parallel else {}
-    # A Vertex CustomJob runs as the PipelineJob's service account (GCPC's placeholder, which
-    # Vertex resolves); without it Vertex uses its Custom Code Service Agent.
-    custom_job = {"service_account": VERTEX_SERVICE_ACCOUNT} if training is not c else {}
-    launcher = None
-    if target == "kubeflow" and replicas > 1:
-        launcher = _trainjob_launcher(
-            image, replicas, accelerator_count, accelerator_type, kubernetes
-        )
-
-    fingerprint = library_fingerprint() if target == "local" else ""
-
-    def on_backend(task):
-        if backend == "jax":
-            task.set_env_variable("KERAS_BACKEND", "jax")
-        return task
-
-    def local_code(task):
-        # kfp.local's cache key holds a task's env: a changed library is not served old outputs.
-        if fingerprint:
-            task.set_env_variable("CONTRASTIVE_LIBRARY", fingerprint)
-        return task
+    training = place.training_components(c)
+    scale = {"distribution": "data_parallel"} if options.data_parallel else {}
+    wrapper = place.training_inputs()
 
     def on_gpu(task):
-        if training is not c and task.component_spec.name in _CUSTOM_JOB_NAMES:
-            return task  # the CustomJob holds the machines; this task only launches it
-        if launcher and task.component_spec.name in _CUSTOM_JOB_NAMES:
-            return launcher(task)  # the TrainJob holds the machines
-        on_backend(local_code(task))
-        if target != "local":
-            task.set_cpu_limit(cpu_limit).set_memory_limit(memory_limit)
-        if use_gpu:
-            task.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_count)
-        return kubernetes.apply(task, accelerated=True)
+        return place.training(task)
 
     def retried(task):
-        # Spot GPUs get preempted: the retry resumes from the task's checkpoints. A local run
-        # is not retried (minutes of backoff on this machine): run it again, it resumes.
-        if target == "local":
-            return task
-        return task.set_retry(num_retries=retries, backoff_duration="60s", backoff_factor=2.0)
+        return place.retried(task)
 
     def contrastive_pipeline(
         source: str = "fashion_mnist",
@@ -216,23 +121,13 @@ def build_pipeline(
             labeled_fraction=labeled_fraction,
             data_snapshot=data_snapshot,
         ).set_display_name("ingest")
-        local_code(ingest)
-        if target != "local":
-            ingest.set_cpu_limit("4").set_memory_limit("16G")
-        kubernetes.apply(ingest, accelerated=False)
+        place.ingest(ingest)
         dataset = ingest.outputs["dataset"]
         common = dict(profile=profile, overrides=overrides, batch_size=batch_size, seed=seed)
         # Checkpoints outside the pod, keyed by run and step: a retry after preemption resumes
-        # (`checkpoint_root`, else beside the step's output; `durable.step_folder`). The run's
-        # id is `{{$.pipeline_job_uuid}}`, which KFP 2.17's driver and Vertex resolve; the
-        # KFP driver resolves no `{{$.pipeline_root}}` (tests/pipeline/test_invariants.py).
-        # Locally every run gets a new job id, so the key is the fixed "local" under a
-        # `checkpoint_root` that `contrastive run` keys by the run's parameters: a run killed
-        # and started again with the same parameters resumes.
-        durable = dict(
-            checkpoint_root=checkpoint_root,
-            job_id=LOCAL_JOB_ID if target == "local" else dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-        )
+        # (`checkpoint_root`, else beside the step's output; `durable.step_folder`), under the
+        # target's key of the run (`Target.job_id`).
+        durable = dict(checkpoint_root=checkpoint_root, job_id=place.job_id)
         evaluated, by_fraction, shared = {}, {}, {}
         # Unrolled at compile time, not a dsl.ParallelFor: the fractions are a compile-time
         # constant like the methods, so every step is a named task (train-baseline-1pct) whose
@@ -255,7 +150,7 @@ def build_pipeline(
                             **common,
                             **scale,
                             **durable,
-                            **custom_job,
+                            **wrapper,
                             **few,
                         )
                     )
@@ -280,7 +175,7 @@ def build_pipeline(
                             **common,
                             **scale,
                             **durable,
-                            **custom_job,
+                            **wrapper,
                             **once,
                         )
                     )
@@ -299,12 +194,12 @@ def build_pipeline(
                             **common,
                             **scale,
                             **durable,
-                            **custom_job,
+                            **wrapper,
                             **few,
                         )
                     )
                 ).set_display_name(f"classifier-{method}{tag}")
-            evaluation = on_gpu(
+            evaluation = place.accelerated(
                 c.evaluate_classifier(
                     dataset=dataset,
                     model=trained.outputs["model"],
@@ -322,7 +217,7 @@ def build_pipeline(
             curve = c.collect_fraction(
                 labeled_subset_fraction=fraction, **previous, **by_fraction[fraction]
             ).set_display_name(f"collect-{100 * fraction:g}pct")
-            kubernetes.apply(local_code(curve), accelerated=False)
+            place.light(curve)
         if curve is not None:
             evaluated["curve"] = curve.outputs["curve"]
         compared = (
@@ -330,7 +225,7 @@ def build_pipeline(
                 dataset=dataset,
                 registry=registry,
                 promotion_margin=promotion_margin,
-                run_id=RUN_ID_PLACEHOLDERS[target],
+                run_id=place.run_id,
                 vertex_model=vertex_model,
                 vertex_project=vertex_project,
                 vertex_region=vertex_region,
@@ -342,155 +237,13 @@ def build_pipeline(
         # The serving SavedModel needs TensorFlow, whichever backend trained: the JAX image
         # sets KERAS_BACKEND=jax, and a .keras model loads on either backend.
         compared.set_env_variable("KERAS_BACKEND", "tensorflow")
-        kubernetes.apply(local_code(compared), accelerated=False)
+        place.gate(compared)
 
     return dsl.pipeline(
         name=PIPELINE_NAME,
         description="SupCon and SimCLR pretraining vs a cross-entropy baseline; "
         "the best classifier is promoted if it beats the champion.",
     )(components.document(contrastive_pipeline))
-
-
-# Component names of the CustomJob-wrapped training steps (GCPC keeps the function's name).
-_CUSTOM_JOB_NAMES = {f"comp-{name.replace('_', '-')}" for name in TRAINING_COMPONENTS} | {
-    name.replace("_", "-") for name in TRAINING_COMPONENTS
-}
-
-
-def library_fingerprint() -> str:
-    """12 hex digits of the library's source and profiles (`src/contrastive`), which a
-    component's own code does not include."""
-    import hashlib
-    from pathlib import Path
-
-    import contrastive
-
-    root = Path(contrastive.__file__).parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        if path.suffix in (".py", ".yaml") and path.is_file():
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
-def _check_scale(target, replicas, accelerator_count, backend, strategy) -> bool:
-    """True when the training steps are data-parallel; refuses settings that cannot run."""
-    from contrastive.validation import check_choice, check_int
-
-    check_int("replicas", replicas)
-    check_choice("backend", backend, BACKENDS)
-    check_choice("strategy", strategy, STRATEGIES)
-    data_parallel = replicas * max(accelerator_count, 1) > 1
-    if data_parallel and backend != "jax":
-        raise ValueError(
-            f"{replicas} replica(s) x {accelerator_count} accelerator(s) train data-parallel, "
-            "which runs on the JAX backend: compile with --backend jax and the JAX image. "
-            f"Received: backend={backend!r}"
-        )
-    if replicas > 1 and target == "local":
-        raise ValueError(f"replicas > 1 needs a cluster target. Received: target={target!r}")
-    return data_parallel
-
-
-def _trainjob_launcher(image, replicas, accelerator_count, accelerator_type, kubernetes):
-    """Kubeflow, `replicas > 1`: makes a training task a launcher. Its pod (no GPU, 1 CPU)
-    runs the component with `trainjob.LAUNCHER_ENV` set, so the component creates a
-    TrainJob of `replicas` nodes x `accelerator_count` GPUs in `image` running the step's
-    command, follows it and fails with its reason. The pod settings of `kubernetes` (pull
-    secrets, timeout) apply to the launcher; the TrainJob's pods get the GPU steps' ones
-    (node selector, tolerations, pull secrets, the timeout as `activeDeadlineSeconds`) and
-    the launcher pod's service account (`trainjob.launcher_pod`)."""
-    from contrastive.trainjob import LAUNCHER_ENV, launcher_settings
-
-    settings = launcher_settings(
-        image=image,
-        num_nodes=replicas,
-        gpus_per_node=accelerator_count,
-        gpu_resource=accelerator_type,
-        **kubernetes.pod_settings(),
-    )
-
-    def launch(task):
-        task.set_env_variable(LAUNCHER_ENV, settings).set_env_variable("KERAS_BACKEND", "jax")
-        task.set_cpu_limit("1").set_memory_limit("4G")
-        return kubernetes.apply(task, accelerated=False)
-
-    return launch
-
-
-def _vertex_machine_type(accelerator_type: str, accelerator_count: int) -> str:
-    machine = VERTEX_MACHINE_TYPES.get(accelerator_type, {}).get(accelerator_count)
-    if machine is None:
-        raise ValueError(
-            f"no default Vertex machine type for {accelerator_count} x {accelerator_type}; "
-            f"pass --machine-type. Received: accelerator_type={accelerator_type!r}, "
-            f"accelerator_count={accelerator_count}"
-        )
-    return machine
-
-
-def _vertex_custom_jobs(
-    c,
-    *,
-    replicas,
-    machine_type,
-    accelerator_type,
-    accelerator_count,
-    strategy,
-    job_output_dir,
-    backend,
-):
-    """The training components as Vertex CustomJobs of `replicas` identical replicas."""
-    from google_cloud_pipeline_components.v1.custom_job import (
-        create_custom_training_job_from_component,
-    )
-
-    env = [{"name": "KERAS_BACKEND", "value": backend}]
-    wrapped = {
-        name: create_custom_training_job_from_component(
-            getattr(c, name),
-            display_name=name.replace("_", "-"),
-            replica_count=replicas,
-            machine_type=machine_type,
-            accelerator_type=accelerator_type if accelerator_count > 0 else "",
-            accelerator_count=accelerator_count,
-            strategy=strategy,
-            base_output_directory=job_output_dir,
-            env=env,
-        )
-        for name in TRAINING_COMPONENTS
-    }
-    return SimpleNamespace(**{**vars(c), **wrapped})
-
-
-def check_compile_options(*, retries: int, accelerator_count: int) -> None:
-    """Refuses compile options KFP would write as given (`maxRetryCount: -1`) or drop
-    silently (a negative accelerator count compiles to no accelerator)."""
-    from contrastive.validation import check_int
-
-    check_int("retries", retries, minimum=0)
-    check_int("accelerator_count", accelerator_count, minimum=0)
-
-
-def check_labeled_fractions(fractions: Sequence[float] | str) -> tuple[float, ...]:
-    """Labelled fractions as the DAG compiles them: distinct, ascending, each in (0, 1];
-    "0.01,0.1,1" or a sequence; empty: none (one run with every label)."""
-    if isinstance(fractions, str):
-        fractions = [part.strip() for part in fractions.split(",") if part.strip()]
-    values = []
-    for value in fractions:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = float("nan")
-        if not 0 < number <= 1:
-            raise ValueError(
-                "labeled_fractions must be fractions in (0, 1], e.g. 0.01,0.1,1. "
-                f"Received: labeled_fractions={list(fractions)}"
-            )
-        values.append(number)
-    return tuple(sorted(set(values)))
 
 
 def _branches(methods, fractions):

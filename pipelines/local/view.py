@@ -11,7 +11,6 @@ logs and `| tee`). `ProgressPoller` reads the training steps' progress files
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -294,37 +293,3 @@ class ProgressPoller:
             name = self.view.running()
             if name is not None:
                 self.drain(name)
-
-
-# What TensorFlow, absl and oneDNN print at start-up: kept in the log files, not shown.
-_NOTICES = re.compile(
-    r"^\s*(?:"
-    r"WARNING: All log messages before absl::InitializeLog\(\) is called"
-    r"|[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\]"  # absl INFO and WARNING lines
-    r"|E\d{4} [\d:.]+\s+\d+ \S+:\d+\] oneDNN"
-    r"|This TensorFlow binary is optimized to use available CPU instructions"
-    r"|To enable the following instructions: .* rebuild TensorFlow"
-    r")"
-)
-# kfp.local's own lines in a task's log: its logger's records and the separators.
-_KFP_FRAMING = re.compile(r"^(?:\d\d:\d\d:\d\d\.\d{3} - [A-Z]+ - |-{20,}$)")
-
-
-def is_notice(line: str) -> bool:
-    """A start-up notice of TensorFlow, absl or oneDNN (not an error of ours)."""
-    return bool(_NOTICES.match(line))
-
-
-def log_tail(path: str | Path, lines: int = 30) -> list[str]:
-    """The last `lines` lines a task printed, from its log file: without start-up notices and
-    kfp.local's framing, the 4-space indent kfp.local adds removed."""
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return []
-    shown = [
-        line[4:] if line.startswith("    ") else line
-        for line in text.splitlines()
-        if line.strip() and not is_notice(line) and not _KFP_FRAMING.match(line)
-    ]
-    return shown[-lines:]

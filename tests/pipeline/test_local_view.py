@@ -129,8 +129,8 @@ def test_a_failed_task_names_itself_its_log_and_every_state(kfp_local, tmp_path)
 
 
 def test_task_names_are_the_display_names_in_run_order():
-    from pipelines.local import task_names
-    from pipelines.pipeline import build_pipeline
+    from pipelines.dag import build_pipeline
+    from pipelines.local.kfp_hooks import task_names
 
     names = task_names(build_pipeline(target="local"))
     shown = list(names.values())
@@ -143,8 +143,13 @@ def test_task_names_are_the_display_names_in_run_order():
 
 
 def test_run_key_and_earlier_run(tmp_path):
-    from pipelines.local import LOCAL_TENSORBOARD_ROOT, _finished_marker, earlier_run, run_key
-    from pipelines.pipeline import build_pipeline
+    from pipelines.dag import build_pipeline
+    from pipelines.local.run import (
+        LOCAL_TENSORBOARD_ROOT,
+        _finished_marker,
+        earlier_run,
+        run_key,
+    )
 
     pipeline = build_pipeline(target="local")
     params = {"profile": "tiny", "epochs": 2, "seed": 0}

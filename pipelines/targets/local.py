@@ -1,0 +1,65 @@
+"""The local target: the DAG as `contrastive run` runs it on this machine with kfp.local.
+
+No resources are asked for and nothing is retried (minutes of backoff on a laptop: run it
+again, it resumes). kfp.local's cache key holds a task's environment, so every task carries a
+fingerprint of the library's code (`CONTRASTIVE_LIBRARY`): a changed library is not served old
+outputs. Every local run gets a new job id, so the durable checkpoint key is the fixed
+`LOCAL_JOB_ID` under a `checkpoint_root` that `contrastive run` keys by the run's parameters
+(`pipelines.local.run`): a run killed and started again with the same parameters resumes.
+Running it is `pipelines.local`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from pipelines.targets.base import Target
+
+LOCAL_JOB_ID = "local"
+LIBRARY_VARIABLE = "CONTRASTIVE_LIBRARY"
+
+
+class LocalTarget(Target):
+    name = "local"
+    label = "a local run"
+    title = "this machine, kfp.local"
+    # kfp.local resolves `{{$.pipeline_job_name}}` to "<pipeline>-<timestamp>".
+    job_id = LOCAL_JOB_ID
+
+    def __init__(self, options, settings=None):
+        super().__init__(options, settings)
+        self.fingerprint = library_fingerprint()
+
+    def code(self, task):
+        task.set_env_variable(LIBRARY_VARIABLE, self.fingerprint)
+        return task
+
+    def ingest(self, task):
+        return self.code(task)
+
+    def accelerated(self, task):
+        self.code(task)
+        if self.options.backend == "jax":
+            task.set_env_variable("KERAS_BACKEND", "jax")
+        return task
+
+    def light(self, task):
+        return self.code(task)
+
+    def retried(self, task):
+        return task
+
+
+def library_fingerprint() -> str:
+    """12 hex digits of the library's source and profiles (`src/contrastive`), which a
+    component's own code does not include."""
+    import contrastive
+
+    root = Path(contrastive.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.suffix in (".py", ".yaml") and path.is_file():
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
