@@ -29,6 +29,8 @@ def compare_and_report(
     decision: Output[Metrics],
     branches: dict,
     curve: Input[Artifact] = None,
+    neighbours: Input[Artifact] = None,
+    drift: Input[Artifact] = None,
     registry: str = "",
     promotion_margin: float = 0.0,
     run_id: str = "",
@@ -59,6 +61,8 @@ def compare_and_report(
         publish=vertex if vertex_model else None,
         environ=os.environ,
         curve_path=curve.path if curve is not None else None,
+        neighbours_path=neighbours.path if neighbours is not None else None,
+        drift_path=drift.path if drift is not None else None,
     )
     for name, value in outcome["scalars"].items():
         decision.log_metric(name, value)

@@ -1,7 +1,8 @@
-"""The DAG: ingest -> a branch per method (`contrastive.methods`: the baseline, or
-pretrain(<method>) -> classifier) -> evaluate each -> compare_and_report. This module only
-wires steps: what each task asks for, how it is retried and scaled out, and which run id it
-gets are the target's (`pipelines.targets`); the compile-time choices are `pipelines.options`."""
+"""The DAG: ingest -> check_drift -> (when the run trains) a branch per method
+(`contrastive.methods`: the baseline, or pretrain(<method>) -> classifier) -> evaluate each
+-> explain_neighbours -> compare_and_report. This module only wires steps: what each task
+asks for, how it is retried and scaled out, and which run id it gets are the target's
+(`pipelines.targets`); the compile-time choices are `pipelines.options`."""
 
 from collections.abc import Sequence
 
@@ -10,6 +11,7 @@ from kfp import dsl
 import components
 from components.branches import input_name
 from contrastive import methods as method_registry
+from contrastive.drift import RETRAIN
 from pipelines import targets
 from pipelines.options import CompileOptions
 
@@ -106,6 +108,7 @@ def build_pipeline(
         vertex_model: str = "",
         vertex_project: str = "",
         vertex_region: str = "",
+        retrain_when: str = "always",
     ):
         """SupCon and SimCLR pretraining vs a cross-entropy baseline; the best classifier is
         promoted if it beats the champion."""
@@ -128,116 +131,143 @@ def build_pipeline(
         # (`checkpoint_root`, else beside the step's output; `durable.step_folder`), under the
         # target's key of the run (`Target.job_id`).
         durable = dict(checkpoint_root=checkpoint_root, job_id=place.job_id)
-        evaluated, by_fraction, shared = {}, {}, {}
-        # Unrolled at compile time, not a dsl.ParallelFor: the fractions are a compile-time
-        # constant like the methods, so every step is a named task (train-baseline-1pct) whose
-        # outputs the curve and the gate take by name, on every backend; a ParallelFor would
-        # hand the compare step unordered dsl.Collected lists and put a loop in every DAG.
-        for fraction, method in _branches(methods, fractions):
-            spec = method_registry.get(method)
-            few = {} if fraction is None else {"labeled_subset_fraction": fraction}
-            tag = "" if fraction is None else f"-{100 * fraction:g}pct"
-            if spec.end_to_end:
-                trained = retried(
-                    on_gpu(
-                        training.train_baseline(
-                            dataset=dataset,
-                            epochs=epochs,
-                            classifier_epochs=classifier_epochs,
-                            encoder=encoder,
-                            tensorboard_root=tensorboard_root,
-                            tensorboard_name=f"train-{method}{tag}",
-                            **common,
-                            **scale,
-                            **durable,
-                            **wrapper,
-                            **few,
-                        )
-                    )
-                ).set_display_name(f"train-{method}{tag}")
-            elif spec.pretrain_once and method in shared:
-                pretrained = shared[method]  # its loss uses no label: one encoder for all
-            else:
-                # A method that pretrains once does so on every image: no fraction in its
-                # name or inputs.
-                once = {} if spec.pretrain_once else few
-                pretrain_tag = "" if spec.pretrain_once else tag
-                pretrained = retried(
-                    on_gpu(
-                        training.pretrain_encoder(
-                            dataset=dataset,
-                            method=method,
-                            epochs=epochs,
-                            temperature=temperature,
-                            encoder=encoder,
-                            tensorboard_root=tensorboard_root,
-                            tensorboard_name=f"pretrain-{method}{pretrain_tag}",
-                            **common,
-                            **scale,
-                            **durable,
-                            **wrapper,
-                            **once,
-                        )
-                    )
-                ).set_display_name(f"pretrain-{method}{pretrain_tag}")
-                shared[method] = pretrained
-            if spec.pretrains:
-                trained = retried(
-                    on_gpu(
-                        training.train_classifier(
-                            dataset=dataset,
-                            encoder_model=pretrained.outputs["encoder_model"],
-                            mode=classifier_mode,
-                            classifier_epochs=classifier_epochs,
-                            tensorboard_root=tensorboard_root,
-                            tensorboard_name=f"classifier-{method}{tag}",
-                            **common,
-                            **scale,
-                            **durable,
-                            **wrapper,
-                            **few,
-                        )
-                    )
-                ).set_display_name(f"classifier-{method}{tag}")
-            evaluation = place.accelerated(
-                c.evaluate_classifier(
-                    dataset=dataset,
-                    model=trained.outputs["model"],
-                )
-            ).set_display_name(f"evaluate-{method}{tag}")
-            # A later (larger) fraction replaces an earlier one: the gate takes the largest.
-            evaluated[input_name(method, "evaluation")] = evaluation.outputs["evaluation"]
-            evaluated[input_name(method, "model")] = trained.outputs["model"]
-            by_fraction.setdefault(fraction, {})[input_name(method, "evaluation")] = evaluated[
-                input_name(method, "evaluation")
-            ]
-        curve = None
-        for fraction in fractions:
-            previous = {} if curve is None else {"previous_curve": curve.outputs["curve"]}
-            curve = c.collect_fraction(
-                labeled_subset_fraction=fraction, **previous, **by_fraction[fraction]
-            ).set_display_name(f"collect-{100 * fraction:g}pct")
-            place.light(curve)
-        if curve is not None:
-            evaluated["curve"] = curve.outputs["curve"]
-        compared = (
-            c.compare_and_report(
+        run_id = place.run_id
+        # Before any training: drift and fingerprints against the champion; a scheduled run
+        # with retrain_when other than "always" may stop here (the skip is recorded).
+        checked = (
+            c.check_drift(
                 dataset=dataset,
                 registry=registry,
-                promotion_margin=promotion_margin,
-                run_id=place.run_id,
-                vertex_model=vertex_model,
-                vertex_project=vertex_project,
-                vertex_region=vertex_region,
-                **evaluated,
+                retrain_when=retrain_when,
+                run_id=run_id,
+                methods=",".join(methods),
+                epochs=epochs,
+                classifier_epochs=classifier_epochs,
+                temperature=temperature,
+                encoder=encoder,
+                classifier_mode=classifier_mode,
+                **common,
             )
-            .set_display_name("compare-and-report")
-            .set_caching_options(False)
+            .set_display_name("check-drift")
+            .set_caching_options(False)  # it reads the registry, which changes between runs
         )
-        # The serving SavedModel needs TensorFlow, whichever backend trained: the JAX image
-        # sets KERAS_BACKEND=jax, and a .keras model loads on either backend.
-        compared.set_env_variable("KERAS_BACKEND", "tensorflow")
-        place.gate(compared)
+        place.light(checked)
+        with dsl.If(checked.outputs["Output"] == RETRAIN, name="retrain"):
+            evaluated, by_fraction, shared = {}, {}, {}
+            # Unrolled at compile time, not a dsl.ParallelFor: the fractions are a compile-time
+            # constant like the methods, so every step is a named task (train-baseline-1pct) whose
+            # outputs the curve and the gate take by name, on every backend; a ParallelFor would
+            # hand the compare step unordered dsl.Collected lists and put a loop in every DAG.
+            for fraction, method in _branches(methods, fractions):
+                spec = method_registry.get(method)
+                few = {} if fraction is None else {"labeled_subset_fraction": fraction}
+                tag = "" if fraction is None else f"-{100 * fraction:g}pct"
+                if spec.end_to_end:
+                    trained = retried(
+                        on_gpu(
+                            training.train_baseline(
+                                dataset=dataset,
+                                epochs=epochs,
+                                classifier_epochs=classifier_epochs,
+                                encoder=encoder,
+                                tensorboard_root=tensorboard_root,
+                                tensorboard_name=f"train-{method}{tag}",
+                                **common,
+                                **scale,
+                                **durable,
+                                **wrapper,
+                                **few,
+                            )
+                        )
+                    ).set_display_name(f"train-{method}{tag}")
+                elif spec.pretrain_once and method in shared:
+                    pretrained = shared[method]  # its loss uses no label: one encoder for all
+                else:
+                    # A method that pretrains once does so on every image: no fraction in its
+                    # name or inputs.
+                    once = {} if spec.pretrain_once else few
+                    pretrain_tag = "" if spec.pretrain_once else tag
+                    pretrained = retried(
+                        on_gpu(
+                            training.pretrain_encoder(
+                                dataset=dataset,
+                                method=method,
+                                epochs=epochs,
+                                temperature=temperature,
+                                encoder=encoder,
+                                tensorboard_root=tensorboard_root,
+                                tensorboard_name=f"pretrain-{method}{pretrain_tag}",
+                                **common,
+                                **scale,
+                                **durable,
+                                **wrapper,
+                                **once,
+                            )
+                        )
+                    ).set_display_name(f"pretrain-{method}{pretrain_tag}")
+                    shared[method] = pretrained
+                if spec.pretrains:
+                    trained = retried(
+                        on_gpu(
+                            training.train_classifier(
+                                dataset=dataset,
+                                encoder_model=pretrained.outputs["encoder_model"],
+                                mode=classifier_mode,
+                                classifier_epochs=classifier_epochs,
+                                tensorboard_root=tensorboard_root,
+                                tensorboard_name=f"classifier-{method}{tag}",
+                                **common,
+                                **scale,
+                                **durable,
+                                **wrapper,
+                                **few,
+                            )
+                        )
+                    ).set_display_name(f"classifier-{method}{tag}")
+                evaluation = place.accelerated(
+                    c.evaluate_classifier(
+                        dataset=dataset,
+                        model=trained.outputs["model"],
+                    )
+                ).set_display_name(f"evaluate-{method}{tag}")
+                # A later (larger) fraction replaces an earlier one: the gate takes the largest.
+                evaluated[input_name(method, "evaluation")] = evaluation.outputs["evaluation"]
+                evaluated[input_name(method, "model")] = trained.outputs["model"]
+                by_fraction.setdefault(fraction, {})[input_name(method, "evaluation")] = evaluated[
+                    input_name(method, "evaluation")
+                ]
+            curve = None
+            for fraction in fractions:
+                previous = {} if curve is None else {"previous_curve": curve.outputs["curve"]}
+                curve = c.collect_fraction(
+                    labeled_subset_fraction=fraction, **previous, **by_fraction[fraction]
+                ).set_display_name(f"collect-{100 * fraction:g}pct")
+                place.light(curve)
+            explained = place.accelerated(
+                c.explain_neighbours(dataset=dataset, **evaluated)
+            ).set_display_name("explain-neighbours")
+            if curve is not None:
+                evaluated["curve"] = curve.outputs["curve"]
+            compared = (
+                c.compare_and_report(
+                    dataset=dataset,
+                    registry=registry,
+                    promotion_margin=promotion_margin,
+                    run_id=run_id,
+                    vertex_model=vertex_model,
+                    vertex_project=vertex_project,
+                    vertex_region=vertex_region,
+                    neighbours=explained.outputs["neighbours"],
+                    drift=checked.outputs["drift"],
+                    **evaluated,
+                )
+                .set_display_name("compare-and-report")
+                .set_caching_options(False)
+            )
+            # The serving SavedModel needs TensorFlow, whichever backend trained: the JAX image
+            # sets KERAS_BACKEND=jax, and a .keras model loads on either backend.
+            compared.set_env_variable("KERAS_BACKEND", "tensorflow")
+            place.gate(compared)
 
     return dsl.pipeline(
         name=PIPELINE_NAME,

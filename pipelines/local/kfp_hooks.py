@@ -56,12 +56,23 @@ def check_kfp() -> None:
 
 def task_names(pipeline) -> dict[str, str]:
     """{DAG task name: display name} of the pipeline's tasks, in the order kfp.local runs
-    them (its topological sort, a stack popped from the end)."""
+    them (its topological sort, a stack popped from the end); the tasks of a condition's
+    sub-DAG (`dsl.If`) in its place."""
     from kfp.local import graph_utils
 
-    tasks = pipeline.pipeline_spec.root.dag.tasks
-    order = reversed(graph_utils.topological_sort_tasks(tasks))
-    return {name: tasks[name].task_info.name or name for name in order}
+    spec = pipeline.pipeline_spec
+
+    def names(dag) -> dict[str, str]:
+        found = {}
+        for name in reversed(graph_utils.topological_sort_tasks(dag.tasks)):
+            component = spec.components.get(dag.tasks[name].component_ref.name)
+            if component is not None and component.WhichOneof("implementation") == "dag":
+                found.update(names(component.dag))
+            else:
+                found[name] = dag.tasks[name].task_info.name or name
+        return found
+
+    return names(spec.root.dag)
 
 
 @contextlib.contextmanager

@@ -11,9 +11,7 @@ Running it is `pipelines.local`.
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
+from contrastive.fingerprints import library_fingerprint
 from pipelines.targets.base import Target
 
 LOCAL_JOB_ID = "local"
@@ -49,17 +47,3 @@ class LocalTarget(Target):
 
     def retried(self, task):
         return task
-
-
-def library_fingerprint() -> str:
-    """12 hex digits of the library's source and profiles (`src/contrastive`), which a
-    component's own code does not include."""
-    import contrastive
-
-    root = Path(contrastive.__file__).parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        if path.suffix in (".py", ".yaml") and path.is_file():
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]

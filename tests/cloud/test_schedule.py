@@ -1,4 +1,5 @@
-"""`pipelines.schedule`: cron checks per target and what reaches the scheduler APIs."""
+"""`pipelines.remote.schedule` and the targets' cron dialects: cron checks per target and what
+reaches the scheduler APIs."""
 
 import json
 

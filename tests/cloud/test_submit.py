@@ -1,4 +1,5 @@
-"""`pipelines.submit`: what reaches the KFP and Vertex AI APIs, and what is refused before."""
+"""`pipelines.remote.submit`: what reaches the KFP and Vertex AI APIs, and what is refused
+before."""
 
 import json
 

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from pipelines import cli, targets
+from tests.pipeline.compiled import flat_tasks
 from tests.toy_target import ToyTarget
 
 IMAGE = "registry.example.com/ml/contrastive:toy"
@@ -30,7 +31,7 @@ def _compiled(tmp_path, *flags):
 
 
 def _task(spec, display_name):
-    for key, task in spec["root"]["dag"]["tasks"].items():
+    for key, task in flat_tasks(spec).items():
         if task["taskInfo"]["name"] == display_name:
             executor = spec["components"][task["componentRef"]["name"]]["executorLabel"]
             return key, task, spec["deploymentSpec"]["executors"][executor]["container"]
