@@ -168,8 +168,12 @@ def _compares_a_target(node: ast.Compare, names: set[str]) -> bool:
             return any(is_target_name(item) for item in operand.elts)
         return False
 
+    def is_other_text(operand) -> bool:  # `"://" in target`: a path named target, no target
+        return isinstance(operand, ast.Constant) and not is_target_name(operand)
+
     comparing = any(isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn)) for op in node.ops)
-    return comparing and (any(map(is_target, operands)) or any(map(is_target_name, operands)))
+    named = any(map(is_target, operands)) and not any(map(is_other_text, operands))
+    return comparing and (named or any(map(is_target_name, operands)))
 
 
 def test_no_target_is_compared_by_name_outside_the_targets():
@@ -190,6 +194,7 @@ def test_no_target_is_compared_by_name_outside_the_targets():
     assert _compares_a_target(ast.parse("connection.target == KUBEFLOW").body[0].value, names)
     assert _compares_a_target(ast.parse('kind in ("vertex",)').body[0].value, names)
     assert not _compares_a_target(ast.parse('method == "supcon"').body[0].value, names)
+    assert not _compares_a_target(ast.parse('"://" in target').body[0].value, names)
 
 
 # `environ.get("NAME")`, `environ["NAME"]`, `os.getenv("NAME")`: a named variable read.

@@ -1,6 +1,7 @@
 """`contrastive`: the command line. Every subcommand validates its arguments before any work.
 
 contrastive ingest    --source SOURCE --output URI          images -> TFRecords + manifest
+                      [--runner direct|dataflow|flink|spark]  (the same, as a Beam job)
 contrastive run       [--profile quick] [--methods ...]      the whole DAG locally (kfp.local)
 contrastive compile   --target kubeflow|vertex --output F    pipeline YAML
 contrastive pretrain  --data URI --output DIR --method M     one step, outside KFP

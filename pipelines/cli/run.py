@@ -4,6 +4,7 @@ the compiled pipeline's parameters, and the results table."""
 import argparse
 import json
 import logging
+import sys
 
 # `contrastive run` flags that are not pipeline parameters (the rest come from the pipeline).
 RUN_ONLY_FLAGS = (
@@ -45,7 +46,7 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args) -> int:
-    from contrastive.config import encode_overrides, parse_overrides_text
+    from contrastive.config import encode_overrides, parse_overrides_text, unusual_settings
     from contrastive.data.images import parse_image_size
     from contrastive.methods import check_branches
     from contrastive.run_parameters import check_run_parameters
@@ -69,6 +70,8 @@ def cmd_run(args) -> int:
     with native_notices_filtered():  # TensorFlow loads here: its start-up notices not shown
         # The check submit and schedule make, before any task (0 / "" keep the profile's value).
         config = check_run_parameters(params)
+        for line in unusual_settings(config):  # the tasks' logs say it too, but unseen
+            print(f"warning: {line}", file=sys.stderr, flush=True)
         params.setdefault("seed", config.train.seed)
         # Compiled into the DAG like the methods: the flag, else the profile's curve (few-labels).
         fractions = fractions or check_labeled_fractions(config.train.labeled_fractions)

@@ -154,6 +154,11 @@ class Target:
         """The ingest step: decoding and writing, no accelerator."""
         return task.set_cpu_limit(INGEST_CPU).set_memory_limit(INGEST_MEMORY)
 
+    def worker_image(self) -> str:
+        """The image a remote ingest runner's workers are derived from (a Dataflow job's:
+        `tasks.dataflow_worker_image`): the package's image; "" where no registry holds it."""
+        return self.options.image
+
     def training(self, task):
         """A training step (pretrain, classifier, baseline): as `accelerated` unless the
         target runs it elsewhere (scale-out)."""

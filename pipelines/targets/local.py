@@ -36,6 +36,9 @@ class LocalTarget(Target):
     def ingest(self, task):
         return self.code(task)
 
+    def worker_image(self) -> str:
+        return ""  # a local image (`contrastive:dev`) is in no registry a Dataflow job reads
+
     def accelerated(self, task):
         self.code(task)
         if self.options.backend == "jax":
