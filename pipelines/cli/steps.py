@@ -305,14 +305,13 @@ def add_ingest_command(sub) -> None:
     """`contrastive ingest`."""
     from contrastive.data.images import DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_UPSCALE
     from contrastive.data.runners import DEFAULT_JOB_TIMEOUT, RUNNERS
-    from contrastive.data.sources import CLASS_NAME_VARIANTS
+    from contrastive.data.sources import CLASS_NAME_VARIANTS, source_forms
 
     p = sub.add_parser("ingest", help="images -> sharded TFRecords + index.parquet + manifest")
     p.add_argument(
         "--source",
         required=True,
-        help="fashion_mnist | idx:DIR | tfds:NAME | npz:FILE | csv:FILE | jsonl:FILE (Vertex AI "
-        "import files) | parquet:PATH[?image=COL&label=COL] | a folder (local or gs://)",
+        help=source_forms(),
     )
     p.add_argument("--output", required=True, help="dataset location (local path or gs://)")
     p.add_argument(
