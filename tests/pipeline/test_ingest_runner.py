@@ -35,6 +35,14 @@ def test_the_runner_parameters_reach_the_ingest_task(tmp_path, target):
     assert inputs["worker_image"]["runtimeValue"]["constant"] == IMAGE
 
 
+def test_a_local_run_gives_its_ingest_no_worker_image(tmp_path):
+    """A local image (`contrastive:dev`) is in no registry a Dataflow job's workers read: the
+    local target (`Target.worker_image`) leaves the worker image to `--beam-options`."""
+    _, inputs = _ingest_task(tmp_path, "local")
+    assert inputs["worker_image"]["runtimeValue"]["constant"] == ""
+    assert inputs["runner"]["componentInputParameter"] == "ingest_runner"
+
+
 def test_a_dataflow_job_runs_the_dataflow_image_of_the_pipeline_unless_told_otherwise():
     worker = "us-docker.pkg.dev/acme/ml/contrastive-dataflow:1a2b3c4"
     assert tasks.beam_options("dataflow", "--project=p", IMAGE) == (
