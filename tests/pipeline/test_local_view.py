@@ -120,7 +120,7 @@ def test_states_logs_and_cache(kfp_local, tmp_path):
 def test_the_job_is_named_by_the_run_id(kfp_local, tmp_path):
     """The compare step's run_id is `{{$.pipeline_job_name}}`: a registry version is named
     by the run id `contrastive run` shows, not kfp.local's `<pipeline>-<timestamp>`."""
-    from pipelines.local import job_named
+    from pipelines.local.kfp_hooks import job_named
 
     kfp_local(cache=False)
     with job_named("20261201-101502-3f2a"):
@@ -181,7 +181,7 @@ contrastive.data.errors.DataError: /data/photos.zip: a .zip archive is not an im
 
 
 def test_failure_cause_is_the_last_exception_line_without_its_module_path():
-    from pipelines.progress import failure_cause, without_frames
+    from pipelines.local.logs import failure_cause, without_frames
 
     lines = _LOG.splitlines()
     assert failure_cause(lines) == (
@@ -201,8 +201,8 @@ def test_failure_cause_is_the_last_exception_line_without_its_module_path():
 
 
 def test_task_names_are_the_display_names_in_run_order():
-    from pipelines.local import task_names
-    from pipelines.pipeline import build_pipeline
+    from pipelines.dag import build_pipeline
+    from pipelines.local.kfp_hooks import task_names
 
     names = task_names(build_pipeline(target="local"))
     shown = list(names.values())
@@ -222,8 +222,8 @@ def test_task_names_are_the_display_names_in_run_order():
 def test_a_changed_source_or_profile_file_is_a_new_run_and_ingests_again(tmp_path):
     """The stale-cache fault: the same --source naming changed files, or an edited profile
     file, must not be served the old run's outputs; unchanged ones must."""
-    from pipelines.local import _finished_marker, earlier_run, local_parameters, run_key
-    from pipelines.pipeline import build_pipeline
+    from pipelines.dag import build_pipeline
+    from pipelines.local.run import _finished_marker, earlier_run, local_parameters, run_key
 
     photos, profile = tmp_path / "photos", tmp_path / "mine.yaml"
     for label in ("cats", "dogs"):
@@ -267,8 +267,8 @@ def test_a_changed_source_or_profile_file_is_a_new_run_and_ingests_again(tmp_pat
 
 
 def test_run_key_and_earlier_run(tmp_path):
-    from pipelines.local import _finished_marker, earlier_run, local_parameters, run_key
-    from pipelines.pipeline import build_pipeline
+    from pipelines.dag import build_pipeline
+    from pipelines.local.run import _finished_marker, earlier_run, local_parameters, run_key
 
     pipeline = build_pipeline(target="local")
     params = {"profile": "tiny", "epochs": 2, "seed": 0}
@@ -292,7 +292,7 @@ def test_run_key_and_earlier_run(tmp_path):
 def test_a_cached_task_links_the_tensorboard_logs_of_the_run_that_trained_it(tmp_path):
     from types import SimpleNamespace
 
-    from pipelines.local import link_cached_tensorboard
+    from pipelines.local.run import link_cached_tensorboard
 
     runs = tmp_path / "runs"
     trained, rerun = runs / "20261201-000000-aaaa", runs / "20261201-000100-bbbb"
@@ -320,7 +320,7 @@ def test_runs_latest_points_at_the_last_successful_run(tmp_path, monkeypatch):
     and TensorBoard complete); the failure message names the failed run's log."""
     import json
 
-    from pipelines import local as local_run
+    from pipelines.local import run as local_run
 
     runs = tmp_path / "runs"
 

@@ -7,7 +7,8 @@ import yaml
 from kfp import compiler
 
 from pipelines import cli
-from pipelines.pipeline import build_pipeline
+from pipelines.cli import run
+from pipelines.dag import build_pipeline
 from tests.pipeline.compiled import flat_tasks
 
 
@@ -25,7 +26,7 @@ def test_run_flags_are_the_compiled_pipeline_inputs(tmp_path, target):
     flags = {
         action.dest: action
         for action in _run_parser()._actions
-        if action.option_strings and action.dest not in ("help", *cli.RUN_ONLY_FLAGS)
+        if action.option_strings and action.dest not in ("help", *run.RUN_ONLY_FLAGS)
     }
     assert set(flags) == set(compiled)
     kinds = {"STRING": str, "NUMBER_INTEGER": int, "NUMBER_DOUBLE": float}
@@ -171,7 +172,7 @@ def test_a_run_estimated_over_an_hour_needs_yes_off_a_terminal(monkeypatch, tmp_
     monkeypatch.setattr("sys.stdin.isatty", lambda: True)
     monkeypatch.setattr("sys.stdout.isatty", lambda: True)
     answers = iter([False, True])
-    monkeypatch.setattr(cli, "_ask", lambda question: next(answers))
+    monkeypatch.setattr(run, "_ask", lambda question: next(answers))
     assert cli.main(command) == 2 and not started
     assert "error: not started; faster: --profile quick" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # the run started
@@ -190,9 +191,9 @@ def test_the_faster_alternative_scales_the_epochs_or_the_images():
         return Estimate("resnet18", (96, 96, 3), 1000, 64, "float32", {}, {"x": seconds}, 1.0)
 
     photos = resolve_config("photos")  # 30 + 10 epochs
-    assert cli._faster_alternative(estimated(4 * 3600), photos) == (
+    assert run._faster_alternative(estimated(4 * 3600), photos) == (
         "--profile quick (small_cnn, minutes on a CPU) or --epochs 7 --classifier-epochs 2 "
         "(about an hour)"
     )
     quick = resolve_config("quick")  # 7 + 2 epochs: 10 hours -> less than an epoch
-    assert cli._faster_alternative(estimated(10 * 3600), quick) == "--limit 100 (about an hour)"
+    assert run._faster_alternative(estimated(10 * 3600), quick) == "--limit 100 (about an hour)"

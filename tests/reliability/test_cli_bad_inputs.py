@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from pipelines import cli
-from pipelines.progress import is_notice
+from pipelines.local.logs import is_notice
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.progress import is_notice
+from pipelines.local.logs import is_notice
 
 pytestmark = pytest.mark.slow
 
