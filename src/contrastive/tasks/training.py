@@ -288,13 +288,13 @@ def run_training_component(
         labeled_fraction=labeled_subset_fraction,
     )
     with durable.recording_failures(sinks.durable):  # a retry fails at once if permanent
-        fit_to = conventions.data_size(dataset)
-        config = resolve_config(profile, overrides=overrides, fit_to=fit_to, **shortcuts)
+        config = resolve_config(profile, overrides=overrides, **shortcuts)  # checked here
         launch = environment.launcher(environ)
         if launch is not None:
             # Nothing is written at `output.path`: KFP's launcher uploads that local path to
             # the URI after the component and skips a path that does not exist, so the files
-            # the launched step wrote at the URI stay.
+            # the launched step wrote at the URI stay. The launched command fits the config to
+            # the data itself (`contrastive pretrain|train --data`).
             call = TrainingCall(
                 step,
                 data=dataset.uri,
@@ -309,6 +309,8 @@ def run_training_component(
             )
             result = launch(call, environ=environ)
         else:
+            fit_to = conventions.data_size(dataset)
+            config = resolve_config(profile, overrides=overrides, fit_to=fit_to, **shortcuts)
             group = join_processes(environment.process_group(environ), config.train)
             if step == "pretrain":
                 result = run_pretrain(dataset, output.path, config, method=method, sinks=sinks)
