@@ -92,11 +92,18 @@ def _config(args, *, fit_to=None):
 
 
 def _step_config(args):
-    """`_config` fitted to the step's `--data` (bad flags refused before the data is read)."""
+    """`_config` fitted to the step's `--data` (bad flags refused before the data is read; a
+    dataset that cannot be read is left to the step, which warns about the settings first and
+    then names what is wrong with the dataset)."""
+    from contrastive.data.errors import DataError
     from contrastive.tasks.conventions import data_size
 
-    _config(args)
-    return _config(args, fit_to=data_size(args.data))
+    config = _config(args)
+    try:
+        size = data_size(args.data)
+    except DataError:
+        return config
+    return _config(args, fit_to=size)
 
 
 def _add_training_arguments(parser: argparse.ArgumentParser, command: str) -> None:
