@@ -25,8 +25,23 @@ help: ## List every target with one line each
 	  awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
 # -qq: pip's errors only (a machine's pip configuration may add a warning per missing index).
+# Debian and Ubuntu ship `venv`'s ensurepip in python3.X-venv: without it `python3 -m venv`
+# fails half-way and leaves a .venv without pip; check first and say what to install.
 $(STAMP): pyproject.toml constraints.txt
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@if ! $(BIN)/python -m pip --version >/dev/null 2>&1; then \
+	  if ! command -v $(PYTHON) >/dev/null; then \
+	    echo "error: $(PYTHON) not found: install Python 3.10 or newer (or make PYTHON=...)"; \
+	    exit 2; \
+	  fi; \
+	  if ! $(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1; then \
+	    version=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	    echo "error: $(PYTHON) cannot create a virtual environment: its venv module has no ensurepip."; \
+	    echo "On Debian/Ubuntu: sudo apt-get install python3-venv (or python$$version-venv), then make again."; \
+	    exit 2; \
+	  fi; \
+	  rm -rf $(VENV); \
+	  $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 2; }; \
+	fi
 	@echo "installing the project into $(VENV) (pip errors only; PIP_ARGS=-v adds its warnings)"
 	@$(BIN)/python -m pip install -qq $(PIP_ARGS) --upgrade pip
 	@$(BIN)/python -m pip install -qq $(PIP_ARGS) -c constraints.txt -e ".[tf,jax,dev,vertex,beam]"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `contrastive run` on a folder of 3 classes x 80 JPEG photos of 40-90 px, as a new user would
-# run it: no extra flags, then --image-size 64,64, then with a batch that suits 173 training
-# images. Prints each run's wall time, the estimate, what was resized and the accuracy table;
-# bench/results/own_images.txt keeps that summary, $WORK/<name>.log the full logs.
+# run it: no extra flags (the batch, steps per epoch and kNN k fitted to the 173 training
+# images), then --image-size 64,64. Prints each run's wall time, the estimate, what was
+# resized and fitted, the load average and the accuracy table; bench/results/own_images.txt
+# keeps that summary, $WORK/<name>.log the full logs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
@@ -19,11 +20,13 @@ run() {
         > "$WORK/$name.log" 2>&1
     {
         echo
-        echo "== contrastive run --source DIR $*: $((SECONDS - start)) s wall"
-        grep -E "estimated training|images differ|resized [0-9]+ images|^│|pipeline time" \
-            "$WORK/$name.log" | sed 's/.*INFO\]: //'
+        echo "== contrastive run --source DIR $*: $((SECONDS - start)) s wall, load $(cut -d' ' -f1-3 /proc/loadavg)"
+        grep -E "estimated training|^│|pipeline time" "$WORK/$name.log"
+        grep -hE "images differ|resized [0-9]+ images" "$WORK/runs-$name"/latest/logs/ingest.log \
+            | sed 's/.*INFO\]: //'
+        grep -h "fitted to the data" "$WORK/runs-$name"/latest/logs/pretrain-supcon.log \
+            | sed 's/.*INFO\]: //'
     } | tee -a "$SUMMARY"
 }
 run default
 run size64 --image-size 64,64
-run size64-batch32 --image-size 64,64 --batch-size 32

@@ -12,6 +12,7 @@ contrastive profiles                                         list the shipped pr
 """
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -60,7 +61,8 @@ def main(argv=None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        return args.func(args)
+        with _notices_hidden(args.command):
+            return args.func(args)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
@@ -80,6 +82,24 @@ def main(argv=None) -> int:
                 code = EXIT_FAILURE  # a peer died or a collective failed: the job, not the input
             _exit_now(code)
         return code
+
+
+@contextlib.contextmanager
+def _notices_hidden(command: str):
+    """TensorFlow's start-up notices (oneDNN, absl: written by C++ straight to file
+    descriptor 2) hidden, as `contrastive run` hides them in its own block: the whole of
+    `pretrain`, `train` and `evaluate` runs with fd 2 filtered line by line; `ingest` only
+    loads TensorFlow so (its progress bar needs stderr to stay the terminal)."""
+    from pipelines.local import native_notices_filtered
+
+    if command in ("pretrain", "train", "evaluate"):
+        with native_notices_filtered():
+            yield
+        return
+    if command == "ingest":
+        with native_notices_filtered(), contextlib.suppress(ImportError):
+            import tensorflow  # noqa: F401
+    yield
 
 
 def _is_own(error: BaseException) -> bool:

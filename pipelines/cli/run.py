@@ -4,11 +4,15 @@ the compiled pipeline's parameters, and the results table."""
 import argparse
 import json
 import logging
+import math
 import sys
+
+from pipelines.cli.app import EXIT_USAGE
 
 # `contrastive run` flags that are not pipeline parameters (the rest come from the pipeline).
 RUN_ONLY_FLAGS = (
     "methods",
+    "yes",
     "labeled_fractions",
     "override",
     "runs_dir",
@@ -46,6 +50,7 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args) -> int:
+    from contrastive import estimate
     from contrastive.config import encode_overrides, parse_overrides_text, unusual_settings
     from contrastive.data.images import parse_image_size
     from contrastive.methods import check_branches
@@ -91,8 +96,12 @@ def cmd_run(args) -> int:
                 "reused (--no-cache runs them again)",
                 flush=True,
             )
-        elif args.estimate:
-            _print_estimate(params, config, methods, image_size)
+        estimated = None
+        if not earlier and args.estimate:
+            estimated = _estimate(params, methods, fractions, image_size)
+        if estimated is not None:
+            print(estimate.describe(estimated), flush=True)
+            _confirm_long_run(estimated, config, yes=args.yes)
     results = run_local(
         params,
         methods=methods,
@@ -100,30 +109,100 @@ def cmd_run(args) -> int:
         cache=args.cache,
         verbose=args.verbose,
         labeled_fractions=fractions,
+        extra_results={"estimated_training_seconds": estimated and round(estimated.seconds, 1)},
     )
     _print_results(results)
     return 0
 
 
-def _print_estimate(params: dict, config, methods, image_size) -> None:
-    """Training time on this machine, from the encoder's measured throughput, before any
-    task starts."""
+def _estimate(params: dict, methods, fractions, image_size):
+    """The training time on this machine (`contrastive.estimate`), measured with the
+    configuration the tasks will fit to the data, before any task starts; None when the
+    source cannot be sized before ingest or the measurement fails (the run goes on)."""
     from contrastive import estimate
+    from contrastive.run_parameters import check_run_parameters
+    from contrastive.sizing import DataSize
 
     try:
-        result = estimate.estimate_run(
+        config = check_run_parameters(params)
+        found = estimate.training_set(
             params.get("source", "fashion_mnist"),
-            config,
-            methods,
             validation_fraction=params.get("validation_fraction", 0.1),
             test_fraction=params.get("test_fraction", 0.2),
-            image_size=image_size,
+            image_size=image_size or config.data.image_size,
+            limit=params.get("limit") or config.data.limit,
         )
+        if found is None:
+            return None
+        fitted = check_run_parameters(params, fit_to=DataSize(found.train, found.classes))
+        return estimate.estimate_run(found, fitted, methods, labeled_fractions=fractions)
     except Exception as error:  # an estimate that fails must not stop the run
         logging.getLogger(__name__).warning("no training-time estimate: %s", error)
+        return None
+
+
+# A run whose estimate is longer asks before it starts (refused without --yes off a terminal).
+LONG_RUN_SECONDS = 3600
+PROMPT_TIMEOUT_SECONDS = 300
+
+
+class LongRunRefused(ValueError):
+    """A run estimated longer than `LONG_RUN_SECONDS` was not confirmed."""
+
+    exit_code = EXIT_USAGE
+
+
+def _confirm_long_run(estimated, config, *, yes: bool) -> None:
+    """Ask before a run estimated longer than an hour (a terminal; unanswered in
+    `PROMPT_TIMEOUT_SECONDS`: no), or refuse it without `--yes` (anything else), naming a
+    faster alternative.
+
+    Raises:
+        LongRunRefused: the run is not confirmed.
+    """
+    from contrastive.estimate import describe_duration
+
+    if estimated.seconds <= LONG_RUN_SECONDS or yes:
         return
-    if result is not None:
-        print(estimate.describe(result), flush=True)
+    faster = _faster_alternative(estimated, config)
+    long = f"this run trains for {describe_duration(estimated.seconds)} on this machine"
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        print(f"{long}; faster: {faster}.", flush=True)
+        if _ask(f"start it anyway? [y/N] (no answer in {PROMPT_TIMEOUT_SECONDS} s: no)"):
+            return
+        raise LongRunRefused(f"not started; faster: {faster}")
+    raise LongRunRefused(f"{long}: pass --yes to start it, or faster: {faster}")
+
+
+def _faster_alternative(estimated, config) -> str:
+    """What would train in about `LONG_RUN_SECONDS` instead: the CPU profile when the run's
+    encoder is another, and the profile's epochs scaled down (else its training images)."""
+    from contrastive.config import load_config
+
+    options = []
+    quick = load_config("quick").model.encoder
+    if config.model.encoder != quick:
+        options.append(f"--profile quick ({quick}, minutes on a CPU)")
+    share = LONG_RUN_SECONDS / estimated.seconds
+    epochs = math.floor(config.train.epochs * share)
+    classifier_epochs = max(1, math.floor(config.train.classifier_epochs * share))
+    if epochs >= 1:
+        options.append(f"--epochs {epochs} --classifier-epochs {classifier_epochs}")
+    else:
+        options.append(f"--limit {max(1, math.floor(estimated.train_images * share))}")
+    return " or ".join(options) + " (about an hour)"
+
+
+def _ask(question: str, timeout: float = PROMPT_TIMEOUT_SECONDS) -> bool:
+    """A yes/no question on the terminal; no answer within `timeout` seconds is no."""
+    import select
+
+    print(question, end=" ", flush=True)
+    ready, _, _ = select.select([sys.stdin], [], [], timeout)
+    answer = sys.stdin.readline().strip().lower() if ready else ""
+    if not ready:
+        print()
+    return answer in ("y", "yes")
 
 
 def _print_results(results: dict) -> None:
@@ -220,7 +299,12 @@ def add_command(sub) -> None:
         "--no-estimate",
         dest="estimate",
         action="store_false",
-        help="skip measuring the encoder's speed for the training-time estimate",
+        help="skip measuring the training steps' speed for the training-time estimate",
+    )
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help="start a run estimated to train for more than an hour without asking",
     )
     _add_pipeline_arguments(p)
     p.set_defaults(func=cmd_run)

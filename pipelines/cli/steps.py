@@ -69,9 +69,11 @@ def _add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _config(args):
-    """Profile + flags. A flag given on the command line is validated as given (`--epochs 0`
-    is an error, not "the profile's value" as 0 means for pipeline parameters)."""
+def _config(args, *, fit_to=None):
+    """Profile + flags, fitted to `fit_to` (`contrastive.sizing.DataSize`, the size of the
+    step's data) where neither set a value. A flag given on the command line is validated as
+    given (`--epochs 0` is an error, not "the profile's value" as 0 means for pipeline
+    parameters)."""
     from contrastive.config import resolve_config
 
     overrides = list(args.override)
@@ -86,7 +88,22 @@ def _config(args):
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{field}={value}")
-    return resolve_config(args.profile, overrides=overrides)
+    return resolve_config(args.profile, overrides=overrides, fit_to=fit_to)
+
+
+def _step_config(args):
+    """`_config` fitted to the step's `--data` (bad flags refused before the data is read; a
+    dataset that cannot be read is left to the step, which warns about the settings first and
+    then names what is wrong with the dataset)."""
+    from contrastive.data.errors import DataError
+    from contrastive.tasks.conventions import data_size
+
+    config = _config(args)
+    try:
+        size = data_size(args.data)
+    except DataError:
+        return config
+    return _config(args, fit_to=size)
 
 
 def _add_training_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -219,7 +236,7 @@ def cmd_pretrain(args) -> int:
 
     call = training_call(args)
     with durable.recording_failures(call.sinks.durable):
-        config = _config(args)
+        config = _step_config(args)
         _join_processes(args, config)
         metrics = tasks.run_pretrain(
             call.data,
@@ -241,7 +258,7 @@ def cmd_train(args) -> int:
         raise ValueError("give exactly one of --encoder-model DIR or --baseline")
     call = training_call(args)
     with durable.recording_failures(call.sinks.durable):
-        config = _config(args)
+        config = _step_config(args)
         _join_processes(args, config)
         if call.step == calls.BASELINE_STEP:
             metrics = tasks.run_train_baseline(

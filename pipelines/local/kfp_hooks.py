@@ -76,8 +76,9 @@ def task_names(pipeline) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def observed_tasks(names: dict[str, str], view: RunView, logs: TaskLogs, poller):
-    """Reports each task's state to `view` and sends its output to its own log, by wrapping
+def observed_tasks(names: dict[str, str], view: RunView, logs: TaskLogs, poller, cached=None):
+    """Reports each task's state to `view` and sends its output to its own log (`cached`, if
+    given, gets {task: its outputs} of each task served from the cache), by wrapping
     the two functions of kfp.local (2.17) every task goes through:
     `task_executor.execute_single_task` (every task, cached or not) and
     `task_dispatcher.run_single_task_implementation` (a task that really runs)."""
@@ -103,6 +104,8 @@ def observed_tasks(names: dict[str, str], view: RunView, logs: TaskLogs, poller)
         ok = task_status == status.Status.SUCCESS
         if ok and not current["ran"]:
             view.cached(task)
+            if cached is not None:
+                cached[task] = outputs
         else:
             view.finish(task, ok=ok)
         return outputs, task_status
@@ -119,3 +122,20 @@ def observed_tasks(names: dict[str, str], view: RunView, logs: TaskLogs, poller)
     finally:
         task_executor.execute_single_task = execute
         task_dispatcher.run_single_task_implementation = dispatch
+
+
+@contextlib.contextmanager
+def job_named(name: str):
+    """Inside the block kfp.local (2.17) names its pipeline job `name`, not
+    `<pipeline>-<timestamp>` (`executor_input_utils.get_local_pipeline_resource_name`), so
+    `{{$.pipeline_job_name}}` (the compare step's `run_id`: the registry's version and
+    decision names) is the run id the results table shows; artifacts go under
+    `<pipeline_root>/<name>/`."""
+    from kfp.local import executor_input_utils
+
+    original = executor_input_utils.get_local_pipeline_resource_name
+    executor_input_utils.get_local_pipeline_resource_name = lambda pipeline_name: name
+    try:
+        yield
+    finally:
+        executor_input_utils.get_local_pipeline_resource_name = original

@@ -176,23 +176,50 @@ class TaskLogs:
 
 @contextlib.contextmanager
 def native_notices_filtered():
-    """Inside the block file descriptor 2 goes to a temporary file; after it, every line but
-    the start-up notices of TensorFlow, absl and oneDNN (written by C++ straight to fd 2, so
-    `TF_CPP_MIN_LOG_LEVEL` does not hide them all) goes to `sys.stderr`."""
-    import tempfile
-
+    """Inside the block file descriptor 2 (this process's and its children's) is a pipe;
+    every line written there but the start-up notices of TensorFlow, absl and oneDNN
+    (written by C++ straight to fd 2, so `TF_CPP_MIN_LOG_LEVEL` does not hide them all)
+    reaches the real stderr as it comes. Text without a newline yet (a progress bar's `\r`)
+    is passed on at once unless it starts like a notice."""
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            text = capture.read().decode("utf-8", "replace")
-            for line in text.splitlines():
-                if not is_notice(line):
-                    print(line, file=sys.stderr)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    # The pump owns a descriptor of its own: it may outlive the block (a child process
+    # still writing) without writing into a number reused after `saved` is closed.
+    pump = threading.Thread(target=_pass_lines, args=(read_end, os.dup(saved)), daemon=True)
+    pump.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe's last writer here: the pump sees its end
+        pump.join(timeout=5)  # a child still holding the pipe keeps it open: do not wait
+        os.close(saved)
+
+
+def _pass_lines(read_end: int, out: int) -> None:
+    """Copies the pipe `read_end` to the file descriptor `out` (closed at the end) without
+    notice lines."""
+    pending = b""
+    with os.fdopen(read_end, "rb", buffering=0) as pipe, os.fdopen(out, "wb", buffering=0) as sink:
+        while chunk := pipe.read(65536):
+            *lines, pending = (pending + chunk).split(b"\n")
+            kept = [line + b"\n" for line in lines if not _is_notice_bytes(line)]
+            if pending and not _NOTICE_START.match(pending):
+                kept.append(pending)
+                pending = b""
+            with contextlib.suppress(OSError):
+                sink.write(b"".join(kept))
+        if pending and not _is_notice_bytes(pending):
+            with contextlib.suppress(OSError):
+                sink.write(pending)
+
+
+def _is_notice_bytes(line: bytes) -> bool:
+    return is_notice(line.decode("utf-8", "replace"))
+
+
+# The first characters of a notice line (`is_notice`): held back until the line ends.
+_NOTICE_START = re.compile(rb"^\s*(?:[IWE]\d|WARNING: All|This Tensor|To enable)")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from contrastive.tasks.inspecting import SUSPECTS_FILE
 from pipelines.dag import build_pipeline
-from pipelines.local.kfp_hooks import check_kfp, observed_tasks, task_names
+from pipelines.local.kfp_hooks import check_kfp, job_named, observed_tasks, task_names
 from pipelines.local.logs import TaskLogs, failure_cause, log_tail, without_frames
 from pipelines.local.view import LiveRenderer, PlainRenderer, ProgressPoller, RunView
 
@@ -54,6 +54,7 @@ def run_local(
     verbose: bool = False,
     console=None,
     labeled_fractions: Sequence[float] = (),
+    extra_results: dict | None = None,
 ) -> dict:
     """Run the pipeline locally; outputs go to `runs/<run-id>/`, `runs/latest` points there.
 
@@ -68,6 +69,7 @@ def run_local(
         verbose: stream every task's log to the terminal, under plain state lines.
         console: a `rich.console.Console` for the view (default: stdout's); a terminal gets
             the live view, anything else plain lines.
+        extra_results: more figures for `results.json` (e.g. the training-time estimate).
 
     Returns:
         The compact results (also written to `runs/<run-id>/results.json`), with the path
@@ -86,7 +88,7 @@ def run_local(
     logs_dir, progress_dir = run_dir / "logs", run_dir / "progress"
     logs_dir.mkdir()
     pipeline = build_pipeline(target="local", methods=methods, labeled_fractions=labeled_fractions)
-    params = _with_local_defaults(params)
+    params = local_parameters(pipeline, params)
     # Checkpoints keyed by what the run computes: the same parameters resume, others do not
     # (and --no-cache starts from epoch 0 in a folder of its own). A given checkpoint_root
     # (a folder or gs:// prefix) gets the key appended likewise.
@@ -105,15 +107,21 @@ def run_local(
         cache_root=str(runs_dir / ".cache"),
     )
     start = time.perf_counter()
-    run_with_view(
-        pipeline,
-        params,
-        title=f"contrastive run {run_id}",
-        logs_dir=logs_dir,
-        progress_dir=progress_dir,
-        console=console,
-        verbose=verbose,
-    )
+    cached: dict[str, dict] = {}
+    try:
+        with job_named(run_id):  # the registry names a promoted version by it
+            run_with_view(
+                pipeline,
+                params,
+                title=f"contrastive run {run_id}",
+                logs_dir=logs_dir,
+                progress_dir=progress_dir,
+                console=console,
+                verbose=verbose,
+                cached=cached,
+            )
+    finally:
+        link_cached_tensorboard(run_dir, cached)
     seconds = time.perf_counter() - start
     artifacts = run_dir / "artifacts"
     drift = json.loads(_find_output(artifacts, "check-drift", "drift").read_text())
@@ -129,6 +137,7 @@ def run_local(
         shutil.copyfile(summary["neighbours"]["suspects"]["location"], suspects)
         results = compact_results(
             summary,
+            **(extra_results or {}),
             run_seconds=seconds,
             report=str(report),
             suspect_labels=str(suspects),
@@ -138,7 +147,9 @@ def run_local(
     (run_dir / "results.json").write_text(json.dumps(results, indent=2))
     _point_latest(runs_dir, run_dir)
     if cache:
-        _finished_marker(runs_dir, key).write_text(run_id + "\n")
+        marker = _finished_marker(runs_dir, key)
+        marker.parent.mkdir(exist_ok=True)
+        marker.write_text(run_id + "\n")
     with contextlib.suppress(OSError):  # each step cleared its folder: drop the empty root
         os.rmdir(params["checkpoint_root"])
     return results
@@ -154,7 +165,7 @@ def earlier_run(
     """The id of an earlier finished run of the same pipeline and parameters whose folder is
     still there (the cache holds its tasks' outputs), or None."""
     pipeline = build_pipeline(target="local", methods=methods, labeled_fractions=labeled_fractions)
-    key = run_key(pipeline, _with_local_defaults(params))
+    key = run_key(pipeline, local_parameters(pipeline, params))
     marker = _finished_marker(Path(runs_dir).resolve(), key)
     if not marker.is_file():
         return None
@@ -162,8 +173,31 @@ def earlier_run(
     return run_id if run_id and (Path(runs_dir).resolve() / run_id).is_dir() else None
 
 
-def _with_local_defaults(params: dict) -> dict:
-    return {"tensorboard_root": LOCAL_TENSORBOARD_ROOT, **params}
+def local_parameters(pipeline, params: dict) -> dict:
+    """The parameters a local run passes to `pipeline`: `params`, TensorBoard logs in the
+    run's folder, and `data_snapshot` (which enters the ingest task's cache key) followed by
+    `inputs:<digest>` of what the run reads beside its parameters (`inputs_fingerprint`): a
+    changed source or profile file ingests again, so every task after it runs again too."""
+    defaults = {name: spec.default for name, spec in pipeline.component_spec.inputs.items()}
+    local = {"tensorboard_root": LOCAL_TENSORBOARD_ROOT, **params}
+    inputs = f"inputs:{inputs_fingerprint({**defaults, **local})}"
+    local["data_snapshot"] = f"{local.get('data_snapshot', '')} {inputs}".lstrip()
+    return local
+
+
+def inputs_fingerprint(params: dict) -> str:
+    """12 hex digits of the content a run's parameters name: the source's files
+    (`contrastive.data.fingerprint`) and the profile file's text (`config.profile_digest`;
+    a shipped profile is part of the library's fingerprint)."""
+    from contrastive.config import ConfigError, profile_digest
+    from contrastive.data.fingerprint import source_fingerprint
+
+    try:
+        profile = profile_digest(params["profile"])
+    except ConfigError:  # the run's own check names it
+        profile = ""
+    source = source_fingerprint(params["source"])
+    return hashlib.sha256(f"{source} {profile}".encode()).hexdigest()[:12]
 
 
 def _finished_marker(runs_dir: Path, key: str) -> Path:
@@ -179,10 +213,12 @@ def run_with_view(
     progress_dir: Path,
     console=None,
     verbose: bool = False,
+    cached: dict | None = None,
 ) -> RunView:
     """Runs `pipeline(**params)` under kfp.local (already `local.init`-ed with
     `raise_on_error=False`) with the view of its tasks on `console`, each task's output in
-    `logs_dir/<task>.log`, the training steps' progress files in `progress_dir`.
+    `logs_dir/<task>.log`, the training steps' progress files in `progress_dir`; `cached`
+    gets {task: its outputs} of each task served from the cache.
 
     Raises:
         LocalRunError: a task failed.
@@ -206,7 +242,7 @@ def run_with_view(
         _environment(PROGRESS_DIR_VARIABLE, str(progress_dir)),
         renderer,
         ProgressPoller(progress_dir, view) as poller,
-        observed_tasks(names, view, logs, poller),
+        observed_tasks(names, view, logs, poller, cached),
         logs.capturing(),
     ):
         pipeline(**params)
@@ -301,6 +337,28 @@ def _find_output(root: Path, task: str, output: str) -> Path:
     if not matches:
         raise FileNotFoundError(f"the pipeline finished without {task}/{output} under {root}")
     return matches[-1]
+
+
+def link_cached_tensorboard(run_dir: Path, cached: dict[str, dict]) -> list[str]:
+    """For each task served from the cache, `run_dir/tensorboard/<task>` becomes a link to
+    the TensorBoard logs of the run that trained it (the run folder beside `run_dir` that
+    holds the task's cached output artifacts), so the run's TensorBoard shows every step.
+    Returns the tasks linked."""
+    runs_dir = run_dir.parent
+    linked = []
+    for task, outputs in sorted(cached.items()):
+        for artifact in outputs.values():
+            path = Path(getattr(artifact, "uri", "") or "")
+            if not path.is_relative_to(runs_dir) or path.is_relative_to(run_dir):
+                continue
+            trained = path.relative_to(runs_dir).parts[0]
+            logs, link = runs_dir / trained / "tensorboard" / task, run_dir / "tensorboard" / task
+            if logs.is_dir() and not link.exists():
+                link.parent.mkdir(exist_ok=True)
+                link.symlink_to(Path("..", "..", trained, "tensorboard", task))
+                linked.append(task)
+            break
+    return linked
 
 
 def _point_latest(runs_dir: Path, run_dir: Path) -> None:

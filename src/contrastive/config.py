@@ -10,14 +10,18 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from contrastive import methods, validation
+
+if TYPE_CHECKING:
+    from contrastive.sizing import DataSize
 
 # The encoder names the configuration accepts, the key set of `models.ENCODERS`
 # (tests/unit/test_registries.py checks they agree), spelled here so that a configuration
@@ -151,6 +155,13 @@ class TrainConfig:
     # subset is repeated to fill them when one pass is shorter, so that 1 % of the labels
     # still gets this many updates an epoch; 0 = one pass over the subset.
     labeled_steps_per_epoch: int = 0
+    # Batches per epoch at least: a shorter pass over the train split is repeated (in a new
+    # shuffled order) to fill them; 0 = one pass. Set by `fit_to_data` on small data.
+    min_steps_per_epoch: int = 0
+    # Fit batch_size, min_steps_per_epoch and knn_k to the training set's size where the user
+    # did not set them (`contrastive.sizing`: a batch at most 1/4 of the set, 16 steps an
+    # epoch, k at most half a class); false: the profile's values as they are.
+    fit_to_data: bool = True
     # The label-efficiency curve a run draws: the fractions `contrastive run` trains when no
     # --labeled-fractions is given (one branch each, compiled into the DAG); empty = one run
     # at train.labeled_fraction.
@@ -228,7 +239,11 @@ def load_config(
 
 
 def resolve_config(
-    profile: str = "quick", *, overrides: Sequence[str] | str = (), **shortcuts: Any
+    profile: str = "quick",
+    *,
+    overrides: Sequence[str] | str = (),
+    fit_to: DataSize | None = None,
+    **shortcuts: Any,
 ) -> Config:
     """A profile plus explicit overrides (the pipeline-parameter conventions).
 
@@ -237,6 +252,8 @@ def resolve_config(
         overrides: `section.field=value` strings, a mapping of dotted keys to values, or a
             string holding a JSON/YAML mapping (the form a pipeline parameter carries; see
             `parse_overrides_text`).
+        fit_to: the size of the data the run trains on: the fields the user did not set
+            (`explicit_fields`) are fitted to it (`sizing.fit_to_data`, each change logged).
         shortcuts: `epochs`, `classifier_epochs`, `batch_size`, `temperature`, `encoder`,
             `limit`, `seed`, `distribution`, `labeled_fraction`: the common overrides; 0 / "" /
             None (the defaults) keep the profile's value.
@@ -248,7 +265,41 @@ def resolve_config(
         overrides = parse_overrides_text(overrides)
     values = _shortcut_values(**shortcuts)
     config = load_config(profile, overrides if isinstance(overrides, dict) else list(overrides))
-    return config.replace(values) if values else config
+    config = config.replace(values) if values else config
+    if fit_to is not None:
+        from contrastive import sizing
+
+        explicit = explicit_fields(profile, overrides, **shortcuts)
+        config, notes = sizing.fit_to_data(config, fit_to, explicit)
+        for note in notes:
+            logging.getLogger("contrastive.sizing").info("fitted to the data: %s", note)
+    return config
+
+
+def explicit_fields(
+    profile: str = "quick", overrides: Sequence[str] | str | dict = (), **shortcuts: Any
+) -> frozenset[str]:
+    """The dotted fields the user set, as `resolve_config` takes them: the `overrides`, the
+    shortcuts that are not 0 / "" / None, and every field a profile *file* of the `base`
+    chain sets (a shipped profile's values are defaults that `sizing` may fit)."""
+    if isinstance(overrides, str):
+        overrides = parse_overrides_text(overrides)
+    fields = set(pipeline_overrides(overrides, **shortcuts))
+    for shipped, _, values in _profile_layers(str(profile)):
+        if not shipped:
+            fields.update(_dotted_keys(values))
+    return frozenset(fields)
+
+
+def _dotted_keys(values: dict, prefix: str = "") -> list[str]:
+    """`{"train": {"epochs": 2}}` -> `["train.epochs"]` (no field's value is a mapping)."""
+    keys = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            keys += _dotted_keys(value, f"{prefix}{key}.")
+        else:
+            keys.append(f"{prefix}{key}")
+    return keys
 
 
 def pipeline_overrides(overrides: Sequence[str] | str = (), **shortcuts: Any) -> dict[str, Any]:
@@ -342,9 +393,9 @@ def validate(config: Config) -> None:
         lambda v: all(validation.is_number(f) and 0 < f <= 1 for f in v),
         "must be fractions in (0, 1]",
     )
-    _check(
-        "train.labeled_steps_per_epoch", t.labeled_steps_per_epoch, lambda v: v >= 0, "must be >= 0"
-    )
+    for name in ("labeled_steps_per_epoch", "min_steps_per_epoch"):
+        _check(f"train.{name}", getattr(t, name), lambda v: v >= 0, "must be >= 0")
+    _check_choice("train.fit_to_data", t.fit_to_data, (True, False))
     _check("train.verbose", t.verbose, lambda v: v in (0, 1, 2), "must be 0, 1 or 2")
     for name in ("width", "projection_dim", "projection_hidden_dim", "classifier_hidden_dim"):
         _check(f"model.{name}", getattr(m, name), lambda v: v >= 1, "must be >= 1")
@@ -417,11 +468,42 @@ def _check_choice(name: str, value: Any, choices: tuple) -> None:
     validation.check_choice(name, value, choices, error=ConfigError)
 
 
+def profile_digest(profile: str) -> str:
+    """12 hex digits of the text of every profile *file* `profile` reads (itself and the
+    files its `base` chain names), "" for a shipped profile on a shipped base (the library's
+    own code and profiles are fingerprinted apart). Raises ConfigError as `load_config`."""
+    import hashlib
+
+    texts = [text for shipped, text, _ in _profile_layers(str(profile)) if not shipped]
+    if not texts:
+        return ""
+    return hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest()[:12]
+
+
+def _profile_layers(profile: str, seen: tuple[str, ...] = ()) -> list[tuple[bool, str, dict]]:
+    """`(shipped, text, values)` of `profile` and of each `base` it names, the profile first."""
+    shipped, text, values = _read_profile(profile, seen)
+    base = values.pop("base", None)
+    layers = [(shipped, text, values)]
+    if base is not None:
+        layers += _profile_layers(str(base), seen + (profile,))
+    return layers
+
+
 def _load_profile_values(profile: str, seen: tuple[str, ...]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for _, _, values in reversed(_profile_layers(profile, seen)):
+        _deep_update(merged, values)
+    return merged
+
+
+def _read_profile(profile: str, seen: tuple[str, ...]) -> tuple[bool, str, dict[str, Any]]:
+    """`(shipped, text, values)` of one profile: a `.yaml` file, else a shipped name."""
     if profile in seen:
         raise ConfigError(f"profile inheritance loops: {' -> '.join(seen + (profile,))}")
     path = Path(profile)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
+    shipped = not (path.suffix in (".yaml", ".yml") and path.is_file())
+    if not shipped:
         text = path.read_text()
     else:
         resource = importlib.resources.files("contrastive") / "profiles" / f"{profile}.yaml"
@@ -437,12 +519,7 @@ def _load_profile_values(profile: str, seen: tuple[str, ...]) -> dict[str, Any]:
         raise ConfigError(f"profile {profile!r} is not valid YAML: {error}") from error
     if not isinstance(values, dict):
         raise ConfigError(f"profile {profile!r} must be a mapping, got {type(values).__name__}")
-    base = values.pop("base", None)
-    if base is None:
-        return values
-    merged = _load_profile_values(str(base), seen + (profile,))
-    _deep_update(merged, values)
-    return merged
+    return shipped, text, values
 
 
 def _deep_update(target: dict, updates: dict) -> None:

@@ -1,41 +1,71 @@
 """How long a run will train on this machine, said before it starts.
 
-The estimate is measured, not guessed: the profile's encoder, behind the strong augmentation
-and a classifier head, is built at the run's image size and timed here: the fixed cost of a
-training step (build, compile, first batch, saving the model), one epoch's checkpoint, and the
-throughput of training and inference batches (images/s). The seconds are then those costs
-times what each step does: images x epochs x views through training, validation and kNN
-passes through inference, one checkpoint per epoch. Ingest, evaluation and each task's
-start-up (a fresh Python with TensorFlow, ~10 s) come on top; the steps are assumed to run
-one after another, as `kfp.local` runs them.
+The estimate is a measurement, not a guess: each kind of training step a run has
+(pretraining, the classifier on a pretrained encoder, the cross-entropy baseline) is run on
+this machine, each in a fresh Python process as `kfp.local` runs every task, through its own
+entry point (`training.pretrain`, `train_classifier`, `train_baseline`) on random images of
+the run's shape, in the precision the step will use (`train.mixed_precision`, `auto`
+resolved for this machine), with the run's batch size and views, its checkpoints and
+TensorBoard logs, for two short epochs of 8 to 32 steps. That gives, per kind:
+
+- the fixed cost of a step: building, compiling and tracing the model, the first epoch's
+  set-up (the first epoch less the second);
+- the seconds of one optimizer step (the mean of the second epoch's steps after its first);
+- the cost of an epoch beyond its steps (checkpoint, callbacks);
+- the model's inference rate (validation passes, the kNN monitor of pretraining).
+
+A step's seconds are then `fixed + epochs x (steps x step + epoch + inferred images / rate)`,
+with the steps of an epoch as the step will run them (`train.min_steps_per_epoch`, the
+labelled subsets of a few-labels run and their `labeled_steps_per_epoch`), and the run's time
+the sum over its steps, one after another as `kfp.local` runs them. What it leaves out:
+ingest, evaluation and each task's start-up (a fresh Python with TensorFlow, ~10 s). A model
+too slow to train a full batch in `STEP_BUDGET_SECONDS` is measured at a smaller batch and
+scaled by the images (which errs long: smaller batches run slower per image).
 """
 
 from __future__ import annotations
 
-import os
+import math
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from contrastive import methods as method_registry
 from contrastive.config import Config
+from contrastive.methods import BASELINE
 
-_TIMED_STEPS = 2
-_MEASURE_BATCH = 32  # at most; smaller batches run slower per image, so this errs long
+PRETRAIN, CLASSIFIER = "pretrain", "classifier"  # the kinds of step besides BASELINE
+# Optimizer steps in each of the two measured epochs: the second epoch's steps but its first
+# give a step's time (their mean: on a shared CPU single steps vary 2x with the load), as many
+# as fill about `STEADY_SECONDS` by the probe's guess, within these bounds.
+STEADY_SECONDS = 4.0
+MIN_STEPS, MAX_STEPS = 8, 32
+STEP_BUDGET_SECONDS = 5.0  # a measured step's rough bound: larger batches are scaled down
 _SURVEYED_FILES = 200  # image headers read to guess a folder's median size
 
 
 @dataclass(frozen=True)
 class Costs:
-    """What one training step costs on this machine, measured by `measure_costs`."""
+    """What one kind of training step costs on this machine, measured by `measure_costs`."""
 
-    train_images_per_second: float
-    inference_images_per_second: float
-    seconds_per_fit: float  # build, compile, first batch, save the model
-    seconds_per_epoch: float  # one checkpoint
+    fixed_seconds: float  # build, compile, trace, first-epoch set-up
+    step_seconds: float  # one optimizer step of the run's batch
+    epoch_seconds: float  # an epoch beyond its steps: checkpoint, callbacks
+    inference_images_per_second: float  # the model's forward pass (validation, kNN)
+    measured_batch: int  # the batch the step was timed at (< the run's: scaled by images)
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """What ingest will make of a source, as far as training time goes."""
+
+    train: int
+    validation: int
+    classes: int
+    image_shape: tuple[int, int, int]
 
 
 @dataclass(frozen=True)
@@ -44,124 +74,346 @@ class Estimate:
     image_shape: tuple[int, int, int]
     train_images: int
     batch_size: int
-    costs: Costs
-    steps: dict[str, float]  # branch -> seconds of its training steps
+    precision: str
+    costs: dict[str, Costs]  # kind of step -> its costs
+    steps: dict[str, float]  # branch (method) -> seconds of its training steps
+    measured_seconds: float  # what the measurement itself took
 
     @property
     def seconds(self) -> float:
         return sum(self.steps.values())
 
 
-def estimate_run(
+def training_set(
     source: str,
-    config: Config,
-    methods: Sequence[str],
     *,
     validation_fraction: float = 0.1,
     test_fraction: float = 0.2,
     image_size: Sequence[int] | None = None,
-) -> Estimate | None:
-    """Measure the encoder and count the training images of `source` (after the validation
-    cut, and the test cut of a source without a test split); None when the source's size or
-    image shape cannot be known before ingest (e.g. a TFDS dataset not yet prepared).
-    `image_size` (the pipeline parameter) wins over the profile's, as in the ingest step."""
+    limit: int | None = None,
+) -> TrainingSet | None:
+    """Count the training images ingest will give `source` (after the validation cut, and
+    the test cut of a source without a test split) and their shape; None when the source's
+    size or image shape cannot be known before ingest (e.g. a TFDS dataset not yet
+    prepared). `image_size` (the pipeline parameter, else the profile's) wins over the
+    source's, as in the ingest step; `limit` is `data.limit`."""
     found = _source_size(source)
     if found is None:
         return None
-    count, shape, cut = found
-    validation = 0
+    count, validation, shape, classes, cut = found
     if cut:
         count = round(count * (1 - test_fraction * (cut == "both")))
         validation = round(count * validation_fraction)
         count -= validation
-    image_size = image_size or config.data.image_size
-    if image_size is not None and cut:  # an ingested dataset keeps its size
-        shape = (*image_size, shape[2])
-    train = count if config.data.limit is None else min(count, config.data.limit)
-    batch = min(config.train.batch_size, _MEASURE_BATCH)
-    costs = measure_costs(config, shape, batch)
-    train_cost = 1 / costs.train_images_per_second
-    infer_cost = 1 / costs.inference_images_per_second
+        if image_size is not None:  # an ingested dataset keeps its size
+            shape = (*image_size, shape[2])
+    if limit is not None:
+        count, validation = min(count, limit), min(validation, limit)
+    return TrainingSet(count, validation, classes, tuple(int(s) for s in shape))
 
-    def fit(epochs: int, views: int = 1) -> float:
-        return (
-            costs.seconds_per_fit
-            + epochs * costs.seconds_per_epoch
-            + epochs * train * views * train_cost
-            + epochs * validation * infer_cost
+
+def estimate_run(
+    data: TrainingSet,
+    config: Config,
+    methods: Sequence[str],
+    *,
+    labeled_fractions: Sequence[float] = (),
+) -> Estimate:
+    """Measure the run's kinds of step on this machine (`measure_costs`) and add up the
+    seconds of every training step of a run of `methods` (one branch per labelled fraction
+    with `labeled_fractions`, SimCLR pretraining once) on `data`, with `config` already
+    fitted to it (`config.resolve_config(fit_to=...)`)."""
+    from contrastive.training.optim import machine_mixed_precision
+
+    started = time.perf_counter()
+    train = config.train
+    end_to_end = [method_registry.get(method).end_to_end for method in methods]
+    kinds = ([BASELINE] if any(end_to_end) else []) + (
+        [PRETRAIN, CLASSIFIER] if not all(end_to_end) else []
+    )
+    costs = measure_costs(config, data.image_shape, data.classes, kinds)
+    knn = min(data.train, train.knn_max_examples) + min(data.validation, train.knn_max_examples)
+
+    def seconds(kind: str, epochs: int, images: int, knn_images: int = 0) -> float:
+        cost = costs[kind]
+        steps = max(math.ceil(images / train.batch_size), train.min_steps_per_epoch)
+        views = train.num_views if kind == PRETRAIN else 1
+        inferred = data.validation * views + knn_images
+        return cost.fixed_seconds + epochs * (
+            steps * cost.step_seconds
+            + cost.epoch_seconds
+            + inferred / cost.inference_images_per_second
         )
 
-    steps = {}
-    epochs, classifier_epochs = config.train.epochs, config.train.classifier_epochs
-    knn = min(train, config.train.knn_max_examples) + min(validation, config.train.knn_max_examples)
-    for method in methods:
-        if method_registry.get(method).end_to_end:
-            steps[method] = fit(epochs + classifier_epochs)
-        else:
-            pretrain = fit(epochs, config.train.num_views) + knn * infer_cost
-            steps[method] = pretrain + fit(classifier_epochs)
-    return Estimate(config.model.encoder, shape, train, batch, costs, steps)
+    def labelled(fraction: float | None) -> int:
+        """Images an epoch of a cross-entropy step reads: the subset, filled to its steps."""
+        if fraction is None or fraction >= 1:
+            return data.train
+        subset = max(1, round(fraction * data.train))
+        least = max(train.labeled_steps_per_epoch, train.min_steps_per_epoch)
+        return max(subset, least * train.batch_size)
+
+    steps: dict[str, float] = {}
+    for fraction in list(labeled_fractions) or [None]:
+        tag = "" if fraction is None else f" {100 * fraction:g}%"
+        for method in methods:
+            entry = method_registry.get(method)
+            if entry.end_to_end:
+                epochs = train.epochs + train.classifier_epochs
+                steps[method + tag] = seconds(BASELINE, epochs, labelled(fraction))
+                continue
+            once = entry.pretrain_once and fraction is not None
+            pretrain = seconds(PRETRAIN, train.epochs, data.train, knn)
+            if once and fraction != labeled_fractions[0]:
+                pretrain = 0.0  # one encoder serves every fraction
+            classifier = seconds(CLASSIFIER, train.classifier_epochs, labelled(fraction))
+            steps[method + tag] = pretrain + classifier
+    precision, _ = machine_mixed_precision(train.mixed_precision)
+    return Estimate(
+        config.model.encoder,
+        data.image_shape,
+        data.train,
+        train.batch_size,
+        precision,
+        costs,
+        steps,
+        time.perf_counter() - started,
+    )
 
 
-def measure_costs(config: Config, image_shape: Sequence[int], batch_size: int) -> Costs:
-    """Time the profile's encoder behind the strong augmentation with a 10-class head: build to
-    first batch and save (fixed per step), a checkpoint (per epoch), then `_TIMED_STEPS`
-    training and inference batches (throughput)."""
+def measure_costs(
+    config: Config,
+    image_shape: Sequence[int],
+    num_classes: int,
+    kinds: Sequence[str],
+    *,
+    fresh: bool = True,
+) -> dict[str, Costs]:
+    """Time each kind of step (`BASELINE`, `PRETRAIN`, `CLASSIFIER`: on the pretrained
+    encoder, in `train.classifier_mode`) through its training entry point
+    (`measure_step`). `fresh`: each in a new Python process, as `kfp.local` runs every task
+    (a process's first model pays for loading kernels and libraries that later ones reuse:
+    measured in one process, the second and third kinds came out twice too cheap)."""
+    image_shape = tuple(int(size) for size in image_shape)
+    batch, steps = _measured_batch(config, image_shape)
+    order = [kind for kind in (PRETRAIN, CLASSIFIER, BASELINE) if kind in kinds]
+    if CLASSIFIER in order and PRETRAIN not in order:
+        raise ValueError("measure PRETRAIN before CLASSIFIER: the classifier needs its encoder")
+    costs = {}
+    with tempfile.TemporaryDirectory(prefix="contrastive-estimate-") as folder:
+        encoder = f"{folder}/encoder.keras"
+        for kind in order:
+            request = {
+                "kind": kind,
+                "config": config.to_dict(),
+                "image_shape": image_shape,
+                "num_classes": num_classes,
+                "batch": batch,
+                "steps": steps,
+                "encoder": encoder,
+            }
+            costs[kind] = _measure_fresh(request) if fresh else _measure(request)
+    return costs
+
+
+def measure_step(
+    kind: str,
+    config: Config,
+    image_shape: tuple[int, ...],
+    num_classes: int,
+    batch: int,
+    encoder_path: str,
+    steps: int = MIN_STEPS,
+) -> Costs:
+    """Time one kind of step through its training entry point: two epochs of
+    `steps` steps of `batch` random images, with a checkpoint folder and
+    TensorBoard logs like a real step's. PRETRAIN saves its encoder to `encoder_path`;
+    CLASSIFIER loads it from there (before its clock starts, as the real step)."""
     import keras
 
-    from contrastive import augment, models
+    from contrastive import training
+    from contrastive.training.callbacks import tensorboard_callback
+
+    rng = np.random.default_rng(0)
+    count = batch * steps
+    train = (rng.integers(0, 256, (count, *image_shape), np.uint8), np.arange(count) % num_classes)
+    validation = (train[0][:batch], train[1][:batch])
+    measured = config.replace(
+        {
+            "train.batch_size": batch,
+            "train.epochs": 2,
+            "train.classifier_epochs": 2,
+            "train.warmup_epochs": 0,
+            "train.verbose": 0,
+            "train.knn_max_examples": batch,
+        }
+    )
+    encoder = keras.saving.load_model(encoder_path) if kind == CLASSIFIER else None
+    with tempfile.TemporaryDirectory(prefix="contrastive-estimate-") as folder:
+        timer = _epoch_timer()
+        common = dict(
+            num_classes=num_classes,
+            checkpoint_dir=f"{folder}/checkpoints",
+            callbacks=[timer, tensorboard_callback(f"{folder}/tensorboard")],
+        )
+        timer.start()
+        if kind == PRETRAIN:
+            model, _ = training.pretrain(
+                measured, train, validation, knn_sample=(*train, *validation), **common
+            )
+            model.save(encoder_path)
+        elif kind == CLASSIFIER:
+            model, _ = training.train_classifier(measured, encoder, train, validation, **common)
+        else:
+            once = measured.replace({"train.epochs": 1, "train.classifier_epochs": 1})
+            model, _ = training.train_baseline(once, train, validation, **common)
+    views = measured.train.num_views if kind == PRETRAIN else 1
+    return timer.costs(
+        inferred=batch * views + (2 * batch if kind == PRETRAIN else 0),  # + the kNN sample
+        rate=_inference_rate(model, validation[0]),
+        scale=config.train.batch_size / batch,
+        batch=batch,
+    )
+
+
+def _measure(request: dict) -> Costs:
+    from contrastive.config import Config
+
+    return measure_step(
+        request["kind"],
+        Config.from_dict(request["config"]),
+        tuple(request["image_shape"]),
+        request["num_classes"],
+        request["batch"],
+        request["encoder"],
+        request["steps"],
+    )
+
+
+MEASURE_TIMEOUT_SECONDS = 1800  # one kind of step in its own process, at most
+
+
+def _measure_fresh(request: dict) -> Costs:
+    """`_measure(request)` in a new Python process (`python -m contrastive.estimate`)."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "contrastive.estimate"],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=MEASURE_TIMEOUT_SECONDS,
+    )
+    if done.returncode != 0:
+        tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+        raise RuntimeError(f"measuring the {request['kind']} step failed: {tail}")
+    return Costs(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _measured_batch(config: Config, image_shape: tuple[int, ...]) -> tuple[int, int]:
+    """`(batch, steps)` to measure at: the run's batch, or, for a model too slow to train it
+    in about `STEP_BUDGET_SECONDS`, a smaller power of two (at least 2); and the steps that
+    fill about `STEADY_SECONDS`. Both from a timed forward pass of the encoder (a training
+    step of V views costs about 3 V forward passes)."""
+    from contrastive import models
     from contrastive.training.optim import precision_policy
 
-    image_shape = tuple(int(size) for size in image_shape)
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (batch_size, *image_shape)).astype(np.float32)
-    y = rng.integers(0, 10, batch_size)
-    start = time.perf_counter()
-    augmenter = augment.build_augmenter(image_shape, **asdict(config.augment.strong), seed=0)
-    with precision_policy(config.train.mixed_precision):  # the precision the steps train in
+    target = config.train.batch_size
+    with precision_policy(config.train.mixed_precision):
         encoder = models.build_encoder(
             config.model.encoder, image_shape, width=config.model.width, seed=0
         )
-    inputs = keras.Input(image_shape)
-    features = encoder(augmenter(keras.layers.Rescaling(1 / 255)(inputs)))
-    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(features))
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    model.train_on_batch(x, y)
-    with tempfile.TemporaryDirectory(prefix="contrastive-estimate-") as folder:
-        model.save(os.path.join(folder, "model.keras"))
-        fixed = time.perf_counter() - start
+    probe = np.zeros((min(target, 8), *image_shape), np.float32)
+    encoder.predict_on_batch(probe)  # compiles
+    timings = []
+    for _ in range(3):  # the fastest of three: a busy CPU's spikes must not shrink the batch
         start = time.perf_counter()
-        model.save_weights(os.path.join(folder, "checkpoint.weights.h5"))
-        per_epoch = time.perf_counter() - start
+        encoder.predict_on_batch(probe)
+        timings.append(time.perf_counter() - start)
+    per_image = 3 * config.train.num_views * min(timings) / len(probe)  # trained, all views
+    batch = target
+    if per_image * target > STEP_BUDGET_SECONDS:
+        fits = max(2, int(STEP_BUDGET_SECONDS / per_image))
+        batch = min(target, 1 << (fits.bit_length() - 1))
+    steps = math.ceil(STEADY_SECONDS / max(per_image * batch, 1e-6))
+    return batch, min(MAX_STEPS, max(MIN_STEPS, steps))
+
+
+def _inference_rate(model, images: np.ndarray) -> float:
+    """Images per second of `model`'s forward pass on `images` (compiled first)."""
+    scaled = images.astype(np.float32)
+    model.predict_on_batch(scaled)
     start = time.perf_counter()
-    for _ in range(_TIMED_STEPS):
-        model.train_on_batch(x, y)
-    training = _TIMED_STEPS * batch_size / (time.perf_counter() - start)
-    model.predict_on_batch(x)  # compiles the inference function
-    start = time.perf_counter()
-    for _ in range(_TIMED_STEPS):
-        model.predict_on_batch(x)
-    inference = _TIMED_STEPS * batch_size / (time.perf_counter() - start)
-    return Costs(training, inference, fixed, per_epoch)
+    model.predict_on_batch(scaled)
+    return len(images) / max(time.perf_counter() - start, 1e-9)
+
+
+def _epoch_timer():
+    """A Keras callback that times a fit: its `start()` (before the model is built), each
+    epoch's end and each training step of the second epoch; `costs(...)` splits them into a
+    step's `Costs`."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def start(self):
+            self.started = time.perf_counter()
+            self.epoch_ends, self.steps = [], []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.step_started = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            if len(self.epoch_ends) == 1 and batch > 0:
+                self.steps.append(time.perf_counter() - self.step_started)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epoch_ends.append(time.perf_counter())
+
+        def costs(self, *, inferred: int, rate: float, scale: float, batch: int) -> Costs:
+            first = self.epoch_ends[0] - self.started
+            second = self.epoch_ends[1] - self.epoch_ends[0]
+            step = float(np.mean(self.steps))
+            return Costs(
+                fixed_seconds=max(first - second, 0.0),
+                step_seconds=step * max(scale, 1.0),
+                epoch_seconds=max(second - (len(self.steps) + 1) * step - inferred / rate, 0.0),
+                inference_images_per_second=rate,
+                measured_batch=batch,
+            )
+
+    return EpochTimer()
 
 
 def describe(estimate: Estimate) -> str:
     """One paragraph for the terminal."""
     height, width, channels = estimate.image_shape
-    costs = estimate.costs
-    steps = ", ".join(f"{name} {_duration(seconds)}" for name, seconds in estimate.steps.items())
+    by_method: dict[str, float] = {}
+    for name, seconds in estimate.steps.items():  # few labels: "supcon 10%" -> supcon
+        method = name.split(" ")[0]
+        by_method[method] = by_method.get(method, 0.0) + seconds
+    steps = ", ".join(f"{name} {describe_duration(seconds)}" for name, seconds in by_method.items())
+    smallest = min(cost.measured_batch for cost in estimate.costs.values())
+    scaled = (
+        f", timed at batch {smallest} and scaled (errs long)"
+        if smallest < (estimate.batch_size)
+        else ""
+    )
+    per_step = ", ".join(
+        f"{kind} {cost.step_seconds:.3g} s a step + {cost.fixed_seconds:.0f} s set-up"
+        for kind, cost in estimate.costs.items()
+    )
     return (
-        f"estimated training time on this machine: {_duration(estimate.seconds)} ({steps}; "
+        f"estimated training time on this machine: {describe_duration(estimate.seconds)} ({steps}; "
         f"{estimate.encoder} at {height}x{width}x{channels}, {estimate.train_images:,} training "
-        f"images; measured here: {costs.train_images_per_second:.0f} images/s training and "
-        f"{costs.inference_images_per_second:.0f} images/s inference at batch "
-        f"{estimate.batch_size}, {costs.seconds_per_fit:.1f} s to build and save a model, "
-        f"{costs.seconds_per_epoch:.2f} s per checkpoint). Ingest, evaluation and task start-up "
+        f"images, batch {estimate.batch_size}, {estimate.precision}{scaled}; measured here in "
+        f"{estimate.measured_seconds:.0f} s: {per_step}). Ingest, evaluation and task start-up "
         "come on top."
     )
 
 
-def _duration(seconds: float) -> str:
+def describe_duration(seconds: float) -> str:
     if seconds < 90:
         return f"~{seconds:.0f} s"
     if seconds < 5400:
@@ -169,9 +421,10 @@ def _duration(seconds: float) -> str:
     return f"~{seconds / 3600:.1f} h"
 
 
-def _source_size(source: str) -> tuple[int, tuple[int, int, int], str] | None:
-    """(train images, (height, width, channels), which cuts ingest will still make: "" for an
-    ingested dataset, "validation", or "both" for a source without a test split)."""
+def _source_size(source: str) -> tuple[int, int, tuple[int, ...], int, str] | None:
+    """(train images, validation images, (height, width, channels), classes, which cuts
+    ingest will still make: "" for an ingested dataset, "validation", or "both" for a source
+    without a test split)."""
     from contrastive import storage
     from contrastive.data.images import header_size, sniff_format
     from contrastive.data.sources import ArraySplit, open_source
@@ -180,8 +433,11 @@ def _source_size(source: str) -> tuple[int, tuple[int, int, int], str] | None:
         manifest_path = storage.join(storage.strip_trailing_slash(source), "manifest.json")
         if storage.exists(manifest_path):
             manifest = storage.read_json(manifest_path)
-            train = manifest["splits"].get("train", {}).get("num_examples", 0)
-            return train, tuple(manifest["image_shape"]), ""
+            splits = manifest["splits"]
+            train = splits.get("train", {}).get("num_examples", 0)
+            validation = splits.get("validation", {}).get("num_examples", 0)
+            shape = tuple(manifest["image_shape"])
+            return train, validation, shape, int(manifest["num_classes"]), ""
     try:
         opened = open_source(source)
     except Exception:  # the ingest step reports a bad source with its own message
@@ -190,8 +446,9 @@ def _source_size(source: str) -> tuple[int, tuple[int, int, int], str] | None:
     if train is None:
         return None
     cut = "validation" if "test" in opened.splits else "both"
+    classes = len(opened.class_names)
     if isinstance(train, ArraySplit):
-        return len(train.labels), tuple(train.images.shape[1:]), cut
+        return len(train.labels), 0, tuple(train.images.shape[1:]), classes, cut
     sizes = []
     for path in train.paths[:: max(1, len(train.paths) // _SURVEYED_FILES)]:
         data = storage.read_bytes(path)
@@ -202,4 +459,13 @@ def _source_size(source: str) -> tuple[int, tuple[int, int, int], str] | None:
     if not sizes:
         return None
     heights, widths = zip(*sizes, strict=True)
-    return len(train.paths), (int(np.median(heights)), int(np.median(widths)), 3), cut
+    shape = (int(np.median(heights)), int(np.median(widths)), 3)
+    return len(train.paths), 0, shape, classes, cut
+
+
+if __name__ == "__main__":  # one measurement in a fresh process: `_measure_fresh`
+    import dataclasses
+    import json
+    import sys
+
+    print(json.dumps(dataclasses.asdict(_measure(json.load(sys.stdin)))), flush=True)

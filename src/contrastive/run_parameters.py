@@ -12,19 +12,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contrastive import validation
 from contrastive.config import CLASSIFIER_MODES, ENCODER_NAMES, Config, ConfigError, resolve_config
 from contrastive.data.sources import CLASS_NAME_VARIANTS
 from contrastive.drift import RETRAIN_POLICIES
 
+if TYPE_CHECKING:
+    from contrastive.sizing import DataSize
+
 ON_ERROR = ("skip", "fail")
 
 
-def check_run_parameters(values: Mapping[str, Any]) -> Config:
+def check_run_parameters(values: Mapping[str, Any], *, fit_to: DataSize | None = None) -> Config:
     """Check every known pipeline parameter in `values`; return the configuration the
-    training tasks will resolve from them.
+    training tasks will resolve from them (fitted to `fit_to`, the size of the data they
+    will train on, as the tasks fit it: `config.resolve_config`).
 
     Raises:
         ConfigError: the first invalid value, as `name ... Received: name=value`.
@@ -87,6 +91,7 @@ def check_run_parameters(values: Mapping[str, Any]) -> Config:
         temperature=values.get("temperature", 0.0),
         encoder=values.get("encoder", ""),
         seed=values.get("seed"),
+        fit_to=fit_to,
     )
 
 
@@ -101,9 +106,11 @@ def training_config(
     temperature: float = 0.0,
     encoder: str = "",
     seed: int | None = None,
+    fit_to: DataSize | None = None,
 ) -> Config:
     """The configuration the pipeline's training steps resolve from its parameters
-    (`config.resolve_config`), with the classifier mode the classifier steps get."""
+    (`config.resolve_config`, fitted to `fit_to` as they fit it), with the classifier mode
+    the classifier steps get."""
     config = resolve_config(
         profile,
         overrides=overrides,
@@ -113,6 +120,7 @@ def training_config(
         temperature=temperature,
         encoder=encoder,
         seed=seed,
+        fit_to=fit_to,
     )
     return config.replace({"train.classifier_mode": classifier_mode}) if classifier_mode else config
 

@@ -234,6 +234,52 @@ def list_files(uri: str | os.PathLike, *, client: Any = None) -> list[str]:
     return sorted(b.name[len(prefix) :] for b in blobs if not b.name.endswith("/"))
 
 
+class FileVersion(NamedTuple):
+    path: str  # relative to the listed folder, `/`-separated
+    size: int  # bytes
+    version: int  # changes when the file is rewritten: mtime in ns, or the GCS generation
+
+
+def list_file_versions(uri: str | os.PathLike, *, client: Any = None) -> list[FileVersion]:
+    """`list_files` with each file's size and version, sorted by path: one listing (one
+    `stat` per local file, the object listing on GCS), no content read. A folder that does
+    not exist lists nothing."""
+    uri = os.fspath(uri)
+    if is_gcs(uri):
+        bucket, name = split_gcs(uri)
+        prefix = name.rstrip("/") + "/" if name else ""
+        blobs = (client or default_gcs_client()).list_blobs(bucket, prefix=prefix)
+        found = [
+            FileVersion(b.name[len(prefix) :], int(b.size or 0), int(b.generation or 0))
+            for b in blobs
+            if not b.name.endswith("/")
+        ]
+        return sorted(found)
+    return [
+        file_version(join(uri, *relative.split("/")))._replace(path=relative)
+        for relative in list_files(uri)
+    ]
+
+
+def file_version(uri: str | os.PathLike, *, client: Any = None) -> FileVersion:
+    """One file's `FileVersion` (its `path` as given); `FileNotFoundError` when absent."""
+    uri = os.fspath(uri)
+    if is_local(uri):
+        status = os.stat(uri)
+        return FileVersion(uri, status.st_size, status.st_mtime_ns)
+    if is_gcs(uri):
+        from google.api_core import exceptions
+
+        blob = _blob(uri, client)
+        try:
+            blob.reload()
+        except exceptions.NotFound:
+            raise FileNotFoundError(uri) from None
+        return FileVersion(uri, int(blob.size or 0), int(blob.generation or 0))
+    status = _gfile().stat(uri)
+    return FileVersion(uri, int(status.length), int(status.mtime_nsec))
+
+
 def remove(uri: str | os.PathLike, *, client: Any = None) -> None:
     """Removes one file or object; missing is fine."""
     uri = os.fspath(uri)

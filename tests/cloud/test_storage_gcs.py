@@ -154,3 +154,34 @@ def test_storage_module_imports_no_kfp_or_cloud_client():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_storage_file_versions_change_with_a_rewrite_only(root):
+    """What a source's fingerprint is built from: on GCS the object generation, locally the
+    modification time; a file left alone keeps its version."""
+    from contrastive.data.fingerprint import source_fingerprint
+
+    folder = storage.join(root, "photos")
+    for name in ("cats/1.jpg", "dogs/2.jpg"):
+        storage.write_bytes(storage.join(folder, *name.split("/")), b"jpeg " + name.encode())
+    before = storage.list_file_versions(folder)
+    assert [(entry.path, entry.size) for entry in before] == [
+        ("cats/1.jpg", 15),
+        ("dogs/2.jpg", 15),
+    ]
+    fingerprint = source_fingerprint(folder)
+    assert storage.list_file_versions(folder) == before
+    assert source_fingerprint(folder) == fingerprint
+
+    if storage.is_local(folder):  # a rewrite within the clock's tick keeps the mtime
+        os.utime(storage.join(folder, "cats", "1.jpg"), ns=(1, 1))
+    else:
+        storage.write_bytes(storage.join(folder, "cats", "1.jpg"), b"jpeg cats/1.jpg")
+    after = storage.list_file_versions(folder)
+    assert after[1] == before[1] and after[0].size == before[0].size
+    assert after[0].version != before[0].version
+    assert source_fingerprint(folder) != fingerprint
+    assert storage.file_version(storage.join(folder, "dogs", "2.jpg")).version == before[1].version
+    with pytest.raises(FileNotFoundError):
+        storage.file_version(storage.join(folder, "absent.jpg"))
+    assert storage.list_file_versions(storage.join(root, "nothing-here")) == []

@@ -145,6 +145,8 @@ def test_compiled_defaults_keep_the_profiles_classifier_mode(
     monkeypatch.setattr(tasks.training, "read_json", lambda path: {"method": "simclr"})
     monkeypatch.setattr(tasks.training.modeldir, "model_digest", lambda path: "digest")
     monkeypatch.setattr(tasks.training, "_request", lambda step, config, data_uri, **kw: kw)
+    # The fitted defaults (issue 27) read the dataset's size from its manifest: none here.
+    monkeypatch.setattr(tasks.training.conventions, "data_size", lambda dataset: None)
     component = components.build(IMAGE).train_classifier.python_func
     with pytest.raises(Captured) as caught:
         component(

@@ -139,6 +139,11 @@ def test_cached_rerun_reuses_every_task(runs):
         assert states[task] == expected, (task, stdout)
     assert "same pipeline and parameters as run" in stdout
     assert results["methods"] == runs["resumed"][1]["methods"]
+    # its TensorBoard shows the run that trained each step (make tensorboard RUN=...)
+    link = runs["dir"] / results["run_id"] / "tensorboard" / "pretrain-supcon"
+    assert link.is_symlink()
+    assert link.resolve() == runs["resumed_dir"] / "tensorboard" / "pretrain-supcon"
+    assert list(link.rglob("events.out.tfevents.*"))
 
 
 def test_no_cache_runs_every_task_again(runs):

@@ -91,6 +91,8 @@ def test_the_exported_model_serves_the_trained_size_only(photo_run):
 
     root, _, _ = photo_run
     champion = json.loads((root / "registry" / "champion.json").read_text())
+    results = json.loads((root / "runs" / "latest" / "results.json").read_text())
+    assert champion["version"] == champion["run_id"] == results["run_id"]  # the table's run id
     saved_model = root / "registry" / "versions" / champion["version"] / "saved_model"
     serve = tf.saved_model.load(str(saved_model)).signatures["serve"]
     assert serve.structured_input_signature[1]["images"].shape.as_list() == [None, *SIZE, 3]

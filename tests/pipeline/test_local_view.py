@@ -6,6 +6,7 @@ import io
 import os
 import re
 import sys
+from pathlib import Path
 
 import pytest
 from kfp import dsl, local
@@ -34,6 +35,11 @@ def fail(text: str):
 def two_steps(text: str = "a"):
     first = say(text=text).set_display_name("first")
     say(text=first.output).set_display_name("second")
+
+
+@dsl.pipeline(name="named")
+def named():
+    say(text=dsl.PIPELINE_JOB_NAME_PLACEHOLDER).set_display_name("first")
 
 
 @dsl.pipeline(name="failing")
@@ -108,6 +114,21 @@ def test_states_logs_and_cache(kfp_local, tmp_path):
     assert "saying a!" in out  # streamed
     assert "oneDNN" not in out  # without the notices
     assert [s for s in _states(out) if s[1] != "saying"][-1] == ("second", "done")
+
+
+@pytest.mark.slow
+def test_the_job_is_named_by_the_run_id(kfp_local, tmp_path):
+    """The compare step's run_id is `{{$.pipeline_job_name}}`: a registry version is named
+    by the run id `contrastive run` shows, not kfp.local's `<pipeline>-<timestamp>`."""
+    from pipelines.local.kfp_hooks import job_named
+
+    kfp_local(cache=False)
+    with job_named("20261201-101502-3f2a"):
+        _, _, logs = _run(named, tmp_path, "named")
+    assert "saying 20261201-101502-3f2a\n" in (logs / "first.log").read_text()
+    assert (tmp_path / "artifacts" / "20261201-101502-3f2a").is_dir()
+    _, _, logs = _run(named, tmp_path, "unnamed")  # outside the block: kfp.local's own name
+    assert "saying named-20" in (logs / "first.log").read_text()
 
 
 @pytest.mark.slow
@@ -193,16 +214,61 @@ def test_task_names_are_the_display_names_in_run_order():
     # every task after the tasks it needs
     assert shown.index("pretrain-supcon") < shown.index("classifier-supcon")
     assert shown.index("classifier-supcon") < shown.index("evaluate-supcon")
+    # the README's count of `--profile few-labels` (three fractions, SimCLR pretrained once)
+    few_labels = build_pipeline(target="local", labeled_fractions=(0.01, 0.1, 1.0))
+    assert len(task_names(few_labels)) == 29
+
+
+def test_a_changed_source_or_profile_file_is_a_new_run_and_ingests_again(tmp_path):
+    """The stale-cache fault: the same --source naming changed files, or an edited profile
+    file, must not be served the old run's outputs; unchanged ones must."""
+    from pipelines.dag import build_pipeline
+    from pipelines.local.run import _finished_marker, earlier_run, local_parameters, run_key
+
+    photos, profile = tmp_path / "photos", tmp_path / "mine.yaml"
+    for label in ("cats", "dogs"):
+        (photos / label).mkdir(parents=True)
+        (photos / label / "1.png").write_bytes(b"png of " + label.encode())
+    profile.write_text("base: tiny\ntrain: {epochs: 2}\n")
+    pipeline = build_pipeline(target="local")
+    params = {"source": str(photos), "profile": str(profile)}
+
+    def key():
+        return run_key(pipeline, local_parameters(pipeline, params))
+
+    first = key()
+    methods = ("baseline", "supcon", "simclr")
+    runs = tmp_path / "runs"
+    (runs / "20261201-000000-abcd").mkdir(parents=True)
+    marker = _finished_marker(runs, first)
+    marker.parent.mkdir()
+    marker.write_text("20261201-000000-abcd\n")
+    assert key() == first  # unchanged: the same run, its tasks cached
+    assert earlier_run(params, methods=methods, runs_dir=runs) == "20261201-000000-abcd"
+    snapshot = local_parameters(pipeline, params)["data_snapshot"]
+    # the snapshot is an input of the ingest task: kfp.local's cache key of ingest holds it
+    ingest = pipeline.pipeline_spec.root.dag.tasks["ingest-data"]
+    assert ingest.inputs.parameters["data_snapshot"].component_input_parameter == "data_snapshot"
+
+    (photos / "eels").mkdir()
+    (photos / "eels" / "1.png").write_bytes(b"png of eels")  # a fourth class folder
+    assert key() != first
+    assert local_parameters(pipeline, params)["data_snapshot"] != snapshot
+    assert earlier_run(params, methods=methods, runs_dir=runs) is None
+    (photos / "eels" / "1.png").unlink()
+    (photos / "eels").rmdir()
+    assert key() == first  # the same files again
+
+    profile.write_text("base: tiny\ntrain: {epochs: 3}\n")  # the profile file edited
+    assert key() != first
+    assert local_parameters(pipeline, {**params, "data_snapshot": "2026-12"})[
+        "data_snapshot"
+    ].startswith("2026-12 inputs:")
 
 
 def test_run_key_and_earlier_run(tmp_path):
     from pipelines.dag import build_pipeline
-    from pipelines.local.run import (
-        LOCAL_TENSORBOARD_ROOT,
-        _finished_marker,
-        earlier_run,
-        run_key,
-    )
+    from pipelines.local.run import _finished_marker, earlier_run, local_parameters, run_key
 
     pipeline = build_pipeline(target="local")
     params = {"profile": "tiny", "epochs": 2, "seed": 0}
@@ -213,7 +279,7 @@ def test_run_key_and_earlier_run(tmp_path):
 
     methods = ("baseline", "supcon", "simclr")
     assert earlier_run(params, methods=methods, runs_dir=tmp_path) is None
-    local_key = run_key(pipeline, {"tensorboard_root": LOCAL_TENSORBOARD_ROOT, **params})
+    local_key = run_key(pipeline, local_parameters(pipeline, params))
     marker = _finished_marker(tmp_path, local_key)
     marker.parent.mkdir()
     marker.write_text("20261130-000000-abcd\n")
@@ -221,3 +287,94 @@ def test_run_key_and_earlier_run(tmp_path):
     (tmp_path / "20261130-000000-abcd").mkdir()
     assert earlier_run(params, methods=methods, runs_dir=tmp_path) == "20261130-000000-abcd"
     assert earlier_run({**params, "seed": 1}, methods=methods, runs_dir=tmp_path) is None
+
+
+def test_a_cached_task_links_the_tensorboard_logs_of_the_run_that_trained_it(tmp_path):
+    from types import SimpleNamespace
+
+    from pipelines.local.run import link_cached_tensorboard
+
+    runs = tmp_path / "runs"
+    trained, rerun = runs / "20261201-000000-aaaa", runs / "20261201-000100-bbbb"
+    (trained / "tensorboard" / "pretrain-supcon" / "train").mkdir(parents=True)
+    (rerun / "tensorboard" / "train-baseline").mkdir(parents=True)  # trained in this run
+
+    def output(run, task):
+        return SimpleNamespace(uri=str(run / "artifacts" / "job" / task / "model"))
+
+    cached = {
+        "pretrain-supcon": {"encoder_model": output(trained, "pretrain-encoder"), "n": 3},
+        "evaluate-supcon": {"evaluation": output(trained, "evaluate-classifier")},  # no logs
+        "train-baseline": {"model": output(rerun, "train-baseline")},
+    }
+    assert link_cached_tensorboard(rerun, cached) == ["pretrain-supcon"]
+    link = rerun / "tensorboard" / "pretrain-supcon"
+    assert link.is_symlink() and str(link.readlink()).startswith("..")  # the runs move together
+    assert (link / "train").is_dir()
+    assert not (rerun / "tensorboard" / "evaluate-supcon").exists()
+    assert link_cached_tensorboard(rerun, cached) == []  # already there
+
+
+def test_runs_latest_points_at_the_last_successful_run(tmp_path, monkeypatch):
+    """A failed run leaves `runs/latest` on the last run that finished (its results, report
+    and TensorBoard complete); the failure message names the failed run's log."""
+    import json
+
+    from pipelines.local import run as local_run
+
+    runs = tmp_path / "runs"
+
+    def fails(pipeline, params, *, logs_dir, **kwargs):
+        raise LocalRunError(f"task ingest failed; full log: {logs_dir / 'ingest.log'}")
+
+    def succeeds(pipeline, params, *, logs_dir, **kwargs):
+        job = logs_dir.parent / "artifacts" / "job"
+        for task in ("check-drift", "compare-and-report", "explain-neighbours"):
+            (job / task).mkdir(parents=True)
+        (job / "check-drift" / "drift").write_text(json.dumps({"decision": "train"}))
+        suspects = job / "explain-neighbours" / "suspects"
+        suspects.write_text("id,label\n")
+        summary = {"methods": {}, "profile": "tiny"}
+        summary["neighbours"] = {"suspects": {"location": str(suspects)}}
+        (job / "compare-and-report" / "results").write_text(json.dumps(summary))
+        (job / "compare-and-report" / "report").write_text("<html></html>")
+
+    monkeypatch.setattr(local_run, "run_with_view", fails)
+    with pytest.raises(LocalRunError):
+        local_run.run_local({"profile": "tiny"}, runs_dir=runs, run_id="1-failed")
+    assert not (runs / "latest").exists()  # no run finished yet
+    monkeypatch.setattr(local_run, "run_with_view", succeeds)
+    local_run.run_local({"profile": "tiny"}, runs_dir=runs, run_id="2-finished")
+    assert (runs / "latest").readlink() == Path("2-finished")
+    monkeypatch.setattr(local_run, "run_with_view", fails)
+    with pytest.raises(LocalRunError):
+        local_run.run_local({"profile": "tiny"}, runs_dir=runs, run_id="3-failed")
+    assert (runs / "latest").readlink() == Path("2-finished")
+    assert (runs / "latest" / "results.json").is_file() and (runs / "3-failed" / "logs").is_dir()
+
+
+def test_native_notices_are_dropped_as_lines_pass_through(capfd):
+    """What hides TensorFlow's start-up notices (`contrastive run`, `pretrain`, `train`,
+    `evaluate`): fd 2 of the process and its children, filtered line by line, live."""
+    import subprocess
+    import time
+
+    from pipelines.local import native_notices_filtered
+
+    child = 'import os, sys; os.write(2, ("child line\\n" + sys.argv[1] + "\\n").encode())'
+
+    def passed_on(text):
+        deadline, seen = time.monotonic() + 10, ""
+        while text not in seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+            seen += capfd.readouterr().err
+        return seen
+
+    with native_notices_filtered():
+        os.write(2, NOTICE.encode() + b"\nfirst line\n")
+        assert passed_on("first line") == "first line\n"  # before the block ends
+        subprocess.run([sys.executable, "-c", child, NOTICE], check=True, timeout=60)
+        os.write(2, b"\r 50% ")  # a progress bar's text without a newline: at once
+        assert passed_on("50%") == "child line\n\r 50% "
+        os.write(2, b"W0000 00:00:1796.2   7 x.cc:1] an absl warning line\nlast")
+    assert capfd.readouterr().err == "last"

@@ -41,7 +41,7 @@ def test_run_flags_are_the_compiled_pipeline_inputs(tmp_path, target):
 def test_run_passes_only_given_flags_and_the_profile_defaults(monkeypatch, tmp_path):
     seen = {}
 
-    def fake_run_local(params, *, methods, runs_dir, cache, verbose, labeled_fractions):
+    def fake_run_local(params, *, methods, runs_dir, cache, verbose, labeled_fractions, **_):
         seen.update(params=params, methods=methods, fractions=labeled_fractions)
         raise SystemExit(0)
 
@@ -104,7 +104,7 @@ def test_run_takes_labeled_fractions_from_the_flag_or_the_few_labels_profile(
 ):
     seen = []
 
-    def fake_run_local(params, *, methods, runs_dir, cache, verbose, labeled_fractions):
+    def fake_run_local(params, *, methods, runs_dir, cache, verbose, labeled_fractions, **_):
         seen.append(labeled_fractions)
         raise SystemExit(0)
 
@@ -132,3 +132,68 @@ def test_run_flags_verbose_either_side_and_no_cache():
     ):
         args = parser.parse_args(argv)
         assert (args.verbose, args.cache) == (verbose, cache), argv
+
+
+def _slow_costs(*args):
+    """Costs of a step that takes 5 s per optimizer step: the photos profile is hours."""
+    from contrastive.estimate import BASELINE, CLASSIFIER, PRETRAIN, Costs
+
+    cost = Costs(10.0, 5.0, 1.0, 100.0, 64)
+    return {BASELINE: cost, PRETRAIN: cost, CLASSIFIER: cost}
+
+
+def test_a_run_estimated_over_an_hour_needs_yes_off_a_terminal(monkeypatch, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    for label in ("cats", "dogs"):
+        for number in range(40):
+            path = tmp_path / "photos" / label / f"{number}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(path)
+    monkeypatch.setattr("contrastive.estimate.measure_costs", _slow_costs)
+    started = []
+
+    def fake_run_local(*args, **kwargs):
+        started.append(1)
+        raise SystemExit(0)
+
+    monkeypatch.setattr("pipelines.local.run_local", fake_run_local)
+    command = ["run", "--profile", "photos", "--source", str(tmp_path / "photos")]
+    command += ["--runs-dir", str(tmp_path / "runs")]
+    assert cli.main(command) == 2
+    err = capsys.readouterr().err
+    assert "error: this run trains for ~" in err and " h on this machine: pass --yes " in err
+    # a faster alternative: the CPU profile, or epochs that fit in about an hour
+    assert "or faster: --profile quick (small_cnn, minutes on a CPU) or --epochs " in err
+    assert not started and not (tmp_path / "runs").exists()
+
+    # in a terminal it asks; no (or no answer) refuses, yes starts
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    answers = iter([False, True])
+    monkeypatch.setattr(run, "_ask", lambda question: next(answers))
+    assert cli.main(command) == 2 and not started
+    assert "error: not started; faster: --profile quick" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the run started
+        cli.main(command)
+    assert started == [1]
+    with pytest.raises(SystemExit):
+        cli.main([*command, "--yes"])  # --yes: no question
+    assert started == [1, 1]
+
+
+def test_the_faster_alternative_scales_the_epochs_or_the_images():
+    from contrastive.config import resolve_config
+    from contrastive.estimate import Estimate
+
+    def estimated(seconds):
+        return Estimate("resnet18", (96, 96, 3), 1000, 64, "float32", {}, {"x": seconds}, 1.0)
+
+    photos = resolve_config("photos")  # 30 + 10 epochs
+    assert run._faster_alternative(estimated(4 * 3600), photos) == (
+        "--profile quick (small_cnn, minutes on a CPU) or --epochs 7 --classifier-epochs 2 "
+        "(about an hour)"
+    )
+    quick = resolve_config("quick")  # 7 + 2 epochs: 10 hours -> less than an epoch
+    assert run._faster_alternative(estimated(10 * 3600), quick) == "--limit 100 (about an hour)"

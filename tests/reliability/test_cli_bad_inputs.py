@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from pipelines import cli
+from pipelines.local.logs import is_notice
 
 pytestmark = pytest.mark.slow
 
@@ -124,6 +125,7 @@ def test_messy_folder_succeeds_and_lists_what_it_dropped(tmp_path):
     result = _ingest("--source", os.fsdecode(root), "--output", output, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+    assert not any(map(is_notice, result.stderr.splitlines())), result.stderr  # as `run`
     manifest = json.loads((output / "manifest.json").read_text())
     assert manifest["class_names"] == ["a", "b", "caf\\xe9"]
     assert sum(split["num_examples"] for split in manifest["splits"].values()) == 9

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.local.logs import is_notice
+
 pytestmark = pytest.mark.slow
 
 CLI = [sys.executable, "-m", "pipelines.cli"]
@@ -74,6 +76,7 @@ def test_evaluate_refuses_a_model_without_completion_marker(tiny_dataset, tmp_pa
     result = _cli("evaluate", "--data", tiny_dataset, "--model", str(model))
     assert result.returncode != 0
     assert "incomplete" in result.stderr and str(model) in result.stderr
+    assert not any(map(is_notice, result.stderr.splitlines())), result.stderr  # as `run`
 
 
 def test_evaluate_refuses_a_dataset_with_another_class_count(tiny_dataset, tmp_path):
@@ -98,6 +101,7 @@ def test_evaluate_refuses_a_dataset_with_another_class_count(tiny_dataset, tmp_p
         "1",
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert not any(map(is_notice, result.stderr.splitlines())), result.stderr  # as `run`
     rng = np.random.default_rng(0)
     x = rng.integers(0, 255, size=(30, 28, 28, 1), dtype=np.uint8)
     y = np.arange(30) % 3

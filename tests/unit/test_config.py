@@ -127,6 +127,21 @@ def test_overrides_mapping_keeps_commas_inside_values():
     assert config.data.image_size == (64, 48) and config.train.epochs == 2
 
 
+def test_profile_digest_follows_every_profile_file_of_the_chain(tmp_path):
+    from contrastive.config import profile_digest
+
+    assert profile_digest("quick") == ""  # shipped: the library's fingerprint covers it
+    base, mine = tmp_path / "base.yaml", tmp_path / "mine.yaml"
+    base.write_text("base: tiny\ntrain: {epochs: 2}\n")
+    mine.write_text(f"base: {base}\ntrain: {{batch_size: 8}}\n")
+    first = profile_digest(str(mine))
+    assert len(first) == 12 and profile_digest(str(mine)) == first
+    base.write_text("base: tiny\ntrain: {epochs: 3}\n")  # only the base file changed
+    assert profile_digest(str(mine)) != first
+    assert load_config(str(mine)).train.epochs == 3  # the chain still merges as before
+    assert load_config(str(mine)).train.batch_size == 8
+
+
 def test_unusual_temperatures_and_learning_rates_are_named_with_their_range():
     from contrastive.config import available_profiles, load_config, unusual_settings
 

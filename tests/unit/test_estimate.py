@@ -6,6 +6,7 @@ from PIL import Image
 
 from contrastive import estimate
 from contrastive.config import resolve_config
+from contrastive.estimate import BASELINE, CLASSIFIER, PRETRAIN, Costs, TrainingSet
 
 
 def _folder(root, sizes):
@@ -16,66 +17,158 @@ def _folder(root, sizes):
             Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(path)
 
 
-COSTS = estimate.Costs(
-    train_images_per_second=100.0,
-    inference_images_per_second=400.0,
-    seconds_per_fit=2.0,
-    seconds_per_epoch=0.5,
-)
+def _costs(step, fixed, rate):
+    return Costs(
+        fixed_seconds=fixed,
+        step_seconds=step,
+        epoch_seconds=0.5,
+        inference_images_per_second=rate,
+        measured_batch=32,
+    )
 
 
-def test_estimate_counts_images_views_and_epochs_at_the_measured_costs(tmp_path, monkeypatch):
-    _folder(tmp_path / "photos", [(30, 40), (50, 60), (70, 80)] * 10)  # 60 images
+COSTS = {
+    PRETRAIN: _costs(0.4, 10.0, 100.0),
+    CLASSIFIER: _costs(0.1, 4.0, 400.0),
+    BASELINE: _costs(0.2, 6.0, 200.0),
+}
+
+
+def test_the_training_set_is_counted_as_ingest_will_cut_it(tmp_path, tiny_dataset):
+    _folder(tmp_path / "photos", [(30, 40), (50, 60), (70, 80)] * 10)  # 60 images, 2 classes
+    found = estimate.training_set(
+        str(tmp_path / "photos"), validation_fraction=0.25, test_fraction=0.5
+    )
+    # 60 -> 30 after the test cut -> 8 validation, 22 train; the median size
+    assert found == TrainingSet(train=22, validation=8, classes=2, image_shape=(50, 60, 3))
+    sized = estimate.training_set(str(tmp_path / "photos"), image_size=(64, 48), limit=20)
+    assert sized.image_shape == (64, 48, 3) and sized.train == 20
+    # an ingested dataset is trained at its stored size and is not cut again
+    assert estimate.training_set(tiny_dataset, image_size=(96, 96)) == TrainingSet(
+        train=360, validation=40, classes=4, image_shape=(28, 28, 1)
+    )
+    assert estimate.training_set(str(tmp_path / "missing")) is None
+
+
+def test_seconds_count_steps_epochs_views_validation_and_knn(monkeypatch):
     seen = {}
 
-    def measure(config, shape, batch):
-        seen.update(shape=tuple(shape), batch=batch)
+    def measure(config, shape, classes, kinds):
+        seen.update(batch=config.train.batch_size, shape=shape, classes=classes, kinds=kinds)
         return COSTS
 
     monkeypatch.setattr(estimate, "measure_costs", measure)
-    config = resolve_config("tiny", overrides=["train.epochs=3", "train.classifier_epochs=2"])
-    result = estimate.estimate_run(
-        str(tmp_path / "photos"),
-        config,
-        ["baseline", "supcon"],
-        validation_fraction=0.25,
-        test_fraction=0.5,
+    config = resolve_config(
+        "quick",
+        overrides=["train.epochs=3", "train.classifier_epochs=2", "train.knn_max_examples=50"],
+        batch_size=32,
     )
-    assert seen == {"shape": (50, 60, 3), "batch": 32}  # the median size; batch min(64, 32)
-    assert result.train_images == 22  # 60 -> 30 after test -> 8 validation, 22 train
-    # per fit: 2 s fixed + 0.5 s per epoch + train images x views / 100 + 8 validation / 400
-    baseline = 2 + 5 * 0.5 + 5 * 22 / 100 + 5 * 8 / 400
-    pretrain = 2 + 3 * 0.5 + 3 * 22 * 2 / 100 + 3 * 8 / 400 + (22 + 8) / 400  # + kNN
-    classifier = 2 + 2 * 0.5 + 2 * 22 / 100 + 2 * 8 / 400
-    assert result.steps == pytest.approx({"baseline": baseline, "supcon": pretrain + classifier})
-    assert result.seconds == pytest.approx(baseline + pretrain + classifier)
+    data = TrainingSet(train=100, validation=20, classes=2, image_shape=(16, 16, 3))
+    result = estimate.estimate_run(data, config, ["baseline", "supcon", "simclr"])
+    assert seen == {
+        "batch": 32,
+        "shape": (16, 16, 3),
+        "classes": 2,
+        "kinds": [BASELINE, PRETRAIN, CLASSIFIER],
+    }
+    # ceil(100 / 32) = 4 steps an epoch; validation 20 images (x 2 views in pretraining);
+    # the kNN monitor embeds min(100, 50) + min(20, 50) images each pretraining epoch
+    baseline = 6 + 5 * (4 * 0.2 + 0.5 + 20 / 200)
+    pretrain = 10 + 3 * (4 * 0.4 + 0.5 + (20 * 2 + 70) / 100)
+    classifier = 4 + 2 * (4 * 0.1 + 0.5 + 20 / 400)
+    assert result.steps == pytest.approx(
+        {"baseline": baseline, "supcon": pretrain + classifier, "simclr": pretrain + classifier}
+    )
+    assert result.seconds == pytest.approx(baseline + 2 * (pretrain + classifier))
     text = estimate.describe(result)
-    assert text.startswith("estimated training time on this machine: ~14 s (baseline ~6 s, ")
-    assert "small_cnn at 50x60x3, 22 training images; measured here: 100 images/s" in text
+    assert text.startswith("estimated training time on this machine: ~64 s (baseline ~13 s, ")
+    assert "small_cnn at 16x16x3, 100 training images, batch 32, " in text
+    assert "pretrain 0.4 s a step + 10 s set-up" in text
+
+    filled = config.replace({"train.min_steps_per_epoch": 10})  # fitted to small data
+    steps = estimate.estimate_run(data, filled, ["baseline"]).steps
+    assert steps["baseline"] == pytest.approx(6 + 5 * (10 * 0.2 + 0.5 + 20 / 200))
 
 
-def test_the_profile_size_and_an_ingested_dataset_are_used(tmp_path, monkeypatch, tiny_dataset):
-    monkeypatch.setattr(estimate, "measure_costs", lambda config, shape, batch: COSTS)
-    result = estimate.estimate_run(tiny_dataset, resolve_config("photos"), ["baseline"])
-    # an ingested dataset is trained at its stored size and is not cut again
-    assert result.image_shape == (28, 28, 1) and result.train_images == 360
-    assert result.steps == pytest.approx({"baseline": 2 + 40 * 0.5 + 40 * 360 / 100})
+def test_few_labels_counts_each_fraction_and_simclr_once(monkeypatch):
+    monkeypatch.setattr(estimate, "measure_costs", lambda *args: COSTS)
+    config = resolve_config(
+        "few-labels", overrides=["train.knn_max_examples=50"], batch_size=100
+    )  # 4 + 2 epochs, labelled subsets filled to 40 steps
+    data = TrainingSet(train=1000, validation=0, classes=10, image_shape=(28, 28, 1))
+    steps = estimate.estimate_run(
+        data, config, ["baseline", "supcon", "simclr"], labeled_fractions=(0.01, 1.0)
+    ).steps
 
+    def fit(kind, epochs, steps, knn=0):
+        cost = COSTS[kind]
+        return cost.fixed_seconds + epochs * (
+            steps * cost.step_seconds + 0.5 + knn / cost.inference_images_per_second
+        )
 
-def test_the_image_size_parameter_wins_over_the_profile(tmp_path, monkeypatch):
-    _folder(tmp_path / "photos", [(30, 40)] * 4)
-    monkeypatch.setattr(estimate, "measure_costs", lambda config, shape, batch: COSTS)
-    config = resolve_config("photos")  # 96x96
-    result = estimate.estimate_run(str(tmp_path / "photos"), config, [], image_size=(64, 48))
-    assert result.image_shape == (64, 48, 3)
-
-
-def test_no_estimate_for_a_source_that_cannot_be_read_yet(tmp_path):
-    assert estimate.estimate_run(str(tmp_path / "missing"), resolve_config("tiny"), []) is None
+    pretrain = fit(PRETRAIN, 4, 10, knn=50)  # 1000 / 100 = 10 steps, every image
+    assert steps == pytest.approx(
+        {
+            "baseline 1%": fit(BASELINE, 6, 40),  # 10 images repeated to 40 batches
+            "supcon 1%": pretrain + fit(CLASSIFIER, 2, 40),
+            "simclr 1%": pretrain + fit(CLASSIFIER, 2, 40),
+            "baseline 100%": fit(BASELINE, 6, 10),
+            "supcon 100%": pretrain + fit(CLASSIFIER, 2, 10),
+            "simclr 100%": fit(CLASSIFIER, 2, 10),  # its encoder is the 1 % branch's
+        }
+    )
 
 
 @pytest.mark.backend
-def test_costs_are_measured_on_every_backend():
-    costs = estimate.measure_costs(resolve_config("tiny"), (16, 16, 1), 4)
-    assert min(costs.train_images_per_second, costs.inference_images_per_second) > 0
-    assert costs.seconds_per_fit > 0 and costs.seconds_per_epoch > 0
+def test_costs_are_measured_through_the_training_entry_points():
+    config = resolve_config("tiny", batch_size=4)
+    kinds = [BASELINE, CLASSIFIER, PRETRAIN]
+    costs = estimate.measure_costs(config, (16, 16, 1), 3, kinds, fresh=False)
+    assert list(costs) == [PRETRAIN, CLASSIFIER, BASELINE]  # the encoder first
+    for cost in costs.values():
+        assert cost.measured_batch == 4
+        assert cost.fixed_seconds > 0 and cost.step_seconds > 0
+        assert cost.inference_images_per_second > 0 and cost.epoch_seconds >= 0
+    with pytest.raises(ValueError, match="measure PRETRAIN before CLASSIFIER"):
+        estimate.measure_costs(config, (16, 16, 1), 3, [CLASSIFIER], fresh=False)
+
+
+def test_each_kind_is_measured_in_a_fresh_process(monkeypatch):
+    """As kfp.local runs each task: a process's first model pays what later ones reuse."""
+    pids = []
+    real = estimate._measure_fresh
+    monkeypatch.setattr(estimate, "_measure_fresh", lambda r: pids.append(r["kind"]) or real(r))
+    config = resolve_config("tiny", batch_size=4)
+    costs = estimate.measure_costs(config, (16, 16, 1), 3, [BASELINE])
+    assert pids == [BASELINE] and costs[BASELINE].step_seconds > 0
+    monkeypatch.setattr(estimate, "_measure_fresh", real)
+    with pytest.raises(RuntimeError, match="measuring the baseline step failed: .*Error"):
+        estimate._measure_fresh({"kind": BASELINE, "config": {"nope": 1}})
+
+
+def test_a_slow_model_is_timed_at_a_smaller_batch_and_said_so(monkeypatch):
+    import time
+
+    class Encoder:
+        def __init__(self, seconds):
+            self.seconds = seconds
+
+        def predict_on_batch(self, images):
+            time.sleep(self.seconds)
+
+    from contrastive import models
+
+    config = resolve_config("quick", batch_size=64)  # 2 views: a step ~ 6 forward passes
+    monkeypatch.setattr(models, "build_encoder", lambda *a, **k: Encoder(0.05))
+    # a step of 64: 6 x 0.05 s / 8 x 64 = 2.4 s; 4 s of steps: 2 -> the least, 8
+    assert estimate._measured_batch(config, (8, 8, 1)) == (64, estimate.MIN_STEPS)
+    monkeypatch.setattr(models, "build_encoder", lambda *a, **k: Encoder(0.2))
+    assert estimate._measured_batch(config, (8, 8, 1)) == (32, 8)  # 9.6 s: 5 s fit 33 images
+    monkeypatch.setattr(models, "build_encoder", lambda *a, **k: Encoder(0.001))
+    # a step of 64: 6 x 0.001 / 8 x 64 = 0.048 s -> 4 s / 0.048 = 84 steps, at most 32
+    assert estimate._measured_batch(config, (8, 8, 1)) == (64, estimate.MAX_STEPS)
+    costs = {kind: Costs(1.0, 1.0, 0.0, 10.0, 32) for kind in (BASELINE,)}
+    text = estimate.describe(
+        estimate.Estimate("resnet18", (8, 8, 1), 100, 64, "bfloat16", costs, {"baseline": 9}, 1)
+    )
+    assert "batch 64, bfloat16, timed at batch 32 and scaled (errs long);" in text

@@ -211,3 +211,34 @@ def test_append_line_appends_whole_lines_and_refuses_remote_paths(tmp_path):
     assert path.read_text() == '{"epoch": 1}\n{"epoch": 2}\n'
     with pytest.raises(ValueError, match="local files only. Received: path='gs://b/p.jsonl'"):
         storage.append_line("gs://b/p.jsonl", "x")
+
+
+def test_a_pipeline_step_fits_its_config_to_its_dataset(tiny_dataset, tmp_path, monkeypatch):
+    """The training components fit the profile to the dataset they read (`sizing`): the
+    quick profile's batch of 256 on 360 training images becomes 32, filled to 16 steps an
+    epoch; a batch the run set is kept."""
+    from types import SimpleNamespace
+
+    from contrastive.tasks import training
+
+    seen = []
+
+    def stop(dataset, output_dir, config, **kwargs):
+        seen.append(config.train)
+        raise InterruptedError
+
+    monkeypatch.setattr(training, "run_train_baseline", stop)
+    output = SimpleNamespace(uri=str(tmp_path / "model"), path=str(tmp_path / "model"))
+    for batch_size in (0, 64):
+        with pytest.raises(InterruptedError):
+            training.run_training_component(
+                "baseline",
+                {},
+                dataset=tiny_dataset,
+                output=output,
+                metrics=None,
+                profile="quick",
+                batch_size=batch_size,
+            )
+    assert (seen[0].batch_size, seen[0].min_steps_per_epoch) == (32, 16)
+    assert seen[1].batch_size == 64

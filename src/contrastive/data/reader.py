@@ -544,6 +544,7 @@ def stream_training_data(
     labeled_fraction: float = 1.0,
     labelled_only: bool = False,
     labeled_steps_per_epoch: int = 0,
+    min_steps_per_epoch: int = 0,
     whole_batches: bool = False,
 ) -> TrainingData:
     """The train (and validation) split of a committed dataset as streaming `tf.data` inputs.
@@ -574,6 +575,9 @@ def stream_training_data(
         labelled_only: train holds the labelled subset only (a cross-entropy step): one
             epoch is one pass over it, repeated up to `labeled_steps_per_epoch` batches when
             a pass is shorter (`splits.subset_epoch_examples`); `num_train` counts it.
+        min_steps_per_epoch: an epoch over train holds at least this many batches: a
+            shorter pass is repeated, reshuffled, to fill them (`num_train` counts the
+            examples of one epoch); 0 = one pass.
     """
     manifest = read_manifest(uri)
     splits = manifest["splits"]
@@ -617,16 +621,20 @@ def stream_training_data(
     }
     whole = whole_batches or process_count > 1
     if subset is None:
-        train = read("train", **shuffling)
-        num_train = size("train")
+        train, num_train = read("train", **shuffling), size("train")
+        if min_steps_per_epoch and num_train:
+            train, num_train = _filled_epochs(
+                train, num_train, batch_size, process_count, min_steps_per_epoch, whole=whole
+            )
     elif labelled_only:
+        min_steps = max(labeled_steps_per_epoch, min_steps_per_epoch)
         train, num_train = _labelled_subset_epochs(
             read,
             subset,
             limit,
             batch_size,
             process_count,
-            labeled_steps_per_epoch,
+            min_steps,
             shuffling,
             whole=whole,
         )
@@ -716,16 +724,29 @@ def _labelled_subset_epochs(
 ):
     """The train split's labelled subset as finite epochs: `(dataset, examples an epoch)`;
     `whole`: whole batches only."""
-    from contrastive.data.splits import subset_epoch_examples
-
     count = len(subset) if limit is None else min(len(subset), limit)
     records = read("train", labelled_ids=subset, drop_unlabelled=True, **shuffling)
     if count == 0:
         raise DataError("the labelled subset is empty; raise train.labeled_fraction")
-    examples = subset_epoch_examples(count, batch_size * process_count, min_steps)
-    steps = examples // (batch_size * process_count) if whole else -(-examples // batch_size)
     # With `limit` the subset's members among the first records are fewer than `count`;
     # repeating keeps every epoch the same length either way.
+    return _filled_epochs(
+        records, count, batch_size, process_count, min_steps, whole=whole, always=True
+    )
+
+
+def _filled_epochs(
+    records, count, batch_size, process_count, min_steps, *, whole=False, always=False
+):
+    """`records` (batches of a pass over `count` examples) as epochs of at least `min_steps`
+    batches, the pass repeated to fill them: `(dataset, examples an epoch)`; `whole`: whole
+    batches only. A pass already long enough is returned as it is, unless `always`."""
+    from contrastive.data.splits import subset_epoch_examples
+
+    examples = subset_epoch_examples(count, batch_size * process_count, min_steps)
+    if examples == count and not always:
+        return records, count
+    steps = examples // (batch_size * process_count) if whole else -(-examples // batch_size)
     train = (
         records.unbatch()
         .repeat()

@@ -33,6 +33,15 @@ def data_location(artifact) -> str:
     return uri if storage.is_gcs(uri) else artifact.path
 
 
+def data_size(artifact):
+    """What `contrastive.sizing` fits a step's defaults to: the train count and classes of
+    the dataset's manifest (`data_location(artifact)`)."""
+    from contrastive.data import read_manifest
+    from contrastive.sizing import DataSize
+
+    return DataSize.of_manifest(read_manifest(data_location(artifact)))
+
+
 def numeric_metrics(result: dict) -> dict[str, float]:
     """The plain numbers of a step's result, as a KFP Metrics artifact logs them."""
     return {name: float(value) for name, value in result.items() if validation.is_number(value)}

@@ -288,12 +288,13 @@ def run_training_component(
         labeled_fraction=labeled_subset_fraction,
     )
     with durable.recording_failures(sinks.durable):  # a retry fails at once if permanent
-        config = resolve_config(profile, overrides=overrides, **shortcuts)
+        config = resolve_config(profile, overrides=overrides, **shortcuts)  # checked here
         launch = environment.launcher(environ)
         if launch is not None:
             # Nothing is written at `output.path`: KFP's launcher uploads that local path to
             # the URI after the component and skips a path that does not exist, so the files
-            # the launched step wrote at the URI stay.
+            # the launched step wrote at the URI stay. The launched command fits the config to
+            # the data itself (`contrastive pretrain|train --data`).
             call = TrainingCall(
                 step,
                 data=dataset.uri,
@@ -308,6 +309,8 @@ def run_training_component(
             )
             result = launch(call, environ=environ)
         else:
+            fit_to = conventions.data_size(dataset)
+            config = resolve_config(profile, overrides=overrides, fit_to=fit_to, **shortcuts)
             group = join_processes(environment.process_group(environ), config.train)
             if step == "pretrain":
                 result = run_pretrain(dataset, output.path, config, method=method, sinks=sinks)
@@ -466,6 +469,7 @@ def _train_claimed(
         labeled_fraction=config.train.labeled_fraction,
         labelled_only=labelled_only,
         labeled_steps_per_epoch=config.train.labeled_steps_per_epoch,
+        min_steps_per_epoch=config.train.min_steps_per_epoch,
         shuffle_buffer=config.data.shuffle_buffer,
         shuffle_buffer_bytes=config.data.shuffle_buffer_mib << 20,
         process_index=layout.process_index,
