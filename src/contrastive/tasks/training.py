@@ -97,8 +97,17 @@ def run_train_classifier(
     durable_dir: str | None = None,
     progress_file: str | None = None,
 ) -> dict:
-    """Train a classifier on a pretrained encoder (frozen `linear` probe or `finetune`);
-    TensorBoard logs and progress as for `run_pretrain`."""
+    """Train a classifier on a pretrained encoder (`config.train.classifier_mode`: a head
+    `fitted` on its frozen features, a `linear` probe trained by gradient descent, or
+    `finetune`); TensorBoard logs and progress as for `run_pretrain`.
+
+    `fitted` and `finetune` read the whole train split once (with `train.use_unlabeled`, the
+    unlabeled split too): images outside the labelled subset are unlabelled rows of the
+    training pool (standardisation, label spreading). `finetune` then trains on the labelled
+    subset, repeated to `train.labeled_steps_per_epoch` batches an epoch. The classifier's
+    choice is recorded: `metrics.json` names the head (`classifier`) and its cross-validated
+    accuracy, `info.json` holds the whole selection (`classifier_selection`: every candidate's
+    score, fine-tuned or not)."""
     from contrastive import training
 
     data_uri = data_location(data_uri)
@@ -110,9 +119,23 @@ def run_train_classifier(
     with distribution_scope(plan_layout(config.train)):  # its variables on every device
         encoder, encoder_info = load_model_dir(encoder_dir)
     method = encoder_info.get("method")
+    pooled = mode in ("fitted", "finetune")  # the head is fitted on the whole training pool
+    selection: dict = {}
 
-    def fit(config: Config, *splits, **kwargs):
-        return training.train_classifier(config, encoder, *splits, mode=mode, **kwargs)
+    def fit(config: Config, train, validation, **kwargs):
+        labelled_train = None
+        if mode == "finetune":
+            labelled_train = _labelled_stream(data_uri, config)
+        return training.train_classifier(
+            config,
+            encoder,
+            train,
+            validation,
+            mode=mode,
+            labelled_train=labelled_train,
+            details=selection,
+            **kwargs,
+        )
 
     def summarize(model, history: dict, data: TrainingData, seconds: float, layout):
         pretrain_history = read_json(storage.join(encoder_dir, "history.json")).get("pretrain", {})
@@ -128,12 +151,19 @@ def run_train_classifier(
             "knn_accuracy": pretrain_metrics.get("knn_accuracy"),
             "pretrain_final_loss": pretrain_metrics.get("final_loss"),
         }
+        if selection:
+            metrics["classifier"] = selection.get("chosen")
+            metrics["classifier_cv_accuracy"] = selection.get("cv_accuracy")
+            if "kept" in selection:
+                metrics["finetuned"] = selection["kept"] == "finetuned"
         info = {
             "kind": "classifier",
             "method": method,
             "train_seconds": total,
             "mode": mode,
             "encoder_dir": str(encoder_dir),
+            "feature_layer": config.model.feature_layer,
+            **({"classifier_selection": selection} if selection else {}),
         }
         return metrics, {"pretrain": pretrain_history, "classifier": history}, info
 
@@ -145,10 +175,36 @@ def run_train_classifier(
         fit,
         summarize,
         check=lambda data: check_compatible(encoder_info, data, encoder_dir),
+        include_unlabeled=pooled and config.train.use_unlabeled,
+        labelled_only=not pooled,
+        whole_pool=pooled,
         tensorboard_dir=tensorboard_dir,
         durable_dir=durable_dir,
         progress_file=progress_file,
     )
+
+
+def _labelled_stream(data_uri: str, config: Config):
+    """The labelled training images as fine-tuning reads them: the labelled subset
+    (`train.labeled_fraction`), repeated to `train.labeled_steps_per_epoch` batches an epoch,
+    this process's share of each batch."""
+    from contrastive.data import stream_training_data
+    from contrastive.training.distribution import plan_layout
+
+    layout = plan_layout(config.train)
+    return stream_training_data(
+        data_uri,
+        batch_size=layout.per_process_batch,
+        seed=config.train.seed,
+        limit=config.data.limit,
+        labeled_fraction=config.train.labeled_fraction,
+        labelled_only=True,
+        labeled_steps_per_epoch=config.train.labeled_steps_per_epoch,
+        shuffle_buffer=config.data.shuffle_buffer,
+        shuffle_buffer_bytes=config.data.shuffle_buffer_mib << 20,
+        process_index=layout.process_index,
+        process_count=layout.processes,
+    ).train
 
 
 def run_train_baseline(
@@ -326,6 +382,7 @@ def _train_step(
     *,
     include_unlabeled: bool = False,
     labelled_only: bool = True,
+    whole_pool: bool = False,
     check: Callable[[TrainingData], None] | None = None,
     tensorboard_dir: str | None = None,
     durable_dir: str | None = None,
@@ -348,6 +405,8 @@ def _train_step(
         labelled_only: with `train.labeled_fraction` < 1, train on the labelled subset only
             (cross-entropy steps: no -1 label reaches their loss), else on every train image
             with the others unlabelled (-1).
+        whole_pool: every process reads the whole train split (a head fitted on features of
+            the whole pool), not its share of it.
         check: refuses data the step cannot use (raises), before training.
         tensorboard_dir: where `keras.callbacks.TensorBoard` writes (default
             `<output_dir>/tensorboard`).
@@ -386,8 +445,8 @@ def _train_step(
         labeled_steps_per_epoch=config.train.labeled_steps_per_epoch,
         shuffle_buffer=config.data.shuffle_buffer,
         shuffle_buffer_bytes=config.data.shuffle_buffer_mib << 20,
-        process_index=layout.process_index,
-        process_count=layout.processes,
+        process_index=0 if whole_pool else layout.process_index,
+        process_count=1 if whole_pool else layout.processes,
     )
     start = time.perf_counter()
     if check is not None:

@@ -4,10 +4,13 @@ Entry points return `(model, history_dict)` and take the `Config` plus data as `
 NumPy pairs or datasets of `(x, y)` batches (see `fitting`). Everything here uses `keras.ops`
 and NumPy only and imports without TensorFlow.
 
-- `pretrain.py`: `PretrainModel`, `build_pretrain_model`, `pretrain`.
+- `pretrain.py`: `PretrainModel`, `build_pretrain_model`, `pretrain`, and `random_init` (the
+  untrained-encoder control, with `pretrain`'s signature).
 - `classifier.py`: `FrozenEncoder`, `build_classifier`, `build_baseline`,
-  `train_classifier`, `train_baseline`.
-- `knn.py`: `embed`, `predict_proba`, `knn_predict`, `knn_accuracy`, `KnnMonitor`.
+  `train_classifier`, `fit_head`, `train_baseline`.
+- `probe.py`: classifiers fitted on frozen features (ridge, logistic regression, kNN, label
+  spreading) and their choice by cross-validation, `select_classifier`.
+- `knn.py`: `embed`, `embed_batches`, `predict_proba`, `knn_predict`, `knn_accuracy`, `KnnMonitor`.
 - `optim.py`: `build_optimizer`, `build_learning_rate`, `precision_policy`.
 - `callbacks.py`: `DivergenceGuard`, `TrainingDivergedError`, `EpochBackup`.
 - `fitting.py`: data arguments, compile and fit, checkpoint resume (shared by all three).
@@ -19,12 +22,14 @@ from contrastive.training.classifier import (
     FrozenEncoder,
     build_baseline,
     build_classifier,
+    fit_head,
     train_baseline,
     train_classifier,
 )
 from contrastive.training.knn import (
     KnnMonitor,
     embed,
+    embed_batches,
     knn_accuracy,
     knn_predict,
     predict_proba,
@@ -36,6 +41,7 @@ from contrastive.training.pretrain import (
     build_pretrain_model,
     contrastive_top1,
     pretrain,
+    random_init,
     unique_unlabelled,
 )
 
@@ -53,11 +59,14 @@ __all__ = [
     "build_pretrain_model",
     "contrastive_top1",
     "embed",
+    "embed_batches",
+    "fit_head",
     "knn_accuracy",
     "knn_predict",
     "predict_proba",
     "precision_policy",
     "pretrain",
+    "random_init",
     "train_baseline",
     "train_classifier",
     "unique_unlabelled",

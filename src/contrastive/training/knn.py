@@ -25,6 +25,33 @@ def embed(encoder, images, batch_size=512):
     return _batched(encoder, images, batch_size, scale=1.0 / 255.0)
 
 
+def embed_batches(encoder, batches, batch_size=512):
+    """Features and labels of every `(images, labels)` batch of an iterable (a `tf.data`
+    dataset, a list of NumPy pairs), in `encoder`'s inference mode; images `[0, 255]`.
+
+    Each batch is padded to `batch_size` (one compiled shape). Only the features are kept:
+    memory is `N x D` floats whatever the images.
+
+    Returns:
+        `(features float32 [N, D], labels int64 [N])`.
+    """
+    features, labels = [], []
+    for images, batch_labels in batches:
+        images = np.asarray(images)
+        for start in range(0, images.shape[0], batch_size):
+            chunk = images[start : start + batch_size].astype(np.float32) * np.float32(1 / 255)
+            count = chunk.shape[0]
+            if count < batch_size:
+                padding = np.zeros((batch_size - count, *chunk.shape[1:]), np.float32)
+                chunk = np.concatenate([chunk, padding])
+            result = keras.ops.convert_to_numpy(encoder.predict_on_batch(chunk))
+            features.append(np.asarray(result[:count], dtype=np.float32))
+        labels.append(np.asarray(batch_labels).reshape(-1).astype(np.int64))
+    if not features:
+        raise ValueError("the dataset yielded no batch: nothing to compute features of")
+    return np.concatenate(features), np.concatenate(labels)
+
+
 def predict_proba(model, images, batch_size=512):
     """Class probabilities of a classifier (which rescales its `[0, 255]` input itself).
 

@@ -401,5 +401,39 @@ def pretrain(
     return model.encoder, history
 
 
+def random_init(
+    config,
+    train,
+    validation=None,
+    *,
+    num_classes,
+    checkpoint_dir=None,
+    callbacks=(),
+    knn_sample=None,
+):
+    """The random-init control: `config.model.encoder` with the weights `pretrain` would start
+    from (seed `train.seed`), not trained at all.
+
+    A "method" without pretraining, with `pretrain`'s signature, so that a pipeline runs it
+    where a method pretrains and the same classifier step follows: what a classifier reaches
+    on it is what the architecture gives for free, the bar a pretraining method must clear.
+    The data arguments only give the image shape; nothing is read or trained.
+
+    Returns:
+        `(encoder, history)`: the untrained encoder and an empty history.
+    """
+    del validation, checkpoint_dir, callbacks, knn_sample  # nothing to train or monitor
+    _check_classes(num_classes)
+    with distribution.distribution_scope(distribution.plan_layout(config.train)):
+        with precision_policy(config.train.mixed_precision):
+            encoder = build_encoder(
+                config.model.encoder,
+                fitting.image_shape_of(train),
+                width=encoder_width(config.model),
+                seed=config.train.seed + ENCODER_SEED,
+            )
+    return encoder, {}
+
+
 def _check_classes(num_classes):
     validation.check_int("num_classes", num_classes)

@@ -9,7 +9,10 @@ float64 where it matters):
 - `logistic`: L2-regularised multinomial logistic regression, L-BFGS to a gradient tolerance;
 - `knn`: weighted cosine kNN (Wu et al. 2018), `k` by cross-validation;
 - `label_spreading`: Zhou et al. (2004) over a kNN graph of the labelled *and* unlabelled
-  training pool; new images are classified by a kNN vote over the pool's spread labels.
+  training pool; new images are classified by a kNN vote over the pool's spread labels;
+- `spread_ridge`: the same spreading labels the whole pool (its argmax; the true labels where
+  known), then ridge regression on every pool row learns them: a linear head that new images
+  reach without an index (the best at 1 % labels, docs/BENCHMARKS.md 4c).
 
 `select_classifier` standardises the features (mean and scale of the whole training pool,
 labelled or not; never validation or test), scores every candidate and strength by stratified
@@ -34,7 +37,9 @@ from contrastive import validation
 
 log = logging.getLogger(__name__)
 
-CANDIDATES = ("ridge", "logistic", "knn", "label_spreading")
+CANDIDATES = ("ridge", "logistic", "knn", "label_spreading", "spread_ridge")
+# The candidates whose head is one linear layer (the others keep a reference set).
+LINEAR_KINDS = ("ridge", "logistic", "spread_ridge")
 # Strengths tried: ridge's penalty on the squared error summed over rows (standardised
 # features: the Gram matrix's mean eigenvalue is the number of rows), and logistic
 # regression's L2 weight beside the mean cross-entropy (strong to weak: warm starts).
@@ -48,8 +53,9 @@ SPREADING_ALPHAS = (0.5, 0.9, 0.99)
 class FittedClassifier:
     """A classifier fitted on standardised features.
 
-    `kind` "ridge" / "logistic": `scores = score_scale * (((features - mean) / scale) @ weights
-    + bias)` (`score_scale` makes ridge's scores readable as softmax logits; 1 for logistic).
+    `kind` "ridge" / "logistic" / "spread_ridge": `scores = score_scale * (((features - mean)
+    / scale) @ weights + bias)` (`score_scale` makes ridge's scores readable as softmax
+    logits; 1 for logistic).
     "knn" / "label_spreading": a weighted cosine kNN in the principal subspace `projection`
     (`[D, P]`) of the standardised features: `reference` (`[N, P]`, pool rows projected) vote
     with `reference_targets` (`[N, C]`, one-hot or spread labels), `k` neighbours, vote
@@ -73,7 +79,7 @@ class FittedClassifier:
     def scores(self, features: np.ndarray) -> np.ndarray:
         """Class scores `[M, C]` of raw (unstandardised) features `[M, D]`; argmax = class."""
         z = standardize(features, self.mean, self.scale)
-        if self.kind in ("ridge", "logistic"):
+        if self.kind in LINEAR_KINDS:
             return self.score_scale * (z @ self.weights + self.bias)
         return knn_votes(
             self.reference,
@@ -194,30 +200,54 @@ def ridge_fit(x, y, num_classes, strength):
     """
     if not strength > 0:
         raise ValueError(f"strength must be > 0. Received: strength={strength!r}")
-    solver = _RidgeSolver(x, _one_hot(y, num_classes))
-    return solver.solution(strength)
+    return _RidgeSolver(x, _one_hot(y, num_classes)).solution(strength)
 
 
 class _RidgeSolver:
-    """Every ridge strength's solution from one eigendecomposition of the centred data (the
-    n x n kernel when there are fewer rows than features, else the D x D Gram matrix)."""
+    """Every ridge strength's solution for any targets, from one eigendecomposition of the
+    centred data: the n x n kernel when there are fewer rows than features, else the D x D
+    Gram matrix, built from sufficient statistics (`gram_stats`) so that cross-validation
+    folds subtract their held-out rows instead of recomputing it.
 
-    def __init__(self, x, targets):
-        x = np.asarray(x, dtype=np.float64)
-        self.x_mean = x.mean(axis=0)
-        self.y_mean = targets.mean(axis=0)
-        xc = x - self.x_mean
-        yc = targets - self.y_mean
-        self.dual = xc.shape[0] < xc.shape[1]
+    Args:
+        x: float `[n, D]` rows.
+        targets: float `[n, C]` (or None: give them to `fit`).
+        stats: `(sum of x^T x [D, D] float64, sum of x [D], n)` of `x` when known.
+    """
+
+    def __init__(self, x, targets=None, stats=None):
+        self.x = np.asarray(x, dtype=np.float32)
+        n, d = self.x.shape
+        self.dual = n < d
         if self.dual:  # W = Xc^T Q diag(1 / (e + s)) Q^T Yc
-            eigenvalues, q = np.linalg.eigh(xc @ xc.T)
-            self.basis = xc.T @ q  # [D, n]
-            self.projected_targets = q.T @ yc
+            self.x_mean = self.x.mean(axis=0, dtype=np.float64)
+            xc = self.x.astype(np.float64) - self.x_mean
+            eigenvalues, self.q = np.linalg.eigh(xc @ xc.T)
+            self.basis = xc.T @ self.q  # [D, n]
         else:  # W = V diag(1 / (e + s)) V^T Xc^T Yc
-            eigenvalues, v = np.linalg.eigh(xc.T @ xc)
-            self.basis = v
-            self.projected_targets = v.T @ (xc.T @ yc)
+            products, total, count = stats if stats is not None else gram_stats(self.x)
+            self.x_mean = total / count
+            eigenvalues, self.basis = np.linalg.eigh(
+                products - count * np.outer(self.x_mean, self.x_mean)
+            )
         self.eigenvalues = np.maximum(eigenvalues, 0.0)
+        if targets is not None:
+            self.fit(targets)
+
+    def fit(self, targets):
+        """Sets the targets `[n, C]` (one-hot, or any scores) the solutions regress."""
+        targets = np.asarray(targets, dtype=np.float64)
+        self.y_mean = targets.mean(axis=0)
+        centred = targets - self.y_mean
+        if self.dual:
+            self.projected_targets = self.q.T @ centred
+        else:  # X^T (Y - mean) = Xc^T Yc, in row chunks
+            cross = np.zeros((self.x.shape[1], targets.shape[1]))
+            for start in range(0, self.x.shape[0], 8192):
+                rows = slice(start, start + 8192)
+                cross += self.x[rows].T.astype(np.float64) @ centred[rows]
+            self.projected_targets = self.basis.T @ cross
+        return self
 
     def predictions(self, x_query, strengths):
         """Scores of `x_query` for every strength: `[len(strengths), M, C]`."""
@@ -233,6 +263,17 @@ class _RidgeSolver:
         weights = self.basis @ (shrink[:, None] * self.projected_targets)
         bias = self.y_mean - self.x_mean @ weights
         return weights.astype(np.float32), bias.astype(np.float32)
+
+
+def gram_stats(x, chunk=8192):
+    """`(x^T x float64 [D, D], column sums float64 [D], rows)` of float `[n, D]`, accumulated
+    over row chunks of float32 products."""
+    x = np.asarray(x, dtype=np.float32)
+    products = np.zeros((x.shape[1], x.shape[1]))
+    for start in range(0, x.shape[0], chunk):
+        rows = x[start : start + chunk]
+        products += rows.T @ rows
+    return products, x.sum(axis=0, dtype=np.float64), x.shape[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -595,26 +636,32 @@ def _select(
         np.where(np.isin(np.arange(labels.size), scored_rows), labels, -1), folds, seed
     )
     results, skipped = {}, {}
-    projection = reduced = graph = None
+    projection = reduced = graph = pool_stats = None
     for name in candidates:
         reason = _skip_reason(name, labelled.size, labels.size, knn_max_reference)
         if reason:
             skipped[name] = reason
             log.info("probe %s: skipped (%s)", name, reason)
             continue
-        if name in ("knn", "label_spreading") and reduced is None:
+        if name in ("knn", "label_spreading", "spread_ridge") and reduced is None:
             projection = principal_basis(z, neighbour_dim)
             reduced = z @ projection
+        if name in ("label_spreading", "spread_ridge") and graph is None:
+            graph = knn_graph(reduced, graph_k)
         if name == "ridge":
             results[name] = _cv_ridge(z, labels, fold_of, folds, num_classes)
         elif name == "logistic":
             results[name] = _cv_logistic(z, labels, fold_of, folds, num_classes)
         elif name == "knn":
             results[name] = _cv_knn(reduced, labels, fold_of, folds, num_classes, knn_temperature)
-        else:
-            graph = knn_graph(reduced, graph_k)
+        elif name == "label_spreading":
             results[name] = _cv_spreading(
                 graph, reduced, labels, fold_of, folds, num_classes, knn_temperature
+            )
+        else:
+            pool_stats = gram_stats(z)
+            results[name] = _cv_spread_ridge(
+                graph, z, labels, fold_of, folds, num_classes, pool_stats
             )
         log.info(
             "probe %s: cv accuracy %.4f at %s",
@@ -633,6 +680,13 @@ def _select(
         weights, bias = ridge_fit(x, y, num_classes, setting["strength"])
         fitted = FittedClassifier(
             "ridge", weights=weights, bias=bias, score_scale=setting["score_scale"], **common
+        )
+    elif chosen == "spread_ridge":
+        spread = label_spreading(graph, labels, num_classes, alpha=setting["alpha"])
+        solver = _RidgeSolver(z, _spread_targets(spread, labels), stats=pool_stats)
+        weights, bias = solver.solution(setting["strength"])
+        fitted = FittedClassifier(
+            "spread_ridge", weights=weights, bias=bias, score_scale=setting["score_scale"], **common
         )
     elif chosen == "logistic":
         weights, bias, info = logistic_fit(
@@ -676,7 +730,7 @@ def _skip_reason(name, labelled, pool, knn_max_reference):
     rows; label spreading needs unlabelled rows to spread to)."""
     if name == "knn" and labelled > knn_max_reference:
         return f"{labelled} labelled rows > knn_max_reference={knn_max_reference}"
-    if name == "label_spreading" and labelled == pool:
+    if name in ("label_spreading", "spread_ridge") and labelled == pool:
         return "every row is labelled: nothing to spread to"
     return ""
 
@@ -789,6 +843,53 @@ def _cv_spreading(graph, z, labels, fold_of, folds, num_classes, temperature):
         "setting": {"alpha": alpha, "k": k},
         "grid": {f"{a:g}/{k}": float(v) for (a, k), v in zip(settings, accuracy, strict=True)},
     }
+
+
+def _cv_spread_ridge(graph, z, labels, fold_of, folds, num_classes, pool_stats):
+    """`spread_ridge` scored on held-out labelled rows: their labels hidden, the others
+    spread over the pool, ridge fitted on every other pool row, the held-out rows scored.
+    One eigendecomposition per fold (the pool's Gram statistics minus the held-out rows')
+    serves every spreading and ridge strength."""
+    products, total, count = pool_stats
+    settings = [(alpha, strength) for alpha in SPREADING_ALPHAS for strength in RIDGE_STRENGTHS]
+    correct = np.zeros(len(settings))
+    scores = {setting: [] for setting in settings}
+    truth = []
+    for fold in range(folds):
+        held = fold_of == fold
+        held_products, held_total, held_count = gram_stats(z[held])
+        others = ~held
+        solver = _RidgeSolver(
+            z[others],
+            stats=(products - held_products, total - held_total, count - held_count),
+        )
+        hidden = np.where(held, -1, labels)
+        for alpha in SPREADING_ALPHAS:
+            spread = label_spreading(graph, hidden, num_classes, alpha=alpha)
+            solver.fit(_spread_targets(spread[others], hidden[others]))
+            predictions = solver.predictions(z[held], RIDGE_STRENGTHS)
+            for index, strength in enumerate(RIDGE_STRENGTHS):
+                setting = (alpha, strength)
+                correct[settings.index(setting)] += (
+                    predictions[index].argmax(axis=1) == labels[held]
+                ).sum()
+                scores[setting].append(predictions[index])
+        truth.append(labels[held])
+    accuracy = correct / (fold_of >= 0).sum()
+    best = _best_index(accuracy, prefer_last=True)  # ties: the stronger ridge
+    alpha, strength = settings[best]
+    score_scale = _calibrate(np.concatenate(scores[settings[best]]), np.concatenate(truth))
+    return {
+        "cv_accuracy": float(accuracy[best]),
+        "setting": {"alpha": alpha, "strength": strength, "score_scale": score_scale},
+        "grid": {f"{a:g}/{s:g}": float(v) for (a, s), v in zip(settings, accuracy, strict=True)},
+    }
+
+
+def _spread_targets(spread, labels):
+    """One-hot targets: the true label where known, else the spread labels' argmax."""
+    num_classes = spread.shape[1]
+    return _one_hot(np.where(labels >= 0, labels, spread.argmax(axis=1)), num_classes)
 
 
 def _best_index(accuracy, *, prefer_last):
