@@ -9,7 +9,7 @@ process with the library's entry points (`contrastive.training`), fed NumPy arra
 - `supcon`, `simclr`: `pretrain` for `train.epochs`, then the profile's classifier
   (`train_classifier`, `train.classifier_mode`: a head fitted on the frozen features by
   default, its choice recorded per run);
-- `random-init`: the control, `random_init` (the same encoder, untrained), then the same
+- `random_init`: the control, `training.random_init` (the same encoder, untrained), then the same
   classifier;
 - `npairs_seed`: the seeds' formulation with their heads (npairs loss on one view,
   temperature 0.05, linear 128-d projection head, dropout-512-dropout classifier head), then
@@ -28,7 +28,7 @@ pretrains once on every training image (its loss uses no label), then per fracti
 labelled subset is `contrastive.data.splits.labeled_subset` of the training images
 (stratified, seeded by the seed, nested) and
 - `baseline`: cross-entropy on the subset only;
-- `random-init`: the untrained encoder, then the classifier;
+- `random_init`: the untrained encoder, then the classifier;
 - `simclr`: the classifier on the one SimCLR encoder (its weights restored per fraction:
   fine-tuning changes them);
 - `supcon`: SupCon pretraining on every image, labels only on the subset (the others are
@@ -80,11 +80,10 @@ DEFAULT_VARIANTS = [
     {"name": "supcon", "method": "supcon", "overrides": {"train.method": "supcon"}},
     {"name": "simclr", "method": "simclr", "overrides": {"train.method": "simclr"}},
     {"name": "npairs_seed", "method": "npairs", "overrides": SEED_NPAIRS},
-    {"name": "random-init", "method": "random-init", "overrides": {}},
+    {"name": "random_init", "method": "random_init", "overrides": {"train.method": "random_init"}},
 ]
 # The methods of the few-labels mode, in run order.
-FRACTION_METHODS = ("baseline", "random-init", "supcon", "simclr")
-VARIANT_METHODS = ("baseline", "random-init", "supcon", "simclr", "npairs")
+FRACTION_METHODS = ("baseline", "random_init", "supcon", "simclr")
 
 
 def parse_variant(text: str) -> dict:
@@ -92,36 +91,38 @@ def parse_variant(text: str) -> dict:
     method; the other pairs are config overrides)."""
     import yaml
 
+    from contrastive import methods
+
     fields = dict(token.split("=", 1) for token in text.split())
     name, method = fields.pop("name", None), fields.pop("method", None)
-    if not name or method not in VARIANT_METHODS:
+    if not name or method not in methods.names():
         raise SystemExit(
-            f"--variant needs name=NAME and method={'|'.join(VARIANT_METHODS)}. Received: {text!r}"
+            f"--variant needs name=NAME and method={'|'.join(methods.names())}. Received: {text!r}"
         )
     overrides = {key: yaml.safe_load(value) for key, value in fields.items()}
     if method == "npairs":
         overrides = {**SEED_NPAIRS, **overrides}
-    elif method not in ("baseline", "random-init"):
+    elif methods.get(method).pretrains:
         overrides = {"train.method": method, **overrides}
     return {"name": name, "method": method, "overrides": overrides}
 
 
 def run_one(variant: dict, config, train, validation, test) -> dict:
     """Trains one variant with one seed; returns accuracies, timings and final losses."""
-    from contrastive import training
+    from contrastive import methods, training
     from contrastive.training.optim import machine_mixed_precision
 
     started, cpu_started = time.perf_counter(), time.process_time()
     phases, details = {}, {}
-    if variant["method"] == "baseline":
+    if methods.get(variant["method"]).end_to_end:
         model, history = training.train_baseline(
             config, train, validation, num_classes=common.NUM_CLASSES
         )
         phases["baseline_seconds"] = time.perf_counter() - started
         final = {"loss": history["loss"][-1], "accuracy": history["accuracy"][-1]}
     else:
-        step = training.random_init if variant["method"] == "random-init" else training.pretrain
-        encoder, pre_history = step(config, train, num_classes=common.NUM_CLASSES)
+        # train.method random_init (the control): pretrain returns the untrained encoder
+        encoder, pre_history = training.pretrain(config, train, num_classes=common.NUM_CLASSES)
         phases["pretrain_seconds"] = time.perf_counter() - started
         middle = time.perf_counter()
         model, history = training.train_classifier(

@@ -8,13 +8,8 @@ explain every input. A parameter without a line here is refused at import.
 
 import inspect
 
-from contrastive.config import (
-    BASELINE,
-    CLASSIFIER_MODES,
-    ENCODER_NAMES,
-    METHODS,
-    available_profiles,
-)
+from contrastive import methods
+from contrastive.config import CLASSIFIER_MODES, ENCODER_NAMES, available_profiles
 from contrastive.data.sources import SOURCE_FORMS
 
 KEEP = "0 keeps the profile's value"
@@ -46,7 +41,9 @@ DESCRIPTIONS = {
     'e.g. {"train.epochs": 3, "data.image_size": [32, 32]}; empty: none.',
     "checkpoint_root": "Folder or gs:// prefix for the training steps' checkpoints and failure "
     "records, one sub-folder per run and task (survives a preempted pod, removed after "
-    "success); empty: <pipeline root>/checkpoints.",
+    "success); empty: 'checkpoints' beside the step's output (a step whose output is in a "
+    "store other than gs:// fails at start, naming this parameter); 'none': no durable "
+    "checkpoints (a retried step starts afresh).",
     "epochs": f"Pretraining (or baseline) epochs; {KEEP}.",
     "classifier_epochs": f"Classifier epochs after pretraining; {KEEP}.",
     "batch_size": f"Training batch size; {KEEP}.",
@@ -57,7 +54,7 @@ DESCRIPTIONS = {
     "distribution": "Devices of a training step: none (one) or data_parallel (every device "
     "of every replica, JAX backend); empty keeps the profile's.",
     # steps
-    "method": "Pretraining method: " + ", ".join(METHODS) + ".",
+    "method": "Pretraining method: " + ", ".join(methods.pretraining_names()) + ".",
     "mode": "Classifier on the encoder: " + " or ".join(CLASSIFIER_MODES) + " (linear: a "
     "frozen probe); empty keeps the profile's.",
     "classifier_mode": "Classifier on each pretrained encoder: "
@@ -86,13 +83,23 @@ DESCRIPTIONS = {
     "previous_curve": "The curve of the smaller fractions, which this step extends; absent "
     "for the first.",
     "run_id": "Names the promoted version and the decision record; empty: a UTC timestamp.",
+    # the encoder's space: explanations, suspect labels, drift
+    "neighbours": "The best method's nearest-neighbour explanations and suspect labels (JSON "
+    "with thumbnails), for the report.",
+    "suspect_labels": "Every training image whose nearest training images overwhelmingly "
+    "carry another label (CSV: id, source_path, label, suggested label, share, similarity).",
+    "drift": "The drift check against the champion (JSON: fingerprints, MMD test, decision).",
+    "retrain_when": "When a (scheduled) run trains: always; changed (skip when the data and "
+    "the code are the champion's and no drift is found); drifted (skip when the code is the "
+    "champion's and the new data's embeddings show no drift). A skip is recorded in the "
+    "registry's decisions/.",
+    "methods": "The methods this pipeline was compiled with, comma-separated (part of the "
+    "code fingerprint).",
     # serving and monitoring
     "tensorboard_root": "Folder or gs:// prefix for TensorBoard logs, one sub-folder per step; "
     "Vertex's AIP_TENSORBOARD_LOG_DIR wins; empty: inside the step's output.",
     "tensorboard_name": "The step's sub-folder under tensorboard_root and under the run's "
     "checkpoint folder.",
-    "pipeline_root": "The run's pipeline root (KFP fills it in); checkpoints go under "
-    "<pipeline root>/checkpoints when checkpoint_root is empty.",
     "job_id": "The pipeline run's id (KFP fills it in): keys the step's checkpoint folder, so "
     "every retry of the step in this run finds it.",
     "vertex_model": "Vertex AI Model ID: a promoted champion becomes a new version of it with "
@@ -100,26 +107,23 @@ DESCRIPTIONS = {
     "vertex_project": "Google Cloud project of vertex_model.",
     "vertex_region": "Region of vertex_model (e.g. us-central1).",
 }
-for _method in (BASELINE, *METHODS):
-    DESCRIPTIONS[f"{_method}_evaluation"] = (
-        f"The {_method} branch's evaluation; absent when that branch is not compiled in."
-    )
-    DESCRIPTIONS[f"{_method}_model"] = f"The {_method} branch's classifier; absent likewise."
 
 
-def document(function):
-    """Append an `Args:` section for every parameter of `function` to its docstring.
+def document(function, more: dict[str, str] | None = None):
+    """Append an `Args:` section for every parameter of `function` to its docstring, from
+    `DESCRIPTIONS` and `more` (the inputs of a component written for the run's methods).
 
     Raises:
-        ValueError: a parameter has no line in `DESCRIPTIONS`.
+        ValueError: a parameter has no line in `DESCRIPTIONS` or `more`.
     """
+    described = {**DESCRIPTIONS, **(more or {})}
     names = list(inspect.signature(function).parameters)
-    missing = [name for name in names if name not in DESCRIPTIONS]
+    missing = [name for name in names if name not in described]
     if missing:
         raise ValueError(
             f"describe every KFP input in components/parameters.py. Received: missing={missing}"
         )
     summary = (inspect.getdoc(function) or function.__name__).split("\nArgs:")[0].rstrip()
-    args = [f"    {name}: {DESCRIPTIONS[name]}" for name in names]
+    args = [f"    {name}: {described[name]}" for name in names]
     function.__doc__ = "\n".join([summary, "", "Args:", *args])
     return function

@@ -18,6 +18,7 @@ import sys
 import traceback
 
 EXIT_USAGE = 2
+EXIT_FAILURE = 1
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser, *, pretrain: bool = True) -> None:
@@ -64,18 +65,6 @@ def _add_process_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="process 0")
     group.add_argument("--num-processes", type=int, default=None, help="processes in the job")
     group.add_argument("--process-id", type=int, default=None, help="this process, from 0")
-
-
-def _add_step_folder_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--tensorboard-dir", default="", help="TensorBoard logs (default: <output>/tensorboard)"
-    )
-    parser.add_argument(
-        "--durable-dir",
-        default="",
-        help="checkpoints mirrored here every epoch (a gs:// prefix or a mounted folder) and "
-        "restored by a rerun; a failure no rerun can fix is recorded there",
-    )
 
 
 def _config(args):
@@ -162,12 +151,13 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_run(args) -> int:
     from contrastive.config import encode_overrides, parse_overrides_text
     from contrastive.data.images import parse_image_size
+    from contrastive.methods import check_branches
     from contrastive.run_parameters import check_run_parameters
     from contrastive.validation import check
     from pipelines.local import earlier_run, native_notices_filtered, run_local
-    from pipelines.pipeline import _check_methods, check_labeled_fractions
+    from pipelines.pipeline import check_labeled_fractions
 
-    methods = _check_methods(args.methods)
+    methods = check_branches(args.methods)
     fractions = check_labeled_fractions(args.labeled_fractions or "")
     params = {
         name: getattr(args, name)
@@ -241,6 +231,12 @@ def _print_results(results: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    if results.get("skipped"):
+        console = Console()
+        reason = results["decision"]["reason"]
+        console.print(f"contrastive run {results['run_id']}: {reason}", soft_wrap=True)
+        console.print(f"pipeline time: {results['run_seconds']:.0f} s")
+        return
     table = Table(title=f"contrastive run {results['run_id']} (profile {results['profile']})")
     for column in ("method", "test accuracy", "kNN accuracy", "train time"):
         table.add_column(column, justify="right" if column != "method" else "left")
@@ -270,6 +266,11 @@ def _print_results(results: dict) -> None:
         console.print(efficiency)
     if results.get("decision"):
         console.print(f"champion gate: {results['decision'].get('reason')}")
+    if (results.get("drift") or {}).get("test"):
+        console.print(f"drift check: {results['drift']['reason']}")
+    suspects = (results.get("neighbours") or {}).get("suspects")
+    if suspects:
+        console.print(f"suspect labels: {suspects['count']} ({results['suspect_labels']})")
     console.print(f"pipeline time: {results['run_seconds']:.0f} s")
     console.print(f"report: {results['report']}")
     if results.get("logs"):
@@ -329,21 +330,15 @@ def _join_processes(args, config) -> None:
 def cmd_pretrain(args) -> int:
     from contrastive import durable, tasks
 
-    with durable.recording_failures(args.durable_dir or None):
+    sinks = tasks.StepSinks.from_flags(args)
+    with durable.recording_failures(sinks.durable):
         config = _config(args)
         _join_processes(args, config)
         metrics = tasks.run_pretrain(
-            args.data, args.output, config, method=args.method, **_step_folders(args)
+            args.data, args.output, config, method=args.method, sinks=sinks
         )
     print(json.dumps(metrics, indent=2))
     return 0
-
-
-def _step_folders(args) -> dict:
-    return {
-        "tensorboard_dir": args.tensorboard_dir or None,
-        "durable_dir": args.durable_dir or None,
-    }
 
 
 def cmd_train(args) -> int:
@@ -351,21 +346,15 @@ def cmd_train(args) -> int:
 
     if bool(args.encoder_model) == bool(args.baseline):
         raise ValueError("give exactly one of --encoder-model DIR or --baseline")
-    with durable.recording_failures(args.durable_dir or None):
+    sinks = tasks.StepSinks.from_flags(args)
+    with durable.recording_failures(sinks.durable):
         config = _config(args)
         _join_processes(args, config)
         if args.baseline:
-            metrics = tasks.run_train_baseline(
-                args.data, args.output, config, **_step_folders(args)
-            )
+            metrics = tasks.run_train_baseline(args.data, args.output, config, sinks=sinks)
         else:
             metrics = tasks.run_train_classifier(
-                args.data,
-                args.encoder_model,
-                args.output,
-                config,
-                mode=args.mode,
-                **_step_folders(args),
+                args.data, args.encoder_model, args.output, config, mode=args.mode, sinks=sinks
             )
     print(json.dumps(metrics, indent=2))
     return 0
@@ -432,8 +421,11 @@ def cmd_profiles(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipelines.pipeline import DEFAULT_METHODS
+    import components
+    from contrastive import methods
+    from contrastive.tasks.sinks import StepSinks
 
+    branches = ",".join(methods.default_names())
     parser = argparse.ArgumentParser(
         prog="contrastive", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
@@ -486,8 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the whole pipeline locally with kfp.local")
     p.add_argument(
         "--methods",
-        default=",".join(DEFAULT_METHODS),
-        help="comma-separated branches: baseline,supcon,simclr,npairs",
+        default=branches,
+        help=f"comma-separated branches: {','.join(methods.names())} (default {branches})",
     )
     p.add_argument(
         "--labeled-fractions",
@@ -537,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="YAML file to write")
     p.add_argument(
         "--image",
-        default="contrastive:dev",
+        default=components.DEFAULT_IMAGE,
         help="container image of every step, e.g. REGISTRY/contrastive:<sha>",
     )
     p.add_argument(
@@ -553,8 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--methods",
-        default=",".join(DEFAULT_METHODS),
-        help="branches to include: baseline,supcon,simclr,npairs",
+        default=branches,
+        help=f"branches to include: {','.join(methods.names())} (default {branches})",
     )
     p.add_argument(
         "--labeled-fractions",
@@ -624,10 +616,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="contrastive pretraining of an encoder (one step)")
     p.add_argument("--data", required=True, help="dataset URI written by `contrastive ingest`")
     p.add_argument("--output", required=True, help="model directory to write")
-    p.add_argument("--method", default="", help="supcon | simclr | npairs (default: profile's)")
+    p.add_argument(
+        "--method",
+        default="",
+        help=f"{' | '.join(methods.pretraining_names())} (default: the profile's)",
+    )
     _add_config_arguments(p)
     _add_process_arguments(p)
-    _add_step_folder_arguments(p)
+    StepSinks.add_flags(p)
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("train", help="train a classifier on an encoder, or the baseline")
@@ -638,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="", help="linear | finetune (default: profile's)")
     _add_config_arguments(p, pretrain=False)
     _add_process_arguments(p)
-    _add_step_folder_arguments(p)
+    StepSinks.add_flags(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
@@ -710,6 +706,8 @@ def main(argv=None) -> int:
             print("(run `contrastive -v ...` for the traceback)", file=sys.stderr)
         code = getattr(error, "exit_code", EXIT_USAGE)  # e.g. a failed cluster job: 1
         if getattr(args, "joined_processes", 0) > 1:
+            if not hasattr(error, "exit_code") and not _is_own(error):
+                code = EXIT_FAILURE  # a peer died or a collective failed: the job, not the input
             _exit_now(code)
         return code
 

@@ -1,5 +1,6 @@
-"""The DAG: ingest -> {baseline, pretrain(supcon) -> classifier, pretrain(simclr) -> classifier}
--> evaluate each -> compare_and_report. This module only wires steps."""
+"""The DAG: ingest -> check_drift -> (when the run trains) a branch per method
+(`contrastive.methods`: the baseline, or pretrain(<method>) -> classifier) -> evaluate each
+-> explain_neighbours -> compare_and_report. This module only wires steps."""
 
 from collections.abc import Sequence
 from types import SimpleNamespace
@@ -7,17 +8,29 @@ from types import SimpleNamespace
 from kfp import dsl
 
 import components
-from contrastive.config import BASELINE
-from contrastive.config import METHODS as PRETRAINING_METHODS
+from components.branches import input_name
+from contrastive import methods as method_registry
+from contrastive.drift import RETRAIN
+from contrastive.fingerprints import library_fingerprint
 from pipelines.kubernetes import KubernetesSettings
 from pipelines.targets import validate_accelerator
 
 PIPELINE_NAME = "contrastive"
-METHODS = (BASELINE, *PRETRAINING_METHODS)
-DEFAULT_METHODS = (BASELINE, "supcon", "simclr")
 # What a step asks for when no accelerator type is given at compile time.
 DEFAULT_ACCELERATORS = {"kubeflow": "nvidia.com/gpu", "vertex": "NVIDIA_L4"}
 BACKENDS = ("tensorflow", "jax")
+# The registry's run id (it names the promoted version's folder, `registry._check_run_id`):
+# a value each backend resolves to letters, digits, '.', '_' and '-'. KFP 2.17's driver
+# resolves `{{$.pipeline_job_name}}` to the run's display name (kfp.Client's default:
+# "<pipeline> %Y-%m-%d %H-%M-%S", spaces; two runs may share it), and `{{$.pipeline_job_uuid}}`
+# to the run's UUID (kubeflow/pipelines 2.17.0 backend/src/v2/driver/resolve.go); Vertex's job
+# name is the job id `contrastive submit` gives (`submit.vertex_job_id`); kfp.local's is
+# "<pipeline>-<timestamp>".
+RUN_ID_PLACEHOLDERS = {
+    "kubeflow": dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    "vertex": dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+    "local": dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+}
 # Vertex machine type per accelerator and count, for training steps run as CustomJobs
 # (replicas > 1); other combinations need --machine-type.
 VERTEX_MACHINE_TYPES = {
@@ -42,6 +55,9 @@ VERTEX_MACHINE_TYPES = {
     "NVIDIA_H100_80GB": {8: "a3-highgpu-8g"},
 }
 TRAINING_COMPONENTS = ("pretrain_encoder", "train_classifier", "train_baseline")
+# google-cloud-pipeline-components 2.22.0 `_placeholders.SERVICE_ACCOUNT_PLACEHOLDER`: the
+# PipelineJob's service account, resolved by Vertex at run time.
+VERTEX_SERVICE_ACCOUNT = "{{$.pipeline_service_account}}"
 STRATEGIES = ("STANDARD", "SPOT")
 # The durable checkpoint key of every local run (see `contrastive_pipeline`).
 LOCAL_JOB_ID = "local"
@@ -51,7 +67,7 @@ def build_pipeline(
     *,
     image: str = components.DEFAULT_IMAGE,
     target: str = "kubeflow",
-    methods: Sequence[str] = DEFAULT_METHODS,
+    methods: Sequence[str] | None = None,
     accelerator_type: str | None = None,
     accelerator_count: int = 1,
     cpu_limit: str = "8",
@@ -67,7 +83,8 @@ def build_pipeline(
 ):
     """Return the pipeline function for `target` ("kubeflow", "vertex" or "local").
 
-    Methods are chosen here, at compile time: each one adds its branch to the DAG. Training and
+    Methods are chosen here, at compile time: each one adds its branch to the DAG (None: the
+    registry's default ones, `contrastive.methods.default_names()`). Training and
     evaluation tasks request `accelerator_count` accelerators of `accelerator_type` (named the
     target's way: `nvidia.com/gpu` on Kubeflow, `NVIDIA_L4` etc. on Vertex); "local" requests none.
     `kubernetes` (target kubeflow only) adds pod settings through kfp-kubernetes: node selector
@@ -85,12 +102,15 @@ def build_pipeline(
 
     Few labels: `labeled_fractions` (e.g. `(0.01, 0.1, 1.0)`) compiles one branch per
     fraction and method after the one ingest, each step seeing that nested, stratified
-    labelled subset (`labeled_subset_fraction`); SimCLR pretrains once, its encoder shared by
-    every fraction's classifier; `collect_fraction` chains the fractions' evaluations into
+    labelled subset (`labeled_subset_fraction`); a method whose loss uses no label
+    (`Method.pretrain_once`: SimCLR) pretrains once, its encoder shared by every fraction's
+    classifier; `collect_fraction` chains the fractions' evaluations into
     the label-efficiency curve the report charts; the gate compares the largest fraction's
     classifiers. Empty: today's single run, the DAG unchanged.
     """
-    methods = _check_methods(methods)
+    methods = method_registry.check_branches(
+        method_registry.default_names() if methods is None else methods
+    )
     fractions = check_labeled_fractions(labeled_fractions)
     data_parallel = _check_scale(target, replicas, accelerator_count, backend, strategy)
     check_compile_options(retries=retries, accelerator_count=accelerator_count)
@@ -104,7 +124,7 @@ def build_pipeline(
     if target != "local":
         accelerator_type = accelerator_type or DEFAULT_ACCELERATORS.get(target, "")
         validate_accelerator(target, accelerator_type)
-    c = components.build(image)
+    c = components.build(image, methods)
     training = c
     if target == "vertex" and replicas > 1:
         training = _vertex_custom_jobs(
@@ -118,6 +138,9 @@ def build_pipeline(
             backend=backend,
         )
     scale = {"distribution": "data_parallel"} if data_parallel else {}
+    # A Vertex CustomJob runs as the PipelineJob's service account (GCPC's placeholder, which
+    # Vertex resolves); without it Vertex uses its Custom Code Service Agent.
+    custom_job = {"service_account": VERTEX_SERVICE_ACCOUNT} if training is not c else {}
     launcher = None
     if target == "kubeflow" and replicas > 1:
         launcher = _trainjob_launcher(
@@ -180,6 +203,7 @@ def build_pipeline(
         vertex_model: str = "",
         vertex_project: str = "",
         vertex_region: str = "",
+        retrain_when: str = "always",
     ):
         """SupCon and SimCLR pretraining vs a cross-entropy baseline; the best classifier is
         promoted if it beats the champion."""
@@ -201,114 +225,154 @@ def build_pipeline(
         kubernetes.apply(ingest, accelerated=False)
         dataset = ingest.outputs["dataset"]
         common = dict(profile=profile, overrides=overrides, batch_size=batch_size, seed=seed)
-        # Checkpoints outside the pod, keyed by run and step: a retry after preemption resumes.
+        # Checkpoints outside the pod, keyed by run and step: a retry after preemption resumes
+        # (`checkpoint_root`, else beside the step's output; `durable.step_folder`). The run's
+        # id is `{{$.pipeline_job_uuid}}`, which KFP 2.17's driver and Vertex resolve; the
+        # KFP driver resolves no `{{$.pipeline_root}}` (tests/pipeline/test_invariants.py).
         # Locally every run gets a new job id, so the key is the fixed "local" under a
         # `checkpoint_root` that `contrastive run` keys by the run's parameters: a run killed
         # and started again with the same parameters resumes.
         durable = dict(
             checkpoint_root=checkpoint_root,
-            pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
             job_id=LOCAL_JOB_ID if target == "local" else dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         )
-        evaluated, by_fraction, shared = {}, {}, {}
-        # Unrolled at compile time, not a dsl.ParallelFor: the fractions are a compile-time
-        # constant like the methods, so every step is a named task (train-baseline-1pct) whose
-        # outputs the curve and the gate take by name, on every backend; a ParallelFor would
-        # hand the compare step unordered dsl.Collected lists and put a loop in every DAG.
-        for fraction, method in _branches(methods, fractions):
-            few = {} if fraction is None else {"labeled_subset_fraction": fraction}
-            tag = "" if fraction is None else f"-{100 * fraction:g}pct"
-            if method == BASELINE:
-                trained = retried(
-                    on_gpu(
-                        training.train_baseline(
-                            dataset=dataset,
-                            epochs=epochs,
-                            classifier_epochs=classifier_epochs,
-                            encoder=encoder,
-                            tensorboard_root=tensorboard_root,
-                            tensorboard_name=f"train-baseline{tag}",
-                            **common,
-                            **scale,
-                            **durable,
-                            **few,
-                        )
-                    )
-                ).set_display_name(f"train-baseline{tag}")
-            elif method == "simclr" and "simclr" in shared:
-                pretrained = shared["simclr"]  # SimCLR uses no label: one encoder for all
-            else:
-                # SimCLR pretrains once, on every image: no fraction in its name or inputs.
-                once = {} if method == "simclr" else few
-                pretrain_tag = "" if method == "simclr" else tag
-                pretrained = retried(
-                    on_gpu(
-                        training.pretrain_encoder(
-                            dataset=dataset,
-                            method=method,
-                            epochs=epochs,
-                            temperature=temperature,
-                            encoder=encoder,
-                            tensorboard_root=tensorboard_root,
-                            tensorboard_name=f"pretrain-{method}{pretrain_tag}",
-                            **common,
-                            **scale,
-                            **durable,
-                            **once,
-                        )
-                    )
-                ).set_display_name(f"pretrain-{method}{pretrain_tag}")
-                shared[method] = pretrained
-            if method != BASELINE:
-                trained = retried(
-                    on_gpu(
-                        training.train_classifier(
-                            dataset=dataset,
-                            encoder_model=pretrained.outputs["encoder_model"],
-                            mode=classifier_mode,
-                            classifier_epochs=classifier_epochs,
-                            tensorboard_root=tensorboard_root,
-                            tensorboard_name=f"classifier-{method}{tag}",
-                            **common,
-                            **scale,
-                            **durable,
-                            **few,
-                        )
-                    )
-                ).set_display_name(f"classifier-{method}{tag}")
-            evaluation = on_gpu(
-                c.evaluate_classifier(
-                    dataset=dataset,
-                    model=trained.outputs["model"],
-                )
-            ).set_display_name(f"evaluate-{method}{tag}")
-            # A later (larger) fraction replaces an earlier one: the gate takes the largest.
-            evaluated[f"{method}_evaluation"] = evaluation.outputs["evaluation"]
-            evaluated[f"{method}_model"] = trained.outputs["model"]
-            by_fraction.setdefault(fraction, {})[f"{method}_evaluation"] = evaluated[
-                f"{method}_evaluation"
-            ]
-        curve = None
-        for fraction in fractions:
-            previous = {} if curve is None else {"previous_curve": curve.outputs["curve"]}
-            curve = c.collect_fraction(
-                labeled_subset_fraction=fraction, **previous, **by_fraction[fraction]
-            ).set_display_name(f"collect-{100 * fraction:g}pct")
-            kubernetes.apply(local_code(curve), accelerated=False)
-        if curve is not None:
-            evaluated["curve"] = curve.outputs["curve"]
-        compared = (
-            c.compare_and_report(
+        run_id = RUN_ID_PLACEHOLDERS[target]
+        # Before any training: drift and fingerprints against the champion; a scheduled run
+        # with retrain_when other than "always" may stop here (the skip is recorded).
+        checked = (
+            c.check_drift(
                 dataset=dataset,
                 registry=registry,
-                promotion_margin=promotion_margin,
-                run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                **evaluated,
+                retrain_when=retrain_when,
+                run_id=run_id,
+                methods=",".join(methods),
+                epochs=epochs,
+                classifier_epochs=classifier_epochs,
+                temperature=temperature,
+                encoder=encoder,
+                classifier_mode=classifier_mode,
+                **common,
             )
-            .set_display_name("compare-and-report")
-            .set_caching_options(False)
+            .set_display_name("check-drift")
+            .set_caching_options(False)  # it reads the registry, which changes between runs
         )
-        kubernetes.apply(local_code(compared), accelerated=False)
+        kubernetes.apply(local_code(checked), accelerated=False)
+        with dsl.If(checked.outputs["Output"] == RETRAIN, name="retrain"):
+            evaluated, by_fraction, shared = {}, {}, {}
+            # Unrolled at compile time, not a dsl.ParallelFor: the fractions are a compile-time
+            # constant like the methods, so every step is a named task (train-baseline-1pct) whose
+            # outputs the curve and the gate take by name, on every backend; a ParallelFor would
+            # hand the compare step unordered dsl.Collected lists and put a loop in every DAG.
+            for fraction, method in _branches(methods, fractions):
+                spec = method_registry.get(method)
+                few = {} if fraction is None else {"labeled_subset_fraction": fraction}
+                tag = "" if fraction is None else f"-{100 * fraction:g}pct"
+                if spec.end_to_end:
+                    trained = retried(
+                        on_gpu(
+                            training.train_baseline(
+                                dataset=dataset,
+                                epochs=epochs,
+                                classifier_epochs=classifier_epochs,
+                                encoder=encoder,
+                                tensorboard_root=tensorboard_root,
+                                tensorboard_name=f"train-{method}{tag}",
+                                **common,
+                                **scale,
+                                **durable,
+                                **custom_job,
+                                **few,
+                            )
+                        )
+                    ).set_display_name(f"train-{method}{tag}")
+                elif spec.pretrain_once and method in shared:
+                    pretrained = shared[method]  # its loss uses no label: one encoder for all
+                else:
+                    # A method that pretrains once does so on every image: no fraction in its
+                    # name or inputs.
+                    once = {} if spec.pretrain_once else few
+                    pretrain_tag = "" if spec.pretrain_once else tag
+                    pretrained = retried(
+                        on_gpu(
+                            training.pretrain_encoder(
+                                dataset=dataset,
+                                method=method,
+                                epochs=epochs,
+                                temperature=temperature,
+                                encoder=encoder,
+                                tensorboard_root=tensorboard_root,
+                                tensorboard_name=f"pretrain-{method}{pretrain_tag}",
+                                **common,
+                                **scale,
+                                **durable,
+                                **custom_job,
+                                **once,
+                            )
+                        )
+                    ).set_display_name(f"pretrain-{method}{pretrain_tag}")
+                    shared[method] = pretrained
+                if spec.pretrains:
+                    trained = retried(
+                        on_gpu(
+                            training.train_classifier(
+                                dataset=dataset,
+                                encoder_model=pretrained.outputs["encoder_model"],
+                                mode=classifier_mode,
+                                classifier_epochs=classifier_epochs,
+                                tensorboard_root=tensorboard_root,
+                                tensorboard_name=f"classifier-{method}{tag}",
+                                **common,
+                                **scale,
+                                **durable,
+                                **custom_job,
+                                **few,
+                            )
+                        )
+                    ).set_display_name(f"classifier-{method}{tag}")
+                evaluation = on_gpu(
+                    c.evaluate_classifier(
+                        dataset=dataset,
+                        model=trained.outputs["model"],
+                    )
+                ).set_display_name(f"evaluate-{method}{tag}")
+                # A later (larger) fraction replaces an earlier one: the gate takes the largest.
+                evaluated[input_name(method, "evaluation")] = evaluation.outputs["evaluation"]
+                evaluated[input_name(method, "model")] = trained.outputs["model"]
+                by_fraction.setdefault(fraction, {})[input_name(method, "evaluation")] = evaluated[
+                    input_name(method, "evaluation")
+                ]
+            curve = None
+            for fraction in fractions:
+                previous = {} if curve is None else {"previous_curve": curve.outputs["curve"]}
+                curve = c.collect_fraction(
+                    labeled_subset_fraction=fraction, **previous, **by_fraction[fraction]
+                ).set_display_name(f"collect-{100 * fraction:g}pct")
+                kubernetes.apply(local_code(curve), accelerated=False)
+            explained = on_gpu(c.explain_neighbours(dataset=dataset, **evaluated)).set_display_name(
+                "explain-neighbours"
+            )
+            if curve is not None:
+                evaluated["curve"] = curve.outputs["curve"]
+            compared = (
+                c.compare_and_report(
+                    dataset=dataset,
+                    registry=registry,
+                    promotion_margin=promotion_margin,
+                    run_id=run_id,
+                    vertex_model=vertex_model,
+                    vertex_project=vertex_project,
+                    vertex_region=vertex_region,
+                    neighbours=explained.outputs["neighbours"],
+                    drift=checked.outputs["drift"],
+                    **evaluated,
+                )
+                .set_display_name("compare-and-report")
+                .set_caching_options(False)
+            )
+            # The serving SavedModel needs TensorFlow, whichever backend trained: the JAX image
+            # sets KERAS_BACKEND=jax, and a .keras model loads on either backend.
+            compared.set_env_variable("KERAS_BACKEND", "tensorflow")
+            kubernetes.apply(local_code(compared), accelerated=False)
 
     return dsl.pipeline(
         name=PIPELINE_NAME,
@@ -321,23 +385,6 @@ def build_pipeline(
 _CUSTOM_JOB_NAMES = {f"comp-{name.replace('_', '-')}" for name in TRAINING_COMPONENTS} | {
     name.replace("_", "-") for name in TRAINING_COMPONENTS
 }
-
-
-def library_fingerprint() -> str:
-    """12 hex digits of the library's source and profiles (`src/contrastive`), which a
-    component's own code does not include."""
-    import hashlib
-    from pathlib import Path
-
-    import contrastive
-
-    root = Path(contrastive.__file__).parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        if path.suffix in (".py", ".yaml") and path.is_file():
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
 
 
 def _check_scale(target, replicas, accelerator_count, backend, strategy) -> bool:
@@ -364,7 +411,9 @@ def _trainjob_launcher(image, replicas, accelerator_count, accelerator_type, kub
     runs the component with `trainjob.LAUNCHER_ENV` set, so the component creates a
     TrainJob of `replicas` nodes x `accelerator_count` GPUs in `image` running the step's
     command, follows it and fails with its reason. The pod settings of `kubernetes` (pull
-    secrets, timeout) apply to the launcher; the TrainJob's pods get the runtime's."""
+    secrets, timeout) apply to the launcher; the TrainJob's pods get the GPU steps' ones
+    (node selector, tolerations, pull secrets, the timeout as `activeDeadlineSeconds`) and
+    the launcher pod's service account (`trainjob.launcher_pod`)."""
     from contrastive.trainjob import LAUNCHER_ENV, launcher_settings
 
     settings = launcher_settings(
@@ -372,6 +421,7 @@ def _trainjob_launcher(image, replicas, accelerator_count, accelerator_type, kub
         num_nodes=replicas,
         gpus_per_node=accelerator_count,
         gpu_resource=accelerator_type,
+        **kubernetes.pod_settings(),
     )
 
     def launch(task):
@@ -459,14 +509,3 @@ def check_labeled_fractions(fractions: Sequence[float] | str) -> tuple[float, ..
 def _branches(methods, fractions):
     """(fraction, method) in DAG order; fraction None when the run has a single one."""
     return [(fraction, method) for fraction in fractions or (None,) for method in methods]
-
-
-def _check_methods(methods: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(methods, str):
-        methods = [m.strip() for m in methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise ValueError(
-            f"methods must be a non-empty subset of {list(METHODS)}. Received: {list(methods)}"
-        )
-    return tuple(dict.fromkeys(methods))

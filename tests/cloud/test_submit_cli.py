@@ -7,6 +7,7 @@ import re
 import pytest
 
 from pipelines import cloud_cli
+from tests.pipeline.compiled import flat_tasks
 
 from .conftest import PROJECT, REGION
 
@@ -290,6 +291,23 @@ def test_submit_cli_vertex_model_reaches_the_champion_gate_parameters(
     assert job["runtimeConfig"]["parameterValues"] == {
         "registry": "gs://bucket/registry",
         "profile": "full",
+        "vertex_model": "contrastive-fmnist",
+        "vertex_project": PROJECT,
+        "vertex_region": REGION,
+    }
+    # What reaches the compare-and-report task (issue 24 item 3: the root inputs were set but
+    # no task consumed them): its inputs, resolved as the backend resolves a task's
+    # componentInputParameter from the run's parameter values.
+    values = job["runtimeConfig"]["parameterValues"]
+    # The task sits in the retrain_when condition's sub-DAG: flat_tasks follows the
+    # pipelinechannel inputs out to the root's componentInputParameter, as the driver does.
+    task = flat_tasks(job["pipelineSpec"])["compare-and-report"]
+    resolved = {
+        name: values.get(spec["componentInputParameter"])
+        for name, spec in task["inputs"]["parameters"].items()
+        if "componentInputParameter" in spec
+    }
+    assert {key: resolved[key] for key in ("vertex_model", "vertex_project", "vertex_region")} == {
         "vertex_model": "contrastive-fmnist",
         "vertex_project": PROJECT,
         "vertex_region": REGION,

@@ -7,6 +7,7 @@ import argparse
 import pytest
 
 from pipelines import cloud_cli
+from tests.pipeline.compiled import flat_tasks
 
 from .conftest import PROJECT, REGION
 
@@ -114,7 +115,7 @@ def test_compiled_defaults_keep_the_profiles_classifier_mode(contrastive_package
     values = run_values(package, {"profile": "seed-stl10-simclr"})
     (task,) = [
         body
-        for body in spec["root"]["dag"]["tasks"].values()
+        for body in flat_tasks(spec).values()
         if body["taskInfo"]["name"] == "classifier-simclr"
     ]
     inputs = task["inputs"]["parameters"]

@@ -8,6 +8,7 @@ from kfp import compiler
 
 from pipelines import cli
 from pipelines.pipeline import build_pipeline
+from tests.pipeline.compiled import flat_tasks
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -91,7 +92,7 @@ def test_bad_image_size_fails_before_any_task(tmp_path, capsys):
 def test_the_ingest_step_gets_the_profile_and_overrides(tmp_path):
     path = tmp_path / "pipeline.yaml"
     compiler.Compiler().compile(build_pipeline(target="kubeflow"), str(path))
-    tasks = yaml.safe_load(path.read_text())["root"]["dag"]["tasks"]
+    tasks = flat_tasks(yaml.safe_load(path.read_text()))
     ingest = next(t for t in tasks.values() if t["taskInfo"]["name"] == "ingest")
     for name in ("profile", "overrides", "image_size", "test_fraction", "source"):
         assert ingest["inputs"]["parameters"][name] == {"componentInputParameter": name}

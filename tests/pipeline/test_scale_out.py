@@ -10,6 +10,7 @@ from kfp import compiler
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipelines.pipeline import build_pipeline
+from tests.pipeline.compiled import flat_tasks
 
 IMAGE = "us-docker.pkg.dev/acme/ml/contrastive-jax:1a2b3c4"
 TRAINING = {
@@ -35,7 +36,7 @@ def _tasks(spec):
     """display name -> (task, component, executor)."""
     executors = spec["deploymentSpec"]["executors"]
     out = {}
-    for task in spec["root"]["dag"]["tasks"].values():
+    for task in flat_tasks(spec).values():
         component = spec["components"][task["componentRef"]["name"]]
         out[task["taskInfo"]["name"]] = (task, component, executors[component["executorLabel"]])
     return out
@@ -95,6 +96,9 @@ def test_vertex_replicas_run_training_as_custom_jobs(tmp_path, strategy):
         assert parameters["strategy"]["defaultValue"] == strategy
         assert parameters["base_output_directory"]["defaultValue"] == "gs://acme-ml/custom-jobs"
         assert _constant(task, "distribution") == "data_parallel"
+        # The CustomJob runs as the PipelineJob's service account (GCPC 2.22.0
+        # _placeholders.SERVICE_ACCOUNT_PLACEHOLDER), not Vertex's Custom Code Service Agent.
+        assert _constant(task, "service_account") == "{{$.pipeline_service_account}}"
         # The launcher task runs GCPC's image and holds no GPU itself.
         assert executor["container"]["image"].startswith(
             "gcr.io/ml-pipeline/google-cloud-pipeline-components:"

@@ -182,7 +182,7 @@ def test_quality_smoke_reports_every_variant(tmp_path):
         "supcon",
         "simclr",
         "npairs_seed",
-        "random-init",
+        "random_init",
     }
     assert payload["budget"]["train_images"] == 256
     for run in payload["runs"]:
@@ -207,7 +207,7 @@ def test_quality_fractions_smoke_summarizes_every_fraction_and_method(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     payload = json.loads(output.read_text())
     runs = payload["runs"]
-    methods = ("baseline", "random-init", "supcon", "simclr")
+    methods = ("baseline", "random_init", "supcon", "simclr")
     assert sorted((r["seed"], r["labeled_fraction"], r["variant"]) for r in runs) == sorted(
         (s, f, m) for s in (0,) for f in (0.1, 1.0) for m in methods
     )

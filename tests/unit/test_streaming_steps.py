@@ -67,7 +67,19 @@ def test_no_step_loads_a_whole_split(guarded, tiny_dataset, tmp_path):
         path.write_text(json.dumps(result))
         results[name] = (str(path), str(model))
     registry = tmp_path / "registry"
+    neighbours = tmp_path / "neighbours.json"
+    tasks.run_explain_neighbours(
+        tiny_dataset, results, output_path=neighbours, suspects_path=tmp_path / "suspects.csv"
+    )
     for run_id in ("first", "second"):  # the second run re-evaluates the champion
+        drift = tasks.run_check_drift(  # the second compares with the first's drift reference
+            tiny_dataset,
+            registry=str(registry),
+            retrain_when="always",
+            run_id=run_id,
+            config=config,
+            drift_path=tmp_path / f"{run_id}-drift.json",
+        )
         summary = tasks.run_compare_and_report(
             tiny_dataset,
             results,
@@ -76,8 +88,11 @@ def test_no_step_loads_a_whole_split(guarded, tiny_dataset, tmp_path):
             results_path=tmp_path / run_id / "results.json",
             registry=str(registry),
             run_id=run_id,
+            neighbours_path=neighbours,
+            drift_path=tmp_path / f"{run_id}-drift.json",
         )
     assert summary["decision"]["champion_accuracy"] is not None
+    assert drift["test"] is not None and summary["drift"]["test"]["p_value"] > 0
     assert {split for split, _, _ in guarded} >= {"train", "validation", "test"}
 
 

@@ -10,7 +10,8 @@ and NumPy only and imports without TensorFlow.
   `train_classifier`, `fit_head`, `train_baseline`.
 - `probe.py`: classifiers fitted on frozen features (ridge, logistic regression, kNN, label
   spreading) and their choice by cross-validation, `select_classifier`.
-- `knn.py`: `embed`, `embed_batches`, `predict_proba`, `knn_predict`, `knn_accuracy`, `KnnMonitor`.
+- `knn.py`: `embed`, `embed_batches`, `predict_proba`, `nearest_neighbours`, `knn_predict`,
+  `knn_accuracy`, `KnnMonitor`.
 - `optim.py`: `build_optimizer`, `build_learning_rate`, `precision_policy`.
 - `callbacks.py`: `DivergenceGuard`, `TrainingDivergedError`, `EpochBackup`.
 - `fitting.py`: data arguments, compile and fit, checkpoint resume (shared by all three).
@@ -32,6 +33,7 @@ from contrastive.training.knn import (
     embed_batches,
     knn_accuracy,
     knn_predict,
+    nearest_neighbours,
     predict_proba,
     sample_knn_accuracy,
 )
@@ -63,6 +65,7 @@ __all__ = [
     "fit_head",
     "knn_accuracy",
     "knn_predict",
+    "nearest_neighbours",
     "predict_proba",
     "precision_policy",
     "pretrain",

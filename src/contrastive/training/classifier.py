@@ -373,7 +373,23 @@ def _features(extractor, data, batch_size, num_classes):
     arrays = fitting.as_arrays(data, "train", num_classes)
     if arrays is not None:
         return embed(extractor, arrays[0], batch_size), arrays[1].astype(np.int64)
-    return embed_batches(extractor, data, batch_size)
+    features, labels = [], []
+    for batch_features, batch_labels in embed_batches(
+        extractor, _bounded(data, batch_size), batch_size
+    ):
+        features.append(batch_features)
+        labels.append(np.asarray(batch_labels).reshape(-1).astype(np.int64))
+    if not features:
+        raise ValueError("the dataset yielded no batch: nothing to compute features of")
+    return np.concatenate(features), np.concatenate(labels)
+
+
+def _bounded(batches, size):
+    """`(images, labels)` NumPy batches of at most `size` rows from any batches."""
+    for images, labels in batches:
+        images, labels = np.asarray(images), np.asarray(labels)
+        for start in range(0, images.shape[0], size):
+            yield images[start : start + size], labels[start : start + size]
 
 
 def _validation_accuracy(extractor, fitted, validation, config, num_classes):
