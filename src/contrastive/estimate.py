@@ -97,6 +97,8 @@ def estimate_run(
     for method in methods:
         if method_registry.get(method).end_to_end:
             steps[method] = fit(epochs + classifier_epochs)
+        elif method_registry.get(method).control:  # nothing pretrains: one feature pass
+            steps[method] = fit(0) + knn * infer_cost + fit(classifier_epochs)
         else:
             pretrain = fit(epochs, config.train.num_views) + knn * infer_cost
             steps[method] = pretrain + fit(classifier_epochs)

@@ -357,7 +357,11 @@ def pretrain(
     Returns:
         `(encoder, history)`: the trained encoder (`keras.Model`, float `[0, 1]` images ->
         features) and the `History` dict (after a resume, only the epochs run by this call).
+        A control method (`Method.control`, the random-init control) trains nothing:
+        `random_init`'s untrained encoder and an empty history.
     """
+    if methods.get(config.train.method).control:
+        return random_init(config, train, validation, num_classes=num_classes)
     keras.utils.set_random_seed(config.train.seed)
     _check_classes(num_classes)
     arrays = fitting.as_arrays(train, "train", num_classes)
