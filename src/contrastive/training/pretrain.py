@@ -410,28 +410,20 @@ def pretrain(
     return model.encoder, history
 
 
-def random_init(
-    config,
-    train,
-    validation=None,
-    *,
-    num_classes,
-    checkpoint_dir=None,
-    callbacks=(),
-    knn_sample=None,
-):
+def random_init(config, train, validation=None, *, num_classes, **unused):
     """The random-init control: `config.model.encoder` with the weights `pretrain` would start
     from (seed `train.seed`), not trained at all.
 
-    A "method" without pretraining, with `pretrain`'s signature, so that a pipeline runs it
-    where a method pretrains and the same classifier step follows: what a classifier reaches
-    on it is what the architecture gives for free, the bar a pretraining method must clear.
-    The data arguments only give the image shape; nothing is read or trained.
+    A "method" without pretraining, called as `pretrain` is (its other keyword arguments,
+    checkpoints, callbacks and the kNN sample, are ignored), so that a pipeline runs it where a
+    method pretrains and the same classifier step follows: what a classifier reaches on it is
+    what the architecture gives for free, the bar a pretraining method must clear. The data
+    arguments only give the image shape; nothing is read or trained.
 
     Returns:
         `(encoder, history)`: the untrained encoder and an empty history.
     """
-    del validation, checkpoint_dir, callbacks, knn_sample  # nothing to train or monitor
+    del validation, unused  # nothing to train or monitor
     _check_classes(num_classes)
     with distribution.distribution_scope(distribution.plan_layout(config.train)):
         with precision_policy(config.train.mixed_precision):
