@@ -96,3 +96,18 @@ def test_no_control_section_without_a_control_branch(tmp_path):
     html = build_report(summary, tmp_path / "report.html").read_text(encoding="utf-8")
     assert "Against the random-init control" not in html
     assert "Against the random-init control" not in render_markdown(summary)
+
+
+def test_the_run_folders_results_json_keeps_the_controls():
+    """`contrastive run`'s results.json (`pipelines.local.compact_results`) carries the
+    comparison the compare step wrote."""
+    from pipelines.local import compact_results
+
+    methods = {"supcon": 0.79, "random_init": 0.80}
+    summary = {
+        **_summary(methods),
+        "controls": controls.against_controls(methods),
+    }
+    results = compact_results(summary, run_id="r1")
+    assert results["controls"]["supcon"]["beats_control"] is False
+    assert "controls_by_fraction" not in results
