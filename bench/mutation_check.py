@@ -41,7 +41,11 @@ LOSS = ("tests/unit/test_losses.py",)
 KNN = ("tests/unit/test_knn.py", "tests/unit/test_neighbours.py")
 EMBEDDING = ("tests/unit/test_neighbours.py", "tests/unit/test_drift.py")
 CONFUSION = ("tests/unit/test_evaluation.py",)
-COMMIT = ("tests/unit/test_data_ingest.py", "tests/unit/test_data_reader.py")
+COMMIT = (
+    "tests/unit/test_data_ingest.py",
+    "tests/unit/test_data_reader.py",
+    "tests/reliability/test_concurrent_writers.py",
+)
 CHAMPION = (
     "tests/cloud/test_registry_champion.py",
     "tests/cloud/test_storage_gcs.py",
@@ -149,19 +153,25 @@ MUTANTS = [
         CONFUSION,
     ),
     # manifest commit of an ingest (the manifest is written last and commits the dataset)
-    Mutant("commit", "_commit", "storage.remove(manifest_path)", "pass", COMMIT),
     Mutant(
         "commit",
-        "_commit",
-        "storage.remove_tree(storage.join(output, split))",
-        "pass",
+        "_remove_stale_files",
+        "                storage.remove_tree(path)",
+        "                pass",
         COMMIT,
     ),
-    Mutant("commit", "_commit", "storage.rename(staged, manifest_path)", "pass", COMMIT),
     Mutant(
         "commit",
         "_commit",
-        "storage.rename(storage.join(tmp, INDEX_NAME), storage.join(output, INDEX_NAME))",
+        "storage.json_bytes(manifest), generation)",
+        "storage.json_bytes(manifest), storage.read_with_generation(manifest_path)[1])",
+        COMMIT,
+    ),
+    Mutant("commit", "claiming", "_refuse(output, committed)", "pass", COMMIT),
+    Mutant(
+        "commit",
+        "_commit",
+        'storage.rename(storage.join(tmp, INDEX_NAME), storage.join(output, manifest["index"]))',
         "pass",
         COMMIT,
     ),

@@ -101,7 +101,9 @@ def test_schedule_refuses_bad_values_before_any_request(
     assert kfp_api.requests == []
 
 
-def test_compiled_defaults_keep_the_profiles_classifier_mode(contrastive_packages, monkeypatch):
+def test_compiled_defaults_keep_the_profiles_classifier_mode(
+    contrastive_packages, monkeypatch, tmp_path
+):
     """seed-stl10-simclr fine-tunes (seed 003): the classifier task, fed the compiled
     pipeline's defaults, must train with mode finetune, not a hidden 'linear' default."""
     from kfp import dsl
@@ -138,13 +140,18 @@ def test_compiled_defaults_keep_the_profiles_classifier_mode(contrastive_package
     monkeypatch.setattr(training, "train_classifier", train_classifier)
     monkeypatch.setattr(tasks.training, "_train_step", train_step)
     monkeypatch.setattr(tasks.training, "load_model_dir", lambda path: (None, {"method": "simclr"}))
+    # The reuse guard (issue 29) names the step's inputs by content before training: the
+    # encoder's info.json and digest, the dataset's manifest. None exists here.
+    monkeypatch.setattr(tasks.training, "read_json", lambda path: {"method": "simclr"})
+    monkeypatch.setattr(tasks.training.modeldir, "model_digest", lambda path: "digest")
+    monkeypatch.setattr(tasks.training, "_request", lambda step, config, data_uri, **kw: kw)
     component = components.build(IMAGE).train_classifier.python_func
     with pytest.raises(Captured) as caught:
         component(
-            dataset=dsl.Dataset(uri="/nonexistent/dataset"),
-            encoder_model=dsl.Model(uri="/nonexistent/encoder"),
-            model=dsl.Model(uri="/nonexistent/model"),
-            metrics=dsl.Metrics(uri="/nonexistent/metrics"),
+            dataset=dsl.Dataset(uri=str(tmp_path / "dataset")),
+            encoder_model=dsl.Model(uri=str(tmp_path / "encoder")),
+            model=dsl.Model(uri=str(tmp_path / "model")),
+            metrics=dsl.Metrics(uri=str(tmp_path / "metrics")),
             **{k: v for k, v in arguments.items() if k in ("mode", "profile", "overrides")},
         )
     assert str(caught.value) == "finetune"

@@ -118,3 +118,45 @@ def test_labeled_subset_is_seeded():
     assert (labeled_subset(labels, 0.2, 0) != labeled_subset(labels, 0.2, 1)).any()
     with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]. Received: fraction=0"):
         labeled_subset(labels, 0, 0)
+
+
+# --- degenerate classes: the hold-outs never take a class's last train example -------------
+
+
+def test_a_hold_out_never_takes_a_class_last_example():
+    # Class 0 has one image, class 1 two: half of 11 rounds to 6; the floors (0, 1, 4) leave
+    # one more, which the largest remainder (class 0's 0.5) would take: its only image.
+    labels = np.repeat([0, 1, 2], [1, 2, 8])
+    kept, taken = stratified_split(labels, 0.5, np.random.default_rng(0), keep_in_kept=True)
+    assert np.bincount(labels[kept], minlength=3).tolist() == [1, 1, 3]
+    assert len(taken) == round(0.5 * 11)  # the share class 0 could not give came from class 2
+    _, all_taken = stratified_split(
+        np.array([0, 1, 1]), 0.99, np.random.default_rng(0), keep_in_kept=True
+    )
+    assert np.bincount(np.array([0, 1, 1])[all_taken], minlength=2).tolist() == [0, 1]
+
+
+def test_planned_splits_keep_every_class_in_train():
+    labels = {"train": np.repeat([0, 1, 2, 3], [1, 2, 3, 40])}
+    for seed in range(20):
+        plan = plan_splits(
+            labels, validation_fraction=0.5, labeled_fraction=None, limit=None, seed=seed,
+            test_fraction=0.5,
+        )  # fmt: skip
+        train = np.bincount([label for *_, label in plan["train"]], minlength=4)
+        assert train.min() >= 1, (seed, train.tolist())
+
+
+def test_the_labelled_share_keeps_every_class_labelled():
+    labels = {"train": np.repeat([0, 1], [2, 200])}
+    plan = plan_splits(labels, validation_fraction=0.0, labeled_fraction=0.01, limit=None, seed=0)
+    assert sorted({label for *_, label in plan["train"]}) == [0, 1]
+
+
+def test_a_labelled_subset_holds_every_class_once_it_can():
+    labels = np.repeat([0, 1, 2], [1000, 2, 3])
+    for fraction in (3 / 1005, 0.01, 0.1):
+        subset = labeled_subset(labels, fraction, seed=0)
+        assert set(labels[subset].tolist()) == {0, 1, 2}, fraction
+    nested = labeled_subset(labels, 0.01, seed=0)
+    assert set(nested) <= set(labeled_subset(labels, 0.1, seed=0))
