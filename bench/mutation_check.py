@@ -265,8 +265,8 @@ MUTANTS = [
     Mutant(
         "champion",
         "gate_champion",
-        "if vertex_model:",
-        "if vertex_model is not None and False:",
+        "if publish is not None:",
+        "if publish is not None and False:",
         CHAMPION,
     ),
     Mutant(

@@ -336,7 +336,7 @@ class VertexFake:
     and the two Cloud Storage bucket reads the SDK makes before a submission."""
 
     server: RecordingServer
-    connection: Callable  # connection(**overrides) -> pipelines.connection.Connection
+    connection: Callable  # connection(**overrides) -> a pipelines.targets.connection
     contexts: dict  # metadata contexts by id (experiments and pipeline runs)
 
     @property
@@ -454,7 +454,7 @@ def vertex_api(recording_server, monkeypatch) -> VertexFake:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud.aiplatform.utils import resource_manager_utils
 
-    from pipelines.connection import Connection
+    from pipelines.targets import connection as make_connection
 
     contexts: dict = {}
     server = recording_server(_vertex_routes(contexts))
@@ -464,7 +464,7 @@ def vertex_api(recording_server, monkeypatch) -> VertexFake:
         resource_manager_utils, "get_project_number", lambda *a, **k: PROJECT_NUMBER
     )
 
-    def connection(**overrides) -> Connection:
+    def connection(**overrides):
         settings = dict(
             target="vertex",
             project=PROJECT,
@@ -474,7 +474,7 @@ def vertex_api(recording_server, monkeypatch) -> VertexFake:
             api_endpoint=server.url,
         )
         settings.update(overrides)
-        return Connection(**settings)
+        return make_connection(**settings)
 
     return VertexFake(server, connection, contexts)
 
