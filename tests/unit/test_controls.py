@@ -101,7 +101,7 @@ def test_no_control_section_without_a_control_branch(tmp_path):
 def test_the_run_folders_results_json_keeps_the_controls():
     """`contrastive run`'s results.json (`pipelines.local.compact_results`) carries the
     comparison the compare step wrote."""
-    from pipelines.local import compact_results
+    from pipelines.local.run import compact_results
 
     methods = {"supcon": 0.79, "random_init": 0.80}
     summary = {
