@@ -164,6 +164,7 @@ def test_few_labels_no_unlabelled_image_reaches_a_cross_entropy_loss(
     assert info["classifier_selection"]["pool"] == 360
 
 
+@pytest.mark.slow  # pretrains and fits (issue 26: tests that train carry the mark)
 def test_fitted_classifier_selection_reads_no_test_or_validation_image(
     tiny_dataset, tmp_path, monkeypatch
 ):
