@@ -1,12 +1,16 @@
-"""Quality at equal budget on Fashion-MNIST: cross-entropy baseline vs SupCon, SimCLR and the
-seeds' npairs formulation, each on the same encoder and epochs, over several seeds.
+"""Quality at equal budget on Fashion-MNIST: cross-entropy baseline vs SupCon, SimCLR, the
+seeds' npairs formulation and the untrained-encoder control, each on the same encoder and
+epochs, over several seeds.
 
 Every variant starts from one profile (`--profile`, `quick` by default) and trains in this
 process with the library's entry points (`contrastive.training`), fed NumPy arrays:
 
 - `baseline`: `train_baseline` for `train.epochs + train.classifier_epochs` epochs;
-- `supcon`, `simclr`: `pretrain` for `train.epochs`, then a linear classifier on the frozen
-  encoder (`train_classifier(mode="linear")`) for `train.classifier_epochs`;
+- `supcon`, `simclr`: `pretrain` for `train.epochs`, then the profile's classifier
+  (`train_classifier`, `train.classifier_mode`: a head fitted on the frozen features by
+  default, its choice recorded per run);
+- `random_init`: the control, `training.random_init` (the same encoder, untrained), then the same
+  classifier;
 - `npairs_seed`: the seeds' formulation with their heads (npairs loss on one view,
   temperature 0.05, linear 128-d projection head, dropout-512-dropout classifier head), then
   the same classifier phase.
@@ -15,19 +19,24 @@ Reported per run: test accuracy of the classifier on the 10k test images, and th
 kNN accuracy (k = `train.knn_k`, temperature `train.knn_temperature`) of its encoder's
 features, the training subset as references and the test set as queries. Summaries are
 mean +- sample std over seeds. The training set is the pipeline's stratified 54k split of the
-60k training images (seed 0), cut to its first `--limit` images.
+60k training images (seed 0), cut to its first `--limit` images; the 6k validation split is
+what the classifier step may choose on (fine-tuned or not), as in the pipeline. Every choice
+is made on training or validation data; the test images are only scored.
 
 Few labels (`--labeled-fractions 0.01,0.1,1`, seed 003's experiment): per seed, SimCLR
 pretrains once on every training image (its loss uses no label), then per fraction the
 labelled subset is `contrastive.data.splits.labeled_subset` of the training images
 (stratified, seeded by the seed, nested) and
 - `baseline`: cross-entropy on the subset only;
-- `simclr`: a linear classifier on the subset, on the one SimCLR encoder;
+- `random_init`: the untrained encoder, then the classifier;
+- `simclr`: the classifier on the one SimCLR encoder (its weights restored per fraction:
+  fine-tuning changes them);
 - `supcon`: SupCon pretraining on every image, labels only on the subset (the others are
-  anchors whose only positives are their own views), then the classifier on the subset.
-An epoch over a subset lasts at least `train.labeled_steps_per_epoch` batches (the subset
-repeated), as in the pipeline. Test accuracy on the whole test set; kNN with the subset as
-references.
+  anchors whose only positives are their own views), then the classifier.
+The classifier sees the whole pool with the others unlabelled (standardisation, label
+spreading); fine-tuning and the baseline train on the subset, repeated to at least
+`train.labeled_steps_per_epoch` batches an epoch, as in the pipeline. Test accuracy
+on the whole test set; kNN with the subset as references.
 
 Usage:
     python bench/bench_quality.py                                   # ~12 min on 2 cores
@@ -71,7 +80,10 @@ DEFAULT_VARIANTS = [
     {"name": "supcon", "method": "supcon", "overrides": {"train.method": "supcon"}},
     {"name": "simclr", "method": "simclr", "overrides": {"train.method": "simclr"}},
     {"name": "npairs_seed", "method": "npairs", "overrides": SEED_NPAIRS},
+    {"name": "random_init", "method": "random_init", "overrides": {"train.method": "random_init"}},
 ]
+# The methods of the few-labels mode, in run order.
+FRACTION_METHODS = ("baseline", "random_init", "supcon", "simclr")
 
 
 def parse_variant(text: str) -> dict:
@@ -95,66 +107,95 @@ def parse_variant(text: str) -> dict:
     return {"name": name, "method": method, "overrides": overrides}
 
 
-def run_one(variant: dict, config, train, test) -> dict:
+def run_one(variant: dict, config, train, validation, test) -> dict:
     """Trains one variant with one seed; returns accuracies, timings and final losses."""
-    import numpy as np
-
     from contrastive import methods, training
-    from contrastive.models import find_encoder
     from contrastive.training.optim import machine_mixed_precision
 
     started, cpu_started = time.perf_counter(), time.process_time()
-    phases = {}
+    phases, details = {}, {}
     if methods.get(variant["method"]).end_to_end:
-        model, history = training.train_baseline(config, train, num_classes=common.NUM_CLASSES)
+        model, history = training.train_baseline(
+            config, train, validation, num_classes=common.NUM_CLASSES
+        )
         phases["baseline_seconds"] = time.perf_counter() - started
         final = {"loss": history["loss"][-1], "accuracy": history["accuracy"][-1]}
     else:
+        # train.method random_init (the control): pretrain returns the untrained encoder
         encoder, pre_history = training.pretrain(config, train, num_classes=common.NUM_CLASSES)
         phases["pretrain_seconds"] = time.perf_counter() - started
         middle = time.perf_counter()
         model, history = training.train_classifier(
-            config, encoder, train, num_classes=common.NUM_CLASSES, mode="linear"
+            config, encoder, train, validation, num_classes=common.NUM_CLASSES, details=details
         )
         phases["classifier_seconds"] = time.perf_counter() - middle
         final = {
-            "pretrain_loss": pre_history["loss"][-1],
-            "contrastive_accuracy": pre_history.get("contrastive_accuracy", [None])[-1],
-            "classifier_loss": history["loss"][-1],
+            "pretrain_loss": (pre_history.get("loss") or [None])[-1],
+            "contrastive_accuracy": (pre_history.get("contrastive_accuracy") or [None])[-1],
+            "classifier_loss": (history.get("loss") or [None])[-1],
             "classifier_accuracy": history["accuracy"][-1],
         }
     train_seconds = time.perf_counter() - started
     # CPU seconds of all threads: comparable between configurations under other jobs' load
     train_cpu_seconds = time.process_time() - cpu_started
-    probabilities = training.predict_proba(model, test[0])
-    test_accuracy = float(np.mean(probabilities.argmax(axis=1) == test[1]))
-    encoder = find_encoder(model)
-    knn = training.knn_accuracy(
-        encoder,
-        *train,
-        *test,
-        k=config.train.knn_k,
-        temperature=config.train.knn_temperature,
-    )
     return {
-        "test_accuracy": round(test_accuracy, 4),
-        "knn_accuracy": round(knn, 4),
+        **_scores(model, config, train, test),
         "train_seconds": round(train_seconds, 1),
         "train_cpu_seconds": round(train_cpu_seconds, 1),
         "mixed_precision": machine_mixed_precision(config.train.mixed_precision)[0],
         **{key: round(value, 1) for key, value in phases.items()},
+        **_choice(details),
         "final": {k: (None if v is None else round(float(v), 4)) for k, v in final.items()},
     }
 
 
-def run_fractions(base, seeds, fractions, train, test) -> list[dict]:
+def _scores(model, config, references, test) -> dict:
+    """Test accuracy of `model` and the kNN accuracy of its encoder (`references` labelled)."""
+    import numpy as np
+
+    from contrastive import training
+    from contrastive.models import find_encoder
+
+    probabilities = training.predict_proba(model, test[0])
+    x, y = references
+    labelled = y >= 0
+    knn = training.knn_accuracy(
+        find_encoder(model),
+        x[labelled],
+        y[labelled],
+        *test,
+        k=min(config.train.knn_k, int(labelled.sum())),
+        temperature=config.train.knn_temperature,
+    )
+    return {
+        "test_accuracy": round(float(np.mean(probabilities.argmax(axis=1) == test[1])), 4),
+        "knn_accuracy": round(knn, 4),
+    }
+
+
+def _choice(details: dict) -> dict:
+    """How the classifier step chose (recorded per run): the fitted head, its cross-validated
+    accuracy, and for fine-tuning which model was kept."""
+    out = {}
+    if details.get("chosen"):
+        out["classifier"] = details["chosen"]
+        out["classifier_cv_accuracy"] = round(details["cv_accuracy"], 4)
+        out["classifier_setting"] = details.get("setting")
+    if details.get("kept"):
+        out["finetune_kept"] = details["kept"]
+        out["fitted_val_accuracy"] = details.get("fitted_val_accuracy")
+        out["finetuned_val_accuracy"] = details.get("finetuned_val_accuracy")
+    return out
+
+
+def run_fractions(base, seeds, fractions, data, methods) -> list[dict]:
     """The few-labels runs (see the module docstring): one dict per seed, fraction and method."""
     import numpy as np
 
     from contrastive import training
     from contrastive.data.splits import labeled_subset, subset_epoch_examples
 
-    x, y = train
+    (x, y), validation, test = data
     runs = []
     for seed in seeds:
 
@@ -162,10 +203,13 @@ def run_fractions(base, seeds, fractions, train, test) -> list[dict]:
             fixed = {"train.seed": seed, "train.verbose": 0, "train.checkpoint_every": 0}
             return base.replace({**overrides, **fixed})
 
-        started = time.perf_counter()
-        simclr_config = config({"train.method": "simclr"})
-        simclr_encoder, _ = training.pretrain(simclr_config, train, num_classes=common.NUM_CLASSES)
-        simclr_pretrain_seconds = time.perf_counter() - started
+        simclr = None
+        if "simclr" in methods:
+            started = time.perf_counter()
+            simclr_config = config({"train.method": "simclr"})
+            encoder, _ = training.pretrain(simclr_config, (x, y), num_classes=common.NUM_CLASSES)
+            # fine-tuning changes the encoder in place: every fraction starts from these
+            simclr = (encoder, encoder.get_weights(), time.perf_counter() - started)
         for fraction in fractions:
             subset = labeled_subset(y, fraction, seed)
             epoch = subset_epoch_examples(
@@ -173,15 +217,14 @@ def run_fractions(base, seeds, fractions, train, test) -> list[dict]:
             )
             repeated = np.resize(subset, epoch)  # the subset cycled to fill the epoch
             labelled = (x[repeated], y[repeated])
-            references = (x[subset], y[subset])
             masked = np.full_like(y, -1)
             masked[subset] = y[subset]
-            for method in ("baseline", "supcon", "simclr"):
+            for method in methods:
                 started, cpu_started = time.perf_counter(), time.process_time()
-                phases = {}
+                phases, details = {}, {}
                 if method == "baseline":
                     model, _ = training.train_baseline(
-                        config({}), labelled, num_classes=common.NUM_CLASSES
+                        config({}), labelled, validation, num_classes=common.NUM_CLASSES
                     )
                 else:
                     if method == "supcon":
@@ -189,46 +232,53 @@ def run_fractions(base, seeds, fractions, train, test) -> list[dict]:
                             {"train.method": "supcon", "train.use_unlabeled": True}
                         )
                         encoder, _ = training.pretrain(
-                            supcon_config, (x, masked), num_classes=common.NUM_CLASSES
+                            supcon_config,
+                            (x, masked),
+                            num_classes=common.NUM_CLASSES,
                         )
                         phases["pretrain_seconds"] = time.perf_counter() - started
+                    elif method == "simclr":
+                        encoder, weights, seconds = simclr
+                        encoder.set_weights(weights)
+                        phases["pretrain_seconds"] = seconds  # once per seed
                     else:
-                        encoder = simclr_encoder
-                        phases["pretrain_seconds"] = simclr_pretrain_seconds  # once per seed
+                        encoder, _ = training.random_init(
+                            config({}), (x, y), num_classes=common.NUM_CLASSES
+                        )
                     middle = time.perf_counter()
                     model, _ = training.train_classifier(
-                        config({}), encoder, labelled, num_classes=common.NUM_CLASSES, mode="linear"
+                        config({}),
+                        encoder,
+                        (x, masked),
+                        validation,
+                        num_classes=common.NUM_CLASSES,
+                        labelled_train=labelled,
+                        details=details,
                     )
                     phases["classifier_seconds"] = time.perf_counter() - middle
-                probabilities = training.predict_proba(model, test[0])
-                accuracy = float(np.mean(probabilities.argmax(axis=1) == test[1]))
-                from contrastive.models import find_encoder
-
-                knn = training.knn_accuracy(
-                    find_encoder(model),
-                    *references,
-                    *test,
-                    k=min(base.train.knn_k, len(subset)),
-                    temperature=base.train.knn_temperature,
-                )
                 result = {
                     "variant": method,
                     "seed": seed,
                     "labeled_fraction": fraction,
                     "labeled_images": int(len(subset)),
-                    "test_accuracy": round(accuracy, 4),
-                    "knn_accuracy": round(knn, 4),
+                    **_scores(model, base, (x[subset], y[subset]), test),
                     "train_seconds": round(time.perf_counter() - started, 1),
                     "train_cpu_seconds": round(time.process_time() - cpu_started, 1),
                     **{key: round(value, 1) for key, value in phases.items()},
+                    **_choice(details),
                 }
                 runs.append(result)
-                print(
-                    f"{method:>9} {fraction:>5g} seed {seed}: test {accuracy:.4f}, "
-                    f"kNN {knn:.4f}, {result['train_seconds']:.0f} s",
-                    flush=True,
-                )
+                _print_run(result)
     return runs
+
+
+def _print_run(result: dict) -> None:
+    print(
+        f"{result['variant']:>16} {result['labeled_fraction']:>5g} seed {result['seed']}: "
+        f"test {result['test_accuracy']:.4f}, kNN {result['knn_accuracy']:.4f}, "
+        f"{result.get('classifier', '-')}, {result['train_seconds']:.0f} s",
+        flush=True,
+    )
 
 
 def summarize_fractions(runs: list[dict]) -> dict:
@@ -281,7 +331,13 @@ def parse_args(argv=None):
         "--labeled-fractions",
         default="",
         help="comma list of labelled fractions, e.g. 0.01,0.1,1: the few-labels runs "
-        "(baseline, supcon, simclr per fraction) instead of the variants",
+        "(the --methods per fraction) instead of the variants",
+    )
+    parser.add_argument(
+        "--methods",
+        default=",".join(FRACTION_METHODS),
+        help="few-labels mode: comma list of methods (default: all of "
+        f"{','.join(FRACTION_METHODS)})",
     )
     parser.add_argument(
         "--limit",
@@ -336,7 +392,9 @@ def main(argv=None) -> int:
 
     started, date = time.perf_counter(), common.now()
     x, y = common.load_fashion_mnist("train", directory=args.idx_dir)
-    train, _ = common.split_train_validation(x, y, validation_fraction=0.1, seed=0)
+    train, validation = common.split_train_validation(x, y, validation_fraction=0.1, seed=0)
+    if limit:
+        validation = (validation[0][:limit], validation[1][:limit])
     if limit:
         train = (train[0][:limit], train[1][:limit])
     test = common.load_fashion_mnist("test", limit=test_limit or None, directory=args.idx_dir)
@@ -357,7 +415,7 @@ def main(argv=None) -> int:
     fractions = [float(value) for value in args.labeled_fractions.split(",") if value.strip()]
     if fractions:
         return _main_fractions(
-            args, argv, base, budget, seeds, fractions, (train, test), (started, date)
+            args, argv, base, budget, seeds, fractions, (train, validation, test), (started, date)
         )
     runs = []
     for seed in seeds:
@@ -369,7 +427,7 @@ def main(argv=None) -> int:
                 "train.checkpoint_every": 0,
             }
             config = base.replace(values)
-            result = run_one(variant, config, train, test)
+            result = run_one(variant, config, train, validation, test)
             runs.append({"variant": variant["name"], "seed": seed, **result})
             print(
                 f"{variant['name']:>14} seed {seed}: test {result['test_accuracy']:.4f}, "
@@ -420,13 +478,20 @@ def _payload(argv, date: str, started: float, **fields) -> dict:
 
 def _main_fractions(args, argv, base, budget, seeds, fractions, data, clock) -> int:
 
-    (train, test), (started, date) = data, clock
+    started, date = clock
+    methods = [name.strip() for name in args.methods.split(",") if name.strip()]
+    for name in methods:
+        if name not in FRACTION_METHODS:
+            raise SystemExit(f"methods must be of {list(FRACTION_METHODS)}. Received: {name!r}")
     budget = {
         **budget,
         "labeled_fractions": fractions,
         "labeled_steps_per_epoch": base.train.labeled_steps_per_epoch,
+        "classifier_mode": base.train.classifier_mode,
+        "feature_layer": base.model.feature_layer,
+        "methods": methods,
     }
-    runs = run_fractions(base, seeds, fractions, train, test)
+    runs = run_fractions(base, seeds, fractions, data, methods)
     summary = summarize_fractions(runs)
     payload = _payload(argv, date, started, budget=budget, summary_by_fraction=summary, runs=runs)
     common.write_json(args.output, payload)

@@ -54,7 +54,9 @@ def build(image: str = DEFAULT_IMAGE, methods: Sequence[str] | None = None) -> S
     if not image or any(c.isspace() for c in image):
         raise ValueError(f"image must be a container image reference. Received: image={image!r}")
     methods = (
-        method_registry.names() if methods is None else method_registry.check_branches(methods)
+        method_registry.names()
+        if methods is None
+        else method_registry.check_branches(methods, add_controls=False)  # exactly those
     )
     functions = [*FUNCTIONS, *(for_methods(template, methods) for template in BRANCH_TEMPLATES)]
     return SimpleNamespace(

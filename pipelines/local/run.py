@@ -328,6 +328,8 @@ def compact_results(summary: dict, **extra) -> dict:
         "decision": summary.get("decision"),
         "drift": summary.get("drift"),
         "neighbours": summary.get("neighbours"),
+        # each contrastive method against the random-init control (issue 23)
+        **{key: summary[key] for key in ("controls", "controls_by_fraction") if key in summary},
         **extra,
     }
 

@@ -29,7 +29,15 @@ if TYPE_CHECKING:
 ENCODER_NAMES = ("small_cnn", "simclr_cnn", "resnet18", "resnet50v2")
 PROJECTION_HEADS = ("linear", "mlp")
 CLASSIFIER_HEADS = ("linear", "seed")
-CLASSIFIER_MODES = ("linear", "finetune")
+# "fitted": a head fitted on frozen features (`training.probe`); "linear": a linear head trained
+# by gradient descent on frozen features; "finetune": the fitted head, then encoder and head
+# fine-tuned, the better of the two on validation kept.
+CLASSIFIER_MODES = ("fitted", "linear", "finetune")
+# `model.feature_layer`: the encoder's output, or the input of its last Dense layer (`small_cnn`'s
+# 1,600-d flatten; encoders ending in pooling have no other).
+FEATURE_LAYERS = ("encoder", "flatten")
+# `train.probe_candidates`: the classifiers `training.probe.select_classifier` chooses from.
+PROBE_CANDIDATES = ("ridge", "logistic", "knn", "label_spreading", "spread_ridge")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
 # `train.distribution`: one device, or data-parallel over every device of every process.
@@ -103,6 +111,11 @@ class ModelConfig:
     classifier_head: str = "linear"
     classifier_hidden_dim: int = 512
     dropout: float = 0.5
+    # The features a classifier on a pretrained (or untrained) encoder reads, one of
+    # FEATURE_LAYERS: small_cnn's 1,600-d flatten beats its 128-d output by 2-5 points at
+    # 1 / 10 / 100 % labels (SimCLR, ridge; docs/BENCHMARKS.md). The cross-entropy baseline
+    # always uses the whole encoder.
+    feature_layer: str = "flatten"
 
 
 @dataclass(frozen=True)
@@ -113,8 +126,15 @@ class TrainConfig:
     epochs: int = 10
     # Epochs for the classifier trained on the pretrained encoder.
     classifier_epochs: int = 5
-    # "linear" trains a head on the frozen encoder; "finetune" also updates the encoder.
-    classifier_mode: str = "linear"
+    # One of CLASSIFIER_MODES: "fitted" fits a head on the frozen encoder's features (chosen
+    # among probe_candidates by cross-validation on the labelled training images), "linear"
+    # trains a linear head by gradient descent for classifier_epochs, "finetune" starts from
+    # the fitted head and updates the encoder too, keeping whichever of the two scores better
+    # on the validation split.
+    classifier_mode: str = "fitted"
+    # "fitted": the candidates and the cross-validation folds.
+    probe_candidates: tuple[str, ...] = PROBE_CANDIDATES
+    probe_folds: int = 5
     batch_size: int = 256
     # Softmax temperature of the contrastive losses.
     temperature: float = 0.1
@@ -352,6 +372,14 @@ def validate(config: Config) -> None:
     _check_choice("model.classifier_head", m.classifier_head, CLASSIFIER_HEADS)
     _check_choice("train.method", t.method, methods.pretraining_names())
     _check_choice("train.classifier_mode", t.classifier_mode, CLASSIFIER_MODES)
+    _check_choice("model.feature_layer", m.feature_layer, FEATURE_LAYERS)
+    _check(
+        "train.probe_candidates",
+        t.probe_candidates,
+        lambda v: len(v) >= 1 and all(name in PROBE_CANDIDATES for name in v),
+        f"must be a non-empty list of {list(PROBE_CANDIDATES)}",
+    )
+    _check("train.probe_folds", t.probe_folds, lambda v: v >= 2, "must be >= 2")
     _check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
     _check_choice("train.schedule", t.schedule, SCHEDULES)
     _check_choice("train.mixed_precision", t.mixed_precision, MIXED_PRECISIONS)
@@ -609,7 +637,7 @@ def _build(cls, values: Any, prefix: str):
         default = getattr(cls(), name) if _has_default(cls) else None
         if dataclasses.is_dataclass(default):
             kwargs[name] = _build(type(default), value, f"{prefix}{name}.")
-        elif name in ("image_size", "labeled_fractions") and value is not None:
+        elif name in ("image_size", "labeled_fractions", "probe_candidates") and value is not None:
             kwargs[name] = tuple(value) if isinstance(value, (list, tuple)) else value
         else:
             kwargs[name] = _coerce(f"{prefix}{name}", value, default)

@@ -164,7 +164,9 @@ def estimate_run(
                 continue
             once = entry.pretrain_once and fraction is not None
             pretrain = seconds(PRETRAIN, train.epochs, data.train, knn)
-            if once and fraction != labeled_fractions[0]:
+            if entry.control:  # an untrained encoder: the step only builds and saves it
+                pretrain = seconds(PRETRAIN, 0, data.train)
+            elif once and fraction != labeled_fractions[0]:
                 pretrain = 0.0  # one encoder serves every fraction
             classifier = seconds(CLASSIFIER, train.classifier_epochs, labelled(fraction))
             steps[method + tag] = pretrain + classifier

@@ -32,6 +32,8 @@ ENTRY_POINT_GROUP = "contrastive.methods"
 # The end-to-end cross-entropy method every run can compare against; its step is
 # `train_baseline` (`contrastive.tasks.run_train_baseline`).
 BASELINE = "baseline"
+# The control of every pretraining method: the same encoder, untrained (`Method.control`).
+RANDOM_INIT = "random_init"
 # A method's name becomes KFP input and task names (`<name>_evaluation`, `pretrain-<name>`).
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -55,6 +57,9 @@ class Method:
             uses no label.
         end_to_end: trained by the baseline step (cross-entropy, no encoder step).
         default: one of the branches a run compiles when `--methods` is not given.
+        control: a control, not a method: its encoder step saves the encoder untrained (no
+            loss), the same classifier follows; `check_branches` adds it to every run that
+            pretrains with a loss, and the report sets each method against it.
     """
 
     name: str
@@ -65,6 +70,7 @@ class Method:
     pretrain_once: bool = False
     end_to_end: bool = False
     default: bool = False
+    control: bool = False
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
@@ -87,6 +93,11 @@ class Method:
                 "fractions, so its loss must use no label (uses_labels=False). Received: "
                 f"uses_labels={self.uses_labels}, end_to_end={self.end_to_end}"
             )
+        if self.control and (self.loss is not None or self.end_to_end):
+            raise ValueError(
+                f"method {self.name}: a control trains no encoder: no loss, not end to end. "
+                f"Received: loss={self.loss!r}, end_to_end={self.end_to_end}"
+            )
         if self.views is not None and (isinstance(self.views, bool) or self.views < 1):
             raise ValueError(f"method {self.name}: views must be >= 1. Received: {self.views!r}")
 
@@ -99,7 +110,7 @@ class Method:
     def min_views(self) -> int:
         """The fewest `train.num_views` it trains with: 2 when an image's only positives
         are its own other views."""
-        return 1 if self.uses_labels else 2
+        return 1 if self.uses_labels or self.control else 2
 
     def build_loss(self, temperature: float, base_temperature: float | None = None):
         """Its `keras.losses.Loss`, `Class(temperature, base_temperature)` (imports Keras)."""
@@ -122,6 +133,14 @@ BUILT_IN = (
         default=True,
     ),
     Method("npairs", "N-pairs (seeds' SupCon)", loss="contrastive.losses:NPairsLoss", views=1),
+    # The untrained encoder with the same classifier: what the architecture gives for free.
+    Method(
+        RANDOM_INIT,
+        "Random-init control",
+        uses_labels=False,
+        pretrain_once=True,
+        control=True,
+    ),
 )
 
 _registry: dict[str, Method] = {}
@@ -179,9 +198,16 @@ def find(name) -> Method | None:
     return _methods().get(name) if isinstance(name, str) else None
 
 
-def check_branches(selected: Sequence[str] | str) -> tuple[str, ...]:
+def controls() -> tuple[str, ...]:
+    """The control branches (`Method.control`), in registry order."""
+    return tuple(method.name for method in all_methods() if method.control)
+
+
+def check_branches(selected: Sequence[str] | str, *, add_controls: bool = True) -> tuple[str, ...]:
     """The branches to compile: a non-empty subset of `names()`, given as a sequence or
-    "a,b,c", duplicates dropped, order kept."""
+    "a,b,c", duplicates dropped, order kept; when one of them pretrains with a loss, the
+    controls (`controls()`) are added at the end if not named (`add_controls`, the DAG's
+    branches): every contrastive method is compared with its untrained encoder."""
     if isinstance(selected, str):
         selected = [name.strip() for name in selected.split(",") if name.strip()]
     known = names()
@@ -189,7 +215,10 @@ def check_branches(selected: Sequence[str] | str) -> tuple[str, ...]:
         raise ValueError(
             f"methods must be a non-empty subset of {list(known)}. Received: {list(selected)}"
         )
-    return tuple(dict.fromkeys(selected))
+    chosen = tuple(dict.fromkeys(selected))
+    if add_controls and any(get(name).loss is not None for name in chosen):
+        chosen += tuple(name for name in controls() if name not in chosen)
+    return chosen
 
 
 def _methods() -> dict[str, Method]:

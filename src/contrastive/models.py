@@ -22,7 +22,7 @@ import copy
 import itertools
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 from contrastive import validation
 from contrastive.config import CLASSIFIER_HEADS, PROJECTION_HEADS
@@ -257,6 +257,26 @@ def _resnet50v2(input_shape, width):
     return keras.Model(inputs, backbone.output, name="resnet50v2")
 
 
+def feature_model(encoder, layer="encoder"):
+    """The part of `encoder` whose output a classifier reads (`model.feature_layer`).
+
+    `"encoder"`: `encoder` itself. `"flatten"`: a model sharing `encoder`'s layers whose
+    output is the input of its last layer when that is a `Dense` (`small_cnn`'s 1,600-d
+    flatten before its 128-d projection), else `encoder` itself (an encoder ending in pooling
+    has nothing before its features). The model keeps `encoder`'s name, so `find_encoder`
+    finds it inside a classifier.
+
+    Returns:
+        `keras.Model`, float `[0, 1]` images -> features.
+    """
+    if layer not in ("encoder", "flatten"):
+        raise ValueError(f"layer must be 'encoder' or 'flatten'. Received: layer={layer!r}")
+    last = encoder.layers[-1]
+    if layer == "encoder" or not isinstance(last, layers.Dense):
+        return encoder
+    return keras.Model(encoder.inputs, last.input, name=encoder.name)
+
+
 def build_projection_head(kind, feature_dim, *, projection_dim=128, hidden_dim=512, seed=None):
     """Builds the projection head used for the contrastive loss.
 
@@ -334,3 +354,154 @@ def build_classifier_head(
     outputs = layers.Activation("softmax", dtype="float32")(x)
     head = keras.Model(inputs, outputs, name="classifier_head")
     return head if seed is None else _reseed(head, seed)
+
+
+@keras.saving.register_keras_serializable(package="contrastive")
+class KnnHead(keras.layers.Layer):
+    """A weighted cosine kNN classifier as a layer: features -> class probabilities.
+
+    Holds, as non-trainable weights, the standardisation `mean` / `scale` `[D]` of the
+    features, a projection `[D, P]` (their principal subspace) and a reference set in it:
+    L2-normalised rows `[N, P]` and their class targets `[N, C]` (one-hot labels, or label
+    spreading's soft labels). A batch of features is standardised, projected and normalised;
+    its `k` most cosine-similar references (`keras.ops.top_k`) vote with their targets
+    weighted by `exp((similarity - best) / temperature)`; the votes are normalised to sum 1.
+    Only `keras.ops`: it runs, saves and exports (SavedModel) on every backend.
+
+    Args:
+        num_references: N.
+        feature_dim: D.
+        projected_dim: P.
+        num_classes: C.
+        k: neighbours, >= 1 (at most N).
+        temperature: > 0.
+    """
+
+    def __init__(
+        self,
+        num_references,
+        feature_dim,
+        projected_dim,
+        num_classes,
+        k,
+        temperature=0.1,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for name, value in (
+            ("num_references", num_references),
+            ("feature_dim", feature_dim),
+            ("projected_dim", projected_dim),
+            ("num_classes", num_classes),
+            ("k", k),
+        ):
+            validation.check_int(name, value)
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0. Received: temperature={temperature!r}")
+        self.num_references, self.feature_dim = num_references, feature_dim
+        self.projected_dim, self.num_classes = projected_dim, num_classes
+        self.k, self.temperature = min(k, num_references), temperature
+        shapes = {
+            "mean": (feature_dim,),
+            "scale": (feature_dim,),
+            "projection": (feature_dim, projected_dim),
+            "references": (num_references, projected_dim),
+            "targets": (num_references, num_classes),
+        }
+        for name, shape in shapes.items():
+            weight = self.add_weight(
+                shape=shape,
+                initializer="ones" if name == "scale" else "zeros",
+                trainable=False,
+                name=name,
+            )
+            setattr(self, name, weight)
+        self.built = True
+
+    def set_references(self, *, mean, scale, projection, references, targets):
+        """Stores the fitted values; `references` (projected rows) are normalised here."""
+        import numpy as np
+
+        references = np.asarray(references, np.float32)
+        norms = np.maximum(np.linalg.norm(references, axis=1, keepdims=True), 1e-12)
+        for variable, value in (
+            (self.mean, mean),
+            (self.scale, scale),
+            (self.projection, projection),
+            (self.references, references / norms),
+            (self.targets, targets),
+        ):
+            variable.assign(np.asarray(value, np.float32))
+
+    def call(self, features):
+        z = (ops.cast(features, "float32") - self.mean) / self.scale
+        z = ops.matmul(z, self.projection)
+        z = z * ops.rsqrt(ops.maximum(ops.sum(ops.square(z), axis=-1, keepdims=True), 1e-24))
+        similarity = ops.matmul(z, ops.transpose(self.references))
+        top, indices = ops.top_k(similarity, self.k)
+        weights = ops.exp((top - top[:, :1]) / self.temperature)  # [B, k]
+        votes = ops.sum(weights[:, :, None] * ops.take(self.targets, indices, axis=0), axis=1)
+        return votes / ops.maximum(ops.sum(votes, axis=-1, keepdims=True), 1e-30)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_references=self.num_references,
+            feature_dim=self.feature_dim,
+            projected_dim=self.projected_dim,
+            num_classes=self.num_classes,
+            k=self.k,
+            temperature=self.temperature,
+        )
+        return config
+
+
+def build_fitted_head(fitted, feature_dim, num_classes):
+    """The Keras head of a classifier fitted on frozen features
+    (`contrastive.training.probe.FittedClassifier`): raw features -> probabilities.
+
+    Linear kinds (`ridge`, `logistic`, `spread_ridge`): one float32 `Dense(num_classes)` whose
+    kernel and bias fold in the standardisation and the score scale, then a float32 softmax:
+    the same layers as `build_classifier_head("linear", ...)`. Neighbour kinds (`knn`,
+    `label_spreading`): a `KnnHead` holding the reference set.
+
+    Returns:
+        `keras.Model` named `classifier_head`, `[B, feature_dim]` -> `[B, num_classes]`.
+    """
+    import numpy as np
+
+    inputs = keras.Input(shape=(feature_dim,))
+    if fitted.kind in ("ridge", "logistic", "spread_ridge"):
+        scale = np.asarray(fitted.scale, np.float64)
+        # scores = ((x - mean) / scale) @ W + b, times score_scale, as x @ W' + b'
+        kernel = np.asarray(fitted.weights, np.float64) / scale[:, None]
+        bias = np.asarray(fitted.bias, np.float64) - np.asarray(fitted.mean, np.float64) @ kernel
+        weights = (kernel * fitted.score_scale, bias * fitted.score_scale)
+        # float32 whatever the policy: fitted weights would lose digits in bfloat16
+        dense = layers.Dense(num_classes, dtype="float32", name="fitted_dense")
+        logits = dense(inputs)
+        dense.set_weights([weights[0].astype(np.float32), weights[1].astype(np.float32)])
+        outputs = layers.Activation("softmax", dtype="float32")(logits)
+    else:
+        head = KnnHead(
+            fitted.reference.shape[0],
+            feature_dim,
+            fitted.projection.shape[1],
+            num_classes,
+            fitted.k,
+            fitted.temperature,
+            dtype="float32",
+            name="knn_head",
+        )
+        outputs = head(inputs)
+        head.set_references(
+            mean=fitted.mean,
+            scale=fitted.scale,
+            projection=fitted.projection,
+            references=fitted.reference,
+            targets=fitted.reference_targets,
+        )
+    return keras.Model(inputs, outputs, name="classifier_head")

@@ -232,7 +232,7 @@ def test_bad_parameter_fails_fast_and_writes_nothing(tmp_path):
     assert result.returncode == 2
     assert (
         "error: methods must be a non-empty subset of ['baseline', 'supcon', 'simclr', "
-        "'npairs']. Received: ['supcon', 'moco']"
+        "'npairs', 'random_init']. Received: ['supcon', 'moco']"
     ) in result.stderr
     assert not Path(tmp_path / "runs").exists()
 

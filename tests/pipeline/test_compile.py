@@ -20,6 +20,10 @@ GPU_TASKS = {
     "evaluate-baseline",
     "evaluate-supcon",
     "evaluate-simclr",
+    # the random-init control, added beside every contrastive method
+    "pretrain-random_init",
+    "classifier-random_init",
+    "evaluate-random_init",
     "explain-neighbours",
 }
 CPU_TASKS = {"ingest", "check-drift", "compare-and-report"}
@@ -85,6 +89,9 @@ def test_methods_switch_branches_off(tmp_path):
         "pretrain-npairs",
         "classifier-npairs",
         "evaluate-npairs",
+        "pretrain-random_init",
+        "classifier-random_init",
+        "evaluate-random_init",
         "explain-neighbours",
         "compare-and-report",
     }
@@ -180,7 +187,7 @@ def test_compiled_yaml_describes_every_input(tmp_path):
     from components.branches import descriptions
     from components.parameters import DESCRIPTIONS
 
-    methods = ("baseline", "supcon", "simclr", "npairs")
+    methods = ("baseline", "supcon", "simclr", "npairs", "random_init")  # the control added
     spec = _compile(tmp_path, target="vertex", methods=methods)
     described = {**DESCRIPTIONS, **descriptions(components.compare_and_report, methods)}
     assert described["npairs_model"] == (
@@ -223,6 +230,7 @@ def test_labeled_fractions_compile_one_branch_each_and_one_simclr_pretraining(tm
     key = {t["taskInfo"]["name"]: k for k, t in flat_tasks(spec).items()}
     pretraining = sorted(name for name in tasks if name.startswith("pretrain-"))
     assert pretraining == [
+        "pretrain-random_init",  # the control, untrained: once, like simclr
         "pretrain-simclr",
         "pretrain-supcon-100pct",
         "pretrain-supcon-10pct",
@@ -230,7 +238,7 @@ def test_labeled_fractions_compile_one_branch_each_and_one_simclr_pretraining(tm
     ]
     assert _constant(tasks["pretrain-simclr"][0], "labeled_subset_fraction") is None
     components = [t["componentRef"]["name"] for t in flat_tasks(spec).values()]
-    assert sum(name.startswith("comp-pretrain-encoder") for name in components) == 4
+    assert sum(name.startswith("comp-pretrain-encoder") for name in components) == 5
     for tag, fraction in (("1pct", 0.01), ("10pct", 0.1), ("100pct", 1.0)):
         for step in ("train-baseline", "pretrain-supcon", "classifier-supcon", "classifier-simclr"):
             assert _constant(tasks[f"{step}-{tag}"][0], "labeled_subset_fraction") == fraction
@@ -238,15 +246,18 @@ def test_labeled_fractions_compile_one_branch_each_and_one_simclr_pretraining(tm
         assert producers["encoder_model"] == key["pretrain-simclr"]  # the one encoder
         collected = _producers(tasks[f"collect-{tag}"][0])
         assert collected["simclr_evaluation"] == key[f"evaluate-simclr-{tag}"]
+        control = _producers(tasks[f"classifier-random_init-{tag}"][0])["encoder_model"]
+        assert control == key["pretrain-random_init"]
+        assert collected["random_init_evaluation"] == key[f"evaluate-random_init-{tag}"]
     assert _producers(tasks["collect-10pct"][0])["previous_curve"] == key["collect-1pct"]
     assert "previous_curve" not in _producers(tasks["collect-1pct"][0])
     compare = _producers(tasks["compare-and-report"][0])
     assert compare["curve"] == key["collect-100pct"]
     assert compare["supcon_model"] == key["classifier-supcon-100pct"]  # the gate: largest
     assert compare["baseline_evaluation"] == key["evaluate-baseline-100pct"]
-    # ingest, check-drift; per fraction baseline, supcon, 2 classifiers, 3 evaluations,
-    # collect; simclr once; explain, compare
-    assert len(tasks) == 2 + 3 * (1 + 1 + 2 + 3 + 1) + 1 + 2
+    # ingest, check-drift; per fraction baseline, supcon, 3 classifiers, 4 evaluations,
+    # collect; simclr and the random-init control once; explain, compare
+    assert len(tasks) == 2 + 3 * (1 + 1 + 3 + 4 + 1) + 2 + 2
 
 
 def test_no_labeled_fractions_keep_the_single_run_dag(tmp_path):
@@ -285,7 +296,7 @@ def test_retrain_when_gates_every_training_task_behind_the_drift_check(tmp_path,
     inputs = check["inputs"]["parameters"]
     for name in ("retrain_when", "registry", "profile", "overrides", "epochs", "seed"):
         assert inputs[name] == {"componentInputParameter": name}, name
-    assert inputs["methods"]["runtimeValue"]["constant"] == "baseline,supcon,simclr"
+    assert inputs["methods"]["runtimeValue"]["constant"] == "baseline,supcon,simclr,random_init"
     gate = root[by_name["retrain"]]
     channel = gate["inputs"]["parameters"]["pipelinechannel--check-drift-Output"]
     assert channel == {

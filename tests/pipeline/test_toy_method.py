@@ -32,6 +32,10 @@ def test_a_registered_method_compiles_into_its_branch(tmp_path, toy, target):
         "pretrain-toy",
         "classifier-toy",
         "evaluate-toy",
+        # the random-init control, added beside every method with a loss
+        "pretrain-random_init",
+        "classifier-random_init",
+        "evaluate-random_init",
         "explain-neighbours",
         "compare-and-report",
     }
@@ -45,6 +49,8 @@ def test_a_registered_method_compiles_into_its_branch(tmp_path, toy, target):
         "baseline_model": key["train-baseline"],
         "toy_evaluation": key["evaluate-toy"],
         "toy_model": key["classifier-toy"],
+        "random_init_evaluation": key["evaluate-random_init"],
+        "random_init_model": key["classifier-random_init"],
     }
     explain = _producers(tasks["explain-neighbours"][0])
     assert explain == {"dataset": key["ingest"], **branches}
@@ -70,18 +76,24 @@ def test_a_registered_method_compiles_into_its_branch(tmp_path, toy, target):
 def test_a_method_without_labels_pretrains_once_over_the_fractions(tmp_path, toy):
     spec = _compile(tmp_path, target="kubeflow", methods=("toy",), labeled_fractions=(0.5, 1.0))
     tasks = _tasks(spec)
-    assert len(flat_tasks(spec)) == len(tasks) == 11  # one pretraining, no twin
+    # one pretraining each (toy, the random-init control), no twin
+    assert len(flat_tasks(spec)) == len(tasks) == 16
     assert sorted(tasks) == [
         "check-drift",
+        "classifier-random_init-100pct",
+        "classifier-random_init-50pct",
         "classifier-toy-100pct",
         "classifier-toy-50pct",
         "collect-100pct",
         "collect-50pct",
         "compare-and-report",
+        "evaluate-random_init-100pct",
+        "evaluate-random_init-50pct",
         "evaluate-toy-100pct",
         "evaluate-toy-50pct",
         "explain-neighbours",
         "ingest",
+        "pretrain-random_init",
         "pretrain-toy",
     ]
 
@@ -89,8 +101,11 @@ def test_a_method_without_labels_pretrains_once_over_the_fractions(tmp_path, toy
 @pytest.mark.parametrize(
     ("command", "listed"),
     [
-        ("pretrain", "supcon | simclr | npairs | toy (default: the profile's)"),
-        ("run", "baseline,supcon,simclr,npairs,toy (default baseline,supcon,simclr)"),
+        ("pretrain", "supcon | simclr | npairs | random_init | toy (default: the profile's)"),
+        (
+            "run",
+            "baseline,supcon,simclr,npairs,random_init,toy (default baseline,supcon,simclr)",
+        ),
     ],
 )
 def test_the_cli_lists_a_registered_method(toy, capsys, command, listed):

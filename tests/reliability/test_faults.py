@@ -127,7 +127,7 @@ def test_evaluate_refuses_a_dataset_with_another_class_count(tiny_dataset, tmp_p
         ),
         (
             ["--method", "moco"],
-            "train.method must be one of ['supcon', 'simclr', 'npairs']. "
+            "train.method must be one of ['supcon', 'simclr', 'npairs', 'random_init']. "
             "Received: train.method='moco'",
         ),
         (["--profile", "huge"], "unknown profile 'huge'; shipped profiles: ["),

@@ -177,7 +177,13 @@ def test_quality_smoke_reports_every_variant(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     payload = json.loads(output.read_text())
-    assert set(payload["summary"]) == {"baseline", "supcon", "simclr", "npairs_seed"}
+    assert set(payload["summary"]) == {
+        "baseline",
+        "supcon",
+        "simclr",
+        "npairs_seed",
+        "random_init",
+    }
     assert payload["budget"]["train_images"] == 256
     for run in payload["runs"]:
         assert 0.0 <= run["test_accuracy"] <= 1.0 and 0.0 <= run["knn_accuracy"] <= 1.0
@@ -201,15 +207,18 @@ def test_quality_fractions_smoke_summarizes_every_fraction_and_method(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     payload = json.loads(output.read_text())
     runs = payload["runs"]
+    methods = ("baseline", "random_init", "supcon", "simclr")
     assert sorted((r["seed"], r["labeled_fraction"], r["variant"]) for r in runs) == sorted(
-        (s, f, m) for s in (0,) for f in (0.1, 1.0) for m in ("baseline", "supcon", "simclr")
+        (s, f, m) for s in (0,) for f in (0.1, 1.0) for m in methods
     )
+    for run in runs:  # the fitted head's choice, recorded for every pretrained-encoder run
+        assert (run["variant"] == "baseline") == ("classifier" not in run)
     images = {r["labeled_fraction"]: r["labeled_images"] for r in runs if r["seed"] == 0}
     assert images[0.1] == round(0.1 * images[1.0])
     summary = payload["summary_by_fraction"]
     assert list(summary) == ["0.1", "1"]
     for fraction in summary.values():
-        assert set(fraction) == {"baseline", "supcon", "simclr"}
+        assert set(fraction) == set(methods)
         assert all(
             entry["n"] == 1 and "train_cpu_seconds_mean" in entry for entry in fraction.values()
         )

@@ -10,14 +10,16 @@ from contrastive.methods import Method
 
 
 def test_built_in_methods_and_their_rules():
-    assert methods.names() == ("baseline", "supcon", "simclr", "npairs")
+    assert methods.names() == ("baseline", "supcon", "simclr", "npairs", "random_init")
     assert methods.default_names() == ("baseline", "supcon", "simclr")
-    assert methods.pretraining_names() == ("supcon", "simclr", "npairs")
-    baseline, supcon, simclr, npairs = methods.all_methods()
+    assert methods.pretraining_names() == ("supcon", "simclr", "npairs", "random_init")
+    baseline, supcon, simclr, npairs, control = methods.all_methods()
     assert baseline.end_to_end and not baseline.pretrains and baseline.name == methods.BASELINE
     assert (supcon.min_views, simclr.min_views, npairs.min_views) == (1, 2, 1)
     assert simclr.pretrain_once and not supcon.pretrain_once
     assert npairs.views == 1 and supcon.views is None
+    assert control.control and control.loss is None and control.pretrain_once
+    assert control.min_views == 1 and methods.controls() == (methods.RANDOM_INIT,)
 
 
 @pytest.mark.parametrize(
@@ -29,6 +31,7 @@ def test_built_in_methods_and_their_rules():
         ({"end_to_end": True}, "an end-to-end method has no pretraining loss"),
         ({"pretrain_once": True}, "its loss must use no label .*uses_labels=True"),
         ({"views": 0}, "views must be >= 1. Received: 0"),
+        ({"control": True}, "a control trains no encoder: no loss"),
     ],
 )
 def test_a_bad_entry_is_refused_naming_the_field(fields, message):
@@ -38,16 +41,29 @@ def test_a_bad_entry_is_refused_naming_the_field(fields, message):
 
 
 def test_check_branches_keeps_order_drops_repeats_and_names_the_bad_one():
-    assert methods.check_branches("simclr, baseline,simclr") == ("simclr", "baseline")
-    assert methods.check_branches(["npairs"]) == ("npairs",)
+    assert methods.check_branches("simclr, baseline,simclr") == (
+        "simclr",
+        "baseline",
+        "random_init",
+    )
+    assert methods.check_branches(["npairs"]) == ("npairs", "random_init")
     message = (
-        r"methods must be a non-empty subset of \['baseline', 'supcon', 'simclr', 'npairs'\]. "
-        r"Received: \['supcon', 'moco'\]"
+        r"methods must be a non-empty subset of \['baseline', 'supcon', 'simclr', 'npairs', "
+        r"'random_init'\]. Received: \['supcon', 'moco'\]"
     )
     with pytest.raises(ValueError, match=message):
         methods.check_branches("supcon,moco")
     with pytest.raises(ValueError, match=r"Received: \[\]"):
         methods.check_branches("")
+
+
+def test_every_run_that_pretrains_with_a_loss_gets_the_random_init_control():
+    """The control is added once, after the named branches, only beside a contrastive
+    method: a baseline-only run has nothing to control."""
+    assert methods.check_branches("baseline") == ("baseline",)
+    assert methods.check_branches("random_init,supcon") == ("random_init", "supcon")
+    assert methods.check_branches("baseline,supcon")[-1] == methods.RANDOM_INIT
+    assert methods.check_branches("supcon", add_controls=False) == ("supcon",)
 
 
 def test_register_adds_after_the_built_in_ones_and_refuses_a_different_twin():
@@ -94,7 +110,14 @@ def fresh_registry(monkeypatch, tmp_path):
 
 def test_an_entry_point_adds_a_method(tmp_path, fresh_registry):
     _plugin(tmp_path, "toy_plugin_module:TOY")
-    assert methods.names() == ("baseline", "supcon", "simclr", "npairs", "toy_plugin")
+    assert methods.names() == (
+        "baseline",
+        "supcon",
+        "simclr",
+        "npairs",
+        "random_init",
+        "toy_plugin",
+    )
     assert methods.get("toy_plugin").min_views == 2
 
 

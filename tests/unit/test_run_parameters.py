@@ -29,7 +29,7 @@ from contrastive.run_parameters import check_run_parameters
         ),
         (
             {"classifier_mode": "probe"},
-            "classifier_mode must be one of ['', 'linear', 'finetune']. "
+            "classifier_mode must be one of ['', 'fitted', 'linear', 'finetune']. "
             "Received: classifier_mode='probe'",
         ),
         ({"batch_size": 1}, "batch_size must be 0 (profile's) or >= 2. Received: batch_size=1"),

@@ -97,41 +97,121 @@ def test_semi_supervised_simclr_then_finetune(separable_npz, tmp_path):
 def test_few_labels_no_unlabelled_image_reaches_a_cross_entropy_loss(
     tiny_dataset, tmp_path, monkeypatch
 ):
-    """At 25 % of the labels the baseline and the classifier train on the labelled subset
-    (90 of the 360 train images, 22-23 a class) and never see a -1 label; SupCon pretraining
-    sees all 360, 270 of them unlabelled (the control: the same feed with -1 in it)."""
+    """At 25 % of the labels (90 of the 360 train images, 22-23 a class) every gradient-descent
+    fit with a cross-entropy loss (the baseline, fine-tuning) sees the labelled subset only,
+    never a -1 label; the fitted head's selection sees the whole pool with 270 unlabelled
+    (standardisation, label spreading) and SupCon pretraining all 360 (the controls: the same
+    feed with -1 in it)."""
     from contrastive import training
+    from contrastive.training import classifier as classifier_module
+    from contrastive.training import probe
 
     seen = {}
 
+    def labels_of(train):
+        if isinstance(train, tuple):
+            return np.asarray(train[1])
+        return np.concatenate([np.asarray(y) for _, y in train])
+
     def spying(name, function):
         def spy(config, train, *args, **kwargs):
-            seen[name] = np.concatenate([y.numpy() for _, y in train])
+            seen[name] = labels_of(train)
             return function(config, train, *args, **kwargs)
 
         return spy
 
-    def spying_classifier(function):
-        def spy(config, encoder, train, *args, **kwargs):
-            seen["classifier"] = np.concatenate([y.numpy() for _, y in train])
-            return function(config, encoder, train, *args, **kwargs)
+    def spying_fit(function):
+        def spy(model, config, train, *args, **kwargs):
+            seen.setdefault("fits", []).append((model.name, labels_of(train)))
+            return function(model, config, train, *args, **kwargs)
 
         return spy
 
-    monkeypatch.setattr(training, "train_baseline", spying("baseline", training.train_baseline))
+    def spying_selection(function):
+        def spy(features, labels, *args, **kwargs):
+            seen.setdefault("selection", []).append(np.asarray(labels))
+            return function(features, labels, *args, **kwargs)
+
+        return spy
+
     monkeypatch.setattr(training, "pretrain", spying("pretrain", training.pretrain))
-    monkeypatch.setattr(training, "train_classifier", spying_classifier(training.train_classifier))
+    monkeypatch.setattr(
+        classifier_module.fitting, "fit_model", spying_fit(training.fitting.fit_model)
+    )
+    monkeypatch.setattr(probe, "select_classifier", spying_selection(probe.select_classifier))
     config = resolve_config("tiny", overrides=["data.limit=null"], labeled_fraction=0.25)
     tasks.run_train_baseline(tiny_dataset, tmp_path / "baseline", config)
     tasks.run_pretrain(tiny_dataset, tmp_path / "encoder", config, method="supcon")
-    tasks.run_train_classifier(tiny_dataset, tmp_path / "encoder", tmp_path / "classifier", config)
-    for name in ("baseline", "classifier"):
-        assert len(seen[name]) == 90 and seen[name].min() >= 0, name
-        assert set(np.bincount(seen[name]).tolist()) <= {22, 23}, name
+    for mode in ("fitted", "finetune"):
+        tasks.run_train_classifier(
+            tiny_dataset, tmp_path / "encoder", tmp_path / mode, config, mode=mode
+        )
+    fits = dict(seen["fits"])
+    assert list(fits) == ["baseline", "pretrain_supcon", "classifier_finetune"]
+    for name in ("baseline", "classifier_finetune"):  # the cross-entropy fits
+        assert len(fits[name]) == 90 and fits[name].min() >= 0, name
+        assert set(np.bincount(fits[name]).tolist()) <= {22, 23}, name
+    assert len(fits["pretrain_supcon"]) == 360 and int(np.sum(fits["pretrain_supcon"] == -1)) == 270
+    assert len(seen["selection"]) == 2  # fitted, and the fitted start of finetune
+    for labels in seen["selection"]:
+        assert len(labels) == 360 and int(np.sum(labels == -1)) == 270
+        assert sorted(labels[labels >= 0]) == sorted(seen["fits"][0][1])
     assert len(seen["pretrain"]) == 360 and int(np.sum(seen["pretrain"] == -1)) == 270
-    assert sorted(seen["pretrain"][seen["pretrain"] >= 0]) == sorted(seen["baseline"])
-    info = json.loads((tmp_path / "classifier" / "info.json").read_text())
+    assert sorted(seen["pretrain"][seen["pretrain"] >= 0]) == sorted(seen["fits"][0][1])
+    info = json.loads((tmp_path / "fitted" / "info.json").read_text())
     assert info["labeled_fraction"] == 0.25
+    assert info["classifier_selection"]["labelled"] == 90
+    assert info["classifier_selection"]["pool"] == 360
+
+
+@pytest.mark.slow  # pretrains and fits (issue 26: tests that train carry the mark)
+def test_fitted_classifier_selection_reads_no_test_or_validation_image(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    """A spy on the reader and on the selection: the classifier step never opens the test
+    split, and what the selection fits and scores is the train pool's features only; the
+    validation split is read once, for the reported validation accuracy."""
+    from contrastive import training
+    from contrastive.data import reader
+    from contrastive.models import find_encoder
+    from contrastive.training import probe
+
+    config = resolve_config("tiny", overrides=["data.limit=null"], labeled_fraction=0.5)
+    tasks.run_pretrain(tiny_dataset, tmp_path / "encoder", config, method="simclr")
+    splits_read, selected = [], []
+    read_split = reader.read_split
+
+    def spy_read(uri, split, *args, **kwargs):
+        splits_read.append(split)
+        return read_split(uri, split, *args, **kwargs)
+
+    def spy_select(features, labels, *args, **kwargs):
+        selected.append((np.asarray(features), np.asarray(labels)))
+        return select(features, labels, *args, **kwargs)
+
+    select = probe.select_classifier
+    monkeypatch.setattr(reader, "read_split", spy_read)
+    monkeypatch.setattr(probe, "select_classifier", spy_select)
+    result = tasks.run_train_classifier(
+        tiny_dataset, tmp_path / "encoder", tmp_path / "classifier", config, mode="fitted"
+    )
+    monkeypatch.undo()
+    assert "test" not in splits_read and splits_read.count("validation") == 1
+    assert result["classifier"] in probe.CANDIDATES and len(selected) == 1
+    features, labels = selected[0]
+    model, _ = modeldir.load_model_dir(tmp_path / "classifier")
+    extractor = find_encoder(model)
+
+    def rows(images):
+        return {tuple(np.round(row, 3)) for row in training.embed(extractor, images)}
+
+    train_x, train_y = data.load_arrays(tiny_dataset, "train")
+    validation_x, _ = data.load_arrays(tiny_dataset, "validation")
+    pool = {tuple(np.round(row, 3)) for row in features}
+    assert len(features) == len(train_y) == 360
+    assert pool == rows(train_x)
+    assert not pool & rows(validation_x)
+    assert int((labels >= 0).sum()) == 180 and int((labels == -1).sum()) == 180
 
 
 def test_a_pipeline_steps_sinks_come_from_its_parameters_and_environment(tmp_path):

@@ -298,7 +298,7 @@ def test_classifier_trains_on_a_dataset_of_batches(pretrained, data):
     # filter() makes the length unknown, so the steps per epoch are counted once.
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(64).filter(lambda x, y: True)
     model, history = training.train_classifier(
-        make_config(classifier_epochs=1), encoder, dataset, num_classes=NUM_CLASSES
+        make_config(classifier_epochs=1), encoder, dataset, num_classes=NUM_CLASSES, mode="linear"
     )
     assert len(history["loss"]) == 1
     assert history["accuracy"][-1] > 0.6
@@ -308,10 +308,11 @@ def test_classifier_trains_on_a_dataset_of_batches(pretrained, data):
 def test_classifier_rejects_unlabelled_only_data_and_bad_mode(pretrained, data):
     encoder, _ = pretrained
     x, y = data["train"]
-    with pytest.raises(ValueError, match="no labelled example"):
-        training.train_classifier(
-            make_config(), encoder, (x, np.full_like(y, -1)), num_classes=NUM_CLASSES
-        )
+    for mode in ("fitted", "linear"):
+        with pytest.raises(ValueError, match="no labelled example"):
+            training.train_classifier(
+                make_config(), encoder, (x, np.full_like(y, -1)), num_classes=NUM_CLASSES, mode=mode
+            )
     with pytest.raises(ValueError, match="mode='probe'"):
         training.train_classifier(make_config(), encoder, (x, y), num_classes=4, mode="probe")
 

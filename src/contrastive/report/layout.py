@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contrastive import label_efficiency, storage
+from contrastive import controls, label_efficiency, storage
 from contrastive.evaluation import top_confusions
 from contrastive.report import embedding, plots
 from contrastive.report import formatting as fmt
@@ -88,6 +88,7 @@ def build_report(
 
     sections = [
         ("accuracy", "Accuracy", _accuracy_section(methods, best)),
+        *_controls_sections(summary),
         *_label_efficiency_sections(summary.get("label_efficiency")),
         ("decision", "Promotion decision", _decision_section(summary.get("decision"))),
         ("curves", "Training curves", _curves_section(methods)),
@@ -148,6 +149,10 @@ def render_markdown(summary: dict) -> str:
     if rows:
         lines += ["", "**Label efficiency** (test accuracy %, by labelled fraction)", ""]
         lines += _curve_table_lines(rows, markdown=True)
+    verdicts = _control_sentences(summary)
+    if verdicts:
+        lines += ["", "**Against the random-init control**", ""]
+        lines += [f"- {fmt.markdown_cell(text)}" for text in verdicts]
     lines += [
         "",
         f"**Decision:** {fmt.markdown_cell(fmt.decision_sentence(summary.get('decision')))}",
@@ -187,6 +192,45 @@ def _curve_table_lines(rows: list[dict], *, markdown: bool) -> list[str]:
         "<table><caption>Test accuracy (%) by labelled fraction (mean ± std over runs)"
         f"</caption><thead><tr><th>Labelled</th>{head}</tr></thead><tbody>{body}</tbody></table>"
     ]
+
+
+def _control_sentences(summary: dict) -> list[str]:
+    """Each contrastive method against its control, plainly: at every labelled fraction of
+    the curve when there is one, else on this run's test accuracies (`contrastive.controls`,
+    computed from the figures the summary holds)."""
+    curve = summary.get("label_efficiency")
+    if isinstance(curve, dict) and curve.get("fractions"):
+        return [
+            text
+            for key, comparison in controls.curve_against_controls(curve).items()
+            for text in controls.sentences(
+                comparison, f"at {label_efficiency.percent_label(key)} labels"
+            )
+        ]
+    accuracies = {
+        name: result.get("test_accuracy") for name, result in fmt.ordered_methods(summary).items()
+    }
+    return controls.sentences(controls.against_controls(accuracies))
+
+
+def _controls_sections(summary: dict) -> list[tuple[str, str, str]]:
+    """A section saying whether each contrastive method beats its random-init control; none
+    when the run has no control branch."""
+    verdicts = _control_sentences(summary)
+    if not verdicts:
+        return []
+    items = "".join(
+        f"<li><strong>{fmt.escape(text)}</strong></li>"
+        if "does not beat" in text
+        else f"<li>{fmt.escape(text)}</li>"
+        for text in verdicts
+    )
+    note = fmt.note(
+        "The control is the same encoder architecture with its initial, untrained weights and "
+        "the same classifier step: what the architecture gives without pretraining. A method "
+        "that does not beat it adds nothing at this budget."
+    )
+    return [("controls", "Against the random-init control", f"<ul>{items}</ul>{note}")]
 
 
 def _label_efficiency_sections(curve: Any) -> list[tuple[str, str, str]]:

@@ -8,6 +8,7 @@ import io
 
 import numpy as np
 
+from contrastive.methods import controls
 from contrastive.report import formatting as fmt
 
 DPI = 90
@@ -140,6 +141,8 @@ def plot_label_efficiency(rows: list[dict]) -> str:
             marker="o",
             capsize=3,
             label=fmt.mpl_legend(fmt.method_label(method)),
+            # a control (the untrained encoder) is the bar, drawn dashed in grey
+            **({"linestyle": "--", "color": "0.45"} if method in controls() else {}),
         )
     axis.set_xscale("log")
     axis.set_xticks(fractions, [f"{100 * f:g} %" for f in fractions])

@@ -129,8 +129,8 @@ def run_compare_and_report(
     Returns the summary dict (also written as JSON to `results_path`), with `best` and
     `scalars` (flat figures for a KFP Metrics artifact).
     """
+    from contrastive import controls, report, storage
     from contrastive import data as data_io
-    from contrastive import report, storage
     from contrastive.registry import gate_champion
     from contrastive.tasks import inspecting
 
@@ -164,10 +164,15 @@ def run_compare_and_report(
         },
         "methods": {name: report.method_summary(result) for name, result in methods.items()},
         "best": best,
+        # each contrastive method against the untrained encoder (none without the control)
+        "controls": controls.against_controls(
+            {name: result.get("accuracy") for name, result in methods.items()}
+        ),
     }
     curve = read_json(Path(curve_path)) if curve_path else None
     if curve is not None:
         summary["label_efficiency"] = curve
+        summary["controls_by_fraction"] = controls.curve_against_controls(curve)
     neighbours = read_json(Path(neighbours_path)) if neighbours_path else None
     drift = read_json(Path(drift_path)) if drift_path else None
     if neighbours:

@@ -102,8 +102,17 @@ def run_train_classifier(
     sinks: StepSinks | None = None,
     overwrite: bool = False,
 ) -> dict:
-    """Train a classifier on a pretrained encoder (frozen `linear` probe or `finetune`);
-    `sinks`, reuse and `overwrite` as for `run_pretrain`."""
+    """Train a classifier on a pretrained encoder (`config.train.classifier_mode`: a head
+    `fitted` on its frozen features, a `linear` probe trained by gradient descent, or
+    `finetune`); `sinks`, reuse and `overwrite` as for `run_pretrain`.
+
+    `fitted` and `finetune` read the whole train split once (with `train.use_unlabeled`, the
+    unlabeled split too): images outside the labelled subset are unlabelled rows of the
+    training pool (standardisation, label spreading). `finetune` then trains on the labelled
+    subset, repeated to `train.labeled_steps_per_epoch` batches an epoch. The classifier's
+    choice is recorded: `metrics.json` names the head (`classifier`) and its cross-validated
+    accuracy, `info.json` holds the whole selection (`classifier_selection`: every candidate's
+    score, fine-tuned or not)."""
     from contrastive import training
 
     data_uri = data_location(data_uri)
@@ -125,9 +134,23 @@ def run_train_classifier(
     with distribution_scope(plan_layout(config.train)):  # its variables on every device
         encoder, encoder_info = load_model_dir(encoder_dir)
     method = encoder_info.get("method")
+    pooled = mode in ("fitted", "finetune")  # the head is fitted on the whole training pool
+    selection: dict = {}
 
-    def fit(config: Config, *splits, **kwargs):
-        return training.train_classifier(config, encoder, *splits, mode=mode, **kwargs)
+    def fit(config: Config, train, validation, **kwargs):
+        labelled_train = None
+        if mode == "finetune":
+            labelled_train = _labelled_stream(data_uri, config)
+        return training.train_classifier(
+            config,
+            encoder,
+            train,
+            validation,
+            mode=mode,
+            labelled_train=labelled_train,
+            details=selection,
+            **kwargs,
+        )
 
     def summarize(model, history: dict, data: TrainingData, seconds: float, layout):
         pretrain_history = read_json(storage.join(encoder_dir, "history.json")).get("pretrain", {})
@@ -143,12 +166,19 @@ def run_train_classifier(
             "knn_accuracy": pretrain_metrics.get("knn_accuracy"),
             "pretrain_final_loss": pretrain_metrics.get("final_loss"),
         }
+        if selection:
+            metrics["classifier"] = selection.get("chosen")
+            metrics["classifier_cv_accuracy"] = selection.get("cv_accuracy")
+            if "kept" in selection:
+                metrics["finetuned"] = selection["kept"] == "finetuned"
         info = {
             "kind": "classifier",
             "method": method,
             "train_seconds": total,
             "mode": mode,
             "encoder_dir": str(encoder_dir),
+            "feature_layer": config.model.feature_layer,
+            **({"classifier_selection": selection} if selection else {}),
         }
         return metrics, {"pretrain": pretrain_history, "classifier": history}, info
 
@@ -162,8 +192,34 @@ def run_train_classifier(
         request=request,
         overwrite=overwrite,
         check=lambda data: check_compatible(encoder_info, data, encoder_dir),
+        include_unlabeled=pooled and config.train.use_unlabeled,
+        labelled_only=not pooled,
+        whole_pool=pooled,
         sinks=sinks,
     )
+
+
+def _labelled_stream(data_uri: str, config: Config):
+    """The labelled training images as fine-tuning reads them: the labelled subset
+    (`train.labeled_fraction`), repeated to `train.labeled_steps_per_epoch` batches an epoch,
+    this process's share of each batch."""
+    from contrastive.data import stream_training_data
+    from contrastive.training.distribution import plan_layout
+
+    layout = plan_layout(config.train)
+    return stream_training_data(
+        data_uri,
+        batch_size=layout.per_process_batch,
+        seed=config.train.seed,
+        limit=config.data.limit,
+        labeled_fraction=config.train.labeled_fraction,
+        labelled_only=True,
+        labeled_steps_per_epoch=config.train.labeled_steps_per_epoch,
+        shuffle_buffer=config.data.shuffle_buffer,
+        shuffle_buffer_bytes=config.data.shuffle_buffer_mib << 20,
+        process_index=layout.process_index,
+        process_count=layout.processes,
+    ).train
 
 
 def run_train_baseline(
@@ -349,6 +405,7 @@ def _train_step(
     overwrite: bool = False,
     include_unlabeled: bool = False,
     labelled_only: bool = True,
+    whole_pool: bool = False,
     uses_labels: bool = True,
     check: Callable[[TrainingData], None] | None = None,
     sinks: StepSinks | None = None,
@@ -375,6 +432,8 @@ def _train_step(
         labelled_only: with `train.labeled_fraction` < 1, train on the labelled subset only
             (cross-entropy steps: no -1 label reaches their loss), else on every train image
             with the others unlabelled (-1).
+        whole_pool: every process reads the whole train split (a head fitted on features of
+            the whole pool), not its share of it.
         uses_labels: the step learns from labels: a train split (or labelled subset) with
             labelled images of fewer than two classes is refused. Every step warns, naming
             them, about classes without labelled train images.
@@ -419,6 +478,7 @@ def _train_step(
             generation=generation,
             include_unlabeled=include_unlabeled,
             labelled_only=labelled_only,
+            whole_pool=whole_pool,
             uses_labels=uses_labels,
             check=check,
             sinks=sinks,
@@ -441,6 +501,7 @@ def _train_claimed(
     generation,
     include_unlabeled,
     labelled_only,
+    whole_pool,
     uses_labels,
     check,
     sinks,
@@ -472,10 +533,11 @@ def _train_claimed(
         min_steps_per_epoch=config.train.min_steps_per_epoch,
         shuffle_buffer=config.data.shuffle_buffer,
         shuffle_buffer_bytes=config.data.shuffle_buffer_mib << 20,
-        process_index=layout.process_index,
-        process_count=layout.processes,
-        # Data-parallel: a batch splits evenly over the devices, so only whole batches run.
-        whole_batches=layout.distribution == "data_parallel",
+        process_index=0 if whole_pool else layout.process_index,
+        process_count=1 if whole_pool else layout.processes,
+        # Data-parallel: a batch splits evenly over the devices, so only whole batches run
+        # (a head fitted on the whole pool reads every image).
+        whole_batches=layout.distribution == "data_parallel" and not whole_pool,
     )
     if any(data.dropped_per_epoch.values()):
         log.info(

@@ -4,9 +4,12 @@ Entry points return `(model, history_dict)` and take the `Config` plus data as `
 NumPy pairs or datasets of `(x, y)` batches (see `fitting`). Everything here uses `keras.ops`
 and NumPy only and imports without TensorFlow.
 
-- `pretrain.py`: `PretrainModel`, `build_pretrain_model`, `pretrain`.
+- `pretrain.py`: `PretrainModel`, `build_pretrain_model`, `pretrain`, and `random_init` (the
+  untrained-encoder control, with `pretrain`'s signature).
 - `classifier.py`: `FrozenEncoder`, `build_classifier`, `build_baseline`,
-  `train_classifier`, `train_baseline`.
+  `train_classifier`, `fit_head`, `train_baseline`.
+- `probe.py`: classifiers fitted on frozen features (ridge, logistic regression, kNN, label
+  spreading) and their choice by cross-validation, `select_classifier`.
 - `knn.py`: `embed`, `embed_batches`, `predict_proba`, `nearest_neighbours`, `knn_predict`,
   `knn_accuracy`, `KnnMonitor`.
 - `optim.py`: `build_optimizer`, `build_learning_rate`, `precision_policy`.
@@ -20,6 +23,7 @@ from contrastive.training.classifier import (
     FrozenEncoder,
     build_baseline,
     build_classifier,
+    fit_head,
     train_baseline,
     train_classifier,
 )
@@ -39,6 +43,7 @@ from contrastive.training.pretrain import (
     build_pretrain_model,
     contrastive_top1,
     pretrain,
+    random_init,
     unique_unlabelled,
 )
 
@@ -57,12 +62,14 @@ __all__ = [
     "contrastive_top1",
     "embed",
     "embed_batches",
+    "fit_head",
     "knn_accuracy",
     "knn_predict",
     "nearest_neighbours",
     "predict_proba",
     "precision_policy",
     "pretrain",
+    "random_init",
     "train_baseline",
     "train_classifier",
     "unique_unlabelled",

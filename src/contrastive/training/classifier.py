@@ -1,13 +1,22 @@
-"""Classifiers on an encoder: linear probe / fine-tuning of a pretrained one, and the
-cross-entropy baseline trained from scratch."""
+"""Classifiers on an encoder: a head fitted on frozen features, a linear probe trained by
+gradient descent, fine-tuning of a pretrained encoder, and the cross-entropy baseline trained
+from scratch."""
 
 import dataclasses
+import logging
 
 import keras
+import numpy as np
 
 from contrastive.augment import build_augmenter
-from contrastive.models import build_classifier_head, build_encoder
-from contrastive.training import distribution, fitting
+from contrastive.models import (
+    build_classifier_head,
+    build_encoder,
+    build_fitted_head,
+    feature_model,
+)
+from contrastive.training import distribution, fitting, probe
+from contrastive.training.knn import embed, embed_batches
 from contrastive.training.optim import precision_policy
 from contrastive.training.pretrain import (
     AUGMENT_SEED,
@@ -17,7 +26,8 @@ from contrastive.training.pretrain import (
     encoder_width,
 )
 
-MODES = ("linear", "finetune")
+MODES = ("fitted", "linear", "finetune")
+log = logging.getLogger(__name__)
 
 
 @keras.saving.register_keras_serializable(package="contrastive")
@@ -66,11 +76,11 @@ class FrozenEncoder(keras.Model):
         return cls(**config)
 
 
-def build_classifier(config, encoder, num_classes, *, mode="linear", name=None):
+def build_classifier(config, encoder, num_classes, *, mode="linear", name=None, head=None):
     """Functional classifier: images `[0, 255]` -> Rescaling -> weak augmenter -> encoder ->
     classifier head (`config.model.classifier_head`) -> softmax probabilities.
 
-    `linear`: the encoder is frozen and runs in inference mode (`FrozenEncoder`).
+    `linear` / `fitted`: the encoder is frozen and runs in inference mode (`FrozenEncoder`).
     `finetune`: the encoder is trainable (`encoder.trainable = True`) and trains with it.
     The encoder is shared, not copied: training the classifier changes it in place. The head
     is built under `config.train.mixed_precision` (its softmax stays float32).
@@ -79,8 +89,10 @@ def build_classifier(config, encoder, num_classes, *, mode="linear", name=None):
         config: `Config`.
         encoder: `keras.Model` with a known input shape.
         num_classes: number of classes, >= 1.
-        mode: `"linear"` or `"finetune"`.
+        mode: `"fitted"`, `"linear"` or `"finetune"`.
         name: model name; defaults to `classifier_<mode>`.
+        head: a built head (`[B, features]` -> probabilities) to use instead of a fresh
+            `config.model.classifier_head` (e.g. `models.build_fitted_head`).
 
     Returns:
         `keras.Model` (functional), `[B, H, W, C]` -> `[B, num_classes]` probabilities.
@@ -96,19 +108,20 @@ def build_classifier(config, encoder, num_classes, *, mode="linear", name=None):
         name="weak_augmenter",
     )
     with precision_policy(config.train.mixed_precision):
-        if mode == "linear":
-            features_model = FrozenEncoder(encoder, name=f"{encoder.name}_frozen")
-        else:
+        if mode == "finetune":
             set_trainable(encoder, True)
             features_model = encoder
-        head = build_classifier_head(
-            config.model.classifier_head,
-            encoder.output_shape[-1],
-            num_classes,
-            hidden_dim=config.model.classifier_hidden_dim,
-            dropout=config.model.dropout,
-            seed=config.train.seed + CLASSIFIER_SEED,
-        )
+        else:
+            features_model = FrozenEncoder(encoder, name=f"{encoder.name}_frozen")
+        if head is None:
+            head = build_classifier_head(
+                config.model.classifier_head,
+                encoder.output_shape[-1],
+                num_classes,
+                hidden_dim=config.model.classifier_hidden_dim,
+                dropout=config.model.dropout,
+                seed=config.train.seed + CLASSIFIER_SEED,
+            )
         images = keras.Input(shape=image_shape, name="images")
         x = keras.layers.Rescaling(1.0 / 255.0, dtype="float32", name="rescaling")(images)
         x = augmenter(x)
@@ -149,23 +162,42 @@ def train_classifier(
     mode=None,
     checkpoint_dir=None,
     callbacks=(),
+    labelled_train=None,
+    details=None,
 ):
-    """Trains a classifier on `encoder` for `config.train.classifier_epochs` epochs.
+    """A classifier on `encoder` (`config.model.feature_layer` of it), by `mode`:
 
-    `linear` (frozen encoder) uses `train.classifier_learning_rate`; `finetune` (everything
-    trains) uses `train.finetune_learning_rate` for the whole model. Sparse cross-entropy,
-    metric `accuracy`. Unlabelled (-1) rows of NumPy data are dropped (ValueError if none is
-    labelled); datasets must hold labelled batches only.
+    - `fitted`: the encoder is frozen; its features of every `train` image are computed once
+      and a head is fitted on them (`fit_head`: standardised features, ridge / logistic
+      regression / kNN / label spreading chosen by k-fold cross-validation on the labelled
+      training images only). `validation` is scored for the record, never used to choose.
+    - `linear`: a linear head on the frozen encoder, trained by gradient descent for
+      `train.classifier_epochs` at `train.classifier_learning_rate` (unlabelled rows dropped).
+    - `finetune`: the fitted head, then encoder and head trained together on the labelled
+      images for `train.classifier_epochs` at `train.finetune_learning_rate` from it; the
+      fine-tuned model is kept when its validation accuracy is at least the fitted one's,
+      else the fitted model (with the encoder's weights before fine-tuning) is returned.
+      Without validation data the fine-tuned model is kept.
+
+    Sparse cross-entropy, metric `accuracy`. Datasets must yield `(x, y)` batches.
 
     Args:
         config: `Config`.
         encoder: pretrained `keras.Model` (shared: fine-tuning updates it in place).
-        train: `(x, y)` NumPy pair or a dataset of `(x, y)` batches.
+        train: `(x, y)` NumPy pair or a dataset of `(x, y)` batches; for `fitted` and
+            `finetune`, the whole training pool, -1 marking images without a label (they
+            enter the features' standardisation and label spreading).
         validation: same kinds, or None.
         num_classes: number of classes.
-        mode: `"linear"`, `"finetune"`, or None for `config.train.classifier_mode`.
+        mode: one of `MODES`, or None for `config.train.classifier_mode`.
         checkpoint_dir: resume/backup directory (see `fitting.fit_model`), or None.
-        callbacks: extra Keras callbacks.
+        callbacks: extra Keras callbacks (gradient-descent phases only).
+        labelled_train: `finetune`: the labelled batches it trains on (e.g. the labelled
+            subset repeated to `train.labeled_steps_per_epoch` batches an epoch); None: the
+            labelled rows of `train`.
+        details: a dict this call fills with how the classifier was chosen (`fit_head`'s
+            selection; `finetune` adds `fitted_val_accuracy`, `finetuned_val_accuracy` and
+            `kept`), or None.
 
     Returns:
         `(classifier, history)`.
@@ -175,32 +207,199 @@ def train_classifier(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {list(MODES)}. Received: mode={mode!r}")
     _check_classes(num_classes)
-    train, validation = _labelled_data(train, validation, num_classes)
+    details = {} if details is None else details
     image_shape = fitting.image_shape_of(train)
     if tuple(encoder.input_shape[1:]) != image_shape:
         raise ValueError(
             f"images of shape {image_shape} do not fit the encoder's input "
             f"{tuple(encoder.input_shape[1:])}. Received: image shape {image_shape}"
         )
-    layout = distribution.plan_layout(config.train)
-    with distribution.distribution_scope(layout):
-        model = build_classifier(config, encoder, num_classes, mode=mode)
-    learning_rate = (
-        config.train.classifier_learning_rate
-        if mode == "linear"
-        else config.train.finetune_learning_rate
+    if mode == "linear":
+        train, validation = _labelled_data(train, validation, num_classes)
+        layout = distribution.plan_layout(config.train)
+        with distribution.distribution_scope(layout):
+            model = build_classifier(config, encoder, num_classes, mode=mode)
+        history = _fit_classifier(
+            model,
+            config,
+            train,
+            validation,
+            config.train.classifier_epochs,
+            config.train.classifier_learning_rate,
+            checkpoint_dir,
+            callbacks,
+        )
+        return model, history
+    extractor = feature_model(encoder, config.model.feature_layer)
+    model, history, fitted = fit_head(
+        config, extractor, train, validation, num_classes=num_classes, details=details
     )
+    if mode == "fitted":
+        return model, history
+    return _finetune(
+        config,
+        extractor,
+        fitted,
+        model,
+        history,
+        labelled_train if labelled_train is not None else train,
+        validation,
+        num_classes=num_classes,
+        checkpoint_dir=checkpoint_dir,
+        callbacks=callbacks,
+        details=details,
+    )
+
+
+def fit_head(config, extractor, train, validation=None, *, num_classes, details=None):
+    """A head fitted on `extractor`'s frozen features (`training.probe.select_classifier`).
+
+    The features of every `train` image are computed once (inference mode, no augmentation;
+    memory `N x D` floats, no image kept); the standardisation uses all of them, the
+    selection and the fit only the labelled ones, with `train.probe_candidates` and
+    `train.probe_folds` folds. `validation` is embedded only to report `val_accuracy`.
+
+    Returns:
+        `(classifier, history, fitted)`: the classifier model (`build_classifier` in `fitted`
+        mode with the fitted head), a one-entry history (`accuracy` on the labelled training
+        images, `val_accuracy` when there is validation data) and the
+        `probe.FittedClassifier`. `details` (a dict) gets the selection record.
+    """
+    features, labels = _features(extractor, train, config.train.batch_size, num_classes)
+    if not (labels >= 0).any():
+        raise ValueError(
+            f"train has no labelled example (all {len(labels)} labels are -1); unlabelled "
+            "images cannot fit a classifier"
+        )
+    log.info(
+        "fitting a head on %d x %d features (%d labelled)",
+        *features.shape,
+        int((labels >= 0).sum()),
+    )
+    fitted = probe.select_classifier(
+        features,
+        labels,
+        num_classes,
+        candidates=config.train.probe_candidates,
+        folds=config.train.probe_folds,
+        seed=config.train.seed,
+        knn_temperature=config.train.knn_temperature,
+    )
+    labelled = labels >= 0
+    history = {"accuracy": [float(np.mean(fitted.predict(features[labelled]) == labels[labelled]))]}
+    del features
+    with distribution.distribution_scope(distribution.plan_layout(config.train)):
+        head = build_fitted_head(fitted, extractor.output_shape[-1], num_classes)
+        model = build_classifier(config, extractor, num_classes, mode="fitted", head=head)
+    accuracy = _validation_accuracy(extractor, fitted, validation, config, num_classes)
+    if accuracy is not None:
+        history["val_accuracy"] = [accuracy]
+    if details is not None:
+        details.update(fitted.selection)
+        details["val_accuracy"] = accuracy
+    log.info(
+        "fitted head: %s (cv accuracy %.4f over %d folds of %d labelled images)%s",
+        fitted.kind,
+        fitted.selection["cv_accuracy"],
+        fitted.selection["folds"],
+        fitted.selection["labelled"],
+        "" if accuracy is None else f", validation accuracy {accuracy:.4f}",
+    )
+    return model, history, fitted
+
+
+def _finetune(
+    config,
+    extractor,
+    fitted,
+    fitted_model,
+    fitted_history,
+    train,
+    validation,
+    *,
+    num_classes,
+    checkpoint_dir,
+    callbacks,
+    details,
+):
+    """`train_classifier`'s `finetune` after the fitted head: start from a linear head (the
+    fitted one, or logistic regression refitted when a neighbour head won), train everything,
+    keep the better of the two on validation."""
+    before = extractor.get_weights()
+    model = linear_start(config, extractor, fitted, train, num_classes=num_classes)
+    train, validation = _labelled_data(train, validation, num_classes)
     history = _fit_classifier(
         model,
         config,
         train,
         validation,
         config.train.classifier_epochs,
-        learning_rate,
+        config.train.finetune_learning_rate,
         checkpoint_dir,
         callbacks,
     )
+    tuned = history.get("val_accuracy", [None])[-1]
+    untuned = fitted_history.get("val_accuracy", [None])[-1]
+    keep = "finetuned" if tuned is None or untuned is None or tuned >= untuned else "fitted"
+    details.update(fitted_val_accuracy=untuned, finetuned_val_accuracy=tuned, kept=keep)
+    log.info(
+        "finetune: validation accuracy %s fitted, %s fine-tuned: kept %s", untuned, tuned, keep
+    )
+    if keep == "fitted":
+        extractor.set_weights(before)
+        set_trainable(extractor, False)
+        return fitted_model, fitted_history
     return model, history
+
+
+def linear_start(config, extractor, fitted, train, *, num_classes):
+    """A trainable classifier (`build_classifier` in `finetune` mode) on `extractor` whose
+    head starts as the fitted linear head: `fitted` itself when it is ridge or logistic
+    regression, else logistic regression fitted on `train`'s features (a neighbour head
+    has no weights to train). The start of fine-tuning and of self-distillation's student."""
+    if fitted.kind not in probe.LINEAR_KINDS:
+        features, labels = _features(extractor, train, config.train.batch_size, num_classes)
+        fitted = probe.select_classifier(
+            features, labels, num_classes, candidates=("logistic",), folds=2, seed=config.train.seed
+        )
+        del features
+    with distribution.distribution_scope(distribution.plan_layout(config.train)):
+        head = build_fitted_head(fitted, extractor.output_shape[-1], num_classes)
+        return build_classifier(config, extractor, num_classes, mode="finetune", head=head)
+
+
+def _features(extractor, data, batch_size, num_classes):
+    """Features and labels of every image of a NumPy pair or a dataset of batches."""
+    arrays = fitting.as_arrays(data, "train", num_classes)
+    if arrays is not None:
+        return embed(extractor, arrays[0], batch_size), arrays[1].astype(np.int64)
+    features, labels = [], []
+    for batch_features, batch_labels in embed_batches(
+        extractor, _bounded(data, batch_size), batch_size
+    ):
+        features.append(batch_features)
+        labels.append(np.asarray(batch_labels).reshape(-1).astype(np.int64))
+    if not features:
+        raise ValueError("the dataset yielded no batch: nothing to compute features of")
+    return np.concatenate(features), np.concatenate(labels)
+
+
+def _bounded(batches, size):
+    """`(images, labels)` NumPy batches of at most `size` rows from any batches."""
+    for images, labels in batches:
+        images, labels = np.asarray(images), np.asarray(labels)
+        for start in range(0, images.shape[0], size):
+            yield images[start : start + size], labels[start : start + size]
+
+
+def _validation_accuracy(extractor, fitted, validation, config, num_classes):
+    if validation is None:
+        return None
+    features, labels = _features(extractor, validation, config.train.batch_size, num_classes)
+    labelled = labels >= 0
+    if not labelled.any():
+        return None
+    return float(np.mean(fitted.predict(features[labelled]) == labels[labelled]))
 
 
 def train_baseline(

@@ -357,7 +357,11 @@ def pretrain(
     Returns:
         `(encoder, history)`: the trained encoder (`keras.Model`, float `[0, 1]` images ->
         features) and the `History` dict (after a resume, only the epochs run by this call).
+        A control method (`Method.control`, the random-init control) trains nothing:
+        `random_init`'s untrained encoder and an empty history.
     """
+    if methods.get(config.train.method).control:
+        return random_init(config, train, validation, num_classes=num_classes)
     keras.utils.set_random_seed(config.train.seed)
     _check_classes(num_classes)
     arrays = fitting.as_arrays(train, "train", num_classes)
@@ -404,6 +408,32 @@ def pretrain(
             callbacks=[*monitors, *callbacks],
         )
     return model.encoder, history
+
+
+def random_init(config, train, validation=None, *, num_classes, **unused):
+    """The random-init control: `config.model.encoder` with the weights `pretrain` would start
+    from (seed `train.seed`), not trained at all.
+
+    A "method" without pretraining, called as `pretrain` is (its other keyword arguments,
+    checkpoints, callbacks and the kNN sample, are ignored), so that a pipeline runs it where a
+    method pretrains and the same classifier step follows: what a classifier reaches on it is
+    what the architecture gives for free, the bar a pretraining method must clear. The data
+    arguments only give the image shape; nothing is read or trained.
+
+    Returns:
+        `(encoder, history)`: the untrained encoder and an empty history.
+    """
+    del validation, unused  # nothing to train or monitor
+    _check_classes(num_classes)
+    with distribution.distribution_scope(distribution.plan_layout(config.train)):
+        with precision_policy(config.train.mixed_precision):
+            encoder = build_encoder(
+                config.model.encoder,
+                fitting.image_shape_of(train),
+                width=encoder_width(config.model),
+                seed=config.train.seed + ENCODER_SEED,
+            )
+    return encoder, {}
 
 
 def _check_classes(num_classes):
