@@ -168,7 +168,10 @@ def estimate_run(
                 pretrain = seconds(PRETRAIN, 0, data.train)
             elif once and fraction != labeled_fractions[0]:
                 pretrain = 0.0  # one encoder serves every fraction
-            classifier = seconds(CLASSIFIER, train.classifier_epochs, labelled(fraction))
+            if train.classifier_mode == "fitted":  # one feature pass over the pool and a solve
+                classifier = seconds(CLASSIFIER, 1, data.train)
+            else:
+                classifier = seconds(CLASSIFIER, train.classifier_epochs, labelled(fraction))
             steps[method + tag] = pretrain + classifier
     precision, _ = machine_mixed_precision(train.mixed_precision)
     return Estimate(
@@ -269,6 +272,15 @@ def measure_step(
         else:
             once = measured.replace({"train.epochs": 1, "train.classifier_epochs": 1})
             model, _ = training.train_baseline(once, train, validation, **common)
+    if not timer.epoch_ends:  # a fitted classifier: one feature pass and a solve, no epochs
+        elapsed = time.perf_counter() - timer.started
+        return Costs(
+            fixed_seconds=0.0,
+            step_seconds=elapsed / count * config.train.batch_size,
+            epoch_seconds=0.0,
+            inference_images_per_second=_inference_rate(model, validation[0]),
+            measured_batch=batch,
+        )
     views = measured.train.num_views if kind == PRETRAIN else 1
     return timer.costs(
         inferred=batch * views + (2 * batch if kind == PRETRAIN else 0),  # + the kNN sample

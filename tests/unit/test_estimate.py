@@ -60,7 +60,12 @@ def test_seconds_count_steps_epochs_views_validation_and_knn(monkeypatch):
     monkeypatch.setattr(estimate, "measure_costs", measure)
     config = resolve_config(
         "quick",
-        overrides=["train.epochs=3", "train.classifier_epochs=2", "train.knn_max_examples=50"],
+        overrides=[
+            "train.epochs=3",
+            "train.classifier_epochs=2",
+            "train.knn_max_examples=50",
+            "train.classifier_mode=linear",
+        ],
         batch_size=32,
     )
     data = TrainingSet(train=100, validation=20, classes=2, image_shape=(16, 16, 3))
@@ -85,6 +90,11 @@ def test_seconds_count_steps_epochs_views_validation_and_knn(monkeypatch):
     assert "small_cnn at 16x16x3, 100 training images, batch 32, " in text
     assert "pretrain 0.4 s a step + 10 s set-up" in text
 
+    # A fitted classifier reads its images once, whatever classifier_epochs says.
+    fitted = config.replace({"train.classifier_mode": "fitted"})
+    steps = estimate.estimate_run(data, fitted, ["supcon"]).steps
+    assert steps["supcon"] == pytest.approx(pretrain + 4 + 1 * (4 * 0.1 + 0.5 + 20 / 400))
+
     filled = config.replace({"train.min_steps_per_epoch": 10})  # fitted to small data
     steps = estimate.estimate_run(data, filled, ["baseline"]).steps
     assert steps["baseline"] == pytest.approx(6 + 5 * (10 * 0.2 + 0.5 + 20 / 200))
@@ -93,7 +103,9 @@ def test_seconds_count_steps_epochs_views_validation_and_knn(monkeypatch):
 def test_few_labels_counts_each_fraction_and_simclr_once(monkeypatch):
     monkeypatch.setattr(estimate, "measure_costs", lambda *args: COSTS)
     config = resolve_config(
-        "few-labels", overrides=["train.knn_max_examples=50"], batch_size=100
+        "few-labels",
+        overrides=["train.knn_max_examples=50", "train.classifier_mode=linear"],
+        batch_size=100,
     )  # 4 + 2 epochs, labelled subsets filled to 40 steps
     data = TrainingSet(train=1000, validation=0, classes=10, image_shape=(28, 28, 1))
     steps = estimate.estimate_run(
@@ -117,6 +129,20 @@ def test_few_labels_counts_each_fraction_and_simclr_once(monkeypatch):
             "simclr 100%": fit(CLASSIFIER, 2, 10),  # its encoder is the 1 % branch's
         }
     )
+    # Fitted (the default): the classifier embeds the whole pool once at every fraction.
+    fitted = config.replace({"train.classifier_mode": "fitted"})
+    steps = estimate.estimate_run(
+        data, fitted, ["supcon", "random_init"], labeled_fractions=(0.01, 1.0)
+    ).steps
+    untrained = COSTS[PRETRAIN].fixed_seconds  # the control's encoder is built and saved
+    assert steps == pytest.approx(
+        {
+            "supcon 1%": pretrain + fit(CLASSIFIER, 1, 10),
+            "random_init 1%": untrained + fit(CLASSIFIER, 1, 10),
+            "supcon 100%": pretrain + fit(CLASSIFIER, 1, 10),
+            "random_init 100%": untrained + fit(CLASSIFIER, 1, 10),
+        }
+    )
 
 
 @pytest.mark.backend
@@ -125,9 +151,11 @@ def test_costs_are_measured_through_the_training_entry_points():
     kinds = [BASELINE, CLASSIFIER, PRETRAIN]
     costs = estimate.measure_costs(config, (16, 16, 1), 3, kinds, fresh=False)
     assert list(costs) == [PRETRAIN, CLASSIFIER, BASELINE]  # the encoder first
-    for cost in costs.values():
+    for kind, cost in costs.items():
         assert cost.measured_batch == 4
-        assert cost.fixed_seconds > 0 and cost.step_seconds > 0
+        assert cost.step_seconds > 0
+        # the fitted classifier (tiny's mode) has no epochs: its whole time is per image
+        assert cost.fixed_seconds == 0 if kind == CLASSIFIER else cost.fixed_seconds > 0
         assert cost.inference_images_per_second > 0 and cost.epoch_seconds >= 0
     with pytest.raises(ValueError, match="measure PRETRAIN before CLASSIFIER"):
         estimate.measure_costs(config, (16, 16, 1), 3, [CLASSIFIER], fresh=False)
