@@ -3,9 +3,10 @@
 Rules (checked here, so they cannot drift):
 - No network: a socket connects to loopback only (`_loopback_only`); the cloud tests talk to
   loopback servers that speak the services' protocols.
-- `slow` marks a test that trains a model (`keras.Model.fit`) or runs a pipeline through
-  `kfp.local`; `make test-quick` (the inner loop) leaves those out. An unmarked test that does
-  either fails at once, naming the mark; a test that uses a fixture of `SLOW_FIXTURES` is
+- `slow` marks a test that trains a model (`keras.Model.fit`), runs a pipeline through
+  `kfp.local` or starts a Python process (a fresh interpreter, a CLI command as a user runs
+  it); `make test-quick` (the inner loop) leaves those out. An unmarked test that does any of
+  these fails at once, naming the mark; a test that uses a fixture of `SLOW_FIXTURES` is
   marked `slow` here.
 
 Shared fixtures (session scope: built once, read by many tests; copy before changing):
@@ -17,7 +18,10 @@ Shared fixtures (session scope: built once, read by many tests; copy before chan
 """
 
 import contextlib
+import functools
+import os
 import socket
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,59 +40,89 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
 
 
-def _refuse(item, what: str):
-    def refused(*args, **kwargs):
-        pytest.fail(
-            f"{item.nodeid} {what} but is not marked slow: mark it `@pytest.mark.slow` "
-            "(make test-quick leaves it out), or read the session fixtures of tests/conftest.py",
-            pytrace=False,
-        )
+# The unmarked test whose setup or call is running now (None: a `slow` test, or none).
+_unmarked = {"item": None}
 
-    return refused
+
+def _refused_unless_slow(original, what: str):
+    @functools.wraps(original)
+    def guarded(*args, **kwargs):
+        item = _unmarked["item"]
+        if item is not None:
+            pytest.fail(
+                f"{item.nodeid} {what} but is not marked slow: mark it `@pytest.mark.slow` "
+                "(make test-quick leaves it out), or read the session fixtures of "
+                "tests/conftest.py",
+                pytrace=False,
+            )
+        return original(*args, **kwargs)
+
+    guarded.refuses_unmarked_tests = True
+    return guarded
+
+
+def _python_child(args, executable=None) -> bool:
+    """Whether a `subprocess.Popen(args, executable=...)` starts a Python interpreter."""
+    if executable is None and isinstance(args, (str, bytes)):  # a command line: its first word
+        executable = (os.fsdecode(args).split() or [""])[0]
+    elif executable is None:
+        executable = args if isinstance(args, os.PathLike) else next(iter(args), "")
+    name = os.path.basename(os.fsdecode(executable))
+    return os.fsdecode(executable) == sys.executable or name.startswith("python")
+
+
+def _install_guards() -> None:
+    """Wrap `keras.Model.fit`, `kfp.local.init` and `subprocess.Popen.__init__` (a Python
+    child: an interpreter start, TensorFlow's import, seconds) once, where imported
+    (collecting the suite imports them all); tests may still monkeypatch them."""
+    if not getattr(subprocess.Popen.__init__, "refuses_unmarked_tests", False):
+        start = subprocess.Popen.__init__
+        refused = _refused_unless_slow(start, "starts a Python process")
+
+        @functools.wraps(start)
+        def init(self, args, *rest, **kwargs):
+            if _python_child(args, kwargs.get("executable")):
+                self._child_created = False  # what Popen.__del__ reads first
+                return refused(self, args, *rest, **kwargs)
+            return start(self, args, *rest, **kwargs)
+
+        init.refuses_unmarked_tests = True
+        subprocess.Popen.__init__ = init
+    keras = sys.modules.get("keras")
+    if keras is not None and not getattr(keras.Model.fit, "refuses_unmarked_tests", False):
+        keras.Model.fit = _refused_unless_slow(keras.Model.fit, "trains a model (Model.fit)")
+    local = sys.modules.get("kfp.local")
+    if local is not None and not getattr(local.init, "refuses_unmarked_tests", False):
+        local.init = _refused_unless_slow(local.init, "runs a pipeline through kfp.local")
 
 
 @contextlib.contextmanager
-def _no_training(item):
-    """Within an unmarked test (its setup and call): `keras.Model.fit` and `kfp.local.init`
-    fail the test. Patched where already imported (collection imports them for the suite)."""
-    if item.get_closest_marker("slow") is not None:
-        yield
-        return
-    patched = []
-    keras = sys.modules.get("keras")
-    if keras is not None:
-        patched.append((keras.Model, "fit", _refuse(item, "trains a model (keras.Model.fit)")))
-    local = sys.modules.get("kfp.local")
-    if local is not None:
-        patched.append((local, "init", _refuse(item, "runs a pipeline through kfp.local")))
-    saved = [(owner, name, owner.__dict__.get(name)) for owner, name, _ in patched]
-    for owner, name, replacement in patched:
-        setattr(owner, name, replacement)
+def _watching(item):
+    _install_guards()
+    _unmarked["item"] = None if item.get_closest_marker("slow") else item
     try:
         yield
     finally:
-        for owner, name, original in saved:
-            if original is None:
-                delattr(owner, name)
-            else:
-                setattr(owner, name, original)
+        _unmarked["item"] = None
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item):
-    with _no_training(item):
+    with _watching(item):
         return (yield)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
-    with _no_training(item):
+    with _watching(item):
         return (yield)
 
 
 def pytest_collection_finish(session):
-    if "kfp" in sys.modules:  # run_local imports kfp.local lazily: guard it from the start
-        import kfp.local  # noqa: F401
+    import keras  # noqa: F401  (both guarded from the first test on, whatever it imports)
+    import kfp.local  # noqa: F401
+
+    _install_guards()
 
 
 @pytest.fixture(autouse=True)

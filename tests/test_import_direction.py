@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {"contrastive": 0, "components": 1, "pipelines": 2}
 MODEL_MODULES = ["losses", "augment", "models", "training", "config", "evaluation"]
@@ -50,6 +52,7 @@ def test_library_never_imports_kfp():
     assert not offenders
 
 
+@pytest.mark.slow
 def test_model_code_imports_without_tensorflow():
     # Make `import tensorflow` fail, then import the backend-independent modules on JAX.
     code = (

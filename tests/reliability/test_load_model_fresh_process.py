@@ -136,6 +136,7 @@ def test_export_saved_model_in_a_fresh_process(artifacts, exported, name):
     np.testing.assert_array_equal(served["class"].numpy(), expected.argmax(-1))
 
 
+@pytest.mark.slow
 def test_import_contrastive_loads_neither_keras_nor_tensorflow():
     out = _fresh_python(
         "import sys, json, contrastive\n"
@@ -144,6 +145,7 @@ def test_import_contrastive_loads_neither_keras_nor_tensorflow():
     assert json.loads(out) == [False, False]
 
 
+@pytest.mark.slow
 @pytest.mark.backend
 def test_keras_imported_first_then_contrastive_registers_too(tmp_path):
     out = _fresh_python(

@@ -475,6 +475,7 @@ ingestion.ingest(sys.argv[1], sys.argv[2], shard_size_bytes=1000, progress=False
 """
 
 
+@pytest.mark.slow
 def test_killed_ingest_leaves_no_manifest_and_a_rerun_completes(tmp_path):
     source = write_npz(tmp_path / "d.npz", **make_arrays(num_train=200))
     out = tmp_path / "out"

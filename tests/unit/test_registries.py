@@ -27,4 +27,7 @@ def test_augmentation_defaults_come_from_the_config():
 def test_every_method_has_a_report_label_and_place():
     methods = (config.BASELINE, *config.METHODS)
     assert set(formatting.METHOD_LABELS) == set(methods)
-    assert formatting.METHOD_ORDER == methods
+    # The report lists the baseline first, then the methods in their registry's order, then
+    # any name it does not know, sorted; whatever order the summary holds them in.
+    summary = {"methods": {name: {} for name in ("zeta", *reversed(methods), "alpha")}}
+    assert list(formatting.ordered_methods(summary)) == [*methods, "alpha", "zeta"]
