@@ -15,8 +15,8 @@ GIT_SHA := $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 PYTEST_ARGS ?=
 PIP_ARGS ?=
 
-.PHONY: help install data run test test-fast lint format compile submit schedule images \
-        bench bench-ingest clean tensorboard
+.PHONY: help install data run test test-quick test-fast lint format compile submit schedule \
+        images bench bench-ingest bench-smoke clean tensorboard
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -59,8 +59,10 @@ test: install lint ## Lint, the whole suite (TensorFlow backend), then library t
 	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -m backend $(PYTEST_ARGS)
 
-test-fast: install ## Unit tests only (TensorFlow backend), no end-to-end runs
-	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -m "not slow" tests/unit $(PYTEST_ARGS)
+test-quick: install ## The inner loop (< 2 min): tests that train nothing and start no process
+	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-fast: test-quick # its former name
 
 RUN ?= latest
 tensorboard: $(STAMP) ## TensorBoard on runs/RUN/tensorboard (RUN=latest by default, PORT=6006)
@@ -88,6 +90,9 @@ images: ## Build and push REGISTRY/contrastive:<git sha> and contrastive-jax:<gi
 
 bench-ingest: install ## Ingest + read throughput on Fashion-MNIST (images/s)
 	$(BIN)/python bench/bench_ingest.py
+
+bench-smoke: install ## Each benchmark script's --help and --smoke run (not in make test)
+	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q bench/test_smoke.py $(PYTEST_ARGS)
 
 bench: install bench-ingest ## All benchmarks (results in bench/results, docs/BENCHMARKS.md)
 	$(BIN)/python bench/bench_speed.py

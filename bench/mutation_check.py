@@ -1,18 +1,21 @@
 """Mutation check: break the code on purpose and show that a unit test fails for each mutant.
 
 Each mutant names a function or method (`Class.method`), found by name with `ast` anywhere
-under `src/contrastive/` (so it survives moves between modules), and a piece of its source
-text to replace. The script edits the file, runs the tests that guard that function, and
-restores the file, whatever happens.
+under `src/contrastive/`, `components/` and `pipelines/` (so it survives moves between
+modules), and a piece of its source text to replace (nested functions included). The script
+edits the file, runs the tests that guard that function, and restores the file, whatever
+happens.
 A mutant is *killed* when the tests fail, *survived* when they pass; a mutant whose text is
 no longer in its function is reported as *stale* (update this list after a refactor).
 
-Usage (from the repository root; a few minutes on 2 cores):
+Usage (from the repository root; a few minutes per group on 2 cores):
     KERAS_BACKEND=tensorflow .venv/bin/python bench/mutation_check.py \
-        [--only loss,knn,confusion,commit,champion]
+        [--only loss,knn,confusion,commit,champion,durable,run_parameters,subsets,trainjob,
+                gate_outcomes,wiring]
 (the champion group needs TensorFlow: the Vertex upload of a promoted SavedModel is tested there)
 
-Prints one line per mutant and a summary; exits 1 when a mutant survives or is stale.
+Prints one line per mutant, then killed/total per group; exits 1 when a mutant survives or is
+stale. A mutant listed in `EXPLAINED` may survive (an equivalent change, reasoned there).
 Not part of `make test` (it runs the tests once per mutant).
 """
 
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCE = REPO / "src" / "contrastive"
+SOURCES = (REPO / "src" / "contrastive", REPO / "components", REPO / "pipelines")
 
 
 class Mutant(NamedTuple):
@@ -100,7 +103,7 @@ MUTANTS = [
     # confusion matrix and the metrics read from it
     Mutant(
         "confusion",
-        "classification_metrics",
+        "evaluation.py::confusion_matrix",
         "y_true * num_classes + y_pred",
         "y_pred * num_classes + y_true",
         CONFUSION,
@@ -147,7 +150,7 @@ MUTANTS = [
     Mutant(
         "commit",
         "_commit",
-        "storage.rename(storage.join(tmp, INDEX_NAME), storage.join(output, INDEX_NAME))",
+        'storage.rename(storage.join(tmp, INDEX_NAME), storage.join(output, manifest["index"]))',
         "pass",
         COMMIT,
     ),
@@ -205,15 +208,16 @@ MUTANTS = [
     Mutant(
         "champion",
         "gate_champion",
-        "_evaluate_anywhere(registry.champion_model_dir(), evaluate)",
+        "_evaluate_anywhere(\n                    registry.champion_model_dir(), evaluate\n"
+        "                )",
         "candidate_accuracy",
         CHAMPION,
     ),
     Mutant(
         "champion",
         "gate_champion",
-        "decide(candidate_accuracy, champion_accuracy, margin)",
-        "decide(candidate_accuracy, champion_accuracy, 0.0)",
+        'decide(candidate_accuracy, decision["champion_accuracy"], margin)',
+        'decide(candidate_accuracy, decision["champion_accuracy"], 0.0)',
         CHAMPION,
     ),
     Mutant(
@@ -223,12 +227,11 @@ MUTANTS = [
         "expected_generation=None",
         CHAMPION,
     ),
-    Mutant("champion", "gate_champion", "    if promote:\n", "    if True:\n", CHAMPION),
     Mutant(
         "champion",
         "gate_champion",
-        "registry.record_decision(run_id, decision)",
-        "pass",
+        "        if not promote:\n",
+        "        if False:\n",
         CHAMPION,
     ),
     Mutant(
@@ -349,12 +352,401 @@ MUTANTS = [
 ]
 
 
+# Guarding tests of the groups added with the modules that came after the first list. Quick
+# selections (`-m "not slow"`) where the behaviour is checked without training.
+DURABLE = (
+    "tests/cloud/test_durable_gcs.py",
+    "tests/reliability/test_cluster_recovery.py",
+)
+RUN_PARAMETERS = (
+    "tests/unit/test_run_parameters.py",
+    "tests/pipeline/test_run_parameters.py",
+    "tests/cloud/test_submit_run_parameters.py",
+    "-m",
+    "not slow",
+)
+SUBSETS = ("tests/unit/test_data_splits.py", "tests/unit/test_data_reader.py")
+TRAINJOB = ("tests/cloud/test_trainjob.py", "-m", "not slow")
+GATE_OUTCOMES = ("tests/cloud/test_gate_outcomes.py", "tests/cloud/test_registry_champion.py")
+WIRING = (
+    "tests/pipeline/test_compile.py",
+    "tests/pipeline/test_run_parameters.py",
+    "tests/pipeline/test_scale_out.py",
+    "-m",
+    "not slow",
+)
+
+MUTANTS += [
+    # durable checkpoints: the step's folder, its failure record, mirror and restore
+    Mutant(
+        "durable",
+        "step_folder",
+        'and "{{" not in root and',
+        "and",
+        DURABLE,
+    ),
+    Mutant(
+        "durable",
+        "step_folder",
+        "return storage.join(storage.strip_trailing_slash(root), job_id, step)",
+        "return storage.join(storage.strip_trailing_slash(root), step)",
+        DURABLE,
+    ),
+    Mutant("durable", "recording_failures", "    raise_recorded_failure(folder)\n", "", DURABLE),
+    Mutant(
+        "durable",
+        "recording_failures",
+        "except permanent_errors() as error:",
+        "except Exception as error:",
+        DURABLE,
+    ),
+    Mutant(
+        "durable",
+        "raise_recorded_failure",
+        "    if not storage.exists(path):\n        return\n",
+        "    if storage.exists(path):\n        return\n",
+        DURABLE,
+    ),
+    Mutant(
+        "durable",
+        "restore",
+        "if folder is None or (os.path.isdir(local_dir) and os.listdir(local_dir)):",
+        "if folder is None:",
+        DURABLE,
+    ),
+    Mutant("durable", "restore", "if not _COPY.match(name):", "if False:", DURABLE),
+    Mutant("durable", "restore", "return int(name[6:])", "return int(name[6:]) - 1", DURABLE),
+    Mutant(
+        "durable",
+        "mirror",
+        "storage.write_text(storage.join(folder, LATEST), name)",
+        "pass",
+        DURABLE,
+    ),
+    Mutant("durable", "mirror", "if old != name:", "if True:", DURABLE),
+    Mutant("durable", "clear", "        _remove_folder(folder)\n", "", DURABLE),
+    Mutant(
+        "durable",
+        "mirror_callback",
+        "def on_epoch_begin(self, epoch, logs=None):\n            self._mirror()",
+        "def on_epoch_begin(self, epoch, logs=None):\n            pass",
+        DURABLE,
+    ),
+    Mutant(
+        "durable",
+        "_remove_folder",
+        'storage.remove(storage.join(folder, *relative.split("/")))',
+        "pass",
+        DURABLE,
+    ),
+    # run-parameter checks: every value refused before any request or task
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        '        ("epochs", 0),',
+        '        ("epochs", -5),',
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        'values["batch_size"] == 1',
+        'values["batch_size"] == -1',
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        '"temperature", values, lambda v: v >= 0',
+        '"temperature", values, lambda v: v >= -1',
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        '"promotion_margin", values, lambda v: v >= 0',
+        '"promotion_margin", values, lambda v: True',
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        "lambda v: 0 <= v < 1",
+        "lambda v: 0 <= v <= 1",
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        "lambda v: 0 <= v <= 1",
+        "lambda v: 0 <= v <= 2",
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        '("on_error", ON_ERROR),',
+        "",
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        '("encoder", ("", *ENCODER_NAMES)),',
+        "",
+        RUN_PARAMETERS,
+    ),
+    Mutant("run_parameters", "_number", "math.isfinite(v) and ", "", RUN_PARAMETERS),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        "if name in values and not isinstance(values[name], str):",
+        "if False:",
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        'if "source" in values and not values["source"].strip():',
+        "if False:",
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        '_image_size(values["image_size"])',
+        "pass",
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        'config = config.replace({"train.classifier_mode": values["classifier_mode"]})',
+        "pass",
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        'seed=values.get("seed"),',
+        "seed=None,",
+        RUN_PARAMETERS,
+    ),
+    # labelled subsets: stratified, nested, seeded; unlabelled never chosen
+    Mutant(
+        "subsets",
+        "labeled_subset",
+        "np.flatnonzero(labels >= 0)",
+        "np.flatnonzero(labels >= -1)",
+        SUBSETS,
+    ),
+    Mutant(
+        "subsets",
+        "labeled_subset",
+        "int(round(fraction * len(labelled)))",
+        "int(fraction * len(labelled))",
+        SUBSETS,
+    ),
+    Mutant("subsets", "labeled_subset", "return np.sort(labelled[", "return (labelled[", SUBSETS),
+    Mutant(
+        "subsets", "labeled_subset", "if not 0 < fraction <= 1:", "if not 0 < fraction:", SUBSETS
+    ),
+    Mutant(
+        "subsets",
+        "labelled_ranking",
+        "(np.arange(len(members)) + 0.5) / len(members)",
+        "np.arange(len(members)) / len(members)",
+        SUBSETS,
+    ),
+    Mutant("subsets", "labelled_ranking", "due[rng.permutation(members)]", "due[members]", SUBSETS),
+    Mutant("subsets", "labelled_ranking", "np.lexsort((ties, due))", "np.argsort(due)", SUBSETS),
+    Mutant(
+        "subsets",
+        "subset_epoch_examples",
+        "return max(count, min_steps * batch_size)",
+        "return count",
+        SUBSETS,
+    ),
+    # the TrainJob body (kubeflow/trainer v1alpha1)
+    Mutant("trainjob", "trainjob_manifest", '"numNodes": num_nodes,', '"numNodes": 1,', TRAINJOB),
+    Mutant("trainjob", "trainjob_manifest", "    if gpus_per_node:\n", "    if False:\n", TRAINJOB),
+    Mutant(
+        "trainjob",
+        "trainjob_manifest",
+        "{gpu_resource: gpus_per_node}",
+        '{"nvidia.com/gpu": gpus_per_node}',
+        TRAINJOB,
+    ),
+    Mutant(
+        "trainjob",
+        "trainjob_manifest",
+        '{"name": key, "value": str(value)}',
+        '{"name": key, "value": value}',
+        TRAINJOB,
+    ),
+    Mutant(
+        "trainjob", "trainjob_manifest", '"command": list(command),', '"command": [],', TRAINJOB
+    ),
+    Mutant(
+        "trainjob",
+        "trainjob_manifest",
+        '"kind": "ClusterTrainingRuntime", "name": runtime}',
+        '"kind": "ClusterTrainingRuntime", "name": JAX_RUNTIME}',
+        TRAINJOB,
+    ),
+    Mutant(
+        "trainjob",
+        "trainjob_manifest",
+        "if not isinstance(name, str) or not _NAME.match(name):",
+        "if not isinstance(name, str):",
+        TRAINJOB,
+    ),
+    Mutant("trainjob", "trainjob_manifest", "num_nodes < 1", "num_nodes < 0", TRAINJOB),
+    Mutant(
+        "trainjob",
+        "trainjob_manifest",
+        '"metadata": {"name": name, ',
+        '"metadata": {"name": "contrastive", ',
+        TRAINJOB,
+    ),
+    # the champion gate's outcomes: promoted, kept, lost_race, incompatible_champion
+    Mutant(
+        "gate_outcomes", "gate_champion", "for _ in range(2):", "for _ in range(1):", GATE_OUTCOMES
+    ),
+    Mutant(
+        "gate_outcomes",
+        "gate_champion",
+        "except DataMismatchError as error:",
+        "except ZeroDivisionError as error:",
+        GATE_OUTCOMES,
+    ),
+    Mutant(
+        "gate_outcomes",
+        "gate_champion",
+        '                "incompatible_champion",\n',
+        '                "kept",\n',
+        GATE_OUTCOMES,
+    ),
+    Mutant(
+        "gate_outcomes",
+        "gate_champion",
+        "            lost.append(str(error))\n            continue\n",
+        "            raise\n",
+        GATE_OUTCOMES,
+    ),
+    Mutant(
+        "gate_outcomes",
+        "gate_champion",
+        "        if lost:\n",
+        "        if False:\n",
+        GATE_OUTCOMES,
+    ),
+    Mutant(
+        "gate_outcomes",
+        "gate_champion",
+        '        "lost_race",\n',
+        '        "kept",\n',
+        GATE_OUTCOMES,
+    ),
+    Mutant(
+        "gate_outcomes",
+        "_record",
+        'promoted = outcome == "promoted"',
+        'promoted = outcome != "kept"',
+        GATE_OUTCOMES,
+    ),
+    Mutant(
+        "gate_outcomes",
+        "_record",
+        "registry.record_decision(run_id, decision)",
+        "pass",
+        GATE_OUTCOMES,
+    ),
+    # the pipeline's parameter wiring: each root input reaches the tasks that use it
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        "validation_fraction=validation_fraction,",
+        "validation_fraction=0.1,",
+        WIRING,
+    ),
+    Mutant(
+        "wiring", "build_pipeline", "test_fraction=test_fraction,", "test_fraction=0.2,", WIRING
+    ),
+    Mutant("wiring", "build_pipeline", "            seed=seed,\n", "            seed=0,\n", WIRING),
+    Mutant("wiring", "build_pipeline", "limit=limit,", "limit=0,", WIRING),
+    Mutant("wiring", "build_pipeline", "image_size=image_size,", 'image_size="",', WIRING),
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        "labeled_fraction=labeled_fraction,",
+        "labeled_fraction=0.0,",
+        WIRING,
+    ),
+    Mutant("wiring", "build_pipeline", "data_snapshot=data_snapshot,", 'data_snapshot="",', WIRING),
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        "common = dict(profile=profile, overrides=overrides,",
+        'common = dict(profile=profile, overrides="",',
+        WIRING,
+    ),
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        "batch_size=batch_size, seed=seed)",
+        "batch_size=0, seed=seed)",
+        WIRING,
+    ),
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        "training.train_baseline(\n                            dataset=dataset,\n"
+        "                            epochs=epochs,",
+        "training.train_baseline(\n                            dataset=dataset,\n"
+        "                            epochs=0,",
+        WIRING,
+    ),
+    Mutant("wiring", "build_pipeline", "temperature=temperature,", "temperature=0.0,", WIRING),
+    Mutant("wiring", "build_pipeline", "mode=classifier_mode,", 'mode="",', WIRING),
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        "checkpoint_root=checkpoint_root,",
+        'checkpoint_root="",',
+        WIRING,
+    ),
+    Mutant("wiring", "build_pipeline", "registry=registry,", 'registry="",', WIRING),
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        "promotion_margin=promotion_margin,",
+        "promotion_margin=0.0,",
+        WIRING,
+    ),
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        "            .set_caching_options(False)\n",
+        "",
+        WIRING,
+    ),
+]
+
+# Survivors that are not faults, each with the reason (a list of (group, function, original)).
+EXPLAINED: dict[tuple[str, str, str], str] = {}
+
+
 def locate(function: str) -> tuple[Path, int, int]:
     """`(file, start offset, end offset)` of the one top-level function named `function`, or
-    of the one method, for `Class.method`."""
+    of the one method, for `Class.method`; `file.py::function` looks in files of that name
+    only (when several modules define one)."""
+    file_name, _, function = function.rpartition("::")
     owner, _, name = function.rpartition(".")
     found = []
-    for path in sorted(SOURCE.rglob("*.py")):
+    for path in sorted(path for source in SOURCES for path in source.rglob("*.py")):
+        if file_name and path.name != file_name:
+            continue
         text = path.read_text()
         scopes = [ast.parse(text)]
         if owner:
@@ -366,7 +758,7 @@ def locate(function: str) -> tuple[Path, int, int]:
                 end = sum(map(len, lines[: node.end_lineno]))
                 found.append((path, start, end))
     if len(found) != 1:
-        raise LookupError(f"function {function!r} found {len(found)} times under {SOURCE}")
+        raise LookupError(f"function {function!r} found {len(found)} times under {SOURCES}")
     return found[0]
 
 
@@ -407,18 +799,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=600, help="seconds per mutant")
     args = parser.parse_args(argv)
     groups = {g for g in args.only.split(",") if g}
+    unknown = groups - {mutant.group for mutant in MUTANTS}
+    if unknown:
+        parser.error(f"unknown groups {sorted(unknown)}")
     counts: dict[str, int] = {}
+    per_group: dict[str, list[int]] = {}
     for mutant in MUTANTS:
         if groups and mutant.group not in groups:
             continue
         outcome = run_mutant(mutant, args.timeout)
-        kind = outcome.split(":")[0].split(" ")[0]
+        explained = EXPLAINED.get((mutant.group, mutant.function, mutant.original))
+        if outcome == "SURVIVED" and explained:
+            outcome = f"survived, explained: {explained}"
+        kind = outcome.split(":")[0].split(" ")[0].split(",")[0]
         counts[kind] = counts.get(kind, 0) + 1
+        tally = per_group.setdefault(mutant.group, [0, 0])
+        tally[0] += kind == "killed"
+        tally[1] += 1
         print(
             f"{mutant.group:9s} {mutant.function}: {mutant.original!r} -> {mutant.mutated!r}: "
             f"{outcome}",
             flush=True,
         )
+    for group, (killed, total) in per_group.items():
+        print(f"group {group}: {killed}/{total} killed")
     print("summary:", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return 1 if counts.get("SURVIVED") or counts.get("stale") or counts.get("error") else 0
 

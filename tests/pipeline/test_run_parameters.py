@@ -130,3 +130,32 @@ def test_run_flags_verbose_either_side_and_no_cache():
     ):
         args = parser.parse_args(argv)
         assert (args.verbose, args.cache) == (verbose, cache), argv
+
+
+# Task inputs fed by a pipeline parameter of another name.
+RENAMED = {"mode": "classifier_mode"}
+
+
+@pytest.mark.parametrize(
+    ("target", "fractions"), [("kubeflow", ()), ("vertex", ()), ("kubeflow", (0.5, 1.0))]
+)
+def test_each_task_input_named_after_a_pipeline_parameter_is_wired_from_it(
+    tmp_path, target, fractions
+):
+    """A step's `epochs`, `seed`, `overrides`... come from the run's parameter of that name,
+    never a constant, in every task that takes one; each parameter the steps know reaches
+    at least one task."""
+    path = tmp_path / "pipeline.yaml"
+    pipeline = build_pipeline(target=target, labeled_fractions=fractions)
+    compiler.Compiler().compile(pipeline, str(path))
+    root = yaml.safe_load(path.read_text())["root"]
+    parameters = set(root["inputDefinitions"]["parameters"])
+    reached = set()
+    for task_name, task in root["dag"]["tasks"].items():
+        for name, value in task.get("inputs", {}).get("parameters", {}).items():
+            source = RENAMED.get(name, name)
+            if source in parameters:
+                assert value == {"componentInputParameter": source}, (task_name, name, value)
+                reached.add(source)
+    # vertex_model/project/region reach no task yet: issue 24, item 3
+    assert reached >= parameters - {"vertex_model", "vertex_project", "vertex_region"}

@@ -118,3 +118,29 @@ def test_labeled_subset_is_seeded():
     assert (labeled_subset(labels, 0.2, 0) != labeled_subset(labels, 0.2, 1)).any()
     with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]. Received: fraction=0"):
         labeled_subset(labels, 0, 0)
+
+
+def test_labeled_subset_takes_the_rounded_count_in_position_order():
+    labels = np.arange(10) % 2
+    for seed in range(4):
+        taken = labeled_subset(labels, 0.37, seed=seed)
+        assert len(taken) == 4  # round(3.7), not 3
+        assert (np.diff(taken) > 0).all()  # sorted positions, each once
+    with pytest.raises(ValueError, match=r"Received: fraction=1.5"):
+        labeled_subset(labels, 1.5, 0)
+
+
+def test_labeled_subset_ranks_by_when_each_example_is_due():
+    """Place r of a class of n is due at (r + 0.5) / n: of [0, 1, 1, 1], a quarter is the
+    larger class's first example (due at 1/6; the single one is due at 1/2), whatever the seed."""
+    labels = np.array([0, 1, 1, 1])
+    for seed in range(8):
+        assert labels[labeled_subset(labels, 0.25, seed=seed)].tolist() == [1], seed
+
+
+def test_an_epoch_over_a_small_subset_is_repeated_up_to_the_minimum_steps():
+    from contrastive.data.splits import subset_epoch_examples
+
+    assert subset_epoch_examples(90, 32, 40) == 40 * 32  # 3 batches a pass: repeated
+    assert subset_epoch_examples(90, 32, 0) == 90  # 0: one pass
+    assert subset_epoch_examples(2000, 32, 40) == 2000  # a pass is longer already

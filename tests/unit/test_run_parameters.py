@@ -34,6 +34,10 @@ from contrastive.run_parameters import check_run_parameters
         ({"validation_fraction": 1.0}, "validation_fraction must be in [0, 1). Received: "),
         ({"labeled_fraction": 1.5}, "labeled_fraction must be in [0, 1] (0 = all)."),
         ({"promotion_margin": float("nan")}, "promotion_margin must be >= 0."),
+        ({"promotion_margin": -0.1}, "promotion_margin must be >= 0. Received: "),
+        ({"promotion_margin": float("inf")}, "promotion_margin must be >= 0. Received: "),
+        ({"on_error": "ignore"}, "on_error must be one of ['skip', 'fail']. Received: "),
+        ({"registry": 3}, "registry must be a string. Received: registry=3"),
         ({"limit": -1}, "limit must be an integer >= 0. Received: limit=-1"),
         (
             {"image_size": "0,64"},
