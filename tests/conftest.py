@@ -32,12 +32,22 @@ import pytest
 
 # Fixtures that train or run kfp.local: a test that uses one is `slow`.
 SLOW_FIXTURES = {"trained_models", "tiny_runs", "tiny_run"}
+# Session fixtures read by several modules: under pytest-xdist (`-n 2 --dist loadgroup`) their
+# tests share one worker, so each is built once; any other test stays with its module's
+# tests (and the module's fixtures are built once).
+SHARED_FIXTURES = ("tiny_run", "trained_models")
 
 
 def pytest_collection_modifyitems(config, items):
+    grouped = config.pluginmanager.hasplugin("xdist")
     for item in items:
-        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        names = set(getattr(item, "fixturenames", ()))
+        if SLOW_FIXTURES & names:
             item.add_marker(pytest.mark.slow)
+        if grouped:
+            shared = [name for name in SHARED_FIXTURES if name in names]
+            group = shared[0] if shared else item.nodeid.split("::")[0]
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 # The unmarked test whose setup or call is running now (None: a `slow` test, or none).
@@ -73,8 +83,9 @@ def _python_child(args, executable=None) -> bool:
 
 def _install_guards() -> None:
     """Wrap `keras.Model.fit`, `kfp.local.init` and `subprocess.Popen.__init__` (a Python
-    child: an interpreter start, TensorFlow's import, seconds) once, where imported
-    (collecting the suite imports them all); tests may still monkeypatch them."""
+    child: an interpreter start, TensorFlow's import, seconds) once each is imported, checked
+    before every test (collecting the suite imports all three; a selection that needs no
+    TensorFlow does not pay for its import here); tests may still monkeypatch them."""
     if not getattr(subprocess.Popen.__init__, "refuses_unmarked_tests", False):
         start = subprocess.Popen.__init__
         refused = _refused_unless_slow(start, "starts a Python process")
@@ -119,9 +130,6 @@ def pytest_runtest_call(item):
 
 
 def pytest_collection_finish(session):
-    import keras  # noqa: F401  (both guarded from the first test on, whatever it imports)
-    import kfp.local  # noqa: F401
-
     _install_guards()
 
 
