@@ -46,7 +46,9 @@ DESCRIPTIONS = {
     'e.g. {"train.epochs": 3, "data.image_size": [32, 32]}; empty: none.',
     "checkpoint_root": "Folder or gs:// prefix for the training steps' checkpoints and failure "
     "records, one sub-folder per run and task (survives a preempted pod, removed after "
-    "success); empty: <pipeline root>/checkpoints.",
+    "success); empty: 'checkpoints' beside the step's output (a step whose output is in a "
+    "store other than gs:// fails at start, naming this parameter); 'none': no durable "
+    "checkpoints (a retried step starts afresh).",
     "epochs": f"Pretraining (or baseline) epochs; {KEEP}.",
     "classifier_epochs": f"Classifier epochs after pretraining; {KEEP}.",
     "batch_size": f"Training batch size; {KEEP}.",
@@ -91,8 +93,6 @@ DESCRIPTIONS = {
     "Vertex's AIP_TENSORBOARD_LOG_DIR wins; empty: inside the step's output.",
     "tensorboard_name": "The step's sub-folder under tensorboard_root and under the run's "
     "checkpoint folder.",
-    "pipeline_root": "The run's pipeline root (KFP fills it in); checkpoints go under "
-    "<pipeline root>/checkpoints when checkpoint_root is empty.",
     "job_id": "The pipeline run's id (KFP fills it in): keys the step's checkpoint folder, so "
     "every retry of the step in this run finds it.",
     "vertex_model": "Vertex AI Model ID: a promoted champion becomes a new version of it with "

@@ -20,7 +20,6 @@ def pretrain_encoder(
     tensorboard_root: str = "",
     tensorboard_name: str = "pretrain",
     checkpoint_root: str = "",
-    pipeline_root: str = "",
     job_id: str = "",
 ):
     """Pretrain into the Model artifact; metrics: loss, contrastive and kNN accuracy."""

@@ -19,7 +19,6 @@ def train_baseline(
     tensorboard_root: str = "",
     tensorboard_name: str = "train-baseline",
     checkpoint_root: str = "",
-    pipeline_root: str = "",
     job_id: str = "",
 ):
     """Train a classifier end to end with cross-entropy into the Model artifact. TensorBoard

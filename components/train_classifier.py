@@ -19,7 +19,6 @@ def train_classifier(
     tensorboard_root: str = "",
     tensorboard_name: str = "classifier",
     checkpoint_root: str = "",
-    pipeline_root: str = "",
     job_id: str = "",
 ):
     """Train the classifier head (and the encoder when `mode` is finetune). TensorBoard logs

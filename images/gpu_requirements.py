@@ -7,7 +7,7 @@ This swaps one for the other and keeps every other pin:
     python images/gpu_requirements.py --pyproject pyproject.toml \
         --constraints constraints.txt --output-dir /wheels
 
-writes `requirements-gpu.txt` (the project's runtime dependencies: base + `tf` extra) and
+writes `requirements-gpu.txt` (the project's runtime dependencies: base + `IMAGE_EXTRAS`) and
 `constraints-gpu.txt` (constraints.txt with `tensorflow-cpu==X` replaced by `tensorflow==X`,
 plus `CUDA_PINS`).
 
@@ -47,15 +47,24 @@ CUDA_PINS = (
     "nvidia-nccl-cu12==2.27.7",
     "nvidia-nvjitlink-cu12==12.5.82",
 )
+# The extras both images install besides the base dependencies (pyproject.toml).
+IMAGE_EXTRAS = ("tf", "serving")
 _CPU_PIN = re.compile(r"^tensorflow[-_]cpu\s*==\s*([^\s;#]+)", re.IGNORECASE)
 _JAX_PIN = re.compile(r"^jax\s*==\s*([^\s;#]+)", re.IGNORECASE)
 
 
-def gpu_requirements(pyproject: dict, extra: str = "tf") -> list[str]:
-    """Base dependencies + `extra`, with `tensorflow-cpu==X` -> `tensorflow[and-cuda]==X`."""
+def image_requirements(pyproject: dict) -> list[str]:
+    """Base dependencies + every extra of `IMAGE_EXTRAS`, as pyproject.toml lists them."""
     project = pyproject["project"]
     requirements = list(project.get("dependencies", []))
-    requirements += list(project.get("optional-dependencies", {}).get(extra, []))
+    for extra in IMAGE_EXTRAS:
+        requirements += list(project.get("optional-dependencies", {}).get(extra, []))
+    return requirements
+
+
+def gpu_requirements(pyproject: dict) -> list[str]:
+    """`image_requirements`, with `tensorflow-cpu==X` -> `tensorflow[and-cuda]==X`."""
+    requirements = image_requirements(pyproject)
     swapped, found = [], False
     for requirement in requirements:
         match = _CPU_PIN.match(requirement.strip())
@@ -65,15 +74,13 @@ def gpu_requirements(pyproject: dict, extra: str = "tf") -> list[str]:
         else:
             swapped.append(requirement)
     if not found:
-        raise ValueError(f"no tensorflow-cpu==VERSION pin in the {extra!r} extra")
+        raise ValueError("no tensorflow-cpu==VERSION pin in the tf extra")
     return swapped
 
 
 def jax_gpu_requirements(pyproject: dict, constraints: list[str]) -> list[str]:
-    """Base dependencies + the `tf` extra as pinned (tensorflow-cpu) + `jax[cuda12]==X`."""
-    project = pyproject["project"]
-    requirements = list(project.get("dependencies", []))
-    requirements += list(project.get("optional-dependencies", {}).get("tf", []))
+    """`image_requirements` as pinned (tensorflow-cpu) + `jax[cuda12]==X`."""
+    requirements = image_requirements(pyproject)
     version = next(
         (match.group(1) for line in constraints if (match := _JAX_PIN.match(line.strip()))), None
     )

@@ -18,6 +18,7 @@ import sys
 import traceback
 
 EXIT_USAGE = 2
+EXIT_FAILURE = 1
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser, *, pretrain: bool = True) -> None:
@@ -710,6 +711,8 @@ def main(argv=None) -> int:
             print("(run `contrastive -v ...` for the traceback)", file=sys.stderr)
         code = getattr(error, "exit_code", EXIT_USAGE)  # e.g. a failed cluster job: 1
         if getattr(args, "joined_processes", 0) > 1:
+            if not hasattr(error, "exit_code") and not _is_own(error):
+                code = EXIT_FAILURE  # a peer died or a collective failed: the job, not the input
             _exit_now(code)
         return code
 

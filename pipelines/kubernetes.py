@@ -93,6 +93,22 @@ class KubernetesSettings:
             task_timeout=task_timeout,
         )
 
+    def pod_settings(self) -> dict:
+        """The settings as Kubernetes pod fields, for pods KFP does not create (a training
+        step's TrainJob, `contrastive.trainjob.launcher_settings`)."""
+        tolerations = []
+        for toleration in self.tolerations:
+            item = {"key": toleration.key, "operator": toleration.operator}
+            if toleration.value is not None:
+                item["value"] = toleration.value
+            tolerations.append({**item, "effect": toleration.effect})
+        return {
+            "node_selector": dict(self.node_selector),
+            "tolerations": tolerations,
+            "image_pull_secrets": list(self.image_pull_secrets),
+            "active_deadline_seconds": self.task_timeout,
+        }
+
     def apply(self, task, *, accelerated: bool):
         """Adds the settings to a `PipelineTask`; node pool settings only if `accelerated`."""
         from kfp import kubernetes

@@ -18,6 +18,18 @@ DEFAULT_METHODS = (BASELINE, "supcon", "simclr")
 # What a step asks for when no accelerator type is given at compile time.
 DEFAULT_ACCELERATORS = {"kubeflow": "nvidia.com/gpu", "vertex": "NVIDIA_L4"}
 BACKENDS = ("tensorflow", "jax")
+# The registry's run id (it names the promoted version's folder, `registry._check_run_id`):
+# a value each backend resolves to letters, digits, '.', '_' and '-'. KFP 2.17's driver
+# resolves `{{$.pipeline_job_name}}` to the run's display name (kfp.Client's default:
+# "<pipeline> %Y-%m-%d %H-%M-%S", spaces; two runs may share it), and `{{$.pipeline_job_uuid}}`
+# to the run's UUID (kubeflow/pipelines 2.17.0 backend/src/v2/driver/resolve.go); Vertex's job
+# name is the job id `contrastive submit` gives (`submit.vertex_job_id`); kfp.local's is
+# "<pipeline>-<timestamp>".
+RUN_ID_PLACEHOLDERS = {
+    "kubeflow": dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    "vertex": dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+    "local": dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+}
 # Vertex machine type per accelerator and count, for training steps run as CustomJobs
 # (replicas > 1); other combinations need --machine-type.
 VERTEX_MACHINE_TYPES = {
@@ -42,6 +54,9 @@ VERTEX_MACHINE_TYPES = {
     "NVIDIA_H100_80GB": {8: "a3-highgpu-8g"},
 }
 TRAINING_COMPONENTS = ("pretrain_encoder", "train_classifier", "train_baseline")
+# google-cloud-pipeline-components 2.22.0 `_placeholders.SERVICE_ACCOUNT_PLACEHOLDER`: the
+# PipelineJob's service account, resolved by Vertex at run time.
+VERTEX_SERVICE_ACCOUNT = "{{$.pipeline_service_account}}"
 STRATEGIES = ("STANDARD", "SPOT")
 # The durable checkpoint key of every local run (see `contrastive_pipeline`).
 LOCAL_JOB_ID = "local"
@@ -118,6 +133,9 @@ def build_pipeline(
             backend=backend,
         )
     scale = {"distribution": "data_parallel"} if data_parallel else {}
+    # A Vertex CustomJob runs as the PipelineJob's service account (GCPC's placeholder, which
+    # Vertex resolves); without it Vertex uses its Custom Code Service Agent.
+    custom_job = {"service_account": VERTEX_SERVICE_ACCOUNT} if training is not c else {}
     launcher = None
     if target == "kubeflow" and replicas > 1:
         launcher = _trainjob_launcher(
@@ -201,13 +219,15 @@ def build_pipeline(
         kubernetes.apply(ingest, accelerated=False)
         dataset = ingest.outputs["dataset"]
         common = dict(profile=profile, overrides=overrides, batch_size=batch_size, seed=seed)
-        # Checkpoints outside the pod, keyed by run and step: a retry after preemption resumes.
+        # Checkpoints outside the pod, keyed by run and step: a retry after preemption resumes
+        # (`checkpoint_root`, else beside the step's output; `durable.step_folder`). The run's
+        # id is `{{$.pipeline_job_uuid}}`, which KFP 2.17's driver and Vertex resolve; the
+        # KFP driver resolves no `{{$.pipeline_root}}` (tests/pipeline/test_invariants.py).
         # Locally every run gets a new job id, so the key is the fixed "local" under a
         # `checkpoint_root` that `contrastive run` keys by the run's parameters: a run killed
         # and started again with the same parameters resumes.
         durable = dict(
             checkpoint_root=checkpoint_root,
-            pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
             job_id=LOCAL_JOB_ID if target == "local" else dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         )
         evaluated, by_fraction, shared = {}, {}, {}
@@ -231,6 +251,7 @@ def build_pipeline(
                             **common,
                             **scale,
                             **durable,
+                            **custom_job,
                             **few,
                         )
                     )
@@ -254,6 +275,7 @@ def build_pipeline(
                             **common,
                             **scale,
                             **durable,
+                            **custom_job,
                             **once,
                         )
                     )
@@ -272,6 +294,7 @@ def build_pipeline(
                             **common,
                             **scale,
                             **durable,
+                            **custom_job,
                             **few,
                         )
                     )
@@ -302,12 +325,18 @@ def build_pipeline(
                 dataset=dataset,
                 registry=registry,
                 promotion_margin=promotion_margin,
-                run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                run_id=RUN_ID_PLACEHOLDERS[target],
+                vertex_model=vertex_model,
+                vertex_project=vertex_project,
+                vertex_region=vertex_region,
                 **evaluated,
             )
             .set_display_name("compare-and-report")
             .set_caching_options(False)
         )
+        # The serving SavedModel needs TensorFlow, whichever backend trained: the JAX image
+        # sets KERAS_BACKEND=jax, and a .keras model loads on either backend.
+        compared.set_env_variable("KERAS_BACKEND", "tensorflow")
         kubernetes.apply(local_code(compared), accelerated=False)
 
     return dsl.pipeline(
@@ -364,7 +393,9 @@ def _trainjob_launcher(image, replicas, accelerator_count, accelerator_type, kub
     runs the component with `trainjob.LAUNCHER_ENV` set, so the component creates a
     TrainJob of `replicas` nodes x `accelerator_count` GPUs in `image` running the step's
     command, follows it and fails with its reason. The pod settings of `kubernetes` (pull
-    secrets, timeout) apply to the launcher; the TrainJob's pods get the runtime's."""
+    secrets, timeout) apply to the launcher; the TrainJob's pods get the GPU steps' ones
+    (node selector, tolerations, pull secrets, the timeout as `activeDeadlineSeconds`) and
+    the launcher pod's service account (`trainjob.launcher_pod`)."""
     from contrastive.trainjob import LAUNCHER_ENV, launcher_settings
 
     settings = launcher_settings(
@@ -372,6 +403,7 @@ def _trainjob_launcher(image, replicas, accelerator_count, accelerator_type, kub
         num_nodes=replicas,
         gpus_per_node=accelerator_count,
         gpu_resource=accelerator_type,
+        **kubernetes.pod_settings(),
     )
 
     def launch(task):

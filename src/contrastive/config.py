@@ -314,6 +314,7 @@ def validate(config: Config) -> None:
     for name in ("epochs", "classifier_epochs", "num_views", "knn_k", "knn_max_examples"):
         _check(f"train.{name}", getattr(t, name), lambda v: v >= 1, "must be >= 1")
     _check("train.batch_size", t.batch_size, lambda v: v >= 2, "must be >= 2")
+    _check("train.seed", t.seed, lambda v: v >= 0, "must be >= 0")  # ingest's splits take >= 0
     for name in ("temperature", "knn_temperature", "learning_rate"):
         _check(f"train.{name}", getattr(t, name), lambda v: v > 0, "must be > 0")
     for name in ("classifier_learning_rate", "finetune_learning_rate"):

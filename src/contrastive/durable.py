@@ -11,7 +11,10 @@ that run finds again:
     <root>/<job id>/<step>/LATEST             names that copy; written last (atomic)
     <root>/<job id>/<step>/FAILED.json        a failure a retry cannot fix (type, message)
 
-`root` is a local folder (a mounted volume) or a `gs://` prefix. The folder is removed once
+`root` is a local folder (a mounted volume) or a `gs://` prefix (`checkpoint_root`); without
+one the folder is `checkpoints` beside the step's output artifact. A cluster step with no
+folder it can write fails at start, naming `checkpoint_root` (`step_folder`,
+`check_reachable`). The folder is removed once
 the step's model is complete. A retry that finds `FAILED.json` fails at once with the recorded
 message instead of spending its backoff and GPU time on the same failure.
 """
@@ -31,6 +34,7 @@ log = logging.getLogger(__name__)
 
 LATEST = "LATEST"
 FAILED = "FAILED.json"
+PROBE = "PROBE"  # written and removed at start: the attempt can write its folder
 _COPY = re.compile(r"^epoch-\d{6}$")
 
 
@@ -38,26 +42,96 @@ class RecordedFailureError(RuntimeError):
     """An earlier attempt of this step failed in a way no retry can fix."""
 
 
-def step_folder(checkpoint_root: str, pipeline_root: str, job_id: str, step: str) -> str | None:
-    """`<root>/<job id>/<step>`, root being `checkpoint_root` or `<pipeline_root>/checkpoints`;
-    None (checkpoints stay with the step's outputs) when neither is a local path or gs://
-    (an unresolved placeholder, or an object store this library does not write, e.g. minio://).
+class DurableFolderError(ValueError):
+    """A cluster step has no durable folder it can reach: checkpoints would die with its pod.
+    The message names the pipeline parameter to set (`checkpoint_root`)."""
+
+    exit_code = 2  # an input to fix, not a failure a retry can mend
+
+
+# `checkpoint_root` value that turns durable checkpoints off (a retried step starts afresh).
+NO_CHECKPOINTS = "none"
+CHECKPOINTS_DIR = "checkpoints"  # beside the step's output artifact when no root is given
+
+
+def step_folder(
+    checkpoint_root: str, job_id: str, step: str, *, output_uri: str = ""
+) -> str | None:
+    """The step's durable folder, or None when it has none.
+
+    `checkpoint_root` given: `<checkpoint_root>/<job id>/<step>`, so every attempt of the step
+    in the run finds it (`job_id` is the run's id, resolved by the backend). Empty: the
+    folder `checkpoints` beside the step's output artifact (`output_uri`), which KFP 2.17
+    gives every attempt of a task alike (the driver provisions the output URIs once per task,
+    `backend/src/v2/driver/driver.go` `provisionOutputs`; Argo retries only the executor
+    pod); the KFP backend resolves no `{{$.pipeline_root}}`, so no placeholder is used.
+    `"none"`, or no output at all (a library call): None.
+
+    Raises:
+        DurableFolderError: naming `checkpoint_root`, when the folder would be in a store this
+            library cannot write (only local folders and gs://; e.g. KFP's default minio://),
+            or `job_id` is an unresolved placeholder. A cluster step fails at start rather
+            than train for hours with checkpoints that the next preemption loses.
     """
-    root = checkpoint_root or (
-        pipeline_root and storage.join(storage.strip_trailing_slash(pipeline_root), "checkpoints")
-    )
-    usable = bool(root) and "{{" not in root and (storage.is_gcs(root) or storage.is_local(root))
-    if not usable or not job_id or "{{" in job_id:
-        if root or pipeline_root:
-            log.warning(
-                "checkpoints stay inside the step's output (lost if the pod is preempted): "
-                "set checkpoint_root to a gs:// prefix or a mounted folder. Received: "
-                "checkpoint_root=%r, pipeline_root=%r",
-                checkpoint_root,
-                pipeline_root,
-            )
+    if checkpoint_root == NO_CHECKPOINTS:
         return None
-    return storage.join(storage.strip_trailing_slash(root), job_id, step)
+    if checkpoint_root:
+        if "{{" in checkpoint_root or not _writable(checkpoint_root):
+            raise DurableFolderError(
+                "checkpoint_root must be a gs:// prefix or a folder every attempt of the step "
+                f"mounts ('{NO_CHECKPOINTS}': no durable checkpoints). "
+                f"Received: checkpoint_root={checkpoint_root!r}"
+            )
+        if not job_id or "{{" in job_id:
+            raise DurableFolderError(
+                "the step's checkpoint folder is keyed by the run's id, which the backend did "
+                "not resolve: compile the pipeline for this backend (contrastive compile "
+                f"--target ...). Received: job_id={job_id!r}, checkpoint_root={checkpoint_root!r}"
+            )
+        return storage.join(storage.strip_trailing_slash(checkpoint_root), job_id, step)
+    if not output_uri:
+        return None
+    if _writable(output_uri):
+        parent = storage.strip_trailing_slash(output_uri).rsplit("/", 1)[0]
+        return storage.join(parent, CHECKPOINTS_DIR)
+    raise DurableFolderError(
+        "this step's checkpoints must outlive its pod (a retry resumes from them), but its "
+        f"outputs are in {output_uri.split('://')[0]}://, which this library does not write: "
+        "set the pipeline parameter checkpoint_root to a gs:// prefix or a folder every "
+        f"attempt mounts, or to '{NO_CHECKPOINTS}' to train without (a retried step then "
+        f"starts from epoch 0). Received: checkpoint_root='', output_uri={output_uri!r}"
+    )
+
+
+def _writable(uri: str) -> bool:
+    return storage.is_gcs(uri) or storage.is_local(uri)
+
+
+def check_reachable(folder: str | None) -> None:
+    """Fails a step at start, not after its first epoch, when it cannot write `folder` (no
+    credentials, a bucket that does not exist, a path under a file): in object storage it
+    writes and removes a probe object; a local folder's nearest existing parent must be a
+    folder it may write. Raises `DurableFolderError` naming `checkpoint_root`."""
+    if folder is None:
+        return
+    try:
+        if storage.is_local(folder):
+            existing = os.path.abspath(folder)
+            while not os.path.exists(existing):
+                existing = os.path.dirname(existing)
+            if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+                raise PermissionError(f"{existing} is not a folder this process may write")
+        else:
+            probe = storage.join(folder, PROBE)
+            storage.write_text(probe, "written by a starting attempt of this step\n")
+            storage.remove(probe)
+    except Exception as error:  # any store's own error: permission, missing bucket, ...
+        raise DurableFolderError(
+            f"cannot write the step's checkpoint folder {folder} ({type(error).__name__}: "
+            f"{error}): give the step's identity write access there or set the pipeline "
+            f"parameter checkpoint_root to another gs:// prefix or mounted folder "
+            f"('{NO_CHECKPOINTS}': no durable checkpoints)"
+        ) from None
 
 
 def permanent_errors() -> tuple[type[BaseException], ...]:

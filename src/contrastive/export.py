@@ -15,6 +15,8 @@ resized silently, because only the client knows whether its crop matches the one
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from typing import Any
 
@@ -72,6 +74,43 @@ def export_saved_model(
     return export_dir
 
 
+def export_model_dir(model_dir: str, export_dir: str, *, environ=None, timeout=1800.0) -> str:
+    """`export_saved_model` of a model directory's classifier, on the TensorFlow backend
+    whichever backend this process runs: on another one (JAX trained it) the export runs in
+    a child Python with `KERAS_BACKEND=tensorflow` (a `.keras` file loads on either backend).
+
+    Args:
+        model_dir: a complete local model directory (`contrastive.modeldir`).
+        export_dir: where the SavedModel goes.
+        environ: the child's environment before `KERAS_BACKEND` is set (default: this
+            process's).
+        timeout: seconds the child may take.
+
+    Raises:
+        RuntimeError: the child failed; its last output lines are in the message.
+    """
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        from contrastive.modeldir import load_model_dir
+
+        return export_saved_model(load_model_dir(model_dir)[0], export_dir)
+    env = {**(os.environ if environ is None else environ), "KERAS_BACKEND": "tensorflow"}
+    done = subprocess.run(
+        [sys.executable, "-m", "contrastive.export", os.fspath(model_dir), os.fspath(export_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"SavedModel export of {model_dir} on the TensorFlow backend failed "
+            f"(exit {done.returncode}): {done.stderr[-2000:]}"
+        )
+    return os.fspath(export_dir)
+
+
 def _parent(path: str) -> str:
     if storage.is_gcs(path):
         return path.rsplit("/", 1)[0]
@@ -117,3 +156,9 @@ def _write(model: Any, shape: tuple, export_dir: str, from_logits: bool) -> None
 
     archive.add_endpoint(SIGNATURE, serve)
     archive.write_out(export_dir, verbose=False)
+
+
+if __name__ == "__main__":  # python -m contrastive.export MODEL_DIR EXPORT_DIR (TensorFlow)
+    from contrastive.modeldir import load_model_dir
+
+    export_saved_model(load_model_dir(sys.argv[1])[0], sys.argv[2])

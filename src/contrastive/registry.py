@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from contrastive import storage, validation
-from contrastive.modeldir import COMPLETE_MARKER, load_model_dir
+from contrastive.modeldir import COMPLETE_MARKER
 
 log = logging.getLogger(__name__)
 
@@ -381,27 +381,27 @@ def write_inference_service(registry, run_id: str) -> str | None:
     if not storage.exists(storage.join(served, "1", "saved_model.pb")):
         return None
     manifest_uri = storage.join(registry.root, INFERENCE_SERVICE_FILE)
-    manifest = inference_service(served, run_id=run_id)
+    # A local registry: an absolute path (the cluster needs that folder copied or mounted).
+    manifest = inference_service(
+        served if not storage.is_local(served) else os.path.abspath(served), run_id=run_id
+    )
     storage.write_text(manifest_uri, yaml.safe_dump(manifest, sort_keys=False))
     return manifest_uri
 
 
 def promote_with_export(registry, run_id, model_dir, score, method, *, expected_generation):
-    """Promote a copy of `model_dir` with a serving SavedModel (uint8 images in) beside it."""
-    import keras
-
-    from contrastive.export import export_saved_model
+    """Promote a copy of `model_dir` with a serving SavedModel (uint8 images in) beside it,
+    exported on the TensorFlow backend whichever backend trained the model
+    (`export.export_model_dir`): every promoted version can be served."""
+    from contrastive.export import export_model_dir
     from contrastive.serving import KSERVE_DIR
 
     with tempfile.TemporaryDirectory(prefix="promote-") as staging:
         bundle = Path(staging) / "model"
         shutil.copytree(model_dir, bundle, ignore=shutil.ignore_patterns("checkpoints"))
-        if keras.backend.backend() == "tensorflow":
-            export_saved_model(load_model_dir(model_dir)[0], str(bundle / "saved_model"))
-            # TF Serving (KServe) wants numbered versions below its base path.
-            shutil.copytree(bundle / "saved_model", bundle / KSERVE_DIR / "1")
-        else:  # a SavedModel needs TensorFlow; the .keras file is promoted on its own
-            log.warning("SavedModel export skipped on the %s backend", keras.backend.backend())
+        export_model_dir(model_dir, str(bundle / "saved_model"))
+        # TF Serving (KServe) wants numbered versions below its base path.
+        shutil.copytree(bundle / "saved_model", bundle / KSERVE_DIR / "1")
         (bundle / COMPLETE_MARKER).touch()
         registry.promote(
             run_id, bundle, score, extra={"method": method}, expected_generation=expected_generation

@@ -32,7 +32,7 @@ def check_run_parameters(values: Mapping[str, Any]) -> Config:
         ("classifier_epochs", 0),
         ("batch_size", 0),
         ("limit", 0),
-        ("seed", None),
+        ("seed", 0),  # ingest's split and sample take a seed >= 0
     ):
         if name in values:
             _integer(name, values[name], minimum)

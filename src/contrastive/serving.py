@@ -11,6 +11,9 @@ For Kubeflow clusters the gate also writes `inferenceservice.yaml` next to `cham
 a KServe `InferenceService` whose TensorFlow predictor serves the champion's SavedModel.
 TF Serving loads numbered versions below its base path, so the promoted bundle carries the
 SavedModel a second time as `kserve/1/` and the manifest's `storageUri` is `.../kserve`.
+The manifest names its TF Serving version (`runtimeVersion`): KServe's runtime otherwise runs
+`tensorflow/serving:2.6.2` (kserve v0.20.0 `config/runtimes/kustomization.yaml`), which
+cannot load a SavedModel written by TensorFlow 2.21 (`bench/serving_compat.py`).
 """
 
 from __future__ import annotations
@@ -22,18 +25,27 @@ CHAMPION_ALIAS = "champion"
 # Vertex AI's prebuilt TensorFlow 2 CPU prediction image; override for GPUs or a newer TF.
 DEFAULT_SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
 KSERVE_API_VERSION = "serving.kserve.io/v1beta1"
+# The `tensorflow/serving` image tag KServe runs (`runtimeVersion` replaces the runtime image's
+# tag: kserve v0.20.0 pkg/controller/v1beta1/inferenceservice/utils/utils.go UpdateImageTag).
+# 2.20.0 is TF Serving's newest release (tensorflow/serving tags), built on TensorFlow 2.20;
+# bench/serving_compat.py measures that it serves our SavedModel (README "Serving").
+TF_SERVING_VERSION = "2.20.0"
 KSERVE_DIR = "kserve"  # in a promoted version: kserve/1/saved_model.pb
 INFERENCE_SERVICE_FILE = "inferenceservice.yaml"
-_MODEL_ID = re.compile(r"^[a-z0-9][-a-z0-9_]{0,62}$")
+# UploadModelRequest.model_id: "up to 63 characters, and valid characters are [a-z0-9_-]. The
+# first character cannot be a number or hyphen." (google-cloud-aiplatform 1.165.1,
+# google/cloud/aiplatform_v1/types/model_service.py)
+_MODEL_ID = re.compile(r"^[a-z_][-a-z0-9_]{0,62}$")
 
 
 def check_model_id(model_id: str) -> str:
-    """A Vertex Model id: lowercase letters, digits, '-' and '_', at most 63 characters."""
+    """A Vertex Model id: lowercase letters, digits, '-' and '_', at most 63 characters, not
+    starting with a digit or '-'."""
     if not isinstance(model_id, str) or not _MODEL_ID.match(model_id):
         raise ValueError(
             "vertex model must be a Vertex Model id: lowercase letters, digits, '-' and '_', "
-            f"starting with a letter or digit, at most 63 characters. Received: "
-            f"vertex_model={model_id!r}"
+            "starting with a letter or '_' (not a digit or '-'), at most 63 characters. "
+            f"Received: vertex_model={model_id!r}"
         )
     return model_id
 
@@ -104,10 +116,12 @@ def upload_vertex_model(
 
 def inference_service(storage_uri: str, *, run_id: str, name: str = "contrastive") -> dict:
     """A KServe v1beta1 `InferenceService` serving the SavedModel versions under
-    `storage_uri` with the TensorFlow predictor (TF Serving, `serve` signature, uint8 images).
+    `storage_uri` with the TensorFlow predictor (TF Serving `TF_SERVING_VERSION`, `serve`
+    signature, uint8 images).
 
     Args:
-        storage_uri: the folder holding `1/saved_model.pb` (gs://, s3:// or pvc://).
+        storage_uri: the folder holding `1/saved_model.pb` (gs://, s3://, pvc://, or an
+            absolute path the storage initializer sees); a relative path is refused.
         run_id: the run that promoted it (an annotation, so `kubectl describe` shows it).
         name: the InferenceService's name, a DNS-1035 label.
     """
@@ -115,13 +129,22 @@ def inference_service(storage_uri: str, *, run_id: str, name: str = "contrastive
         raise ValueError(
             f"inference service name must be a DNS-1035 label. Received: name={name!r}"
         )
+    if "://" not in storage_uri and not storage_uri.startswith("/"):
+        raise ValueError(
+            "storage_uri must be an object store URI or an absolute path: a relative one "
+            f"means nothing to the cluster. Received: storage_uri={storage_uri!r}"
+        )
     return {
         "apiVersion": KSERVE_API_VERSION,
         "kind": "InferenceService",
         "metadata": {"name": name, "annotations": {"contrastive/run-id": run_id}},
         "spec": {
             "predictor": {
-                "model": {"modelFormat": {"name": "tensorflow"}, "storageUri": storage_uri}
+                "model": {
+                    "modelFormat": {"name": "tensorflow", "version": "2"},
+                    "runtimeVersion": TF_SERVING_VERSION,
+                    "storageUri": storage_uri,
+                }
             }
         },
     }
@@ -132,6 +155,7 @@ __all__ = [
     "DEFAULT_SERVING_IMAGE",
     "INFERENCE_SERVICE_FILE",
     "KSERVE_DIR",
+    "TF_SERVING_VERSION",
     "check_model_id",
     "inference_service",
     "upload_vertex_model",

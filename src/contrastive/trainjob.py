@@ -2,7 +2,13 @@
 
 `trainjob_manifest` writes the TrainJob (`trainer.kubeflow.org/v1alpha1`): `num_nodes` pods
 of the `jax-distributed` ClusterTrainingRuntime, each running `command` in `image` with
-`gpus_per_node` GPUs. The runtime gives every pod `JAX_COORDINATOR_ADDRESS`,
+`gpus_per_node` GPUs. Its pods' service account, node selector, tolerations, image pull
+secrets and annotations (no Istio sidecar, which would keep a finished pod running) go
+through `spec.runtimePatches` (Kubeflow Trainer >= v2.2.0, `pkg/apis/trainer/v1alpha1/
+trainjob_types.go` RuntimePatch -> ... -> PodSpecPatch, on the runtime's replicated job
+`node`), a task timeout through `spec.activeDeadlineSeconds` (also v2.2.0); the job is
+created with strict field validation, so an older Trainer refuses it instead of dropping
+them. The runtime gives every pod `JAX_COORDINATOR_ADDRESS`,
 `JAX_NUM_PROCESSES` and `JAX_PROCESS_ID`, which `contrastive pretrain` / `train` read
 (`training.distribution.process_group_from`). `run_trainjob` creates it through the
 Kubernetes API (the official `kubernetes` client), polls it, prints the pods' new log lines
@@ -17,9 +23,12 @@ TrainJob from the launcher pod, which needs no GPU.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
+import signal
+import threading
 import time
 import uuid
 
@@ -27,6 +36,12 @@ log = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
 JAX_RUNTIME = "jax-distributed"
+# The replicated job of the `jax-distributed` runtime whose pods train (kubeflow/trainer
+# v2.2.0 manifests/base/runtimes/jax_distributed.yaml: replicatedJobs[0].name).
+JAX_REPLICATED_JOB = "node"
+PATCH_MANAGER = "contrastive.launcher"  # runtimePatches[].manager: who wrote the patch
+# Pods of a TrainJob run to completion; an injected Istio sidecar would keep them running.
+POD_ANNOTATIONS = {"sidecar.istio.io/inject": "false"}
 # The JobSet the Trainer controller creates has the TrainJob's name; its pods carry it.
 POD_SELECTOR = "jobset.sigs.k8s.io/jobset-name={name}"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -48,6 +63,12 @@ def trainjob_manifest(
     gpu_resource="nvidia.com/gpu",
     runtime=JAX_RUNTIME,
     env=None,
+    service_account="",
+    node_selector=None,
+    tolerations=(),
+    image_pull_secrets=(),
+    active_deadline_seconds=0,
+    owner=None,
 ):
     """The TrainJob body.
 
@@ -60,6 +81,12 @@ def trainjob_manifest(
         gpu_resource: the Kubernetes resource name of a GPU.
         runtime: the ClusterTrainingRuntime to use.
         env: extra environment variables, `{name: value}`.
+        service_account: the pods' Kubernetes service account ("" : the runtime's).
+        node_selector: `{label: value}` the pods select (a GPU node pool).
+        tolerations: Kubernetes toleration dicts (`key`, `operator`, `value`, `effect`).
+        image_pull_secrets: secret names the pods pull `image` with.
+        active_deadline_seconds: seconds after which the Trainer fails the job; 0: none.
+        owner: `{"name", "uid"}` of the launcher pod: the job is deleted with it.
 
     Raises:
         ValueError: naming the bad value.
@@ -72,6 +99,11 @@ def trainjob_manifest(
         raise ValueError(
             f"gpus_per_node must be an int >= 0. Received: gpus_per_node={gpus_per_node!r}"
         )
+    if not isinstance(active_deadline_seconds, int) or active_deadline_seconds < 0:
+        raise ValueError(
+            "active_deadline_seconds must be an int >= 0. "
+            f"Received: active_deadline_seconds={active_deadline_seconds!r}"
+        )
     if not command or not all(isinstance(part, str) for part in command):
         raise ValueError(f"command must be a non-empty list of strings. Received: {command!r}")
     trainer = {
@@ -82,14 +114,45 @@ def trainjob_manifest(
     }
     if gpus_per_node:
         trainer["resourcesPerNode"] = {"limits": {gpu_resource: gpus_per_node}}
+    pod_spec = {}
+    if service_account:
+        pod_spec["serviceAccountName"] = service_account
+    if node_selector:
+        pod_spec["nodeSelector"] = dict(node_selector)
+    if tolerations:
+        pod_spec["tolerations"] = [dict(toleration) for toleration in tolerations]
+    if image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": secret} for secret in image_pull_secrets]
+    pod = {"metadata": {"annotations": dict(POD_ANNOTATIONS)}, "spec": pod_spec}
+    patch = {
+        "manager": PATCH_MANAGER,
+        "trainingRuntimeSpec": {
+            "template": {
+                "spec": {
+                    "replicatedJobs": [
+                        {"name": JAX_REPLICATED_JOB, "template": {"spec": {"template": pod}}}
+                    ]
+                }
+            }
+        },
+    }
+    metadata = {"name": name, "labels": {"app.kubernetes.io/part-of": "contrastive"}}
+    if owner:
+        metadata["ownerReferences"] = [
+            {"apiVersion": "v1", "kind": "Pod", "name": owner["name"], "uid": owner["uid"]}
+        ]
+    spec = {
+        "runtimeRef": {"apiGroup": GROUP, "kind": "ClusterTrainingRuntime", "name": runtime},
+        "trainer": trainer,
+        "runtimePatches": [patch],
+    }
+    if active_deadline_seconds:
+        spec["activeDeadlineSeconds"] = active_deadline_seconds
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "TrainJob",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "contrastive"}},
-        "spec": {
-            "runtimeRef": {"apiGroup": GROUP, "kind": "ClusterTrainingRuntime", "name": runtime},
-            "trainer": trainer,
-        },
+        "metadata": metadata,
+        "spec": spec,
     }
 
 
@@ -121,6 +184,8 @@ def run_trainjob(
     Raises:
         TrainJobError: the job failed (its condition's reason and message), was deleted while
             running, or ran past `timeout`.
+        TrainJobStopped: this process got SIGTERM (a pod deadline, a cancelled run): the job
+            was deleted first, so no GPU keeps training for a step that is gone.
     """
     from kubernetes import client
 
@@ -128,8 +193,57 @@ def run_trainjob(
     core = client.CoreV1Api(api_client)
     name = manifest["metadata"]["name"]
     where = f"TrainJob {namespace}/{name}"
-    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest)
+    # Strict: a Trainer older than v2.2.0 refuses runtimePatches rather than dropping them.
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, manifest, field_validation="Strict"
+    )
     log.info("created %s (%d nodes)", where, manifest["spec"]["trainer"]["numNodes"])
+    try:
+        with _stopped_by_sigterm():
+            return _follow(
+                custom, core, namespace, name, where, poll_seconds, timeout, write, sleep, clock
+            )
+    except (TrainJobStopped, KeyboardInterrupt):
+        log.warning("stopped while following %s: deleting it", where)
+        _delete(custom, namespace, name)
+        raise
+
+
+class TrainJobStopped(TrainJobError):
+    """The launcher was told to stop (SIGTERM) while its TrainJob ran; the job was deleted."""
+
+
+@contextlib.contextmanager
+def _stopped_by_sigterm():
+    """SIGTERM raises `TrainJobStopped` inside the block (main thread only; elsewhere the
+    signal keeps its handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise TrainJobStopped("the launcher got SIGTERM (task timeout or cancelled run)")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _delete(custom, namespace, name):
+    from kubernetes import client
+
+    try:
+        custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    except client.ApiException as error:
+        if error.status != 404:
+            raise
+
+
+def _follow(custom, core, namespace, name, where, poll_seconds, timeout, write, sleep, clock):
+    from kubernetes import client
+
     printed = {}
     deadline = clock() + timeout
     while True:
@@ -152,7 +266,7 @@ def run_trainjob(
                 f"{ended.get('message', '')}".rstrip(": ")
             )
         if clock() >= deadline:
-            custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            _delete(custom, namespace, name)
             raise TrainJobError(f"{where} ran past the timeout of {timeout:g} s; deleted it")
         sleep(poll_seconds)
 
@@ -192,17 +306,62 @@ _SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/name
 _POD_LOCAL_SCHEMES = {"", "file", "ram"}
 
 
-def launcher_settings(*, image, num_nodes, gpus_per_node, gpu_resource="nvidia.com/gpu") -> str:
+def launcher_settings(
+    *,
+    image,
+    num_nodes,
+    gpus_per_node,
+    gpu_resource="nvidia.com/gpu",
+    node_selector=None,
+    tolerations=(),
+    image_pull_secrets=(),
+    active_deadline_seconds=0,
+) -> str:
     """The value of `LAUNCHER_ENV` for a training task: the TrainJob every run of it creates
-    (checked as `trainjob_manifest` checks it)."""
+    (checked as `trainjob_manifest` checks it). The pod settings are the compile-time ones of
+    the pipeline's GPU steps (`pipelines.kubernetes.KubernetesSettings`); the service account
+    is the launcher pod's own, read when the job is created (`launcher_pod`)."""
     settings = {
         "image": image,
         "num_nodes": num_nodes,
         "gpus_per_node": gpus_per_node,
         "gpu_resource": gpu_resource,
     }
+    pod = {
+        "node_selector": dict(node_selector or {}),
+        "tolerations": [dict(toleration) for toleration in tolerations],
+        "image_pull_secrets": list(image_pull_secrets),
+        "active_deadline_seconds": active_deadline_seconds,
+    }
+    settings.update({key: value for key, value in pod.items() if value})  # those given
     trainjob_manifest("check", command=["contrastive"], **settings)
     return json.dumps(settings, sort_keys=True)
+
+
+def launcher_pod(api_client, namespace, pod_name):
+    """`{"name", "uid", "service_account"}` of the launcher's own pod, so its TrainJob runs as
+    the run's identity (Workload Identity, bucket access) and is deleted with the pod; None
+    (logged) when the pod cannot be read (outside a cluster, or no `get pods` right)."""
+    from kubernetes import client
+
+    if not pod_name:
+        return None
+    try:
+        pod = client.CoreV1Api(api_client).read_namespaced_pod(pod_name, namespace)
+    except client.ApiException as error:
+        log.warning(
+            "cannot read the launcher pod %s/%s (%s): the TrainJob runs as the runtime's "
+            "service account",
+            namespace,
+            pod_name,
+            error.status,
+        )
+        return None
+    return {
+        "name": pod.metadata.name,
+        "uid": pod.metadata.uid,
+        "service_account": pod.spec.service_account_name or "",
+    }
 
 
 def step_command(
@@ -288,7 +447,9 @@ def kubernetes_connection(kubeconfig=""):
     return client.ApiClient(), (active.get("context") or {}).get("namespace") or "default"
 
 
-def launch_step(settings, command, *, name, output_uri, api_client, namespace, **follow):
+def launch_step(
+    settings, command, *, name, output_uri, api_client, namespace, pod_name="", **follow
+):
     """Runs a training step's `command` as a TrainJob and returns its metrics.
 
     Args:
@@ -297,7 +458,10 @@ def launch_step(settings, command, *, name, output_uri, api_client, namespace, *
         name: the job's name prefix; a random suffix makes each attempt's job its own.
         output_uri: where the job writes the model directory (checked with `check_shared_uri`).
         api_client, namespace: from `kubernetes_connection`.
-        follow: passed to `run_trainjob` (poll_seconds, timeout, write, sleep, clock).
+        pod_name: the launcher's pod (`HOSTNAME` in a pod): the job runs as its service
+            account and is owned by it (`launcher_pod`).
+        follow: passed to `run_trainjob` (poll_seconds, timeout, write, sleep, clock); the
+            timeout defaults to the settings' `active_deadline_seconds` when set.
 
     Returns:
         The model directory's `metrics.json`.
@@ -311,12 +475,17 @@ def launch_step(settings, command, *, name, output_uri, api_client, namespace, *
         settings = json.loads(settings)
     check_shared_uri("output", output_uri)
     prefix = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:40].rstrip("-") or "step"
+    pod = launcher_pod(api_client, namespace, pod_name)
     manifest = trainjob_manifest(
         f"{prefix}-{uuid.uuid4().hex[:8]}",
         command=command,
         env={"KERAS_BACKEND": "jax"},
+        service_account=pod["service_account"] if pod else "",
+        owner=pod,
         **settings,
     )
+    if settings.get("active_deadline_seconds"):
+        follow.setdefault("timeout", float(settings["active_deadline_seconds"]))
     run_trainjob(manifest, namespace, api_client=api_client, **follow)
     if not modeldir.is_complete(output_uri):
         raise TrainJobError(

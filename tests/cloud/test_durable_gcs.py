@@ -16,17 +16,46 @@ def _checkpoint(folder, epoch: int, weights: bytes) -> None:
     (folder / "history.json").write_text(json.dumps({"loss": [1.0] * epoch}))
 
 
-def test_step_folder_is_keyed_by_run_and_step(root):
-    assert durable.step_folder("", root, "job-7", "pretrain-supcon") == storage.join(
-        root, "checkpoints", "job-7", "pretrain-supcon"
+def test_step_folder_is_keyed_by_run_and_step_or_sits_beside_the_output(root):
+    assert durable.step_folder(root + "/", "job-7", "x") == storage.join(root, "job-7", "x")
+    # No checkpoint_root: beside the step's output artifact. KFP 2.17 provisions a task's
+    # output URIs once in its driver (<pipeline root>/<task>/<uuid>/<output>,
+    # kubeflow/pipelines 2.17.0 backend/src/v2/driver/driver.go provisionOutputs) and Argo
+    # retries only the executor pod (argocompiler/container.go), so every attempt finds it.
+    output = storage.join(root, "pretrain-encoder", "5f0c", "encoder_model")
+    assert durable.step_folder("", "job-7", "x", output_uri=output) == storage.join(
+        root, "pretrain-encoder", "5f0c", "checkpoints"
     )
-    assert durable.step_folder(root + "/", "gs://other", "job-7", "x") == storage.join(
-        root, "job-7", "x"
-    )
-    # Unresolved placeholders and stores this library cannot write: no durable folder.
-    assert durable.step_folder("", "{{$.pipeline_root}}", "job-7", "x") is None
-    assert durable.step_folder("", "minio://mlpipeline/v2/artifacts", "job-7", "x") is None
-    assert durable.step_folder("", root, "{{$.pipeline_job_uuid}}", "x") is None
+    assert durable.step_folder("none", "job-7", "x", output_uri=output) is None
+    assert durable.step_folder("", "job-7", "x") is None  # a library call without outputs
+
+
+def test_unreachable_durable_folder_is_refused_naming_checkpoint_root():
+    # KFP's default pipeline root is minio://, which this library does not write: the step
+    # must not train for hours with checkpoints the next preemption loses.
+    with pytest.raises(durable.DurableFolderError) as caught:
+        durable.step_folder("", "job-7", "x", output_uri="minio://mlpipeline/v2/a/t/u/model")
+    assert "set the pipeline parameter checkpoint_root to a gs:// prefix" in str(caught.value)
+    assert "Received: checkpoint_root='', output_uri='minio://mlpipeline" in str(caught.value)
+    # The literal placeholder that KFP 2.17 leaves unresolved, and other unwritable roots.
+    for bad in ("{{$.pipeline_root}}/checkpoints", "minio://mlpipeline/ckpt", "s3://b/c"):
+        with pytest.raises(durable.DurableFolderError, match="checkpoint_root must be a gs://"):
+            durable.step_folder(bad, "job-7", "x")
+    with pytest.raises(durable.DurableFolderError, match="job_id='{{\\$.pipeline_job_uuid}}'"):
+        durable.step_folder("gs://b/c", "{{$.pipeline_job_uuid}}", "x")
+
+
+def test_a_folder_the_step_cannot_write_fails_it_at_start(tmp_path, gcs):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    with pytest.raises(durable.DurableFolderError, match="cannot write the step's checkpoint"):
+        durable.check_reachable(str(blocked / "job-7" / "x"))
+    with pytest.raises(durable.DurableFolderError, match="NotFound"):  # no such bucket
+        durable.check_reachable("gs://no-such-bucket-here/checkpoints/job-7/x")
+    durable.check_reachable(str(tmp_path / "ok" / "x"))
+    durable.check_reachable(f"{gcs.prefix}/job-7/x")
+    assert not (tmp_path / "ok").exists()  # nothing left behind
+    assert storage.list_files(f"{gcs.prefix}/job-7") == []
 
 
 def test_mirror_then_restore_into_a_wiped_folder(root, tmp_path):

@@ -272,11 +272,6 @@ def contrastive_vertex_package(tmp_path_factory):
     return str(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline.py does not pass vertex_model/project/region to compare_and_report "
-    "(issue 24, item 3): remove this mark with that fix",
-)
 def test_submit_cli_vertex_model_reaches_the_champion_gate_parameters(
     vertex_api, cli_reaches, contrastive_vertex_package, tmp_path, capsys
 ):
@@ -299,10 +294,21 @@ def test_submit_cli_vertex_model_reaches_the_champion_gate_parameters(
         "vertex_project": PROJECT,
         "vertex_region": REGION,
     }
-    # ... and the job's pipeline hands them to the gate's task, not only to its root
-    gate = job["pipelineSpec"]["root"]["dag"]["tasks"]["compare-and-report"]
-    for name in ("vertex_model", "vertex_project", "vertex_region"):
-        assert gate["inputs"]["parameters"].get(name) == {"componentInputParameter": name}, name
+    # What reaches the compare-and-report task (issue 24 item 3: the root inputs were set but
+    # no task consumed them): its inputs, resolved as the backend resolves a task's
+    # componentInputParameter from the run's parameter values.
+    values = job["runtimeConfig"]["parameterValues"]
+    task = job["pipelineSpec"]["root"]["dag"]["tasks"]["compare-and-report"]
+    resolved = {
+        name: values.get(spec["componentInputParameter"])
+        for name, spec in task["inputs"]["parameters"].items()
+        if "componentInputParameter" in spec
+    }
+    assert {key: resolved[key] for key in ("vertex_model", "vertex_project", "vertex_region")} == {
+        "vertex_model": "contrastive-fmnist",
+        "vertex_project": PROJECT,
+        "vertex_region": REGION,
+    }
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,16 @@ def _status(kind=None, reason="", message=""):
     return {"conditions": conditions}
 
 
+# The launcher's own pod, as the API returns it: the run's service account and the pod's uid.
+LAUNCHER_POD = "contrastive-abc12-system-container-impl-123"
+LAUNCHER_POD_BODY = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": LAUNCHER_POD, "namespace": "team-ml", "uid": "0c7f-uid"},
+    "spec": {"serviceAccountName": "default-editor", "containers": []},
+}
+
+
 class FakeKubernetes:
     """`script`: what each GET of the job answers, in order (the last one repeats); "deleted"
     answers 404. Each pod's log grows by one line per GET of the job. `on_create(body)` plays
@@ -71,6 +81,8 @@ class FakeKubernetes:
                     fake.selectors.append(parse_qs(url.query)["labelSelector"][0])
                     items = [{"metadata": {"name": pod}} for pod in fake.pods]
                     return self._send(200, {"kind": "PodList", "metadata": {}, "items": items})
+                if url.path == f"{PODS}/{LAUNCHER_POD}":
+                    return self._send(200, LAUNCHER_POD_BODY)
                 if url.path.startswith(PODS + "/") and url.path.endswith("/log"):
                     pod = url.path.split("/")[-2]
                     lines = [f"{pod} epoch {i + 1}" for i in range(fake.gets)]
@@ -152,6 +164,35 @@ def test_the_body_names_the_jax_runtime_nodes_gpus_and_image():
                 "env": [{"name": "KERAS_BACKEND", "value": "jax"}],
                 "resourcesPerNode": {"limits": {"nvidia.com/gpu": 4}},
             },
+            # Kubeflow Trainer >= v2.2.0: the pods' settings patch the runtime's `node` job.
+            "runtimePatches": [
+                {
+                    "manager": "contrastive.launcher",
+                    "trainingRuntimeSpec": {
+                        "template": {
+                            "spec": {
+                                "replicatedJobs": [
+                                    {
+                                        "name": "node",
+                                        "template": {
+                                            "spec": {
+                                                "template": {
+                                                    "metadata": {
+                                                        "annotations": {
+                                                            "sidecar.istio.io/inject": "false"
+                                                        }
+                                                    },
+                                                    "spec": {},
+                                                }
+                                            }
+                                        },
+                                    }
+                                ]
+                            }
+                        }
+                    },
+                }
+            ],
         },
     }
 
@@ -308,9 +349,9 @@ def test_cli_trainjob_creates_follows_and_exits_with_the_jobs_outcome(
 # ---------------------------------------------------------------- a pipeline step's TrainJob
 
 
-def _launcher_env(tmp_path):
+def _launcher_env(tmp_path, **options):
     """The CONTRASTIVE_TRAINJOB value the compiled Kubeflow pipeline gives its pretraining task
-    (2 nodes x 4 GPUs)."""
+    (2 nodes x 4 GPUs; `options`: more compile options)."""
     import yaml
     from kfp import compiler
 
@@ -323,9 +364,10 @@ def _launcher_env(tmp_path):
         replicas=2,
         accelerator_count=4,
         backend="jax",
+        **options,
     )
     compiler.Compiler().compile(pipeline, str(path))
-    executor = yaml.safe_load(path.read_text())["deploymentSpec"]["executors"]
+    executor = next(yaml.safe_load_all(path.read_text()))["deploymentSpec"]["executors"]
     env = executor["exec-pretrain-encoder"]["container"]["env"]
     return next(item["value"] for item in env if item["name"] == "CONTRASTIVE_TRAINJOB")
 
@@ -352,6 +394,7 @@ def in_the_launcher_pod(monkeypatch, tmp_path):
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
         monkeypatch.setenv("KUBECONFIG", _kubeconfig(tmp_path, fake, namespace=NAMESPACE))
         monkeypatch.setenv("CONTRASTIVE_TRAINJOB", _launcher_env(tmp_path))
+        monkeypatch.setenv("HOSTNAME", LAUNCHER_POD)  # Kubernetes names a pod's host so
 
     return enter
 
@@ -384,7 +427,6 @@ def test_a_pipeline_training_step_runs_as_a_trainjob_and_exposes_its_outputs(
         epochs=3,
         distribution="data_parallel",
         tensorboard_name="pretrain-supcon",
-        pipeline_root=gcs.prefix,
         job_id="run-7",
     )
     [body] = fake.created
@@ -416,7 +458,14 @@ def test_a_pipeline_training_step_runs_as_a_trainjob_and_exposes_its_outputs(
         "--override",
         'train.distribution="data_parallel"',
         "--durable-dir",
-        f"{gcs.prefix}/checkpoints/run-7/pretrain-supcon",
+        f"{gcs.prefix}/pretrain-encoder/checkpoints",  # beside the output: every attempt's
+    ]
+    # The job runs as the launcher pod's service account and goes when the pod goes.
+    pod = body["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]
+    pod = pod["replicatedJobs"][0]["template"]["spec"]["template"]
+    assert pod["spec"] == {"serviceAccountName": "default-editor"}
+    assert body["metadata"]["ownerReferences"] == [
+        {"apiVersion": "v1", "kind": "Pod", "name": LAUNCHER_POD, "uid": "0c7f-uid"}
     ]
     # The outputs are the TrainJob's, read back at the artifact's URI.
     assert metrics.metadata == {"final_loss": 3.25, "knn_accuracy": 0.75, "epochs": 3.0}
@@ -459,7 +508,12 @@ def test_the_classifier_trainjob_reads_the_encoder_at_its_uri(
         "--mode",
         "linear",
     ]
-    assert command[-2:] == ["--tensorboard-dir", f"{gcs.prefix}/tensorboard/classifier-simclr"]
+    assert command[-4:] == [
+        "--tensorboard-dir",
+        f"{gcs.prefix}/tensorboard/classifier-simclr",
+        "--durable-dir",
+        f"{gcs.prefix}/train-classifier/checkpoints",
+    ]
     assert model.metadata == {"method": "simclr", "mode": "linear", "framework": "keras"}
 
 
@@ -514,6 +568,7 @@ def test_uris_the_trainjob_pods_cannot_reach_are_refused_before_any_job(
             dataset=dsl.Dataset(uri=dataset),
             model=dsl.Model(uri=model),
             metrics=dsl.Metrics(uri=str(tmp_path / "metrics")),
+            checkpoint_root="none",
         )
     uri = dataset if name == "dataset" else model
     assert str(raised.value) == (
@@ -522,3 +577,87 @@ def test_uris_the_trainjob_pods_cannot_reach_are_refused_before_any_job(
         f"with a gs:// pipeline root. Received: {name}={uri!r}"
     )
     assert fake.created == []
+
+
+def test_a_launcher_stopped_by_sigterm_deletes_its_trainjob(kubernetes_api):
+    # Issue 24 item 6: `--task-timeout` (the pod's activeDeadlineSeconds) or a cancelled run
+    # SIGTERMs the launcher; its TrainJob must not keep training on the GPUs.
+    import signal
+
+    from contrastive.trainjob import TrainJobStopped
+
+    fake = kubernetes_api([_status()])
+    polls = []
+
+    def sleep(seconds):
+        polls.append(seconds)
+        if len(polls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(TrainJobStopped, match="SIGTERM"):
+        run_trainjob(
+            _manifest(), NAMESPACE, api_client=fake.api_client, write=[].append, sleep=sleep
+        )
+    assert fake.deleted == [f"{JOBS}/pretrain-supcon-1a2b"]
+    assert signal.getsignal(signal.SIGTERM) is previous  # the handler is put back
+
+
+def test_the_compiled_trainjob_gets_the_gpu_steps_pod_settings_and_timeout(tmp_path):
+    # Issue 24 item 6: node selector, tolerations, pull secrets and --task-timeout reach the
+    # TrainJob's pods, not only the launcher's.
+    from pipelines.kubernetes import KubernetesSettings
+
+    settings = KubernetesSettings.from_flags(
+        node_selector=["cloud.google.com/gke-nodepool=gpu-pool"],
+        tolerations=["nvidia.com/gpu:NoSchedule", "cloud.google.com/gke-spot=true:NoSchedule"],
+        image_pull_secrets=["regcred"],
+        task_timeout=7200,
+    )
+    launcher = json.loads(_launcher_env(tmp_path, kubernetes=settings))
+    body = trainjob_manifest("j", command=["contrastive"], service_account="sa", **launcher)
+    assert body["spec"]["activeDeadlineSeconds"] == 7200
+    patch = body["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]
+    pod = patch["replicatedJobs"][0]["template"]["spec"]["template"]
+    assert pod["metadata"] == {"annotations": {"sidecar.istio.io/inject": "false"}}
+    assert pod["spec"] == {
+        "serviceAccountName": "sa",
+        "nodeSelector": {"cloud.google.com/gke-nodepool": "gpu-pool"},
+        "tolerations": [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+            {
+                "key": "cloud.google.com/gke-spot",
+                "operator": "Equal",
+                "value": "true",
+                "effect": "NoSchedule",
+            },
+        ],
+        "imagePullSecrets": [{"name": "regcred"}],
+    }
+
+
+def test_the_trainjob_body_is_one_the_trainer_api_takes():
+    # Against Kubeflow Trainer's own API models (kubeflow-trainer-api 2.2.0, generated from
+    # kubeflow/trainer v2.2.0 pkg/apis/trainer/v1alpha1): every field ours, every type right.
+    from .platform_schemas import trainjob_errors
+
+    body = trainjob_manifest(
+        "pretrain-supcon-1a2b",
+        image="registry.example.com/ml/contrastive-jax:1a2b",
+        command=["contrastive", "pretrain"],
+        num_nodes=2,
+        gpus_per_node=4,
+        env={"KERAS_BACKEND": "jax"},
+        service_account="default-editor",
+        node_selector={"cloud.google.com/gke-nodepool": "gpu-pool"},
+        tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        image_pull_secrets=["regcred"],
+        active_deadline_seconds=7200,
+        owner={"name": LAUNCHER_POD, "uid": "0c7f-uid"},
+    )
+    assert trainjob_errors(body) == []
+    # The check is not a formality: a misspelt field and a wrong type are caught.
+    body["spec"]["runtimePatch"] = body["spec"].pop("runtimePatches")
+    assert trainjob_errors(body) == ["TrainJob.spec.runtimePatch: not a field of the API"]
+    body["spec"]["trainer"]["numNodes"] = "2"
+    assert "numNodes" in trainjob_errors(body)[0]

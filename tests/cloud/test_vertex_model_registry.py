@@ -6,9 +6,15 @@ from urllib.parse import unquote
 import pytest
 import yaml
 
-from contrastive.serving import CHAMPION_ALIAS, DEFAULT_SERVING_IMAGE, upload_vertex_model
+from contrastive.serving import (
+    CHAMPION_ALIAS,
+    DEFAULT_SERVING_IMAGE,
+    TF_SERVING_VERSION,
+    upload_vertex_model,
+)
 
 from .conftest import PROJECT, REGION
+from .platform_schemas import inference_service_errors
 
 MODELS = f"/v1/projects/{PROJECT}/locations/{REGION}/models"
 
@@ -127,57 +133,56 @@ def test_vertex_model_gate_uploads_only_a_promoted_champion(gcs, vertex_api, can
         "spec": {
             "predictor": {
                 "model": {
-                    "modelFormat": {"name": "tensorflow"},
+                    "modelFormat": {"name": "tensorflow", "version": "2"},
+                    "runtimeVersion": TF_SERVING_VERSION,
                     "storageUri": f"{registry}/versions/run-1/kserve",
                 }
             }
         },
     }
-    _check_kserve_fields(manifest, KSERVE_INFERENCE_SERVICE)
+    assert inference_service_errors(manifest) == []
     # TF Serving finds version 1 under storageUri.
     assert storage.exists(f"{registry}/versions/run-1/kserve/1/saved_model.pb")
 
 
-# The KServe v1beta1 InferenceService fields the manifest may use (serving.kserve.io API
-# reference): nested mappings list their allowed keys, `str` marks a string value.
-_OBJECT_META = {"name": str, "namespace": str, "annotations": dict, "labels": dict}
-KSERVE_INFERENCE_SERVICE = {
-    "apiVersion": str,
-    "kind": str,
-    "metadata": _OBJECT_META,
-    "spec": {
-        "predictor": {
-            "model": {
-                "modelFormat": {"name": str, "version": str},
-                "storageUri": str,
-                "runtime": str,
-                "protocolVersion": str,
-                "resources": dict,
-            },
-            "minReplicas": int,
-            "maxReplicas": int,
-            "serviceAccountName": str,
-        },
-    },
-}
-
-
-def _check_kserve_fields(value, schema, where="InferenceService"):
-    if isinstance(schema, type):
-        assert isinstance(value, schema), where
-        return
-    assert isinstance(value, dict), where
-    unknown = set(value) - set(schema)
-    assert not unknown, f"{where}: fields KServe does not define: {sorted(unknown)}"
-    for key, item in value.items():
-        _check_kserve_fields(item, schema[key], f"{where}.{key}")
-
-
-def test_vertex_model_kserve_field_check_catches_a_misspelt_field():
+def test_vertex_model_kserve_schema_check_catches_a_misspelt_field():
     from contrastive.serving import inference_service
 
     manifest = inference_service("gs://b/r/versions/x/kserve", run_id="x")
-    _check_kserve_fields(manifest, KSERVE_INFERENCE_SERVICE)
+    assert inference_service_errors(manifest) == []
     manifest["spec"]["predictor"]["model"]["storageURI"] = "gs://b"
-    with pytest.raises(AssertionError, match=r"\['storageURI'\]"):
-        _check_kserve_fields(manifest, KSERVE_INFERENCE_SERVICE)
+    manifest["spec"]["predictor"]["model"]["runtimeVersion"] = 2.2
+    assert sorted(inference_service_errors(manifest)) == [
+        "spec.predictor.model.runtimeVersion: 2.2 is not of type 'string'",
+        "spec.predictor.model: Additional properties are not allowed ('storageURI' was unexpected)",
+    ]
+
+
+def test_kserve_manifest_names_a_tf_serving_version_and_an_absolute_local_path(
+    tmp_path, monkeypatch
+):
+    # Issue 24 item 5: KServe's runtime otherwise runs tensorflow/serving:2.6.2 (kserve
+    # v0.20.0 config/runtimes/kustomization.yaml), and a relative storageUri means nothing.
+    from contrastive.registry import ModelRegistry, write_inference_service
+
+    monkeypatch.chdir(tmp_path)
+    registry = ModelRegistry("registry")  # a relative local registry
+    (tmp_path / "registry" / "versions" / "run-1" / "kserve" / "1").mkdir(parents=True)
+    (tmp_path / "registry" / "versions" / "run-1" / "kserve" / "1" / "saved_model.pb").touch()
+    path = write_inference_service(registry, "run-1")
+    manifest = yaml.safe_load((tmp_path / path).read_text())
+    model = manifest["spec"]["predictor"]["model"]
+    assert model["runtimeVersion"] == TF_SERVING_VERSION == "2.20.0"
+    assert model["storageUri"] == str(tmp_path / "registry" / "versions" / "run-1" / "kserve")
+    assert inference_service_errors(manifest) == []
+
+
+@pytest.mark.parametrize("model_id", ["1st-champion", "-champion", "9"])
+def test_vertex_model_id_starting_with_a_digit_or_hyphen_is_refused(model_id):
+    # google-cloud-aiplatform 1.165.1 aiplatform_v1/types/model_service.py UploadModelRequest:
+    # "valid characters are [a-z0-9_-]. The first character cannot be a number or hyphen."
+    from contrastive.serving import check_model_id
+
+    with pytest.raises(ValueError, match=f"Received: vertex_model='{model_id}'"):
+        check_model_id(model_id)
+    assert check_model_id("_champion-1") == "_champion-1"

@@ -5,6 +5,11 @@ one batch of 64 images on one device and split over 8 devices (Keras' `DataParal
 and the mean of the 8 per-shard losses (what a per-replica loss computes).
 `python devices_check.py epoch` prints JSON: the weights' largest difference after one
 pretraining epoch on 1 and on 8 devices (same global batch, seed and data order).
+`python devices_check.py ragged DIR` prints JSON: a data-parallel SupCon pretraining (kNN
+monitor) and a baseline, streamed from an ingested dataset whose splits are no multiple of
+the global batch (train 227, validation 37, test 41; batch 32), on however many devices this
+process has (1 or 8): the histories, kNN accuracy, what each epoch dropped, and the
+predictions of both models on every test image.
 
 XLA_FLAGS=--xla_force_host_platform_device_count=8 and KERAS_BACKEND=jax must be set by the
 caller: JAX reads them once, when it starts.
@@ -149,6 +154,76 @@ def check_epoch():
     }
 
 
+def ragged_dataset(folder):
+    """Ingested TFRecords: train 227, validation 37 (of 264 source train images), test 41."""
+    import os
+
+    from contrastive import data
+
+    os.makedirs(folder, exist_ok=True)
+    x, y = images(264 + 41, seed=3)
+    y = (x[:, 0, 0, 0] % 4).astype("int64")  # a learnable label: pixel (0, 0) mod 4
+    source = os.path.join(folder, "ragged.npz")
+    np.savez(source, x_train=x[:264], y_train=y[:264], x_test=x[264:], y_test=y[264:])
+    output = os.path.join(folder, "dataset")
+    data.ingest(f"npz:{source}", output, validation_fraction=37 / 264, seed=0, progress=False)
+    return output
+
+
+def check_ragged(folder):
+    """Pretraining (kNN monitor and summary) and a baseline on ragged splits, data-parallel
+    over this process's devices; then each model's predictions on the whole test split."""
+    import os
+
+    from contrastive import tasks
+    from contrastive.data import read_manifest
+    from contrastive.modeldir import load_model_dir, read_json
+    from contrastive.training import predict_proba
+
+    dataset = ragged_dataset(folder)
+    splits = {k: v["num_examples"] for k, v in read_manifest(dataset)["splits"].items()}
+    overrides = [
+        "train.distribution=data_parallel",
+        "train.batch_size=32",
+        "train.epochs=2",
+        "train.classifier_epochs=1",
+        "train.optimizer=sgd",
+        "train.learning_rate=0.05",
+        "train.checkpoint_every=0",
+        "train.knn_max_examples=64",
+    ]
+    result = {"devices": jax.device_count(), "splits": splits}
+    for step in ("pretrain", "baseline"):
+        config = load_config("tiny", overrides)
+        out = os.path.join(folder, f"{step}-{jax.device_count()}")
+        if step == "pretrain":
+            metrics = tasks.run_pretrain(dataset, out, config, method="supcon")
+        else:
+            metrics = tasks.run_train_baseline(dataset, out, config)
+        info = read_json(os.path.join(out, "info.json"))
+        history = read_json(os.path.join(out, "history.json"))
+        result[step] = {
+            "history": history,
+            "knn_accuracy": metrics.get("knn_accuracy"),
+            "dropped": info["distribution"].get("dropped_per_epoch"),
+        }
+    baseline = os.path.join(folder, f"baseline-{jax.device_count()}")
+    model, _ = load_model_dir(baseline)
+    test_x = np.concatenate([b[0] for b in _test_batches(dataset)])
+    result["test_predictions"] = predict_proba(model, test_x, batch_size=32).tolist()
+    evaluation = tasks.run_evaluate(
+        dataset, baseline, predictions_path=os.path.join(folder, "p.parquet"), batch_size=32
+    )
+    result["evaluation"] = {k: evaluation[k] for k in ("accuracy", "num_examples")}
+    return result
+
+
+def _test_batches(dataset):
+    from contrastive.data import read_split
+
+    return list(read_split(dataset, "test", 16).as_numpy_iterator())
+
+
 if __name__ == "__main__":
-    check = {"loss": check_loss, "epoch": check_epoch}[sys.argv[1]]
-    print("RESULT " + json.dumps(check()))
+    check = {"loss": check_loss, "epoch": check_epoch, "ragged": check_ragged}[sys.argv[1]]
+    print("RESULT " + json.dumps(check(*sys.argv[2:])))

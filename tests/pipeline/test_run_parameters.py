@@ -157,5 +157,4 @@ def test_each_task_input_named_after_a_pipeline_parameter_is_wired_from_it(
             if source in parameters:
                 assert value == {"componentInputParameter": source}, (task_name, name, value)
                 reached.add(source)
-    # vertex_model/project/region reach no task yet: issue 24, item 3
-    assert reached >= parameters - {"vertex_model", "vertex_project", "vertex_region"}
+    assert reached == parameters

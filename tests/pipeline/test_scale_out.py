@@ -95,6 +95,9 @@ def test_vertex_replicas_run_training_as_custom_jobs(tmp_path, strategy):
         assert parameters["strategy"]["defaultValue"] == strategy
         assert parameters["base_output_directory"]["defaultValue"] == "gs://acme-ml/custom-jobs"
         assert _constant(task, "distribution") == "data_parallel"
+        # The CustomJob runs as the PipelineJob's service account (GCPC 2.22.0
+        # _placeholders.SERVICE_ACCOUNT_PLACEHOLDER), not Vertex's Custom Code Service Agent.
+        assert _constant(task, "service_account") == "{{$.pipeline_service_account}}"
         # The launcher task runs GCPC's image and holds no GPU itself.
         assert executor["container"]["image"].startswith(
             "gcr.io/ml-pipeline/google-cloud-pipeline-components:"

@@ -124,3 +124,23 @@ def test_override_with_a_comma_reaches_the_training_task(tiny_dataset, tmp_path)
     assert saved["data"]["image_size"] == [28, 28]
     assert saved["train"]["learning_rate"] == 0.002
     assert not (tmp_path / "checkpoints" / "run-1").exists()  # cleared after success
+
+
+def test_cluster_step_whose_checkpoints_would_not_survive_fails_at_start(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    # Issue 24 item 1: on KFP 2.17 `{{$.pipeline_root}}` reached the step unresolved, the step
+    # warned and trained without durable checkpoints. Now the step's output in KFP's default
+    # minio:// store and no checkpoint_root stop it before any training, naming the parameter.
+    calls = []
+    monkeypatch.setattr(training, "pretrain", lambda *args, **kwargs: calls.append(1))
+    kwargs = _pretrain_kwargs(tmp_path, tiny_dataset)
+    kwargs.update(
+        checkpoint_root="",
+        job_id="6f1d0e1c-0000-4000-8000-000000000000",
+        encoder_model=dsl.Model(uri="minio://mlpipeline/v2/artifacts/pretrain/5f0c/encoder_model"),
+    )
+    with pytest.raises(durable.DurableFolderError) as caught:
+        C.pretrain_encoder.python_func(**kwargs)
+    assert "set the pipeline parameter checkpoint_root" in str(caught.value)
+    assert calls == []

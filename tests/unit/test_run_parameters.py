@@ -19,6 +19,9 @@ from contrastive.run_parameters import check_run_parameters
         ({"profile": "fulll"}, "unknown profile 'fulll'"),
         ({"epochs": -3}, "epochs must be an integer >= 0. Received: epochs=-3"),
         ({"epochs": 2.5}, "epochs must be an integer >= 0. Received: epochs=2.5"),
+        # Ingest takes a seed >= 0; -1 used to pass here and fail inside ingest (issue 24).
+        ({"seed": -1}, "seed must be an integer >= 0. Received: seed=-1"),
+        ({"overrides": '{"train.seed": -1}'}, "train.seed must be >= 0. Received: train.seed=-1"),
         (
             {"encoder": "resnet19"},
             "encoder must be one of ['', 'small_cnn', 'simclr_cnn', 'resnet18', 'resnet50v2']. "

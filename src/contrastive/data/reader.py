@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -389,6 +389,8 @@ class TrainingData:
     manifest: dict
     num_train: int = 0
     num_validation: int = 0
+    # Whole batches only (data-parallel): examples each epoch leaves out, per split.
+    dropped_per_epoch: dict = field(default_factory=dict)
 
 
 def load_training_data(
@@ -440,6 +442,7 @@ def stream_training_data(
     labeled_fraction: float = 1.0,
     labelled_only: bool = False,
     labeled_steps_per_epoch: int = 0,
+    whole_batches: bool = False,
 ) -> TrainingData:
     """The train (and validation) split of a committed dataset as streaming `tf.data` inputs.
 
@@ -489,6 +492,7 @@ def stream_training_data(
             seed=seed,
             process_index=process_index,
             process_count=process_count,
+            drop_remainder=whole_batches and process_count == 1,
             **options,
         )
         if process_count == 1:
@@ -508,12 +512,20 @@ def stream_training_data(
         "shuffle_buffer": shuffle_buffer,
         "shuffle_buffer_bytes": shuffle_buffer_bytes,
     }
+    whole = whole_batches or process_count > 1
     if subset is None:
         train = read("train", **shuffling)
         num_train = size("train")
     elif labelled_only:
         train, num_train = _labelled_subset_epochs(
-            read, subset, limit, batch_size, process_count, labeled_steps_per_epoch, shuffling
+            read,
+            subset,
+            limit,
+            batch_size,
+            process_count,
+            labeled_steps_per_epoch,
+            shuffling,
+            whole=whole,
         )
     else:
         train = read("train", labelled_ids=subset, **shuffling)
@@ -530,7 +542,7 @@ def stream_training_data(
         )
         num_train += size("unlabeled")
         steps = -(-num_train // batch_size)
-        if process_count > 1:  # equal full batches on every process (see above)
+        if whole:  # equal full batches on every process (see above)
             steps = num_train // (batch_size * process_count)
             mixed = mixed.repeat().take(steps * batch_size)
         train = (
@@ -540,8 +552,14 @@ def stream_training_data(
         )
     validation = None
     full_batches = size("validation") // (batch_size * process_count)
-    if size("validation") and (process_count == 1 or full_batches):
+    if size("validation") and (not whole or full_batches):
         validation = read("validation")
+    dropped = {}
+    if whole:
+        global_batch = batch_size * process_count
+        dropped = {"train": num_train % global_batch, "validation": size("validation")}
+        if validation is not None:
+            dropped["validation"] = size("validation") % global_batch
     return TrainingData(
         train=train,
         validation=validation,
@@ -551,6 +569,7 @@ def stream_training_data(
         manifest=manifest,
         num_train=num_train,
         num_validation=size("validation"),
+        dropped_per_epoch=dropped,
     )
 
 
@@ -583,8 +602,11 @@ def labelled_subset_ids(
     return [ids[position] for position in labeled_subset(labels, fraction, seed)]
 
 
-def _labelled_subset_epochs(read, subset, limit, batch_size, process_count, min_steps, shuffling):
-    """The train split's labelled subset as finite epochs: `(dataset, examples an epoch)`."""
+def _labelled_subset_epochs(
+    read, subset, limit, batch_size, process_count, min_steps, shuffling, *, whole=False
+):
+    """The train split's labelled subset as finite epochs: `(dataset, examples an epoch)`;
+    `whole`: whole batches only."""
     from contrastive.data.splits import subset_epoch_examples
 
     count = len(subset) if limit is None else min(len(subset), limit)
@@ -592,18 +614,14 @@ def _labelled_subset_epochs(read, subset, limit, batch_size, process_count, min_
     if count == 0:
         raise DataError("the labelled subset is empty; raise train.labeled_fraction")
     examples = subset_epoch_examples(count, batch_size * process_count, min_steps)
-    steps = (
-        examples // (batch_size * process_count)
-        if process_count > 1
-        else -(-examples // batch_size)
-    )
+    steps = examples // (batch_size * process_count) if whole else -(-examples // batch_size)
     # With `limit` the subset's members among the first records are fewer than `count`;
     # repeating keeps every epoch the same length either way.
     train = (
         records.unbatch()
         .repeat()
-        .take(examples if process_count == 1 else steps * batch_size)
-        .batch(batch_size, drop_remainder=process_count > 1)
+        .take(steps * batch_size if whole else examples)
+        .batch(batch_size, drop_remainder=whole)
         .apply(tf.data.experimental.assert_cardinality(steps))
         .prefetch(tf.data.AUTOTUNE)
     )

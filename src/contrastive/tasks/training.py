@@ -205,7 +205,6 @@ def run_training_component(
     tensorboard_root: str = "",
     tensorboard_name: str = "",
     checkpoint_root: str = "",
-    pipeline_root: str = "",
     job_id: str = "",
     labeled_subset_fraction: float = 0.0,
     **shortcuts,
@@ -231,8 +230,9 @@ def run_training_component(
         profile, overrides, shortcuts: as `config.resolve_config` takes them.
         labeled_subset_fraction: few labels, the share of labelled training images the step
             sees (`resolve_config`'s `labeled_fraction`; 0 keeps the profile's).
-        tensorboard_root, tensorboard_name, checkpoint_root, pipeline_root, job_id: where
-            logs and checkpoints go (`tensorboard_name` also names the step).
+        tensorboard_root, tensorboard_name, checkpoint_root, job_id: where logs and
+            checkpoints go (`tensorboard_name` also names the step; `durable.step_folder`:
+            a cluster step whose durable folder is unreachable fails here, at start).
 
     Returns:
         The step's metrics, also logged to `metrics`; `output.metadata` gets method, kind or
@@ -245,7 +245,8 @@ def run_training_component(
     validation.check_choice("step", step, trainjob.STEPS)
     output, encoder_model = (encoder_model, None) if step == "pretrain" else (model, encoder_model)
     logs = conventions.step_logs(environ, tensorboard_root, tensorboard_name)
-    state = durable.step_folder(checkpoint_root, pipeline_root, job_id, tensorboard_name)
+    state = durable.step_folder(checkpoint_root, job_id, tensorboard_name, output_uri=output.uri)
+    durable.check_reachable(state)
     shortcuts["labeled_fraction"] = labeled_subset_fraction
     with durable.recording_failures(state):  # a retry fails at once on a permanent failure
         config = resolve_config(profile, overrides=overrides, **shortcuts)
@@ -265,7 +266,7 @@ def run_training_component(
                 durable_dir=state,
             )
         else:
-            join_processes(environ, config.train)  # Vertex CLUSTER_SPEC, Kubeflow JAX_*
+            group = join_processes(environ, config.train)  # Vertex CLUSTER_SPEC, Kubeflow JAX_*
             where = dict(**logs, durable_dir=state)
             if step == "pretrain":
                 result = run_pretrain(dataset, output.path, config, method=method, **where)
@@ -275,6 +276,13 @@ def run_training_component(
                 )
             else:
                 result = run_train_baseline(dataset, output.path, config, **where)
+            if group is not None and group.process_id != 0:
+                # A worker replica (Vertex CustomJob): process 0 writes the task's outputs. Leave
+                # before KFP's executor writes this replica's output file over the chief's.
+                log.info(
+                    "%s: process %d done; process 0 writes the outputs", step, group.process_id
+                )
+                raise SystemExit(0)
     described = {
         "pretrain": {"method": result.get("method"), "kind": "encoder"},
         "classifier": {"method": result.get("method"), "mode": result.get("mode")},
@@ -313,6 +321,7 @@ def _launch(step, environ, name, dataset, output, encoder_model, *, durable_dir,
         output_uri=output.uri,
         api_client=api_client,
         namespace=namespace,
+        pod_name=environ.get("HOSTNAME", ""),  # a pod's own name: the job runs as its identity
     )
 
 
@@ -388,7 +397,16 @@ def _train_step(
         shuffle_buffer_bytes=config.data.shuffle_buffer_mib << 20,
         process_index=layout.process_index,
         process_count=layout.processes,
+        # Data-parallel: a batch splits evenly over the devices, so only whole batches run.
+        whole_batches=layout.distribution == "data_parallel",
     )
+    if any(data.dropped_per_epoch.values()):
+        log.info(
+            "%s: whole global batches of %d only: each epoch leaves out %s examples",
+            name,
+            layout.global_batch,
+            ", ".join(f"{count} {split}" for split, count in data.dropped_per_epoch.items()),
+        )
     start = time.perf_counter()
     if check is not None:
         check(data)
@@ -438,7 +456,7 @@ def _train_step(
                 data,
                 config,
                 data_uri=data_uri,
-                distribution=layout.to_dict(),
+                distribution={**layout.to_dict(), "dropped_per_epoch": data.dropped_per_epoch},
                 mixed_precision=precision,
                 **info,
             ),

@@ -224,27 +224,39 @@ class KnnMonitor(keras.callbacks.Callback):
 
 
 def _batched(model, images, batch_size, scale):
-    """`model.predict_on_batch` over fixed-size float32 batches; float32 NumPy output."""
+    """`model.predict_on_batch` over fixed-size float32 batches; float32 NumPy output.
+
+    Every batch has the same size (one compiled shape), a multiple of the devices of the
+    active Keras distribution (data-parallel: a batch is split evenly over them): a short
+    batch is padded with zeros, whose outputs are dropped (inference mode treats examples
+    independently, so the padding does not change the others)."""
     validation.check_int("batch_size", batch_size)
     images = np.asarray(images)
     if images.ndim != 4:
         raise ValueError(f"images must be [N, H, W, C]. Received: images.shape={images.shape}")
+    devices = _distribution_devices()
+    size = min(batch_size, images.shape[0]) if devices == 1 else batch_size
+    size = -(-size // devices) * devices
     outputs = []
     for start in range(0, images.shape[0], batch_size):
         chunk = images[start : start + batch_size].astype(np.float32) * np.float32(scale)
         count = chunk.shape[0]
-        if count < batch_size and start > 0:
-            # Pad the last batch to the shape already compiled (no retrace; inference mode
-            # treats examples independently, so the padding does not change the others).
-            chunk = np.concatenate(
-                [chunk, np.zeros((batch_size - count, *chunk.shape[1:]), np.float32)]
-            )
+        if count < size:
+            chunk = np.concatenate([chunk, np.zeros((size - count, *chunk.shape[1:]), np.float32)])
         result = keras.ops.convert_to_numpy(model.predict_on_batch(chunk))
         outputs.append(np.asarray(result[:count], dtype=np.float32))
     if not outputs:
         spec = model.compute_output_shape((0, *images.shape[1:]))
         return np.zeros((0, *spec[1:]), dtype=np.float32)
     return np.concatenate(outputs)
+
+
+def _distribution_devices():
+    """Devices a batch is split over by the active Keras distribution (1 without one)."""
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return 1
+    return int(np.prod(distribution.device_mesh.shape))
 
 
 def _labelled(x, y, name):
