@@ -9,8 +9,10 @@ STAMP := $(VENV)/.installed
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 PROFILE ?= quick
 TARGET ?= kubeflow
-IMAGE ?= contrastive:dev
+IMAGE ?=
 REGISTRY ?=
+# Without IMAGE, compile writes the placeholder image (components.DEFAULT_IMAGE), which submit refuses.
+IMAGE_FLAG := $(if $(IMAGE),--image $(IMAGE))
 GIT_SHA := $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 PYTEST_ARGS ?=
 PIP_ARGS ?=
@@ -70,8 +72,8 @@ tensorboard: $(STAMP) ## TensorBoard on runs/RUN/tensorboard (RUN=latest by defa
 
 compile: $(STAMP) ## Write build/pipeline-kubeflow.yaml and build/pipeline-vertex.yaml
 	@mkdir -p build
-	$(BIN)/contrastive compile --target kubeflow --image $(IMAGE) --output build/pipeline-kubeflow.yaml
-	$(BIN)/contrastive compile --target vertex --image $(IMAGE) --output build/pipeline-vertex.yaml
+	$(BIN)/contrastive compile --target kubeflow $(IMAGE_FLAG) --output build/pipeline-kubeflow.yaml
+	$(BIN)/contrastive compile --target vertex $(IMAGE_FLAG) --output build/pipeline-vertex.yaml
 
 submit: compile ## Submit build/pipeline-$(TARGET).yaml (ARGS="--host ..." or "--project ...")
 	$(BIN)/contrastive submit --target $(TARGET) --package build/pipeline-$(TARGET).yaml $(ARGS)

@@ -79,17 +79,18 @@ def parse_variant(text: str) -> dict:
     method; the other pairs are config overrides)."""
     import yaml
 
+    from contrastive import methods
+
     fields = dict(token.split("=", 1) for token in text.split())
     name, method = fields.pop("name", None), fields.pop("method", None)
-    if not name or method not in ("baseline", "supcon", "simclr", "npairs"):
+    if not name or method not in methods.names():
         raise SystemExit(
-            "--variant needs name=NAME and method=baseline|supcon|simclr|npairs. "
-            f"Received: {text!r}"
+            f"--variant needs name=NAME and method={'|'.join(methods.names())}. Received: {text!r}"
         )
     overrides = {key: yaml.safe_load(value) for key, value in fields.items()}
     if method == "npairs":
         overrides = {**SEED_NPAIRS, **overrides}
-    elif method != "baseline":
+    elif methods.get(method).pretrains:
         overrides = {"train.method": method, **overrides}
     return {"name": name, "method": method, "overrides": overrides}
 
@@ -98,13 +99,13 @@ def run_one(variant: dict, config, train, test) -> dict:
     """Trains one variant with one seed; returns accuracies, timings and final losses."""
     import numpy as np
 
-    from contrastive import training
+    from contrastive import methods, training
     from contrastive.models import find_encoder
     from contrastive.training.optim import machine_mixed_precision
 
     started, cpu_started = time.perf_counter(), time.process_time()
     phases = {}
-    if variant["method"] == "baseline":
+    if methods.get(variant["method"]).end_to_end:
         model, history = training.train_baseline(config, train, num_classes=common.NUM_CLASSES)
         phases["baseline_seconds"] = time.perf_counter() - started
         final = {"loss": history["loss"][-1], "accuracy": history["accuracy"][-1]}

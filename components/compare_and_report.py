@@ -1,6 +1,24 @@
-"""compare_and_report: pick the best classifier, gate it against the champion, write the report."""
+"""compare_and_report: pick the best classifier, gate it against the champion, write the report.
 
-from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+A template (`components.branches`): `branches` stands for one evaluation and one classifier
+per method compiled in, the inputs `<method>_evaluation` and `<method>_model`."""
+
+from kfp.dsl import (
+    HTML,
+    Artifact,
+    Dataset,
+    Input,
+    Markdown,
+    Metrics,
+    Model,  # noqa: F401  (BRANCH_INPUTS names it)
+    Output,
+)
+
+# What each method's branch hands over: input suffix -> (annotation, what it is).
+BRANCH_INPUTS = {
+    "evaluation": ("Input[Artifact]", "evaluation (JSON: accuracy, per-class metrics, ...)"),
+    "model": ("Input[Model]", "classifier (a model directory)"),
+}
 
 
 def compare_and_report(
@@ -9,14 +27,7 @@ def compare_and_report(
     summary: Output[Markdown],
     results: Output[Artifact],
     decision: Output[Metrics],
-    baseline_evaluation: Input[Artifact] = None,
-    baseline_model: Input[Model] = None,
-    supcon_evaluation: Input[Artifact] = None,
-    supcon_model: Input[Model] = None,
-    simclr_evaluation: Input[Artifact] = None,
-    simclr_model: Input[Model] = None,
-    npairs_evaluation: Input[Artifact] = None,
-    npairs_model: Input[Model] = None,
+    branches: dict,
     curve: Input[Artifact] = None,
     registry: str = "",
     promotion_margin: float = 0.0,
@@ -30,16 +41,9 @@ def compare_and_report(
     from contrastive import tasks
 
     vertex = dict(model_id=vertex_model, project=vertex_project, region=vertex_region)
-
     candidates = {
-        name: (evaluation.path, model.path)
-        for name, evaluation, model in (
-            ("baseline", baseline_evaluation, baseline_model),
-            ("supcon", supcon_evaluation, supcon_model),
-            ("simclr", simclr_evaluation, simclr_model),
-            ("npairs", npairs_evaluation, npairs_model),
-        )
-        if evaluation is not None and model is not None
+        method: (inputs["evaluation"].path, inputs["model"].path)
+        for method, inputs in branches.items()
     }
     outcome = tasks.run_compare_and_report(
         dataset,

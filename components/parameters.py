@@ -8,13 +8,8 @@ explain every input. A parameter without a line here is refused at import.
 
 import inspect
 
-from contrastive.config import (
-    BASELINE,
-    CLASSIFIER_MODES,
-    ENCODER_NAMES,
-    METHODS,
-    available_profiles,
-)
+from contrastive import methods
+from contrastive.config import CLASSIFIER_MODES, ENCODER_NAMES, available_profiles
 from contrastive.data.sources import SOURCE_FORMS
 
 KEEP = "0 keeps the profile's value"
@@ -59,7 +54,7 @@ DESCRIPTIONS = {
     "distribution": "Devices of a training step: none (one) or data_parallel (every device "
     "of every replica, JAX backend); empty keeps the profile's.",
     # steps
-    "method": "Pretraining method: " + ", ".join(METHODS) + ".",
+    "method": "Pretraining method: " + ", ".join(methods.pretraining_names()) + ".",
     "mode": "Classifier on the encoder: " + " or ".join(CLASSIFIER_MODES) + " (linear: a "
     "frozen probe); empty keeps the profile's.",
     "classifier_mode": "Classifier on each pretrained encoder: "
@@ -100,26 +95,23 @@ DESCRIPTIONS = {
     "vertex_project": "Google Cloud project of vertex_model.",
     "vertex_region": "Region of vertex_model (e.g. us-central1).",
 }
-for _method in (BASELINE, *METHODS):
-    DESCRIPTIONS[f"{_method}_evaluation"] = (
-        f"The {_method} branch's evaluation; absent when that branch is not compiled in."
-    )
-    DESCRIPTIONS[f"{_method}_model"] = f"The {_method} branch's classifier; absent likewise."
 
 
-def document(function):
-    """Append an `Args:` section for every parameter of `function` to its docstring.
+def document(function, more: dict[str, str] | None = None):
+    """Append an `Args:` section for every parameter of `function` to its docstring, from
+    `DESCRIPTIONS` and `more` (the inputs of a component written for the run's methods).
 
     Raises:
-        ValueError: a parameter has no line in `DESCRIPTIONS`.
+        ValueError: a parameter has no line in `DESCRIPTIONS` or `more`.
     """
+    described = {**DESCRIPTIONS, **(more or {})}
     names = list(inspect.signature(function).parameters)
-    missing = [name for name in names if name not in DESCRIPTIONS]
+    missing = [name for name in names if name not in described]
     if missing:
         raise ValueError(
             f"describe every KFP input in components/parameters.py. Received: missing={missing}"
         )
     summary = (inspect.getdoc(function) or function.__name__).split("\nArgs:")[0].rstrip()
-    args = [f"    {name}: {DESCRIPTIONS[name]}" for name in names]
+    args = [f"    {name}: {described[name]}" for name in names]
     function.__doc__ = "\n".join([summary, "", "Args:", *args])
     return function

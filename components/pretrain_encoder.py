@@ -22,10 +22,30 @@ def pretrain_encoder(
     checkpoint_root: str = "",
     job_id: str = "",
 ):
-    """Pretrain into the Model artifact; metrics: loss, contrastive and kNN accuracy."""
-    inputs = dict(locals())  # every input and output above, by name
+    """Pretrain into the Model artifact; metrics: loss, contrastive and kNN accuracy.
+    TensorBoard logs, checkpoints and progress where `contrastive.tasks.StepSinks` says."""
     import os
 
     from contrastive import tasks
 
-    tasks.run_training_component("pretrain", os.environ, **inputs)
+    tasks.run_training_component(
+        "pretrain",
+        os.environ,
+        dataset=dataset,
+        output=encoder_model,
+        metrics=metrics,
+        method=method,
+        profile=profile,
+        overrides=overrides,
+        epochs=epochs,
+        batch_size=batch_size,
+        temperature=temperature,
+        encoder=encoder,
+        seed=seed,
+        distribution=distribution,
+        labeled_subset_fraction=labeled_subset_fraction,
+        tensorboard_root=tensorboard_root,
+        tensorboard_name=tensorboard_name,
+        checkpoint_root=checkpoint_root,
+        job_id=job_id,
+    )

@@ -22,10 +22,28 @@ def train_baseline(
     job_id: str = "",
 ):
     """Train a classifier end to end with cross-entropy into the Model artifact. TensorBoard
-    logs where `contrastive.tasks.tensorboard_dir` says."""
-    inputs = dict(locals())  # every input and output above, by name
+    logs, checkpoints and progress where `contrastive.tasks.StepSinks` says."""
     import os
 
     from contrastive import tasks
 
-    tasks.run_training_component("baseline", os.environ, **inputs)
+    tasks.run_training_component(
+        "baseline",
+        os.environ,
+        dataset=dataset,
+        output=model,
+        metrics=metrics,
+        profile=profile,
+        overrides=overrides,
+        epochs=epochs,
+        classifier_epochs=classifier_epochs,
+        batch_size=batch_size,
+        encoder=encoder,
+        seed=seed,
+        distribution=distribution,
+        labeled_subset_fraction=labeled_subset_fraction,
+        tensorboard_root=tensorboard_root,
+        tensorboard_name=tensorboard_name,
+        checkpoint_root=checkpoint_root,
+        job_id=job_id,
+    )

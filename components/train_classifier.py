@@ -21,11 +21,29 @@ def train_classifier(
     checkpoint_root: str = "",
     job_id: str = "",
 ):
-    """Train the classifier head (and the encoder when `mode` is finetune). TensorBoard logs
-    where `contrastive.tasks.tensorboard_dir` says."""
-    inputs = dict(locals())  # every input and output above, by name
+    """Train the classifier head (and the encoder when `mode` is finetune). TensorBoard logs,
+    checkpoints and progress where `contrastive.tasks.StepSinks` says."""
     import os
 
     from contrastive import tasks
 
-    tasks.run_training_component("classifier", os.environ, **inputs)
+    tasks.run_training_component(
+        "classifier",
+        os.environ,
+        dataset=dataset,
+        output=model,
+        metrics=metrics,
+        encoder_model=encoder_model,
+        mode=mode,
+        profile=profile,
+        overrides=overrides,
+        classifier_epochs=classifier_epochs,
+        batch_size=batch_size,
+        seed=seed,
+        distribution=distribution,
+        labeled_subset_fraction=labeled_subset_fraction,
+        tensorboard_root=tensorboard_root,
+        tensorboard_name=tensorboard_name,
+        checkpoint_root=checkpoint_root,
+        job_id=job_id,
+    )

@@ -67,18 +67,6 @@ def _add_process_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--process-id", type=int, default=None, help="this process, from 0")
 
 
-def _add_step_folder_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--tensorboard-dir", default="", help="TensorBoard logs (default: <output>/tensorboard)"
-    )
-    parser.add_argument(
-        "--durable-dir",
-        default="",
-        help="checkpoints mirrored here every epoch (a gs:// prefix or a mounted folder) and "
-        "restored by a rerun; a failure no rerun can fix is recorded there",
-    )
-
-
 def _config(args):
     """Profile + flags. A flag given on the command line is validated as given (`--epochs 0`
     is an error, not "the profile's value" as 0 means for pipeline parameters)."""
@@ -163,12 +151,13 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_run(args) -> int:
     from contrastive.config import encode_overrides, parse_overrides_text
     from contrastive.data.images import parse_image_size
+    from contrastive.methods import check_branches
     from contrastive.run_parameters import check_run_parameters
     from contrastive.validation import check
     from pipelines.local import earlier_run, native_notices_filtered, run_local
-    from pipelines.pipeline import _check_methods, check_labeled_fractions
+    from pipelines.pipeline import check_labeled_fractions
 
-    methods = _check_methods(args.methods)
+    methods = check_branches(args.methods)
     fractions = check_labeled_fractions(args.labeled_fractions or "")
     params = {
         name: getattr(args, name)
@@ -330,21 +319,15 @@ def _join_processes(args, config) -> None:
 def cmd_pretrain(args) -> int:
     from contrastive import durable, tasks
 
-    with durable.recording_failures(args.durable_dir or None):
+    sinks = tasks.StepSinks.from_flags(args)
+    with durable.recording_failures(sinks.durable):
         config = _config(args)
         _join_processes(args, config)
         metrics = tasks.run_pretrain(
-            args.data, args.output, config, method=args.method, **_step_folders(args)
+            args.data, args.output, config, method=args.method, sinks=sinks
         )
     print(json.dumps(metrics, indent=2))
     return 0
-
-
-def _step_folders(args) -> dict:
-    return {
-        "tensorboard_dir": args.tensorboard_dir or None,
-        "durable_dir": args.durable_dir or None,
-    }
 
 
 def cmd_train(args) -> int:
@@ -352,21 +335,15 @@ def cmd_train(args) -> int:
 
     if bool(args.encoder_model) == bool(args.baseline):
         raise ValueError("give exactly one of --encoder-model DIR or --baseline")
-    with durable.recording_failures(args.durable_dir or None):
+    sinks = tasks.StepSinks.from_flags(args)
+    with durable.recording_failures(sinks.durable):
         config = _config(args)
         _join_processes(args, config)
         if args.baseline:
-            metrics = tasks.run_train_baseline(
-                args.data, args.output, config, **_step_folders(args)
-            )
+            metrics = tasks.run_train_baseline(args.data, args.output, config, sinks=sinks)
         else:
             metrics = tasks.run_train_classifier(
-                args.data,
-                args.encoder_model,
-                args.output,
-                config,
-                mode=args.mode,
-                **_step_folders(args),
+                args.data, args.encoder_model, args.output, config, mode=args.mode, sinks=sinks
             )
     print(json.dumps(metrics, indent=2))
     return 0
@@ -433,8 +410,11 @@ def cmd_profiles(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipelines.pipeline import DEFAULT_METHODS
+    import components
+    from contrastive import methods
+    from contrastive.tasks.sinks import StepSinks
 
+    branches = ",".join(methods.default_names())
     parser = argparse.ArgumentParser(
         prog="contrastive", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
@@ -487,8 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the whole pipeline locally with kfp.local")
     p.add_argument(
         "--methods",
-        default=",".join(DEFAULT_METHODS),
-        help="comma-separated branches: baseline,supcon,simclr,npairs",
+        default=branches,
+        help=f"comma-separated branches: {','.join(methods.names())} (default {branches})",
     )
     p.add_argument(
         "--labeled-fractions",
@@ -538,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="YAML file to write")
     p.add_argument(
         "--image",
-        default="contrastive:dev",
+        default=components.DEFAULT_IMAGE,
         help="container image of every step, e.g. REGISTRY/contrastive:<sha>",
     )
     p.add_argument(
@@ -554,8 +534,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--methods",
-        default=",".join(DEFAULT_METHODS),
-        help="branches to include: baseline,supcon,simclr,npairs",
+        default=branches,
+        help=f"branches to include: {','.join(methods.names())} (default {branches})",
     )
     p.add_argument(
         "--labeled-fractions",
@@ -625,10 +605,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="contrastive pretraining of an encoder (one step)")
     p.add_argument("--data", required=True, help="dataset URI written by `contrastive ingest`")
     p.add_argument("--output", required=True, help="model directory to write")
-    p.add_argument("--method", default="", help="supcon | simclr | npairs (default: profile's)")
+    p.add_argument(
+        "--method",
+        default="",
+        help=f"{' | '.join(methods.pretraining_names())} (default: the profile's)",
+    )
     _add_config_arguments(p)
     _add_process_arguments(p)
-    _add_step_folder_arguments(p)
+    StepSinks.add_flags(p)
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("train", help="train a classifier on an encoder, or the baseline")
@@ -639,7 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="", help="linear | finetune (default: profile's)")
     _add_config_arguments(p, pretrain=False)
     _add_process_arguments(p)
-    _add_step_folder_arguments(p)
+    StepSinks.add_flags(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(

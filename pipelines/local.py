@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipelines.pipeline import DEFAULT_METHODS, build_pipeline
+from pipelines.pipeline import build_pipeline
 from pipelines.progress import (
     LiveRenderer,
     PlainRenderer,
@@ -52,7 +52,7 @@ def new_run_id() -> str:
 def run_local(
     params: dict,
     *,
-    methods: Sequence[str] = DEFAULT_METHODS,
+    methods: Sequence[str] | None = None,
     runs_dir: str | Path = "runs",
     run_id: str | None = None,
     cache: bool = True,
@@ -64,6 +64,7 @@ def run_local(
 
     Args:
         params: the pipeline's parameters (those not given keep their defaults).
+        methods: the branches (None: `contrastive.methods.default_names()`).
         labeled_fractions: few labels, one branch per labelled fraction (compiled into the
             DAG like `methods`); empty: the single run.
         cache: reuse the outputs of tasks already run with the same inputs (kfp.local's
@@ -180,7 +181,7 @@ def run_with_view(
     """
     from rich.console import Console
 
-    from contrastive.tasks.conventions import PROGRESS_DIR_VARIABLE
+    from contrastive.tasks.sinks import PROGRESS_DIR_VARIABLE
 
     console = console or Console(file=sys.stdout)
     names = task_names(pipeline)

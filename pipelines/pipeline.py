@@ -1,5 +1,6 @@
-"""The DAG: ingest -> {baseline, pretrain(supcon) -> classifier, pretrain(simclr) -> classifier}
--> evaluate each -> compare_and_report. This module only wires steps."""
+"""The DAG: ingest -> a branch per method (`contrastive.methods`: the baseline, or
+pretrain(<method>) -> classifier) -> evaluate each -> compare_and_report. This module only
+wires steps."""
 
 from collections.abc import Sequence
 from types import SimpleNamespace
@@ -7,14 +8,12 @@ from types import SimpleNamespace
 from kfp import dsl
 
 import components
-from contrastive.config import BASELINE
-from contrastive.config import METHODS as PRETRAINING_METHODS
+from components.branches import input_name
+from contrastive import methods as method_registry
 from pipelines.kubernetes import KubernetesSettings
 from pipelines.targets import validate_accelerator
 
 PIPELINE_NAME = "contrastive"
-METHODS = (BASELINE, *PRETRAINING_METHODS)
-DEFAULT_METHODS = (BASELINE, "supcon", "simclr")
 # What a step asks for when no accelerator type is given at compile time.
 DEFAULT_ACCELERATORS = {"kubeflow": "nvidia.com/gpu", "vertex": "NVIDIA_L4"}
 BACKENDS = ("tensorflow", "jax")
@@ -66,7 +65,7 @@ def build_pipeline(
     *,
     image: str = components.DEFAULT_IMAGE,
     target: str = "kubeflow",
-    methods: Sequence[str] = DEFAULT_METHODS,
+    methods: Sequence[str] | None = None,
     accelerator_type: str | None = None,
     accelerator_count: int = 1,
     cpu_limit: str = "8",
@@ -82,7 +81,8 @@ def build_pipeline(
 ):
     """Return the pipeline function for `target` ("kubeflow", "vertex" or "local").
 
-    Methods are chosen here, at compile time: each one adds its branch to the DAG. Training and
+    Methods are chosen here, at compile time: each one adds its branch to the DAG (None: the
+    registry's default ones, `contrastive.methods.default_names()`). Training and
     evaluation tasks request `accelerator_count` accelerators of `accelerator_type` (named the
     target's way: `nvidia.com/gpu` on Kubeflow, `NVIDIA_L4` etc. on Vertex); "local" requests none.
     `kubernetes` (target kubeflow only) adds pod settings through kfp-kubernetes: node selector
@@ -100,12 +100,15 @@ def build_pipeline(
 
     Few labels: `labeled_fractions` (e.g. `(0.01, 0.1, 1.0)`) compiles one branch per
     fraction and method after the one ingest, each step seeing that nested, stratified
-    labelled subset (`labeled_subset_fraction`); SimCLR pretrains once, its encoder shared by
-    every fraction's classifier; `collect_fraction` chains the fractions' evaluations into
+    labelled subset (`labeled_subset_fraction`); a method whose loss uses no label
+    (`Method.pretrain_once`: SimCLR) pretrains once, its encoder shared by every fraction's
+    classifier; `collect_fraction` chains the fractions' evaluations into
     the label-efficiency curve the report charts; the gate compares the largest fraction's
     classifiers. Empty: today's single run, the DAG unchanged.
     """
-    methods = _check_methods(methods)
+    methods = method_registry.check_branches(
+        method_registry.default_names() if methods is None else methods
+    )
     fractions = check_labeled_fractions(labeled_fractions)
     data_parallel = _check_scale(target, replicas, accelerator_count, backend, strategy)
     check_compile_options(retries=retries, accelerator_count=accelerator_count)
@@ -119,7 +122,7 @@ def build_pipeline(
     if target != "local":
         accelerator_type = accelerator_type or DEFAULT_ACCELERATORS.get(target, "")
         validate_accelerator(target, accelerator_type)
-    c = components.build(image)
+    c = components.build(image, methods)
     training = c
     if target == "vertex" and replicas > 1:
         training = _vertex_custom_jobs(
@@ -236,9 +239,10 @@ def build_pipeline(
         # outputs the curve and the gate take by name, on every backend; a ParallelFor would
         # hand the compare step unordered dsl.Collected lists and put a loop in every DAG.
         for fraction, method in _branches(methods, fractions):
+            spec = method_registry.get(method)
             few = {} if fraction is None else {"labeled_subset_fraction": fraction}
             tag = "" if fraction is None else f"-{100 * fraction:g}pct"
-            if method == BASELINE:
+            if spec.end_to_end:
                 trained = retried(
                     on_gpu(
                         training.train_baseline(
@@ -247,7 +251,7 @@ def build_pipeline(
                             classifier_epochs=classifier_epochs,
                             encoder=encoder,
                             tensorboard_root=tensorboard_root,
-                            tensorboard_name=f"train-baseline{tag}",
+                            tensorboard_name=f"train-{method}{tag}",
                             **common,
                             **scale,
                             **durable,
@@ -255,13 +259,14 @@ def build_pipeline(
                             **few,
                         )
                     )
-                ).set_display_name(f"train-baseline{tag}")
-            elif method == "simclr" and "simclr" in shared:
-                pretrained = shared["simclr"]  # SimCLR uses no label: one encoder for all
+                ).set_display_name(f"train-{method}{tag}")
+            elif spec.pretrain_once and method in shared:
+                pretrained = shared[method]  # its loss uses no label: one encoder for all
             else:
-                # SimCLR pretrains once, on every image: no fraction in its name or inputs.
-                once = {} if method == "simclr" else few
-                pretrain_tag = "" if method == "simclr" else tag
+                # A method that pretrains once does so on every image: no fraction in its
+                # name or inputs.
+                once = {} if spec.pretrain_once else few
+                pretrain_tag = "" if spec.pretrain_once else tag
                 pretrained = retried(
                     on_gpu(
                         training.pretrain_encoder(
@@ -281,7 +286,7 @@ def build_pipeline(
                     )
                 ).set_display_name(f"pretrain-{method}{pretrain_tag}")
                 shared[method] = pretrained
-            if method != BASELINE:
+            if spec.pretrains:
                 trained = retried(
                     on_gpu(
                         training.train_classifier(
@@ -306,10 +311,10 @@ def build_pipeline(
                 )
             ).set_display_name(f"evaluate-{method}{tag}")
             # A later (larger) fraction replaces an earlier one: the gate takes the largest.
-            evaluated[f"{method}_evaluation"] = evaluation.outputs["evaluation"]
-            evaluated[f"{method}_model"] = trained.outputs["model"]
-            by_fraction.setdefault(fraction, {})[f"{method}_evaluation"] = evaluated[
-                f"{method}_evaluation"
+            evaluated[input_name(method, "evaluation")] = evaluation.outputs["evaluation"]
+            evaluated[input_name(method, "model")] = trained.outputs["model"]
+            by_fraction.setdefault(fraction, {})[input_name(method, "evaluation")] = evaluated[
+                input_name(method, "evaluation")
             ]
         curve = None
         for fraction in fractions:
@@ -491,14 +496,3 @@ def check_labeled_fractions(fractions: Sequence[float] | str) -> tuple[float, ..
 def _branches(methods, fractions):
     """(fraction, method) in DAG order; fraction None when the run has a single one."""
     return [(fraction, method) for fraction in fractions or (None,) for method in methods]
-
-
-def _check_methods(methods: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(methods, str):
-        methods = [m.strip() for m in methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise ValueError(
-            f"methods must be a non-empty subset of {list(METHODS)}. Received: {list(methods)}"
-        )
-    return tuple(dict.fromkeys(methods))

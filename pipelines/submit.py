@@ -26,11 +26,10 @@ from typing import Any
 
 import yaml
 
+from components import DEFAULT_IMAGE as PLACEHOLDER_IMAGE
 from pipelines.connection import Connection, SubmitError
 from pipelines.targets import KUBEFLOW, VERTEX, validate_accelerator
 
-# What `contrastive compile` writes without --image; no registry serves it.
-PLACEHOLDER_IMAGE = "contrastive:dev"
 PACKAGE_SUFFIXES = (".yaml", ".yml")
 # How long `submit --experiment` waits for Vertex to create a run's metadata record (it
 # usually takes seconds; a queued project can take longer).

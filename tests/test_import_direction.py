@@ -1,5 +1,7 @@
-"""Imports go one way: pipelines -> components -> contrastive. The library never imports kfp,
-and the model code imports without TensorFlow."""
+"""Imports go one way: pipelines -> components -> contrastive, and none of them imports the test
+suite (a method from elsewhere arrives through an entry point, `contrastive.methods`). The
+library never imports kfp, the model code imports without TensorFlow, the registries the CLI
+reads first (`methods`, `config`) import without Keras, and the top floor names no method."""
 
 import ast
 import subprocess
@@ -9,8 +11,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = {"contrastive": 0, "components": 1, "pipelines": 2}
-MODEL_MODULES = ["losses", "augment", "models", "training", "config", "evaluation"]
+LAYERS = {"contrastive": 0, "components": 1, "pipelines": 2, "tests": 3}
+MODEL_MODULES = ["losses", "augment", "models", "training", "config", "evaluation", "methods"]
+# Read to build the CLI, to check a configuration and to compile the DAG: no Keras there.
+KERAS_FREE_MODULES = ["methods", "config", "tasks.sinks"]
 
 
 def _imported_top_levels(path: Path) -> set[str]:
@@ -70,3 +74,33 @@ def test_model_code_imports_without_tensorflow():
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("ok")
+
+
+def test_registries_import_without_keras():
+    code = (
+        "import importlib, json, sys\n"
+        f"for m in {KERAS_FREE_MODULES!r}:\n"
+        "    importlib.import_module('contrastive.' + m)\n"
+        "print(json.dumps(sorted({'keras', 'tensorflow', 'jax'} & set(sys.modules))))\n"
+    )
+    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_top_floor_names_no_method():
+    """The DAG, the CLI and the local run list methods from `contrastive.methods` only."""
+    import ast
+
+    from contrastive import methods
+
+    names = set(methods.names())
+    found = [
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.value!r}"
+        for package, path in _sources()
+        if package == "pipelines"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and node.value in names
+    ]
+    assert not found

@@ -17,15 +17,12 @@ from typing import Any
 
 import yaml
 
-from contrastive import validation
+from contrastive import methods, validation
 
-# The names the configuration accepts, each the key set of a registry (tests/unit/
-# test_registries.py checks they agree): ENCODER_NAMES = `models.ENCODERS`,
-# METHODS = `losses.LOSSES`. Spelled here so that a configuration validates without Keras.
+# The encoder names the configuration accepts, the key set of `models.ENCODERS`
+# (tests/unit/test_registries.py checks they agree), spelled here so that a configuration
+# validates without Keras. Methods: `contrastive.methods` (Keras-free itself).
 ENCODER_NAMES = ("small_cnn", "simclr_cnn", "resnet18", "resnet50v2")
-METHODS = ("supcon", "simclr", "npairs")
-# The supervised comparison every run can include beside the pretraining METHODS.
-BASELINE = "baseline"
 PROJECTION_HEADS = ("linear", "mlp")
 CLASSIFIER_HEADS = ("linear", "seed")
 CLASSIFIER_MODES = ("linear", "finetune")
@@ -106,7 +103,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # Contrastive objective for pretraining, one of METHODS.
+    # Contrastive objective for pretraining: a pretraining method of `contrastive.methods`.
     method: str = "supcon"
     # Pretraining epochs (and the cross-entropy baseline's epochs: same budget).
     epochs: int = 10
@@ -302,7 +299,7 @@ def validate(config: Config) -> None:
     _check_choice("model.encoder", m.encoder, ENCODER_NAMES)
     _check_choice("model.projection_head", m.projection_head, PROJECTION_HEADS)
     _check_choice("model.classifier_head", m.classifier_head, CLASSIFIER_HEADS)
-    _check_choice("train.method", t.method, METHODS)
+    _check_choice("train.method", t.method, methods.pretraining_names())
     _check_choice("train.classifier_mode", t.classifier_mode, CLASSIFIER_MODES)
     _check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
     _check_choice("train.schedule", t.schedule, SCHEDULES)
@@ -314,6 +311,14 @@ def validate(config: Config) -> None:
     for name in ("epochs", "classifier_epochs", "num_views", "knn_k", "knn_max_examples"):
         _check(f"train.{name}", getattr(t, name), lambda v: v >= 1, "must be >= 1")
     _check("train.batch_size", t.batch_size, lambda v: v >= 2, "must be >= 2")
+    min_views = methods.get(t.method).min_views
+    _check(
+        "train.num_views",
+        t.num_views,
+        lambda v: v >= min_views,
+        f"must be >= {min_views} for train.method={t.method} (an image's only positives are "
+        "its other views)",
+    )
     _check("train.seed", t.seed, lambda v: v >= 0, "must be >= 0")  # ingest's splits take >= 0
     for name in ("temperature", "knn_temperature", "learning_rate"):
         _check(f"train.{name}", getattr(t, name), lambda v: v > 0, "must be > 0")

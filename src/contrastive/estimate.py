@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from contrastive.config import BASELINE, Config
+from contrastive import methods as method_registry
+from contrastive.config import Config
 
 _TIMED_STEPS = 2
 _MEASURE_BATCH = 32  # at most; smaller batches run slower per image, so this errs long
@@ -94,7 +95,7 @@ def estimate_run(
     epochs, classifier_epochs = config.train.epochs, config.train.classifier_epochs
     knn = min(train, config.train.knn_max_examples) + min(validation, config.train.knn_max_examples)
     for method in methods:
-        if method == BASELINE:
+        if method_registry.get(method).end_to_end:
             steps[method] = fit(epochs + classifier_epochs)
         else:
             pretrain = fit(epochs, config.train.num_views) + knn * infer_cost

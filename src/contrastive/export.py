@@ -20,7 +20,7 @@ import sys
 import tempfile
 from typing import Any
 
-from contrastive import storage
+from contrastive import load_model, storage
 
 SAVED_MODEL_DIR = "saved_model"
 SIGNATURE = "serve"
@@ -118,14 +118,12 @@ def _parent(path: str) -> str:
 
 
 def _load_model(path: str):
-    import keras
-
     if not storage.is_gcs(path):
-        return keras.saving.load_model(path)
+        return load_model(path)
     with tempfile.TemporaryDirectory(prefix="contrastive-export-") as folder:
         local = os.path.join(folder, os.path.basename(path))
         storage.copy_file(path, local)
-        return keras.saving.load_model(local)
+        return load_model(local)
 
 
 def _write(model: Any, shape: tuple, export_dir: str, from_logits: bool) -> None:

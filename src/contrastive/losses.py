@@ -1,8 +1,9 @@
 """Contrastive losses: SupCon (Khosla et al. 2020), SimCLR's NT-Xent and the seeds' n-pairs.
 
 Each loss is a pure function of tensors (`supcon_loss`, `npairs_loss`) plus a thin, registered
-`keras.losses.Loss` wrapper (`SupConLoss`, `SimCLRLoss`, `NPairsLoss`); `get_loss` builds a
-wrapper from a method name. Only `keras.ops` is used, so every backend runs them.
+`keras.losses.Loss` wrapper (`SupConLoss`, `SimCLRLoss`, `NPairsLoss`); which method uses
+which wrapper is `contrastive.methods`' business. Only `keras.ops` is used, so every backend
+runs them.
 
 All three compute in float32 whatever the input dtype (mixed precision included) and return a
 float32 scalar: the mean is taken inside the loss, over anchors, so a per-sample `sample_weight`
@@ -149,8 +150,9 @@ def npairs_loss(features, labels, temperature=0.05, base_temperature=None):
     return -scale * ops.mean(ops.sum(targets * log_prob, axis=1))
 
 
-class _ScalarLoss(keras.losses.Loss):
-    """A `Loss` whose `call` already returns the batch's scalar loss.
+class ContrastiveLoss(keras.losses.Loss):
+    """A `Loss` whose `call` already returns the batch's scalar loss: the base of every
+    pretraining loss (`contrastive.methods`); `call(labels, projections)` may get labels None.
 
     Keras' `Loss.__call__` would cast `y_true` to a float dtype (labels beyond 256 collide in
     bfloat16) and weight the scalar by `sample_weight`; here `call` gets the raw inputs and
@@ -169,7 +171,7 @@ class _ScalarLoss(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="contrastive")
-class SupConLoss(_ScalarLoss):
+class SupConLoss(ContrastiveLoss):
     """Supervised contrastive loss (Khosla et al. 2020) as a `keras.losses.Loss`.
 
     `call(y_true, y_pred)` returns `supcon_loss(y_pred, y_true, temperature, base_temperature)`
@@ -242,7 +244,7 @@ class SimCLRLoss(SupConLoss):
 
 
 @keras.saving.register_keras_serializable(package="contrastive")
-class NPairsLoss(_ScalarLoss):
+class NPairsLoss(ContrastiveLoss):
     """The seeds' n-pairs loss as a `keras.losses.Loss`; see `npairs_loss`.
 
     `call(y_true, y_pred)`: `y_true` `[batch]` labels, `y_pred` `[batch, dim]` or
@@ -273,28 +275,6 @@ class NPairsLoss(_ScalarLoss):
             "temperature": self.temperature,
             "base_temperature": self.base_temperature,
         }
-
-
-# Pretraining method -> its loss: the method names' registry (tests/unit/test_registries.py
-# checks that `config.METHODS` lists the same names).
-LOSSES = {"supcon": SupConLoss, "simclr": SimCLRLoss, "npairs": NPairsLoss}
-
-
-def get_loss(method, temperature, base_temperature=None):
-    """Builds the loss wrapper for a pretraining method.
-
-    Args:
-        method: a key of `LOSSES`: `"supcon"`, `"simclr"` or `"npairs"`.
-        temperature: Softmax temperature, > 0.
-        base_temperature: Optional; scales the loss by `temperature / base_temperature`.
-            Defaults to `None`.
-
-    Returns:
-        A `SupConLoss`, `SimCLRLoss` or `NPairsLoss`.
-    """
-    if method not in LOSSES:
-        raise ValueError(f"method must be one of {list(LOSSES)}. Received: method={method!r}")
-    return LOSSES[method](temperature, base_temperature)
 
 
 def _loss_scale(temperature, base_temperature):

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from contrastive import __version__, storage
+from contrastive import __version__, load_model, storage
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +107,6 @@ def load_model_dir(model_dir: str | Path):
         with tempfile.TemporaryDirectory(prefix="contrastive-model-") as local:
             storage.copy_tree(model_dir, local)
             return load_model_dir(local)
-    import keras
-
-    from contrastive import augment, losses, models, training  # noqa: F401  (registrations)
-
     model_dir = Path(model_dir)
     if not (model_dir / MODEL_FILE).is_file() and not is_complete(model_dir):
         raise ModelIncompleteError(f"no model in {model_dir}: {MODEL_FILE} is missing")
@@ -119,7 +115,7 @@ def load_model_dir(model_dir: str | Path):
             f"model directory {model_dir} is incomplete (no {COMPLETE_MARKER} marker): the task "
             "that writes it crashed or is still running; rerun it"
         )
-    model = keras.saving.load_model(model_dir / MODEL_FILE, safe_mode=True)
+    model = load_model(model_dir / MODEL_FILE, safe_mode=True)
     info = json.loads((model_dir / "info.json").read_text())
     return model, info
 

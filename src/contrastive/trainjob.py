@@ -374,8 +374,7 @@ def step_command(
     method="",
     mode="",
     encoder_uri="",
-    tensorboard_dir=None,
-    durable_dir=None,
+    sinks=None,
 ):
     """The `contrastive pretrain | train` command that runs a pipeline training step.
 
@@ -387,7 +386,7 @@ def step_command(
         overrides: every dotted-key override (`config.pipeline_overrides`); each becomes
             `--override key=<JSON value>` (JSON is YAML, so the value reads back exactly).
         method, mode: the pretraining method, the classifier mode ("" keeps the profile's).
-        tensorboard_dir, durable_dir: passed on when given.
+        sinks: a `contrastive.tasks.StepSinks` the command carries as flags (`to_flags`).
     """
     from contrastive.validation import check_choice
 
@@ -402,10 +401,7 @@ def step_command(
         command += ["--baseline"]
     for key, value in overrides.items():
         command += ["--override", f"{key}={json.dumps(value)}"]
-    for flag, value in (("--tensorboard-dir", tensorboard_dir), ("--durable-dir", durable_dir)):
-        if value:
-            command += [flag, value]
-    return command
+    return command + (sinks.to_flags() if sinks is not None else [])
 
 
 def check_shared_uri(name, uri):

@@ -172,7 +172,17 @@ def test_compare_component_picks_the_best_and_gates_against_the_registry(chain, 
     results = _artifact(dsl.Artifact, tmp_path / "results.json")
     decision = _artifact(dsl.Metrics, tmp_path / "decision")
     registry = tmp_path / "registry"
-    best = C.compare_and_report.python_func(
+    # Written for the two methods this chain trained: their inputs, no others.
+    compare = components.build("contrastive:test", ["supcon", "baseline"]).compare_and_report
+    branch_inputs = [name for name in compare.component_spec.inputs if "_" in name][:4]
+    assert branch_inputs == [
+        "supcon_evaluation",
+        "supcon_model",
+        "baseline_evaluation",
+        "baseline_model",
+    ]
+    assert not any(name.startswith(("simclr", "npairs")) for name in compare.component_spec.inputs)
+    best = compare.python_func(
         dataset=chain["dataset"],
         report=report,
         summary=summary,
@@ -221,7 +231,7 @@ def test_components_refuse_an_incomplete_model(chain, tmp_path):
 def test_component_bodies_are_thin():
     import inspect
 
-    for function in components.FUNCTIONS:
+    for function in (*components.FUNCTIONS, *components.BRANCH_TEMPLATES):
         lines = inspect.getsource(function).splitlines()
         body = [line for line in lines if line.strip() and not line.strip().startswith("#")]
         signature_end = next(i for i, line in enumerate(body) if line.rstrip().endswith(":"))

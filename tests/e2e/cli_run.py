@@ -23,14 +23,16 @@ def run_command(source, runs, *flags, profile: str = "tiny") -> list[str]:
     ]
 
 
-def run_ok(source, runs, *flags, timeout: float, profile: str = "tiny"):
-    """Runs the command to its end (at most `timeout` seconds) and asserts it succeeded, with
-    the end of its output in the failure message; returns the `CompletedProcess`."""
+def run_ok(source, runs, *flags, timeout: float, profile: str = "tiny", env=None):
+    """Runs the command to its end (at most `timeout` seconds; `env`: its environment, by
+    default this one) and asserts it succeeded, with the end of its output in the failure
+    message; returns the `CompletedProcess`."""
     result = subprocess.run(
         run_command(source, runs, *flags, profile=profile),
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return result

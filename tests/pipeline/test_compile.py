@@ -172,16 +172,23 @@ def test_cli_compile_writes_yaml_with_the_image(tmp_path, capsys):
 
 def test_compiled_yaml_describes_every_input(tmp_path):
     """Every component input and every pipeline parameter carries its Args: line."""
+    import components
+    from components.branches import descriptions
     from components.parameters import DESCRIPTIONS
 
-    spec = _compile(tmp_path, target="vertex", methods=("baseline", "supcon", "simclr", "npairs"))
+    methods = ("baseline", "supcon", "simclr", "npairs")
+    spec = _compile(tmp_path, target="vertex", methods=methods)
+    described = {**DESCRIPTIONS, **descriptions(components.compare_and_report, methods)}
+    assert described["npairs_model"] == (
+        "The N-pairs (seeds' SupCon) branch's classifier (a model directory)."
+    )
     interfaces = {"root": spec["root"], **spec["components"]}
     checked = 0
     for name, interface in interfaces.items():
         definitions = interface.get("inputDefinitions", {})
         for kind in ("parameters", "artifacts"):
             for parameter, definition in definitions.get(kind, {}).items():
-                assert definition.get("description") == DESCRIPTIONS[parameter], (name, parameter)
+                assert definition.get("description") == described[parameter], (name, parameter)
                 checked += 1
     assert checked >= 40
     assert spec["root"]["inputDefinitions"]["parameters"]["promotion_margin"]["description"]

@@ -1,6 +1,8 @@
 """Every saved artifact loads, predicts the same and exports, in a fresh Python process that
 imports only `contrastive` (and Keras) - the train -> evaluate -> serve hand-offs cross
-processes, and users load our `.keras` files with `keras.saving.load_model`."""
+processes, and users load our `.keras` files with `contrastive.load_model` or
+`keras.saving.load_model(..., custom_objects=contrastive.custom_objects())`. Importing the
+package registers nothing: no import hook, no side effect."""
 
 import json
 import subprocess
@@ -57,7 +59,7 @@ _FLAT = (
     "    return [np.asarray(o)]\n"
 )
 # Each loads every artifact of argv[1] ({name: path}) on the images of argv[2] and writes
-# argv[3]/<name>.npz; the pretraining model, whose classes cover the others', last.
+# argv[3]/<name>.npz.
 _LOADS = (
     "images = np.load(sys.argv[2])\n"
     "for name, path in json.loads(sys.argv[1]).items():\n"
@@ -65,7 +67,8 @@ _LOADS = (
 )
 _LOAD_WITH_KERAS = (
     "import json, sys, numpy as np\n"
-    "import contrastive, keras\n" + _FLAT + "load = keras.saving.load_model\n" + _LOADS
+    "import contrastive, keras\n" + _FLAT + "load = lambda path: keras.saving.load_model(path, "
+    "custom_objects=contrastive.custom_objects())\n" + _LOADS
 )
 _LOAD_WITH_CONTRASTIVE = (
     "import json, sys, numpy as np\n"
@@ -145,13 +148,39 @@ def test_import_contrastive_loads_neither_keras_nor_tensorflow():
     assert json.loads(out) == [False, False]
 
 
+_NAMES = ["RandomResizedCrop", "SupConLoss", "PretrainModel", "FrozenEncoder"]
+
+
 @pytest.mark.slow
 @pytest.mark.backend
-def test_keras_imported_first_then_contrastive_registers_too(tmp_path):
+def test_custom_objects_names_every_class_and_import_registers_nothing():
     out = _fresh_python(
-        "import keras, contrastive\n"
-        "names = ['RandomResizedCrop', 'SupConLoss', 'PretrainModel', 'FrozenEncoder']\n"
-        "print([keras.saving.get_registered_object('contrastive>' + n) is not None "
-        "for n in names])\n"
+        "import json, keras, contrastive\n"
+        f"names = ['contrastive>' + n for n in {_NAMES!r}]\n"
+        "before = [keras.saving.get_registered_object(n) is not None for n in names]\n"
+        "found = contrastive.custom_objects()\n"
+        "print(json.dumps([before, [found[n].__name__ for n in names],\n"
+        "                  sorted({n.split('>')[0] for n in found})]))\n"
     )
-    assert out.strip().splitlines()[-1] == "[True, True, True, True]"
+    before, classes, packages = json.loads(out.strip().splitlines()[-1])
+    assert before == [False] * len(_NAMES)  # `import contrastive` registered nothing
+    assert classes == _NAMES
+    assert packages == ["contrastive"]
+
+
+def test_keras_alone_does_not_know_our_classes(artifacts, tmp_path):
+    """Without `custom_objects` Keras refuses the file, naming the class: no hidden hook."""
+    path, _, _ = artifacts["classifier"]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, contrastive, keras\nkeras.saving.load_model(sys.argv[1])",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    assert "contrastive>" in result.stderr

@@ -9,15 +9,19 @@ import keras
 import numpy as np
 import pytest
 
-from contrastive import losses
+from contrastive import losses, methods
 from contrastive.losses import (
     NPairsLoss,
     SimCLRLoss,
     SupConLoss,
-    get_loss,
     npairs_loss,
     supcon_loss,
 )
+
+
+def get_loss(method, temperature, base_temperature=None):
+    return methods.get(method).build_loss(temperature, base_temperature)
+
 
 pytestmark = pytest.mark.backend
 

@@ -197,11 +197,10 @@ RELOAD_SCRIPT = """
     import keras
     import numpy as np
 
-    import contrastive.augment  # registers the custom layers
-    import contrastive.models
+    import contrastive
 
     for case in json.loads(sys.argv[1]):
-        model = keras.saving.load_model(case["model"])
+        model = keras.saving.load_model(case["model"], custom_objects=contrastive.custom_objects())
         inputs = np.load(case["inputs"])
         outputs = model(inputs, training=False)
         np.save(case["outputs"], keras.ops.convert_to_numpy(outputs))

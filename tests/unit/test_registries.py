@@ -2,7 +2,9 @@
 
 import dataclasses
 
-from contrastive import augment, config, losses, models
+import pytest
+
+from contrastive import augment, config, methods, models
 from contrastive.report import formatting
 
 
@@ -10,10 +12,29 @@ def test_encoder_registry_is_the_configs_list():
     assert sorted(models.ENCODERS) == sorted(config.ENCODER_NAMES)
 
 
-def test_loss_registry_is_the_configs_list_of_methods():
-    assert sorted(losses.LOSSES) == sorted(config.METHODS)
-    for method, loss_class in losses.LOSSES.items():
-        assert isinstance(losses.get_loss(method, 0.1), loss_class)
+def test_each_pretraining_method_builds_the_loss_it_names():
+    import keras
+
+    for method in methods.all_methods():
+        if not method.pretrains:
+            assert method.loss is None
+            with pytest.raises(ValueError, match=f"method {method.name} has no pretraining loss"):
+                method.build_loss(0.1)
+            continue
+        loss = method.build_loss(0.3, 0.07)
+        assert isinstance(loss, keras.losses.Loss)
+        assert f"{type(loss).__module__}:{type(loss).__name__}" == method.loss
+        assert (loss.temperature, loss.base_temperature) == (0.3, 0.07)
+
+
+def test_train_method_accepts_exactly_the_pretraining_methods():
+    for method in methods.all_methods():
+        overrides = [f"train.method={method.name}"]
+        if method.pretrains:
+            assert config.resolve_config("tiny", overrides=overrides).train.method == method.name
+        else:
+            with pytest.raises(config.ConfigError, match=f"Received: train.method='{method.name}'"):
+                config.resolve_config("tiny", overrides=overrides)
 
 
 def test_augmentation_defaults_come_from_the_config():
@@ -24,10 +45,13 @@ def test_augmentation_defaults_come_from_the_config():
     augment.build_augmenter((8, 8, 1), **augment.STRONG, seed=0)
 
 
-def test_every_method_has_a_report_label_and_place():
-    methods = (config.BASELINE, *config.METHODS)
-    assert set(formatting.METHOD_LABELS) == set(methods)
-    # The report lists the baseline first, then the methods in their registry's order, then
-    # any name it does not know, sorted; whatever order the summary holds them in.
-    summary = {"methods": {name: {} for name in ("zeta", *reversed(methods), "alpha")}}
-    assert list(formatting.ordered_methods(summary)) == [*methods, "alpha", "zeta"]
+def test_the_report_names_and_orders_methods_as_the_registry_does():
+    names = methods.names()
+    assert formatting.in_method_order(["zeta", *reversed(names), "alpha"]) == [
+        *names,
+        "alpha",
+        "zeta",
+    ]
+    for method in methods.all_methods():
+        assert formatting.method_label(method.name) == method.label
+    assert formatting.method_label("not-a-method") == "not-a-method"

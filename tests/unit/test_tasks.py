@@ -114,15 +114,56 @@ def test_few_labels_no_unlabelled_image_reaches_a_cross_entropy_loss(
     assert info["labeled_fraction"] == 0.25
 
 
-def test_step_logs_name_the_tensorboard_folder_and_the_progress_file(tmp_path):
-    from contrastive.tasks import step_logs
+def test_a_pipeline_steps_sinks_come_from_its_parameters_and_environment(tmp_path):
+    from contrastive.tasks import StepSinks
 
     environ = {"CONTRASTIVE_PROGRESS_DIR": str(tmp_path / "progress")}
-    assert step_logs(environ, "gs://b/tb/", "pretrain-supcon") == {
-        "tensorboard_dir": "gs://b/tb/pretrain-supcon",
-        "progress_file": str(tmp_path / "progress" / "pretrain-supcon.jsonl"),
-    }
-    assert step_logs({}, "", "train-baseline") == {"tensorboard_dir": None, "progress_file": None}
+    sinks = StepSinks.for_pipeline_step(
+        environ,
+        name="pretrain-supcon",
+        tensorboard_root="gs://b/tb/",
+        checkpoint_root="gs://b/checkpoints",
+        job_id="run-7",
+    )
+    assert sinks == StepSinks(
+        tensorboard="gs://b/tb/pretrain-supcon",
+        durable="gs://b/checkpoints/run-7/pretrain-supcon",
+        progress=str(tmp_path / "progress" / "pretrain-supcon.jsonl"),
+    )
+    vertex = {"AIP_TENSORBOARD_LOG_DIR": "gs://v/tb/7"}  # Vertex's wins over the root
+    assert StepSinks.for_pipeline_step(vertex, name="x", tensorboard_root="gs://b/tb") == (
+        StepSinks(tensorboard="gs://v/tb/7")
+    )
+    assert StepSinks.for_pipeline_step({}, name="train-baseline") == StepSinks()
+
+
+@pytest.mark.parametrize(
+    "sinks",
+    [
+        {},
+        {"tensorboard": "gs://b/tb/x"},
+        {"tensorboard": "/t", "durable": "gs://b/ckpt/run/x", "progress": "/p/x.jsonl"},
+    ],
+)
+def test_sinks_read_back_from_the_flags_they_write(sinks):
+    from contrastive.tasks import StepSinks
+    from contrastive.trainjob import step_command
+    from pipelines.cli import build_parser
+
+    sinks = StepSinks(**sinks)
+    command = step_command(
+        "pretrain",
+        data_uri="gs://b/d",
+        output_uri="gs://b/o",
+        profile="tiny",
+        overrides={},
+        sinks=sinks,
+    )
+    flags = sinks.to_flags()
+    assert len(flags) == 2 * len([value for value in vars(sinks).values() if value])
+    assert command[len(command) - len(flags) :] == flags
+    args = build_parser().parse_args(command[1:])  # the CLI reads what the TrainJob runs
+    assert StepSinks.from_flags(args) == sinks
 
 
 class _Metrics:

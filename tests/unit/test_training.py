@@ -539,15 +539,14 @@ def test_progress_log_that_cannot_write_warns_and_training_goes_on(data, tmp_pat
 RELOAD_SCRIPT = textwrap.dedent(
     """
     import sys
-    import keras
     import numpy as np
-    import contrastive.training  # noqa: F401  (registers the custom objects)
+    import contrastive
 
     folder = sys.argv[1]
     images = np.load(f"{folder}/images.npy")
     results = {}
     for name in ("pretrain", "linear"):
-        model = keras.saving.load_model(f"{folder}/{name}.keras", safe_mode=True)
+        model = contrastive.load_model(f"{folder}/{name}.keras", safe_mode=True)
         outputs = model(images, training=False)
         if isinstance(outputs, dict):
             results.update({f"{name}/{key}": np.asarray(v) for key, v in outputs.items()})

@@ -12,18 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from contrastive import methods as method_registry
 from contrastive import validation
-from contrastive.config import BASELINE, METHODS
 from contrastive.evaluation import metrics_from_confusion_matrix
 
-# How the report names each method (tests/unit/test_registries.py checks every method has one).
-METHOD_LABELS = {
-    BASELINE: "Cross-entropy baseline",
-    "supcon": "SupCon",
-    "simclr": "SimCLR",
-    "npairs": "N-pairs (seeds' SupCon)",
-}
-METHOD_ORDER = (BASELINE, *METHODS)
 PHASE_ORDER = ("pretrain", "classifier")
 # Keras logs the schedule's learning rate per epoch; on the accuracy axis it would flatten the
 # curves that matter.
@@ -138,11 +130,16 @@ def yaml_text(config: Any) -> str:
     return yaml.safe_dump(plain, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
+def in_method_order(names) -> list:
+    """`names` in the registry's order (`contrastive.methods`), unknown ones after, sorted."""
+    present = set(names)
+    known = [name for name in method_registry.names() if name in present]
+    return known + sorted(present - set(known), key=str)
+
+
 def ordered_methods(summary: dict) -> dict[str, dict]:
     methods = as_dict(summary.get("methods"))
-    known = [name for name in METHOD_ORDER if name in methods]
-    others = sorted((name for name in methods if name not in METHOD_ORDER), key=str)
-    return {str(name): as_dict(methods[name]) for name in known + others}
+    return {str(name): as_dict(methods[name]) for name in in_method_order(methods)}
 
 
 def best_method(summary: dict, methods: dict[str, dict]) -> str | None:
@@ -238,7 +235,9 @@ def names_for(class_names: list[str], count: int) -> list[str]:
 
 
 def method_label(name: Any) -> str:
-    return METHOD_LABELS.get(str(name), str(name))
+    """How the report names a method: its registered label, else its name."""
+    method = method_registry.find(str(name))
+    return method.label if method is not None else str(name)
 
 
 def difference(decision: dict) -> float | None:

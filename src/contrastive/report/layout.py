@@ -141,8 +141,7 @@ def render_markdown(summary: dict) -> str:
 
 def _curve_table_lines(rows: list[dict], *, markdown: bool) -> list[str]:
     """The curve as a table: one row per fraction, one column per method (mean ± std)."""
-    methods = [m for m in fmt.METHOD_ORDER if any(r["method"] == m for r in rows)]
-    methods += sorted({r["method"] for r in rows} - set(methods))
+    methods = fmt.in_method_order(r["method"] for r in rows)
     cells = {(r["fraction"], r["method"]): r for r in rows}
 
     def cell(row: dict | None) -> str:

@@ -126,8 +126,7 @@ def plot_label_efficiency(rows: list[dict]) -> str:
 
     figure = Figure(figsize=(6.4, 4.0), dpi=DPI, layout="constrained")
     axis = figure.subplots()
-    methods = [m for m in fmt.METHOD_ORDER if any(r["method"] == m for r in rows)]
-    methods += sorted({r["method"] for r in rows} - set(methods))
+    methods = fmt.in_method_order(r["method"] for r in rows)
     fractions = sorted({r["fraction"] for r in rows})
     for method in methods:
         mine = [r for r in rows if r["method"] == method]

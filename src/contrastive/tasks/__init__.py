@@ -11,8 +11,9 @@ as arrays.
   the body of their KFP components (here, or as a Kubeflow Trainer TrainJob).
 - `evaluating`: `run_evaluate`, `run_collect_fraction` (the label-efficiency curve),
   `run_compare_and_report`.
-- `conventions`: `data_location`, `tensorboard_dir`, `step_logs`, `numeric_metrics`,
-  `log_metrics`.
+- `sinks`: `StepSinks`, where a training step's TensorBoard logs, durable checkpoints and
+  progress records go.
+- `conventions`: `data_location`, `numeric_metrics`, `log_metrics`.
 - here: `run_ingest`.
 """
 
@@ -20,18 +21,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from contrastive.tasks.conventions import (
-    data_location,
-    log_metrics,
-    numeric_metrics,
-    step_logs,
-    tensorboard_dir,
-)
+from contrastive.tasks.conventions import data_location, log_metrics, numeric_metrics
 from contrastive.tasks.evaluating import (
     run_collect_fraction,
     run_compare_and_report,
     run_evaluate,
 )
+from contrastive.tasks.sinks import StepSinks
 from contrastive.tasks.training import (
     run_pretrain,
     run_train_baseline,
@@ -40,6 +36,7 @@ from contrastive.tasks.training import (
 )
 
 __all__ = [
+    "StepSinks",
     "data_location",
     "log_metrics",
     "numeric_metrics",
@@ -51,8 +48,6 @@ __all__ = [
     "run_train_baseline",
     "run_train_classifier",
     "run_training_component",
-    "step_logs",
-    "tensorboard_dir",
 ]
 
 

@@ -1,6 +1,5 @@
-"""Pipeline-parameter conventions shared by the steps: where a dataset input is read, where
-TensorBoard logs and progress records go, which figures a KFP Metrics artifact logs, one-line
-summaries."""
+"""Pipeline-parameter conventions shared by the steps: where a dataset input is read, which
+figures a KFP Metrics artifact logs, one-line summaries. Where a step's logs go: `sinks`."""
 
 from __future__ import annotations
 
@@ -32,34 +31,6 @@ def data_location(artifact) -> str:
         return str(artifact)
     uri = getattr(artifact, "uri", "") or ""
     return uri if storage.is_gcs(uri) else artifact.path
-
-
-def tensorboard_dir(environ, tensorboard_root: str, name: str) -> str | None:
-    """Where a training step writes TensorBoard logs: Vertex's `AIP_TENSORBOARD_LOG_DIR` (set
-    for a step with a TensorBoard), else `<tensorboard_root>/<name>`, else None (inside the
-    step's output). `environ` is the component's `os.environ`."""
-    root = (tensorboard_root or "").rstrip("/")
-    return environ.get("AIP_TENSORBOARD_LOG_DIR") or (f"{root}/{name}" if root else None)
-
-
-# Set by `contrastive run` for its kfp.local tasks: the folder of the live view's progress files.
-PROGRESS_DIR_VARIABLE = "CONTRASTIVE_PROGRESS_DIR"
-
-
-def progress_file(environ, name: str) -> str | None:
-    """Where a training step appends its per-epoch progress (`ProgressLog`):
-    `$CONTRASTIVE_PROGRESS_DIR/<name>.jsonl` when that variable is set, else None (no file)."""
-    folder = environ.get(PROGRESS_DIR_VARIABLE)
-    return str(Path(folder) / f"{name}.jsonl") if folder else None
-
-
-def step_logs(environ, tensorboard_root: str, name: str) -> dict:
-    """A training step's log destinations, as keyword arguments of the `run_*` steps:
-    `tensorboard_dir` (`tensorboard_dir`) and `progress_file` (`progress_file`)."""
-    return {
-        "tensorboard_dir": tensorboard_dir(environ, tensorboard_root, name),
-        "progress_file": progress_file(environ, name),
-    }
 
 
 def numeric_metrics(result: dict) -> dict[str, float]:

@@ -9,17 +9,19 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from contrastive import modeldir, storage, validation
 from contrastive.config import Config
+from contrastive.methods import BASELINE
 from contrastive.modeldir import check_compatible, load_model_dir, read_json
 from contrastive.tasks import conventions
 from contrastive.tasks.conventions import brief as _brief
 from contrastive.tasks.conventions import data_location
 from contrastive.tasks.conventions import last as _last
+from contrastive.tasks.sinks import StepSinks
 
 if TYPE_CHECKING:
     from contrastive.data import TrainingData
@@ -33,15 +35,13 @@ def run_pretrain(
     config: Config,
     *,
     method: str = "",
-    tensorboard_dir: str | None = None,
-    durable_dir: str | None = None,
-    progress_file: str | None = None,
+    sinks: StepSinks | None = None,
 ) -> dict:
     """Pretrain an encoder with a contrastive loss; write it as a model directory.
 
-    TensorBoard logs (every metric, every epoch) go to `tensorboard_dir`, by default
-    `<output_dir>/tensorboard`; with `progress_file` each epoch also appends a JSON line there
-    (`contrastive.training.callbacks.ProgressLog`, for `contrastive run`'s live view).
+    TensorBoard logs (every metric, every epoch), durable checkpoints and per-epoch progress
+    records go where `sinks` says (`StepSinks`; None: TensorBoard in
+    `<output_dir>/tensorboard`, checkpoints in `<output_dir>/checkpoints`, no progress file).
     """
     from contrastive import training
 
@@ -80,9 +80,7 @@ def run_pretrain(
         summarize,
         include_unlabeled=config.train.use_unlabeled,
         labelled_only=False,  # few labels: the others are anchors of their own views
-        tensorboard_dir=tensorboard_dir,
-        durable_dir=durable_dir,
-        progress_file=progress_file,
+        sinks=sinks,
     )
 
 
@@ -93,12 +91,10 @@ def run_train_classifier(
     config: Config,
     *,
     mode: str = "",
-    tensorboard_dir: str | None = None,
-    durable_dir: str | None = None,
-    progress_file: str | None = None,
+    sinks: StepSinks | None = None,
 ) -> dict:
     """Train a classifier on a pretrained encoder (frozen `linear` probe or `finetune`);
-    TensorBoard logs and progress as for `run_pretrain`."""
+    `sinks` as for `run_pretrain`."""
     from contrastive import training
 
     data_uri = data_location(data_uri)
@@ -145,9 +141,7 @@ def run_train_classifier(
         fit,
         summarize,
         check=lambda data: check_compatible(encoder_info, data, encoder_dir),
-        tensorboard_dir=tensorboard_dir,
-        durable_dir=durable_dir,
-        progress_file=progress_file,
+        sinks=sinks,
     )
 
 
@@ -156,25 +150,23 @@ def run_train_baseline(
     output_dir: str | Path,
     config: Config,
     *,
-    tensorboard_dir: str | None = None,
-    durable_dir: str | None = None,
-    progress_file: str | None = None,
+    sinks: StepSinks | None = None,
 ) -> dict:
     """Train the cross-entropy baseline: same encoder, weak augmentation, same epoch budget;
-    TensorBoard logs and progress as for `run_pretrain`."""
+    `sinks` as for `run_pretrain`."""
     from contrastive import training
 
     data_uri = data_location(data_uri)
 
     def summarize(model, history: dict, data: TrainingData, seconds: float, layout):
         metrics = {
-            "method": "baseline",
+            "method": BASELINE,
             "val_accuracy": _last(history, "val_accuracy"),
             "train_accuracy": _last(history, "accuracy"),
             "train_seconds": seconds,
             "epochs": len(history.get("loss", [])),
         }
-        info = {"kind": "classifier", "method": "baseline", "train_seconds": seconds}
+        info = {"kind": "classifier", "method": BASELINE, "train_seconds": seconds}
         return metrics, {"classifier": history}, info
 
     return _train_step(
@@ -184,36 +176,40 @@ def run_train_baseline(
         config,
         training.train_baseline,
         summarize,
-        tensorboard_dir=tensorboard_dir,
-        durable_dir=durable_dir,
-        progress_file=progress_file,
+        sinks=sinks,
     )
 
 
 def run_training_component(
     step: str,
-    environ,
+    environ: Mapping[str, str],
     *,
     dataset,
+    output,
     metrics,
-    model=None,
     encoder_model=None,
     method: str = "",
     mode: str = "",
     profile: str = "quick",
     overrides: str = "",
+    epochs: int = 0,
+    classifier_epochs: int = 0,
+    batch_size: int = 0,
+    temperature: float = 0.0,
+    encoder: str = "",
+    seed: int | None = None,
+    distribution: str = "",
+    labeled_subset_fraction: float = 0.0,
     tensorboard_root: str = "",
     tensorboard_name: str = "",
     checkpoint_root: str = "",
     job_id: str = "",
-    labeled_subset_fraction: float = 0.0,
-    **shortcuts,
 ) -> dict:
     """A training component's body, from pipeline parameters to logged KFP metrics.
 
-    TensorBoard logs where `tensorboard_dir` says; checkpoints mirrored to the step's durable
-    folder (`durable.step_folder`), where a permanent failure is recorded too; the config
-    resolved from the profile, `overrides` and the `shortcuts` (`config.resolve_config`).
+    The step's sinks (`StepSinks.for_pipeline_step`: TensorBoard folder, durable checkpoint
+    folder where a permanent failure is recorded too, progress file) and its config (the
+    profile, `overrides` and the shortcuts, `config.resolve_config`) are built once, here.
     Then either the step trains here (joining a multi-process job that `environ` describes:
     Vertex `CLUSTER_SPEC`, Kubeflow `JAX_*`), or, when `environ` holds
     `trainjob.LAUNCHER_ENV`, it runs as a Kubeflow Trainer TrainJob of its own command that
@@ -222,12 +218,13 @@ def run_training_component(
     Args:
         step: "pretrain", "classifier" or "baseline".
         environ: the component's `os.environ`.
-        dataset, metrics, model, encoder_model: the component's KFP artifacts, by the
-            components' names (a component passes `**locals()`): the output is
-            `encoder_model` for "pretrain", `model` otherwise; "classifier" reads
-            `encoder_model`.
+        dataset, output, metrics: the component's KFP artifacts: the dataset, the model
+            directory it writes (the encoder for "pretrain"), its Metrics.
+        encoder_model: "classifier": the pretrained encoder it reads.
         method, mode: the pretraining method, the classifier mode ("" keeps the profile's).
-        profile, overrides, shortcuts: as `config.resolve_config` takes them.
+        profile, overrides: as `config.resolve_config` takes them.
+        epochs, classifier_epochs, batch_size, temperature, encoder, seed, distribution:
+            `config.resolve_config`'s shortcuts (0 / "" keep the profile's value).
         labeled_subset_fraction: few labels, the share of labelled training images the step
             sees (`resolve_config`'s `labeled_fraction`; 0 keeps the profile's).
         tensorboard_root, tensorboard_name, checkpoint_root, job_id: where logs and
@@ -243,12 +240,26 @@ def run_training_component(
     from contrastive.training.distribution import join_processes
 
     validation.check_choice("step", step, trainjob.STEPS)
-    output, encoder_model = (encoder_model, None) if step == "pretrain" else (model, encoder_model)
-    logs = conventions.step_logs(environ, tensorboard_root, tensorboard_name)
-    state = durable.step_folder(checkpoint_root, job_id, tensorboard_name, output_uri=output.uri)
-    durable.check_reachable(state)
-    shortcuts["labeled_fraction"] = labeled_subset_fraction
-    with durable.recording_failures(state):  # a retry fails at once on a permanent failure
+    sinks = StepSinks.for_pipeline_step(
+        environ,
+        name=tensorboard_name,
+        tensorboard_root=tensorboard_root,
+        checkpoint_root=checkpoint_root,
+        job_id=job_id,
+        output_uri=output.uri,
+    )
+    durable.check_reachable(sinks.durable)
+    shortcuts = dict(
+        epochs=epochs,
+        classifier_epochs=classifier_epochs,
+        batch_size=batch_size,
+        temperature=temperature,
+        encoder=encoder,
+        seed=seed,
+        distribution=distribution,
+        labeled_fraction=labeled_subset_fraction,
+    )
+    with durable.recording_failures(sinks.durable):  # a retry fails at once if permanent
         config = resolve_config(profile, overrides=overrides, **shortcuts)
         if environ.get(trainjob.LAUNCHER_ENV):
             result = _launch(
@@ -258,24 +269,22 @@ def run_training_component(
                 dataset,
                 output,
                 encoder_model,
+                sinks=sinks,
                 profile=profile,
                 overrides=pipeline_overrides(overrides, **shortcuts),
                 method=method,
                 mode=mode,
-                tensorboard_dir=logs["tensorboard_dir"],
-                durable_dir=state,
             )
         else:
             group = join_processes(environ, config.train)  # Vertex CLUSTER_SPEC, Kubeflow JAX_*
-            where = dict(**logs, durable_dir=state)
             if step == "pretrain":
-                result = run_pretrain(dataset, output.path, config, method=method, **where)
+                result = run_pretrain(dataset, output.path, config, method=method, sinks=sinks)
             elif step == "classifier":
                 result = run_train_classifier(
-                    dataset, encoder_model.path, output.path, config, mode=mode, **where
+                    dataset, encoder_model.path, output.path, config, mode=mode, sinks=sinks
                 )
             else:
-                result = run_train_baseline(dataset, output.path, config, **where)
+                result = run_train_baseline(dataset, output.path, config, sinks=sinks)
             if group is not None and group.process_id != 0:
                 # A worker replica (Vertex CustomJob): process 0 writes the task's outputs. Leave
                 # before KFP's executor writes this replica's output file over the chief's.
@@ -286,14 +295,14 @@ def run_training_component(
     described = {
         "pretrain": {"method": result.get("method"), "kind": "encoder"},
         "classifier": {"method": result.get("method"), "mode": result.get("mode")},
-        "baseline": {"method": "baseline"},
+        "baseline": {"method": BASELINE},
     }[step]
     output.metadata.update(**described, framework="keras")
     conventions.log_metrics(metrics, result)
     return result
 
 
-def _launch(step, environ, name, dataset, output, encoder_model, *, durable_dir, **options):
+def _launch(step, environ, name, dataset, output, encoder_model, *, sinks, **options):
     """The step as a TrainJob (`trainjob.launch_step`) of its own command, which reads the
     dataset (and encoder) and writes the model directory at the artifacts' URIs: these must
     be in an object store the TrainJob's pods reach. `options` go to `trainjob.step_command`;
@@ -304,13 +313,15 @@ def _launch(step, environ, name, dataset, output, encoder_model, *, durable_dir,
     from contrastive import trainjob
 
     encoder_uri = "" if encoder_model is None else encoder_model.uri
+    # The launcher pod's own files (a mounted checkpoint folder, a progress file) are not
+    # the TrainJob's pods'.
+    durable_dir = sinks.durable if sinks.durable and not storage.is_local(sinks.durable) else None
     command = trainjob.step_command(
         step,
         data_uri=trainjob.check_shared_uri("dataset", dataset.uri),
         output_uri=trainjob.check_shared_uri("output", output.uri),
         encoder_uri=encoder_uri and trainjob.check_shared_uri("encoder_model", encoder_uri),
-        # A mounted checkpoint folder is the launcher pod's, not the TrainJob's pods'.
-        durable_dir=None if durable_dir is None or storage.is_local(durable_dir) else durable_dir,
+        sinks=sinks.replace(durable=durable_dir, progress=None),
         **options,
     )
     api_client, namespace = trainjob.kubernetes_connection(environ.get("KUBECONFIG", ""))
@@ -336,9 +347,7 @@ def _train_step(
     include_unlabeled: bool = False,
     labelled_only: bool = True,
     check: Callable[[TrainingData], None] | None = None,
-    tensorboard_dir: str | None = None,
-    durable_dir: str | None = None,
-    progress_file: str | None = None,
+    sinks: StepSinks | None = None,
 ) -> dict:
     """The sequence every training step shares: reuse → open the data → train → time → save.
 
@@ -358,18 +367,15 @@ def _train_step(
             (cross-entropy steps: no -1 label reaches their loss), else on every train image
             with the others unlabelled (-1).
         check: refuses data the step cannot use (raises), before training.
-        tensorboard_dir: where `keras.callbacks.TensorBoard` writes (default
-            `<output_dir>/tensorboard`).
-        durable_dir: the step's folder of `contrastive.durable` (checkpoints mirrored there
-            survive a lost output folder; removed after success); None: checkpoints only in
-            `<output_dir>/checkpoints`.
-        progress_file: local file the chief appends one JSON line per epoch to (None: none).
+        sinks: where TensorBoard logs, durable checkpoints and progress records go
+            (`StepSinks`; None: every default).
 
     Returns:
         The step's metrics (those of the complete output when it is reused).
     """
     if (done := modeldir.reuse_complete(output_dir)) is not None:
         return done
+    sinks = sinks or StepSinks()
     from contrastive.data import stream_training_data
     from contrastive.training.callbacks import ProgressLog, tensorboard_callback
     from contrastive.training.distribution import describe, plan_layout, save_discarded
@@ -413,16 +419,16 @@ def _train_step(
     with _writing_folder(output_dir) as local_dir:
         fresh = not storage.is_local(output_dir) or not local_dir.exists()
         checkpoint_dir = local_dir / "checkpoints"
-        log_dir = tensorboard_dir or str(local_dir / "tensorboard")
+        log_dir = sinks.tensorboard or str(local_dir / "tensorboard")
         callbacks = [tensorboard_callback(log_dir)] if layout.is_chief else []
-        if progress_file is not None and layout.is_chief:
-            callbacks.append(ProgressLog(progress_file))
-        if durable_dir is not None:  # the output folder may not survive the pod: mirror it
+        if sinks.progress is not None and layout.is_chief:
+            callbacks.append(ProgressLog(sinks.progress))
+        if sinks.durable is not None:  # the output folder may not survive the pod: mirror it
             from contrastive import durable
 
-            durable.restore(durable_dir, checkpoint_dir)
+            durable.restore(sinks.durable, checkpoint_dir)
             if layout.is_chief:
-                callbacks.append(durable.mirror_callback(checkpoint_dir, durable_dir))
+                callbacks.append(durable.mirror_callback(checkpoint_dir, sinks.durable))
         try:
             model, history = fit(
                 config,
@@ -463,10 +469,10 @@ def _train_step(
         )
         if not storage.is_local(output_dir):
             modeldir.publish(local_dir, str(output_dir))
-        if durable_dir is not None:
+        if sinks.durable is not None:
             from contrastive import durable
 
-            durable.clear(durable_dir)
+            durable.clear(sinks.durable)
         log.info("%s: %s", name, _brief(metrics))
         return metrics
 

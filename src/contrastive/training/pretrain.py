@@ -5,9 +5,8 @@ import dataclasses
 import keras
 from keras import ops
 
-from contrastive import validation
+from contrastive import methods, validation
 from contrastive.augment import build_augmenter
-from contrastive.losses import LOSSES, get_loss
 from contrastive.models import build_encoder, build_projection_head
 from contrastive.training import distribution, fitting
 from contrastive.training.knn import KnnMonitor
@@ -29,11 +28,11 @@ class PretrainModel(keras.Model):
     and the validation contrastive loss and accuracy score identical views, an easy task;
     judge validation by `val_knn_accuracy` and `val_probe_accuracy`.
 
-    Loss (`compute_loss`, float32 whatever the compute dtype):
-    - `supcon`: SupCon over all views (labels from `y`),
-    - `simclr`: NT-Xent over all views (labels ignored),
-    - `npairs`: the seeds' n-pairs loss on the first view only,
-    plus, when `num_classes` is set, the online linear probe's cross-entropy. The probe is a
+    Loss (`compute_loss`, float32 whatever the compute dtype): the method's loss
+    (`contrastive.methods`) on its views of each image (`Method.views`: all, or the first
+    only as `npairs`), given the labels when `Method.uses_labels` (`supcon`, `npairs`) and
+    None otherwise (`simclr`: an image's positives are its other views), plus, when
+    `num_classes` is set, the online linear probe's cross-entropy. The probe is a
     `Dense(num_classes)` on `stop_gradient(features)`: its loss trains the probe only and
     leaves the encoder untouched.
 
@@ -45,7 +44,7 @@ class PretrainModel(keras.Model):
     - `contrastive_loss`: the contrastive term alone;
     - `contrastive_accuracy`: over all `B * V` entries that have a positive, the fraction
       whose most similar other entry (cosine of projections, self excluded) is a positive
-      (same image, or same label for supcon/npairs);
+      (same image, or same label for a method that uses labels);
     - `probe_loss`, `probe_accuracy` (only with a probe): cross-entropy and accuracy of the
       probe over the labelled images' views.
 
@@ -53,10 +52,12 @@ class PretrainModel(keras.Model):
         encoder: `keras.Model`, float `[0, 1]` images -> features `[B, F]`.
         projection_head: `keras.Model`, `[B, F]` -> `[B, D]`.
         augmenter: layer/model applied to float `[0, 1]` images (random only when training).
-        method: `"supcon"`, `"simclr"` or `"npairs"`. Defaults to `"supcon"`.
+        method: a pretraining method of `contrastive.methods` (`"supcon"`, `"simclr"`,
+            `"npairs"`, ...). Defaults to `"supcon"`.
         temperature: loss temperature, > 0. Defaults to `0.1`.
         base_temperature: optional loss scale `temperature / base_temperature`.
-        num_views: augmented views per image, >= 1 (>= 2 for simclr). Defaults to `2`.
+        num_views: augmented views per image, >= `Method.min_views` (2 for a method
+            without labels). Defaults to `2`.
         num_classes: classes of the online probe; None disables it.
         **kwargs: `keras.Model` arguments (`name`, ...).
 
@@ -78,24 +79,29 @@ class PretrainModel(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if method not in LOSSES:
-            raise ValueError(f"method must be one of {list(LOSSES)}. Received: method={method!r}")
-        validation.check_int("num_views", num_views)
-        if method == "simclr" and num_views < 2:
+        spec = methods.get(method)
+        if not spec.pretrains:
             raise ValueError(
-                "simclr needs num_views >= 2 (an image's only positives are its other views). "
-                f"Received: num_views={num_views}"
+                f"method {method} has no pretraining step; pretrain with one of "
+                f"{list(methods.pretraining_names())}. Received: method={method!r}"
+            )
+        validation.check_int("num_views", num_views)
+        if num_views < spec.min_views:
+            raise ValueError(
+                f"{method} needs num_views >= {spec.min_views} (an image's only positives are "
+                f"its other views). Received: num_views={num_views}"
             )
         validation.check_int("num_classes", num_classes, allow_none=True)
         self.encoder = encoder
         self.projection_head = projection_head
         self.augmenter = augmenter
         self.method = method
+        self._spec = spec
         self.temperature = temperature
         self.base_temperature = base_temperature
         self.num_views = num_views
         self.num_classes = num_classes
-        self.objective = get_loss(method, temperature, base_temperature)
+        self.objective = spec.build_loss(temperature, base_temperature)
         self.rescaling = keras.layers.Rescaling(1.0 / 255.0, dtype="float32", name="rescaling")
         # float32: the probe is tiny, and its logits feed a float32 cross-entropy.
         self.probe = (
@@ -145,13 +151,12 @@ class PretrainModel(keras.Model):
         batch_size = ops.shape(projections)[0]
         labels = None if y is None else ops.reshape(ops.cast(y, "int32"), (-1,))
         anchor_labels = unique_unlabelled(labels, batch_size)
-        if self.method == "npairs":
-            projections = projections[:, :1, :]
-        contrastive = self.objective(
-            None if self.method == "simclr" else anchor_labels, projections
-        )
-        # For simclr only the other views are positives: label each image by its index.
-        match_labels = ops.arange(batch_size) if self.method == "simclr" else anchor_labels
+        if self._spec.views is not None:
+            projections = projections[:, : self._spec.views, :]
+        uses_labels = self._spec.uses_labels
+        contrastive = self.objective(anchor_labels if uses_labels else None, projections)
+        # Without labels only the other views are positives: label each image by its index.
+        match_labels = anchor_labels if uses_labels else ops.arange(batch_size)
         hits, has_positive = contrastive_top1(projections, match_labels)
         self.contrastive_loss_tracker.update_state(contrastive)
         self.contrastive_accuracy_tracker.update_state(hits, sample_weight=has_positive)

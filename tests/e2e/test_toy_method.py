@@ -1,0 +1,40 @@
+"""A method added from the test suite runs through the whole pipeline: `contrastive run
+--methods toy` with the toy method installed as a plugin (`tests/toy_method.py`), at
+`--profile tiny`, one epoch each (the smallest run with its every step: ingest, pretrain,
+classifier, evaluate, compare)."""
+
+import json
+
+import pytest
+
+from tests import toy_method
+from tests.e2e.cli_run import run_ok
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_plugin_method_runs_end_to_end(separable_npz, tmp_path):
+    runs = tmp_path / "runs"
+    result = run_ok(
+        f"npz:{separable_npz}",
+        runs,
+        "--methods",
+        "toy",
+        "--no-estimate",
+        timeout=900,
+        env=toy_method.install(tmp_path / "plugin"),
+    )
+    latest = runs / "latest"
+    results = json.loads((latest / "results.json").read_text())
+    assert list(results["methods"]) == ["toy"] and results["best"] == "toy"
+    assert 0.0 <= results["methods"]["toy"]["test_accuracy"] <= 1.0
+    (run_dir,) = (latest / "artifacts").resolve().glob("contrastive-*")
+    (encoder,) = run_dir.glob("pretrain-encoder*/encoder_model")
+    assert json.loads((encoder / "info.json").read_text())["method"] == "toy"
+    assert json.loads((encoder / "metrics.json").read_text())["final_loss"] is not None
+    (classifier,) = run_dir.glob("train-classifier*/model")
+    assert json.loads((classifier / "info.json").read_text())["method"] == "toy"
+    steps = {path.name for path in (latest / "tensorboard").resolve().iterdir()}
+    assert steps == {"pretrain-toy", "classifier-toy"}
+    assert "Toy (alignment + uniformity)" in (latest / "report.html").read_text()
+    assert "toy *" in result.stdout  # the results table, best marked
