@@ -76,6 +76,7 @@ def test_model_code_imports_without_tensorflow():
     assert result.stdout.strip().endswith("ok")
 
 
+@pytest.mark.slow
 def test_registries_import_without_keras():
     code = (
         "import importlib, json, sys\n"
