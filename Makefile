@@ -15,6 +15,10 @@ REGISTRY ?=
 IMAGE_FLAG := $(if $(IMAGE),--image $(IMAGE))
 GIT_SHA := $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 PYTEST_ARGS ?=
+# pytest-xdist workers of `make test` (0: one process); tests/conftest.py keeps each module's
+# tests, and each shared session fixture's, on one worker.
+WORKERS ?= 2
+XDIST := $(if $(filter-out 0,$(WORKERS)),-n $(WORKERS) --dist loadgroup,)
 PIP_ARGS ?=
 
 .PHONY: help install data run test test-quick test-fast lint format compile submit schedule \
@@ -58,8 +62,8 @@ format: $(STAMP) ## Apply ruff fixes and formatting
 	$(BIN)/ruff format .
 
 test: install lint ## Lint, the whole suite (TensorFlow backend), then library tests on JAX
-	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q $(PYTEST_ARGS)
-	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -m backend $(PYTEST_ARGS)
+	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q $(XDIST) $(PYTEST_ARGS)
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -m backend $(XDIST) $(PYTEST_ARGS)
 
 test-quick: install ## The inner loop (< 2 min): tests that train nothing and start no process
 	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
