@@ -1,7 +1,7 @@
 """Mutation check: break the code on purpose and show that a unit test fails for each mutant.
 
 Each mutant names a function or method (`Class.method`), found by name with `ast` anywhere
-under `src/contrastive/`, `components/` and `pipelines/` (so it survives moves between
+under `src/contrastive/`, `components/`, `pipelines/` and `bench/` (so it survives moves between
 modules), and a piece of its source text to replace (nested functions included). The script
 edits the file, runs the tests that guard that function, and restores the file, whatever
 happens.
@@ -11,7 +11,7 @@ no longer in its function is reported as *stale* (update this list after a refac
 Usage (from the repository root; a few minutes per group on 2 cores):
     KERAS_BACKEND=tensorflow .venv/bin/python bench/mutation_check.py \
         [--only loss,knn,confusion,commit,champion,durable,run_parameters,subsets,trainjob,
-                gate_outcomes,wiring]
+                gate_outcomes,wiring,sharpened]
 (the champion group needs TensorFlow: the Vertex upload of a promoted SavedModel is tested there)
 
 Prints one line per mutant, then killed/total per group; exits 1 when a mutant survives or is
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = (REPO / "src" / "contrastive", REPO / "components", REPO / "pipelines")
+SOURCES = (REPO / "src" / "contrastive", REPO / "components", REPO / "pipelines", REPO / "bench")
 
 
 class Mutant(NamedTuple):
@@ -760,6 +760,94 @@ MUTANTS += [
         "            .set_caching_options(False)\n",
         "",
         WIRING,
+    ),
+]
+
+# The tests issue 26 sharpened (each could not fail before): one break of the code each names.
+MUTANTS += [
+    Mutant(
+        "sharpened",
+        "add_fraction",
+        '"test_accuracy": evaluation.get("accuracy"),',
+        '"test_accuracy": evaluation.get("macro_f1"),',
+        ("tests/e2e/test_few_labels.py",),
+    ),
+    Mutant(
+        "sharpened",
+        "fit_model",
+        "previous_history(checkpoint_dir, finished),",
+        "{},",
+        ("tests/e2e/test_cached_resumed_run.py", "-k", "keeps_the_epochs"),
+    ),
+    Mutant(
+        "sharpened",
+        "ProgressPoller.__exit__",
+        "self._stop.set()",
+        "pass",
+        ("tests/pipeline/test_progress.py",),
+    ),
+    Mutant(
+        "sharpened",
+        "in_method_order",
+        "return known + sorted(present - set(known), key=str)",
+        "return list(names)",
+        ("tests/unit/test_registries.py",),
+    ),
+    Mutant(
+        "sharpened",
+        "build_pipeline",
+        "vertex_model=vertex_model,",
+        'vertex_model="",',
+        ("tests/cloud/test_submit_cli.py", "-k", "vertex_model_reaches"),
+    ),
+    Mutant(
+        "sharpened",
+        "_per_class_section",
+        "names = fmt.names_for(class_names, count)",
+        "names = [str(index) for index in range(count)]",
+        ("tests/unit/test_report.py",),
+    ),
+    Mutant(
+        "sharpened",
+        "cli.py::main",
+        'code = getattr(error, "exit_code", EXIT_USAGE)',
+        'code = getattr(error, "exit_code", 1)',
+        ("tests/reliability/test_faults.py", "-m", "not slow"),
+    ),
+    Mutant(
+        "sharpened",
+        "restore",
+        "storage.copy_tree(storage.join(folder, name), local_dir)",
+        "pass",
+        ("tests/reliability/test_cluster_recovery.py", "-k", "killed_step"),
+    ),
+    Mutant(
+        "sharpened",
+        "run_pretrain",
+        '"knn_accuracy": _knn(encoder, knn_sample[0], config, layout),',
+        '"knn_accuracy": 0.5,',
+        ("tests/unit/test_streaming_steps.py", "-k", "whole_split"),
+    ),
+    Mutant(
+        "sharpened",
+        "run_pretrain",
+        '"final_loss": _last(history, "loss"),',
+        '"final_loss": _last(history, "contrastive_loss"),',
+        ("tests/components/test_components.py", "-k", "pretrain_component"),
+    ),
+    Mutant(
+        "sharpened",
+        "measure_costs",
+        "training = _TIMED_STEPS * batch_size / (time.perf_counter() - start)",
+        "training = batch_size / (time.perf_counter() - start)",
+        ("tests/unit/test_estimate.py",),
+    ),
+    Mutant(
+        "sharpened",
+        "_ratios",
+        '"ratio_of_medians": round(entry["median"] / results[reference]["median"], 3),',
+        '"ratio_of_medians": round(results[reference]["median"] / entry["median"], 3),',
+        ("bench/test_smoke.py", "-k", "speed"),
     ),
 ]
 
