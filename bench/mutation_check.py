@@ -369,9 +369,9 @@ SUBSETS = ("tests/unit/test_data_splits.py", "tests/unit/test_data_reader.py")
 TRAINJOB = ("tests/cloud/test_trainjob.py", "-m", "not slow")
 GATE_OUTCOMES = ("tests/cloud/test_gate_outcomes.py", "tests/cloud/test_registry_champion.py")
 WIRING = (
-    "tests/pipeline/test_compile.py",
     "tests/pipeline/test_run_parameters.py",
-    "tests/pipeline/test_scale_out.py",
+    "tests/pipeline/test_compile.py",
+    "tests/pipeline/test_invariants.py",
     "-m",
     "not slow",
 )
