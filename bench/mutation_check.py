@@ -10,8 +10,8 @@ no longer in its function is reported as *stale* (update this list after a refac
 
 Usage (from the repository root; a few minutes per group on 2 cores):
     KERAS_BACKEND=tensorflow .venv/bin/python bench/mutation_check.py \
-        [--only loss,knn,confusion,commit,champion,durable,run_parameters,subsets,trainjob,
-                gate_outcomes,wiring,sharpened,sharpened_slow] [--pick TEXT]
+        [--only loss,knn,embedding,confusion,commit,champion,durable,run_parameters,subsets,
+                trainjob,gate_outcomes,wiring,sharpened,sharpened_slow] [--pick TEXT]
 (the champion group needs TensorFlow: the Vertex upload of a promoted SavedModel is tested there)
 
 Prints one line per mutant, then killed/total per group; exits 1 when a mutant survives or is
@@ -41,7 +41,8 @@ class Mutant(NamedTuple):
 
 
 LOSS = ("tests/unit/test_losses.py",)
-KNN = ("tests/unit/test_knn.py",)
+KNN = ("tests/unit/test_knn.py", "tests/unit/test_neighbours.py")
+EMBEDDING = ("tests/unit/test_neighbours.py", "tests/unit/test_drift.py")
 CONFUSION = ("tests/unit/test_evaluation.py",)
 COMMIT = ("tests/unit/test_data_ingest.py", "tests/unit/test_data_reader.py")
 CHAMPION = (
@@ -93,13 +94,26 @@ MUTANTS = [
     ),
     Mutant("loss", "supcon_loss", "ops.max(logits, axis=1", "ops.min(logits, axis=1", LOSS),
     Mutant("loss", "supcon_loss", "ops.where(is_self, _MASKED_LOGIT, logits)", "logits", LOSS),
-    # weighted kNN
-    Mutant("knn", "knn_predict", "np.argpartition(-similarity", "np.argpartition(similarity", KNN),
+    # weighted kNN and its neighbour search
+    Mutant("knn", "nearest_neighbours", "top_k(block, k", "top_k(-block, k", KNN),
+    Mutant("knn", "nearest_neighbours", "block = block - 3.0 * own", "pass", KNN),
+    Mutant(
+        "knn", "nearest_neighbours", "lexsort((neighbours, -top)", "lexsort((neighbours, top)", KNN
+    ),
+    Mutant("knn", "nearest_neighbours", "k = min(int(k), ", "k = min(int(k) + 1, ", KNN),
     Mutant("knn", "knn_predict", ") / temperature)", ") * temperature)", KNN),
     Mutant("knn", "knn_predict", "votes.argmax(axis=1)", "votes.argmin(axis=1)", KNN),
-    Mutant("knn", "knn_predict", "k = min(int(k), ", "k = min(int(k) + 1, ", KNN),
     Mutant("knn", "knn_predict", "labels[neighbours]), weights)", "labels[neighbours]), 1.0)", KNN),
-    Mutant("knn", "knn_predict", "if k < reference.shape[0]:", "if False:", KNN),
+    # suspect labels and the drift test
+    Mutant("embedding", "suspect_labels", "votes[rows, mine] = -1", "pass", EMBEDDING),
+    Mutant(
+        "embedding", "suspect_labels", "share >= min_share - 1e-9", "share > min_share", EMBEDDING
+    ),
+    Mutant("embedding", "_mmd2", "- 2.0 * across", "- 1.0 * across", EMBEDDING),
+    Mutant("embedding", "_mmd2", "/ (n * (n - 1))", "/ (n * n)", EMBEDDING),
+    Mutant("embedding", "mmd_test", "np.fill_diagonal(kernel, 0.0)", "pass", EMBEDDING),
+    Mutant("embedding", "ReservoirSample.add", "(later + 1)).astype", "(later)).astype", EMBEDDING),
+    Mutant("embedding", "decide_retraining", "if not same_code:", "if False:", EMBEDDING),
     # confusion matrix and the metrics read from it
     Mutant(
         "confusion",

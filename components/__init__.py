@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 
 from components.branches import for_methods
+from components.check_drift import check_drift
 from components.collect_fraction import collect_fraction
 from components.compare_and_report import compare_and_report
 from components.evaluate_classifier import evaluate_classifier
+from components.explain_neighbours import explain_neighbours
 from components.ingest_data import ingest_data
 from components.parameters import document
 from components.pretrain_encoder import pretrain_encoder
@@ -23,13 +25,14 @@ from components.train_classifier import train_classifier
 
 FUNCTIONS = (
     ingest_data,
+    check_drift,
     train_baseline,
     pretrain_encoder,
     train_classifier,
     evaluate_classifier,
 )
 # Their inputs hold one per method branch: `branches.for_methods` writes them for the run.
-BRANCH_TEMPLATES = (collect_fraction, compare_and_report)
+BRANCH_TEMPLATES = (collect_fraction, explain_neighbours, compare_and_report)
 # The image a package compiled without --image names; no registry serves it, so submit
 # refuses it (`pipelines.submit`).
 DEFAULT_IMAGE = "contrastive:dev"

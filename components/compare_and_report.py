@@ -29,6 +29,8 @@ def compare_and_report(
     decision: Output[Metrics],
     branches: dict,
     curve: Input[Artifact] = None,
+    neighbours: Input[Artifact] = None,
+    drift: Input[Artifact] = None,
     registry: str = "",
     promotion_margin: float = 0.0,
     run_id: str = "",
@@ -56,6 +58,8 @@ def compare_and_report(
         run_id=run_id,
         vertex_model=vertex if vertex_model else None,
         curve_path=curve.path if curve is not None else None,
+        neighbours_path=neighbours.path if neighbours is not None else None,
+        drift_path=drift.path if drift is not None else None,
     )
     for name, value in outcome["scalars"].items():
         decision.log_metric(name, value)

@@ -83,6 +83,18 @@ DESCRIPTIONS = {
     "previous_curve": "The curve of the smaller fractions, which this step extends; absent "
     "for the first.",
     "run_id": "Names the promoted version and the decision record; empty: a UTC timestamp.",
+    # the encoder's space: explanations, suspect labels, drift
+    "neighbours": "The best method's nearest-neighbour explanations and suspect labels (JSON "
+    "with thumbnails), for the report.",
+    "suspect_labels": "Every training image whose nearest training images overwhelmingly "
+    "carry another label (CSV: id, source_path, label, suggested label, share, similarity).",
+    "drift": "The drift check against the champion (JSON: fingerprints, MMD test, decision).",
+    "retrain_when": "When a (scheduled) run trains: always; changed (skip when the data and "
+    "the code are the champion's and no drift is found); drifted (skip when the code is the "
+    "champion's and the new data's embeddings show no drift). A skip is recorded in the "
+    "registry's decisions/.",
+    "methods": "The methods this pipeline was compiled with, comma-separated (part of the "
+    "code fingerprint).",
     # serving and monitoring
     "tensorboard_root": "Folder or gs:// prefix for TensorBoard logs, one sub-folder per step; "
     "Vertex's AIP_TENSORBOARD_LOG_DIR wins; empty: inside the step's output.",

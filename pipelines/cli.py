@@ -231,6 +231,12 @@ def _print_results(results: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    if results.get("skipped"):
+        console = Console()
+        reason = results["decision"]["reason"]
+        console.print(f"contrastive run {results['run_id']}: {reason}", soft_wrap=True)
+        console.print(f"pipeline time: {results['run_seconds']:.0f} s")
+        return
     table = Table(title=f"contrastive run {results['run_id']} (profile {results['profile']})")
     for column in ("method", "test accuracy", "kNN accuracy", "train time"):
         table.add_column(column, justify="right" if column != "method" else "left")
@@ -260,6 +266,11 @@ def _print_results(results: dict) -> None:
         console.print(efficiency)
     if results.get("decision"):
         console.print(f"champion gate: {results['decision'].get('reason')}")
+    if (results.get("drift") or {}).get("test"):
+        console.print(f"drift check: {results['drift']['reason']}")
+    suspects = (results.get("neighbours") or {}).get("suspects")
+    if suspects:
+        console.print(f"suspect labels: {suspects['count']} ({results['suspect_labels']})")
     console.print(f"pipeline time: {results['run_seconds']:.0f} s")
     console.print(f"report: {results['report']}")
     if results.get("logs"):

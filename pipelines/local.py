@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from contrastive.tasks.inspecting import SUSPECTS_FILE
 from pipelines.pipeline import build_pipeline
 from pipelines.progress import (
     LiveRenderer,
@@ -119,14 +120,26 @@ def run_local(
         verbose=verbose,
     )
     seconds = time.perf_counter() - start
-    summary_path = _find_output(run_dir / "artifacts", "compare-and-report", "results")
-    summary = json.loads(summary_path.read_text())
-    report_src = summary_path.with_name("report")
-    report = run_dir / "report.html"
-    shutil.copyfile(report_src, report)
-    results = compact_results(
-        summary, run_seconds=seconds, report=str(report), logs=str(logs_dir), run_id=run_id
-    )
+    artifacts = run_dir / "artifacts"
+    drift = json.loads(_find_output(artifacts, "check-drift", "drift").read_text())
+    if drift["decision"] != "train":  # retrain_when: the run stopped before training
+        results = skipped_results(drift, run_seconds=seconds, logs=str(logs_dir), run_id=run_id)
+    else:
+        summary_path = _find_output(artifacts, "compare-and-report", "results")
+        summary = json.loads(summary_path.read_text())
+        report = run_dir / "report.html"
+        shutil.copyfile(summary_path.with_name("report"), report)
+        suspects = run_dir / SUSPECTS_FILE
+        # (a cached explain-neighbours wrote them in the earlier run's folder)
+        shutil.copyfile(summary["neighbours"]["suspects"]["location"], suspects)
+        results = compact_results(
+            summary,
+            run_seconds=seconds,
+            report=str(report),
+            suspect_labels=str(suspects),
+            logs=str(logs_dir),
+            run_id=run_id,
+        )
     (run_dir / "results.json").write_text(json.dumps(results, indent=2))
     _point_latest(runs_dir, run_dir)
     if cache:
@@ -217,12 +230,23 @@ def run_key(pipeline, params: dict) -> str:
 
 def task_names(pipeline) -> dict[str, str]:
     """{DAG task name: display name} of the pipeline's tasks, in the order kfp.local runs
-    them (its topological sort, a stack popped from the end)."""
+    them (its topological sort, a stack popped from the end); the tasks of a condition's
+    sub-DAG (`dsl.If`) in its place."""
     from kfp.local import graph_utils
 
-    tasks = pipeline.pipeline_spec.root.dag.tasks
-    order = reversed(graph_utils.topological_sort_tasks(tasks))
-    return {name: tasks[name].task_info.name or name for name in order}
+    spec = pipeline.pipeline_spec
+
+    def names(dag) -> dict[str, str]:
+        found = {}
+        for name in reversed(graph_utils.topological_sort_tasks(dag.tasks)):
+            component = spec.components.get(dag.tasks[name].component_ref.name)
+            if component is not None and component.WhichOneof("implementation") == "dag":
+                found.update(names(component.dag))
+            else:
+                found[name] = dag.tasks[name].task_info.name or name
+        return found
+
+    return names(spec.root.dag)
 
 
 class TaskLogs:
@@ -404,6 +428,20 @@ def _failure_message(task: str, log: Path, view: RunView) -> str:
     return "\n".join(lines)
 
 
+def skipped_results(drift: dict, **extra) -> dict:
+    """The results of a run that stopped before training (`retrain_when`): the decision and
+    the drift check, no methods."""
+    from contrastive.tasks.inspecting import compact_drift
+
+    compact = compact_drift(drift)
+    return {
+        "skipped": True,
+        "decision": {"outcome": "skipped", "promoted": False, "reason": drift["reason"]},
+        "drift": compact,
+        **extra,
+    }
+
+
 def compact_results(summary: dict, **extra) -> dict:
     """The figures a person compares: per-method test accuracy and train time, the decision."""
     methods = {
@@ -430,6 +468,8 @@ def compact_results(summary: dict, **extra) -> dict:
         "methods": methods,
         "best": summary.get("best"),
         "decision": summary.get("decision"),
+        "drift": summary.get("drift"),
+        "neighbours": summary.get("neighbours"),
         **extra,
     }
 

@@ -1,6 +1,6 @@
-"""The DAG: ingest -> a branch per method (`contrastive.methods`: the baseline, or
-pretrain(<method>) -> classifier) -> evaluate each -> compare_and_report. This module only
-wires steps."""
+"""The DAG: ingest -> check_drift -> (when the run trains) a branch per method
+(`contrastive.methods`: the baseline, or pretrain(<method>) -> classifier) -> evaluate each
+-> explain_neighbours -> compare_and_report. This module only wires steps."""
 
 from collections.abc import Sequence
 from types import SimpleNamespace
@@ -10,6 +10,8 @@ from kfp import dsl
 import components
 from components.branches import input_name
 from contrastive import methods as method_registry
+from contrastive.drift import RETRAIN
+from contrastive.fingerprints import library_fingerprint
 from pipelines.kubernetes import KubernetesSettings
 from pipelines.targets import validate_accelerator
 
@@ -201,6 +203,7 @@ def build_pipeline(
         vertex_model: str = "",
         vertex_project: str = "",
         vertex_region: str = "",
+        retrain_when: str = "always",
     ):
         """SupCon and SimCLR pretraining vs a cross-entropy baseline; the best classifier is
         promoted if it beats the champion."""
@@ -233,116 +236,143 @@ def build_pipeline(
             checkpoint_root=checkpoint_root,
             job_id=LOCAL_JOB_ID if target == "local" else dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         )
-        evaluated, by_fraction, shared = {}, {}, {}
-        # Unrolled at compile time, not a dsl.ParallelFor: the fractions are a compile-time
-        # constant like the methods, so every step is a named task (train-baseline-1pct) whose
-        # outputs the curve and the gate take by name, on every backend; a ParallelFor would
-        # hand the compare step unordered dsl.Collected lists and put a loop in every DAG.
-        for fraction, method in _branches(methods, fractions):
-            spec = method_registry.get(method)
-            few = {} if fraction is None else {"labeled_subset_fraction": fraction}
-            tag = "" if fraction is None else f"-{100 * fraction:g}pct"
-            if spec.end_to_end:
-                trained = retried(
-                    on_gpu(
-                        training.train_baseline(
-                            dataset=dataset,
-                            epochs=epochs,
-                            classifier_epochs=classifier_epochs,
-                            encoder=encoder,
-                            tensorboard_root=tensorboard_root,
-                            tensorboard_name=f"train-{method}{tag}",
-                            **common,
-                            **scale,
-                            **durable,
-                            **custom_job,
-                            **few,
-                        )
-                    )
-                ).set_display_name(f"train-{method}{tag}")
-            elif spec.pretrain_once and method in shared:
-                pretrained = shared[method]  # its loss uses no label: one encoder for all
-            else:
-                # A method that pretrains once does so on every image: no fraction in its
-                # name or inputs.
-                once = {} if spec.pretrain_once else few
-                pretrain_tag = "" if spec.pretrain_once else tag
-                pretrained = retried(
-                    on_gpu(
-                        training.pretrain_encoder(
-                            dataset=dataset,
-                            method=method,
-                            epochs=epochs,
-                            temperature=temperature,
-                            encoder=encoder,
-                            tensorboard_root=tensorboard_root,
-                            tensorboard_name=f"pretrain-{method}{pretrain_tag}",
-                            **common,
-                            **scale,
-                            **durable,
-                            **custom_job,
-                            **once,
-                        )
-                    )
-                ).set_display_name(f"pretrain-{method}{pretrain_tag}")
-                shared[method] = pretrained
-            if spec.pretrains:
-                trained = retried(
-                    on_gpu(
-                        training.train_classifier(
-                            dataset=dataset,
-                            encoder_model=pretrained.outputs["encoder_model"],
-                            mode=classifier_mode,
-                            classifier_epochs=classifier_epochs,
-                            tensorboard_root=tensorboard_root,
-                            tensorboard_name=f"classifier-{method}{tag}",
-                            **common,
-                            **scale,
-                            **durable,
-                            **custom_job,
-                            **few,
-                        )
-                    )
-                ).set_display_name(f"classifier-{method}{tag}")
-            evaluation = on_gpu(
-                c.evaluate_classifier(
-                    dataset=dataset,
-                    model=trained.outputs["model"],
-                )
-            ).set_display_name(f"evaluate-{method}{tag}")
-            # A later (larger) fraction replaces an earlier one: the gate takes the largest.
-            evaluated[input_name(method, "evaluation")] = evaluation.outputs["evaluation"]
-            evaluated[input_name(method, "model")] = trained.outputs["model"]
-            by_fraction.setdefault(fraction, {})[input_name(method, "evaluation")] = evaluated[
-                input_name(method, "evaluation")
-            ]
-        curve = None
-        for fraction in fractions:
-            previous = {} if curve is None else {"previous_curve": curve.outputs["curve"]}
-            curve = c.collect_fraction(
-                labeled_subset_fraction=fraction, **previous, **by_fraction[fraction]
-            ).set_display_name(f"collect-{100 * fraction:g}pct")
-            kubernetes.apply(local_code(curve), accelerated=False)
-        if curve is not None:
-            evaluated["curve"] = curve.outputs["curve"]
-        compared = (
-            c.compare_and_report(
+        run_id = RUN_ID_PLACEHOLDERS[target]
+        # Before any training: drift and fingerprints against the champion; a scheduled run
+        # with retrain_when other than "always" may stop here (the skip is recorded).
+        checked = (
+            c.check_drift(
                 dataset=dataset,
                 registry=registry,
-                promotion_margin=promotion_margin,
-                run_id=RUN_ID_PLACEHOLDERS[target],
-                vertex_model=vertex_model,
-                vertex_project=vertex_project,
-                vertex_region=vertex_region,
-                **evaluated,
+                retrain_when=retrain_when,
+                run_id=run_id,
+                methods=",".join(methods),
+                epochs=epochs,
+                classifier_epochs=classifier_epochs,
+                temperature=temperature,
+                encoder=encoder,
+                classifier_mode=classifier_mode,
+                **common,
             )
-            .set_display_name("compare-and-report")
-            .set_caching_options(False)
+            .set_display_name("check-drift")
+            .set_caching_options(False)  # it reads the registry, which changes between runs
         )
-        # The serving SavedModel needs TensorFlow, whichever backend trained: the JAX image
-        # sets KERAS_BACKEND=jax, and a .keras model loads on either backend.
-        compared.set_env_variable("KERAS_BACKEND", "tensorflow")
-        kubernetes.apply(local_code(compared), accelerated=False)
+        kubernetes.apply(local_code(checked), accelerated=False)
+        with dsl.If(checked.outputs["Output"] == RETRAIN, name="retrain"):
+            evaluated, by_fraction, shared = {}, {}, {}
+            # Unrolled at compile time, not a dsl.ParallelFor: the fractions are a compile-time
+            # constant like the methods, so every step is a named task (train-baseline-1pct) whose
+            # outputs the curve and the gate take by name, on every backend; a ParallelFor would
+            # hand the compare step unordered dsl.Collected lists and put a loop in every DAG.
+            for fraction, method in _branches(methods, fractions):
+                spec = method_registry.get(method)
+                few = {} if fraction is None else {"labeled_subset_fraction": fraction}
+                tag = "" if fraction is None else f"-{100 * fraction:g}pct"
+                if spec.end_to_end:
+                    trained = retried(
+                        on_gpu(
+                            training.train_baseline(
+                                dataset=dataset,
+                                epochs=epochs,
+                                classifier_epochs=classifier_epochs,
+                                encoder=encoder,
+                                tensorboard_root=tensorboard_root,
+                                tensorboard_name=f"train-{method}{tag}",
+                                **common,
+                                **scale,
+                                **durable,
+                                **custom_job,
+                                **few,
+                            )
+                        )
+                    ).set_display_name(f"train-{method}{tag}")
+                elif spec.pretrain_once and method in shared:
+                    pretrained = shared[method]  # its loss uses no label: one encoder for all
+                else:
+                    # A method that pretrains once does so on every image: no fraction in its
+                    # name or inputs.
+                    once = {} if spec.pretrain_once else few
+                    pretrain_tag = "" if spec.pretrain_once else tag
+                    pretrained = retried(
+                        on_gpu(
+                            training.pretrain_encoder(
+                                dataset=dataset,
+                                method=method,
+                                epochs=epochs,
+                                temperature=temperature,
+                                encoder=encoder,
+                                tensorboard_root=tensorboard_root,
+                                tensorboard_name=f"pretrain-{method}{pretrain_tag}",
+                                **common,
+                                **scale,
+                                **durable,
+                                **custom_job,
+                                **once,
+                            )
+                        )
+                    ).set_display_name(f"pretrain-{method}{pretrain_tag}")
+                    shared[method] = pretrained
+                if spec.pretrains:
+                    trained = retried(
+                        on_gpu(
+                            training.train_classifier(
+                                dataset=dataset,
+                                encoder_model=pretrained.outputs["encoder_model"],
+                                mode=classifier_mode,
+                                classifier_epochs=classifier_epochs,
+                                tensorboard_root=tensorboard_root,
+                                tensorboard_name=f"classifier-{method}{tag}",
+                                **common,
+                                **scale,
+                                **durable,
+                                **custom_job,
+                                **few,
+                            )
+                        )
+                    ).set_display_name(f"classifier-{method}{tag}")
+                evaluation = on_gpu(
+                    c.evaluate_classifier(
+                        dataset=dataset,
+                        model=trained.outputs["model"],
+                    )
+                ).set_display_name(f"evaluate-{method}{tag}")
+                # A later (larger) fraction replaces an earlier one: the gate takes the largest.
+                evaluated[input_name(method, "evaluation")] = evaluation.outputs["evaluation"]
+                evaluated[input_name(method, "model")] = trained.outputs["model"]
+                by_fraction.setdefault(fraction, {})[input_name(method, "evaluation")] = evaluated[
+                    input_name(method, "evaluation")
+                ]
+            curve = None
+            for fraction in fractions:
+                previous = {} if curve is None else {"previous_curve": curve.outputs["curve"]}
+                curve = c.collect_fraction(
+                    labeled_subset_fraction=fraction, **previous, **by_fraction[fraction]
+                ).set_display_name(f"collect-{100 * fraction:g}pct")
+                kubernetes.apply(local_code(curve), accelerated=False)
+            explained = on_gpu(c.explain_neighbours(dataset=dataset, **evaluated)).set_display_name(
+                "explain-neighbours"
+            )
+            if curve is not None:
+                evaluated["curve"] = curve.outputs["curve"]
+            compared = (
+                c.compare_and_report(
+                    dataset=dataset,
+                    registry=registry,
+                    promotion_margin=promotion_margin,
+                    run_id=run_id,
+                    vertex_model=vertex_model,
+                    vertex_project=vertex_project,
+                    vertex_region=vertex_region,
+                    neighbours=explained.outputs["neighbours"],
+                    drift=checked.outputs["drift"],
+                    **evaluated,
+                )
+                .set_display_name("compare-and-report")
+                .set_caching_options(False)
+            )
+            # The serving SavedModel needs TensorFlow, whichever backend trained: the JAX image
+            # sets KERAS_BACKEND=jax, and a .keras model loads on either backend.
+            compared.set_env_variable("KERAS_BACKEND", "tensorflow")
+            kubernetes.apply(local_code(compared), accelerated=False)
 
     return dsl.pipeline(
         name=PIPELINE_NAME,
@@ -355,23 +385,6 @@ def build_pipeline(
 _CUSTOM_JOB_NAMES = {f"comp-{name.replace('_', '-')}" for name in TRAINING_COMPONENTS} | {
     name.replace("_", "-") for name in TRAINING_COMPONENTS
 }
-
-
-def library_fingerprint() -> str:
-    """12 hex digits of the library's source and profiles (`src/contrastive`), which a
-    component's own code does not include."""
-    import hashlib
-    from pathlib import Path
-
-    import contrastive
-
-    root = Path(contrastive.__file__).parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        if path.suffix in (".py", ".yaml") and path.is_file():
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
 
 
 def _check_scale(target, replicas, accelerator_count, backend, strategy) -> bool:

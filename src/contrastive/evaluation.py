@@ -370,11 +370,7 @@ def evaluate_batches(
     try:
         for images, labels in batches:
             count = len(labels)
-            padded = images
-            if count < batch_size:
-                padding = np.zeros((batch_size - count, *images.shape[1:]), images.dtype)
-                padded = np.concatenate([images, padding])
-            probabilities = np.asarray(predict(padded))[:count]
+            probabilities = np.asarray(predict(pad_batch(images, batch_size)))[:count]
             predicted = probabilities.argmax(axis=1)
             confusion += confusion_matrix(labels, predicted, num_classes)
             if predictions is not None:
@@ -395,3 +391,13 @@ def evaluate_batches(
     else:
         sample = (np.zeros((0,), np.uint8), np.zeros((0,), np.int64))
     return result, sample
+
+
+def pad_batch(images, batch_size: int):
+    """`images [b, ...]` followed by zero rows up to `batch_size` rows (one compiled shape for
+    every batch of a stream; the caller drops the padding's outputs)."""
+    images = np.asarray(images)
+    if len(images) >= batch_size:
+        return images
+    padding = np.zeros((batch_size - len(images), *images.shape[1:]), images.dtype)
+    return np.concatenate([images, padding])

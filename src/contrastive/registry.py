@@ -272,6 +272,7 @@ def gate_champion(
     margin: float,
     evaluate: Callable[[str], float],
     vertex_model: dict | None = None,
+    attachments: Callable[[], dict[str, bytes]] | None = None,
 ) -> dict:
     """Re-evaluate the champion on this run's test split; promote the candidate if it wins.
 
@@ -289,6 +290,8 @@ def gate_champion(
         evaluate: local model directory -> test accuracy on this run's split.
         vertex_model: keyword arguments of `contrastive.serving.upload_vertex_model`
             (model_id, project, region, ...); None: no upload.
+        attachments: called once, when promoting: file name -> bytes, written into the new
+            version's folder before its `COMPLETE` marker (e.g. the drift reference).
 
     Every outcome is recorded, with its reason, in `decision["outcome"]`: `promoted`, `kept`
     (the champion wins), `lost_race` (another run promoted while this one was gating: the gate
@@ -303,6 +306,7 @@ def gate_champion(
 
     registry = ModelRegistry(registry_root)
     lost: list[str] = []
+    attached: dict[str, bytes] | None = None
     for _ in range(2):  # a lost race is decided once more against the new champion
         champion = registry.champion()
         decision = {
@@ -329,6 +333,8 @@ def gate_champion(
         promote, reason = decide(candidate_accuracy, decision["champion_accuracy"], margin)
         if not promote:
             return _record(registry, run_id, decision, "kept", reason)
+        if attached is None:
+            attached = attachments() if attachments else {}
         try:
             promote_with_export(
                 registry,
@@ -337,6 +343,7 @@ def gate_champion(
                 candidate_accuracy,
                 candidate,
                 expected_generation=champion["generation"] if champion else 0,
+                attachments=attached,
             )
         except ConcurrentUpdateError as error:
             log.warning("lost the promotion race (%s); deciding again", error)
@@ -389,10 +396,13 @@ def write_inference_service(registry, run_id: str) -> str | None:
     return manifest_uri
 
 
-def promote_with_export(registry, run_id, model_dir, score, method, *, expected_generation):
+def promote_with_export(
+    registry, run_id, model_dir, score, method, *, expected_generation, attachments=None
+):
     """Promote a copy of `model_dir` with a serving SavedModel (uint8 images in) beside it,
     exported on the TensorFlow backend whichever backend trained the model
-    (`export.export_model_dir`): every promoted version can be served."""
+    (`export.export_model_dir`): every promoted version can be served. The `attachments`
+    (file name -> bytes) are written into the version before its `COMPLETE` marker."""
     from contrastive.export import export_model_dir
     from contrastive.serving import KSERVE_DIR
 
@@ -402,6 +412,8 @@ def promote_with_export(registry, run_id, model_dir, score, method, *, expected_
         export_model_dir(model_dir, str(bundle / "saved_model"))
         # TF Serving (KServe) wants numbered versions below its base path.
         shutil.copytree(bundle / "saved_model", bundle / KSERVE_DIR / "1")
+        for name, data in (attachments or {}).items():
+            (bundle / name).write_bytes(data)
         (bundle / COMPLETE_MARKER).touch()
         registry.promote(
             run_id, bundle, score, extra={"method": method}, expected_generation=expected_generation

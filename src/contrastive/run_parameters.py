@@ -16,6 +16,7 @@ from typing import Any
 
 from contrastive import validation
 from contrastive.config import CLASSIFIER_MODES, ENCODER_NAMES, Config, ConfigError, resolve_config
+from contrastive.drift import RETRAIN_POLICIES
 
 ON_ERROR = ("skip", "fail")
 
@@ -47,6 +48,7 @@ def check_run_parameters(values: Mapping[str, Any]) -> Config:
         ("encoder", ("", *ENCODER_NAMES)),
         ("classifier_mode", ("", *CLASSIFIER_MODES)),
         ("on_error", ON_ERROR),
+        ("retrain_when", RETRAIN_POLICIES),
     ):
         if name in values:
             validation.check_choice(name, values[name], choices, error=ConfigError)
@@ -57,9 +59,15 @@ def check_run_parameters(values: Mapping[str, Any]) -> Config:
         raise ConfigError("source must name the images to ingest. Received: source=''")
     if values.get("image_size"):
         _image_size(values["image_size"])
-    config = resolve_config(
+    if values.get("retrain_when", "always") != "always" and not values.get("registry"):
+        raise ConfigError(
+            "retrain_when compares this run with the champion: set registry too. "
+            f"Received: retrain_when={values['retrain_when']!r}, registry=''"
+        )
+    return training_config(
         values.get("profile", "quick"),
         overrides=values.get("overrides", ""),
+        classifier_mode=values.get("classifier_mode", ""),
         epochs=values.get("epochs", 0),
         classifier_epochs=values.get("classifier_epochs", 0),
         batch_size=values.get("batch_size", 0),
@@ -67,9 +75,33 @@ def check_run_parameters(values: Mapping[str, Any]) -> Config:
         encoder=values.get("encoder", ""),
         seed=values.get("seed"),
     )
-    if values.get("classifier_mode"):
-        config = config.replace({"train.classifier_mode": values["classifier_mode"]})
-    return config
+
+
+def training_config(
+    profile: str,
+    *,
+    overrides: str = "",
+    classifier_mode: str = "",
+    epochs: int = 0,
+    classifier_epochs: int = 0,
+    batch_size: int = 0,
+    temperature: float = 0.0,
+    encoder: str = "",
+    seed: int | None = None,
+) -> Config:
+    """The configuration the pipeline's training steps resolve from its parameters
+    (`config.resolve_config`), with the classifier mode the classifier steps get."""
+    config = resolve_config(
+        profile,
+        overrides=overrides,
+        epochs=epochs,
+        classifier_epochs=classifier_epochs,
+        batch_size=batch_size,
+        temperature=temperature,
+        encoder=encoder,
+        seed=seed,
+    )
+    return config.replace({"train.classifier_mode": classifier_mode}) if classifier_mode else config
 
 
 def _integer(name: str, value: Any, minimum: int | None) -> None:

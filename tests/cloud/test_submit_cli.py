@@ -7,6 +7,7 @@ import re
 import pytest
 
 from pipelines import cloud_cli
+from tests.pipeline.compiled import flat_tasks
 
 from .conftest import PROJECT, REGION
 
@@ -298,7 +299,9 @@ def test_submit_cli_vertex_model_reaches_the_champion_gate_parameters(
     # no task consumed them): its inputs, resolved as the backend resolves a task's
     # componentInputParameter from the run's parameter values.
     values = job["runtimeConfig"]["parameterValues"]
-    task = job["pipelineSpec"]["root"]["dag"]["tasks"]["compare-and-report"]
+    # The task sits in the retrain_when condition's sub-DAG: flat_tasks follows the
+    # pipelinechannel inputs out to the root's componentInputParameter, as the driver does.
+    task = flat_tasks(job["pipelineSpec"])["compare-and-report"]
     resolved = {
         name: values.get(spec["componentInputParameter"])
         for name, spec in task["inputs"]["parameters"].items()

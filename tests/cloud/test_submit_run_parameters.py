@@ -7,6 +7,7 @@ import argparse
 import pytest
 
 from pipelines import cloud_cli
+from tests.pipeline.compiled import flat_tasks
 
 from .conftest import PROJECT, REGION
 
@@ -100,7 +101,9 @@ def test_schedule_refuses_bad_values_before_any_request(
     assert kfp_api.requests == []
 
 
-def test_compiled_defaults_keep_the_profiles_classifier_mode(contrastive_packages, monkeypatch):
+def test_compiled_defaults_keep_the_profiles_classifier_mode(
+    contrastive_packages, monkeypatch, tmp_path
+):
     """seed-stl10-simclr fine-tunes (seed 003): the classifier task, fed the compiled
     pipeline's defaults, must train with mode finetune, not a hidden 'linear' default."""
     from kfp import dsl
@@ -114,7 +117,7 @@ def test_compiled_defaults_keep_the_profiles_classifier_mode(contrastive_package
     values = run_values(package, {"profile": "seed-stl10-simclr"})
     (task,) = [
         body
-        for body in spec["root"]["dag"]["tasks"].values()
+        for body in flat_tasks(spec).values()
         if body["taskInfo"]["name"] == "classifier-simclr"
     ]
     inputs = task["inputs"]["parameters"]
@@ -140,10 +143,10 @@ def test_compiled_defaults_keep_the_profiles_classifier_mode(contrastive_package
     component = components.build(IMAGE).train_classifier.python_func
     with pytest.raises(Captured) as caught:
         component(
-            dataset=dsl.Dataset(uri="/nonexistent/dataset"),
-            encoder_model=dsl.Model(uri="/nonexistent/encoder"),
-            model=dsl.Model(uri="/nonexistent/model"),
-            metrics=dsl.Metrics(uri="/nonexistent/metrics"),
+            dataset=dsl.Dataset(uri=str(tmp_path / "dataset")),
+            encoder_model=dsl.Model(uri=str(tmp_path / "encoder")),
+            model=dsl.Model(uri=str(tmp_path / "model")),
+            metrics=dsl.Metrics(uri=str(tmp_path / "metrics")),
             **{k: v for k, v in arguments.items() if k in ("mode", "profile", "overrides")},
         )
     assert str(caught.value) == "finetune"

@@ -173,7 +173,34 @@ def test_compare_component_picks_the_best_and_gates_against_the_registry(chain, 
     decision = _artifact(dsl.Metrics, tmp_path / "decision")
     registry = tmp_path / "registry"
     # Written for the two methods this chain trained: their inputs, no others.
-    compare = components.build("contrastive:test", ["supcon", "baseline"]).compare_and_report
+    written = components.build("contrastive:test", ["supcon", "baseline"])
+    drift = _artifact(dsl.Artifact, tmp_path / "drift.json")
+    drift_metrics = _artifact(dsl.Metrics, tmp_path / "drift_metrics")
+    checked = C.check_drift.python_func(
+        dataset=chain["dataset"],
+        drift=drift,
+        metrics=drift_metrics,
+        registry=str(registry),
+        retrain_when="changed",
+        run_id="run-1",
+        methods="baseline,supcon",
+        profile=PROFILE,
+    )
+    assert checked == "train" and drift_metrics.metadata == {"retrained": 1.0}
+    neighbours = _artifact(dsl.Artifact, tmp_path / "neighbours.json")
+    suspects = _artifact(dsl.Dataset, tmp_path / "suspect_labels")
+    count = written.explain_neighbours.python_func(
+        dataset=chain["dataset"],
+        neighbours=neighbours,
+        suspect_labels=suspects,
+        supcon_evaluation=chain["supcon_evaluation"],
+        supcon_model=chain["model"],
+        baseline_evaluation=chain["baseline_evaluation"],
+        baseline_model=chain["baseline"],
+    )
+    lines = (tmp_path / "suspect_labels").read_text().splitlines()
+    assert len(lines) == 1 + count and suspects.metadata["count"] == count
+    compare = written.compare_and_report
     branch_inputs = [name for name in compare.component_spec.inputs if "_" in name][:4]
     assert branch_inputs == [
         "supcon_evaluation",
@@ -182,6 +209,8 @@ def test_compare_component_picks_the_best_and_gates_against_the_registry(chain, 
         "baseline_model",
     ]
     assert not any(name.startswith(("simclr", "npairs")) for name in compare.component_spec.inputs)
+    explain_inputs = written.explain_neighbours.component_spec.inputs
+    assert [name for name in explain_inputs if name != "dataset"] == branch_inputs
     best = compare.python_func(
         dataset=chain["dataset"],
         report=report,
@@ -192,6 +221,8 @@ def test_compare_component_picks_the_best_and_gates_against_the_registry(chain, 
         supcon_model=chain["model"],
         baseline_evaluation=chain["baseline_evaluation"],
         baseline_model=chain["baseline"],
+        neighbours=neighbours,
+        drift=drift,
         registry=str(registry),
         run_id="run-1",
     )
@@ -208,6 +239,23 @@ def test_compare_component_picks_the_best_and_gates_against_the_registry(chain, 
     version = registry / "versions" / "run-1"
     assert (version / "COMPLETE").is_file() and (version / "model.keras").is_file()
     assert (version / "saved_model" / "saved_model.pb").is_file()  # serving export
+    assert (version / "drift_reference.npz").is_file()
+    assert saved["neighbours"]["method"] == best and saved["drift"]["decision"] == "train"
+    assert decision.metadata["suspect_labels"] == count and "retrained" in decision.metadata
+    for section in ("explanations", "suspect-labels", "drift"):
+        assert f'<section id="{section}">' in html
+    again = C.check_drift.python_func(  # the same data and code against the new champion
+        dataset=chain["dataset"],
+        drift=_artifact(dsl.Artifact, tmp_path / "drift2.json"),
+        metrics=_artifact(dsl.Metrics, tmp_path / "drift2_metrics"),
+        registry=str(registry),
+        retrain_when="changed",
+        run_id="run-2",
+        methods="baseline,supcon",
+        profile=PROFILE,
+    )
+    assert again == "skip"
+    assert json.loads((registry / "decisions" / "run-2.json").read_text())["outcome"] == "skipped"
 
 
 @pytest.mark.slow

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.cli_run import run_ok
+
 # Test-accuracy floors on the separable 4-class set (chance 0.25) after one epoch of the tiny
 # profile. Measured (`contrastive run --profile tiny --epochs 1 --seed S`, S = 0, 1, 2):
 # baseline 1.00 / 1.00 / 1.00, supcon and simclr 1.00 at seeds 0 and 2 since the tiny profile
@@ -69,6 +71,7 @@ def test_every_task_left_its_artifacts(local_run):
     task_dirs = {p.name for p in run_dir.iterdir() if p.is_dir()}
     for task in (
         "ingest-data",
+        "check-drift",
         "train-baseline",
         "pretrain-encoder",
         "pretrain-encoder-2",
@@ -77,6 +80,7 @@ def test_every_task_left_its_artifacts(local_run):
         "evaluate-classifier",
         "evaluate-classifier-2",
         "evaluate-classifier-3",
+        "explain-neighbours",
         "compare-and-report",
     ):
         assert task in task_dirs, (task, sorted(task_dirs))
@@ -112,6 +116,68 @@ def test_report_contains_the_accuracy_table(local_run):
         assert f"{100 * method['test_accuracy']:.2f}" in html
     assert "data:image/png;base64," in html
     assert "https://" not in html and "http://" not in html
+
+
+def test_report_explains_mistakes_lists_suspects_and_checks_drift(local_run):
+    from html.parser import HTMLParser
+
+    runs, stdout = local_run
+    latest = runs / "latest"
+    results = json.loads((latest / "results.json").read_text())
+    sections = {}
+
+    class Sections(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag == "section":
+                self.current = dict(attrs)["id"]
+                sections[self.current] = 0
+            elif tag == "img" and dict(attrs).get("class") == "thumb":
+                sections[self.current] += 1
+
+    Sections().feed((latest / "report.html").read_text())
+    assert {"explanations", "suspect-labels", "drift"} <= set(sections)
+    neighbours = results["neighbours"]
+    assert neighbours["method"] == results["best"] and neighbours["reference"]["seen"] == 360
+    mistakes, shown = neighbours["mistakes_shown"], min(neighbours["suspects"]["count"], 12)
+    assert sections["explanations"] == mistakes * 6 and sections["suspect-labels"] == shown
+    assert 0 <= neighbours["agreement"]["overall"] <= 1
+    with open(latest / "suspect_labels.csv") as file:
+        assert file.readline().startswith("id,source_path,label,label_name,suggested")
+        assert sum(1 for _ in file) == neighbours["suspects"]["count"]
+    drift = results["drift"]
+    assert drift["decision"] == "train" and drift["policy"] == "always"
+    assert drift["not_measured"] == "no champion yet in the registry"
+    (version,) = (runs / "registry" / "versions").iterdir()  # the promoted champion keeps
+    assert (version / "drift_reference.npz").is_file()  # the reference the next run needs
+    assert "suspect labels:" in stdout
+
+
+@pytest.fixture(scope="module")
+def skipped_run(local_run, separable_npz, tmp_path_factory):
+    """The same run again, scheduled with retrain_when=changed against the first run's
+    champion (its own runs folder: `runs/latest` of the first stays)."""
+    runs, _ = local_run
+    again = tmp_path_factory.mktemp("again")
+    flags = ["--methods", "baseline,supcon,simclr", "--epochs", "1", "--override"]
+    flags += ["train.mixed_precision=auto", "--registry", str(runs / "registry")]
+    result = run_ok(f"npz:{separable_npz}", again, *flags, "--retrain-when", "changed", timeout=600)
+    return runs, again, result.stdout
+
+
+def test_a_scheduled_run_on_unchanged_data_and_code_stops_before_training(skipped_run):
+    runs, again, stdout = skipped_run
+    results = json.loads((again / "latest" / "results.json").read_text())
+    assert results["skipped"] is True and results["decision"]["outcome"] == "skipped"
+    drift = results["drift"]
+    assert drift["decision"] == "skip" and drift["drift_found"] is False
+    assert drift["champion"]["fingerprints"] == drift["fingerprints"]  # same data and code
+    printed = " ".join(stdout.split())  # rich wraps long lines at the terminal width
+    assert "skipped: the champion's code and configuration, the same training data" in printed
+    (run_dir,) = list((again / "latest" / "artifacts").resolve().iterdir())
+    assert {p.name for p in run_dir.iterdir() if p.is_dir()} == {"ingest-data", "check-drift"}
+    recorded = [json.loads(p.read_text()) for p in (runs / "registry" / "decisions").iterdir()]
+    assert [d["outcome"] for d in recorded].count("skipped") == 1
+    assert [d["outcome"] for d in recorded].count("promoted") == 1  # the first run's
 
 
 def test_bad_parameter_fails_fast_and_writes_nothing(tmp_path, capsys):

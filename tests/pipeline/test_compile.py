@@ -8,6 +8,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipelines import cli
 from pipelines.pipeline import build_pipeline
+from tests.pipeline.compiled import flat_tasks
 
 IMAGE = "us-docker.pkg.dev/acme/ml/contrastive:1a2b3c4"
 GPU_TASKS = {
@@ -19,8 +20,9 @@ GPU_TASKS = {
     "evaluate-baseline",
     "evaluate-supcon",
     "evaluate-simclr",
+    "explain-neighbours",
 }
-CPU_TASKS = {"ingest", "compare-and-report"}
+CPU_TASKS = {"ingest", "check-drift", "compare-and-report"}
 
 
 def _compile(tmp_path, **kwargs):
@@ -35,7 +37,7 @@ def _tasks(spec):
     executors = spec["deploymentSpec"]["executors"]
     components = spec["components"]
     out = {}
-    for task in spec["root"]["dag"]["tasks"].values():
+    for task in flat_tasks(spec).values():
         component = components[task["componentRef"]["name"]]
         out[task["taskInfo"]["name"]] = (task, executors[component["executorLabel"]]["container"])
     return out
@@ -61,7 +63,7 @@ def test_dag_tasks_edges_and_accelerators(tmp_path, target, accelerator):
             assert accel["resourceType"] == accelerator and accel["resourceCount"] == "1", name
         else:
             assert accel is None, f"{name} must not request an accelerator"
-    key = {t["taskInfo"]["name"]: k for k, t in spec["root"]["dag"]["tasks"].items()}
+    key = {t["taskInfo"]["name"]: k for k, t in flat_tasks(spec).items()}
     ingest = key["ingest"]
     assert _producers(tasks["pretrain-supcon"][0]) == {"dataset": ingest}
     assert _producers(tasks["classifier-simclr"][0])["encoder_model"] == key["pretrain-simclr"]
@@ -70,18 +72,20 @@ def test_dag_tasks_edges_and_accelerators(tmp_path, target, accelerator):
     assert compare["supcon_evaluation"] == key["evaluate-supcon"]
     assert compare["simclr_model"] == key["classifier-simclr"]
     assert compare["baseline_model"] == key["train-baseline"]
-    assert "retryPolicy" in spec["root"]["dag"]["tasks"][key["pretrain-supcon"]]
+    assert "retryPolicy" in flat_tasks(spec)[key["pretrain-supcon"]]
 
 
 def test_methods_switch_branches_off(tmp_path):
     tasks = _tasks(_compile(tmp_path, target="kubeflow", methods=["baseline", "npairs"]))
     assert set(tasks) == {
         "ingest",
+        "check-drift",
         "train-baseline",
         "evaluate-baseline",
         "pretrain-npairs",
         "classifier-npairs",
         "evaluate-npairs",
+        "explain-neighbours",
         "compare-and-report",
     }
     with pytest.raises(ValueError, match="moco"):
@@ -127,7 +131,7 @@ def test_pipeline_parameters_and_cache_settings(tmp_path):
         "limit",
     ):
         assert name in params, name
-    tasks = spec["root"]["dag"]["tasks"]
+    tasks = flat_tasks(spec)
     compare = next(t for t in tasks.values() if t["taskInfo"]["name"] == "compare-and-report")
     assert compare.get("cachingOptions", {}).get("enableCache") in (False, None)
     ingest = next(t for t in tasks.values() if t["taskInfo"]["name"] == "ingest")
@@ -182,7 +186,9 @@ def test_compiled_yaml_describes_every_input(tmp_path):
     assert described["npairs_model"] == (
         "The N-pairs (seeds' SupCon) branch's classifier (a model directory)."
     )
-    interfaces = {"root": spec["root"], **spec["components"]}
+    # A condition's sub-DAG (dsl.If) takes KFP's own pipelinechannel-- inputs: not described.
+    steps = {name: c for name, c in spec["components"].items() if "dag" not in c}
+    interfaces = {"root": spec["root"], **steps}
     checked = 0
     for name, interface in interfaces.items():
         definitions = interface.get("inputDefinitions", {})
@@ -214,7 +220,7 @@ def test_labeled_fractions_compile_one_branch_each_and_one_simclr_pretraining(tm
     spec = _compile(tmp_path, target=target, labeled_fractions=(1.0, 0.01, 0.1))
     json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
     tasks = _tasks(spec)
-    key = {t["taskInfo"]["name"]: k for k, t in spec["root"]["dag"]["tasks"].items()}
+    key = {t["taskInfo"]["name"]: k for k, t in flat_tasks(spec).items()}
     pretraining = sorted(name for name in tasks if name.startswith("pretrain-"))
     assert pretraining == [
         "pretrain-simclr",
@@ -223,7 +229,7 @@ def test_labeled_fractions_compile_one_branch_each_and_one_simclr_pretraining(tm
         "pretrain-supcon-1pct",
     ]
     assert _constant(tasks["pretrain-simclr"][0], "labeled_subset_fraction") is None
-    components = [t["componentRef"]["name"] for t in spec["root"]["dag"]["tasks"].values()]
+    components = [t["componentRef"]["name"] for t in flat_tasks(spec).values()]
     assert sum(name.startswith("comp-pretrain-encoder") for name in components) == 4
     for tag, fraction in (("1pct", 0.01), ("10pct", 0.1), ("100pct", 1.0)):
         for step in ("train-baseline", "pretrain-supcon", "classifier-supcon", "classifier-simclr"):
@@ -238,9 +244,9 @@ def test_labeled_fractions_compile_one_branch_each_and_one_simclr_pretraining(tm
     assert compare["curve"] == key["collect-100pct"]
     assert compare["supcon_model"] == key["classifier-supcon-100pct"]  # the gate: largest
     assert compare["baseline_evaluation"] == key["evaluate-baseline-100pct"]
-    # ingest; per fraction baseline, supcon, 2 classifiers, 3 evaluations, collect; simclr once;
-    # compare
-    assert len(tasks) == 1 + 3 * (1 + 1 + 2 + 3 + 1) + 1 + 1
+    # ingest, check-drift; per fraction baseline, supcon, 2 classifiers, 3 evaluations,
+    # collect; simclr once; explain, compare
+    assert len(tasks) == 2 + 3 * (1 + 1 + 2 + 3 + 1) + 1 + 2
 
 
 def test_no_labeled_fractions_keep_the_single_run_dag(tmp_path):
@@ -257,6 +263,45 @@ def test_cli_compile_takes_labeled_fractions(tmp_path):
     flags = ["compile", "--target", "kubeflow", "--output", str(out)]
     assert cli.main([*flags, "--labeled-fractions", "1,0.05"]) == 0
     spec = yaml.safe_load(out.read_text())
-    names = {task["taskInfo"]["name"] for task in spec["root"]["dag"]["tasks"].values()}
+    names = {task["taskInfo"]["name"] for task in flat_tasks(spec).values()}
     assert {"collect-5pct", "collect-100pct", "pretrain-simclr", "train-baseline-5pct"} <= names
     assert "train-baseline" not in names
+
+
+@pytest.mark.parametrize("target", ["kubeflow", "vertex"])
+def test_retrain_when_gates_every_training_task_behind_the_drift_check(tmp_path, target):
+    from contrastive.drift import RETRAIN
+
+    spec = _compile(tmp_path, target=target)
+    json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
+    root = spec["root"]["dag"]["tasks"]
+    parameter = spec["root"]["inputDefinitions"]["parameters"]["retrain_when"]
+    assert parameter["defaultValue"] == "always" and "skip" in parameter["description"]
+    by_name = {task["taskInfo"]["name"]: key for key, task in root.items()}
+    assert set(by_name) == {"ingest", "check-drift", "retrain"}  # nothing else runs first
+    check = root[by_name["check-drift"]]
+    assert check["cachingOptions"].get("enableCache") in (False, None)  # reads the registry
+    assert _producers(check) == {"dataset": by_name["ingest"]}
+    inputs = check["inputs"]["parameters"]
+    for name in ("retrain_when", "registry", "profile", "overrides", "epochs", "seed"):
+        assert inputs[name] == {"componentInputParameter": name}, name
+    assert inputs["methods"]["runtimeValue"]["constant"] == "baseline,supcon,simclr"
+    gate = root[by_name["retrain"]]
+    channel = gate["inputs"]["parameters"]["pipelinechannel--check-drift-Output"]
+    assert channel == {
+        "taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "check-drift"}
+    }
+    assert gate["triggerPolicy"]["condition"] == (
+        f"inputs.parameter_values['pipelinechannel--check-drift-Output'] == '{RETRAIN}'"
+    )
+    inside = spec["components"][gate["componentRef"]["name"]]["dag"]["tasks"]
+    names = {task["taskInfo"]["name"] for task in inside.values()}
+    assert names == GPU_TASKS | {"compare-and-report"}  # every training step is gated
+    tasks = _tasks(spec)
+    key = {t["taskInfo"]["name"]: k for k, t in flat_tasks(spec).items()}
+    compare = _producers(tasks["compare-and-report"][0])
+    assert compare["drift"] == "check-drift"
+    assert compare["neighbours"] == key["explain-neighbours"]
+    explain = _producers(tasks["explain-neighbours"][0])
+    assert explain["supcon_model"] == key["classifier-supcon"]
+    assert explain["baseline_evaluation"] == key["evaluate-baseline"]

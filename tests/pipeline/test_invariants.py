@@ -27,6 +27,7 @@ from kfp import compiler
 
 from pipelines.kubernetes import KubernetesSettings
 from pipelines.pipeline import VERTEX_SERVICE_ACCOUNT, build_pipeline
+from tests.pipeline.compiled import flat_tasks
 
 ROOT = Path(__file__).resolve().parents[2]
 TF_IMAGE = "registry.example.com/ml/contrastive:t1"
@@ -224,8 +225,12 @@ def test_the_registry_run_id_is_a_value_the_registry_accepts(target):
     from contrastive.registry import ModelRegistry
 
     spec = _compiled(f"{target}-one-gpu-all-labels" if target != "local" else "local-all-labels")
-    task = spec["root"]["dag"]["tasks"]["compare-and-report"]
-    placeholder = task["inputs"]["parameters"]["run_id"]["runtimeValue"]["constant"]
+    tasks = flat_tasks(spec)
+    # The drift check records a skip under the run id the gate records its decision under.
+    (placeholder,) = {
+        tasks[name]["inputs"]["parameters"]["run_id"]["runtimeValue"]["constant"]
+        for name in ("check-drift", "compare-and-report")
+    }
     value = {
         "{{$.pipeline_job_uuid}}": "6f1d0e1c-8c7a-4c5e-9a43-0f3e2a1b5c7d",
         "{{$.pipeline_job_name}}": {

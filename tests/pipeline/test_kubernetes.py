@@ -57,7 +57,7 @@ def test_kubernetes_settings_land_in_the_platform_spec_of_each_executor(tmp_path
 
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert set(executors) == set(spec["deploymentSpec"]["executors"])
-    cpu_only = {"exec-ingest-data", "exec-compare-and-report"}
+    cpu_only = {"exec-ingest-data", "exec-check-drift", "exec-compare-and-report"}
     expected = {name: EVERY_POD if name in cpu_only else GPU_POD for name in executors}
     assert {"exec-train-baseline", "exec-pretrain-encoder", "exec-evaluate-classifier-2"} <= set(
         executors

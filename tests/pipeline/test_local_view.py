@@ -134,8 +134,10 @@ def test_task_names_are_the_display_names_in_run_order():
 
     names = task_names(build_pipeline(target="local"))
     shown = list(names.values())
-    assert len(shown) == 10 and shown[0] == "ingest" and shown[-1] == "compare-and-report"
+    assert len(shown) == 12 and shown[0] == "ingest" and shown[-1] == "compare-and-report"
+    assert shown[1] == "check-drift"  # then the tasks of the retrain condition, in place
     assert names["ingest-data"] == "ingest" and names["train-baseline"] == "train-baseline"
+    assert shown.index("evaluate-supcon") < shown.index("explain-neighbours")
     assert set(shown) >= {"pretrain-supcon", "classifier-simclr", "evaluate-baseline"}
     # every task after the tasks it needs
     assert shown.index("pretrain-supcon") < shown.index("classifier-supcon")

@@ -8,6 +8,7 @@ from kfp import compiler
 
 from pipelines import cli
 from pipelines.pipeline import build_pipeline
+from tests.pipeline.compiled import flat_tasks
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -91,7 +92,7 @@ def test_bad_image_size_fails_before_any_task(tmp_path, capsys):
 def test_the_ingest_step_gets_the_profile_and_overrides(tmp_path):
     path = tmp_path / "pipeline.yaml"
     compiler.Compiler().compile(build_pipeline(target="kubeflow"), str(path))
-    tasks = yaml.safe_load(path.read_text())["root"]["dag"]["tasks"]
+    tasks = flat_tasks(yaml.safe_load(path.read_text()))
     ingest = next(t for t in tasks.values() if t["taskInfo"]["name"] == "ingest")
     for name in ("profile", "overrides", "image_size", "test_fraction", "source"):
         assert ingest["inputs"]["parameters"][name] == {"componentInputParameter": name}
@@ -148,10 +149,10 @@ def test_each_task_input_named_after_a_pipeline_parameter_is_wired_from_it(
     path = tmp_path / "pipeline.yaml"
     pipeline = build_pipeline(target=target, labeled_fractions=fractions)
     compiler.Compiler().compile(pipeline, str(path))
-    root = yaml.safe_load(path.read_text())["root"]
-    parameters = set(root["inputDefinitions"]["parameters"])
+    spec = yaml.safe_load(path.read_text())
+    parameters = set(spec["root"]["inputDefinitions"]["parameters"])
     reached = set()
-    for task_name, task in root["dag"]["tasks"].items():
+    for task_name, task in flat_tasks(spec).items():  # the retrain_when condition's too
         for name, value in task.get("inputs", {}).get("parameters", {}).items():
             source = RENAMED.get(name, name)
             if source in parameters:

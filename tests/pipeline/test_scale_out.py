@@ -10,6 +10,7 @@ from kfp import compiler
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipelines.pipeline import build_pipeline
+from tests.pipeline.compiled import flat_tasks
 
 IMAGE = "us-docker.pkg.dev/acme/ml/contrastive-jax:1a2b3c4"
 TRAINING = {
@@ -35,7 +36,7 @@ def _tasks(spec):
     """display name -> (task, component, executor)."""
     executors = spec["deploymentSpec"]["executors"]
     out = {}
-    for task in spec["root"]["dag"]["tasks"].values():
+    for task in flat_tasks(spec).values():
         component = spec["components"][task["componentRef"]["name"]]
         out[task["taskInfo"]["name"]] = (task, component, executors[component["executorLabel"]])
     return out

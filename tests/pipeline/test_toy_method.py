@@ -7,6 +7,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from contrastive import methods
+from tests.pipeline.compiled import flat_tasks
 from tests.pipeline.test_compile import _compile, _producers, _tasks
 from tests.toy_method import TOY
 
@@ -25,25 +26,34 @@ def test_a_registered_method_compiles_into_its_branch(tmp_path, toy, target):
     tasks = _tasks(spec)
     assert set(tasks) == {
         "ingest",
+        "check-drift",
         "train-baseline",
         "evaluate-baseline",
         "pretrain-toy",
         "classifier-toy",
         "evaluate-toy",
+        "explain-neighbours",
         "compare-and-report",
     }
-    key = {t["taskInfo"]["name"]: k for k, t in spec["root"]["dag"]["tasks"].items()}
+    key = {t["taskInfo"]["name"]: k for k, t in flat_tasks(spec).items()}
     assert tasks["pretrain-toy"][0]["inputs"]["parameters"]["method"]["runtimeValue"] == {
         "constant": "toy"
     }
     assert _producers(tasks["classifier-toy"][0])["encoder_model"] == key["pretrain-toy"]
-    compare = _producers(tasks["compare-and-report"][0])
-    assert compare == {
-        "dataset": key["ingest"],
+    branches = {
         "baseline_evaluation": key["evaluate-baseline"],
         "baseline_model": key["train-baseline"],
         "toy_evaluation": key["evaluate-toy"],
         "toy_model": key["classifier-toy"],
+    }
+    explain = _producers(tasks["explain-neighbours"][0])
+    assert explain == {"dataset": key["ingest"], **branches}
+    compare = _producers(tasks["compare-and-report"][0])
+    assert compare == {
+        "dataset": key["ingest"],
+        **branches,
+        "neighbours": key["explain-neighbours"],
+        "drift": key["check-drift"],
     }
     component = spec["components"][tasks["compare-and-report"][0]["componentRef"]["name"]]
     artifacts = component["inputDefinitions"]["artifacts"]
@@ -60,8 +70,9 @@ def test_a_registered_method_compiles_into_its_branch(tmp_path, toy, target):
 def test_a_method_without_labels_pretrains_once_over_the_fractions(tmp_path, toy):
     spec = _compile(tmp_path, target="kubeflow", methods=("toy",), labeled_fractions=(0.5, 1.0))
     tasks = _tasks(spec)
-    assert len(spec["root"]["dag"]["tasks"]) == len(tasks) == 9  # one pretraining, no twin
+    assert len(flat_tasks(spec)) == len(tasks) == 11  # one pretraining, no twin
     assert sorted(tasks) == [
+        "check-drift",
         "classifier-toy-100pct",
         "classifier-toy-50pct",
         "collect-100pct",
@@ -69,6 +80,7 @@ def test_a_method_without_labels_pretrains_once_over_the_fractions(tmp_path, toy
         "compare-and-report",
         "evaluate-toy-100pct",
         "evaluate-toy-50pct",
+        "explain-neighbours",
         "ingest",
         "pretrain-toy",
     ]

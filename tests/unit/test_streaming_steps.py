@@ -78,7 +78,19 @@ def test_no_step_loads_a_whole_split(guarded, tiny_dataset, tmp_path):
         results[name] = (str(path), str(model))
     registry = tmp_path / "registry"
     summaries = []
+    neighbours = tmp_path / "neighbours.json"
+    tasks.run_explain_neighbours(
+        tiny_dataset, results, output_path=neighbours, suspects_path=tmp_path / "suspects.csv"
+    )
     for run_id in ("first", "second"):  # the second run re-evaluates the champion
+        drift = tasks.run_check_drift(  # the second compares with the first's drift reference
+            tiny_dataset,
+            registry=str(registry),
+            retrain_when="always",
+            run_id=run_id,
+            config=config,
+            drift_path=tmp_path / f"{run_id}-drift.json",
+        )
         summary = tasks.run_compare_and_report(
             tiny_dataset,
             results,
@@ -87,11 +99,14 @@ def test_no_step_loads_a_whole_split(guarded, tiny_dataset, tmp_path):
             results_path=tmp_path / run_id / "results.json",
             registry=str(registry),
             run_id=run_id,
+            neighbours_path=neighbours,
+            drift_path=tmp_path / f"{run_id}-drift.json",
         )
         summaries.append(summary["decision"])
     # the champion (the first run's promoted model) re-evaluated on the test split, streamed
     assert summaries[0]["promoted"] and summaries[0]["champion_accuracy"] is None
     assert summaries[1]["champion_accuracy"] == summaries[0]["candidate_accuracy"]
+    assert drift["test"] is not None and summary["drift"]["test"]["p_value"] > 0
     assert {split for split, _, _ in guarded} >= {"train", "validation", "test"}
 
 

@@ -128,8 +128,10 @@ def read_split(
     process_count: int = 1,
     labelled_ids: Sequence[str] | None = None,
     drop_unlabelled: bool = False,
+    with_ids: bool = False,
 ) -> tf.data.Dataset:
-    """A `tf.data.Dataset` of `(images uint8 [B, H, W, C], labels int64 [B])` batches.
+    """A `tf.data.Dataset` of `(images uint8 [B, H, W, C], labels int64 [B])` batches
+    (`with_ids`: `(images, labels, ids string [B])`, the records' ids as in `index.parquet`).
 
     Pipeline: shard list (this process's shards; shuffled when `shuffle`) -> parallel
     interleave of TFRecord readers -> `limit` -> `cache` (serialized records, in memory) ->
@@ -176,6 +178,8 @@ def read_split(
         drop_unlabelled: with `labelled_ids`, leave the other records out instead (after
             `limit`); the records kept are cached in memory when they fit the shuffle buffer
             (they are then read from the files once, not every epoch).
+        with_ids: also give each batch's record ids (to name an example: its file for a
+            folder source, `<split>/<position>` for arrays).
 
     The dataset's cardinality (`len()`) is set when it is finite: the batches of this
     process's examples.
@@ -275,6 +279,7 @@ def read_split(
         raw_only=all(set(entry.get("formats", {})) == {"raw"} for entry in entries),
         image_size=image_size,
         kept=kept,
+        with_ids=with_ids,
     )
     batches = records.batch(batch_size, drop_remainder=drop_remainder)
     if not repeat and count >= 0:
@@ -313,7 +318,7 @@ def _record_id(record):
     return tf.io.parse_single_example(record, {"id": FEATURE_SPEC["id"]})["id"]
 
 
-def _decode_batch(serialized, *, image_shape, raw_only, image_size, kept=None):
+def _decode_batch(serialized, *, image_shape, raw_only, image_size, kept=None, with_ids=False):
     features = tf.io.parse_example(serialized, FEATURE_SPEC)
     labels = features["label"]
     if kept is not None:  # few labels: the records outside the subset lose theirs
@@ -344,7 +349,7 @@ def _decode_batch(serialized, *, image_shape, raw_only, image_size, kept=None):
     if image_size is not None and tuple(image_size) != (height, width):
         images = tf.image.resize(images, image_size, method="bilinear", antialias=True)
         images = tf.cast(tf.clip_by_value(tf.round(images), 0, 255), tf.uint8)
-    return images, labels
+    return (images, labels, features["id"]) if with_ids else (images, labels)
 
 
 def load_arrays(uri: str, split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -12,8 +12,8 @@ from typing import Any
 
 from contrastive import label_efficiency, storage
 from contrastive.evaluation import top_confusions
+from contrastive.report import embedding, plots
 from contrastive.report import formatting as fmt
-from contrastive.report import plots
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,12 @@ SEED_003_FEW_LABELS: tuple[SeedReference, ...] = tuple(
 
 
 def build_report(
-    summary: dict, output_path: str | Path, *, preview_png: str | Path | None = None
+    summary: dict,
+    output_path: str | Path,
+    *,
+    preview_png: str | Path | None = None,
+    neighbours: dict | None = None,
+    drift: dict | None = None,
 ) -> Path:
     """Write the run report as one self-contained HTML file and return its path.
 
@@ -67,6 +72,10 @@ def build_report(
         output_path: where to write the HTML; parent folders are created. Written atomically
             (a temp file renamed into place), so a reader never sees half a report.
         preview_png: optional augmentation preview image (PNG or JPEG) to embed.
+        neighbours: `tasks.inspecting.run_explain_neighbours`' result (explanations with
+            their thumbnails, suspect labels); None: those sections say so.
+        drift: `tasks.inspecting.run_check_drift`'s result (with its permutation null and 2-D
+            map); None: the drift section says so.
 
     Returns:
         The path of the written file.
@@ -86,6 +95,13 @@ def build_report(
         ("per-class", "Per-class metrics", _per_class_section(methods, class_names)),
         ("augmentation", "Augmentation preview", _preview_section(preview_png)),
         ("embeddings", "Test embeddings (2-D)", _embedding_section(methods, class_names)),
+        (
+            "explanations",
+            "Nearest-neighbour explanations",
+            embedding.explanations_section(neighbours),
+        ),
+        ("suspect-labels", "Suspect labels", embedding.suspects_section(neighbours)),
+        ("drift", "Drift", embedding.drift_section(drift)),
         ("parameters", "Run parameters", _parameters_section(summary)),
         ("dataset", "Dataset", _dataset_section(dataset)),
     ]
@@ -510,4 +526,13 @@ table.kv th{background:#f6f8fa;font-weight:600;white-space:nowrap}
 pre{background:#f6f8fa;border:1px solid #d0d7de;padding:10px;font-size:12px;overflow:auto;
  max-height:480px}
 footer{margin-top:32px;color:#8c959f;font-size:12px}
+img.thumb{width:56px;height:auto;image-rendering:pixelated;display:block;margin:0 auto}
+.explained{display:flex;flex-wrap:wrap;align-items:flex-start;gap:6px;margin:6px 0;
+ padding-bottom:6px;border-bottom:1px solid #eaeef2}
+.explained figure{margin:0;padding:2px;text-align:center;font-size:11px;width:76px;
+ border:2px solid transparent;border-radius:4px}
+.explained figure.query{width:120px;background:#f6f8fa}
+.explained figure.predicted{border-color:#0969da}.explained figure.true{border-color:#1a7f37}
+.explained .arrow{align-self:center;font-size:18px;color:#8c959f}
+table.suspects td{vertical-align:middle}
 """

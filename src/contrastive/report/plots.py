@@ -152,6 +152,70 @@ def plot_label_efficiency(rows: list[dict]) -> str:
     return figure_uri(figure)
 
 
+def plot_drift(
+    null: list[float], observed: float, points: dict, shift: dict, class_names: list[str]
+) -> str:
+    """The drift check: the permutation distribution of MMD² with this run's value, both
+    samples on their first two principal components, and their class shares.
+
+    Args:
+        null: permuted MMD² values.
+        observed: this run's MMD².
+        points: `{"x", "y", "side"}` (side "champion" or "new"); may be empty.
+        shift: `drift.label_shift`'s `reference_shares` and `new_shares`; may be empty.
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(12.6, 3.4), dpi=DPI, layout="constrained")
+    null_axis, map_axis, share_axis = figure.subplots(1, 3)
+    null_axis.hist(null, bins=30, color="#8c959f", label="permutations")
+    null_axis.axvline(observed, color="#cf222e", linewidth=2, label="this run")
+    null_axis.set_xlabel("MMD²", fontsize=9)
+    null_axis.set_ylabel("permutations", fontsize=9)
+    null_axis.legend(fontsize=8)
+    sides = list(points.get("side") or [])
+    if sides:
+        x, y = np.asarray(points["x"]), np.asarray(points["y"])
+        for side, colour in (("champion", "#0969da"), ("new", "#bf8700")):
+            mask = np.array([value == side for value in sides])
+            map_axis.scatter(x[mask], y[mask], s=5, alpha=0.5, color=colour, label=side)
+        map_axis.legend(fontsize=8, markerscale=2.5)
+    map_axis.set_xticks([])
+    map_axis.set_yticks([])
+    map_axis.set_xlabel("PC 1", fontsize=9)
+    map_axis.set_ylabel("PC 2", fontsize=9)
+    old, new = shift.get("reference_shares") or [], shift.get("new_shares") or []
+    if old and new:
+        positions = np.arange(len(old))
+        share_axis.bar(positions - 0.2, old, width=0.4, color="#0969da", label="champion")
+        share_axis.bar(positions + 0.2, new, width=0.4, color="#bf8700", label="new")
+        labels = [fmt.mpl_text(name) for name in fmt.names_for(class_names, len(old))]
+        if len(old) <= 40:
+            share_axis.set_xticks(positions, labels, rotation=45, ha="right", fontsize=7)
+        share_axis.set_ylabel("share of the sample", fontsize=9)
+        share_axis.legend(fontsize=8, framealpha=0.9)
+    else:
+        share_axis.set_axis_off()
+    for axis in (null_axis, map_axis, share_axis):
+        axis.tick_params(labelsize=8)
+    return figure_uri(figure)
+
+
+def thumbnail_uri(image, size: int = 48) -> str:
+    """A small PNG data URI of one image (`uint8 [H, W, C]`, C = 1 or 3): shrunk (never
+    enlarged) so that its longest side is at most `size` pixels, grey stays grey."""
+    from PIL import Image
+
+    pixels = np.asarray(image, dtype=np.uint8)
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    picture = Image.fromarray(pixels)
+    picture.thumbnail((size, size), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", optimize=True)
+    return data_uri(buffer.getvalue(), "image/png")
+
+
 def figure_uri(figure) -> str:
     buffer = io.BytesIO()
     # No "Software" text chunk: it would carry matplotlib's web address into the file.

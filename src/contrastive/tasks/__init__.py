@@ -10,7 +10,9 @@ as arrays.
   they share (reuse → open the data → train → time → save), and `run_training_component`,
   the body of their KFP components (here, or as a Kubeflow Trainer TrainJob).
 - `evaluating`: `run_evaluate`, `run_collect_fraction` (the label-efficiency curve),
-  `run_compare_and_report`.
+  `run_compare_and_report`, `best_method`.
+- `inspecting`: the encoder's space: `run_explain_neighbours` (explanations, suspect
+  labels), `run_check_drift` (drift against the champion, train or skip).
 - `sinks`: `StepSinks`, where a training step's TensorBoard logs, durable checkpoints and
   progress records go.
 - `conventions`: `data_location`, `numeric_metrics`, `log_metrics`.
@@ -21,12 +23,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from contrastive.run_parameters import training_config
 from contrastive.tasks.conventions import data_location, log_metrics, numeric_metrics
 from contrastive.tasks.evaluating import (
+    best_method,
     run_collect_fraction,
     run_compare_and_report,
     run_evaluate,
 )
+from contrastive.tasks.inspecting import run_check_drift, run_explain_neighbours
+from contrastive.tasks.inspecting import scalars as inspection_scalars
 from contrastive.tasks.sinks import StepSinks
 from contrastive.tasks.training import (
     run_pretrain,
@@ -37,17 +43,22 @@ from contrastive.tasks.training import (
 
 __all__ = [
     "StepSinks",
+    "best_method",
     "data_location",
+    "inspection_scalars",
     "log_metrics",
     "numeric_metrics",
+    "run_check_drift",
     "run_collect_fraction",
     "run_compare_and_report",
     "run_evaluate",
+    "run_explain_neighbours",
     "run_ingest",
     "run_pretrain",
     "run_train_baseline",
     "run_train_classifier",
     "run_training_component",
+    "training_config",
 ]
 
 

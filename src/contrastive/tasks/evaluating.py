@@ -94,6 +94,8 @@ def run_compare_and_report(
     run_id: str = "",
     vertex_model: dict | None = None,
     curve_path: str | Path | None = None,
+    neighbours_path: str | Path | None = None,
+    drift_path: str | Path | None = None,
 ) -> dict:
     """Pick the best method by test accuracy, gate it against the champion, write the report.
 
@@ -110,6 +112,11 @@ def run_compare_and_report(
             several labelled fractions: the report charts it, the summary holds it under
             `label_efficiency`, the scalars get `<method>_test_accuracy_<pct>pct`. The
             `candidates` are then the largest fraction's, which the gate compares.
+        neighbours_path: `run_explain_neighbours`' JSON: the report's explanations and
+            suspect labels; the summary keeps its figures under `neighbours`.
+        drift_path: `run_check_drift`'s JSON: the report's drift section, the summary's
+            `drift`; a promoted candidate keeps a drift reference made with its encoder and
+            the fingerprints measured there (`inspecting.DRIFT_REFERENCE`).
 
     Returns the summary dict (also written as JSON to `results_path`), with `best` and
     `scalars` (flat figures for a KFP Metrics artifact).
@@ -117,13 +124,14 @@ def run_compare_and_report(
     from contrastive import data as data_io
     from contrastive import report, storage
     from contrastive.registry import gate_champion
+    from contrastive.tasks import inspecting
 
     if not candidates:
         raise ValueError("no method was evaluated: enable at least one of the branches")
     data_uri = data_location(data_uri)
     manifest = data_io.read_manifest(data_uri)
     methods = {name: read_json(Path(path)) for name, (path, _) in candidates.items()}
-    best = max(methods, key=lambda name: methods[name]["accuracy"])
+    best = best_method(methods)
     if config is None:  # every evaluation carries the config its model was trained with
         config = Config.from_dict(methods[best].get("config") or {})
     run_id = run_id or time.strftime("%Y%m%d-%H%M%S", time.gmtime())
@@ -151,6 +159,12 @@ def run_compare_and_report(
     curve = read_json(Path(curve_path)) if curve_path else None
     if curve is not None:
         summary["label_efficiency"] = curve
+    neighbours = read_json(Path(neighbours_path)) if neighbours_path else None
+    drift = read_json(Path(drift_path)) if drift_path else None
+    if neighbours:
+        summary["neighbours"] = inspecting.compact_neighbours(neighbours)
+    if drift:
+        summary["drift"] = inspecting.compact_drift(drift)
     if registry:
 
         def test_accuracy(model_dir: str) -> float:  # the champion, on this run's test split
@@ -165,6 +179,17 @@ def run_compare_and_report(
             margin=promotion_margin,
             evaluate=test_accuracy,
             vertex_model=vertex_model,
+            attachments=(
+                (
+                    lambda: {
+                        inspecting.DRIFT_REFERENCE: inspecting.drift_reference_bytes(
+                            candidates[best][1], data_uri, drift["fingerprints"]
+                        )
+                    }
+                )
+                if drift
+                else None
+            ),
         )
     preview = Path(report_path).with_name("augmentation_preview.png")
     try:
@@ -172,7 +197,9 @@ def run_compare_and_report(
     except Exception as error:  # a report without the preview beats no report
         log.warning("augmentation preview skipped: %s", error)
         preview = None
-    report.build_report(summary, report_path, preview_png=preview)
+    report.build_report(
+        summary, report_path, preview_png=preview, neighbours=neighbours, drift=drift
+    )
     storage.write_text(markdown_path, report.render_markdown(summary))
     scalars = {f"{name}_test_accuracy": m["accuracy"] for name, m in methods.items()}
     if curve is not None:
@@ -183,9 +210,18 @@ def run_compare_and_report(
                     scalars[key] = figures["test_accuracy"]
     if "decision" in summary:
         scalars["promoted"] = float(bool(summary["decision"]["promoted"]))
+    scalars.update(inspecting.scalars(neighbours, drift))
     summary["scalars"] = scalars
     modeldir.write_json(results_path, summary)
     return summary
+
+
+def best_method(evaluations: dict[str, dict]) -> str:
+    """The method with the highest test accuracy (`run_evaluate` results by name; the first
+    listed wins a tie): the candidate the gate compares and the report explains."""
+    if not evaluations:
+        raise ValueError("no method was evaluated: enable at least one of the branches")
+    return max(evaluations, key=lambda name: evaluations[name]["accuracy"])
 
 
 def run_collect_fraction(

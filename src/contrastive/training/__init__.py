@@ -7,7 +7,8 @@ and NumPy only and imports without TensorFlow.
 - `pretrain.py`: `PretrainModel`, `build_pretrain_model`, `pretrain`.
 - `classifier.py`: `FrozenEncoder`, `build_classifier`, `build_baseline`,
   `train_classifier`, `train_baseline`.
-- `knn.py`: `embed`, `predict_proba`, `knn_predict`, `knn_accuracy`, `KnnMonitor`.
+- `knn.py`: `embed`, `embed_batches`, `predict_proba`, `nearest_neighbours`, `knn_predict`,
+  `knn_accuracy`, `KnnMonitor`.
 - `optim.py`: `build_optimizer`, `build_learning_rate`, `precision_policy`.
 - `callbacks.py`: `DivergenceGuard`, `TrainingDivergedError`, `EpochBackup`.
 - `fitting.py`: data arguments, compile and fit, checkpoint resume (shared by all three).
@@ -25,8 +26,10 @@ from contrastive.training.classifier import (
 from contrastive.training.knn import (
     KnnMonitor,
     embed,
+    embed_batches,
     knn_accuracy,
     knn_predict,
+    nearest_neighbours,
     predict_proba,
     sample_knn_accuracy,
 )
@@ -53,8 +56,10 @@ __all__ = [
     "build_pretrain_model",
     "contrastive_top1",
     "embed",
+    "embed_batches",
     "knn_accuracy",
     "knn_predict",
+    "nearest_neighbours",
     "predict_proba",
     "precision_policy",
     "pretrain",
