@@ -138,6 +138,20 @@ def test_labeled_subset_ranks_by_when_each_example_is_due():
         assert labels[labeled_subset(labels, 0.25, seed=seed)].tolist() == [1], seed
 
 
+def test_labeled_subset_draws_which_class_gets_the_odd_example():
+    """Equal classes tie in when their examples are due: the seed, not the position, picks
+    which class gets the one example over an equal share. Labels sorted by class (a folder
+    read class by class): 4 of 30 is one each plus one more, and over 30 seeds that one
+    goes to every class (ordering ties by position would give it to class 0 or 1 only)."""
+    labels = np.repeat(np.arange(3), 10)
+    extra = set()
+    for seed in range(30):
+        counts = np.bincount(labels[labeled_subset(labels, 4 / 30, seed=seed)], minlength=3)
+        assert sorted(counts.tolist()) == [1, 1, 2], (seed, counts)
+        extra.add(int(np.argmax(counts)))
+    assert extra == {0, 1, 2}
+
+
 def test_an_epoch_over_a_small_subset_is_repeated_up_to_the_minimum_steps():
     from contrastive.data.splits import subset_epoch_examples
 
