@@ -518,7 +518,9 @@ MUTANTS += [
         "",
         RUN_PARAMETERS,
     ),
-    Mutant("run_parameters", "_number", "math.isfinite(v) and ", "", RUN_PARAMETERS),
+    Mutant(
+        "run_parameters", "run_parameters.py::_number", "math.isfinite(v) and ", "", RUN_PARAMETERS
+    ),
     Mutant(
         "run_parameters",
         "check_run_parameters",
@@ -542,9 +544,23 @@ MUTANTS += [
     ),
     Mutant(
         "run_parameters",
+        "training_config",
+        'config.replace({"train.classifier_mode": classifier_mode}) if classifier_mode else config',
+        "config",
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
         "check_run_parameters",
-        'config = config.replace({"train.classifier_mode": values["classifier_mode"]})',
-        "pass",
+        '        ("retrain_when", RETRAIN_POLICIES),\n',
+        "",
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        'values.get("retrain_when", "always") != "always" and not values.get("registry")',
+        'values.get("retrain_when", "always") == "changed" and not values.get("registry")',
         RUN_PARAMETERS,
     ),
     Mutant(
@@ -745,14 +761,40 @@ MUTANTS += [
     Mutant(
         "wiring",
         "build_pipeline",
-        "training.train_baseline(\n                            dataset=dataset,\n"
-        "                            epochs=epochs,",
-        "training.train_baseline(\n                            dataset=dataset,\n"
-        "                            epochs=0,",
+        "training.train_baseline(\n"
+        + " " * 32
+        + "dataset=dataset,\n"
+        + " " * 32
+        + "epochs=epochs,",
+        "training.train_baseline(\n" + " " * 32 + "dataset=dataset,\n" + " " * 32 + "epochs=0,",
         WIRING,
     ),
-    Mutant("wiring", "build_pipeline", "temperature=temperature,", "temperature=0.0,", WIRING),
-    Mutant("wiring", "build_pipeline", "mode=classifier_mode,", 'mode="",', WIRING),
+    # the pretraining task's, then check-drift's (the step fingerprints the configuration)
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        " " * 32 + "temperature=temperature,\n",
+        " " * 32 + "temperature=0.0,\n",
+        WIRING,
+    ),
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        " " * 16 + "temperature=temperature,\n",
+        " " * 16 + "temperature=0.0,\n",
+        WIRING,
+    ),
+    Mutant("wiring", "build_pipeline", " " * 32 + "mode=classifier_mode,", 'mode="",', WIRING),
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        "classifier_mode=classifier_mode,",
+        'classifier_mode="",',
+        WIRING,
+    ),
+    Mutant(
+        "wiring", "build_pipeline", "retrain_when=retrain_when,", 'retrain_when="always",', WIRING
+    ),
     Mutant(
         "wiring",
         "build_pipeline",
@@ -760,7 +802,21 @@ MUTANTS += [
         'checkpoint_root="",',
         WIRING,
     ),
-    Mutant("wiring", "build_pipeline", "registry=registry,", 'registry="",', WIRING),
+    # check-drift's, then compare-and-report's
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        "registry=registry,\n                retrain_when",
+        'registry="",\n                retrain_when',
+        WIRING,
+    ),
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        "registry=registry,\n                    promotion_margin",
+        'registry="",\n                    promotion_margin',
+        WIRING,
+    ),
     Mutant(
         "wiring",
         "build_pipeline",

@@ -47,6 +47,16 @@ from contrastive.run_parameters import check_run_parameters
             "image_size must be 'H,W' (or an int, or a (height, width) pair) of positive integers.",
         ),
         ({"source": " "}, "source must name the images to ingest. Received: source=''"),
+        (
+            {"retrain_when": "sometimes"},
+            "retrain_when must be one of ['always', 'changed', 'drifted']. "
+            "Received: retrain_when='sometimes'",
+        ),
+        (
+            {"retrain_when": "drifted", "registry": ""},
+            "retrain_when compares this run with the champion: set registry too. "
+            "Received: retrain_when='drifted', registry=''",
+        ),
         ({"overrides": "train.epochs=3"}, "overrides must be a JSON or YAML mapping"),
         ({"overrides": '{"train.epochs": -1}'}, "train.epochs must be >= 1. Received: "),
         ({"overrides": '{"train.nope": 1}'}, "unknown config field 'train.nope'"),
