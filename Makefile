@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing the project into $(VENV) (pip errors only; PIP_ARGS=-v adds its warnings)"
 	@$(BIN)/python -m pip install -qq $(PIP_ARGS) --upgrade pip
-	@$(BIN)/python -m pip install -qq $(PIP_ARGS) -c constraints.txt -e ".[tf,jax,dev,vertex]"
+	@$(BIN)/python -m pip install -qq $(PIP_ARGS) -c constraints.txt -e ".[tf,jax,dev,vertex,beam]"
 	@touch $(STAMP)
 
 install: $(STAMP) data ## Create .venv, install the project (editable) and Fashion-MNIST
@@ -85,12 +85,15 @@ submit: compile ## Submit build/pipeline-$(TARGET).yaml (ARGS="--host ..." or "-
 schedule: compile ## Schedule retraining (ARGS="--cron ... --schedule-name ...")
 	$(BIN)/contrastive schedule --target $(TARGET) --package build/pipeline-$(TARGET).yaml $(ARGS)
 
-images: ## Build and push REGISTRY/contrastive:<git sha> and contrastive-jax:<git sha> (Docker)
+images: ## Build and push REGISTRY/contrastive, contrastive-jax and contrastive-dataflow :<git sha>
 	@test -n "$(REGISTRY)" || (echo "usage: make images REGISTRY=us-docker.pkg.dev/PROJECT/REPO" && exit 2)
 	docker build -f images/Dockerfile -t $(REGISTRY)/contrastive:$(GIT_SHA) .
 	docker push $(REGISTRY)/contrastive:$(GIT_SHA)
 	docker build -f images/Dockerfile.jax -t $(REGISTRY)/contrastive-jax:$(GIT_SHA) .
 	docker push $(REGISTRY)/contrastive-jax:$(GIT_SHA)
+	docker build -f images/Dockerfile.dataflow --build-arg BASE=$(REGISTRY)/contrastive:$(GIT_SHA) \
+	  -t $(REGISTRY)/contrastive-dataflow:$(GIT_SHA) images
+	docker push $(REGISTRY)/contrastive-dataflow:$(GIT_SHA)
 	@echo "now: make compile IMAGE=$(REGISTRY)/contrastive:$(GIT_SHA)"
 	@echo "  (several GPUs: contrastive compile --backend jax --image $(REGISTRY)/contrastive-jax:$(GIT_SHA) ...)"
 

@@ -44,7 +44,11 @@ LOSS = ("tests/unit/test_losses.py",)
 KNN = ("tests/unit/test_knn.py", "tests/unit/test_neighbours.py")
 EMBEDDING = ("tests/unit/test_neighbours.py", "tests/unit/test_drift.py")
 CONFUSION = ("tests/unit/test_evaluation.py",)
-COMMIT = ("tests/unit/test_data_ingest.py", "tests/unit/test_data_reader.py")
+COMMIT = (
+    "tests/unit/test_data_ingest.py",
+    "tests/unit/test_data_reader.py",
+    "tests/reliability/test_concurrent_writers.py",
+)
 CHAMPION = (
     "tests/cloud/test_registry_champion.py",
     "tests/cloud/test_storage_gcs.py",
@@ -152,15 +156,21 @@ MUTANTS = [
         CONFUSION,
     ),
     # manifest commit of an ingest (the manifest is written last and commits the dataset)
-    Mutant("commit", "_commit", "storage.remove(manifest_path)", "pass", COMMIT),
+    Mutant(
+        "commit",
+        "_remove_stale_files",
+        "                storage.remove_tree(path)",
+        "                pass",
+        COMMIT,
+    ),
     Mutant(
         "commit",
         "_commit",
-        "storage.remove_tree(storage.join(output, split))",
-        "pass",
+        "storage.json_bytes(manifest), generation)",
+        "storage.json_bytes(manifest), storage.read_with_generation(manifest_path)[1])",
         COMMIT,
     ),
-    Mutant("commit", "_commit", "storage.rename(staged, manifest_path)", "pass", COMMIT),
+    Mutant("commit", "claiming", "_refuse(output, committed)", "pass", COMMIT),
     Mutant(
         "commit",
         "_commit",
@@ -598,6 +608,9 @@ MUTANTS += [
     ),
     Mutant("subsets", "labelled_ranking", "due[rng.permutation(members)]", "due[members]", SUBSETS),
     Mutant("subsets", "labelled_ranking", "np.lexsort((ties, due))", "np.argsort(due)", SUBSETS),
+    Mutant(
+        "subsets", "labelled_ranking", "due[members[due[members].argmin()]] = 0.0", "pass", SUBSETS
+    ),
     Mutant(
         "subsets",
         "subset_epoch_examples",

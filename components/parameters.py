@@ -34,7 +34,29 @@ DESCRIPTIONS = {
     "SupCon pretrains on every image with the others unlabelled); 0 keeps the profile's "
     "train.labeled_fraction.",
     "on_error": "What ingest does with an unreadable image: skip (and list it) or fail.",
+    "class_name_variants": "Class names that differ only in case or Unicode normalisation "
+    "(Cat/ and cat/): refuse (the error names both) or merge them into one class (the "
+    "manifest's merged_classes records it).",
+    "max_upscale": "Skip (and list) an image whose centred crop would be enlarged more than "
+    "this many times to reach the image size; >= 1.",
+    "max_aspect_ratio": "Skip (and list) an image whose aspect ratio is more than this many "
+    "times the image size's, either way, instead of cropping it to a sliver; >= 1.",
     "data_snapshot": "Only enters KFP's cache key: a new value ingests the source afresh.",
+    "runner": "Who runs the ingest: empty or inprocess (threads in the step), or an Apache "
+    "Beam runner: direct (in the step), dataflow (a Dataflow job the step launches and waits "
+    "for), flink or spark (a portable job server: --job_endpoint in beam_options).",
+    "ingest_runner": "Who runs the ingest: empty or inprocess (threads in the step), or an "
+    "Apache Beam runner: direct, dataflow (a Dataflow job the step launches and waits for), "
+    "flink or spark (a portable job server: --job_endpoint in ingest_beam_options).",
+    "beam_options": "Beam pipeline flags for the runner, e.g. '--project=P --region=R "
+    "--temp_location=gs://B/tmp --max_num_workers=50' (Dataflow) or "
+    "'--job_endpoint=flink-jobserver:8099 --environment_type=EXTERNAL "
+    "--environment_config=localhost:50000' (Flink, Spark); empty: none.",
+    "ingest_beam_options": "Beam pipeline flags for ingest_runner, e.g. '--project=P "
+    "--region=R --temp_location=gs://B/tmp --max_num_workers=50' (Dataflow) or "
+    "'--job_endpoint=flink-jobserver:8099' (Flink, Spark); empty: none.",
+    "worker_image": "The container image a Dataflow job's workers run (this pipeline's image, "
+    "which holds Beam's SDK harness); a --sdk_container_image in beam_options wins.",
     # configuration
     "profile": "Configuration profile: " + ", ".join(available_profiles()) + ".",
     "overrides": "Configuration overrides: a JSON or YAML mapping of section.field to value, "

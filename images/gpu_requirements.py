@@ -47,8 +47,10 @@ CUDA_PINS = (
     "nvidia-nccl-cu12==2.27.7",
     "nvidia-nvjitlink-cu12==12.5.82",
 )
-# The extras both images install besides the base dependencies (pyproject.toml).
-IMAGE_EXTRAS = ("tf", "serving")
+# The extras both images install besides the base dependencies (pyproject.toml); `beam`: the
+# ingest step runs its Beam job (the DirectRunner in the step, or launching Dataflow / a
+# portable job server).
+IMAGE_EXTRAS = ("tf", "serving", "beam")
 _CPU_PIN = re.compile(r"^tensorflow[-_]cpu\s*==\s*([^\s;#]+)", re.IGNORECASE)
 _JAX_PIN = re.compile(r"^jax\s*==\s*([^\s;#]+)", re.IGNORECASE)
 

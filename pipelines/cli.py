@@ -1,6 +1,7 @@
 """`contrastive`: the command line. Every subcommand validates its arguments before any work.
 
 contrastive ingest    --source SOURCE --output URI          images -> TFRecords + manifest
+                      [--runner direct|dataflow|flink|spark]  (the same, as a Beam job)
 contrastive run       [--profile quick] [--methods ...]      the whole DAG locally (kfp.local)
 contrastive compile   --target kubeflow|vertex --output F    pipeline YAML
 contrastive pretrain  --data URI --output DIR --method M     one step, outside KFP
@@ -67,6 +68,15 @@ def _add_process_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--process-id", type=int, default=None, help="this process, from 0")
 
 
+def _add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train afresh and replace a finished --output (without it, a finished output is "
+        "reused only when it was asked for the same, else refused naming what differs)",
+    )
+
+
 def _config(args):
     """Profile + flags. A flag given on the command line is validated as given (`--epochs 0`
     is an error, not "the profile's value" as 0 means for pipeline parameters)."""
@@ -103,10 +113,27 @@ def cmd_ingest(args) -> int:
         test_fraction=args.test_fraction,
         tfds_data_dir=args.tfds_data_dir,
         progress=sys.stderr.isatty(),
+        class_name_variants=args.class_name_variants,
+        max_upscale=args.max_upscale,
+        max_aspect_ratio=args.max_aspect_ratio,
+        runner=args.runner,
+        beam_options=_beam_flags(args),
+        num_workers=args.num_workers,
+        job_timeout=args.job_timeout,
     )
     counts = ", ".join(f"{k}={v['num_examples']}" for k, v in manifest["splits"].items())
     print(f"dataset written to {args.output}: {counts}; skipped {len(manifest['skipped'])}")
     return 0
+
+
+def _beam_flags(args) -> list[str]:
+    """`--beam-options` (shell words) plus `--job-endpoint`, as Beam pipeline flags."""
+    import shlex
+
+    flags = shlex.split(args.beam_options or "")
+    if args.job_endpoint:
+        flags.append(f"--job_endpoint={args.job_endpoint}")
+    return flags
 
 
 # `contrastive run` flags that are not pipeline parameters (the rest come from the pipeline).
@@ -149,7 +176,7 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args) -> int:
-    from contrastive.config import encode_overrides, parse_overrides_text
+    from contrastive.config import encode_overrides, parse_overrides_text, unusual_settings
     from contrastive.data.images import parse_image_size
     from contrastive.methods import check_branches
     from contrastive.run_parameters import check_run_parameters
@@ -173,6 +200,8 @@ def cmd_run(args) -> int:
     with native_notices_filtered():  # TensorFlow loads here: its start-up notices not shown
         # The check submit and schedule make, before any task (0 / "" keep the profile's value).
         config = check_run_parameters(params)
+        for line in unusual_settings(config):  # the tasks' logs say it too, but unseen
+            print(f"warning: {line}", file=sys.stderr, flush=True)
         params.setdefault("seed", config.train.seed)
         # Compiled into the DAG like the methods: the flag, else the profile's curve (few-labels).
         fractions = fractions or check_labeled_fractions(config.train.labeled_fractions)
@@ -335,7 +364,12 @@ def cmd_pretrain(args) -> int:
         config = _config(args)
         _join_processes(args, config)
         metrics = tasks.run_pretrain(
-            args.data, args.output, config, method=args.method, sinks=sinks
+            args.data,
+            args.output,
+            config,
+            method=args.method,
+            sinks=sinks,
+            overwrite=args.overwrite,
         )
     print(json.dumps(metrics, indent=2))
     return 0
@@ -351,10 +385,18 @@ def cmd_train(args) -> int:
         config = _config(args)
         _join_processes(args, config)
         if args.baseline:
-            metrics = tasks.run_train_baseline(args.data, args.output, config, sinks=sinks)
+            metrics = tasks.run_train_baseline(
+                args.data, args.output, config, sinks=sinks, overwrite=args.overwrite
+            )
         else:
             metrics = tasks.run_train_classifier(
-                args.data, args.encoder_model, args.output, config, mode=args.mode, sinks=sinks
+                args.data,
+                args.encoder_model,
+                args.output,
+                config,
+                mode=args.mode,
+                sinks=sinks,
+                overwrite=args.overwrite,
             )
     print(json.dumps(metrics, indent=2))
     return 0
@@ -362,13 +404,16 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from contrastive import tasks
+    from contrastive.reuse import check_apart
 
+    check_apart({"--output": args.output}, {"--data": args.data, "--model": args.model})
     result = tasks.run_evaluate(
         args.data, args.model, split=args.split, predictions_path=args.predictions
     )
     if args.output:
-        with open(args.output, "w") as file:
-            json.dump(result, file)
+        from contrastive import storage
+
+        storage.write_json(args.output, result)  # atomic: a failed write leaves no half file
     print(
         json.dumps(
             {
@@ -423,6 +468,9 @@ def cmd_profiles(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     import components
     from contrastive import methods
+    from contrastive.data.images import DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_UPSCALE
+    from contrastive.data.runners import DEFAULT_JOB_TIMEOUT, RUNNERS
+    from contrastive.data.sources import CLASS_NAME_VARIANTS
     from contrastive.tasks.sinks import StepSinks
 
     branches = ",".join(methods.default_names())
@@ -436,7 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--source",
         required=True,
-        help="fashion_mnist | idx:DIR | tfds:NAME | npz:FILE | a folder (local or gs://)",
+        help="fashion_mnist | idx:DIR | tfds:NAME | npz:FILE | csv:FILE | jsonl:FILE (Vertex AI "
+        "import files) | parquet:PATH[?image=COL&label=COL] | a folder (local or gs://)",
     )
     p.add_argument("--output", required=True, help="dataset location (local path or gs://)")
     p.add_argument(
@@ -473,6 +522,59 @@ def build_parser() -> argparse.ArgumentParser:
         help="a folder without test/: hold out this stratified fraction of train as test",
     )
     p.add_argument("--tfds-data-dir", default=None, help="TFDS data_dir (may be gs://)")
+    p.add_argument(
+        "--class-name-variants",
+        choices=CLASS_NAME_VARIANTS,
+        default="refuse",
+        help="class names that differ only in case or Unicode normalisation (Cat/, cat/): "
+        "refuse naming both (default), or merge them into one class (recorded in the manifest)",
+    )
+    p.add_argument(
+        "--max-upscale",
+        type=float,
+        default=DEFAULT_MAX_UPSCALE,
+        help="skip an image that would be enlarged more than this to reach the target size "
+        f"(default {DEFAULT_MAX_UPSCALE:g}; inf: no limit)",
+    )
+    p.add_argument(
+        "--max-aspect-ratio",
+        type=float,
+        default=DEFAULT_MAX_ASPECT_RATIO,
+        help="skip an image whose aspect ratio is more than this many times the target's "
+        f"(default {DEFAULT_MAX_ASPECT_RATIO:g}; inf: no limit)",
+    )
+    p.add_argument(
+        "--runner",
+        choices=list(RUNNERS),
+        default="inprocess",
+        help="inprocess (threads here; default), or an Apache Beam runner running the same "
+        "per-image code: direct (here), dataflow, flink, spark; the dataset is the same bytes",
+    )
+    p.add_argument(
+        "--beam-options",
+        default="",
+        help='Beam pipeline flags, e.g. "--project=P --region=R --temp_location=gs://B/tmp" '
+        '(dataflow) or "--environment_type=EXTERNAL --environment_config=localhost:50000"',
+    )
+    p.add_argument(
+        "--job-endpoint",
+        default="",
+        help="flink / spark: the portable job server's gRPC address (HOST:PORT)",
+    )
+    p.add_argument(
+        "--num-workers",
+        type=int,
+        default=None,
+        help="threads (inprocess; default 2 x cores) or DirectRunner worker processes (direct; "
+        "default cores)",
+    )
+    p.add_argument(
+        "--job-timeout",
+        type=float,
+        default=DEFAULT_JOB_TIMEOUT,
+        help=f"seconds to wait for the Beam job before cancelling it (default "
+        f"{DEFAULT_JOB_TIMEOUT:g})",
+    )
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("run", help="run the whole pipeline locally with kfp.local")
@@ -624,6 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(p)
     _add_process_arguments(p)
     StepSinks.add_flags(p)
+    _add_overwrite_argument(p)
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("train", help="train a classifier on an encoder, or the baseline")
@@ -635,6 +738,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(p, pretrain=False)
     _add_process_arguments(p)
     StepSinks.add_flags(p)
+    _add_overwrite_argument(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(

@@ -28,8 +28,10 @@ from pipelines.progress import (
     PlainRenderer,
     ProgressPoller,
     RunView,
+    failure_cause,
     is_notice,
     log_tail,
+    without_frames,
 )
 
 # A training step's TensorBoard logs: `runs/<run-id>/tensorboard/<step>`, written as a
@@ -216,7 +218,7 @@ def run_with_view(
     ):
         pipeline(**params)
     if (failed := view.failed()) is not None:
-        raise LocalRunError(_failure_message(failed, logs.path(failed), view))
+        raise LocalRunError(_failure_message(failed, logs.path(failed), view, verbose))
     return view
 
 
@@ -419,11 +421,15 @@ def _environment(name: str, value: str):
             os.environ[name] = saved
 
 
-def _failure_message(task: str, log: Path, view: RunView) -> str:
-    tail = log_tail(log, FAILED_LOG_LINES)
-    lines = [f"task {task} failed; the last {len(tail)} lines of its log:"]
+def _failure_message(task: str, log: Path, view: RunView, verbose: bool = False) -> str:
+    """The task, its one-line cause and its log first; then the log's last lines, traceback
+    frames left out unless `verbose`; then every task's state."""
+    printed = log_tail(log, None)
+    tail = (printed if verbose else without_frames(printed))[-FAILED_LOG_LINES:]
+    left_out = "" if verbose else " (traceback frames left out; -v shows them)"
+    lines = [f"task {task} failed: {failure_cause(printed) or 'no output'}", f"log: {log}"]
+    lines.append(f"the last {len(tail)} lines of its log{left_out}:")
     lines += [f"  {line}" for line in tail]
-    lines.append(f"full log: {log}")
     lines.append(f"tasks: {view.states()}")
     return "\n".join(lines)
 

@@ -194,8 +194,13 @@ def build_pipeline(
         test_fraction: float = 0.2,
         image_size: str = "",
         labeled_fraction: float = 0.0,
+        class_name_variants: str = "refuse",
+        max_upscale: float = 4.0,
+        max_aspect_ratio: float = 4.0,
         seed: int = 0,
         data_snapshot: str = "",
+        ingest_runner: str = "",
+        ingest_beam_options: str = "",
         registry: str = "",
         promotion_margin: float = 0.0,
         tensorboard_root: str = "",
@@ -217,7 +222,13 @@ def build_pipeline(
             limit=limit,
             image_size=image_size,
             labeled_fraction=labeled_fraction,
+            class_name_variants=class_name_variants,
+            max_upscale=max_upscale,
+            max_aspect_ratio=max_aspect_ratio,
             data_snapshot=data_snapshot,
+            runner=ingest_runner,
+            beam_options=ingest_beam_options,
+            worker_image="" if target == "local" else image,
         ).set_display_name("ingest")
         local_code(ingest)
         if target != "local":

@@ -370,6 +370,41 @@ def validate(config: Config) -> None:
         _check(f"{prefix}.grayscale", a.grayscale, lambda v: 0 <= v <= 1, "must be in [0, 1]")
 
 
+# Valid but unusual: settings outside these ranges are accepted with a warning that gives the
+# range (`unusual_settings`). Temperature: SimCLR's ablation spans 0.05-1 (Chen et al. 2020,
+# table 5), SupCon uses 0.07-0.1; below 0.01 the logits (cosine / temperature) reach 100+ and
+# the loss 1e7 at 1e-9, above 1 the softmax over similarities is nearly flat. Learning rates,
+# by optimizer: Adam is used from 1e-5 to ~1e-2 (a linear head on frozen features up to 0.1);
+# SGD with the linear scaling rule reaches 0.3 x batch / 256 (4.8 at batch 4096).
+TEMPERATURE_RANGE = (0.01, 1.0)
+LEARNING_RATE_RANGES = {"adam": (1e-6, 0.1), "sgd": (1e-5, 10.0)}
+_LEARNING_RATES = ("learning_rate", "classifier_learning_rate", "finetune_learning_rate")
+
+
+def unusual_settings(config: Config, fields=None) -> list[str]:
+    """One line per setting outside its usual range, naming the value and the range.
+
+    Args:
+        fields: the dotted fields to look at (e.g. those a step uses); None: all.
+    """
+    ranges = {"train.temperature": TEMPERATURE_RANGE}
+    for name in _LEARNING_RATES:
+        ranges[f"train.{name}"] = LEARNING_RATE_RANGES[config.train.optimizer]
+    lines = []
+    for name, (low, high) in ranges.items():
+        if fields is not None and name not in fields:
+            continue
+        value = getattr(config.train, name.split(".", 1)[1])
+        if not low <= value <= high:
+            usual = f"usual range [{low:g}, {high:g}]"
+            if name != "train.temperature":
+                usual += f" for optimizer {config.train.optimizer}"
+            lines.append(
+                f"{name}={value:g} is outside the {usual}; training may diverge or not learn"
+            )
+    return lines
+
+
 # --------------------------------------------------------------------------------------------
 # internals
 

@@ -136,13 +136,22 @@ def check_reachable(folder: str | None) -> None:
 
 def permanent_errors() -> tuple[type[BaseException], ...]:
     """Failures that the same inputs reproduce: invalid configuration or data, a dataset the
-    model does not fit, a diverged loss (same seed, same data)."""
+    model does not fit, a damaged input model, an output that holds something else, a
+    diverged loss (same seed, same data)."""
     from contrastive.config import ConfigError
     from contrastive.data.errors import DataError
-    from contrastive.modeldir import DataMismatchError
+    from contrastive.modeldir import DataMismatchError, ModelCorruptError
+    from contrastive.reuse import OutputConflictError
     from contrastive.training.callbacks import TrainingDivergedError
 
-    return (ConfigError, DataError, DataMismatchError, TrainingDivergedError)
+    return (
+        ConfigError,
+        DataError,
+        DataMismatchError,
+        ModelCorruptError,
+        OutputConflictError,
+        TrainingDivergedError,
+    )
 
 
 @contextlib.contextmanager

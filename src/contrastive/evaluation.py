@@ -201,28 +201,50 @@ def write_predictions(path, labels, predicted, probabilities) -> None:
     writer.close()
 
 
+class PredictionsWriteError(OSError):
+    """The predictions file could not be written (full disk, no permission, ...)."""
+
+
 class PredictionsWriter:
     """`write_predictions` batch by batch: each `write` appends a row group to a local
     temporary file; `close` moves it to `path` (atomic rename locally, one upload to gs://),
-    `abort` removes it. Memory holds one batch, not the split."""
+    `abort` removes it. Memory holds one batch, not the split. A failed write (a full disk)
+    removes the temporary file and raises `PredictionsWriteError` naming `path`."""
 
     def __init__(self, path) -> None:
         import os
         import tempfile
 
         self.path = os.fspath(path)
-        folder = None
-        if "://" not in self.path:
-            folder = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(folder, exist_ok=True)
-        descriptor, self._temporary = tempfile.mkstemp(
-            prefix=".tmp-", suffix=".parquet", dir=folder
-        )
-        os.close(descriptor)
         self._writer = None
+        self._temporary = None
         self._count = 0
+        folder = None
+        try:
+            if "://" not in self.path:
+                folder = os.path.dirname(os.path.abspath(self.path))
+                os.makedirs(folder, exist_ok=True)
+            descriptor, self._temporary = tempfile.mkstemp(
+                prefix=".tmp-", suffix=".parquet", dir=folder
+            )
+            os.close(descriptor)
+        except OSError as error:
+            raise self._failed(error) from error
+
+    def _failed(self, error: OSError) -> PredictionsWriteError:
+        self.abort()
+        return PredictionsWriteError(
+            f"cannot write the predictions file {self.path} (--predictions): {error}; nothing "
+            "was written there"
+        )
 
     def write(self, labels, predicted, probabilities) -> None:
+        try:
+            self._write(labels, predicted, probabilities)
+        except OSError as error:
+            raise self._failed(error) from error
+
+    def _write(self, labels, predicted, probabilities) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -249,14 +271,16 @@ class PredictionsWriter:
 
         if self._writer is None:  # nothing written: an empty table of the same schema
             self.write(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0)))
-        self._writer.close()
-        self._writer = None
         try:
+            self._writer.close()
+            self._writer = None
             if storage.is_gcs(self.path):
                 storage.copy_file(self._temporary, self.path)
             else:
                 os.chmod(self._temporary, 0o644)
                 os.replace(self._temporary, self.path)
+        except OSError as error:
+            raise self._failed(error) from error
         finally:
             self.abort()
 
@@ -267,8 +291,10 @@ class PredictionsWriter:
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 self._writer.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._temporary)
+            self._writer = None
+        if self._temporary is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._temporary)
 
 
 def _check_num_classes(num_classes) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 
 from contrastive import validation
 from contrastive.config import CLASSIFIER_MODES, ENCODER_NAMES, Config, ConfigError, resolve_config
+from contrastive.data.sources import CLASS_NAME_VARIANTS
 from contrastive.drift import RETRAIN_POLICIES
 
 ON_ERROR = ("skip", "fail")
@@ -44,10 +45,20 @@ def check_run_parameters(values: Mapping[str, Any]) -> Config:
     # The ranges ingest accepts (`contrastive.data.ingest`).
     _number("validation_fraction", values, lambda v: 0 <= v < 1, "must be in [0, 1)")
     _number("labeled_fraction", values, lambda v: 0 <= v <= 1, "must be in [0, 1] (0 = all)")
+    for name in ("max_upscale", "max_aspect_ratio"):
+        if name in values:
+            validation.check(
+                name,
+                values[name],
+                lambda v: validation.is_number(v) and v >= 1,
+                "must be a number >= 1 (inf: no limit)",
+                error=ConfigError,
+            )
     for name, choices in (
         ("encoder", ("", *ENCODER_NAMES)),
         ("classifier_mode", ("", *CLASSIFIER_MODES)),
         ("on_error", ON_ERROR),
+        ("class_name_variants", CLASS_NAME_VARIANTS),
         ("retrain_when", RETRAIN_POLICIES),
     ):
         if name in values:
@@ -59,6 +70,8 @@ def check_run_parameters(values: Mapping[str, Any]) -> Config:
         raise ConfigError("source must name the images to ingest. Received: source=''")
     if values.get("image_size"):
         _image_size(values["image_size"])
+    if "ingest_runner" in values or "ingest_beam_options" in values:
+        _ingest_engine(values.get("ingest_runner", ""), values.get("ingest_beam_options", ""))
     if values.get("retrain_when", "always") != "always" and not values.get("registry"):
         raise ConfigError(
             "retrain_when compares this run with the champion: set registry too. "
@@ -120,6 +133,19 @@ def _number(name: str, values: Mapping[str, Any], predicate, requirement: str) -
             requirement,
             error=ConfigError,
         )
+
+
+def _ingest_engine(runner: Any, beam_options: Any) -> None:
+    """The ingest step's runner and Beam flags, as the step will check them."""
+    from contrastive.data.runners import check_engine
+
+    for name, value in (("ingest_runner", runner), ("ingest_beam_options", beam_options)):
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string. Received: {name}={value!r}")
+    try:
+        check_engine(runner, beam_options)
+    except ValueError as error:
+        raise ConfigError(f"ingest_runner={runner!r}: {error}") from None
 
 
 def _image_size(text: str) -> None:

@@ -1,6 +1,7 @@
 """All file I/O of the library: one set of calls for local paths and `gs://bucket/key` URIs.
 
-Local paths use plain `os` calls. `gs://` objects go through google-cloud-storage; folder
+Local paths use plain `os` calls. `gs://` objects, and the listing of `gs://` folders
+(`list_dir`, `isdir`, `list_files`), go through google-cloud-storage; the other folder
 operations on remote paths (and any other `scheme://` TensorFlow knows) go through
 `tf.io.gfile`. Both are imported on first use, so the library (and the NumPy-only parts of
 `contrastive.data`) import without them. Writes are atomic: a reader sees the old bytes or the
@@ -103,6 +104,8 @@ def read_bytes(uri: str | os.PathLike, *, client: Any = None) -> bytes:
         with open(uri, "rb") as stream:
             return stream.read()
     if not is_gcs(uri):
+        if not _gfile().exists(uri):
+            raise FileNotFoundError(f"no such file: {uri}")
         with _gfile().GFile(uri, "rb") as stream:
             return stream.read()
     from google.api_core import exceptions
@@ -138,7 +141,7 @@ def write_text(uri: str | os.PathLike, text: str, *, client: Any = None) -> None
 
 
 def write_json(uri: str | os.PathLike, value: Any, *, client: Any = None) -> None:
-    write_bytes(uri, _json_bytes(value), client=client)
+    write_bytes(uri, json_bytes(value), client=client)
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:
@@ -156,14 +159,17 @@ def append_line(path: str | os.PathLike, line: str) -> None:
         os.close(descriptor)
 
 
-def _json_bytes(value: Any) -> bytes:
+def json_bytes(value: Any) -> bytes:
     return (json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
 def _replace_local(path: str, data: bytes) -> None:
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    except OSError as error:
+        raise naming(error, path) from error
     try:
         with os.fdopen(descriptor, "wb") as stream:
             stream.write(data)
@@ -171,10 +177,22 @@ def _replace_local(path: str, data: bytes) -> None:
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o644)  # mkstemp makes it owner-only; our files are meant to be read
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        if isinstance(error, OSError):  # a full disk names the file it could not write
+            raise naming(error, path) from error
         raise
+
+
+def naming(error: OSError, path: str) -> OSError:
+    """`error` as an OSError of the same errno that names `path` (a write's ENOSPC names no
+    file), for writers outside this module to raise too."""
+    if error.filename == path:
+        return error
+    if error.errno is None:
+        return OSError(f"cannot write {path}: {error}")
+    return type(error)(error.errno, error.strerror or str(error), path)
 
 
 def exists(uri: str | os.PathLike, *, client: Any = None) -> bool:
@@ -233,8 +251,16 @@ def remove(uri: str | os.PathLike, *, client: Any = None) -> None:
         _blob(uri, client).delete()
 
 
-def isdir(path: str) -> bool:
-    return os.path.isdir(path) if is_local(path) else _gfile().isdir(path)
+def isdir(path: str, *, client: Any = None) -> bool:
+    """True for a folder; on GCS, a prefix with at least one object under `path/`."""
+    if is_local(path):
+        return os.path.isdir(path)
+    if not is_gcs(path):
+        return _gfile().isdir(path)
+    bucket, name = split_gcs(path)
+    prefix = name.rstrip("/") + "/" if name.strip("/") else ""
+    blobs = (client or default_gcs_client()).list_blobs(bucket, prefix=prefix, max_results=1)
+    return any(True for _ in blobs)
 
 
 def makedirs(path: str) -> None:
@@ -281,14 +307,28 @@ class Entry(NamedTuple):
     is_link: bool  # a local symlink (object stores have none)
 
 
-def list_dir(path: str, *, include_hidden: bool = False) -> list[Entry]:
+def list_dir(path: str, *, include_hidden: bool = False, client: Any = None) -> list[Entry]:
     """Sorted entries of the folder `path`; hidden names (`.x`) only on request.
 
     Local folders are scanned with `os.scandir` (one call instead of a stat per entry;
-    symlinks are followed). Object stores report sub-"directories" with a trailing slash; an
-    entry without one is asked `isdir` only when it has no file-like extension.
+    symlinks are followed). `gs://` is one delimited object listing (google-cloud-storage):
+    objects directly under `path/` are files, common prefixes folders, and a zero-byte
+    `path/` placeholder is neither. Other object stores (`tf.io.gfile`) report
+    sub-"directories" with a trailing slash; an entry without one is asked `isdir` only when
+    it has no file-like extension.
     """
     entries = []
+    if is_gcs(path):
+        bucket, name = split_gcs(path)
+        prefix = name.rstrip("/") + "/" if name.strip("/") else ""
+        blobs = (client or default_gcs_client()).list_blobs(bucket, prefix=prefix, delimiter="/")
+        files = [blob.name[len(prefix) :] for blob in blobs]  # pages first: prefixes fill in
+        folders = [folder[len(prefix) :].rstrip("/") for folder in blobs.prefixes]
+        for names, is_dir in ((files, False), (folders, True)):
+            for entry_name in names:
+                if entry_name and (include_hidden or not entry_name.startswith(".")):
+                    entries.append(Entry(entry_name, is_dir, False))
+        return sorted(entries)
     if is_local(path):
         with os.scandir(path) as scan:
             for entry in scan:
@@ -311,6 +351,17 @@ def _scandir_is_dir(entry: os.DirEntry) -> bool:
         return entry.is_dir()
     except OSError:  # a dangling symlink: report it as a file, reading it will fail visibly
         return False
+
+
+def within(root: str | os.PathLike, path: str | os.PathLike) -> bool:
+    """True when `path` is `root` or lies below it (local paths with symlinks resolved)."""
+    root, path = strip_trailing_slash(os.fspath(root)), strip_trailing_slash(os.fspath(path))
+    if is_local(root) != is_local(path):
+        return False
+    if is_local(root):
+        root, path = os.path.realpath(root), os.path.realpath(path)
+        return os.path.commonpath([root, path]) == root
+    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 def escapes_root(root: str, path: str) -> bool:
@@ -431,6 +482,12 @@ def write_if_generation_match(
                 f"{uri} changed since generation {generation} was read"
             ) from None
         return int(blob.generation)
+    if not is_local(uri):  # another tf.io.gfile scheme: no precondition, compare then write
+        current = read_with_generation(uri)[1]
+        if current != generation:
+            raise PreconditionFailedError(f"{uri} changed since generation {generation} was read")
+        write_bytes(uri, data)
+        return _fingerprint(data)
     with _local_lock(uri + ".lock"):
         try:
             current = _fingerprint(read_bytes(uri))

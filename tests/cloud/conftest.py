@@ -9,6 +9,9 @@
   so the fixture adds that check to its upload handler (412 like GCS) and records the
   preconditions each upload carried.
 - `packages`: tiny pipelines compiled with kfp, one per accelerator naming.
+- `dataflow_api`: a Dataflow v1b3 REST server for Beam's DataflowRunner (`dataflow_fake.py`):
+  it parses every job body into `dataflow_v1beta3.Job`, and runs a created job's staged
+  pipeline here, fails it with Dataflow's error, or keeps it running until cancelled.
 
 Every server listens on 127.0.0.1 with a free port, answers at most `MAX_REQUESTS`, and is
 shut down when its fixture ends.
@@ -460,6 +463,16 @@ def vertex_api(recording_server, monkeypatch) -> VertexFake:
         return Connection(**settings)
 
     return VertexFake(server, connection, contexts)
+
+
+@pytest.fixture
+def dataflow_api(recording_server):
+    """A Dataflow REST fake; set `.mode` to "run" (default), "fail" or "hang" before use."""
+    from tests.cloud import dataflow_fake
+
+    fake = dataflow_fake.DataflowFake(server=None)
+    fake.server = recording_server(dataflow_fake.routes(fake))
+    return fake
 
 
 @pytest.fixture

@@ -43,6 +43,9 @@ def test_pretrain_and_classifier_write_to_gs_and_read_the_encoder_back(gcs, tiny
     assert model.output_shape == (None, 4)
     evaluation = tasks.run_evaluate(tiny_dataset, classifier, split="test")
     assert evaluation["num_examples"] == 100
+    # The model directory's own files, read from gs:// (they once came back empty).
+    assert evaluation["train_metrics"] == result
+    assert evaluation["config"]["model"]["encoder"] == config.model.encoder
     # A retried step finds its complete output at the URI and reuses it.
     assert tasks.run_train_classifier(tiny_dataset, encoder, classifier, config) == result
 

@@ -140,6 +140,11 @@ def test_compiled_defaults_keep_the_profiles_classifier_mode(
     monkeypatch.setattr(training, "train_classifier", train_classifier)
     monkeypatch.setattr(tasks.training, "_train_step", train_step)
     monkeypatch.setattr(tasks.training, "load_model_dir", lambda path: (None, {"method": "simclr"}))
+    # The reuse guard (issue 29) names the step's inputs by content before training: the
+    # encoder's info.json and digest, the dataset's manifest. None exists here.
+    monkeypatch.setattr(tasks.training, "read_json", lambda path: {"method": "simclr"})
+    monkeypatch.setattr(tasks.training.modeldir, "model_digest", lambda path: "digest")
+    monkeypatch.setattr(tasks.training, "_request", lambda step, config, data_uri, **kw: kw)
     component = components.build(IMAGE).train_classifier.python_func
     with pytest.raises(Captured) as caught:
         component(

@@ -296,7 +296,10 @@ def test_ingest_component_uses_an_ingested_dataset_as_it_is(chain, tmp_path):
     num_classes = C.ingest_data.python_func(dataset=copy, source=source, profile=PROFILE)
     assert num_classes == chain["num_classes"]
     manifest = json.loads(open(os.path.join(source, "manifest.json")).read())
-    assert json.loads((tmp_path / "copy" / "manifest.json").read_text()) == manifest
+    copied = json.loads((tmp_path / "copy" / "manifest.json").read_text())
+    # The same dataset, committed by the copy (its own writer, its origin recorded).
+    assert copied.pop("copied_from") == source and copied.pop("writer") != manifest.pop("writer")
+    assert copied == manifest
     assert copy.metadata["image_shape"] == manifest["image_shape"]
     assert copy.metadata["class_names"] == manifest["class_names"]
 

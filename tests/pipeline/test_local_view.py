@@ -111,21 +111,72 @@ def test_states_logs_and_cache(kfp_local, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_failed_task_names_itself_its_log_and_every_state(kfp_local, tmp_path):
+def test_a_failed_task_leads_with_its_cause_and_log_then_a_tail_without_frames(kfp_local, tmp_path):
     kfp_local(cache=False)
     with pytest.raises(LocalRunError) as raised:
         _run(failing, tmp_path, "failing")
     message = str(raised.value).splitlines()
     log = tmp_path / "failing" / "logs" / "breaks.log"
-    assert message[0] == "task breaks failed; the last 30 lines of its log:"
-    tail = message[1:31]
+    assert message[:3] == [
+        "task breaks failed: RuntimeError: failing after a!",
+        f"log: {log}",
+        "the last 30 lines of its log (traceback frames left out; -v shows them):",
+    ]
+    tail = message[3:33]
     assert tail[-1] == "  RuntimeError: failing after a!"
     assert "  line 39 of the failing task" in tail
-    assert message[31:] == [
-        f"full log: {log}",
-        "tasks: first done, breaks failed, after waiting",
-    ]
+    assert not any("File " in line or "Traceback" in line for line in tail)
+    assert not any('"parameterValues"' in line for line in tail)  # kfp's executor input dump
+    assert message[33:] == ["tasks: first done, breaks failed, after waiting"]
     assert raised.value.exit_code == 1
+
+    with pytest.raises(LocalRunError) as raised:  # -v: the frames too
+        _run(failing, tmp_path, "verbose", verbose=True)
+    message = str(raised.value).splitlines()
+    assert message[0] == "task breaks failed: RuntimeError: failing after a!"
+    assert message[2] == "the last 30 lines of its log:"
+    assert "  Traceback (most recent call last):" in message
+    assert any(line.startswith('    File "') for line in message)
+
+
+_LOG = """\
+line before
+Traceback (most recent call last):
+  File "/x/executor.py", line 453, in execute
+    result = self.func(**func_kwargs)
+             ^^^^^^^^^^^^^^^^^^^^^^^^
+  File "/x/components/ingest_data.py", line 30, in ingest_data
+    manifest = tasks.run_ingest(
+ValueError: inner
+
+During handling of the above exception, another exception occurred:
+
+Traceback (most recent call last):
+  File "/x/sources.py", line 12, in open_source
+    raise DataError(f"{source}: a .zip archive is not an image folder")
+contrastive.data.errors.DataError: /data/photos.zip: a .zip archive is not an image folder
+  unzip it first
+"""
+
+
+def test_failure_cause_is_the_last_exception_line_without_its_module_path():
+    from pipelines.progress import failure_cause, without_frames
+
+    lines = _LOG.splitlines()
+    assert failure_cause(lines) == (
+        "DataError: /data/photos.zip: a .zip archive is not an image folder"
+    )
+    assert without_frames(lines) == [
+        "line before",
+        "ValueError: inner",
+        "",
+        "During handling of the above exception, another exception occurred:",
+        "",
+        "contrastive.data.errors.DataError: /data/photos.zip: a .zip archive is not an image "
+        "folder",
+        "  unzip it first",
+    ]
+    assert failure_cause(["no traceback", "the last line", ""]) == "the last line"
 
 
 def test_task_names_are_the_display_names_in_run_order():

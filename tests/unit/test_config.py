@@ -125,3 +125,22 @@ def test_overrides_mapping_keeps_commas_inside_values():
     text = encode_overrides(["data.image_size=[64, 48]", "train.epochs=2"])
     config = resolve_config("tiny", overrides=text)
     assert config.data.image_size == (64, 48) and config.train.epochs == 2
+
+
+def test_unusual_temperatures_and_learning_rates_are_named_with_their_range():
+    from contrastive.config import available_profiles, load_config, unusual_settings
+
+    assert all(not unusual_settings(load_config(name)) for name in available_profiles())
+    config = load_config("tiny", {"train.temperature": 1e-9, "train.learning_rate": 3.0})
+    assert unusual_settings(config) == [
+        "train.temperature=1e-09 is outside the usual range [0.01, 1]; training may diverge "
+        "or not learn",
+        "train.learning_rate=3 is outside the usual range [1e-06, 0.1] for optimizer adam; "
+        "training may diverge or not learn",
+    ]
+    sgd = config.replace({"train.optimizer": "sgd", "train.temperature": 5.0})
+    assert unusual_settings(sgd, fields={"train.temperature"}) == [
+        "train.temperature=5 is outside the usual range [0.01, 1]; training may diverge or not "
+        "learn"
+    ]
+    assert unusual_settings(sgd, fields={"train.learning_rate"}) == []  # 3 is usual for SGD

@@ -8,13 +8,13 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 from PIL import Image
 
 from contrastive import data
 from contrastive.data import DataError
+from tests.data_helpers import decoded, index_of
 
 
 def pixels(seed, shape=(8, 6, 3)):
@@ -36,20 +36,6 @@ def make_folder(root, classes=("cat", "dog", "eel"), per_class=4, shape=(8, 6, 3
             relative = f"{name}/{i}.png"
             written[relative] = write_image(root / relative, pixels(label * 100 + i, shape))
     return written
-
-
-def index_of(out):
-    return {row["id"]: row for row in pq.read_table(Path(out) / "index.parquet").to_pylist()}
-
-
-def decoded(out, split):
-    """{id: pixels} for a split, read with read_split (one shard: stored order = index order)."""
-    rows = sorted(
-        (row for row in index_of(out).values() if row["split"] == split),
-        key=lambda row: row["record"],
-    )
-    x, y = data.load_arrays(str(out), split)
-    return {row["id"]: (image, label) for row, image, label in zip(rows, x, y, strict=True)}
 
 
 def test_flat_layout_with_unlabeled_round_trip(tmp_path):
@@ -150,7 +136,7 @@ def test_mixed_sizes_resize_to_the_median_by_default(tmp_path, caplog):
     make_folder(root, classes=("x", "y"), per_class=2)  # four 8x6
     write_image(root / "y" / "big.png", pixels(5, (16, 12, 3)))
     out = tmp_path / "out"
-    with caplog.at_level("INFO", logger="contrastive.data.ingestion"):
+    with caplog.at_level("INFO", logger="contrastive.data"):
         manifest = data.ingest(str(root), str(out), validation_fraction=0.0, progress=False)
     # median height of (8, 8, 8, 8, 16) x median width of (6, 6, 6, 6, 12)
     assert manifest["image_shape"] == [8, 6, 3]
@@ -228,7 +214,14 @@ def test_an_ingested_dataset_as_source_is_copied_not_ingested_again(tmp_path):
     first = tasks.run_ingest(str(root), str(tmp_path / "ds"), validation_fraction=0.25)
     (root / "cat" / "0.png").unlink()  # the images are not read again
     second = tasks.run_ingest(str(tmp_path / "ds"), str(tmp_path / "copy"))
+    # The same dataset, committed by its own writer (the copy), which records its origin.
+    assert second.pop("copied_from") == str(tmp_path / "ds")
+    assert (second.pop("writer")["what"], first.pop("writer")["what"]) == (
+        "ingest (copy)",
+        "ingest",
+    )
     assert second == first
+    assert data.dataset_digest(second) == data.dataset_digest(first)
     for split in ("train", "validation"):
         original, copied = (
             data.load_arrays(str(tmp_path / name), split) for name in ("ds", "copy")

@@ -205,13 +205,121 @@ def flip_one_bit(content):
 )
 def test_damaged_shard_is_named(dataset, tmp_path, damage):
     uri, name = damaged_copy(dataset, tmp_path, damage)
-    with pytest.raises(CorruptShardError, match=f"corrupt shard .*{name}"):
+    with pytest.raises(
+        CorruptShardError, match=f"^corrupt dataset .*: split train, shard .*{name}"
+    ):
         data.read_split(uri, "train", 8)
     with pytest.raises(CorruptShardError, match=name):
         data.load_arrays(uri, "train")
     with pytest.raises(CorruptShardError, match=name):
         data.verify_shards(uri)
     data.read_split(uri, "test", 8)  # other splits stay readable
+
+
+def _edited_copy(dataset, tmp_path, edit):
+    """A copy of the fixture dataset whose manifest `edit(manifest)` changed."""
+    out, _ = dataset
+    copy = tmp_path / "edited"
+    shutil.copytree(out, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    edit(manifest)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return str(copy), str(copy / "manifest.json")
+
+
+def test_a_manifest_whose_counts_disagree_with_its_shards_names_manifest_split_and_shard(
+    dataset, tmp_path
+):
+    """Was `FailedPreconditionError: ... expected to contain 3 elements but contained only
+    1` from tf.data, naming none of them."""
+
+    def one_more(manifest):
+        manifest["splits"]["train"]["shards"][1]["num_examples"] += 1
+        manifest["splits"]["train"]["num_examples"] += 1
+
+    uri, manifest_path = _edited_copy(dataset, tmp_path, one_more)
+    shard = data.read_manifest(uri)["splits"]["train"]["shards"][1]
+    with pytest.raises(CorruptShardError) as raised:
+        data.read_split(uri, "train", 8)
+    assert str(raised.value) == (
+        f"corrupt dataset {manifest_path}: split train, shard {uri}/{shard['path']} holds "
+        f"{shard['num_examples'] - 1} records, the manifest says {shard['num_examples']}"
+    )
+
+
+def test_damage_found_while_streaming_a_split_too_large_to_checksum_is_named(
+    dataset, tmp_path, monkeypatch
+):
+    from contrastive.data import reader
+
+    def one_more(manifest):
+        manifest["splits"]["train"]["shards"][1]["num_examples"] += 1
+        manifest["splits"]["train"]["num_examples"] += 1
+
+    uri, manifest_path = _edited_copy(dataset, tmp_path, one_more)
+    monkeypatch.setattr(reader, "AUTO_VERIFY_MAX_BYTES", 0)  # sizes only, up front
+    split = data.read_split(uri, "train", 1)
+    with pytest.raises(CorruptShardError, match=f"^corrupt dataset {manifest_path}: split train"):
+        with data.naming_damage(uri):
+            for _ in split:
+                pass
+    with pytest.raises(CorruptShardError, match=r"shard .*\.tfrecord holds \d+ records, the"):
+        data.load_arrays(uri, "train")
+
+
+@pytest.mark.parametrize(
+    "edit, problem",
+    [
+        (lambda m: m["splits"]["test"].update(shards=[]), "split test lists no shards"),
+        (
+            lambda m: m["splits"]["train"].update(num_examples=3),
+            "split train says num_examples=3, its shards say ",
+        ),
+        (
+            lambda m: m["splits"]["train"]["shards"][0].update(num_examples=0),
+            "split train, shard train/train-00000.tfrecord says num_examples=0",
+        ),
+        (lambda m: m.pop("image_shape"), "no 'image_shape' field"),
+    ],
+    ids=["no-shards", "split-total", "shard-count", "field"],
+)
+def test_a_manifest_that_contradicts_itself_is_named_before_reading(
+    dataset, tmp_path, edit, problem
+):
+    """A split without shards was a multi-line `TypeError: in user code: ... filenames
+    argument must contain tf.string elements`."""
+    uri, manifest_path = _edited_copy(dataset, tmp_path, edit)
+    with pytest.raises(CorruptShardError) as raised:
+        data.read_split(uri, "train", 8)
+    assert str(raised.value).startswith(f"corrupt dataset {manifest_path}: {problem}")
+    assert "\n" not in str(raised.value)
+
+
+def test_an_unreadable_index_is_named(dataset, tmp_path):
+    uri, _ = _edited_copy(dataset, tmp_path, lambda manifest: None)
+    index = Path(uri) / "index.parquet"
+    index.write_bytes(b"PAR1 not parquet")
+    for read in (data.dataset_info, lambda u: data.stream_training_data(
+        u, batch_size=8, labeled_fraction=0.5
+    )):  # fmt: skip
+        with pytest.raises(CorruptShardError) as raised:
+            read(uri)
+        assert str(raised.value).startswith(
+            f"corrupt dataset: {index} is not a readable index (ArrowInvalid: "
+        )
+
+
+def test_a_shard_cut_short_in_its_last_record_is_named(dataset, tmp_path):
+    from contrastive.data.reader import _scan_shard
+
+    out, _ = dataset
+    shard = Path(out) / data.read_manifest(out)["splits"]["train"]["shards"][0]["path"]
+    whole = shard.read_bytes()
+    expected = data.read_manifest(out)["splits"]["train"]["shards"][0]["num_examples"]
+    assert _scan_shard(str(shard))[1] == expected
+    cut = tmp_path / "cut.tfrecord"
+    cut.write_bytes(whole[:-3])
+    assert _scan_shard(str(cut))[1] is None
 
 
 def test_size_check_runs_even_without_checksums(dataset, tmp_path):

@@ -131,11 +131,13 @@ def test_labeled_subset_takes_the_rounded_count_in_position_order():
 
 
 def test_labeled_subset_ranks_by_when_each_example_is_due():
-    """Place r of a class of n is due at (r + 0.5) / n: of [0, 1, 1, 1], a quarter is the
-    larger class's first example (due at 1/6; the single one is due at 1/2), whatever the seed."""
-    labels = np.array([0, 1, 1, 1])
+    """Each class's first example is due at 0, place r > 0 of a class of n at (r + 0.5) / n:
+    of 2 + 6 examples, 5 are both firsts and the larger class's places 1-3 (due 0.25, 0.42,
+    0.58, before the smaller class's second at 0.75), whatever the seed."""
+    labels = np.repeat([0, 1], [2, 6])
     for seed in range(8):
-        assert labels[labeled_subset(labels, 0.25, seed=seed)].tolist() == [1], seed
+        taken = labeled_subset(labels, 5 / 8, seed=seed)
+        assert np.bincount(labels[taken], minlength=2).tolist() == [1, 4], seed
 
 
 def test_labeled_subset_draws_which_class_gets_the_odd_example():
@@ -158,3 +160,45 @@ def test_an_epoch_over_a_small_subset_is_repeated_up_to_the_minimum_steps():
     assert subset_epoch_examples(90, 32, 40) == 40 * 32  # 3 batches a pass: repeated
     assert subset_epoch_examples(90, 32, 0) == 90  # 0: one pass
     assert subset_epoch_examples(2000, 32, 40) == 2000  # a pass is longer already
+
+
+# --- degenerate classes: the hold-outs never take a class's last train example -------------
+
+
+def test_a_hold_out_never_takes_a_class_last_example():
+    # Class 0 has one image, class 1 two: half of 11 rounds to 6; the floors (0, 1, 4) leave
+    # one more, which the largest remainder (class 0's 0.5) would take: its only image.
+    labels = np.repeat([0, 1, 2], [1, 2, 8])
+    kept, taken = stratified_split(labels, 0.5, np.random.default_rng(0), keep_in_kept=True)
+    assert np.bincount(labels[kept], minlength=3).tolist() == [1, 1, 3]
+    assert len(taken) == round(0.5 * 11)  # the share class 0 could not give came from class 2
+    _, all_taken = stratified_split(
+        np.array([0, 1, 1]), 0.99, np.random.default_rng(0), keep_in_kept=True
+    )
+    assert np.bincount(np.array([0, 1, 1])[all_taken], minlength=2).tolist() == [0, 1]
+
+
+def test_planned_splits_keep_every_class_in_train():
+    labels = {"train": np.repeat([0, 1, 2, 3], [1, 2, 3, 40])}
+    for seed in range(20):
+        plan = plan_splits(
+            labels, validation_fraction=0.5, labeled_fraction=None, limit=None, seed=seed,
+            test_fraction=0.5,
+        )  # fmt: skip
+        train = np.bincount([label for *_, label in plan["train"]], minlength=4)
+        assert train.min() >= 1, (seed, train.tolist())
+
+
+def test_the_labelled_share_keeps_every_class_labelled():
+    labels = {"train": np.repeat([0, 1], [2, 200])}
+    plan = plan_splits(labels, validation_fraction=0.0, labeled_fraction=0.01, limit=None, seed=0)
+    assert sorted({label for *_, label in plan["train"]}) == [0, 1]
+
+
+def test_a_labelled_subset_holds_every_class_once_it_can():
+    labels = np.repeat([0, 1, 2], [1000, 2, 3])
+    for fraction in (3 / 1005, 0.01, 0.1):
+        subset = labeled_subset(labels, fraction, seed=0)
+        assert set(labels[subset].tolist()) == {0, 1, 2}, fraction
+    nested = labeled_subset(labels, 0.01, seed=0)
+    assert set(nested) <= set(labeled_subset(labels, 0.1, seed=0))

@@ -1,5 +1,6 @@
 """The one resize rule (`images.RESIZE_METHOD`): aspect ratio kept by a centred crop, in the
-three places that resize (folder files with Pillow, arrays and TFDS images with TensorFlow)."""
+two places that resize (encoded images of folders and TFDS with Pillow, arrays with TensorFlow;
+TFDS images of any size: `test_data_tfds_photos.py`)."""
 
 import numpy as np
 import pytest
@@ -38,17 +39,3 @@ def test_pillow_and_tensorflow_paths_crop_the_same_box():
 
     stretched = np.asarray(Image.fromarray(image).resize((10, 10), Image.Resampling.BILINEAR))
     assert int(stretched.min()) < 255
-
-
-def test_tfds_images_of_any_size_are_cropped_the_same_way():
-    import tensorflow as tf
-
-    from contrastive.data.sources import _resize_uint8
-
-    for height, width in ((20, 40), (40, 20), (17, 33)):
-        image = _banded(height, width) if width >= height else _banded(width, height)
-        if height > width:
-            image = np.transpose(image, (1, 0, 2))
-        resized = _resize_uint8(tf, tf.constant(image), (8, 8)).numpy()
-        assert resized.shape == (8, 8, 3) and resized.dtype == np.uint8
-        assert int(resized.min()) == 255, (height, width)

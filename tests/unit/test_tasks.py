@@ -35,6 +35,28 @@ def test_resolve_config_zero_and_empty_keep_the_profile():
         resolve_config("quick", limit=-5)
 
 
+def test_a_full_disk_while_saving_a_model_names_the_file_and_leaves_no_staging_copy(
+    tmp_path, monkeypatch
+):
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+
+    def disk_full(self, path, *args, **kwargs):
+        with open(path, "wb") as stream:
+            stream.write(b"PK")  # a part written, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(keras.Model, "save", disk_full)
+    config = resolve_config("tiny")
+    with pytest.raises(OSError) as raised:
+        modeldir.save_model_dir(tmp_path, model, config=config, history={}, metrics={}, info={})
+    assert str(raised.value) == (
+        f"[Errno 28] No space left on device: '{tmp_path / 'model.keras'}'"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_load_model_dir_refuses_missing_and_incomplete(tmp_path):
     with pytest.raises(modeldir.ModelIncompleteError, match="model.keras is missing"):
         modeldir.load_model_dir(tmp_path)

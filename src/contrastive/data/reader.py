@@ -6,18 +6,23 @@ is copied to local disk.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
+import hashlib
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from contrastive import storage, validation
+from contrastive.data.commit import FORMAT_VERSION, MANIFEST_NAME
 from contrastive.data.errors import CorruptShardError, DataError, DatasetIncompleteError
-from contrastive.data.ingestion import FORMAT_VERSION, MANIFEST_NAME, parse_image_size
+from contrastive.data.images import parse_image_size
 from contrastive.data.records import FEATURE_SPEC
 
 SUPPORTED_FORMAT_VERSIONS = (FORMAT_VERSION,)
@@ -32,6 +37,7 @@ _MAX_PARALLEL_SHARDS = 16
 _LOAD_BATCH = 4096
 _READ_CHUNK = 128
 _READ_CHUNK_BYTES = 1 << 20
+_SCAN_CHUNK_BYTES = 8 << 20
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +61,53 @@ def read_manifest(uri: str) -> dict:
         manifest = storage.read_json(path)
     except ValueError as error:
         raise DataError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(manifest, dict):
+        raise DataError(f"corrupt dataset {path}: not a JSON object")
     version = manifest.get("format_version")
     if version not in SUPPORTED_FORMAT_VERSIONS:
         raise DataError(
             f"{path}: format_version={version!r} is not supported by this reader (supported: "
             f"{list(SUPPORTED_FORMAT_VERSIONS)}); upgrade contrastive or ingest again"
         )
+    _check_manifest(manifest, path)
     return manifest
+
+
+def _check_manifest(manifest: dict, path: str) -> None:
+    """CorruptShardError naming the manifest, split and shard where the manifest contradicts
+    itself: fields missing, a split without shards, counts that do not add up."""
+    for field in ("splits", "class_names", "num_classes", "image_shape"):
+        if field not in manifest:
+            raise CorruptShardError(f"corrupt dataset {path}: no {field!r} field")
+    for split, entry in manifest["splits"].items():
+        shards = entry.get("shards") if isinstance(entry, dict) else None
+        if not shards or not isinstance(shards, list):
+            raise CorruptShardError(
+                f"corrupt dataset {path}: split {split} lists no shards "
+                f"(num_examples={entry.get('num_examples') if isinstance(entry, dict) else None})"
+            )
+        counts = []
+        for shard in shards:
+            if not isinstance(shard, dict) or not isinstance(shard.get("path"), str):
+                raise CorruptShardError(f"corrupt dataset {path}: split {split} lists {shard!r}")
+            for field in ("num_bytes", "sha256"):
+                if field not in shard:
+                    raise CorruptShardError(
+                        f"corrupt dataset {path}: split {split}, shard {shard['path']} has no "
+                        f"{field!r}"
+                    )
+            count = shard.get("num_examples")
+            if count is not None and (not validation.is_int(count) or count < 1):
+                raise CorruptShardError(
+                    f"corrupt dataset {path}: split {split}, shard {shard['path']} says "
+                    f"num_examples={count!r}"
+                )
+            counts.append(count)
+        if None not in counts and sum(counts) != entry.get("num_examples"):
+            raise CorruptShardError(
+                f"corrupt dataset {path}: split {split} says num_examples="
+                f"{entry.get('num_examples')!r}, its shards say {sum(counts)} in all"
+            )
 
 
 def verify_shards(
@@ -88,24 +134,69 @@ def verify_shards(
     """
     uri = storage.strip_trailing_slash(uri)
     manifest = manifest or read_manifest(uri)
+    where = f"corrupt dataset {storage.join(uri, MANIFEST_NAME)}"
     checked = 0
     for split in splits or list(manifest["splits"]):
         for shard in _split_entry(manifest, split, uri)["shards"]:
             path = storage.join(uri, shard["path"])
+            named = f"{where}: split {split}, shard {path}"
             if not storage.exists(path):
-                raise CorruptShardError(f"corrupt dataset {uri}: shard {path} is missing")
+                raise CorruptShardError(f"{named} is missing")
             size = storage.file_size(path)
             if size != shard["num_bytes"]:
                 raise CorruptShardError(
-                    f"corrupt shard {path}: {size} bytes, the manifest says {shard['num_bytes']} "
+                    f"{named} is {size} bytes, the manifest says {shard['num_bytes']} "
                     "(truncated or replaced)"
                 )
-            if checksums and storage.sha256_file(path) != shard["sha256"]:
-                raise CorruptShardError(
-                    f"corrupt shard {path}: sha256 differs from the manifest (damaged or replaced)"
-                )
+            if checksums:
+                digest, records = _scan_shard(path)
+                if digest != shard["sha256"]:
+                    raise CorruptShardError(
+                        f"{named}: sha256 differs from the manifest's (damaged or replaced)"
+                    )
+                expected = shard.get("num_examples")
+                if records is None or (expected is not None and records != expected):
+                    held = "a record cut short" if records is None else f"{records} records"
+                    raise CorruptShardError(f"{named} holds {held}, the manifest says {expected}")
             checked += 1
     return checked
+
+
+@contextlib.contextmanager
+def naming_damage(uri: str) -> Iterator[None]:
+    """Inside the block, tf.data's own errors about a damaged dataset (a record count that
+    disagrees with the manifest, a corrupted record) become the `CorruptShardError` of a full
+    `verify_shards`, naming the manifest, split and shard; splits too large for `read_split`
+    to checksum up front (`AUTO_VERIFY_MAX_BYTES`) fail this way."""
+    try:
+        yield
+    except (tf.errors.FailedPreconditionError, tf.errors.DataLossError, tf.errors.OutOfRangeError):
+        verify_shards(uri, checksums=True)  # names the shard, if the damage is in one
+        raise
+
+
+def _scan_shard(path: str) -> tuple[str, int | None]:
+    """`(sha256, records)` of a TFRecord file in one streamed read: records are counted from
+    their length headers (`uint64 length, uint32 crc, data, uint32 crc`); None when the last
+    one is cut short."""
+    digest = hashlib.sha256()
+    records, next_record, start, buffer = 0, 0, 0, b""
+    opener = open if storage.is_local(path) else tf.io.gfile.GFile
+    with opener(path, "rb") as handle:
+        while chunk := handle.read(_SCAN_CHUNK_BYTES):
+            digest.update(chunk)
+            buffer = buffer + chunk if buffer else chunk
+            end = start + len(buffer)
+            while next_record + 8 <= end:
+                at = next_record - start
+                (length,) = struct.unpack("<Q", buffer[at : at + 8])
+                records += 1
+                next_record += 16 + length
+            if next_record < end:
+                buffer, start = buffer[next_record - start :], next_record
+            else:
+                buffer, start = b"", end
+    return digest.hexdigest(), records if next_record == start + len(buffer) else None
 
 
 def read_split(
@@ -365,13 +456,16 @@ def load_arrays(uri: str, split: str, limit: int | None = None) -> tuple[np.ndar
     labels = np.empty([count], np.int64)
     filled = 0
     dataset = read_split(uri, split, _LOAD_BATCH, limit=limit, deterministic=True)
-    for image_batch, label_batch in dataset.as_numpy_iterator():
-        images[filled : filled + len(label_batch)] = image_batch
-        labels[filled : filled + len(label_batch)] = label_batch
-        filled += len(label_batch)
+    with naming_damage(uri):
+        for image_batch, label_batch in dataset.as_numpy_iterator():
+            images[filled : filled + len(label_batch)] = image_batch
+            labels[filled : filled + len(label_batch)] = label_batch
+            filled += len(label_batch)
     if filled != count:
+        verify_shards(uri, [split], manifest=manifest)  # names the shard, if one is at fault
         raise CorruptShardError(
-            f"{uri}: split {split} holds {filled} records, the manifest says {count}"
+            f"corrupt dataset {storage.join(uri, MANIFEST_NAME)}: split {split} holds {filled} "
+            f"records, the manifest says {count}"
         )
     return images, labels
 
@@ -395,7 +489,10 @@ class TrainingData:
     num_train: int = 0
     num_validation: int = 0
     # Whole batches only (data-parallel): examples each epoch leaves out, per split.
-    dropped_per_epoch: dict = field(default_factory=dict)
+    dropped_per_epoch: dict = dataclasses.field(default_factory=dict)
+    # Labelled train examples of each class the step sees (its labelled subset with few
+    # labels), from the manifest or index.parquet; None when the dataset does not say.
+    class_counts: list[int] | None = None
 
 
 def load_training_data(
@@ -481,8 +578,9 @@ def stream_training_data(
     manifest = read_manifest(uri)
     splits = manifest["splits"]
     subset = None
+    class_counts = splits.get("train", {}).get("class_counts")
     if labeled_fraction < 1:
-        subset = labelled_subset_ids(uri, labeled_fraction, seed, manifest=manifest)
+        subset, class_counts = _labelled_subset(uri, labeled_fraction, seed, manifest)
 
     def size(name: str) -> int:
         count = splits.get(name, {}).get("num_examples", 0)
@@ -575,6 +673,7 @@ def stream_training_data(
         num_train=num_train,
         num_validation=size("validation"),
         dropped_per_epoch=dropped,
+        class_counts=None if class_counts is None else [int(c) for c in class_counts],
     )
 
 
@@ -584,9 +683,14 @@ def labelled_subset_ids(
     """The ids of the train records that keep their label when a step sees `fraction` of the
     labels: `splits.labeled_subset` of the train split's labels in `index.parquet` (its row
     order), so stratified, seeded and nested across fractions."""
-    import pyarrow as pa
+    return _labelled_subset(uri, fraction, seed, manifest)[0]
+
+
+def _labelled_subset(
+    uri: str, fraction: float, seed: int, manifest: dict | None
+) -> tuple[list[str], np.ndarray]:
+    """`labelled_subset_ids` and the subset's labelled examples per class."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     from contrastive.data.splits import labeled_subset
 
@@ -598,13 +702,13 @@ def labelled_subset_ids(
             f"{uri} has no {index_path.rsplit('/', 1)[-1]}: a labelled subset "
             f"(labeled_fraction={fraction}) is drawn from it; ingest the dataset again"
         )
-    table = pq.read_table(
-        pa.BufferReader(storage.read_bytes(index_path)), columns=["id", "split", "label"]
-    )
+    table = _read_index(index_path, ["id", "split", "label"])
     table = table.filter(pc.equal(table["split"], "train"))
     labels = table["label"].to_numpy()
     ids = table["id"].to_pylist()
-    return [ids[position] for position in labeled_subset(labels, fraction, seed)]
+    chosen = labeled_subset(labels, fraction, seed)
+    counts = np.bincount(labels[chosen][labels[chosen] >= 0], minlength=manifest["num_classes"])
+    return [ids[position] for position in chosen], counts
 
 
 def _labelled_subset_epochs(
@@ -663,16 +767,12 @@ def sample_arrays(
 
 def dataset_info(uri: str) -> dict:
     """A summary: source, classes, image shape, and per split counts, shards, bytes, labels."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     uri = storage.strip_trailing_slash(uri)
     manifest = read_manifest(uri)
     label_counts: dict[str, dict[str, int]] = {}
     index_path = storage.join(uri, manifest.get("index", "index.parquet"))
     if storage.exists(index_path):
-        buffer = pa.BufferReader(storage.read_bytes(index_path))
-        table = pq.read_table(buffer, columns=["split", "label"])
+        table = _read_index(index_path, ["split", "label"])
         names = manifest["class_names"]
         grouped = table.group_by(["split", "label"]).aggregate([("label", "count")])
         grouped = grouped.sort_by([("label", "ascending")])
@@ -700,6 +800,20 @@ def dataset_info(uri: str) -> dict:
         "skipped": len(manifest["skipped"]),
         "duplicates": manifest.get("duplicates", {}),
     }
+
+
+def _read_index(path: str, columns: list[str]):
+    """Columns of a dataset's `index.parquet` as a pyarrow Table; CorruptShardError naming
+    the file when it is not a readable Parquet file with them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(pa.BufferReader(storage.read_bytes(path)), columns=columns)
+    except (pa.ArrowException, OSError) as error:
+        raise CorruptShardError(
+            f"corrupt dataset: {path} is not a readable index ({type(error).__name__}: {error})"
+        ) from None
 
 
 def _split_entry(manifest: dict, split: str, uri: str) -> dict:

@@ -59,4 +59,7 @@ class ExampleSerializer:
         self._ints["height"][0] = height
         self._ints["width"][0] = width
         self._ints["channels"][0] = channels
-        return self._example.SerializeToString()
+        # Sorted map keys: the same record is the same bytes in every process (a protobuf map's
+        # order otherwise follows a per-process hash seed), so re-ingesting a source gives
+        # identical shards and the same `dataset_digest`.
+        return self._example.SerializeToString(deterministic=True)

@@ -11,27 +11,51 @@ Source strings:
     idx:DIR                MNIST-format IDX files: train-/t10k- images and labels, gz or not.
     tfds:NAME              a TFDS dataset (`unlabelled` split -> our `unlabeled`).
     npz:FILE               arrays x_train, y_train, x_test, y_test (+ x_unlabeled, class_names).
+    csv:FILE | jsonl:FILE  a Vertex AI image-classification import file (`import_files.py`):
+                           `[ML_USE,]URI[,LABEL]` rows, or JSON Lines with `imageGcsUri`.
+    parquet:PATH           a Parquet file or folder with an image column (bytes, a path, or the
+                           Hugging Face `{bytes, path}` struct) and a label column
+                           (`parquet_source.py`).
     PATH | gs://B/PREFIX   an image folder: <root>/<class>/<image> or
                            <root>/{train,test}/<class>/<image>, optional <root>/unlabeled/.
+
+Names are matched exactly, and names that differ only in case or Unicode normalisation are
+never left to chance: two class names that do (`Cat/` and `cat/`, or `Café` composed and
+decomposed) are refused naming both, or merged with `class_name_variants="merge"`
+(`Source.merged_classes` records how); a folder spelt like a split folder but not exactly
+(`Test/` beside `train/`) is refused. Two IDX files for one split are refused unless their
+decompressed contents are identical; an npz is read field by field, never unpickling.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import os
 import stat
 import struct
 import sys
+import unicodedata
 import zlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image
 
 from contrastive import storage
 from contrastive.data.errors import DataError
-from contrastive.data.images import looks_like_image_name
+from contrastive.data.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageRejected,
+    SizeRules,
+    crop_resize,
+    decode_checked,
+    looks_like_image_name,
+    sniff_format,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +75,17 @@ FASHION_MNIST_CLASSES = (
 # Most classes a source may declare: labels are checked against it before any list of class
 # names is built (an npz label of 10**12 must not allocate 10**12 names).
 MAX_CLASSES = 100_000
-SOURCE_FORMS = "fashion_mnist, idx:DIR, tfds:NAME, npz:FILE, or an image folder (path or gs://)"
+SOURCE_FORMS = (
+    "fashion_mnist, idx:DIR, tfds:NAME, npz:FILE, csv:FILE or jsonl:FILE (a Vertex AI import "
+    "file), parquet:PATH, or an image folder (path or gs://)"
+)
+# Source splits a source may hold; `validation` only from sources that name it (an import
+# file's ML_USE, a Parquet dataset's validation files), otherwise it is cut from train.
+SOURCE_SPLITS = ("train", "validation", "test", "unlabeled")
+# What to do with class names that differ only in case or Unicode normalisation.
+CLASS_NAME_VARIANTS = ("refuse", "merge")
+# npz fields ingest reads; any other field is listed in the log and `ignored`, never loaded.
+NPZ_FIELDS = ("x_train", "y_train", "x_test", "y_test", "x_unlabeled", "class_names")
 
 _IDX_PREFIXES = {"train": ("train",), "test": ("t10k", "test")}
 _TFDS_SPLITS = {
@@ -85,6 +119,8 @@ class ArraySplit:
     labels: np.ndarray  # int64 [N]; -1 = unlabeled
     origin: str  # the file (or TFDS split) the images came from
     labels_origin: str = ""  # the file the labels came from, when not `origin`
+    offsets: np.ndarray | None = None  # int64 [N]: position in `origin` (None: 0..N-1)
+    orientations: np.ndarray | None = None  # int64 [N]: EXIF orientation applied (None: 0s)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -92,11 +128,34 @@ class ArraySplit:
 
 @dataclass(frozen=True)
 class FileSplit:
-    """Image files not read yet; each file's id is its path relative to `root`."""
+    """Image files not read yet; each file's id is its path relative to `root`, or `ids`."""
 
     paths: list[str]
     labels: np.ndarray  # int64 [N]; -1 = unlabeled
     root: str
+    ids: list[str] | None = None  # explicit example ids (import files: the URI as listed)
+    # True when the source lists every path as an image (an import file): a file that is not
+    # one is refused (skipped, named), never ignored as a folder's stray file is.
+    declared: bool = False
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class TableSplit:
+    """Encoded images in a table (Parquet): per row its bytes, or a path to read instead.
+
+    Ids are `<source split>/<position>`; `source_path` is the row's file (`files[file_of]`)
+    and `source_offset` its row within that file.
+    """
+
+    blobs: object  # pyarrow BinaryArray [N], null where the row gives a path
+    paths: list[str | None]  # [N]: the file to read where the bytes are null
+    labels: np.ndarray  # int64 [N]; -1 = unlabeled
+    files: list[str]  # the Parquet files the rows came from
+    file_of: np.ndarray  # int64 [N]: index into `files`
+    rows: np.ndarray  # int64 [N]: row within that file
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -104,12 +163,20 @@ class FileSplit:
 
 @dataclass
 class Source:
-    kind: str  # "idx" | "npz" | "tfds" | "folder"
+    kind: str  # "idx" | "npz" | "tfds" | "folder" | "csv" | "jsonl" | "parquet"
     location: str  # resolved directory, file or TFDS name
     class_names: list[str]
-    splits: dict[str, ArraySplit | FileSplit]
+    splits: dict[str, ArraySplit | FileSplit | TableSplit]
     skipped: list[dict] = field(default_factory=list)  # refused while listing: {path, reason}
     ignored: list[dict] = field(default_factory=list)  # not images: {path, reason}
+    # Class names merged by `class_name_variants="merge"`: kept name -> the source names.
+    merged_classes: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def encoded(self) -> bool:
+        """True when the images are still encoded (files, table cells): each is read, checked
+        and converted at ingest (`reading.prepare`); False for decoded arrays."""
+        return not any(isinstance(split, ArraySplit) for split in self.splits.values())
 
 
 def open_source(
@@ -120,6 +187,10 @@ def open_source(
     class_names: Sequence[str] | None = None,
     image_size: tuple[int, int] | None = None,
     tfds_limit: int | None = None,
+    class_name_variants: str = "refuse",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    size_rules: SizeRules = SizeRules(),
+    num_workers: int | None = None,
 ) -> Source:
     """Open `source` (see the module docstring) and check its labels.
 
@@ -130,16 +201,28 @@ def open_source(
             datasets with images of varying size be ingested.
         tfds_limit: read at most this many examples per TFDS split (TFDS files are already
             shuffled, so the first N are a fair sample).
+        class_name_variants: `"refuse"` class names that differ only in case or Unicode
+            normalisation (the error names both), or `"merge"` them into one class (the
+            spelling with the most examples; `Source.merged_classes` records the merge).
+        max_pixels, size_rules: the per-image checks (`images.prepare_encoded`) for sources
+            decoded here (TFDS): refused images are listed in `Source.skipped`.
+        num_workers: threads decoding TFDS images (default `2 * cpu_count`).
     """
     if not isinstance(source, str) or not source.strip():
         raise DataError(f"source must be a non-empty string ({SOURCE_FORMS}). Received: {source!r}")
     source = source.strip()
     if class_names is not None and not source.startswith(("idx:", "npz:")):
         raise DataError(f"class_names applies to idx: and npz: sources; {source} names its classes")
-    try:
-        opened = _open(
-            source, fashion_mnist_dir, tfds_data_dir, class_names, image_size, tfds_limit
+    if class_name_variants not in CLASS_NAME_VARIANTS:
+        raise DataError(
+            f"class_name_variants must be one of {CLASS_NAME_VARIANTS}. "
+            f"Received: class_name_variants={class_name_variants!r}"
         )
+    tfds_options = _TfdsOptions(
+        image_size, tfds_limit, max_pixels, size_rules, num_workers or 2 * (os.cpu_count() or 1)
+    )
+    try:
+        opened = _open(source, fashion_mnist_dir, tfds_data_dir, class_names, tfds_options)
     except DataError:
         raise
     except Exception as error:  # OSError, MemoryError, a library's own: name what was read
@@ -147,13 +230,23 @@ def open_source(
             f"{display_path(source)}: cannot read the source ({type(error).__name__}: {error})"
         ) from error
     _check_labels(opened)
+    if _resolve_class_name_variants(opened, class_name_variants):
+        _check_labels(opened)
     return opened
 
 
-def _open(source, fashion_mnist_dir, tfds_data_dir, class_names, image_size, tfds_limit):
+def _open(source, fashion_mnist_dir, tfds_data_dir, class_names, tfds_options):
     scheme, _, rest = source.partition(":")
     if source == "fashion_mnist":
-        opened = _open_fashion_mnist(fashion_mnist_dir, tfds_data_dir, image_size, tfds_limit)
+        opened = _open_fashion_mnist(fashion_mnist_dir, tfds_data_dir, tfds_options)
+    elif rest and scheme in ("csv", "jsonl"):  # before "://": csv:gs://b/import.csv
+        from contrastive.data.import_files import open_import_file
+
+        opened = open_import_file(rest, scheme)
+    elif rest and scheme == "parquet":
+        from contrastive.data.parquet_source import open_parquet
+
+        opened = open_parquet(rest)
     elif "://" in source:
         if not source.startswith("gs://"):
             scheme = source.split("://")[0]
@@ -167,7 +260,7 @@ def _open(source, fashion_mnist_dir, tfds_data_dir, class_names, image_size, tfd
         elif scheme == "npz":
             opened = _open_npz(rest, class_names)
         elif scheme == "tfds":
-            opened = _open_tfds(rest, tfds_data_dir, image_size, tfds_limit)
+            opened = _open_tfds(rest, tfds_data_dir, tfds_options)
         else:
             opened = _open_folder(rest)
     elif rest and len(scheme) > 1 and "/" not in scheme:
@@ -198,6 +291,8 @@ def _check_labels(source: Source) -> None:
         if len(bad):
             if isinstance(split, ArraySplit):
                 where = split.labels_origin or split.origin
+            elif isinstance(split, TableSplit):
+                where = split.files[split.file_of[bad[0]]]
             else:
                 where = split.paths[bad[0]]
             raise DataError(
@@ -210,6 +305,78 @@ def _check_labels(source: Source) -> None:
             f"{source.location}: train examples hold a single class ({int(present[0])}); "
             "a classifier needs at least 2"
         )
+
+
+def class_name_key(name: str) -> str:
+    """The key under which two class names count as one: Unicode's canonical caseless match
+    (`NFD(casefold(NFD(name)))`), so `Cat` = `cat` = `CAT`, `Straße` = `STRASSE`, and `é`
+    composed (U+00E9) = `e` + combining acute (U+0301, how macOS writes file names)."""
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", name).casefold())
+
+
+def class_name_variants(names: Sequence[str]) -> list[list[int]]:
+    """Groups of positions into `names` whose names differ only in case or Unicode
+    normalisation (`class_name_key`); each group has >= 2 members, in order of first member."""
+    groups: dict[str, list[int]] = {}
+    for position, name in enumerate(names):
+        groups.setdefault(class_name_key(name), []).append(position)
+    return [members for members in groups.values() if len(members) > 1]
+
+
+def _spell(names: Sequence[str]) -> str:
+    """`'Cat' and 'cat'`; names that are not plain ASCII also as code points, since composed
+    and decomposed forms print alike (`'Café' (Caf\\xe9)`)."""
+    shown = [f"{name!r}" + ("" if name.isascii() else f" ({ascii(name)[1:-1]})") for name in names]
+    return ", ".join(shown[:-1]) + f" and {shown[-1]}"
+
+
+def _resolve_class_name_variants(opened: Source, policy: str) -> bool:
+    """Refuse (`policy="refuse"`) or merge class names that differ only in case or Unicode
+    normalisation; True when classes were merged (labels renumbered in place).
+
+    Merging keeps the spelling with the most labelled examples (ties: the first name) and
+    renumbers labels so that they stay 0..K-1 in the order of the kept names.
+    """
+    groups = class_name_variants(opened.class_names)
+    if not groups:
+        return False
+    names = opened.class_names
+    if policy == "refuse":
+        what = "class folders" if opened.kind == "folder" else "class names"
+        more = f" ({len(groups) - 1} more such groups)" if len(groups) > 1 else ""
+        raise DataError(
+            f"{opened.location}: {what} {_spell([names[i] for i in groups[0]])} differ only in "
+            f"case or Unicode normalisation{more}; they would be separate classes of the same "
+            "things. Rename them to one spelling, or merge them with "
+            "class_name_variants='merge' (--class-name-variants merge)"
+        )
+    counts = np.zeros(len(names), np.int64)
+    for name, split in opened.splits.items():
+        if name != "unlabeled":
+            counts += np.bincount(split.labels[split.labels >= 0], minlength=len(names))
+    kept_of = np.arange(len(names))
+    merged = {}
+    for members in groups:
+        kept = max(members, key=lambda i: (counts[i], -i))
+        kept_of[members] = kept
+        merged[names[kept]] = [names[i] for i in members]
+        logger.warning(
+            "class names %s differ only in case or Unicode normalisation: merged into %r "
+            "(class_name_variants='merge'); examples per name: %s",
+            _spell([names[i] for i in members]),
+            names[kept],
+            ", ".join(f"{names[i]!r}: {counts[i]}" for i in members),
+        )
+    survivors = np.flatnonzero(kept_of == np.arange(len(names)))
+    new_label = np.full(len(names), -1, np.int64)
+    new_label[survivors] = np.arange(len(survivors))
+    mapping = new_label[kept_of]
+    for name, split in opened.splits.items():
+        labels = np.where(split.labels >= 0, mapping[np.maximum(split.labels, 0)], split.labels)
+        opened.splits[name] = dataclasses.replace(split, labels=labels)
+    opened.class_names = [names[i] for i in survivors]
+    opened.merged_classes = merged
+    return True
 
 
 def _default_class_names(
@@ -241,13 +408,13 @@ def _default_class_names(
 # --- IDX (MNIST format) ---------------------------------------------------------------------
 
 
-def _open_fashion_mnist(directory, tfds_data_dir, image_size, tfds_limit) -> Source:
+def _open_fashion_mnist(directory, tfds_data_dir, tfds_options) -> Source:
     if storage.isdir(directory) and _find_idx_files(directory).get("train"):
         opened = _open_idx(directory, FASHION_MNIST_CLASSES)
         opened.kind = "idx"
         return opened
     try:
-        opened = _open_tfds("fashion_mnist", tfds_data_dir, image_size, tfds_limit)
+        opened = _open_tfds("fashion_mnist", tfds_data_dir, tfds_options)
     except DataError as error:
         raise DataError(
             f"fashion_mnist: no IDX files in {directory} (install the Debian package "
@@ -258,15 +425,20 @@ def _open_fashion_mnist(directory, tfds_data_dir, image_size, tfds_limit) -> Sou
     return opened
 
 
-def _find_idx_files(directory: str) -> dict[str, tuple[str, str]]:
-    """Split -> (images file, labels file); a split with neither file is left out."""
+def _find_idx_files(directory: str) -> dict[str, tuple[list[str], list[str]]]:
+    """Split -> (candidate images files, candidate labels files), each list sorted and not
+    empty; a split with neither is left out. Several candidates (`x` and `x.gz`, `t10k-` and
+    `test-`) are resolved by `_read_idx_candidates`."""
     names = [entry.name for entry in storage.list_dir(directory) if not entry.is_dir]
     found = {}
     for split, prefixes in _IDX_PREFIXES.items():
         images = [n for n in names if n.startswith(tuple(f"{p}-images" for p in prefixes))]
         labels = [n for n in names if n.startswith(tuple(f"{p}-labels" for p in prefixes))]
         if images and labels:
-            found[split] = (storage.join(directory, images[0]), storage.join(directory, labels[0]))
+            found[split] = (
+                [storage.join(directory, name) for name in images],
+                [storage.join(directory, name) for name in labels],
+            )
         elif images or labels:
             present = (images or labels)[0]
             missing = "labels" if images else "images"
@@ -285,9 +457,9 @@ def _open_idx(directory: str, class_names: Sequence[str] | None) -> Source:
             "train-labels-idx1-ubyte[.gz])"
         )
     splits = {}
-    for split, (images_path, labels_path) in files.items():
-        images = read_idx(images_path, ndim=3)
-        labels = read_idx(labels_path, ndim=1)
+    for split, (images_paths, labels_paths) in files.items():
+        images_path, images = _read_idx_candidates(images_paths, 3, f"{split} images")
+        labels_path, labels = _read_idx_candidates(labels_paths, 1, f"{split} labels")
         if len(images) != len(labels):
             raise DataError(
                 f"IDX count mismatch: {images_path} holds {len(images)} images but "
@@ -297,6 +469,39 @@ def _open_idx(directory: str, class_names: Sequence[str] | None) -> Source:
             images[..., None], labels.astype(np.int64), images_path, labels_path
         )
     return Source("idx", directory, _default_class_names(splits, class_names), splits)
+
+
+def _read_idx_candidates(paths: list[str], ndim: int, what: str) -> tuple[str, np.ndarray]:
+    """`(path, array)` of the IDX file for `what` ("train images", ...) among `paths`.
+
+    One candidate is simply read. Several (`t10k-images-idx3-ubyte` beside its `.gz`, or a
+    `test-` beside a `t10k-` file) are all read and decompressed: identical contents are one
+    file stored twice (the first is used, the log says so); different contents, or one that
+    does not read, are refused naming both, since choosing one would be a guess.
+    """
+    if len(paths) == 1:
+        return paths[0], read_idx(paths[0], ndim)
+    arrays = []
+    for path in paths:
+        try:
+            arrays.append(read_idx(path, ndim))
+        except DataError as error:
+            others = " and ".join(p for p in paths if p != path)
+            raise DataError(
+                f"{path} and {others} are both candidate IDX {what} files and {path} does not "
+                f"read ({error}); remove the one that is not the {what}"
+            ) from None
+    for path, array in zip(paths[1:], arrays[1:], strict=True):
+        if array.shape != arrays[0].shape or not np.array_equal(array, arrays[0]):
+            shapes = f"{'x'.join(map(str, arrays[0].shape))} vs {'x'.join(map(str, array.shape))}"
+            raise DataError(
+                f"{paths[0]} and {path} are both candidate IDX {what} files and their contents "
+                f"differ after decompression ({shapes}); remove the one that is not the {what}"
+            )
+    logger.info(
+        "%s: identical contents after decompression; using %s", " and ".join(paths), paths[0]
+    )
+    return paths[0], arrays[0]
 
 
 def read_idx(path: str, ndim: int) -> np.ndarray:
@@ -355,16 +560,35 @@ def _open_npz(path: str, class_names: Sequence[str] | None) -> Source:
             "y_train"
         )
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
+        # Lazy: reads the zip directory now, each member only when asked for; never unpickles.
+        npz = np.load(io.BytesIO(data), allow_pickle=False)
     except (MemoryError, KeyboardInterrupt):
         raise
-    except Exception as error:  # zipfile, zlib, numpy format and pickle errors alike
+    except Exception as error:  # zipfile and numpy format errors alike
         raise DataError(
             f"{path}: not a readable npz file ({type(error).__name__}: {error})"
         ) from None
-    if "x_train" not in arrays or "y_train" not in arrays:
-        raise DataError(f"{path}: npz needs fields x_train and y_train; found {sorted(arrays)}")
+    with npz:
+        fields = list(npz.files)
+        if "x_train" not in fields or "y_train" not in fields:
+            raise DataError(f"{path}: npz needs fields x_train and y_train; found {sorted(fields)}")
+        ignored = [
+            {"path": f"{path}:{key}", "reason": f"npz field not used ({_npz_describe(npz, key)})"}
+            for key in fields
+            if key not in NPZ_FIELDS
+        ]
+        if ignored:
+            logger.warning(
+                "%s: %d npz fields not used (ingest reads %s):\n%s",
+                path,
+                len(ignored),
+                ", ".join(NPZ_FIELDS),
+                "\n".join(f"  {entry['path']}: {entry['reason']}" for entry in ignored),
+            )
+        wanted = [key for key in NPZ_FIELDS if key in fields]
+        if class_names is not None:
+            wanted = [key for key in wanted if key != "class_names"]
+        arrays = {key: _npz_field(npz, key, path) for key in wanted}
     if ("x_test" in arrays) != ("y_test" in arrays):
         raise DataError(f"{path}: npz has only one of x_test / y_test; give both or neither")
     splits = {}
@@ -390,8 +614,81 @@ def _open_npz(path: str, class_names: Sequence[str] | None) -> Source:
     if len(shapes) > 1:
         raise DataError(f"{path}: image shapes differ between fields: {sorted(shapes)}")
     if class_names is None and "class_names" in arrays:
-        class_names = [str(name) for name in arrays["class_names"].tolist()]
-    return Source("npz", path, _default_class_names(splits, class_names), splits)
+        class_names = _npz_class_names(arrays["class_names"], path)
+    source = Source("npz", path, _default_class_names(splits, class_names), splits)
+    source.ignored = ignored
+    return source
+
+
+def _npy_header(npz, key: str) -> tuple[tuple[int, ...], np.dtype] | None:
+    """`(shape, dtype)` of one npz member from its .npy header, no data read; None when the
+    header is not one NumPy's public readers know."""
+    names = npz.zip.namelist()
+    member = key if key in names else f"{key}.npy"
+    try:
+        with npz.zip.open(member) as handle:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+            else:
+                return None
+    except Exception:  # not a .npy member (np.savez writes only .npy; another tool may not)
+        return None
+    return shape, dtype
+
+
+def _npz_describe(npz, key: str) -> str:
+    header = _npy_header(npz, key)
+    if header is None:
+        return "not a .npy array"
+    shape, dtype = header
+    kind = "object array" if dtype.hasobject else f"dtype {dtype}"
+    return f"{kind}, shape {shape}"
+
+
+def _npz_field(npz, key: str, path: str) -> np.ndarray:
+    """One needed npz member as an array; an object array (it would need unpickling) is
+    refused naming the field, before its data is read."""
+    header = _npy_header(npz, key)
+    wanted = "a string array: np.array(names, dtype=str)" if key == "class_names" else "numbers"
+    refusal = (
+        f"{path}: field {key} is an object array, which would need unpickling (ingest loads "
+        f"npz files with allow_pickle=False); save it as {wanted}"
+    )
+    if header is not None and header[1].hasobject:
+        raise DataError(refusal)
+    try:
+        return npz[key]
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except ValueError as error:
+        if "allow_pickle" in str(error):
+            raise DataError(refusal) from None
+        raise DataError(f"{path}: field {key} is not readable ({error})") from None
+    except Exception as error:  # zipfile, zlib and numpy format errors alike
+        raise DataError(
+            f"{path}: field {key} is not readable ({type(error).__name__}: {error})"
+        ) from None
+
+
+def _npz_class_names(names: np.ndarray, path: str) -> list[str]:
+    """An npz's `class_names`: a 1-D array of strings (or UTF-8 bytes, as `np.savez` stores
+    a list of `bytes`)."""
+    if names.ndim != 1 or names.dtype.kind not in "US":
+        raise DataError(
+            f"{path}: field class_names must be a 1-D array of strings; found dtype "
+            f"{names.dtype} and shape {names.shape}"
+        )
+    if names.dtype.kind == "U":
+        return [str(name) for name in names.tolist()]
+    try:
+        return [name.decode("utf-8") for name in names.tolist()]
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{path}: field class_names holds bytes that are not UTF-8 ({error})"
+        ) from None
 
 
 def _npz_images(x: np.ndarray, path: str, key: str) -> np.ndarray:
@@ -425,8 +722,23 @@ def _npz_labels(y: np.ndarray, path: str, key: str) -> np.ndarray:
 # --- TFDS ------------------------------------------------------------------------------------
 
 
-def _open_tfds(name, data_dir, image_size, limit) -> Source:
-    import tensorflow as tf
+@dataclass(frozen=True)
+class _TfdsOptions:
+    """How TFDS images are read: each is decoded here, with the per-image checks of folders."""
+
+    image_size: tuple[int, int] | None
+    limit: int | None
+    max_pixels: int
+    size_rules: SizeRules
+    num_workers: int
+
+
+def _open_tfds(name: str, data_dir: str | None, options: _TfdsOptions) -> Source:
+    """A TFDS dataset's splits as arrays. TFDS keeps the original bytes of the files a dataset
+    was built from (EXIF included) and decodes them with `tf.io.decode_image`, which ignores
+    the EXIF orientation; so the image feature is read undecoded (`SkipDecoding`) and every
+    image goes through `images.decode_checked`, as a folder image does: upright, refused when
+    over `max_pixels` or too degenerate to resize (`Source.skipped`), resized with Pillow."""
     import tensorflow_datasets as tfds
 
     where = data_dir or "the default TFDS data_dir"
@@ -450,53 +762,103 @@ def _open_tfds(name, data_dir, image_size, limit) -> Source:
     image_key = "image" if "image" in image_keys else image_keys[0]
     label_key = "label" if "label" in label_keys else label_keys[0]
     image_shape = features[image_key].shape
-    if image_size is None and None in image_shape[:2]:
+    if options.image_size is None and None in image_shape[:2]:
         raise DataError(f"tfds:{name}: images vary in size ({image_shape}); pass image_size")
 
     # Datasets prepared elsewhere list their splits; without that metadata use the usual two.
     available = list(builder.info.splits) or ["train", "test"]
-    splits = {}
+    decoders = {image_key: tfds.decode.SkipDecoding()}
+    splits, skipped = {}, []
     for tfds_split in available:
         ours = _TFDS_SPLITS.get(tfds_split)
         if ours is None:
             logger.warning("tfds:%s: split %r is not ingested", name, tfds_split)
             continue
-        dataset = builder.as_dataset(split=tfds_split, shuffle_files=False)
+        dataset = builder.as_dataset(split=tfds_split, shuffle_files=False, decoders=decoders)
         dataset = dataset.map(lambda example: (example[image_key], example[label_key]))
-        if limit is not None:
-            dataset = dataset.take(limit)
-        if image_size is not None:
-            dataset = dataset.map(
-                lambda image, label: (_resize_uint8(tf, image, image_size), label),
-                num_parallel_calls=tf.data.AUTOTUNE,
-            )
-        images, labels = [], []
-        for image_batch, label_batch in dataset.batch(_TFDS_BATCH).as_numpy_iterator():
-            images.append(image_batch)
-            labels.append(label_batch)
-        if not images:
-            continue
-        labels = np.concatenate(labels).astype(np.int64)
-        if ours == "unlabeled":
-            labels[:] = -1
-        splits[ours] = ArraySplit(np.concatenate(images), labels, f"tfds:{name}/{tfds_split}")
+        if options.limit is not None:
+            dataset = dataset.take(options.limit)
+        origin = f"tfds:{name}/{tfds_split}"
+        split = _decode_tfds_split(dataset, origin, options, image_shape[-1], skipped)
+        if split is not None:
+            if ours == "unlabeled":
+                split.labels[:] = -1
+            splits[ours] = split
     class_names = list(features[label_key].names)
-    return Source("tfds", f"tfds:{name}", class_names, splits)
+    return Source("tfds", f"tfds:{name}", class_names, splits, skipped)
 
 
-def _resize_uint8(tf, image, image_size):
-    """`images.RESIZE_METHOD` in the graph (TFDS images may differ in size): centred crop to
-    the target's aspect ratio, then bilinear."""
-    from contrastive.data.images import resize_tensor
+def _decode_tfds_split(
+    dataset, origin: str, options: _TfdsOptions, channels: int | None, skipped: list[dict]
+) -> ArraySplit | None:
+    """Decode `(encoded image, label)` pairs on a thread pool (Pillow releases the GIL) into
+    one `ArraySplit` with the source positions and orientations; refused images go to
+    `skipped` as `<origin>[<position>]`. None when no image is left."""
 
-    height, width = tf.shape(image)[0], tf.shape(image)[1]
-    high, wide = image_size
-    crop_height = tf.minimum(height, tf.maximum(1, (width * high + wide // 2) // wide))
-    crop_width = tf.minimum(width, tf.maximum(1, (height * wide + high // 2) // high))
-    image = tf.image.crop_to_bounding_box(
-        image, (height - crop_height) // 2, (width - crop_width) // 2, crop_height, crop_width
+    def decode(data: bytes):
+        source_format = sniff_format(data[:32])
+        if source_format is None:
+            return ImageRejected(f"not a supported image format (content starting {data[:8]!r})")
+        try:
+            return decode_checked(
+                data,
+                source_format,
+                image_size=options.image_size,
+                max_pixels=options.max_pixels,
+                size_rules=options.size_rules,
+            )
+        except ImageRejected as rejected:
+            return rejected
+        except Exception as error:  # a decoder bug must not end the ingest unnamed
+            return ImageRejected(f"undecodable {source_format}: {type(error).__name__}: {error}")
+
+    images, labels, offsets, orientations = [], [], [], []
+    first: tuple[tuple[int, int], str] | None = None
+    position = 0
+    with ThreadPoolExecutor(options.num_workers) as executor:
+        for data_batch, label_batch in dataset.batch(_TFDS_BATCH).as_numpy_iterator():
+            for result, label in zip(executor.map(decode, data_batch), label_batch, strict=True):
+                where = f"{origin}[{position}]"
+                position += 1
+                if isinstance(result, ImageRejected):
+                    skipped.append({"path": where, "reason": result.reason})
+                    continue
+                pixels = result.pixels
+                if options.image_size is not None and pixels.shape[:2] != options.image_size:
+                    pixels = crop_resize(pixels, options.image_size)
+                if first is None:
+                    first = (pixels.shape[:2], where)
+                elif pixels.shape[:2] != first[0]:
+                    raise DataError(
+                        f"images differ in size: {first[1]} is {first[0][0]}x{first[0][1]}, "
+                        f"{where} is {pixels.shape[0]}x{pixels.shape[1]} (height x width, "
+                        "upright); pass image_size to resize them"
+                    )
+                images.append(pixels)
+                labels.append(int(label))
+                offsets.append(position - 1)
+                orientations.append(result.orientation)
+    if not images:
+        return None
+    rgb = channels == 3 or (channels != 1 and any(image.ndim == 3 for image in images))
+    stacked = np.stack([_with_channels(image, 3 if rgb else 1) for image in images])
+    return ArraySplit(
+        stacked,
+        np.asarray(labels, np.int64),
+        origin,
+        offsets=np.asarray(offsets, np.int64),
+        orientations=np.asarray(orientations, np.int64),
     )
-    return resize_tensor(image, image_size)
+
+
+def _with_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 `[H, W]` or `[H, W, 3]` -> `[H, W, channels]`: grey repeated into RGB, RGB to grey
+    by Pillow's ITU-R 601-2 luma (what TFDS's `decode_image(channels=1)` does likewise)."""
+    if pixels.ndim == 2:
+        return np.repeat(pixels[..., None], channels, axis=-1)
+    if channels == 3:
+        return pixels
+    return np.asarray(Image.fromarray(pixels).convert("L"))[..., None]
 
 
 # --- image folders ---------------------------------------------------------------------------
@@ -508,6 +870,7 @@ def _open_folder(root: str) -> Source:
         raise DataError(f"image folder not found: {root}")
     entries = storage.list_dir(root)
     directories = {entry.name for entry in entries if entry.is_dir}
+    _refuse_split_folder_variants(root, directories)
     skipped: list[dict] = []
     ignored: list[dict] = []
     for entry in entries:
@@ -529,7 +892,15 @@ def _open_folder(root: str) -> Source:
                 if not entry.is_dir:
                     path = storage.join(split_root, entry.name)
                     _refuse_file(path, f"file beside the {split} class folders", skipped, ignored)
-        class_names = sorted(class_dirs["train"])
+        # A test folder spelt like a train class but for case or normalisation joins that
+        # class's name list, where the variant check refuses or merges it.
+        train_keys = {class_name_key(display_path(name)) for name in class_dirs["train"]}
+        variants = {
+            name
+            for name in class_dirs.get("test", set()) - class_dirs["train"]
+            if class_name_key(display_path(name)) in train_keys
+        }
+        class_names = sorted(class_dirs["train"] | variants)
         unknown = class_dirs.get("test", set()) - set(class_names)
         if unknown:
             raise DataError(
@@ -581,6 +952,27 @@ def _open_folder(root: str) -> Source:
         splits["unlabeled"] = FileSplit(files, np.full(len(files), -1, np.int64), root)
     names = [display_path(name) for name in class_names]
     return Source("folder", root, names, splits, skipped, ignored)
+
+
+def _refuse_split_folder_variants(root: str, directories: set[str]) -> None:
+    """Refuse a folder spelt like a split folder (`train`, `test`, `unlabeled`) but for case or
+    Unicode normalisation, where the layout would read it as something else: beside an exact
+    `train/` (it would be ignored), an `Unlabeled/` anywhere (it would become a class), a
+    `Train/` or `Test/` holding folders (a split layout whose split is not recognised). A
+    `Train/` of images in a flat layout stays a class."""
+    splits = {class_name_key(name): name for name in ("train", "test", "unlabeled")}
+    unlabeled_hint = " (images without labels), or a class to another name"
+    for name in sorted(directories):
+        exact = splits.get(class_name_key(display_path(name)))
+        if exact is None or name == exact:
+            continue
+        path = storage.join(root, name)
+        if "train" in directories or exact == "unlabeled" or _holds_folders(path):
+            raise DataError(
+                f"{display_path(path)}: folder name differs from the split folder {exact!r} "
+                f"only in case or Unicode normalisation; split folders are matched exactly: "
+                f"rename it to {exact!r}" + (unlabeled_hint if exact == "unlabeled" else "")
+            )
 
 
 def _holds_folders(directory: str) -> bool:

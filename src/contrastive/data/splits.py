@@ -14,17 +14,27 @@ _STREAM_SUBSET = 5
 
 
 def stratified_split(
-    labels: np.ndarray, fraction: float, rng: np.random.Generator
+    labels: np.ndarray,
+    fraction: float,
+    rng: np.random.Generator,
+    *,
+    keep_in_kept: bool = False,
+    keep_in_taken: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split positions `0..N-1` into `(kept, taken)` with `taken` ≈ `fraction` of every class.
 
-    `taken` holds exactly `round(fraction * N)` positions; each class gets its proportional
-    share, the rounding remainders going to the classes with the largest fractional parts.
+    `taken` holds `round(fraction * N)` positions; each class gets its proportional share,
+    the rounding remainders going to the classes with the largest fractional parts.
 
     Args:
         labels: int `[N]`.
         fraction: in `[0, 1]`.
         rng: the random stream choosing which examples of a class are taken.
+        keep_in_kept: a hold-out: never take a class's last position (a class of two or more
+            keeps one in `kept`, a class of one stays whole); the share it cannot take goes
+            to the classes with room, so `taken` may hold fewer only when no class has room.
+        keep_in_taken: a labelled subset: every class gets at least one position in `taken`,
+            even when its share rounds to none (`taken` then holds more).
 
     Returns:
         Two sorted int64 arrays of positions into `labels`, disjoint, together `0..N-1`.
@@ -35,11 +45,19 @@ def stratified_split(
     total = int(round(fraction * len(labels)))
     _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     quotas = counts * fraction
-    shares = np.floor(quotas).astype(np.int64)
+    floors = np.floor(quotas).astype(np.int64)
+    highest = np.maximum(counts - 1, 0) if keep_in_kept else counts
+    lowest = np.minimum(1, highest) if keep_in_taken else np.zeros_like(counts)
+    shares = np.clip(floors, lowest, highest)
     remainder = total - int(shares.sum())
-    if remainder > 0:
-        by_fraction = np.argsort(-(quotas - shares), kind="stable")
-        shares[by_fraction[:remainder]] += 1
+    by_fraction = np.argsort(-(quotas - floors), kind="stable")
+    while remainder > 0:  # one more for each class in turn, while any has room
+        room = [index for index in by_fraction if shares[index] < highest[index]]
+        for index in room[:remainder]:
+            shares[index] += 1
+        remainder -= len(room[:remainder])
+        if not room:
+            break
     members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
     kept, taken = [], []
     for share, positions in zip(shares, members, strict=True):
@@ -55,11 +73,13 @@ def labeled_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray
     smaller fraction lies inside the subset of every larger one).
 
     Every example gets a rank: within its class a `seed`-drawn order, and an example at
-    place `r` of a class of `n` is "due" at `(r + 0.5) / n`; all examples are sorted by when
-    they are due (seeded ties). The subset of `fraction` is the first `round(fraction * N)`
-    of that ranking, so a class of `n` gets `round(fraction * n)` examples give or take one
-    (exactly that when the classes share their size), and a larger fraction only extends
-    the prefix. Negative labels (unlabelled images) are never chosen.
+    place `r` of a class of `n` is "due" at `(r + 0.5) / n`, except each class's first, due
+    at 0; all examples are sorted by when they are due (seeded ties). The subset of
+    `fraction` is the first `round(fraction * N)` of that ranking, so once it holds as many
+    examples as there are classes it holds every class, a class of `n` gets
+    `round(fraction * n)` examples give or take one (exactly that when the classes share
+    their size), and a larger fraction only extends the prefix. Negative labels (unlabelled
+    images) are never chosen.
 
     Args:
         labels: int `[N]`, -1 for images without a label.
@@ -93,6 +113,9 @@ def labelled_ranking(labels: np.ndarray, seed: int) -> np.ndarray:
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
         due[rng.permutation(members)] = (np.arange(len(members)) + 0.5) / len(members)
+        # Its first example leads: a small class is never left out of a subset that could
+        # hold every class (the others' first examples are due early anyway).
+        due[members[due[members].argmin()]] = 0.0
     ties = rng.permutation(len(labels))
     return np.lexsort((ties, due))
 
@@ -103,7 +126,7 @@ def hold_out_validation(
     """The pipeline's stratified validation cut of a train split: `(kept, held_out)` positions
     (the cut `plan_splits` makes when no `limit` applies; the benchmarks reuse it)."""
     rng = np.random.default_rng([seed, _STREAM_VALIDATION])
-    return stratified_split(labels, validation_fraction, rng)
+    return stratified_split(labels, validation_fraction, rng, keep_in_kept=True)
 
 
 def plan_splits(
@@ -117,10 +140,14 @@ def plan_splits(
 ) -> dict[str, list[tuple[str, int, int]]]:
     """Decide which source example goes to which output split, and in which order.
 
-    Source splits are `train`, `test` and optionally `unlabeled` (labels -1). Each is first cut
-    to `limit` examples (stratified sample). `validation` is a stratified `validation_fraction`
-    of the source train split; with `labeled_fraction`, only that stratified fraction of the
-    remaining train examples keeps its label and the rest joins `unlabeled` with label -1.
+    Source splits are `train`, `test` and optionally `unlabeled` (labels -1) and `validation`.
+    Each is first cut to `limit` examples (stratified sample). `validation` is the source's
+    own validation split when it has one (an import file's ML_USE; `validation_fraction` is
+    then not used), else a stratified `validation_fraction` of the source train split; with
+    `labeled_fraction`, only that stratified fraction of the remaining train examples keeps
+    its label and the rest joins `unlabeled` with label -1.
+    The hold-outs (`test`, `validation`) never take a class's last train example, and the
+    labelled share keeps at least one example of every class.
     `train` and `unlabeled` are written in a seeded random order (so that a reader's shuffle
     buffer mixes classes); `validation` and `test` keep source order. A source without a
     `test` split (an image folder of `<root>/<class>/` only) gets a stratified `test_fraction`
@@ -144,22 +171,27 @@ def plan_splits(
         train = chosen["train"]
         if "test" not in chosen and test_fraction > 0:
             rng = np.random.default_rng([seed, _STREAM_TEST])
-            kept, tested = stratified_split(labels[train], test_fraction, rng)
+            kept, tested = stratified_split(labels[train], test_fraction, rng, keep_in_kept=True)
             plan["test"] = [("train", int(p), int(labels[p])) for p in train[tested]]
             train = train[kept]
-        kept, held_out = hold_out_validation(labels[train], validation_fraction, seed)
-        plan["validation"] = [("train", int(p), int(labels[p])) for p in train[held_out]]
-        train = train[kept]
+        if "validation" not in chosen:
+            kept, held_out = hold_out_validation(labels[train], validation_fraction, seed)
+            plan["validation"] = [("train", int(p), int(labels[p])) for p in train[held_out]]
+            train = train[kept]
         if labeled_fraction is not None and labeled_fraction < 1:
             unlabel, label = stratified_split(
-                labels[train], labeled_fraction, np.random.default_rng([seed, _STREAM_LABELED])
+                labels[train],
+                labeled_fraction,
+                np.random.default_rng([seed, _STREAM_LABELED]),
+                keep_in_taken=True,
             )
             plan["unlabeled"] = [("train", int(p), -1) for p in train[unlabel]]
             train = train[label]
         plan["train"] = [("train", int(p), int(labels[p])) for p in train]
-    if "test" in chosen:
-        labels = source_labels["test"]
-        plan["test"] = [("test", int(p), int(labels[p])) for p in chosen["test"]]
+    for name in ("validation", "test"):
+        if name in chosen:
+            labels = source_labels[name]
+            plan[name] = [(name, int(p), int(labels[p])) for p in chosen[name]]
     if "unlabeled" in chosen:
         plan["unlabeled"] += [("unlabeled", int(p), -1) for p in chosen["unlabeled"]]
 

@@ -21,6 +21,7 @@ as arrays.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from contrastive.run_parameters import training_config
@@ -45,6 +46,7 @@ __all__ = [
     "StepSinks",
     "best_method",
     "data_location",
+    "dataset_metadata",
     "inspection_scalars",
     "log_metrics",
     "numeric_metrics",
@@ -60,6 +62,36 @@ __all__ = [
     "run_training_component",
     "training_config",
 ]
+
+
+def dataset_metadata(manifest: dict) -> dict:
+    """What a Dataset artifact shows in the KFP / Vertex UI, from its manifest."""
+    return {
+        "num_classes": manifest["num_classes"],
+        "class_names": manifest["class_names"],
+        "image_shape": manifest["image_shape"],
+        "splits": {name: entry["num_examples"] for name, entry in manifest["splits"].items()},
+        "skipped": len(manifest["skipped"]),
+    }
+
+
+def beam_options(runner: str, options: str, pipeline_image: str = "") -> str:
+    """The ingest step's Beam flags: `options`, plus, for a Dataflow job that names no worker
+    image, `--sdk_container_image=` the Dataflow worker image of `pipeline_image`
+    (`dataflow_worker_image`)."""
+    if runner == "dataflow" and pipeline_image and "--sdk_container_image" not in options:
+        image = dataflow_worker_image(pipeline_image)
+        return f"{options} --sdk_container_image={image}".strip()
+    return options
+
+
+def dataflow_worker_image(pipeline_image: str) -> str:
+    """`REGISTRY/contrastive:TAG` -> `REGISTRY/contrastive-dataflow:TAG`: the image `make
+    images` builds from the pipeline image with Beam's boot entry point
+    (`images/Dockerfile.dataflow`), which Dataflow's custom containers need."""
+    head, slash, last = pipeline_image.rpartition("/")
+    reference = last[len(re.match(r"[^:@]*", last).group(0)) :]  # ":TAG" or "@sha256:..."
+    return f"{head}{slash}contrastive-dataflow{reference}"
 
 
 def run_ingest(
@@ -80,15 +112,19 @@ def run_ingest(
     """
     from contrastive import data
 
+    options["runner"] = options.get("runner") or "inprocess"
+    overwrite = options.pop("overwrite", True)
     if data.is_ingested(source):
-        return data.copy_ingested(source, output, image_size=image_size or None)
+        return data.copy_ingested(
+            source, output, image_size=image_size or None, overwrite=overwrite
+        )
     return data.ingest(
         source,
         output,
         image_size=image_size or None,
         limit=limit or None,
         labeled_fraction=labeled_fraction or None,
-        overwrite=options.pop("overwrite", True),
+        overwrite=overwrite,
         progress=options.pop("progress", False),
         **options,
     )

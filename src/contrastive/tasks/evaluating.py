@@ -8,9 +8,10 @@ import logging
 import time
 from pathlib import Path
 
-from contrastive import label_efficiency, modeldir
+from contrastive import label_efficiency, modeldir, storage
 from contrastive.config import Config
 from contrastive.modeldir import check_compatible, load_model_dir, read_json
+from contrastive.reuse import check_apart
 from contrastive.tasks.conventions import data_location
 
 log = logging.getLogger("contrastive.tasks")
@@ -36,19 +37,21 @@ def run_evaluate(
     from contrastive.models import find_encoder
 
     data_uri = data_location(data_uri)
+    check_apart({"--predictions": predictions_path}, {"--data": data_uri, "--model": model_dir})
     model, info = load_model_dir(model_dir)
     manifest = data_io.read_manifest(data_uri)
     check_compatible(info, manifest, model_dir)
     if not manifest["splits"].get(split, {"num_examples": 1})["num_examples"]:
         raise ValueError(f"split {split!r} of {data_uri} is empty: nothing to evaluate")
-    result, (x, y) = evaluation.evaluate_batches(
-        lambda images: training.predict_proba(model, images, batch_size),
-        data_io.read_split(data_uri, split, batch_size).as_numpy_iterator(),
-        class_names=list(manifest["class_names"]),
-        batch_size=batch_size,
-        predictions_path=predictions_path,
-        keep=embedding_points * 2,
-    )
+    with data_io.naming_damage(data_uri):
+        result, (x, y) = evaluation.evaluate_batches(
+            lambda images: training.predict_proba(model, images, batch_size),
+            data_io.read_split(data_uri, split, batch_size).as_numpy_iterator(),
+            class_names=list(manifest["class_names"]),
+            batch_size=batch_size,
+            predictions_path=predictions_path,
+            keep=embedding_points * 2,
+        )
     embedding = None
     if embedding_points > 0:
         features = training.embed(find_encoder(model), x, batch_size)
@@ -63,9 +66,9 @@ def run_evaluate(
         split=split,
         train_seconds=info.get("train_seconds"),
         mixed_precision=info.get("mixed_precision"),
-        history=read_json(Path(model_dir) / "history.json"),
-        train_metrics=read_json(Path(model_dir) / "metrics.json"),
-        config=modeldir.read_yaml(Path(model_dir) / "config.yaml"),
+        history=read_json(storage.join(str(model_dir), "history.json")),
+        train_metrics=read_json(storage.join(str(model_dir), "metrics.json")),
+        config=modeldir.read_yaml(storage.join(str(model_dir), "config.yaml")),
         embedding_2d=embedding,
     )
     result["knn_accuracy"] = result["train_metrics"].get("knn_accuracy")

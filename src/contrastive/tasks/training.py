@@ -36,18 +36,23 @@ def run_pretrain(
     *,
     method: str = "",
     sinks: StepSinks | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Pretrain an encoder with a contrastive loss; write it as a model directory.
 
     TensorBoard logs (every metric, every epoch), durable checkpoints and per-epoch progress
     records go where `sinks` says (`StepSinks`; None: TensorBoard in
     `<output_dir>/tensorboard`, checkpoints in `<output_dir>/checkpoints`, no progress file).
+    A complete `output_dir` is reused only when asked for the same (`contrastive.reuse`);
+    `overwrite` trains afresh and replaces it.
     """
     from contrastive import training
 
     data_uri = data_location(data_uri)
     if method:
         config = config.replace({"train.method": method})
+    _check_apart(output_dir, data_uri, None, sinks)
+    request = _request("pretrain", config, data_uri, method=config.train.method)
     knn_sample = []  # the bounded kNN sample, read once by `fit`, reused by `summarize`
 
     def fit(config: Config, *splits, **kwargs):
@@ -78,6 +83,9 @@ def run_pretrain(
         config,
         fit,
         summarize,
+        request=request,
+        overwrite=overwrite,
+        uses_labels=_supervised(config),
         include_unlabeled=config.train.use_unlabeled,
         labelled_only=False,  # few labels: the others are anchors of their own views
         sinks=sinks,
@@ -92,15 +100,26 @@ def run_train_classifier(
     *,
     mode: str = "",
     sinks: StepSinks | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Train a classifier on a pretrained encoder (frozen `linear` probe or `finetune`);
-    `sinks` as for `run_pretrain`."""
+    `sinks`, reuse and `overwrite` as for `run_pretrain`."""
     from contrastive import training
 
     data_uri = data_location(data_uri)
     mode = mode or config.train.classifier_mode
-    if modeldir.is_complete(output_dir):  # no need to load the encoder of a finished step
-        return modeldir.reuse_complete(output_dir)
+    _check_apart(output_dir, data_uri, encoder_dir, sinks)
+    request = _request(
+        "classifier",
+        config,
+        data_uri,
+        method=read_json(storage.join(str(encoder_dir), "info.json")).get("method"),
+        mode=mode,
+        encoder_model=modeldir.model_digest(encoder_dir),
+    )
+    # A finished step is reused before its encoder is loaded.
+    if (done := modeldir.reuse_complete(output_dir, request, overwrite=overwrite)) is not None:
+        return done
     from contrastive.training.distribution import distribution_scope, plan_layout
 
     with distribution_scope(plan_layout(config.train)):  # its variables on every device
@@ -140,6 +159,8 @@ def run_train_classifier(
         config,
         fit,
         summarize,
+        request=request,
+        overwrite=overwrite,
         check=lambda data: check_compatible(encoder_info, data, encoder_dir),
         sinks=sinks,
     )
@@ -151,12 +172,15 @@ def run_train_baseline(
     config: Config,
     *,
     sinks: StepSinks | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Train the cross-entropy baseline: same encoder, weak augmentation, same epoch budget;
-    `sinks` as for `run_pretrain`."""
+    `sinks`, reuse and `overwrite` as for `run_pretrain`."""
     from contrastive import training
 
     data_uri = data_location(data_uri)
+    _check_apart(output_dir, data_uri, None, sinks)
+    request = _request(BASELINE, config, data_uri, method=BASELINE)
 
     def summarize(model, history: dict, data: TrainingData, seconds: float, layout):
         metrics = {
@@ -176,6 +200,8 @@ def run_train_baseline(
         config,
         training.train_baseline,
         summarize,
+        request=request,
+        overwrite=overwrite,
         sinks=sinks,
     )
 
@@ -344,12 +370,16 @@ def _train_step(
     fit: Callable[..., tuple[Any, dict]],
     summarize: Callable[[Any, dict, TrainingData, float], tuple[dict, dict, dict]],
     *,
+    request: dict,
+    overwrite: bool = False,
     include_unlabeled: bool = False,
     labelled_only: bool = True,
+    uses_labels: bool = True,
     check: Callable[[TrainingData], None] | None = None,
     sinks: StepSinks | None = None,
 ) -> dict:
-    """The sequence every training step shares: reuse → open the data → train → time → save.
+    """The sequence every training step shares: reuse → claim → open the data → train → time
+    → commit.
 
     The splits are streamed (`contrastive.data.stream_training_data`): train shuffled in a
     buffer of `data.shuffle_buffer` examples / `data.shuffle_buffer_mib` MiB, a new
@@ -362,26 +392,91 @@ def _train_step(
         summarize: `(model, history, data, seconds, layout) -> (metrics, history to save,
             info)`; `info` holds the step's own fields (kind, method, ...), the dataset's are
             added; `layout` is the step's `training.distribution.Layout`.
+        request: what the step is asked for (`reuse.step_request`): a complete output is
+            reused only when it recorded the same, and so are checkpoints; recorded in
+            `info.json` and `checkpoints/request.json`.
+        overwrite: train afresh from epoch 0 and replace a complete output.
         include_unlabeled: train on the unlabeled split too (label -1).
         labelled_only: with `train.labeled_fraction` < 1, train on the labelled subset only
             (cross-entropy steps: no -1 label reaches their loss), else on every train image
             with the others unlabelled (-1).
+        uses_labels: the step learns from labels: a train split (or labelled subset) with
+            labelled images of fewer than two classes is refused. Every step warns, naming
+            them, about classes without labelled train images.
         check: refuses data the step cannot use (raises), before training.
         sinks: where TensorBoard logs, durable checkpoints and progress records go
             (`StepSinks`; None: every default).
 
     Returns:
         The step's metrics (those of the complete output when it is reused).
+
+    Raises:
+        reuse.OutputConflictError: the output (or its checkpoints) holds what another request
+            asked for, or another writer completed it meanwhile.
+        lease.OutputBusyError: another writer is writing the output.
     """
-    if (done := modeldir.reuse_complete(output_dir)) is not None:
+    if (done := modeldir.reuse_complete(output_dir, request, overwrite=overwrite)) is not None:
         return done
     sinks = sinks or StepSinks()
-    from contrastive.data import stream_training_data
-    from contrastive.training.callbacks import ProgressLog, tensorboard_callback
-    from contrastive.training.distribution import describe, plan_layout, save_discarded
-    from contrastive.training.optim import machine_mixed_precision
+    from contrastive import lease
+    from contrastive.training.distribution import plan_layout
 
     layout = plan_layout(config.train)  # refuses a bad distribution before reading data
+    fresh = not storage.is_local(output_dir) or not Path(output_dir).exists()
+    # One writer: the chief holds the output's lease until the model is complete.
+    holding = lease.holding(str(output_dir), name) if layout.is_chief else None
+    with holding or contextlib.nullcontext() as held:
+        if not overwrite and (done := modeldir.reuse_complete(output_dir, request)) is not None:
+            return done  # completed by another writer while this one waited
+        generation = modeldir.complete_generation(output_dir)
+        return _train_claimed(
+            name,
+            data_uri,
+            output_dir,
+            config,
+            fit,
+            summarize,
+            layout=layout,
+            request=request,
+            overwrite=overwrite,
+            fresh=fresh,
+            held=held,
+            generation=generation,
+            include_unlabeled=include_unlabeled,
+            labelled_only=labelled_only,
+            uses_labels=uses_labels,
+            check=check,
+            sinks=sinks,
+        )
+
+
+def _train_claimed(
+    name,
+    data_uri,
+    output_dir,
+    config,
+    fit,
+    summarize,
+    *,
+    layout,
+    request,
+    overwrite,
+    fresh,
+    held,
+    generation,
+    include_unlabeled,
+    labelled_only,
+    uses_labels,
+    check,
+    sinks,
+) -> dict:
+    """`_train_step` once the output is held (`held`: the chief's lease, None elsewhere;
+    `generation`: of `COMPLETE` when it was claimed): open the data, train, time, commit."""
+    from contrastive.data import naming_damage, stream_training_data
+    from contrastive.training.callbacks import ProgressLog, tensorboard_callback
+    from contrastive.training.distribution import describe, save_discarded
+    from contrastive.training.optim import machine_mixed_precision
+
     log.info("%s: %s", name, describe(layout))
     # "auto" becomes this machine's choice once, so the model, its saved config and the
     # step's info.json agree on what it was trained in.
@@ -414,10 +509,10 @@ def _train_step(
             ", ".join(f"{count} {split}" for split, count in data.dropped_per_epoch.items()),
         )
     start = time.perf_counter()
+    _check_train_classes(name, data_uri, data, refuse=uses_labels)
     if check is not None:
         check(data)
     with _writing_folder(output_dir) as local_dir:
-        fresh = not storage.is_local(output_dir) or not local_dir.exists()
         checkpoint_dir = local_dir / "checkpoints"
         log_dir = sinks.tensorboard or str(local_dir / "tensorboard")
         callbacks = [tensorboard_callback(log_dir)] if layout.is_chief else []
@@ -426,18 +521,22 @@ def _train_step(
         if sinks.durable is not None:  # the output folder may not survive the pod: mirror it
             from contrastive import durable
 
+            if overwrite:
+                durable.clear(sinks.durable)
             durable.restore(sinks.durable, checkpoint_dir)
-            if layout.is_chief:
-                callbacks.append(durable.mirror_callback(checkpoint_dir, sinks.durable))
+        _guard_checkpoints(checkpoint_dir, request, overwrite=overwrite, write=layout.is_chief)
+        if sinks.durable is not None and layout.is_chief:
+            callbacks.append(durable.mirror_callback(checkpoint_dir, sinks.durable))
         try:
-            model, history = fit(
-                config,
-                data.train,
-                data.validation,
-                num_classes=data.num_classes,
-                checkpoint_dir=str(checkpoint_dir),
-                callbacks=callbacks,
-            )
+            with naming_damage(data_uri):
+                model, history = fit(
+                    config,
+                    data.train,
+                    data.validation,
+                    num_classes=data.num_classes,
+                    checkpoint_dir=str(checkpoint_dir),
+                    callbacks=callbacks,
+                )
         except Exception as error:
             from contrastive.durable import permanent_errors
 
@@ -452,6 +551,7 @@ def _train_step(
                 "%s: process %d done; process 0 writes %s", name, layout.process_index, output_dir
             )
             return metrics
+        _check_commit(held, output_dir, generation)  # still ours; nobody completed it since
         modeldir.save_model_dir(
             local_dir,
             model,
@@ -464,6 +564,8 @@ def _train_step(
                 data_uri=data_uri,
                 distribution={**layout.to_dict(), "dropped_per_epoch": data.dropped_per_epoch},
                 mixed_precision=precision,
+                request=request,
+                writer=held.record,
                 **info,
             ),
         )
@@ -475,6 +577,90 @@ def _train_step(
             durable.clear(sinks.durable)
         log.info("%s: %s", name, _brief(metrics))
         return metrics
+
+
+def _check_train_classes(name: str, data_uri: str, data: TrainingData, *, refuse: bool):
+    """Warn naming the classes the step has no labelled train image of; with `refuse`,
+    DataError when fewer than two classes have one (cross-entropy over one class is 100 %
+    accurate and meaningless)."""
+    from contrastive.data import DataError
+
+    if data.class_counts is None:
+        return
+    pairs = list(zip(data.class_names, data.class_counts, strict=False))
+    present = [class_name for class_name, count in pairs if count]
+    missing = [class_name for class_name, count in pairs if not count]
+    if refuse and len(present) < 2:
+        raise DataError(
+            f"{data_uri}: the train split {name} learns from holds labelled images of "
+            f"{len(present)} of {len(pairs)} classes ({', '.join(map(repr, present)) or 'none'}); "
+            "training needs at least two (raise train.labeled_fraction, or ingest with train "
+            "images of more classes)"
+        )
+    if missing:
+        log.warning(
+            "%s: %d of %d classes have no labelled train image in %s: %s. The model cannot "
+            "learn them; their test images will all be misclassified",
+            name, len(missing), len(pairs), data_uri, ", ".join(map(repr, missing)),
+        )  # fmt: skip
+
+
+def _request(step: str, config: Config, data_uri: str, *, method, mode=None, **inputs) -> dict:
+    """The step's `reuse.step_request`, its dataset named by content (`dataset_digest`).
+    Settings of the step outside their usual range are logged as warnings first."""
+    from contrastive import data, reuse
+    from contrastive.config import unusual_settings
+
+    for line in unusual_settings(config, fields=reuse.shaping_settings(config, step)):
+        log.warning("%s: %s", step, line)
+    digest = data.dataset_digest(data.read_manifest(data_uri))
+    return reuse.step_request(
+        step, config, method=method, mode=mode, inputs={"data": digest, **inputs}
+    )
+
+
+def _supervised(config: Config) -> bool:
+    """Whether the pretraining method's loss reads labels (`methods.Method.uses_labels`)."""
+    from contrastive import methods
+
+    return methods.get(config.train.method).uses_labels
+
+
+def _check_apart(output_dir, data_uri, encoder_dir, sinks: StepSinks | None) -> None:
+    """No output of the step (its model directory, TensorBoard or durable folder) is one of
+    its inputs or lies inside one (`reuse.check_apart`)."""
+    from contrastive import reuse
+
+    sinks = sinks or StepSinks()
+    outputs = {"--output": output_dir, "--tensorboard-dir": sinks.tensorboard}
+    reuse.check_apart(
+        {**outputs, "--durable-dir": sinks.durable},
+        {"--data": data_uri, "--encoder-model": encoder_dir},
+    )
+
+
+def _guard_checkpoints(checkpoint_dir: Path, request: dict, *, overwrite: bool, write: bool):
+    """Resume only checkpoints of the same request: others are refused naming what differs
+    (or, with `overwrite`, deleted); then record this request beside them."""
+    from contrastive import reuse
+
+    if checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir()):
+        path = checkpoint_dir / reuse.REQUEST_FILE
+        recorded = read_json(path) if path.is_file() else None
+        if overwrite:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        elif reuse.differences(recorded, request):
+            reuse.refuse(
+                str(checkpoint_dir), "the checkpoints of an unfinished step", recorded, request
+            )
+    if write:
+        modeldir.write_json(checkpoint_dir / reuse.REQUEST_FILE, request)
+
+
+def _check_commit(held, output_dir, generation: int) -> None:
+    if held is not None:
+        held.check()
+    modeldir.check_not_completed_since(output_dir, generation)
 
 
 @contextlib.contextmanager
