@@ -66,7 +66,7 @@ test: install lint ## Lint, the whole suite (TensorFlow backend), then library t
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -m backend $(XDIST) $(PYTEST_ARGS)
 
 test-quick: install ## The inner loop (< 2 min): tests that train nothing and start no process
-	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 test-fast: test-quick # its former name
 
