@@ -268,8 +268,8 @@ MUTANTS = [
     Mutant(
         "champion",
         "gate_champion",
-        "if vertex_model:",
-        "if vertex_model is not None and False:",
+        "if publish is not None:",
+        "if publish is not None and False:",
         CHAMPION,
     ),
     Mutant(
@@ -893,7 +893,7 @@ MUTANTS += [
     ),
     Mutant(
         "sharpened",
-        "cli.py::main",
+        "app.py::main",
         'code = getattr(error, "exit_code", EXIT_USAGE)',
         'code = getattr(error, "exit_code", 1)',
         ("tests/reliability/test_faults.py", "-m", "not slow"),

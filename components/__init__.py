@@ -33,8 +33,10 @@ FUNCTIONS = (
 )
 # Their inputs hold one per method branch: `branches.for_methods` writes them for the run.
 BRANCH_TEMPLATES = (collect_fraction, explain_neighbours, compare_and_report)
+# The steps that train: a target may run them elsewhere (scale-out, `pipelines.targets`).
+TRAINING = ("pretrain_encoder", "train_classifier", "train_baseline")
 # The image a package compiled without --image names; no registry serves it, so submit
-# refuses it (`pipelines.submit`).
+# refuses it (`pipelines.package`).
 DEFAULT_IMAGE = "contrastive:dev"
 
 for _function in FUNCTIONS:  # an Args: line per input, shown in the compiled YAML and the UIs

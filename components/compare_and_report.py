@@ -40,6 +40,8 @@ def compare_and_report(
 ) -> str:
     """Compare the methods' evaluations; returns the name of the best method. With
     `vertex_model`, a promoted champion also becomes a version of that Vertex Model."""
+    import os
+
     from contrastive import tasks
 
     vertex = dict(model_id=vertex_model, project=vertex_project, region=vertex_region)
@@ -56,7 +58,8 @@ def compare_and_report(
         registry=registry,
         promotion_margin=promotion_margin,
         run_id=run_id,
-        vertex_model=vertex if vertex_model else None,
+        publish=vertex if vertex_model else None,
+        environ=os.environ,
         curve_path=curve.path if curve is not None else None,
         neighbours_path=neighbours.path if neighbours is not None else None,
         drift_path=drift.path if drift is not None else None,

@@ -271,14 +271,15 @@ def gate_champion(
     run_id: str,
     margin: float,
     evaluate: Callable[[str], float],
-    vertex_model: dict | None = None,
+    publish: Callable[[str, str], dict] | None = None,
     attachments: Callable[[], dict[str, bytes]] | None = None,
 ) -> dict:
     """Re-evaluate the champion on this run's test split; promote the candidate if it wins.
 
     A promotion also writes a KServe `InferenceService` manifest for the new champion next to
-    `champion.json` and, with `vertex_model`, uploads the promoted SavedModel to the Vertex AI
-    Model Registry; both are recorded in the decision.
+    `champion.json` and, with `publish`, hands the promoted SavedModel to a model registry
+    (the pipeline target's publisher, `contrastive.environment.publisher`: Vertex AI's Model
+    Registry); both are recorded in the decision.
 
     Args:
         registry_root: a local folder or gs:// prefix holding `champion.json`.
@@ -288,8 +289,8 @@ def gate_champion(
         run_id: names the version folder and the decision file.
         margin: the candidate must beat the champion by more than this.
         evaluate: local model directory -> test accuracy on this run's split.
-        vertex_model: keyword arguments of `contrastive.serving.upload_vertex_model`
-            (model_id, project, region, ...); None: no upload.
+        publish: `publish(saved_model_uri, run_id)` after a promotion; the entries of the
+            dict it returns join the decision (Vertex: `vertex_model`). None: nothing.
         attachments: called once, when promoting: file name -> bytes, written into the new
             version's folder before its `COMPLETE` marker (e.g. the drift reference).
 
@@ -350,13 +351,9 @@ def gate_champion(
             lost.append(str(error))
             continue
         decision["inference_service"] = write_inference_service(registry, run_id)
-        if vertex_model:
-            from contrastive.serving import upload_vertex_model
-
+        if publish is not None:
             saved_model = storage.join(registry.version_dir(run_id), "saved_model")
-            decision["vertex_model"] = upload_vertex_model(
-                saved_model, run_id=run_id, **vertex_model
-            )
+            decision.update(publish(saved_model, run_id))
         if lost:
             reason = f"{reason} (after losing a promotion race: {lost[0]})"
         return _record(registry, run_id, decision, "promoted", reason)

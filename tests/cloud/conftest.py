@@ -322,7 +322,7 @@ class VertexFake:
     and the two Cloud Storage bucket reads the SDK makes before a submission."""
 
     server: RecordingServer
-    connection: Callable  # connection(**overrides) -> pipelines.connection.Connection
+    connection: Callable  # connection(**overrides) -> a pipelines.targets.connection
     contexts: dict  # metadata contexts by id (experiments and pipeline runs)
 
     @property
@@ -440,7 +440,7 @@ def vertex_api(recording_server, monkeypatch) -> VertexFake:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud.aiplatform.utils import resource_manager_utils
 
-    from pipelines.connection import Connection
+    from pipelines.targets import connection as make_connection
 
     contexts: dict = {}
     server = recording_server(_vertex_routes(contexts))
@@ -450,7 +450,7 @@ def vertex_api(recording_server, monkeypatch) -> VertexFake:
         resource_manager_utils, "get_project_number", lambda *a, **k: PROJECT_NUMBER
     )
 
-    def connection(**overrides) -> Connection:
+    def connection(**overrides):
         settings = dict(
             target="vertex",
             project=PROJECT,
@@ -460,7 +460,7 @@ def vertex_api(recording_server, monkeypatch) -> VertexFake:
             api_endpoint=server.url,
         )
         settings.update(overrides)
-        return Connection(**settings)
+        return make_connection(**settings)
 
     return VertexFake(server, connection, contexts)
 

@@ -11,9 +11,8 @@ import urllib.request
 
 import pytest
 
-from pipelines.connection import Connection
-from pipelines.schedule import schedule
-from pipelines.submit import submit
+from pipelines.remote import schedule, submit
+from pipelines.targets import connection
 
 from .conftest import PROJECT, REGION, _kfp_type_errors
 
@@ -129,8 +128,8 @@ def test_fake_vertex_accepts_a_well_formed_body(vertex_api):
 # ---------------------------------------------------------------- Kubeflow Pipelines
 
 
-def _kfp(kfp_api) -> Connection:
-    return Connection(target="kubeflow", host=kfp_api.url)
+def _kfp(kfp_api):
+    return connection(target="kubeflow", host=kfp_api.url)
 
 
 def test_fake_kfp_refuses_an_unknown_run_field_like_the_api_server(kfp_api, packages, monkeypatch):

@@ -1,11 +1,12 @@
-"""`pipelines.schedule`: cron checks per target and what reaches the scheduler APIs."""
+"""`pipelines.remote.schedule` and the targets' cron dialects: cron checks per target and what
+reaches the scheduler APIs."""
 
 import json
 
 import pytest
 
-from pipelines.connection import Connection
-from pipelines.schedule import ScheduleError, schedule, validate_cron
+from pipelines.remote import ScheduleError, SubmitError, schedule, validate_cron
+from pipelines.targets import connection
 
 from .conftest import PROJECT, REGION, caching_flags
 
@@ -17,7 +18,11 @@ CONNECTION_FIELDS += ("api_endpoint",)
 def _schedule(package, **arguments):
     """`schedule` with connection fields and schedule options given side by side."""
     settings = {key: arguments.pop(key) for key in CONNECTION_FIELDS if key in arguments}
-    return schedule(package, Connection(**settings), **arguments)
+    try:  # as `contrastive schedule` reports a connection it refuses
+        reached = connection(**settings)
+    except SubmitError as err:
+        raise ScheduleError(str(err)) from None
+    return schedule(package, reached, **arguments)
 
 
 @pytest.mark.parametrize(
@@ -218,16 +223,14 @@ def test_schedule_refuses_bad_input_before_any_request(
     overrides, message, kfp_api, vertex_api, packages, anonymous
 ):
     target = overrides["target"]
+    vertex = dict(project=PROJECT, region=REGION, api_endpoint=vertex_api.server.url)
     arguments = dict(
         target=target,
         cron="0 0 3 * * 1" if target == "kubeflow" else "0 3 * * 1",
         schedule_name="weekly",
-        host=kfp_api.url,
-        project=PROJECT,
-        region=REGION,
         pipeline_root="gs://bucket/root",
         credentials=anonymous if target == "vertex" else None,
-        api_endpoint=vertex_api.server.url if target == "vertex" else None,
+        **(vertex if target == "vertex" else dict(host=kfp_api.url)),
     )
     arguments.update(overrides)
     package = packages[arguments.pop("package_key", "cpu")]

@@ -1,12 +1,15 @@
-"""`pipelines.submit`: what reaches the KFP and Vertex AI APIs, and what is refused before."""
+"""`pipelines.remote.submit`: what reaches the KFP and Vertex AI APIs, and what is refused
+before."""
 
 import json
 
 import pytest
 import yaml
 
-from pipelines.connection import Connection
-from pipelines.submit import SubmitError, load_package, submit, vertex_job_id
+from pipelines.package import load_package
+from pipelines.remote import SubmitError, submit
+from pipelines.targets import connection
+from pipelines.targets.vertex import vertex_job_id
 
 from .conftest import PROJECT, REGION, caching_flags
 
@@ -16,7 +19,7 @@ RUN_OPTIONS = ("params", "run_name", "enable_caching")
 def _submit(package, **settings):
     """`submit` with connection fields and run options given side by side."""
     options = {key: settings.pop(key) for key in RUN_OPTIONS if key in settings}
-    return submit(package, Connection(**settings), **options)
+    return submit(package, connection(**settings), **options)
 
 
 def _spec(path):
@@ -181,7 +184,7 @@ def test_submit_vertex_api_error_is_raised_by_the_sdk(
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", refusing.url)
     from google.auth.credentials import AnonymousCredentials
 
-    connection = Connection(
+    vertex = connection(
         target="vertex",
         project=PROJECT,
         region=REGION,
@@ -190,7 +193,7 @@ def test_submit_vertex_api_error_is_raised_by_the_sdk(
         api_endpoint=refusing.url,
     )
     with pytest.raises(getattr(api, exception), match=message):
-        submit(packages["cpu"], connection)
+        submit(packages["cpu"], vertex)
     # No retry of a create: one request reached the API.
     assert len([r for r in refusing.requests if r.path.endswith("/pipelineJobs")]) == 1
 
@@ -210,7 +213,7 @@ def test_submit_params_file_yaml_and_json(kfp_api, packages, tmp_path):
 
 def test_submit_accelerator_from_pipeline_parameter_is_resolved(kfp_api, vertex_api, packages):
     vertex = vertex_api.connection()
-    kubeflow = Connection(target="kubeflow", host=kfp_api.url)
+    kubeflow = connection(target="kubeflow", host=kfp_api.url)
     submit(packages["param"], vertex)  # default accel=NVIDIA_L4
     with pytest.raises(SubmitError, match="'NVIDIA_L4' is a Vertex AI name"):
         submit(packages["param"], kubeflow)
@@ -327,7 +330,7 @@ def _bad_inputs(tmp_path, packages):
         ),
         "tensorboard on kubeflow": (
             dict(target="kubeflow", tensorboard="123"),
-            "--tensorboard is a Vertex AI TensorBoard resource; it is for target vertex",
+            "--tensorboard is for target vertex. Received: target=.kubeflow., tensorboard=.123.",
         ),
     }
 
@@ -366,9 +369,11 @@ def test_submit_refuses_bad_input_before_any_request(case, kfp_api, vertex_api, 
     overrides, message = _bad_inputs(tmp_path, packages)[case]
     from google.auth.credentials import AnonymousCredentials
 
-    arguments = dict(package=packages["cpu"], host=kfp_api.url)
+    arguments = dict(package=packages["cpu"])
     if overrides.get("target") == "vertex":
         arguments.update(credentials=AnonymousCredentials(), api_endpoint=vertex_api.server.url)
+    else:
+        arguments.update(host=kfp_api.url)
     arguments.update(overrides)
     package = arguments.pop("package")
 

@@ -1,4 +1,4 @@
-"""`contrastive submit` / `contrastive schedule` as registered by `pipelines.cloud_cli`."""
+"""`contrastive submit` / `contrastive schedule` as registered by `pipelines.cli.cloud`."""
 
 import argparse
 import dataclasses
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from pipelines import cloud_cli
+from pipelines.cli import cloud as cloud_cli
 from tests.pipeline.compiled import flat_tasks
 
 from .conftest import PROJECT, REGION
@@ -265,7 +265,7 @@ def test_schedule_cli_requires_cron(capsys):
 def contrastive_vertex_package(tmp_path_factory):
     from kfp import compiler
 
-    from pipelines.pipeline import build_pipeline
+    from pipelines.dag import build_pipeline
 
     path = tmp_path_factory.mktemp("contrastive") / "pipeline-vertex.yaml"
     pipeline = build_pipeline(image="us-docker.pkg.dev/p/ml/contrastive:abc", target="vertex")
@@ -319,11 +319,12 @@ def test_submit_cli_vertex_model_reaches_the_champion_gate_parameters(
     [
         (
             ["--target", "kubeflow", "--host", "http://127.0.0.1:9"],
-            "error: --vertex-model uploads to the Vertex AI Model Registry; it is for target "
-            "vertex. Received: vertex_model='contrastive'",
+            "error: --vertex-model is for target vertex. Received: target='kubeflow', "
+            "vertex_model='contrastive'",
         ),
         (
-            ["--target", "vertex", "--project", PROJECT, "--region", REGION],
+            ["--target", "vertex", "--project", PROJECT, "--region", REGION]
+            + ["--pipeline-root", "gs://bucket/root"],
             "error: --vertex-model needs the champion registry on Cloud Storage: set the "
             "pipeline parameter registry to a gs:// prefix in --params. Received: registry=''",
         ),

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from pipelines import cloud_cli
+from pipelines.cli import cloud as cloud_cli
 from tests.pipeline.compiled import flat_tasks
 
 from .conftest import PROJECT, REGION
@@ -24,7 +24,7 @@ def _parser():
 def contrastive_packages(tmp_path_factory):
     from kfp import compiler
 
-    from pipelines.pipeline import build_pipeline
+    from pipelines.dag import build_pipeline
 
     folder = tmp_path_factory.mktemp("contrastive")
     paths = {}
@@ -110,7 +110,7 @@ def test_compiled_defaults_keep_the_profiles_classifier_mode(
 
     import components
     from contrastive import tasks, training
-    from pipelines.submit import load_package, run_values
+    from pipelines.package import load_package, run_values
 
     package = load_package(contrastive_packages["vertex"])
     spec = package.spec

@@ -1,4 +1,4 @@
-"""`pipelines.targets.validate_accelerator`: the names each submit target understands.
+"""`Target.check_accelerator` (`pipelines.targets`): the names each submit target understands.
 
 Both name lists are checked against sources we do not write: the Vertex SDK's own
 `AcceleratorType` enum, and the Kubernetes grammar for an extended resource name.
@@ -8,13 +8,16 @@ import re
 
 import pytest
 
-from pipelines.targets import (
-    KUBEFLOW,
-    KUBEFLOW_ACCELERATORS,
-    VERTEX,
-    VERTEX_ACCELERATORS,
-    validate_accelerator,
-)
+from pipelines import targets
+from pipelines.targets.kubeflow import ACCELERATORS as KUBEFLOW_ACCELERATORS
+from pipelines.targets.vertex import ACCELERATORS as VERTEX_ACCELERATORS
+
+KUBEFLOW, VERTEX = "kubeflow", "vertex"
+
+
+def validate_accelerator(target: str, name: str) -> str:
+    return targets.get_cluster(target, ValueError).check_accelerator(name)
+
 
 # ---------------------------------------------------------------- Vertex: the SDK's enum
 

@@ -1,5 +1,5 @@
-"""`contrastive.trainjob` against a loopback fake of the Kubernetes API (127.0.0.1): it records
-the TrainJob body and plays the job's status transitions and its pods' growing logs."""
+"""`pipelines.targets.trainjob` against a loopback fake of the Kubernetes API (127.0.0.1): it
+records the TrainJob body and plays the job's status transitions and its pods' growing logs."""
 
 import http.server
 import json
@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from kubernetes import client
 
-from contrastive.trainjob import TrainJobError, run_trainjob, trainjob_manifest
+from pipelines.targets.trainjob import TrainJobError, run_trainjob, trainjob_manifest
 
 NAMESPACE = "team-ml"
 JOBS = f"/apis/trainer.kubeflow.org/v1alpha1/namespaces/{NAMESPACE}/trainjobs"
@@ -350,12 +350,12 @@ def test_cli_trainjob_creates_follows_and_exits_with_the_jobs_outcome(
 
 
 def _launcher_env(tmp_path, **options):
-    """The CONTRASTIVE_TRAINJOB value the compiled Kubeflow pipeline gives its pretraining task
+    """The CONTRASTIVE_LAUNCHER value the compiled Kubeflow pipeline gives its pretraining task
     (2 nodes x 4 GPUs; `options`: more compile options)."""
     import yaml
     from kfp import compiler
 
-    from pipelines.pipeline import build_pipeline
+    from pipelines.dag import build_pipeline
 
     path = tmp_path / "pipeline.yaml"
     pipeline = build_pipeline(
@@ -369,7 +369,7 @@ def _launcher_env(tmp_path, **options):
     compiler.Compiler().compile(pipeline, str(path))
     executor = next(yaml.safe_load_all(path.read_text()))["deploymentSpec"]["executors"]
     env = executor["exec-pretrain-encoder"]["container"]["env"]
-    return next(item["value"] for item in env if item["name"] == "CONTRASTIVE_TRAINJOB")
+    return next(item["value"] for item in env if item["name"] == "CONTRASTIVE_LAUNCHER")
 
 
 def _pods_write_a_model_directory(metrics):
@@ -387,13 +387,13 @@ def _pods_write_a_model_directory(metrics):
 
 @pytest.fixture
 def in_the_launcher_pod(monkeypatch, tmp_path):
-    """The launcher's environment: the compiled task's CONTRASTIVE_TRAINJOB, a kubeconfig for
+    """The launcher's environment: the compiled task's CONTRASTIVE_LAUNCHER, a kubeconfig for
     the fake (no in-cluster service account here)."""
 
     def enter(fake):
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
         monkeypatch.setenv("KUBECONFIG", _kubeconfig(tmp_path, fake, namespace=NAMESPACE))
-        monkeypatch.setenv("CONTRASTIVE_TRAINJOB", _launcher_env(tmp_path))
+        monkeypatch.setenv("CONTRASTIVE_LAUNCHER", _launcher_env(tmp_path))
         monkeypatch.setenv("HOSTNAME", LAUNCHER_POD)  # Kubernetes names a pod's host so
 
     return enter
@@ -584,7 +584,7 @@ def test_a_launcher_stopped_by_sigterm_deletes_its_trainjob(kubernetes_api):
     # SIGTERMs the launcher; its TrainJob must not keep training on the GPUs.
     import signal
 
-    from contrastive.trainjob import TrainJobStopped
+    from pipelines.targets.trainjob import TrainJobStopped
 
     fake = kubernetes_api([_status()])
     polls = []
@@ -606,7 +606,7 @@ def test_a_launcher_stopped_by_sigterm_deletes_its_trainjob(kubernetes_api):
 def test_the_compiled_trainjob_gets_the_gpu_steps_pod_settings_and_timeout(tmp_path):
     # Issue 24 item 6: node selector, tolerations, pull secrets and --task-timeout reach the
     # TrainJob's pods, not only the launcher's.
-    from pipelines.kubernetes import KubernetesSettings
+    from pipelines.targets.kubernetes import KubernetesSettings
 
     settings = KubernetesSettings.from_flags(
         node_selector=["cloud.google.com/gke-nodepool=gpu-pool"],
@@ -614,7 +614,7 @@ def test_the_compiled_trainjob_gets_the_gpu_steps_pod_settings_and_timeout(tmp_p
         image_pull_secrets=["regcred"],
         task_timeout=7200,
     )
-    launcher = json.loads(_launcher_env(tmp_path, kubernetes=settings))
+    launcher = json.loads(_launcher_env(tmp_path, kubernetes=settings))["settings"]
     body = trainjob_manifest("j", command=["contrastive"], service_account="sa", **launcher)
     assert body["spec"]["activeDeadlineSeconds"] == 7200
     patch = body["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]

@@ -6,10 +6,11 @@ from urllib.parse import unquote
 import pytest
 import yaml
 
-from contrastive.serving import (
+from contrastive.serving import TF_SERVING_VERSION
+from pipelines.targets.vertex import (
     CHAMPION_ALIAS,
     DEFAULT_SERVING_IMAGE,
-    TF_SERVING_VERSION,
+    publish_champion,
     upload_vertex_model,
 )
 
@@ -101,15 +102,17 @@ def test_vertex_model_gate_uploads_only_a_promoted_champion(gcs, vertex_api, can
 
     registry = f"{gcs.prefix}/registry"
     vertex = dict(model_id="contrastive", **_vertex(vertex_api))
+
+    def publish(saved_model_uri, run_id):  # what the Vertex target's publisher gets
+        return publish_champion(saved_model_uri, run_id=run_id, **vertex)
+
     # The second run's candidate loses against the champion, re-evaluated at 0.9.
     gate = dict(candidate="supcon", candidate_dir=candidate, margin=0.0, evaluate=lambda _: 0.9)
 
     promoted = gate_champion(
-        registry, candidate_accuracy=0.9, run_id="run-1", vertex_model=vertex, **gate
+        registry, candidate_accuracy=0.9, run_id="run-1", publish=publish, **gate
     )
-    kept = gate_champion(
-        registry, candidate_accuracy=0.85, run_id="run-2", vertex_model=vertex, **gate
-    )
+    kept = gate_champion(registry, candidate_accuracy=0.85, run_id="run-2", publish=publish, **gate)
 
     assert promoted["promoted"] is True and kept["promoted"] is False
     assert promoted["vertex_model"] == {
@@ -181,7 +184,7 @@ def test_kserve_manifest_names_a_tf_serving_version_and_an_absolute_local_path(
 def test_vertex_model_id_starting_with_a_digit_or_hyphen_is_refused(model_id):
     # google-cloud-aiplatform 1.165.1 aiplatform_v1/types/model_service.py UploadModelRequest:
     # "valid characters are [a-z0-9_-]. The first character cannot be a number or hyphen."
-    from contrastive.serving import check_model_id
+    from pipelines.targets.vertex import check_model_id
 
     with pytest.raises(ValueError, match=f"Received: vertex_model='{model_id}'"):
         check_model_id(model_id)

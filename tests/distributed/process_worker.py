@@ -2,7 +2,7 @@
 
     python process_worker.py PROCESS_ID PORT WORKDIR EPOCHS [EPOCH_PAUSE_SECONDS]
 
-Joins the job through the library (`process_group_from`, `initialize_processes`), pretrains
+Joins the job through the library (`environment.process_group`, `initialize_processes`), pretrains
 on the same 128 synthetic images with `train.distribution=data_parallel` and checkpoints in
 WORKDIR/checkpoints (process 0 writes, both restore), then writes its weights and the
 examples it fed to WORKDIR/process-<id>.npz. A failure exits 1 at once, as the CLI does.
@@ -17,14 +17,15 @@ import traceback
 import keras
 import numpy as np
 
+from contrastive import environment
 from contrastive.config import load_config
 from contrastive.training import distribution, pretrain
-from pipelines.cli import _exit_now
+from pipelines.cli.app import _exit_now
 
 
 def main(process_id, port, workdir, epochs, pause=0.0):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    group = distribution.process_group_from(
+    group = environment.process_group(
         {}, coordinator=f"127.0.0.1:{port}", num_processes=2, process_id=process_id
     )
     distribution.initialize_processes(group)

@@ -53,6 +53,10 @@ def photo_run(tmp_path_factory):
     return root, written, result.stdout + result.stderr
 
 
+def _dataset(root: Path) -> Path:
+    return next((root / "runs" / "latest" / "artifacts").glob("*/ingest-data/dataset"))
+
+
 def test_mixed_photos_train_evaluate_and_state_their_size(photo_run):
     root, written, output = photo_run
     results = json.loads((root / "runs" / "latest" / "results.json").read_text())
@@ -60,12 +64,18 @@ def test_mixed_photos_train_evaluate_and_state_their_size(photo_run):
     dataset = results["dataset"]
     assert dataset["class_names"] == sorted(written)
     assert dataset["image_size"] == list(SIZE) and dataset["channels"] == 3
-    assert dataset["splits"] == {"train": 65, "validation": 7, "test": 18}  # 90: 20 % test
-    modes = {mode for files in written.values() for _, mode, _, _ in files}
+    # Sides drawn from 40-300 px: a photo over 4x as wide or tall as the square target is
+    # skipped (max_aspect_ratio, issue 31), the rest are kept; none needs a 4x upscale.
+    files = [entry for entries in written.values() for entry in entries]
+    kept = [(h, w) for _, _, h, w in files if max(h / w, w / h) <= 4]
+    assert 0 < len(kept) < len(files)  # the seed's folder exercises the rule
+    assert sum(dataset["splits"].values()) == len(kept) and min(dataset["splits"].values()) > 0
+    manifest = json.loads(next(_dataset(root).glob("manifest.json")).read_text())
+    assert len(manifest["skipped"]) == len(files) - len(kept)
+    assert all("max_aspect_ratio=4" in entry["reason"] for entry in manifest["skipped"])
+    modes = {mode for _, mode, _, _ in files}
     assert modes == {"L", "RGB", "RGBA", "P"}
-    not_48 = sum(
-        (height, width) != SIZE for files in written.values() for _, _, height, width in files
-    )
+    not_48 = sum((height, width) != SIZE for height, width in kept)
     assert dataset["resize"]["resized"] == not_48 and dataset["resize"]["chosen"] == "given"
     ingest_log = (root / "runs" / "latest" / "logs" / "ingest.log").read_text()
     assert f"resized {not_48} images to 48x48 (height x width) from:" in ingest_log
@@ -84,8 +94,7 @@ def test_the_exported_model_serves_the_trained_size_only(photo_run):
     saved_model = root / "registry" / "versions" / champion["version"] / "saved_model"
     serve = tf.saved_model.load(str(saved_model)).signatures["serve"]
     assert serve.structured_input_signature[1]["images"].shape.as_list() == [None, *SIZE, 3]
-    dataset = next((root / "runs" / "latest" / "artifacts").glob("*/ingest-data/dataset"))
-    images, labels = data.load_arrays(str(dataset), "test")
+    images, labels = data.load_arrays(str(_dataset(root)), "test")
     predicted = serve(images=tf.constant(images))["class"].numpy()
     assert np.mean(predicted == labels) >= FLOOR
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"images must be uint8 \[batch, 48"):

@@ -7,7 +7,7 @@ from kfp import compiler
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipelines import cli
-from pipelines.pipeline import build_pipeline
+from pipelines.dag import build_pipeline
 from tests.pipeline.compiled import flat_tasks
 
 IMAGE = "us-docker.pkg.dev/acme/ml/contrastive:1a2b3c4"

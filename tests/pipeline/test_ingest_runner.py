@@ -9,7 +9,8 @@ from contrastive import tasks
 from contrastive.config import ConfigError
 from contrastive.run_parameters import check_run_parameters
 from pipelines import cli
-from pipelines.pipeline import build_pipeline
+from pipelines.cli import steps
+from pipelines.dag import build_pipeline
 
 IMAGE = "us-docker.pkg.dev/acme/ml/contrastive:1a2b3c4"
 
@@ -32,6 +33,14 @@ def test_the_runner_parameters_reach_the_ingest_task(tmp_path, target):
     assert inputs["runner"]["componentInputParameter"] == "ingest_runner"
     assert inputs["beam_options"]["componentInputParameter"] == "ingest_beam_options"
     assert inputs["worker_image"]["runtimeValue"]["constant"] == IMAGE
+
+
+def test_a_local_run_gives_its_ingest_no_worker_image(tmp_path):
+    """A local image (`contrastive:dev`) is in no registry a Dataflow job's workers read: the
+    local target (`Target.worker_image`) leaves the worker image to `--beam-options`."""
+    _, inputs = _ingest_task(tmp_path, "local")
+    assert inputs["worker_image"]["runtimeValue"]["constant"] == ""
+    assert inputs["runner"]["componentInputParameter"] == "ingest_runner"
 
 
 def test_a_dataflow_job_runs_the_dataflow_image_of_the_pipeline_unless_told_otherwise():
@@ -102,7 +111,7 @@ def test_the_cli_refuses_a_portable_runner_without_its_job_server(tmp_path, caps
             "--environment_type=EXTERNAL --environment_config=localhost:50000",
         ]
     )
-    assert cli._beam_flags(args) == [
+    assert steps._beam_flags(args) == [
         "--environment_type=EXTERNAL",
         "--environment_config=localhost:50000",
         "--job_endpoint=jobserver:8099",

@@ -25,8 +25,9 @@ import pytest
 import yaml
 from kfp import compiler
 
-from pipelines.kubernetes import KubernetesSettings
-from pipelines.pipeline import VERTEX_SERVICE_ACCOUNT, build_pipeline
+from pipelines.dag import build_pipeline
+from pipelines.targets.kubernetes import KubernetesSettings
+from pipelines.targets.vertex import SERVICE_ACCOUNT_PLACEHOLDER as VERTEX_SERVICE_ACCOUNT
 from tests.pipeline.compiled import flat_tasks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -332,10 +333,13 @@ def _distribution_of(module: str) -> str | None:
 
 @functools.cache
 def _imports_of_the_task_code() -> dict[str, set[str]]:
-    """distribution -> the modules of src/contrastive and components/ that import it (every
-    import statement, those inside functions too: the paths a task may take)."""
+    """distribution -> the modules of src/contrastive, components/ and the target code a task
+    calls through its environment (`TASK_PIPELINES_MODULES`) that import it (every import
+    statement, those inside functions too: the paths a task may take), less the imports of
+    `COMPILE_ONLY`."""
     found: dict[str, set[str]] = {}
     files = [*(ROOT / "src" / "contrastive").rglob("*.py"), *(ROOT / "components").glob("*.py")]
+    files += [ROOT / "pipelines" / name for name in TASK_PIPELINES_MODULES]
     for path in files:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
@@ -346,9 +350,28 @@ def _imports_of_the_task_code() -> dict[str, set[str]]:
                 continue
             for name in names:
                 dist = _distribution_of(name)
-                if dist is not None:
-                    found.setdefault(dist, set()).add(str(path.relative_to(ROOT)))
+                where = str(path.relative_to(ROOT))
+                if dist is not None and (dist, where) not in COMPILE_ONLY:
+                    found.setdefault(dist, set()).add(where)
     return found
+
+
+# The target code a task runs: the hooks a compiled task names in its environment
+# (`contrastive.environment`: the TrainJob launcher, the Vertex publisher), and what importing
+# them loads (the targets package and what it imports, the CLI's step command).
+TASK_PIPELINES_MODULES = (
+    "__init__.py",
+    "options.py",
+    "cron.py",
+    "package.py",
+    *(f"targets/{path.name}" for path in (ROOT / "pipelines" / "targets").glob("*.py")),
+    "cli/__init__.py",
+    "cli/app.py",
+    "cli/steps.py",
+)
+# Imported only when compiling, never in a task: GCPC wraps the training steps as CustomJobs
+# in `VertexTarget.training_components`.
+COMPILE_ONLY = {("google-cloud-pipeline-components", "pipelines/targets/vertex.py")}
 
 
 # Imported only on a path that needs the other image: JAX under KERAS_BACKEND=jax
@@ -368,6 +391,36 @@ def test_no_image_lacks_a_package_its_task_code_imports(backend):
     assert missing == {}, f"the {backend} image lacks what these modules import: {missing}"
     # The paths of issue 24: the Vertex upload (compare-and-report) and the TrainJob launcher.
     assert {"google-cloud-aiplatform", "kubernetes", "google-cloud-storage"} <= installed
+    users = _imports_of_the_task_code()
+    assert "pipelines/targets/vertex.py" in users["google-cloud-aiplatform"]
+    assert "pipelines/targets/trainjob.py" in users["kubernetes"]
+
+
+@pytest.mark.parametrize("name", sorted(COMBINATIONS))
+def test_every_hook_a_task_names_is_a_function_of_the_package(name):
+    """A task's launcher or publisher (`contrastive.environment`) is a function the image's
+    `contrastive` wheel ships (`pipelines` is in it) and that the library can call."""
+    from contrastive import environment
+
+    spec = _compiled(name)
+    hooks = {}
+    for executor, body in spec["deploymentSpec"]["executors"].items():
+        env = {item["name"]: item["value"] for item in body.get("container", {}).get("env", [])}
+        for variable, read in (
+            (environment.LAUNCHER_VARIABLE, environment.launcher),
+            (environment.PUBLISHER_VARIABLE, environment.publisher),
+        ):
+            if variable in env:
+                hooks[executor] = read(env)
+    for executor, hook in hooks.items():
+        assert hook.call.startswith("pipelines.targets."), (executor, hook.call)
+        assert callable(hook.load()), (executor, hook.call)
+    target = COMBINATIONS[name]["target"]
+    gates = {executor for executor in hooks if executor == "exec-compare-and-report"}
+    assert bool(gates) == (target == "vertex")  # the Vertex Model Registry's publisher
+    launchers = set(hooks) - gates
+    trains = COMBINATIONS[name].get("replicas", 1) > 1 and target == "kubeflow"
+    assert bool(launchers) == trains  # a TrainJob launcher: Kubeflow, several nodes
 
 
 @pytest.mark.parametrize("name", sorted(COMBINATIONS))

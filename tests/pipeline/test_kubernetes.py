@@ -7,8 +7,8 @@ from kfp import compiler
 from kfp.kubernetes import kubernetes_executor_config_pb2
 
 from pipelines import cli
-from pipelines.kubernetes import KubernetesSettings, Toleration, parse_toleration
-from pipelines.pipeline import build_pipeline
+from pipelines.dag import build_pipeline
+from pipelines.targets.kubernetes import KubernetesSettings, Toleration, parse_toleration
 
 IMAGE = "registry.example.com/ml/contrastive:1a2b3c4"
 FLAGS = dict(

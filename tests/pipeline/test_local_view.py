@@ -160,7 +160,7 @@ contrastive.data.errors.DataError: /data/photos.zip: a .zip archive is not an im
 
 
 def test_failure_cause_is_the_last_exception_line_without_its_module_path():
-    from pipelines.progress import failure_cause, without_frames
+    from pipelines.local.logs import failure_cause, without_frames
 
     lines = _LOG.splitlines()
     assert failure_cause(lines) == (
@@ -180,8 +180,8 @@ def test_failure_cause_is_the_last_exception_line_without_its_module_path():
 
 
 def test_task_names_are_the_display_names_in_run_order():
-    from pipelines.local import task_names
-    from pipelines.pipeline import build_pipeline
+    from pipelines.dag import build_pipeline
+    from pipelines.local.kfp_hooks import task_names
 
     names = task_names(build_pipeline(target="local"))
     shown = list(names.values())
@@ -196,8 +196,13 @@ def test_task_names_are_the_display_names_in_run_order():
 
 
 def test_run_key_and_earlier_run(tmp_path):
-    from pipelines.local import LOCAL_TENSORBOARD_ROOT, _finished_marker, earlier_run, run_key
-    from pipelines.pipeline import build_pipeline
+    from pipelines.dag import build_pipeline
+    from pipelines.local.run import (
+        LOCAL_TENSORBOARD_ROOT,
+        _finished_marker,
+        earlier_run,
+        run_key,
+    )
 
     pipeline = build_pipeline(target="local")
     params = {"profile": "tiny", "epochs": 2, "seed": 0}

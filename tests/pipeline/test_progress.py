@@ -1,4 +1,4 @@
-"""The view of a local run (pipelines.progress): plain lines for a scripted run, the live
+"""The view of a local run (pipelines.local.view, .logs): plain lines for a scripted run, the live
 view's content, the progress poller, log tails without TensorFlow's notices."""
 
 import io
@@ -6,14 +6,13 @@ import json
 
 from rich.console import Console
 
-from pipelines.progress import (
+from pipelines.local.logs import is_notice, log_tail
+from pipelines.local.view import (
     LiveRenderer,
     PlainRenderer,
     ProgressPoller,
     RunView,
     clock,
-    is_notice,
-    log_tail,
 )
 
 

@@ -7,7 +7,8 @@ import yaml
 from kfp import compiler
 
 from pipelines import cli
-from pipelines.pipeline import build_pipeline
+from pipelines.cli import run
+from pipelines.dag import build_pipeline
 from tests.pipeline.compiled import flat_tasks
 
 
@@ -25,7 +26,7 @@ def test_run_flags_are_the_compiled_pipeline_inputs(tmp_path, target):
     flags = {
         action.dest: action
         for action in _run_parser()._actions
-        if action.option_strings and action.dest not in ("help", *cli.RUN_ONLY_FLAGS)
+        if action.option_strings and action.dest not in ("help", *run.RUN_ONLY_FLAGS)
     }
     assert set(flags) == set(compiled)
     kinds = {"STRING": str, "NUMBER_INTEGER": int, "NUMBER_DOUBLE": float}

@@ -9,7 +9,7 @@ from google.protobuf import json_format
 from kfp import compiler
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from pipelines.pipeline import build_pipeline
+from pipelines.dag import build_pipeline
 from tests.pipeline.compiled import flat_tasks
 
 IMAGE = "us-docker.pkg.dev/acme/ml/contrastive-jax:1a2b3c4"
@@ -124,12 +124,16 @@ def test_kubeflow_replicas_launch_each_training_step_as_a_trainjob(tmp_path):
     for name in TRAINING:
         task, component, executor = tasks[name]
         env = _env(executor)
-        # What the launcher's TrainJob gets: 2 nodes x 4 GPUs, the JAX image, the JAX runtime.
-        assert json.loads(env["CONTRASTIVE_TRAINJOB"]) == {
-            "image": IMAGE,
-            "num_nodes": 2,
-            "gpus_per_node": 4,
-            "gpu_resource": "nvidia.com/gpu",
+        # The Kubeflow target's launcher, and what its TrainJob gets: 2 nodes x 4 GPUs, the
+        # JAX image, the JAX runtime.
+        assert json.loads(env["CONTRASTIVE_LAUNCHER"]) == {
+            "call": "pipelines.targets.trainjob:launch_training_step",
+            "settings": {
+                "image": IMAGE,
+                "num_nodes": 2,
+                "gpus_per_node": 4,
+                "gpu_resource": "nvidia.com/gpu",
+            },
         }
         assert env["KERAS_BACKEND"] == "jax"
         container = executor["container"]
@@ -149,7 +153,7 @@ def test_kubeflow_replicas_launch_each_training_step_as_a_trainjob(tmp_path):
     assert _constant(tasks["pretrain-supcon"][0], "method") == "supcon"
     for name in EVALUATION:
         _, _, executor = tasks[name]
-        assert "CONTRASTIVE_TRAINJOB" not in _env(executor)
+        assert "CONTRASTIVE_LAUNCHER" not in _env(executor)
         assert executor["container"]["resources"]["accelerator"] == {
             "count": "4",
             "resourceCount": "4",
@@ -164,20 +168,23 @@ def test_kubeflow_replicas_command_reads_back_as_the_tasks_configuration():
     """The TrainJob's command, parsed by the CLI, resolves to the configuration the task
     itself resolves from its parameters (every override survives the trip)."""
     from contrastive.config import pipeline_overrides, resolve_config
-    from contrastive.trainjob import step_command
-    from pipelines.cli import _config, build_parser
+    from contrastive.tasks.calls import TrainingCall
+    from pipelines.cli import build_parser
+    from pipelines.cli.steps import _config, training_argv
 
     overrides = (
         '{"data.image_size": [32, 32], "train.learning_rate": 1e-3, "train.optimizer": "sgd"}'
     )
     shortcuts = dict(epochs=3, batch_size=64, temperature=0.2, seed=0, distribution="data_parallel")
-    command = step_command(
-        "pretrain",
-        data_uri="gs://b/root/dataset",
-        output_uri="gs://b/root/encoder_model",
-        profile="tiny",
-        overrides=pipeline_overrides(overrides, **shortcuts),
-        method="simclr",
+    command = training_argv(
+        TrainingCall(
+            "pretrain",
+            data="gs://b/root/dataset",
+            output="gs://b/root/encoder_model",
+            profile="tiny",
+            overrides=pipeline_overrides(overrides, **shortcuts),
+            method="simclr",
+        )
     )
     assert command[:10] == [
         "contrastive",
@@ -264,7 +271,7 @@ def test_compile_cli_kubeflow_replicas_with_pod_settings(tmp_path, capsys):
     spec, platform = yaml.safe_load_all(output.read_text())
     pods = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for executor in ("exec-pretrain-encoder", "exec-train-classifier", "exec-train-baseline"):
-        assert "CONTRASTIVE_TRAINJOB" in _env(spec["deploymentSpec"]["executors"][executor])
+        assert "CONTRASTIVE_LAUNCHER" in _env(spec["deploymentSpec"]["executors"][executor])
         assert set(pods[executor]) == {"activeDeadlineSeconds", "imagePullSecret"}
         assert pods[executor]["activeDeadlineSeconds"] == "7200"
         assert pods[executor]["imagePullSecret"][0]["secretName"] == "regcred"

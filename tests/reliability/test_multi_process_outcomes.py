@@ -59,12 +59,13 @@ CHILD = textwrap.dedent(
     import sys
     import jax.errors
     from pipelines import cli
+    from pipelines.cli import steps
 
     def pretrain(args):  # a peer died: the collective fails in this process
         args.joined_processes = 2
         raise jax.errors.JaxRuntimeError("UNAVAILABLE: Gloo all-reduce: Connection closed by peer")
 
-    cli.cmd_pretrain = pretrain
+    steps.cmd_pretrain = pretrain
     sys.exit(cli.main(["pretrain", "--data", "d", "--output", "o"]))
     """
 )

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 
+from contrastive import environment
 from contrastive.config import ConfigError, load_config
 from contrastive.training import distribution
 from contrastive.training.distribution import DistributionError, Layout, ProcessGroup
@@ -27,17 +28,17 @@ VERTEX_SPEC = {
 
 
 def test_explicit_settings_make_the_group():
-    group = distribution.process_group_from(
+    group = environment.process_group(
         {"JAX_PROCESS_ID": "7"}, coordinator="10.0.0.1:1234", num_processes=4, process_id=3
     )
     assert group == ProcessGroup("10.0.0.1:1234", 4, 3, "flags")
 
 
 def test_vertex_cluster_spec_numbers_workerpool0_then_workerpool1():
-    group = distribution.process_group_from({"CLUSTER_SPEC": json.dumps(VERTEX_SPEC)})
+    group = environment.process_group({"CLUSTER_SPEC": json.dumps(VERTEX_SPEC)})
     assert group == ProcessGroup("cmle-training-workerpool0-1a2b-0:2222", 3, 2, "CLUSTER_SPEC")
     primary = dict(VERTEX_SPEC, task={"type": "workerpool0", "index": 0})
-    assert distribution.process_group_from({"CLUSTER_SPEC": json.dumps(primary)}).process_id == 0
+    assert environment.process_group({"CLUSTER_SPEC": json.dumps(primary)}).process_id == 0
 
 
 def test_kubeflow_trainer_jax_variables_make_the_group():
@@ -46,12 +47,12 @@ def test_kubeflow_trainer_jax_variables_make_the_group():
         "JAX_NUM_PROCESSES": "2",
         "JAX_PROCESS_ID": "1",
     }
-    group = distribution.process_group_from(environ)
+    group = environment.process_group(environ)
     assert group == ProcessGroup("job-node-0-0.job:6666", 2, 1, "kubeflow-trainer")
 
 
 def test_no_settings_mean_one_process():
-    assert distribution.process_group_from({"HOME": "/root"}) is None
+    assert environment.process_group({"HOME": "/root"}) is None
 
 
 @pytest.mark.parametrize(
@@ -114,7 +115,7 @@ def test_no_settings_mean_one_process():
 )
 def test_bad_or_partial_settings_are_refused_naming_the_value(environ, flags, message):
     with pytest.raises(DistributionError) as raised:
-        distribution.process_group_from(environ, **flags)
+        environment.process_group(environ, **flags)
     if message is None:
         assert str(raised.value).startswith("CLUSTER_SPEC must be JSON")
         assert f"Received: CLUSTER_SPEC={environ['CLUSTER_SPEC']!r}" in str(raised.value)

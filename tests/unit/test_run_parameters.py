@@ -128,7 +128,7 @@ def test_malformed_override_yaml_is_a_message_not_a_traceback():
     ],
 )
 def test_compile_refuses_negative_retries_and_accelerators(options, message):
-    from pipelines.pipeline import build_pipeline
+    from pipelines.dag import build_pipeline
 
     with pytest.raises(ValueError) as caught:
         build_pipeline(target="kubeflow", **options)

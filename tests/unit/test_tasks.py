@@ -169,17 +169,13 @@ def test_a_pipeline_steps_sinks_come_from_its_parameters_and_environment(tmp_pat
 )
 def test_sinks_read_back_from_the_flags_they_write(sinks):
     from contrastive.tasks import StepSinks
-    from contrastive.trainjob import step_command
+    from contrastive.tasks.calls import TrainingCall
     from pipelines.cli import build_parser
+    from pipelines.cli.steps import training_argv
 
     sinks = StepSinks(**sinks)
-    command = step_command(
-        "pretrain",
-        data_uri="gs://b/d",
-        output_uri="gs://b/o",
-        profile="tiny",
-        overrides={},
-        sinks=sinks,
+    command = training_argv(
+        TrainingCall("pretrain", data="gs://b/d", output="gs://b/o", profile="tiny", sinks=sinks)
     )
     flags = sinks.to_flags()
     assert len(flags) == 2 * len([value for value in vars(sinks).values() if value])

@@ -107,9 +107,9 @@ def ingest(
     """Ingest `source` into a committed dataset at `output`; returns the manifest.
 
     Args:
-        source: `fashion_mnist`, `idx:DIR`, `tfds:NAME`, `npz:FILE`, `csv:FILE` / `jsonl:FILE`
-            (a Vertex AI image-classification import file), `parquet:PATH`, or an image
-            folder path (local or `gs://`); see `contrastive.data.sources`.
+        source: `fashion_mnist`, a `scheme:LOCATION` of `contrastive.data.sources.FORMATS`
+            (`idx:DIR`, `npz:FILE`, `parquet:PATH`, ...), or an image folder path (local or
+            `gs://`); see `contrastive.data.sources`.
         output: dataset URI (local path or `gs://`).
         validation_fraction: stratified, seeded share of the source train split held out as
             `validation`, in `[0, 1)`.

@@ -5,7 +5,8 @@
 of image files still to be read (`FileSplit`: image folders). Labels are known up front in both
 cases, so splits can be planned before any image is encoded.
 
-Source strings:
+Source strings (`FORMATS` holds each `scheme:LOCATION` form; a new format is a module with
+its opener and one `SourceFormat` entry there):
     fashion_mnist          IDX files in `fashion_mnist_dir` (Debian package
                            dataset-fashion-mnist), else TFDS `fashion_mnist`.
     idx:DIR                MNIST-format IDX files: train-/t10k- images and labels, gz or not.
@@ -30,6 +31,7 @@ decompressed contents are identical; an npz is read field by field, never unpick
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import io
 import logging
 import os
@@ -38,7 +40,7 @@ import struct
 import sys
 import unicodedata
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -75,10 +77,6 @@ FASHION_MNIST_CLASSES = (
 # Most classes a source may declare: labels are checked against it before any list of class
 # names is built (an npz label of 10**12 must not allocate 10**12 names).
 MAX_CLASSES = 100_000
-SOURCE_FORMS = (
-    "fashion_mnist, idx:DIR, tfds:NAME, npz:FILE, csv:FILE or jsonl:FILE (a Vertex AI import "
-    "file), parquet:PATH, or an image folder (path or gs://)"
-)
 # Source splits a source may hold; `validation` only from sources that name it (an import
 # file's ML_USE, a Parquet dataset's validation files), otherwise it is cut from train.
 SOURCE_SPLITS = ("train", "validation", "test", "unlabeled")
@@ -161,9 +159,101 @@ class TableSplit:
         return len(self.labels)
 
 
+@dataclass(frozen=True)
+class OpenContext:
+    """What `open_source` was given besides the source string, for a format's opener."""
+
+    scheme: str  # the source's `scheme:` (one opener may serve several: csv, jsonl)
+    fashion_mnist_dir: str
+    tfds_data_dir: str | None
+    class_names: Sequence[str] | None  # only for formats with `takes_class_names`
+    tfds: _TfdsOptions  # image size, limit and per-image rules of sources decoded here
+
+
+@dataclass(frozen=True)
+class SourceFormat:
+    """A `scheme:LOCATION` source format: how it is written and what opens it.
+
+    `opener` is a function `(location, context: OpenContext) -> Source`, or its
+    `"module:function"` (imported on first use, so a format's libraries load only when it is
+    read). Its splits are `ArraySplit`s, `FileSplit`s or `TableSplit`s; reading, planning and
+    both ingest engines take any of them.
+    """
+
+    scheme: str
+    form: str  # how help and errors write it: "npz:FILE"
+    opener: Callable[[str, OpenContext], Source] | str
+    # LOCATION may itself be a URI (`csv:gs://b/import.csv`): matched before `://` sources.
+    uri_location: bool = False
+    # `open_source(class_names=...)` names its label ids (others name their own classes).
+    takes_class_names: bool = False
+
+    def open(self, location: str, context: OpenContext) -> Source:
+        opener = self.opener
+        if isinstance(opener, str):
+            module, _, function = opener.partition(":")
+            opener = getattr(importlib.import_module(module), function)
+        return opener(location, context)
+
+
+def _idx_source(location: str, context: OpenContext) -> Source:
+    return _open_idx(location, context.class_names)
+
+
+def _npz_source(location: str, context: OpenContext) -> Source:
+    return _open_npz(location, context.class_names)
+
+
+def _tfds_source(location: str, context: OpenContext) -> Source:
+    return _open_tfds(location, context.tfds_data_dir, context.tfds)
+
+
+def _import_file_source(location: str, context: OpenContext) -> Source:
+    from contrastive.data.import_files import open_import_file
+
+    return open_import_file(location, context.scheme)
+
+
+def _parquet_source(location: str, context: OpenContext) -> Source:
+    from contrastive.data.parquet_source import open_parquet
+
+    return open_parquet(location)
+
+
+# Every `scheme:LOCATION` source, by scheme: the only list of them (help, errors, the
+# pipeline's parameter description derive from it). `fashion_mnist` and image folders (a
+# path, `gs://`, or `folder:PATH`) are not schemes of their own.
+FORMATS: dict[str, SourceFormat] = {
+    entry.scheme: entry
+    for entry in (
+        SourceFormat("idx", "idx:DIR", _idx_source, takes_class_names=True),
+        SourceFormat("tfds", "tfds:NAME", _tfds_source),
+        SourceFormat("npz", "npz:FILE", _npz_source, takes_class_names=True),
+        SourceFormat(
+            "csv", "csv:FILE (a Vertex AI import file)", _import_file_source, uri_location=True
+        ),
+        SourceFormat(
+            "jsonl", "jsonl:FILE (a Vertex AI import file)", _import_file_source, uri_location=True
+        ),
+        SourceFormat(
+            "parquet", "parquet:PATH[?image=COL&label=COL]", _parquet_source, uri_location=True
+        ),
+    )
+}
+
+
+def source_forms() -> str:
+    """Every source string's form, for help and errors."""
+    forms = ", ".join(entry.form for entry in FORMATS.values())
+    return f"fashion_mnist, {forms}, or an image folder (path or gs://)"
+
+
+SOURCE_FORMS = source_forms()
+
+
 @dataclass
 class Source:
-    kind: str  # "idx" | "npz" | "tfds" | "folder" | "csv" | "jsonl" | "parquet"
+    kind: str  # a scheme of `FORMATS`, "folder" or "idx" (fashion_mnist's files)
     location: str  # resolved directory, file or TFDS name
     class_names: list[str]
     splits: dict[str, ArraySplit | FileSplit | TableSplit]
@@ -209,10 +299,15 @@ def open_source(
         num_workers: threads decoding TFDS images (default `2 * cpu_count`).
     """
     if not isinstance(source, str) or not source.strip():
-        raise DataError(f"source must be a non-empty string ({SOURCE_FORMS}). Received: {source!r}")
+        raise DataError(
+            f"source must be a non-empty string ({source_forms()}). Received: {source!r}"
+        )
     source = source.strip()
-    if class_names is not None and not source.startswith(("idx:", "npz:")):
-        raise DataError(f"class_names applies to idx: and npz: sources; {source} names its classes")
+    naming = [f"{scheme}:" for scheme, entry in FORMATS.items() if entry.takes_class_names]
+    if class_names is not None and not source.startswith(tuple(naming)):
+        raise DataError(
+            f"class_names applies to {' and '.join(naming)} sources; {source} names its classes"
+        )
     if class_name_variants not in CLASS_NAME_VARIANTS:
         raise DataError(
             f"class_name_variants must be one of {CLASS_NAME_VARIANTS}. "
@@ -221,8 +316,11 @@ def open_source(
     tfds_options = _TfdsOptions(
         image_size, tfds_limit, max_pixels, size_rules, num_workers or 2 * (os.cpu_count() or 1)
     )
+    context = OpenContext(
+        source.partition(":")[0], fashion_mnist_dir, tfds_data_dir, class_names, tfds_options
+    )
     try:
-        opened = _open(source, fashion_mnist_dir, tfds_data_dir, class_names, tfds_options)
+        opened = _open(source, context)
     except DataError:
         raise
     except Exception as error:  # OSError, MemoryError, a library's own: name what was read
@@ -235,44 +333,32 @@ def open_source(
     return opened
 
 
-def _open(source, fashion_mnist_dir, tfds_data_dir, class_names, tfds_options):
+def _open(source: str, context: OpenContext) -> Source:
     scheme, _, rest = source.partition(":")
+    entry = FORMATS.get(scheme) if rest else None
     if source == "fashion_mnist":
-        opened = _open_fashion_mnist(fashion_mnist_dir, tfds_data_dir, tfds_options)
-    elif rest and scheme in ("csv", "jsonl"):  # before "://": csv:gs://b/import.csv
-        from contrastive.data.import_files import open_import_file
-
-        opened = open_import_file(rest, scheme)
-    elif rest and scheme == "parquet":
-        from contrastive.data.parquet_source import open_parquet
-
-        opened = open_parquet(rest)
-    elif "://" in source:
+        return _open_fashion_mnist(context.fashion_mnist_dir, context.tfds_data_dir, context.tfds)
+    if entry is not None and entry.uri_location:  # before "://": csv:gs://b/import.csv
+        return entry.open(rest, context)
+    if "://" in source:
         if not source.startswith("gs://"):
             scheme = source.split("://")[0]
             raise DataError(
-                f"unknown source scheme {scheme!r} in source={source!r}; expected {SOURCE_FORMS}"
+                f"unknown source scheme {scheme!r} in source={source!r}; expected {source_forms()}"
             )
-        opened = _open_folder(source)
-    elif rest and scheme in ("idx", "tfds", "npz", "folder"):
-        if scheme == "idx":
-            opened = _open_idx(rest, class_names)
-        elif scheme == "npz":
-            opened = _open_npz(rest, class_names)
-        elif scheme == "tfds":
-            opened = _open_tfds(rest, tfds_data_dir, tfds_options)
-        else:
-            opened = _open_folder(rest)
-    elif rest and len(scheme) > 1 and "/" not in scheme:
+        return _open_folder(source)
+    if entry is not None:
+        return entry.open(rest, context)
+    if rest and scheme == "folder":
+        return _open_folder(rest)
+    if rest and len(scheme) > 1 and "/" not in scheme:
         raise DataError(
-            f"unknown source scheme {scheme!r} in source={source!r}; expected {SOURCE_FORMS}"
+            f"unknown source scheme {scheme!r} in source={source!r}; expected {source_forms()}"
         )
-    else:
-        if not storage.isdir(source):
-            hint = f" (did you mean tfds:{source}?)" if "/" not in source else ""
-            raise DataError(f"image folder not found: {source}{hint}; expected {SOURCE_FORMS}")
-        opened = _open_folder(source)
-    return opened
+    if not storage.isdir(source):
+        hint = f" (did you mean tfds:{source}?)" if "/" not in source else ""
+        raise DataError(f"image folder not found: {source}{hint}; expected {source_forms()}")
+    return _open_folder(source)
 
 
 def _check_labels(source: Source) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from contrastive import label_efficiency, modeldir, storage
@@ -95,7 +96,8 @@ def run_compare_and_report(
     registry: str = "",
     promotion_margin: float = 0.0,
     run_id: str = "",
-    vertex_model: dict | None = None,
+    publish: dict | None = None,
+    environ: Mapping[str, str] | None = None,
     curve_path: str | Path | None = None,
     neighbours_path: str | Path | None = None,
     drift_path: str | Path | None = None,
@@ -108,9 +110,12 @@ def run_compare_and_report(
             best model's own training config.
         registry: a local path or gs:// prefix holding `champion.json`; "" skips the gate.
         promotion_margin: the candidate must beat the champion's accuracy by more than this.
-        vertex_model: keyword arguments of `contrastive.serving.upload_vertex_model` (model_id,
-            project, region, ...): a promoted champion also becomes a new version of that
-            Vertex Model with the alias `champion`. None: no upload.
+        publish: the options of the publisher that `environ` names
+            (`contrastive.environment.publisher`, set by the pipeline's target; Vertex AI:
+            model_id, project, region): a promoted champion is also handed to it (a new
+            version of that Vertex Model with the alias `champion`). None: nothing published;
+            given without a publisher: refused before any work.
+        environ: the component's `os.environ`.
         curve_path: the label-efficiency curve (`run_collect_fraction`'s JSON) of a run with
             several labelled fractions: the report charts it, the summary holds it under
             `label_efficiency`, the scalars get `<method>_test_accuracy_<pct>pct`. The
@@ -131,6 +136,7 @@ def run_compare_and_report(
 
     if not candidates:
         raise ValueError("no method was evaluated: enable at least one of the branches")
+    publisher = _publisher(publish, environ or {})
     data_uri = data_location(data_uri)
     manifest = data_io.read_manifest(data_uri)
     methods = {name: read_json(Path(path)) for name, (path, _) in candidates.items()}
@@ -181,7 +187,7 @@ def run_compare_and_report(
             run_id=run_id,
             margin=promotion_margin,
             evaluate=test_accuracy,
-            vertex_model=vertex_model,
+            publish=publisher,
             attachments=(
                 (
                     lambda: {
@@ -217,6 +223,23 @@ def run_compare_and_report(
     summary["scalars"] = scalars
     modeldir.write_json(results_path, summary)
     return summary
+
+
+def _publisher(options: dict | None, environ: Mapping[str, str]):
+    """`publish(saved_model_uri, run_id)` of the publisher `environ` names, with `options`;
+    None without options."""
+    from contrastive import environment
+
+    if not options:
+        return None
+    hook = environment.publisher(environ)
+    if hook is None:
+        raise ValueError(
+            "a promoted champion is to be published, but this step's environment names no "
+            f"publisher ({environment.PUBLISHER_VARIABLE}, which the pipeline's target sets: "
+            f"compile for a target that publishes). Received: {options}"
+        )
+    return lambda saved_model_uri, run_id: hook(saved_model_uri, run_id=run_id, **options)
 
 
 def best_method(evaluations: dict[str, dict]) -> str:

@@ -13,11 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-# Set by Vertex AI for a step run with a TensorBoard instance: its logs go there.
-TENSORBOARD_VARIABLE = "AIP_TENSORBOARD_LOG_DIR"
-# Set by `contrastive run` for its kfp.local tasks: the folder of the live view's progress
-# files (`pipelines.local`), one `<step>.jsonl` per training step.
-PROGRESS_DIR_VARIABLE = "CONTRASTIVE_PROGRESS_DIR"
+from contrastive import environment
 
 # field -> (flag, help): the one spelling of the sinks on a command line.
 _FLAGS = {
@@ -61,17 +57,18 @@ class StepSinks:
         output_uri: str = "",
     ) -> StepSinks:
         """A pipeline step's sinks, from its parameters and `environ` (the component's
-        `os.environ`): TensorBoard in Vertex's `AIP_TENSORBOARD_LOG_DIR`, else
-        `<tensorboard_root>/<name>`, else the default; the durable folder
-        `durable.step_folder(checkpoint_root, job_id, name, output_uri=output_uri)` (which
-        refuses an unusable `checkpoint_root`); progress in
-        `$CONTRASTIVE_PROGRESS_DIR/<name>.jsonl` when `contrastive run` set it."""
+        `os.environ`, read by `contrastive.environment`): TensorBoard in the platform's folder
+        (Vertex AI's `AIP_TENSORBOARD_LOG_DIR`), else `<tensorboard_root>/<name>`, else the
+        default; the durable folder `durable.step_folder(checkpoint_root, job_id, name,
+        output_uri=output_uri)` (which refuses an unusable `checkpoint_root`); progress in
+        `<progress folder>/<name>.jsonl` when `contrastive run` gave one."""
         from contrastive import durable
 
         root = (tensorboard_root or "").rstrip("/")
-        folder = environ.get(PROGRESS_DIR_VARIABLE)
+        folder = environment.progress_dir(environ)
         return cls(
-            tensorboard=environ.get(TENSORBOARD_VARIABLE) or (f"{root}/{name}" if root else None),
+            tensorboard=environment.tensorboard_dir(environ)
+            or (f"{root}/{name}" if root else None),
             durable=durable.step_folder(checkpoint_root, job_id, name, output_uri=output_uri),
             progress=str(Path(folder) / f"{name}.jsonl") if folder else None,
         )

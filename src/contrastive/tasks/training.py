@@ -236,10 +236,11 @@ def run_training_component(
     The step's sinks (`StepSinks.for_pipeline_step`: TensorBoard folder, durable checkpoint
     folder where a permanent failure is recorded too, progress file) and its config (the
     profile, `overrides` and the shortcuts, `config.resolve_config`) are built once, here.
-    Then either the step trains here (joining a multi-process job that `environ` describes:
-    Vertex `CLUSTER_SPEC`, Kubeflow `JAX_*`), or, when `environ` holds
-    `trainjob.LAUNCHER_ENV`, it runs as a Kubeflow Trainer TrainJob of its own command that
-    reads the inputs and writes `output` at their URIs, and this pod only waits for it.
+    Then either the step trains here (joining a multi-process job that `environ` describes,
+    `contrastive.environment.process_group`), or, when `environ` names a launcher
+    (`contrastive.environment.launcher`, set by the pipeline's target), the step is handed
+    to it as a `TrainingCall` that reads the inputs and writes `output` at their URIs, and
+    this process only waits for its metrics.
 
     Args:
         step: "pretrain", "classifier" or "baseline".
@@ -261,11 +262,12 @@ def run_training_component(
         The step's metrics, also logged to `metrics`; `output.metadata` gets method, kind or
         mode, and framework.
     """
-    from contrastive import durable, trainjob
+    from contrastive import durable, environment
     from contrastive.config import pipeline_overrides, resolve_config
+    from contrastive.tasks.calls import STEPS, TrainingCall
     from contrastive.training.distribution import join_processes
 
-    validation.check_choice("step", step, trainjob.STEPS)
+    validation.check_choice("step", step, STEPS)
     sinks = StepSinks.for_pipeline_step(
         environ,
         name=tensorboard_name,
@@ -287,22 +289,26 @@ def run_training_component(
     )
     with durable.recording_failures(sinks.durable):  # a retry fails at once if permanent
         config = resolve_config(profile, overrides=overrides, **shortcuts)
-        if environ.get(trainjob.LAUNCHER_ENV):
-            result = _launch(
+        launch = environment.launcher(environ)
+        if launch is not None:
+            # Nothing is written at `output.path`: KFP's launcher uploads that local path to
+            # the URI after the component and skips a path that does not exist, so the files
+            # the launched step wrote at the URI stay.
+            call = TrainingCall(
                 step,
-                environ,
-                tensorboard_name,
-                dataset,
-                output,
-                encoder_model,
-                sinks=sinks,
+                data=dataset.uri,
+                output=output.uri,
+                encoder_model="" if encoder_model is None else encoder_model.uri,
                 profile=profile,
                 overrides=pipeline_overrides(overrides, **shortcuts),
                 method=method,
                 mode=mode,
+                sinks=sinks,
+                name=tensorboard_name or step,
             )
+            result = launch(call, environ=environ)
         else:
-            group = join_processes(environ, config.train)  # Vertex CLUSTER_SPEC, Kubeflow JAX_*
+            group = join_processes(environment.process_group(environ), config.train)
             if step == "pretrain":
                 result = run_pretrain(dataset, output.path, config, method=method, sinks=sinks)
             elif step == "classifier":
@@ -326,40 +332,6 @@ def run_training_component(
     output.metadata.update(**described, framework="keras")
     conventions.log_metrics(metrics, result)
     return result
-
-
-def _launch(step, environ, name, dataset, output, encoder_model, *, sinks, **options):
-    """The step as a TrainJob (`trainjob.launch_step`) of its own command, which reads the
-    dataset (and encoder) and writes the model directory at the artifacts' URIs: these must
-    be in an object store the TrainJob's pods reach. `options` go to `trainjob.step_command`;
-    the cluster is the pod's own, else `environ`'s `KUBECONFIG`.
-
-    Nothing is written at `output.path`: KFP's launcher uploads that local path to the URI
-    after the component and skips a path that does not exist, so the job's files stay."""
-    from contrastive import trainjob
-
-    encoder_uri = "" if encoder_model is None else encoder_model.uri
-    # The launcher pod's own files (a mounted checkpoint folder, a progress file) are not
-    # the TrainJob's pods'.
-    durable_dir = sinks.durable if sinks.durable and not storage.is_local(sinks.durable) else None
-    command = trainjob.step_command(
-        step,
-        data_uri=trainjob.check_shared_uri("dataset", dataset.uri),
-        output_uri=trainjob.check_shared_uri("output", output.uri),
-        encoder_uri=encoder_uri and trainjob.check_shared_uri("encoder_model", encoder_uri),
-        sinks=sinks.replace(durable=durable_dir, progress=None),
-        **options,
-    )
-    api_client, namespace = trainjob.kubernetes_connection(environ.get("KUBECONFIG", ""))
-    return trainjob.launch_step(
-        environ[trainjob.LAUNCHER_ENV],
-        command,
-        name=name or step,
-        output_uri=output.uri,
-        api_client=api_client,
-        namespace=namespace,
-        pod_name=environ.get("HOSTNAME", ""),  # a pod's own name: the job runs as its identity
-    )
 
 
 def _train_step(

@@ -8,11 +8,10 @@ inserts the collectives, no all-gather is written here (tests/distributed checks
 its gradients against one device).
 
 Several processes (nodes): `initialize_processes` calls `keras.distribution.initialize` with
-the coordinator, process count and process id that `process_group_from` reads from the
-launcher's environment (Vertex AI `CLUSTER_SPEC`, Kubeflow Trainer's JAX runtime
-`JAX_COORDINATOR_ADDRESS` / `JAX_NUM_PROCESSES` / `JAX_PROCESS_ID`) or from explicit
-settings. Each process then feeds its own slice of the examples (`process_slice`) in batches
-of `per_process_batch`; Keras assembles the global batch from them
+the coordinator, process count and process id that `contrastive.environment.process_group`
+reads from the launcher's environment or from explicit settings. Each process then feeds its
+own slice of the examples (`process_slice`) in batches of `per_process_batch`; Keras
+assembles the global batch from them
 (`jax.make_array_from_process_local_data`).
 
 The TensorFlow backend refuses `data_parallel`: Keras 3 on TensorFlow runs `train_step` once
@@ -21,165 +20,27 @@ mean of per-replica losses, not the global-batch loss); making it global takes a
 `tf.distribute` all-gather inside model code, which uses `keras.ops` only. See README
 "Scale out".
 
-Nothing here reads environment variables: the caller passes `os.environ` in.
+Nothing here reads environment variables (`contrastive.environment` does).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 
 import keras
 import numpy as np
 
+# `contrastive.environment` reads the process group; its errors are this module's.
+from contrastive.environment import DistributionError, ProcessGroup  # noqa: F401
+
 log = logging.getLogger(__name__)
-
-# Kubeflow Trainer's JAX runtime (`jax-distributed`) sets these in every pod.
-KUBEFLOW_JAX_VARIABLES = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
-# Vertex AI CustomJob worker pools that run the training program (pools 2 and 3 are for
-# parameter or reduction servers, which data-parallel JAX does not use).
-VERTEX_TRAINING_POOLS = ("workerpool0", "workerpool1")
-
-
-class DistributionError(ValueError):
-    """A distribution setting is invalid or unsupported; the message names the value."""
 
 
 # --------------------------------------------------------------------------------------------
 # processes
-
-
-@dataclasses.dataclass(frozen=True)
-class ProcessGroup:
-    """Where process 0 listens and who this process is.
-
-    Attributes:
-        coordinator: `host:port` of process 0's coordination service.
-        num_processes: processes in the job, >= 1.
-        process_id: this process, in `[0, num_processes)`.
-        source: where the settings came from (named in logs and errors).
-    """
-
-    coordinator: str
-    num_processes: int
-    process_id: int
-    source: str
-
-
-def process_group_from(environ, *, coordinator=None, num_processes=None, process_id=None):
-    """The process group from explicit settings, else from the launcher's environment.
-
-    Order: explicit settings (all three, when any is given), Vertex AI's `CLUSTER_SPEC`,
-    Kubeflow Trainer's `JAX_*` variables. None when none of them is present (one process).
-
-    Args:
-        environ: a mapping of environment variables (`os.environ`).
-        coordinator: `host:port` of process 0, or None.
-        num_processes: int or None.
-        process_id: int or None.
-
-    Returns:
-        `ProcessGroup` or None.
-
-    Raises:
-        DistributionError: partial or malformed settings, naming the value.
-    """
-    explicit = {
-        "coordinator": coordinator,
-        "num_processes": num_processes,
-        "process_id": process_id,
-    }
-    if any(value is not None for value in explicit.values()):
-        missing = [name for name, value in explicit.items() if value is None]
-        if missing:
-            raise DistributionError(
-                "--coordinator, --num-processes and --process-id go together; missing "
-                f"{', '.join('--' + name.replace('_', '-') for name in missing)}. "
-                f"Received: {_received(explicit)}"
-            )
-        return _checked_group(coordinator, num_processes, process_id, source="flags")
-    if environ.get("CLUSTER_SPEC"):
-        return _vertex_group(environ["CLUSTER_SPEC"])
-    present = {name: environ.get(name) for name in KUBEFLOW_JAX_VARIABLES}
-    if any(value is not None for value in present.values()):
-        missing = [name for name, value in present.items() if value is None]
-        if missing:
-            raise DistributionError(
-                f"Kubeflow Trainer JAX settings are partial: {', '.join(missing)} not set. "
-                f"Received: {_received(present)}"
-            )
-        return _checked_group(
-            present["JAX_COORDINATOR_ADDRESS"],
-            _as_int("JAX_NUM_PROCESSES", present["JAX_NUM_PROCESSES"]),
-            _as_int("JAX_PROCESS_ID", present["JAX_PROCESS_ID"]),
-            source="kubeflow-trainer",
-        )
-    return None
-
-
-def _vertex_group(text):
-    """`CLUSTER_SPEC` (Vertex AI CustomJob) -> `ProcessGroup`.
-
-    Processes are numbered over `workerpool0` then `workerpool1`, in list order; the
-    coordinator is the first replica of `workerpool0` at its given port.
-    """
-    try:
-        spec = json.loads(text)
-        cluster, task = spec["cluster"], spec["task"]
-        pools = {name: list(cluster.get(name) or []) for name in VERTEX_TRAINING_POOLS}
-        task_type, task_index = task["type"], int(task["index"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise DistributionError(
-            "CLUSTER_SPEC must be JSON with cluster.workerpool0 and task.type/index "
-            f"({error}). Received: CLUSTER_SPEC={text!r}"
-        ) from None
-    if not pools["workerpool0"]:
-        raise DistributionError(f"CLUSTER_SPEC has no workerpool0. Received: CLUSTER_SPEC={text!r}")
-    if task_type not in VERTEX_TRAINING_POOLS:
-        raise DistributionError(
-            f"this replica's pool does not train (only {', '.join(VERTEX_TRAINING_POOLS)} "
-            f"do). Received: task.type={task_type!r}"
-        )
-    offset = 0 if task_type == "workerpool0" else len(pools["workerpool0"])
-    return _checked_group(
-        pools["workerpool0"][0],
-        len(pools["workerpool0"]) + len(pools["workerpool1"]),
-        offset + task_index,
-        source="CLUSTER_SPEC",
-    )
-
-
-def _checked_group(coordinator, num_processes, process_id, *, source):
-    host, _, port = str(coordinator).rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise DistributionError(
-            f"the coordinator must be host:port ({source}). Received: coordinator={coordinator!r}"
-        )
-    if not isinstance(num_processes, int) or num_processes < 1:
-        raise DistributionError(
-            f"the process count must be an int >= 1 ({source}). "
-            f"Received: num_processes={num_processes!r}"
-        )
-    if not isinstance(process_id, int) or not 0 <= process_id < num_processes:
-        raise DistributionError(
-            f"the process id must be in [0, {num_processes}) ({source}). "
-            f"Received: process_id={process_id!r}"
-        )
-    return ProcessGroup(str(coordinator), num_processes, process_id, source)
-
-
-def _as_int(name, value):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise DistributionError(f"{name} must be an integer. Received: {name}={value!r}") from None
-
-
-def _received(values):
-    return ", ".join(f"{name}={value!r}" for name, value in values.items())
 
 
 def initialize_processes(group):
@@ -205,27 +66,24 @@ def initialize_processes(group):
     keras.distribution.initialize(group.coordinator, group.num_processes, group.process_id)
 
 
-def join_processes(environ, train_cfg, *, coordinator=None, num_processes=None, process_id=None):
-    """Joins the multi-process job that the settings or `environ` describe, if any.
+def join_processes(group, train_cfg):
+    """Joins the multi-process job `group` describes, if any.
 
-    The start-up of every training entry (CLI, KFP components): `process_group_from`, then
-    `initialize_processes` when it finds more than one process.
+    The start-up of every training entry (CLI, KFP components), after
+    `contrastive.environment.process_group` read the settings or the launcher's environment:
+    `initialize_processes` when `group` has more than one process.
 
     Args:
-        environ: a mapping of environment variables (`os.environ`).
+        group: a `ProcessGroup`, or None (one process).
         train_cfg: `TrainConfig`; several processes need `distribution="data_parallel"`.
-        coordinator, num_processes, process_id: explicit settings (all three or none).
 
     Returns:
         The `ProcessGroup` joined, or None (one process).
 
     Raises:
-        DistributionError: bad or partial settings, or several processes without
-            `data_parallel` (each would train its own model), before any training.
+        DistributionError: several processes without `data_parallel` (each would train its
+            own model), before any training.
     """
-    group = process_group_from(
-        environ, coordinator=coordinator, num_processes=num_processes, process_id=process_id
-    )
     if group is None or group.num_processes == 1:
         return None
     if train_cfg.distribution != "data_parallel":

@@ -1,8 +1,10 @@
-"""`contrastive submit` and `contrastive schedule`: run a compiled pipeline on a cluster.
+"""`contrastive compile`, `submit` and `schedule`: a package for a cluster target, and a run
+of it there.
 
-`pipelines.cli` calls `register(subparsers)`; each subcommand's `func` takes the parsed
-arguments and returns an exit code: 0 done, 2 refused before any request (bad input),
-1 the service failed or refused the request.
+Each target adds its own flags (`Target.add_compile_arguments`,
+`Target.add_connection_arguments`); a flag of another target than `--target` is refused
+naming whose it is. Exit codes of `submit`/`schedule`: 0 done, 2 refused before any request
+(bad input), 1 the service failed or refused the request.
 """
 
 from __future__ import annotations
@@ -12,11 +14,20 @@ import json
 import re
 import sys
 
-from pipelines.connection import Connection, SubmitError
-from pipelines.schedule import ScheduleError, schedule
-from pipelines.submit import request_errors, submit, with_vertex_model
-from pipelines.targets import TARGETS
+from pipelines import targets
+from pipelines.cron import ScheduleError
+from pipelines.options import BACKENDS
+from pipelines.package import request_errors
+from pipelines.remote import schedule, submit
+from pipelines.targets import SubmitError, fields_of
 
+# The connection flags every cluster target reads, with what each target makes of them
+# (`Target.connection_notes`).
+COMMON_CONNECTION_FLAGS = {
+    "experiment": ("NAME", "experiment to file runs under, created if missing"),
+    "pipeline_root": ("URI", "where run artifacts go"),
+    "service_account": ("SA", "identity of the run"),
+}
 SUBMIT_EXAMPLES = """\
 examples:
   contrastive submit --target kubeflow --package build/pipeline.yaml \\
@@ -46,11 +57,109 @@ examples:
 """
 
 
+def add_compile_command(subparsers) -> None:
+    """`contrastive compile`."""
+    import components
+    from contrastive import methods
+
+    branches = ",".join(methods.default_names())
+    clusters = targets.clusters()
+    p = subparsers.add_parser(
+        "compile",
+        help=f"compile the pipeline to YAML for {' or '.join(t.label for t in clusters.values())}",
+    )
+    p.add_argument(
+        "--target",
+        choices=list(clusters),
+        required=True,
+        help="where the YAML will run (accelerator names differ)",
+    )
+    p.add_argument("--output", required=True, help="YAML file to write")
+    p.add_argument(
+        "--image",
+        default=components.DEFAULT_IMAGE,
+        help="container image of every step, e.g. REGISTRY/contrastive:<sha>",
+    )
+    p.add_argument(
+        "--accelerator-type",
+        default=None,
+        help="; ".join(f"{t.label}: {t.accelerator_example}, ..." for t in clusters.values()),
+    )
+    p.add_argument(
+        "--accelerator-count",
+        type=int,
+        default=1,
+        help="accelerators per training/evaluation step (0 = CPU only)",
+    )
+    p.add_argument(
+        "--methods",
+        default=branches,
+        help=f"branches to include: {','.join(methods.names())} (default {branches})",
+    )
+    p.add_argument(
+        "--labeled-fractions",
+        default="",
+        metavar="F,F,...",
+        help="few labels: one branch per labelled fraction, e.g. 0.01,0.1,1 (compiled in; "
+        "empty: one run with every label)",
+    )
+    p.add_argument("--cpu-limit", default="8", help="CPU limit of GPU steps")
+    p.add_argument("--memory-limit", default="32G", help="memory limit of GPU steps")
+    p.add_argument("--retries", type=int, default=3, help="retries of training steps")
+    scale = p.add_argument_group(
+        "scale out (README: Scale out)",
+        "more than one accelerator in all makes the training steps data-parallel (JAX)",
+    )
+    scale.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="nodes per training step (Vertex: CustomJob; Kubeflow: TrainJob)",
+    )
+    scale.add_argument(
+        "--backend",
+        default="tensorflow",
+        choices=list(BACKENDS),
+        help="Keras backend of the steps; jax for data-parallel (use the JAX image)",
+    )
+    for target in clusters.values():
+        target.add_compile_arguments(p)
+    p.set_defaults(func=cmd_compile)
+
+
+def cmd_compile(args) -> int:
+    from kfp import compiler
+
+    from pipelines.dag import build_pipeline
+
+    settings = {}  # each target's settings as given: another target's are refused if set
+    for target in targets.clusters().values():
+        settings.update(fields_of(target.settings_from_args(args)))
+    pipeline = build_pipeline(
+        image=args.image,
+        target=args.target,
+        methods=args.methods,
+        accelerator_type=args.accelerator_type,
+        accelerator_count=args.accelerator_count,
+        cpu_limit=args.cpu_limit,
+        memory_limit=args.memory_limit,
+        retries=args.retries,
+        replicas=args.replicas,
+        backend=args.backend,
+        labeled_fractions=args.labeled_fractions,
+        **settings,
+    )
+    compiler.Compiler().compile(pipeline, package_path=args.output)
+    print(f"compiled {args.target} pipeline to {args.output} (image {args.image})")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the `submit` and `schedule` subcommands to an argparse subparsers object."""
+    labels = " or ".join(target.label for target in targets.clusters().values())
     submit_parser = subparsers.add_parser(
         "submit",
-        help="start one run of a compiled pipeline on Kubeflow or Vertex AI",
+        help=f"start one run of a compiled pipeline on {labels}",
         description="Start one run of a compiled pipeline on Kubeflow Pipelines or Vertex "
         "AI Pipelines. Every input is checked before the first request.",
         epilog=SUBMIT_EXAMPLES,
@@ -76,7 +185,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     schedule_parser = subparsers.add_parser(
         "schedule",
-        help="run a compiled pipeline on a cron schedule on Kubeflow or Vertex AI",
+        help=f"run a compiled pipeline on a cron schedule on {labels}",
         description="Create a recurring run (Kubeflow) or schedule (Vertex AI) of a "
         "compiled pipeline; at most one scheduled run at a time, no catch-up of missed runs.",
         epilog=SCHEDULE_EXAMPLES,
@@ -87,8 +196,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--cron",
         required=True,
         metavar="EXPR",
-        help="when to run: 6 fields with seconds first for kubeflow ('0 0 3 * * 1'); "
-        "5 fields with an optional 'TZ=Area/City ' prefix for vertex ('0 3 * * 1')",
+        help="when to run, in the target's dialect: "
+        + "; ".join(f"{name}: {t.cron_help}" for name, t in targets.clusters().items()),
     )
     schedule_parser.add_argument(
         "--schedule-name",
@@ -107,11 +216,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    clusters = targets.clusters()
     parser.add_argument(
         "--target",
         required=True,
-        choices=TARGETS,
-        help="where to run: kubeflow (Kubeflow Pipelines API) or vertex (Vertex AI Pipelines)",
+        choices=list(clusters),
+        help="where to run: " + ", ".join(f"{n} ({t.title})" for n, t in clusters.items()),
     )
     parser.add_argument(
         "--package",
@@ -120,61 +230,30 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="compiled pipeline YAML, from `make compile`",
     )
     parser.add_argument(
-        "--host", metavar="URL", help="kubeflow: KFP API URL, e.g. http://localhost:8080"
-    )
-    parser.add_argument(
-        "--namespace", metavar="NS", help="kubeflow: namespace of a multi-user deployment"
-    )
-    parser.add_argument(
-        "--experiment",
-        metavar="NAME",
-        help="experiment to file runs under, created if missing: kubeflow: a KFP experiment "
-        "(default 'Default'); vertex: a Vertex AI Experiment (submit only)",
-    )
-    parser.add_argument(
-        "--vertex-model",
-        metavar="ID",
-        help="vertex: a promoted champion also becomes a new version of this Vertex Model "
-        "(alias 'champion'; created if missing); needs the registry parameter on gs://",
-    )
-    parser.add_argument(
-        "--tensorboard",
-        metavar="RESOURCE",
-        help="vertex: TensorBoard backing --experiment, projects/P/locations/R/tensorboards/ID",
-    )
-    parser.add_argument(
         "--params",
         metavar="FILE",
         help="YAML or JSON file mapping pipeline parameter names to values",
     )
-    parser.add_argument(
-        "--pipeline-root",
-        metavar="URI",
-        help="where run artifacts go; vertex: required, gs://BUCKET/PATH; kubeflow: "
-        "optional (default: the deployment's object store)",
-    )
-    parser.add_argument("--project", metavar="P", help="vertex: Google Cloud project id")
-    parser.add_argument("--region", metavar="R", help="vertex: region, e.g. us-central1")
-    parser.add_argument(
-        "--service-account",
-        metavar="SA",
-        help="identity of the run: kubeflow: Kubernetes service account name; vertex: "
-        "service account e-mail",
-    )
+    for field, (metavar, text) in COMMON_CONNECTION_FLAGS.items():
+        notes = "; ".join(
+            f"{name}: {target.connection_notes[field]}"
+            for name, target in clusters.items()
+            if field in target.connection_notes
+        )
+        parser.add_argument(
+            "--" + field.replace("_", "-"), metavar=metavar, help=f"{text}: {notes}"
+        )
+    fields = list(COMMON_CONNECTION_FLAGS)
+    for target in clusters.values():
+        fields += target.add_connection_arguments(parser)
+    parser.set_defaults(connection_fields=fields)
 
 
-def connection_from_args(args: argparse.Namespace) -> Connection:
-    """The `Connection` that the shared flags of `submit` and `schedule` describe."""
-    return Connection(
-        target=args.target,
-        host=args.host,
-        namespace=args.namespace,
-        project=args.project,
-        region=args.region,
-        pipeline_root=args.pipeline_root,
-        service_account=args.service_account,
-        experiment=args.experiment,
-        tensorboard=args.tensorboard,
+def connection_from_args(args: argparse.Namespace):
+    """The `Connection` that the shared flags of `submit` and `schedule` describe (a flag of
+    another target than `--target` is refused, `pipelines.targets.connection`)."""
+    return targets.connection(
+        args.target, **{field: getattr(args, field) for field in args.connection_fields}
     )
 
 
@@ -201,12 +280,6 @@ def service_error_message(target: str, err: BaseException) -> str:
     if isinstance(cause, api.ServerError):
         return f"{text} (a failure of the service, not of the input: try again later)"
     return text
-
-
-def _params(args: argparse.Namespace, connection: Connection):
-    if args.vertex_model is None:
-        return args.params
-    return with_vertex_model(args.params, connection, args.vertex_model)
 
 
 def _other_error_message(target: str, err: BaseException) -> str:
@@ -254,7 +327,7 @@ def run_submit(args: argparse.Namespace) -> int:
         result = submit(
             args.package,
             connection,
-            params=_params(args, connection),
+            params=args.params,
             run_name=args.run_name,
             enable_caching=args.enable_caching,
         )
@@ -269,9 +342,8 @@ def run_schedule(args: argparse.Namespace) -> int:
     """Handler of `contrastive schedule`; returns the exit code."""
 
     def action() -> int:
-        connection = connection_from_args(args)
         try:
-            params = _params(args, connection)
+            connection = connection_from_args(args)
         except SubmitError as err:
             raise ScheduleError(str(err)) from None
         result = schedule(
@@ -279,7 +351,7 @@ def run_schedule(args: argparse.Namespace) -> int:
             connection,
             cron=args.cron,
             schedule_name=args.schedule_name,
-            params=params,
+            params=args.params,
             enable_caching=args.enable_caching,
         )
         print(f"schedule id: {result['schedule_id']}")

@@ -11,7 +11,6 @@ logs and `| tee`). `ProgressPoller` reads the training steps' progress files
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -294,81 +293,3 @@ class ProgressPoller:
             name = self.view.running()
             if name is not None:
                 self.drain(name)
-
-
-# What TensorFlow, absl and oneDNN print at start-up: kept in the log files, not shown.
-_NOTICES = re.compile(
-    r"^\s*(?:"
-    r"WARNING: All log messages before absl::InitializeLog\(\) is called"
-    r"|[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\]"  # absl INFO and WARNING lines
-    r"|E\d{4} [\d:.]+\s+\d+ \S+:\d+\] oneDNN"
-    r"|This TensorFlow binary is optimized to use available CPU instructions"
-    r"|To enable the following instructions: .* rebuild TensorFlow"
-    r")"
-)
-# kfp.local's own lines in a task's log: its logger's records and the separators.
-_KFP_FRAMING = re.compile(r"^(?:\d\d:\d\d:\d\d\.\d{3} - [A-Z]+ - |-{20,}$)")
-
-
-# The line before the executor input kfp.local's executor prints as indented JSON.
-_EXECUTOR_INPUT = "]: Got executor_input:"
-
-
-def is_notice(line: str) -> bool:
-    """A start-up notice of TensorFlow, absl or oneDNN (not an error of ours)."""
-    return bool(_NOTICES.match(line))
-
-
-def log_tail(path: str | Path, lines: int | None = 30) -> list[str]:
-    """The last `lines` lines a task printed (None: all), from its log file: without start-up
-    notices and kfp.local's framing (its records, separators and the executor input it dumps
-    as JSON), the 4-space indent kfp.local adds removed."""
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return []
-    shown, in_input = [], False
-    for line in text.splitlines():
-        line = line[4:] if line.startswith("    ") else line
-        if in_input:
-            in_input = line != "}"  # the JSON's closing brace ends the dump
-        elif _EXECUTOR_INPUT in line:
-            in_input = True
-        elif line.strip() and not is_notice(line) and not _KFP_FRAMING.match(line):
-            shown.append(line)
-    return shown if lines is None else shown[-lines:]
-
-
-_TRACEBACK = "Traceback (most recent call last)"
-_FRAME = re.compile(r'^(\s*)File "')
-_DOTTED_ERROR = re.compile(r"^(?:[a-z_]\w*\.)+(?=[A-Z]\w*(?::|$))")
-
-
-def without_frames(lines: list[str]) -> list[str]:
-    """`lines` without Python traceback frames: the `Traceback (most recent call last):`
-    headers, each `File "...", line N, in f` line and the source and `^^^` lines under it. The
-    exception lines (and "During handling of the above exception ...") stay."""
-    kept, frame_indent = [], None
-    for line in lines:
-        indent = len(line) - len(line.lstrip())
-        if line.startswith(_TRACEBACK):
-            continue
-        if match := _FRAME.match(line):
-            frame_indent = len(match.group(1))
-            continue
-        if frame_indent is not None and indent > frame_indent:
-            continue  # the frame's source line and its markers
-        frame_indent = None
-        kept.append(line)
-    return kept
-
-
-def failure_cause(lines: list[str]) -> str:
-    """The one line that says why a task failed: the exception line of the last traceback in
-    its log (`DataError: ...`, the exception's module path dropped), else its last line."""
-    starts = [index for index, line in enumerate(lines) if line.startswith(_TRACEBACK)]
-    if starts:
-        for line in without_frames(lines[starts[-1] :]):
-            if line.strip():
-                return _DOTTED_ERROR.sub("", line.strip())
-    return next((line.strip() for line in reversed(lines) if line.strip()), "")

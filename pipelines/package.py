@@ -1,22 +1,17 @@
-"""Submit a compiled pipeline package to Kubeflow Pipelines or Vertex AI Pipelines.
+"""A compiled pipeline package and every check made on it before a request.
 
-Everything that can be checked locally is checked before the first request: the target and
-its required settings, the package (a KFP pipeline spec), the parameters (names and types
-against the spec), and the accelerator names (Kubernetes resource names on Kubeflow, Vertex
-enum names on Vertex). A mistake costs an error message, not a failed run after a queue wait.
-
-The package must name a real image: `contrastive compile` without `--image` writes the
-placeholder `contrastive:dev`, which no cluster can pull, so it is refused here.
-
-Kubeflow goes through `kfp.Client`, Vertex AI through `google.cloud.aiplatform.PipelineJob`
-(the official SDK: auth, retries, Experiments). `pipelines.connection.Connection` says where.
+Everything that can be checked locally is checked before `submit` or `schedule` sends
+anything (`prepare`): the target's connection settings, the package (a KFP pipeline spec),
+the parameters (names and types against the spec, then every value as the tasks will read
+it), the accelerator names (the target's own), and the image (not the placeholder
+`contrastive:dev` that `contrastive compile` writes without `--image`, which no cluster can
+pull). A mistake costs an error message, not a failed run after a queue wait.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import datetime
 import os
 import re
 import tempfile
@@ -27,16 +22,13 @@ from typing import Any
 import yaml
 
 from components import DEFAULT_IMAGE as PLACEHOLDER_IMAGE
-from pipelines.connection import Connection, SubmitError
-from pipelines.targets import KUBEFLOW, VERTEX, validate_accelerator
+
+
+class SubmitError(ValueError):
+    """A submission was refused before any request: the message names the bad field."""
+
 
 PACKAGE_SUFFIXES = (".yaml", ".yml")
-# How long `submit --experiment` waits for Vertex to create a run's metadata record (it
-# usually takes seconds; a queued project can take longer).
-RUN_RECORD_TIMEOUT_S = 300.0
-
-# Vertex pipeline job ids: a lowercase letter, then lowercase letters, digits and dashes.
-_VERTEX_JOB_ID = re.compile(r"^[a-z][-a-z0-9]{0,127}$")
 _PLACEHOLDER = re.compile(r"^\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}$")
 _PARAMETER_TYPES: dict[str, tuple[type, ...]] = {
     "STRING": (str,),
@@ -230,11 +222,12 @@ def _resolve(package: PipelinePackage, executor: str, value: str, params: Mappin
     return resolved
 
 
-def check_accelerators(package: PipelinePackage, target: str, params: Mapping[str, Any]) -> None:
-    """Refuses an accelerator name the target does not understand, naming the executor."""
+def check_accelerators(package: PipelinePackage, target, params: Mapping[str, Any]) -> None:
+    """Refuses an accelerator name `target` (a `pipelines.targets.Target`) does not
+    understand, naming the executor."""
     for executor, accelerator in accelerator_types(package, params):
         try:
-            validate_accelerator(target, accelerator)
+            target.check_accelerator(accelerator)
         except ValueError as err:
             raise SubmitError(f"executor {executor!r}: {err}") from None
 
@@ -253,37 +246,6 @@ def check_image(package: PipelinePackage) -> None:
             )
 
 
-def with_vertex_model(
-    params: Mapping[str, Any] | str | os.PathLike | None, connection: Connection, model_id: str
-) -> dict[str, Any]:
-    """`params` plus what the champion gate needs to upload a promoted model as a version of
-    the Vertex Model `model_id` (vertex only; the champion registry must be on gs://)."""
-    from contrastive.serving import check_model_id
-
-    values = load_params(params)
-    if connection.target != VERTEX:
-        raise SubmitError(
-            "--vertex-model uploads to the Vertex AI Model Registry; it is for target vertex. "
-            f"Received: vertex_model={model_id!r}"
-        )
-    try:
-        check_model_id(model_id)
-    except ValueError as err:
-        raise SubmitError(str(err)) from None
-    registry = values.get("registry", "")
-    if not (isinstance(registry, str) and registry.startswith("gs://")):
-        raise SubmitError(
-            "--vertex-model needs the champion registry on Cloud Storage: set the pipeline "
-            f"parameter registry to a gs:// prefix in --params. Received: registry={registry!r}"
-        )
-    return {
-        **values,
-        "vertex_model": model_id,
-        "vertex_project": connection.project,
-        "vertex_region": connection.region,
-    }
-
-
 @dataclass(frozen=True)
 class PreparedRun:
     """A package and its parameter values that passed every local check."""
@@ -294,145 +256,22 @@ class PreparedRun:
 
 def prepare(
     package_path: str | os.PathLike,
-    connection: Connection,
+    connection,
     params: Mapping[str, Any] | str | os.PathLike | None = None,
+    *,
+    target,
 ) -> PreparedRun:
-    """All local checks, in the order a user fixes them; nothing is sent."""
+    """All local checks, in the order a user fixes them; nothing is sent. `connection` is
+    `target`'s (a `pipelines.targets.Target`); the run's values are `params` with what the
+    connection adds (`Target.run_values`)."""
     connection.check()
-    values = load_params(params)
+    values = target.run_values(load_params(params), connection)
     package = load_package(package_path)
     check_params(package, values)
     check_values(package, values)
-    check_accelerators(package, connection.target, values)
+    check_accelerators(package, target, values)
     check_image(package)
     return PreparedRun(package, values)
-
-
-def submit(
-    package_path: str | os.PathLike,
-    connection: Connection,
-    *,
-    params: Mapping[str, Any] | str | os.PathLike | None = None,
-    run_name: str | None = None,
-    enable_caching: bool | None = None,
-    run_record_timeout_s: float = RUN_RECORD_TIMEOUT_S,
-) -> dict[str, str]:
-    """Starts one run of a compiled pipeline.
-
-    Args:
-        package_path: compiled pipeline YAML (`make compile`).
-        connection: where to run it and as whom.
-        params: pipeline arguments, a mapping or a YAML/JSON file path.
-        run_name: display name of the run.
-        enable_caching: None keeps the compile-time caching of each task; True/False
-            overrides it for every task of this run (nested DAGs included).
-        run_record_timeout_s: vertex with an experiment: how long to wait for Vertex to
-            create the run's record before filing it under the experiment.
-
-    Returns:
-        `{"run_id": ..., "url": ...}` (the KFP UI or Google Cloud console page of the run).
-
-    Raises:
-        SubmitError: before any request, when a setting, the package or a parameter is wrong.
-    """
-    run = prepare(package_path, connection, params)
-    if connection.target == KUBEFLOW:
-        client = connection.kfp_client()
-        with package_file(run.package, enable_caching) as path:
-            result = client.create_run_from_pipeline_package(
-                path,
-                arguments=run.params,
-                run_name=run_name,
-                experiment_name=connection.experiment,
-                namespace=connection.namespace,
-                pipeline_root=connection.pipeline_root,
-                enable_caching=enable_caching,
-                service_account=connection.service_account,
-            )
-        return {"run_id": result.run_id, "url": connection.kubeflow_url("runs", result.run_id)}
-
-    display_name = run_name or run.package.name
-    experiment = connection.vertex_experiment()
-    with package_file(run.package, enable_caching) as path:
-        job = vertex_pipeline_job(
-            connection,
-            run,
-            template_path=path,
-            display_name=display_name,
-            job_id=vertex_job_id(display_name),
-        )
-        # Filed under the experiment below: the SDK's own wait for the run record has no bound.
-        job.submit(service_account=connection.service_account)
-    job_id = job.resource_name.rsplit("/", 1)[-1]
-    url = connection.vertex_url("runs", job_id)
-    if experiment is not None:
-        wait_for_run_record(job, url=url, timeout_s=run_record_timeout_s)
-        job._associate_to_experiment(experiment)  # what submit(experiment=...) calls
-    return {"run_id": job_id, "url": url}
-
-
-def wait_for_run_record(
-    job, *, url: str, timeout_s: float = RUN_RECORD_TIMEOUT_S, poll_s: float = 2.0
-) -> None:
-    """Poll a submitted Vertex job until Vertex has created its run record (the metadata
-    context an experiment links to), at most `timeout_s` seconds.
-
-    Raises:
-        RuntimeError: the job ended without one, or `timeout_s` passed; the message says that
-            the run itself was submitted and where it is.
-    """
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        state = job.state  # refreshes the job from the service
-        if job.gca_resource.job_detail.pipeline_run_context.name:
-            return
-        if job.done():
-            raise RuntimeError(
-                f"the run ended ({state.name}) before Vertex created its run record, so it is "
-                f"not filed under the experiment: {url}"
-            )
-        if time.monotonic() >= deadline:
-            raise RuntimeError(
-                f"Vertex had not created the run record after {timeout_s:g} s, so the run is "
-                f"submitted but not filed under the experiment (it runs on): {url}"
-            )
-        time.sleep(min(poll_s, max(deadline - time.monotonic(), 0.0)))
-
-
-def vertex_pipeline_job(
-    connection: Connection,
-    run: PreparedRun,
-    *,
-    template_path: str,
-    display_name: str,
-    job_id: str | None = None,
-):
-    """An unsent `aiplatform.PipelineJob` of `run` (caching is already set in the template)."""
-    aiplatform = connection.vertex()
-    return aiplatform.PipelineJob(
-        display_name=display_name,
-        template_path=template_path,
-        job_id=job_id,
-        pipeline_root=connection.pipeline_root,
-        parameter_values=run.params,
-        project=connection.project,
-        location=connection.region,
-        credentials=connection.credentials,
-    )
-
-
-def vertex_job_id(name: str, now: datetime.datetime | None = None) -> str:
-    """`<name>-<UTC timestamp>` folded to Vertex's job id alphabet (`[a-z][-a-z0-9]*`)."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    stem = re.sub(r"[^-0-9a-z]+", "-", name.lower()).strip("-")
-    if not stem or not stem[0].isalpha():
-        stem = f"run-{stem}".rstrip("-")
-    job_id = f"{stem[:110].rstrip('-')}-{now.strftime('%Y%m%d%H%M%S')}"
-    if not _VERTEX_JOB_ID.match(job_id):  # pragma: no cover - the folding above guarantees it
-        raise SubmitError(f"cannot derive a Vertex job id from run name {name!r}")
-    return job_id
 
 
 def set_caching(spec: dict, enable_caching: bool) -> None:
@@ -484,10 +323,7 @@ def request_errors() -> tuple[type[BaseException], ...]:
 
 
 __all__ = [
-    "KUBEFLOW",
     "PLACEHOLDER_IMAGE",
-    "VERTEX",
-    "Connection",
     "PipelinePackage",
     "PreparedRun",
     "SubmitError",
@@ -497,8 +333,6 @@ __all__ = [
     "check_params",
     "load_package",
     "load_params",
+    "package_file",
     "prepare",
-    "submit",
-    "vertex_pipeline_job",
-    "with_vertex_model",
 ]

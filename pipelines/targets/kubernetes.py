@@ -95,7 +95,7 @@ class KubernetesSettings:
 
     def pod_settings(self) -> dict:
         """The settings as Kubernetes pod fields, for pods KFP does not create (a training
-        step's TrainJob, `contrastive.trainjob.launcher_settings`)."""
+        step's TrainJob, `pipelines.targets.trainjob.launcher_settings`)."""
         tolerations = []
         for toleration in self.tolerations:
             item = {"key": toleration.key, "operator": toleration.operator}

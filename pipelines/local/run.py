@@ -1,10 +1,10 @@
 """Run the whole DAG on this machine with `kfp.local.SubprocessRunner` (what `make run` does).
 
-What the user sees is the view of `pipelines.progress` (one line per task; a live one in a
+What the user sees is the view of `pipelines.local.view` (one line per task; a live one in a
 terminal); each task's own output goes to `runs/<run-id>/logs/<task>.log` (`verbose`: also
-to the terminal, without TensorFlow's start-up notices). Runs are cached by kfp.local
-(`runs/.cache`): a task whose component, inputs and upstream outputs are those of a finished
-one is not run again. A training step keeps its epoch checkpoints in
+to the terminal, without TensorFlow's start-up notices; `pipelines.local.logs`). Runs are
+cached by kfp.local (`runs/.cache`): a task whose component, inputs and upstream outputs are
+those of a finished one is not run again. A training step keeps its epoch checkpoints in
 `runs/checkpoints/<key>/local/<step>`, `<key>` a hash of the pipeline and its parameters, so
 a run killed mid-training and started again with the same parameters resumes there.
 """
@@ -15,24 +15,16 @@ import json
 import os
 import shutil
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 from contrastive.tasks.inspecting import SUSPECTS_FILE
-from pipelines.pipeline import build_pipeline
-from pipelines.progress import (
-    LiveRenderer,
-    PlainRenderer,
-    ProgressPoller,
-    RunView,
-    failure_cause,
-    is_notice,
-    log_tail,
-    without_frames,
-)
+from pipelines.dag import build_pipeline
+from pipelines.local.kfp_hooks import check_kfp, observed_tasks, task_names
+from pipelines.local.logs import TaskLogs, failure_cause, log_tail, without_frames
+from pipelines.local.view import LiveRenderer, PlainRenderer, ProgressPoller, RunView
 
 # A training step's TensorBoard logs: `runs/<run-id>/tensorboard/<step>`, written as a
 # placeholder kfp.local resolves when the task starts, so the value (part of the cache key)
@@ -86,6 +78,7 @@ def run_local(
     """
     from kfp import local
 
+    check_kfp()
     runs_dir = Path(runs_dir).resolve()
     run_id = run_id or new_run_id()
     run_dir = runs_dir / run_id
@@ -196,7 +189,7 @@ def run_with_view(
     """
     from rich.console import Console
 
-    from contrastive.tasks.sinks import PROGRESS_DIR_VARIABLE
+    from contrastive.environment import PROGRESS_DIR_VARIABLE
 
     console = console or Console(file=sys.stdout)
     names = task_names(pipeline)
@@ -213,7 +206,7 @@ def run_with_view(
         _environment(PROGRESS_DIR_VARIABLE, str(progress_dir)),
         renderer,
         ProgressPoller(progress_dir, view) as poller,
-        _observed_tasks(names, view, logs, poller),
+        observed_tasks(names, view, logs, poller),
         logs.capturing(),
     ):
         pipeline(**params)
@@ -228,183 +221,6 @@ def run_key(pipeline, params: dict) -> str:
     digest = hashlib.sha256(pipeline.pipeline_spec.SerializeToString(deterministic=True))
     digest.update(json.dumps(params, sort_keys=True, default=str).encode("utf-8"))
     return digest.hexdigest()[:12]
-
-
-def task_names(pipeline) -> dict[str, str]:
-    """{DAG task name: display name} of the pipeline's tasks, in the order kfp.local runs
-    them (its topological sort, a stack popped from the end); the tasks of a condition's
-    sub-DAG (`dsl.If`) in its place."""
-    from kfp.local import graph_utils
-
-    spec = pipeline.pipeline_spec
-
-    def names(dag) -> dict[str, str]:
-        found = {}
-        for name in reversed(graph_utils.topological_sort_tasks(dag.tasks)):
-            component = spec.components.get(dag.tasks[name].component_ref.name)
-            if component is not None and component.WhichOneof("implementation") == "dag":
-                found.update(names(component.dag))
-            else:
-                found[name] = dag.tasks[name].task_info.name or name
-        return found
-
-    return names(spec.root.dag)
-
-
-class TaskLogs:
-    """Where the output of a local run goes while it runs: the current task's log file
-    (`<folder>/<task>.log`, appended: a retry adds to it), else `<folder>/pipeline.log`.
-
-    `capturing()` puts it in place of `sys.stdout` and `sys.stderr`: kfp.local prints each
-    task's subprocess output and logs its own records there. With `echo`, every whole line
-    that is not a start-up notice is also written to `echo` (`--verbose`).
-    """
-
-    def __init__(self, folder: str | Path, echo=None):
-        self.folder = Path(folder)
-        self.echo = echo
-        self._task: str | None = None
-        self._file = None
-        self._pending = ""
-        self._lock = threading.Lock()
-
-    def path(self, task: str | None) -> Path:
-        return self.folder / f"{task or 'pipeline'}.log"
-
-    def switch(self, task: str | None) -> None:
-        """Send what follows to `task`'s log (None: the pipeline's)."""
-        with self._lock:
-            self._flush_pending()
-            if self._file is not None:
-                self._file.close()
-            self._task = task
-            self._file = open(self.path(task), "a", buffering=1, encoding="utf-8")  # noqa: SIM115
-
-    def write(self, text: str) -> int:
-        with self._lock:
-            if self._file is None:
-                self._file = open(self.path(self._task), "a", buffering=1, encoding="utf-8")  # noqa: SIM115
-            self._file.write(text)
-            if self.echo is not None:
-                self._pending += text
-                *lines, self._pending = self._pending.split("\n")
-                for line in lines:
-                    if not is_notice(line):
-                        self.echo.write(line + "\n")
-                self.echo.flush()
-        return len(text)
-
-    def flush(self) -> None:
-        with self._lock:
-            if self._file is not None:
-                self._file.flush()
-
-    def isatty(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        with self._lock:
-            self._flush_pending()
-            if self._file is not None:
-                self._file.close()
-                self._file = None
-
-    @contextlib.contextmanager
-    def capturing(self):
-        """Inside the block `sys.stdout`, `sys.stderr` and the root logger's stream handlers
-        (kfp.local logs its cache hits there) write here."""
-        import logging
-
-        saved = sys.stdout, sys.stderr
-        handlers = [
-            (handler, handler.setStream(self))
-            for handler in logging.getLogger().handlers
-            if type(handler) is logging.StreamHandler
-        ]
-        sys.stdout = sys.stderr = self
-        try:
-            yield self
-        finally:
-            sys.stdout, sys.stderr = saved
-            for handler, stream in handlers:
-                handler.setStream(stream)
-            self.close()
-
-    def _flush_pending(self) -> None:
-        if self.echo is not None and self._pending:
-            if not is_notice(self._pending):
-                self.echo.write(self._pending + "\n")
-            self._pending = ""
-
-
-@contextlib.contextmanager
-def _observed_tasks(names: dict[str, str], view: RunView, logs: TaskLogs, poller):
-    """Reports each task's state to `view` and sends its output to its own log, by wrapping
-    the two functions of kfp.local (2.17) every task goes through:
-    `task_executor.execute_single_task` (every task, cached or not) and
-    `task_dispatcher.run_single_task_implementation` (a task that really runs)."""
-    from kfp.local import status, task_dispatcher
-    from kfp.local.orchestrator import task_executor
-
-    execute = task_executor.execute_single_task
-    dispatch = task_dispatcher.run_single_task_implementation
-    current: dict[str, object] = {}
-
-    def execute_single_task(*args, **kwargs):
-        task = names.get(kwargs["task_name"], kwargs["task_name"])
-        current.update(task=task, ran=False)
-        logs.switch(task)
-        try:
-            outputs, task_status = execute(*args, **kwargs)
-        except BaseException:
-            view.finish(task, ok=False)
-            raise
-        finally:
-            logs.switch(None)
-        poller.drain(task)
-        ok = task_status == status.Status.SUCCESS
-        if ok and not current["ran"]:
-            view.cached(task)
-        else:
-            view.finish(task, ok=ok)
-        return outputs, task_status
-
-    def run_single_task_implementation(*args, **kwargs):
-        current["ran"] = True
-        view.start(current["task"])
-        return dispatch(*args, **kwargs)
-
-    task_executor.execute_single_task = execute_single_task
-    task_dispatcher.run_single_task_implementation = run_single_task_implementation
-    try:
-        yield
-    finally:
-        task_executor.execute_single_task = execute
-        task_dispatcher.run_single_task_implementation = dispatch
-
-
-@contextlib.contextmanager
-def native_notices_filtered():
-    """Inside the block file descriptor 2 goes to a temporary file; after it, every line but
-    the start-up notices of TensorFlow, absl and oneDNN (written by C++ straight to fd 2, so
-    `TF_CPP_MIN_LOG_LEVEL` does not hide them all) goes to `sys.stderr`."""
-    import tempfile
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            text = capture.read().decode("utf-8", "replace")
-            for line in text.splitlines():
-                if not is_notice(line):
-                    print(line, file=sys.stderr)
 
 
 @contextlib.contextmanager

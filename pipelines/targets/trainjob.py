@@ -10,15 +10,18 @@ trainjob_types.go` RuntimePatch -> ... -> PodSpecPatch, on the runtime's replica
 created with strict field validation, so an older Trainer refuses it instead of dropping
 them. The runtime gives every pod `JAX_COORDINATOR_ADDRESS`,
 `JAX_NUM_PROCESSES` and `JAX_PROCESS_ID`, which `contrastive pretrain` / `train` read
-(`training.distribution.process_group_from`). `run_trainjob` creates it through the
+(`contrastive.environment.process_group`). `run_trainjob` creates it through the
 Kubernetes API (the official `kubernetes` client), polls it, prints the pods' new log lines
 as they come, and returns when the job completes; it raises `TrainJobError` with the job's own
 reason when the job fails or is deleted, and deletes the job and raises after `timeout`.
 
-A pipeline training step on several Kubeflow nodes: its task carries `LAUNCHER_ENV`
-(`launcher_settings`); the component then builds the step's own command (`step_command`,
-outputs at the task's artifact URIs in the object store) and `launch_step` runs it as a
-TrainJob from the launcher pod, which needs no GPU.
+A pipeline training step on several Kubeflow nodes: the Kubeflow target gives its task
+`contrastive.environment.LAUNCHER_VARIABLE` naming `launch_training_step` with the
+`launcher_settings`; the component hands the step to it (`contrastive.tasks.calls.
+TrainingCall`, inputs and outputs at the task's artifact URIs in the object store), which
+writes the step's command (`pipelines.cli.steps.training_argv`) and runs it as a TrainJob
+(`launch_step`) from the launcher pod, which needs no GPU. `add_command` is the CLI's
+`contrastive trainjob`.
 """
 
 from __future__ import annotations
@@ -297,10 +300,6 @@ def _stream_logs(core, namespace, name, printed, write):
 
 # ---------------------------------------------------------------- a pipeline step's TrainJob
 
-# A training component whose task carries this variable (JSON from `launcher_settings`) does
-# not train in its own pod: it runs the step as a TrainJob (`launch_step`) and waits.
-LAUNCHER_ENV = "CONTRASTIVE_TRAINJOB"
-STEPS = ("pretrain", "classifier", "baseline")  # the pipeline's training steps
 _SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 # Schemes `tf.io.gfile` knows that name a place only the launcher's own pod sees.
 _POD_LOCAL_SCHEMES = {"", "file", "ram"}
@@ -317,10 +316,11 @@ def launcher_settings(
     image_pull_secrets=(),
     active_deadline_seconds=0,
 ) -> str:
-    """The value of `LAUNCHER_ENV` for a training task: the TrainJob every run of it creates
-    (checked as `trainjob_manifest` checks it). The pod settings are the compile-time ones of
-    the pipeline's GPU steps (`pipelines.kubernetes.KubernetesSettings`); the service account
-    is the launcher pod's own, read when the job is created (`launcher_pod`)."""
+    """The settings of `launch_training_step` for a training task: the TrainJob every run of
+    it creates (checked as `trainjob_manifest` checks it). The pod settings are the
+    compile-time ones of the pipeline's GPU steps
+    (`pipelines.targets.kubernetes.KubernetesSettings`); the service account is the launcher
+    pod's own, read when the job is created (`launcher_pod`)."""
     settings = {
         "image": image,
         "num_nodes": num_nodes,
@@ -335,7 +335,7 @@ def launcher_settings(
     }
     settings.update({key: value for key, value in pod.items() if value})  # those given
     trainjob_manifest("check", command=["contrastive"], **settings)
-    return json.dumps(settings, sort_keys=True)
+    return settings
 
 
 def launcher_pod(api_client, namespace, pod_name):
@@ -362,46 +362,6 @@ def launcher_pod(api_client, namespace, pod_name):
         "uid": pod.metadata.uid,
         "service_account": pod.spec.service_account_name or "",
     }
-
-
-def step_command(
-    step,
-    *,
-    data_uri,
-    output_uri,
-    profile,
-    overrides,
-    method="",
-    mode="",
-    encoder_uri="",
-    sinks=None,
-):
-    """The `contrastive pretrain | train` command that runs a pipeline training step.
-
-    Args:
-        step: "pretrain", "classifier" or "baseline".
-        data_uri, output_uri, encoder_uri: the dataset, the model directory to write and (for
-            "classifier") the encoder's, as URIs every node reaches.
-        profile: the configuration profile.
-        overrides: every dotted-key override (`config.pipeline_overrides`); each becomes
-            `--override key=<JSON value>` (JSON is YAML, so the value reads back exactly).
-        method, mode: the pretraining method, the classifier mode ("" keeps the profile's).
-        sinks: a `contrastive.tasks.StepSinks` the command carries as flags (`to_flags`).
-    """
-    from contrastive.validation import check_choice
-
-    check_choice("step", step, STEPS)
-    command = ["contrastive", "pretrain" if step == "pretrain" else "train"]
-    command += ["--data", data_uri, "--output", output_uri, "--profile", profile]
-    if step == "pretrain" and method:
-        command += ["--method", method]
-    if step == "classifier":
-        command += ["--encoder-model", encoder_uri] + (["--mode", mode] if mode else [])
-    if step == "baseline":
-        command += ["--baseline"]
-    for key, value in overrides.items():
-        command += ["--override", f"{key}={json.dumps(value)}"]
-    return command + (sinks.to_flags() if sinks is not None else [])
 
 
 def check_shared_uri(name, uri):
@@ -449,8 +409,9 @@ def launch_step(
     """Runs a training step's `command` as a TrainJob and returns its metrics.
 
     Args:
-        settings: `launcher_settings` (a JSON string or its dict).
-        command: from `step_command`, writing the model directory to `output_uri`.
+        settings: `launcher_settings` (a dict or its JSON).
+        command: from `pipelines.cli.steps.training_argv`, writing the model directory to
+            `output_uri`.
         name: the job's name prefix; a random suffix makes each attempt's job its own.
         output_uri: where the job writes the model directory (checked with `check_shared_uri`).
         api_client, namespace: from `kubernetes_connection`.
@@ -489,3 +450,96 @@ def launch_step(
             "holds no complete model directory"
         )
     return modeldir.read_json(f"{output_uri.rstrip('/')}/metrics.json")
+
+
+def launch_training_step(call, *, environ, **settings):
+    """A pipeline training step as a TrainJob: the launcher that the Kubeflow target names in
+    the step's environment (`contrastive.environment.launcher`).
+
+    The step's command reads the dataset (and encoder) and writes the model directory at
+    the call's URIs, which must be in an object store the TrainJob's pods reach
+    (`check_shared_uri`); the launcher pod's own files (a mounted checkpoint folder, a
+    progress file) are not theirs, so those sinks are dropped. The cluster is the pod's own,
+    else `environ`'s `KUBECONFIG`; the job runs as the pod's identity (`HOSTNAME`: a pod's
+    own name).
+
+    Args:
+        call: a `contrastive.tasks.calls.TrainingCall`.
+        environ: the component's `os.environ`.
+        settings: `launcher_settings` (the hook's compile-time settings).
+
+    Returns:
+        The model directory's `metrics.json`.
+    """
+    from contrastive import storage
+    from pipelines.cli.steps import training_argv
+
+    durable = call.sinks.durable
+    call = call.replace(
+        data=check_shared_uri("dataset", call.data),
+        output=check_shared_uri("output", call.output),
+        encoder_model=call.encoder_model and check_shared_uri("encoder_model", call.encoder_model),
+        sinks=call.sinks.replace(
+            durable=durable if durable and not storage.is_local(durable) else None, progress=None
+        ),
+    )
+    api_client, namespace = kubernetes_connection(environ.get("KUBECONFIG", ""))
+    return launch_step(
+        settings,
+        training_argv(call),
+        name=call.name or call.step,
+        output_uri=call.output,
+        api_client=api_client,
+        namespace=namespace,
+        pod_name=environ.get("HOSTNAME", ""),
+    )
+
+
+# ------------------------------------------------------------------- contrastive trainjob
+
+
+def add_command(subparsers) -> None:
+    """`contrastive trainjob`: pretrain/train on several Kubeflow nodes."""
+    import argparse
+
+    p = subparsers.add_parser(
+        "trainjob",
+        help="run pretrain/train on several Kubeflow nodes (Kubeflow Trainer TrainJob, JAX)",
+        description="Creates a Kubeflow Trainer TrainJob on the jax-distributed runtime whose "
+        "nodes run `contrastive STEP ...`, streams its logs and exits 1 with the job's reason "
+        "if it fails. Example: contrastive trainjob --namespace team --name supcon-1 --image "
+        "REGISTRY/contrastive-jax:TAG --nodes 2 --gpus-per-node 4 -- pretrain --data gs://b/d "
+        "--output /mnt/shared/supcon --override train.distribution=data_parallel",
+    )
+    p.add_argument("--namespace", required=True, help="Kubernetes namespace (Kubeflow profile)")
+    p.add_argument("--name", required=True, help="TrainJob name (a DNS label)")
+    p.add_argument("--image", required=True, help="the JAX image (images/Dockerfile.jax)")
+    p.add_argument("--nodes", type=int, default=2, help="nodes = JAX processes (2)")
+    p.add_argument("--gpus-per-node", type=int, default=1, help="GPUs of each node (1)")
+    p.add_argument("--timeout", type=float, default=7 * 24 * 3600.0, help="seconds, then delete")
+    p.add_argument(
+        "--kubeconfig", default="", help="kubeconfig file (default: in-cluster, ~/.kube)"
+    )
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- pretrain ... | -- train ...")
+    p.set_defaults(func=cmd_trainjob)
+
+
+def cmd_trainjob(args) -> int:
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command or command[0] not in ("pretrain", "train"):
+        raise ValueError(
+            "give the step after --: pretrain ... or train ... "
+            f"Received: {' '.join(args.command) or 'nothing'}"
+        )
+    manifest = trainjob_manifest(
+        args.name,
+        image=args.image,
+        command=["contrastive", *command],
+        num_nodes=args.nodes,
+        gpus_per_node=args.gpus_per_node,
+        env={"KERAS_BACKEND": "jax"},
+    )
+    api_client, _ = kubernetes_connection(args.kubeconfig)
+    run_trainjob(manifest, args.namespace, api_client=api_client, timeout=args.timeout)
+    print(f"TrainJob {args.namespace}/{args.name} completed")
+    return 0
