@@ -355,8 +355,8 @@ MUTANTS = [
     Mutant(
         "champion",
         "write_if_generation_match",
-        "if current != generation:",
-        "if False:",
+        "            current = 0\n        if current != generation:",
+        "            current = 0\n        if False:",
         CHAMPION,
     ),
     Mutant(
@@ -793,8 +793,12 @@ MUTANTS += [
     Mutant(
         "wiring",
         "build_pipeline",
-        " " * 16 + "temperature=temperature,\n",
-        " " * 16 + "temperature=0.0,\n",
+        "temperature=temperature,\n"
+        + " " * 16
+        + "encoder=encoder,\n"
+        + " " * 16
+        + "classifier_mode",
+        "temperature=0.0,\n" + " " * 16 + "encoder=encoder,\n" + " " * 16 + "classifier_mode",
         WIRING,
     ),
     Mutant("wiring", "build_pipeline", " " * 32 + "mode=classifier_mode,", 'mode="",', WIRING),
