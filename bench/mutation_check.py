@@ -748,6 +748,10 @@ MUTANTS += [
     ),
     Mutant("wiring", "build_pipeline", "            seed=seed,\n", "            seed=0,\n", WIRING),
     Mutant("wiring", "build_pipeline", "limit=limit,", "limit=0,", WIRING),
+    Mutant("wiring", "build_pipeline", "runner=ingest_runner,", 'runner="",', WIRING),
+    Mutant(
+        "wiring", "build_pipeline", "beam_options=ingest_beam_options,", 'beam_options="",', WIRING
+    ),
     Mutant("wiring", "build_pipeline", "image_size=image_size,", 'image_size="",', WIRING),
     Mutant(
         "wiring",

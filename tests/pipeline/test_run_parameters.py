@@ -135,7 +135,11 @@ def test_run_flags_verbose_either_side_and_no_cache():
 
 
 # Task inputs fed by a pipeline parameter of another name.
-RENAMED = {"mode": "classifier_mode"}
+RENAMED = {
+    "mode": "classifier_mode",
+    "runner": "ingest_runner",
+    "beam_options": "ingest_beam_options",
+}
 
 
 @pytest.mark.parametrize(
