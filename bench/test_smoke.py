@@ -89,18 +89,22 @@ def test_help_lists_smoke_and_output(script):
     assert "--smoke" in result.stdout and "--output" in result.stdout
 
 
-@pytest.mark.skipif(not HAS_FASHION_MNIST, reason="needs dataset-fashion-mnist")
-def test_speed_smoke_writes_rates_and_ratios(tmp_path):
-    output = tmp_path / "speed.json"
+def _smoke(script: str, output: Path, *flags: str) -> dict:
+    """`script --smoke FLAGS --output OUTPUT` in a child on TensorFlow; what it wrote."""
     result = subprocess.run(
-        [sys.executable, str(BENCH / "bench_speed.py"), "--smoke", "--output", str(output)],
+        [sys.executable, str(BENCH / script), "--smoke", *flags, "--output", str(output)],
         env=_env(KERAS_BACKEND="tensorflow"),
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    block = json.loads(output.read_text())["speed"][0]
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return json.loads(output.read_text())
+
+
+@pytest.mark.skipif(not HAS_FASHION_MNIST, reason="needs dataset-fashion-mnist")
+def test_speed_smoke_writes_rates_and_ratios(tmp_path):
+    block = _smoke("bench_speed.py", tmp_path / "speed.json")["speed"][0]
     assert set(block["variants"]) == {"seed_pretrain", "ours_pretrain", "seed_ce", "ours_ce"}
     assert block["variants"]["ours_pretrain"]["items_per_step"] == 2 * 32  # two views count
     assert set(block["ratios"]) == {"ours_pretrain/seed_pretrain", "ours_ce/seed_ce"}
@@ -113,16 +117,7 @@ def test_speed_smoke_writes_rates_and_ratios(tmp_path):
 
 @pytest.mark.skipif(not HAS_FASHION_MNIST, reason="needs dataset-fashion-mnist")
 def test_quality_smoke_reports_every_variant(tmp_path):
-    output = tmp_path / "quality.json"
-    result = subprocess.run(
-        [sys.executable, str(BENCH / "bench_quality.py"), "--smoke", "--output", str(output)],
-        env=_env(KERAS_BACKEND="tensorflow"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    payload = json.loads(output.read_text())
+    payload = _smoke("bench_quality.py", tmp_path / "quality.json")
     assert set(payload["summary"]) == {"baseline", "supcon", "simclr", "npairs_seed"}
     assert payload["budget"]["train_images"] == 256
     assert sorted(run["variant"] for run in payload["runs"]) == sorted(payload["summary"])
@@ -138,18 +133,8 @@ def test_quality_smoke_reports_every_variant(tmp_path):
 def test_quality_fractions_smoke_summarizes_every_fraction_and_method(tmp_path):
     """The few-labels mode end to end (its summary once failed on a figure its runs lacked):
     every fraction x method ran, on nested subsets, and is summarized by fraction."""
-    output = tmp_path / "fractions.json"
-    command = [sys.executable, str(BENCH / "bench_quality.py"), "--smoke", "--profile"]
-    command += ["few-labels", "--labeled-fractions", "0.1,1"]  # --smoke: seed 0, 256 images
-    result = subprocess.run(
-        [*command, "--output", str(output)],
-        env=_env(KERAS_BACKEND="tensorflow"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    payload = json.loads(output.read_text())
+    flags = ["--profile", "few-labels", "--labeled-fractions", "0.1,1"]  # seed 0, 256 images
+    payload = _smoke("bench_quality.py", tmp_path / "fractions.json", *flags)
     runs = payload["runs"]
     assert sorted((r["seed"], r["labeled_fraction"], r["variant"]) for r in runs) == sorted(
         (s, f, m) for s in (0,) for f in (0.1, 1.0) for m in ("baseline", "supcon", "simclr")
@@ -166,16 +151,7 @@ def test_quality_fractions_smoke_summarizes_every_fraction_and_method(tmp_path):
 
 
 def test_memory_smoke_records_a_peak_per_size(tmp_path):
-    output = tmp_path / "memory.json"
-    result = subprocess.run(
-        [sys.executable, str(BENCH / "bench_memory.py"), "--smoke", "--output", str(output)],
-        env=_env(KERAS_BACKEND="tensorflow"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    block = json.loads(output.read_text())["streaming"]
+    block = _smoke("bench_memory.py", tmp_path / "memory.json")["streaming"]
     assert [run["train_images"] for run in block["runs"]] == [64, 128]
     assert all(run["peak_rss_mib"] > 100 for run in block["runs"])  # TensorFlow alone is more
     assert block["growth"] == pytest.approx(
