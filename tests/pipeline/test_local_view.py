@@ -230,7 +230,7 @@ def test_no_cache_runs_every_task_afresh_in_a_checkpoint_folder_of_its_own(tmp_p
     by its run id, away from any resumable checkpoint."""
     from kfp import local
 
-    import pipelines.local as runner
+    import pipelines.local.run as runner  # run_local calls its own module's run_with_view
 
     class Stop(Exception):
         pass
