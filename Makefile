@@ -15,10 +15,14 @@ REGISTRY ?=
 IMAGE_FLAG := $(if $(IMAGE),--image $(IMAGE))
 GIT_SHA := $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 PYTEST_ARGS ?=
+# pytest-xdist workers of `make test` (0: one process); tests/conftest.py keeps each module's
+# tests, and each shared session fixture's, on one worker.
+WORKERS ?= 2
+XDIST := $(if $(filter-out 0,$(WORKERS)),-n $(WORKERS) --dist loadgroup,)
 PIP_ARGS ?=
 
-.PHONY: help install data run test test-fast lint format compile submit schedule images \
-        bench bench-ingest clean tensorboard
+.PHONY: help install data run test test-quick test-fast lint format compile submit schedule \
+        images bench bench-ingest bench-smoke clean tensorboard
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -73,11 +77,13 @@ format: $(STAMP) ## Apply ruff fixes and formatting
 	$(BIN)/ruff format .
 
 test: install lint ## Lint, the whole suite (TensorFlow backend), then library tests on JAX
-	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q $(PYTEST_ARGS)
-	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -m backend $(PYTEST_ARGS)
+	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q $(XDIST) $(PYTEST_ARGS)
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -m backend $(XDIST) $(PYTEST_ARGS)
 
-test-fast: install ## Unit tests only (TensorFlow backend), no end-to-end runs
-	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -m "not slow" tests/unit $(PYTEST_ARGS)
+test-quick: install ## The inner loop (< 2 min): tests that train nothing and start no process
+	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -m "not slow" $(XDIST) $(PYTEST_ARGS)
+
+test-fast: test-quick # its former name
 
 RUN ?= latest
 tensorboard: $(STAMP) ## TensorBoard on runs/RUN/tensorboard (RUN=latest by default, PORT=6006)
@@ -108,6 +114,9 @@ images: ## Build and push REGISTRY/contrastive, contrastive-jax and contrastive-
 
 bench-ingest: install ## Ingest + read throughput on Fashion-MNIST (images/s)
 	$(BIN)/python bench/bench_ingest.py
+
+bench-smoke: install ## Each benchmark script's --help and --smoke run (not in make test)
+	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q bench/test_smoke.py $(PYTEST_ARGS)
 
 bench: install bench-ingest ## All benchmarks (results in bench/results, docs/BENCHMARKS.md)
 	$(BIN)/python bench/bench_speed.py

@@ -1,18 +1,21 @@
 """Mutation check: break the code on purpose and show that a unit test fails for each mutant.
 
 Each mutant names a function or method (`Class.method`), found by name with `ast` anywhere
-under `src/contrastive/` (so it survives moves between modules), and a piece of its source
-text to replace. The script edits the file, runs the tests that guard that function, and
-restores the file, whatever happens.
+under `src/contrastive/`, `components/`, `pipelines/` and `bench/` (so it survives moves between
+modules), and a piece of its source text to replace (nested functions included). The script
+edits the file, runs the tests that guard that function, and restores the file, whatever
+happens.
 A mutant is *killed* when the tests fail, *survived* when they pass; a mutant whose text is
 no longer in its function is reported as *stale* (update this list after a refactor).
 
-Usage (from the repository root; a few minutes on 2 cores):
+Usage (from the repository root; a few minutes per group on 2 cores):
     KERAS_BACKEND=tensorflow .venv/bin/python bench/mutation_check.py \
-        [--only loss,knn,embedding,confusion,commit,champion]
+        [--only loss,knn,embedding,confusion,commit,champion,durable,run_parameters,subsets,
+                trainjob,gate_outcomes,wiring,sharpened,sharpened_slow] [--pick TEXT]
 (the champion group needs TensorFlow: the Vertex upload of a promoted SavedModel is tested there)
 
-Prints one line per mutant and a summary; exits 1 when a mutant survives or is stale.
+Prints one line per mutant, then killed/total per group; exits 1 when a mutant survives or is
+stale. A mutant listed in `EXPLAINED` may survive (an equivalent change, reasoned there).
 Not part of `make test` (it runs the tests once per mutant).
 """
 
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCE = REPO / "src" / "contrastive"
+SOURCES = (REPO / "src" / "contrastive", REPO / "components", REPO / "pipelines", REPO / "bench")
 
 
 class Mutant(NamedTuple):
@@ -118,7 +121,7 @@ MUTANTS = [
     # confusion matrix and the metrics read from it
     Mutant(
         "confusion",
-        "classification_metrics",
+        "evaluation.py::confusion_matrix",
         "y_true * num_classes + y_pred",
         "y_pred * num_classes + y_true",
         CONFUSION,
@@ -229,15 +232,16 @@ MUTANTS = [
     Mutant(
         "champion",
         "gate_champion",
-        "_evaluate_anywhere(registry.champion_model_dir(), evaluate)",
+        "_evaluate_anywhere(\n                    registry.champion_model_dir(), evaluate\n"
+        "                )",
         "candidate_accuracy",
         CHAMPION,
     ),
     Mutant(
         "champion",
         "gate_champion",
-        "decide(candidate_accuracy, champion_accuracy, margin)",
-        "decide(candidate_accuracy, champion_accuracy, 0.0)",
+        'decide(candidate_accuracy, decision["champion_accuracy"], margin)',
+        'decide(candidate_accuracy, decision["champion_accuracy"], 0.0)',
         CHAMPION,
     ),
     Mutant(
@@ -247,12 +251,11 @@ MUTANTS = [
         "expected_generation=None",
         CHAMPION,
     ),
-    Mutant("champion", "gate_champion", "    if promote:\n", "    if True:\n", CHAMPION),
     Mutant(
         "champion",
         "gate_champion",
-        "registry.record_decision(run_id, decision)",
-        "pass",
+        "        if not promote:\n",
+        "        if False:\n",
         CHAMPION,
     ),
     Mutant(
@@ -352,8 +355,8 @@ MUTANTS = [
     Mutant(
         "champion",
         "write_if_generation_match",
-        "if current != generation:",
-        "if False:",
+        "            current = 0\n        if current != generation:",
+        "            current = 0\n        if False:",
         CHAMPION,
     ),
     Mutant(
@@ -373,12 +376,587 @@ MUTANTS = [
 ]
 
 
+# Guarding tests of the groups added with the modules that came after the first list. Quick
+# selections (`-m "not slow"`) where the behaviour is checked without training.
+DURABLE = (
+    "tests/cloud/test_durable_gcs.py",
+    "tests/reliability/test_cluster_recovery.py",
+)
+RUN_PARAMETERS = (
+    "tests/unit/test_run_parameters.py",
+    "tests/pipeline/test_run_parameters.py",
+    "tests/cloud/test_submit_run_parameters.py",
+    "-m",
+    "not slow",
+)
+SUBSETS = ("tests/unit/test_data_splits.py", "tests/unit/test_data_reader.py")
+TRAINJOB = ("tests/cloud/test_trainjob.py", "-m", "not slow")
+GATE_OUTCOMES = ("tests/cloud/test_gate_outcomes.py", "tests/cloud/test_registry_champion.py")
+WIRING = (
+    "tests/pipeline/test_run_parameters.py",
+    "tests/pipeline/test_compile.py",
+    "tests/pipeline/test_invariants.py",
+    "-m",
+    "not slow",
+)
+
+MUTANTS += [
+    # durable checkpoints: the step's folder, its failure record, mirror and restore
+    Mutant(
+        "durable",
+        "step_folder",
+        'if "{{" in checkpoint_root or not _writable(checkpoint_root):',
+        "if not _writable(checkpoint_root):",
+        DURABLE,
+    ),
+    Mutant("durable", "step_folder", 'if not job_id or "{{" in job_id:', "if not job_id:", DURABLE),
+    Mutant(
+        "durable",
+        "step_folder",
+        "return storage.join(storage.strip_trailing_slash(checkpoint_root), job_id, step)",
+        "return storage.join(storage.strip_trailing_slash(checkpoint_root), step)",
+        DURABLE,
+    ),
+    Mutant(
+        "durable",
+        "step_folder",
+        "return storage.join(parent, CHECKPOINTS_DIR)",
+        "return None",
+        DURABLE,
+    ),
+    Mutant("durable", "recording_failures", "    raise_recorded_failure(folder)\n", "", DURABLE),
+    Mutant(
+        "durable",
+        "recording_failures",
+        "except permanent_errors() as error:",
+        "except Exception as error:",
+        DURABLE,
+    ),
+    Mutant(
+        "durable",
+        "raise_recorded_failure",
+        "    if not storage.exists(path):\n        return\n",
+        "    if storage.exists(path):\n        return\n",
+        DURABLE,
+    ),
+    Mutant(
+        "durable",
+        "restore",
+        "if folder is None or (os.path.isdir(local_dir) and os.listdir(local_dir)):",
+        "if folder is None:",
+        DURABLE,
+    ),
+    Mutant("durable", "restore", "if not _COPY.match(name):", "if False:", DURABLE),
+    Mutant("durable", "restore", "return int(name[6:])", "return int(name[6:]) - 1", DURABLE),
+    Mutant(
+        "durable",
+        "mirror",
+        "storage.write_text(storage.join(folder, LATEST), name)",
+        "pass",
+        DURABLE,
+    ),
+    Mutant("durable", "mirror", "if old != name:", "if True:", DURABLE),
+    Mutant("durable", "clear", "        _remove_folder(folder)\n", "", DURABLE),
+    Mutant(
+        "durable",
+        "mirror_callback",
+        "def on_epoch_begin(self, epoch, logs=None):\n            self._mirror()",
+        "def on_epoch_begin(self, epoch, logs=None):\n            pass",
+        DURABLE,
+    ),
+    Mutant(
+        "durable",
+        "_remove_folder",
+        'storage.remove(storage.join(folder, *relative.split("/")))',
+        "pass",
+        DURABLE,
+    ),
+    # run-parameter checks: every value refused before any request or task
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        '        ("epochs", 0),',
+        '        ("epochs", -5),',
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        'values["batch_size"] == 1',
+        'values["batch_size"] == -1',
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        '"temperature", values, lambda v: v >= 0',
+        '"temperature", values, lambda v: v >= -1',
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        '"promotion_margin", values, lambda v: v >= 0',
+        '"promotion_margin", values, lambda v: True',
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        "lambda v: 0 <= v < 1",
+        "lambda v: 0 <= v <= 1",
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        "lambda v: 0 <= v <= 1",
+        "lambda v: 0 <= v <= 2",
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        '("on_error", ON_ERROR),',
+        "",
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        '("encoder", ("", *ENCODER_NAMES)),',
+        "",
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters", "run_parameters.py::_number", "math.isfinite(v) and ", "", RUN_PARAMETERS
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        "if name in values and not isinstance(values[name], str):",
+        "if False:",
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        'if "source" in values and not values["source"].strip():',
+        "if False:",
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        '_image_size(values["image_size"])',
+        "pass",
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "training_config",
+        'config.replace({"train.classifier_mode": classifier_mode}) if classifier_mode else config',
+        "config",
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        '        ("retrain_when", RETRAIN_POLICIES),\n',
+        "",
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        'values.get("retrain_when", "always") != "always" and not values.get("registry")',
+        'values.get("retrain_when", "always") == "changed" and not values.get("registry")',
+        RUN_PARAMETERS,
+    ),
+    Mutant(
+        "run_parameters",
+        "check_run_parameters",
+        'seed=values.get("seed"),',
+        "seed=None,",
+        RUN_PARAMETERS,
+    ),
+    # labelled subsets: stratified, nested, seeded; unlabelled never chosen
+    Mutant(
+        "subsets",
+        "labeled_subset",
+        "np.flatnonzero(labels >= 0)",
+        "np.flatnonzero(labels >= -1)",
+        SUBSETS,
+    ),
+    Mutant(
+        "subsets",
+        "labeled_subset",
+        "int(round(fraction * len(labelled)))",
+        "int(fraction * len(labelled))",
+        SUBSETS,
+    ),
+    Mutant("subsets", "labeled_subset", "return np.sort(labelled[", "return (labelled[", SUBSETS),
+    Mutant(
+        "subsets", "labeled_subset", "if not 0 < fraction <= 1:", "if not 0 < fraction:", SUBSETS
+    ),
+    Mutant(
+        "subsets",
+        "labelled_ranking",
+        "(np.arange(len(members)) + 0.5) / len(members)",
+        "np.arange(len(members)) / len(members)",
+        SUBSETS,
+    ),
+    Mutant("subsets", "labelled_ranking", "due[rng.permutation(members)]", "due[members]", SUBSETS),
+    Mutant("subsets", "labelled_ranking", "np.lexsort((ties, due))", "np.argsort(due)", SUBSETS),
+    Mutant(
+        "subsets", "labelled_ranking", "due[members[due[members].argmin()]] = 0.0", "pass", SUBSETS
+    ),
+    Mutant(
+        "subsets",
+        "subset_epoch_examples",
+        "return max(count, min_steps * batch_size)",
+        "return count",
+        SUBSETS,
+    ),
+    # the TrainJob body (kubeflow/trainer v1alpha1)
+    Mutant("trainjob", "trainjob_manifest", '"numNodes": num_nodes,', '"numNodes": 1,', TRAINJOB),
+    Mutant("trainjob", "trainjob_manifest", "    if gpus_per_node:\n", "    if False:\n", TRAINJOB),
+    Mutant(
+        "trainjob",
+        "trainjob_manifest",
+        "{gpu_resource: gpus_per_node}",
+        '{"nvidia.com/gpu": gpus_per_node}',
+        TRAINJOB,
+    ),
+    Mutant(
+        "trainjob",
+        "trainjob_manifest",
+        '{"name": key, "value": str(value)}',
+        '{"name": key, "value": value}',
+        TRAINJOB,
+    ),
+    Mutant(
+        "trainjob", "trainjob_manifest", '"command": list(command),', '"command": [],', TRAINJOB
+    ),
+    Mutant(
+        "trainjob",
+        "trainjob_manifest",
+        '"kind": "ClusterTrainingRuntime", "name": runtime}',
+        '"kind": "ClusterTrainingRuntime", "name": JAX_RUNTIME}',
+        TRAINJOB,
+    ),
+    Mutant(
+        "trainjob",
+        "trainjob_manifest",
+        "if not isinstance(name, str) or not _NAME.match(name):",
+        "if not isinstance(name, str):",
+        TRAINJOB,
+    ),
+    Mutant("trainjob", "trainjob_manifest", "num_nodes < 1", "num_nodes < 0", TRAINJOB),
+    Mutant(
+        "trainjob",
+        "trainjob_manifest",
+        'metadata = {"name": name, ',
+        'metadata = {"name": "contrastive", ',
+        TRAINJOB,
+    ),
+    Mutant(
+        "trainjob",
+        "trainjob_manifest",
+        'pod_spec["serviceAccountName"] = service_account',
+        "pass",
+        TRAINJOB,
+    ),
+    Mutant("trainjob", "trainjob_manifest", '"runtimePatches": [patch],', "", TRAINJOB),
+    Mutant(
+        "trainjob",
+        "trainjob_manifest",
+        "    if active_deadline_seconds:\n",
+        "    if False:\n",
+        TRAINJOB,
+    ),
+    Mutant(
+        "trainjob",
+        "trainjob_manifest",
+        '"name": owner["name"], "uid": owner["uid"]',
+        '"name": owner["name"], "uid": ""',
+        TRAINJOB,
+    ),
+    # the champion gate's outcomes: promoted, kept, lost_race, incompatible_champion
+    Mutant(
+        "gate_outcomes", "gate_champion", "for _ in range(2):", "for _ in range(1):", GATE_OUTCOMES
+    ),
+    Mutant(
+        "gate_outcomes",
+        "gate_champion",
+        "except DataMismatchError as error:",
+        "except ZeroDivisionError as error:",
+        GATE_OUTCOMES,
+    ),
+    Mutant(
+        "gate_outcomes",
+        "gate_champion",
+        '                "incompatible_champion",\n',
+        '                "kept",\n',
+        GATE_OUTCOMES,
+    ),
+    Mutant(
+        "gate_outcomes",
+        "gate_champion",
+        "            lost.append(str(error))\n            continue\n",
+        "            raise\n",
+        GATE_OUTCOMES,
+    ),
+    Mutant(
+        "gate_outcomes",
+        "gate_champion",
+        "        if lost:\n",
+        "        if False:\n",
+        GATE_OUTCOMES,
+    ),
+    Mutant(
+        "gate_outcomes",
+        "gate_champion",
+        '        "lost_race",\n',
+        '        "kept",\n',
+        GATE_OUTCOMES,
+    ),
+    Mutant(
+        "gate_outcomes",
+        "_record",
+        'promoted = outcome == "promoted"',
+        'promoted = outcome != "kept"',
+        GATE_OUTCOMES,
+    ),
+    Mutant(
+        "gate_outcomes",
+        "_record",
+        "registry.record_decision(run_id, decision)",
+        "pass",
+        GATE_OUTCOMES,
+    ),
+    # the pipeline's parameter wiring: each root input reaches the tasks that use it
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        "validation_fraction=validation_fraction,",
+        "validation_fraction=0.1,",
+        WIRING,
+    ),
+    Mutant(
+        "wiring", "build_pipeline", "test_fraction=test_fraction,", "test_fraction=0.2,", WIRING
+    ),
+    Mutant("wiring", "build_pipeline", "            seed=seed,\n", "            seed=0,\n", WIRING),
+    Mutant("wiring", "build_pipeline", "limit=limit,", "limit=0,", WIRING),
+    Mutant("wiring", "build_pipeline", "runner=ingest_runner,", 'runner="",', WIRING),
+    Mutant(
+        "wiring", "build_pipeline", "beam_options=ingest_beam_options,", 'beam_options="",', WIRING
+    ),
+    Mutant("wiring", "build_pipeline", "image_size=image_size,", 'image_size="",', WIRING),
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        "labeled_fraction=labeled_fraction,",
+        "labeled_fraction=0.0,",
+        WIRING,
+    ),
+    Mutant("wiring", "build_pipeline", "data_snapshot=data_snapshot,", 'data_snapshot="",', WIRING),
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        "common = dict(profile=profile, overrides=overrides,",
+        'common = dict(profile=profile, overrides="",',
+        WIRING,
+    ),
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        "batch_size=batch_size, seed=seed)",
+        "batch_size=0, seed=seed)",
+        WIRING,
+    ),
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        "training.train_baseline(\n"
+        + " " * 32
+        + "dataset=dataset,\n"
+        + " " * 32
+        + "epochs=epochs,",
+        "training.train_baseline(\n" + " " * 32 + "dataset=dataset,\n" + " " * 32 + "epochs=0,",
+        WIRING,
+    ),
+    # the pretraining task's, then check-drift's (the step fingerprints the configuration)
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        " " * 32 + "temperature=temperature,\n",
+        " " * 32 + "temperature=0.0,\n",
+        WIRING,
+    ),
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        "temperature=temperature,\n"
+        + " " * 16
+        + "encoder=encoder,\n"
+        + " " * 16
+        + "classifier_mode",
+        "temperature=0.0,\n" + " " * 16 + "encoder=encoder,\n" + " " * 16 + "classifier_mode",
+        WIRING,
+    ),
+    Mutant("wiring", "build_pipeline", " " * 32 + "mode=classifier_mode,", 'mode="",', WIRING),
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        "classifier_mode=classifier_mode,",
+        'classifier_mode="",',
+        WIRING,
+    ),
+    Mutant(
+        "wiring", "build_pipeline", "retrain_when=retrain_when,", 'retrain_when="always",', WIRING
+    ),
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        "checkpoint_root=checkpoint_root,",
+        'checkpoint_root="",',
+        WIRING,
+    ),
+    # check-drift's, then compare-and-report's
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        "registry=registry,\n                retrain_when",
+        'registry="",\n                retrain_when',
+        WIRING,
+    ),
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        "registry=registry,\n                    promotion_margin",
+        'registry="",\n                    promotion_margin',
+        WIRING,
+    ),
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        "promotion_margin=promotion_margin,",
+        "promotion_margin=0.0,",
+        WIRING,
+    ),
+    Mutant(
+        "wiring",
+        "build_pipeline",
+        "            .set_caching_options(False)\n",
+        "",
+        WIRING,
+    ),
+]
+
+# The tests issue 26 sharpened (each could not fail before): one break of the code each names
+# (`sharpened_slow`: those whose test is an end-to-end run or a benchmark smoke run).
+MUTANTS += [
+    Mutant(
+        "sharpened_slow",
+        "add_fraction",
+        '"test_accuracy": evaluation.get("accuracy"),',
+        '"test_accuracy": evaluation.get("macro_f1"),',
+        ("tests/e2e/test_few_labels.py",),
+    ),
+    Mutant(
+        "sharpened_slow",
+        "fit_model",
+        "previous_history(checkpoint_dir, finished),",
+        "{},",
+        ("tests/e2e/test_cached_resumed_run.py", "-k", "keeps_the_epochs"),
+    ),
+    Mutant(
+        "sharpened",
+        "ProgressPoller.__exit__",
+        "self._stop.set()",
+        "pass",
+        ("tests/pipeline/test_progress.py",),
+    ),
+    Mutant(
+        "sharpened",
+        "in_method_order",
+        "return known + sorted(present - set(known), key=str)",
+        "return list(names)",
+        ("tests/unit/test_registries.py",),
+    ),
+    Mutant(
+        "sharpened",
+        "build_pipeline",
+        "vertex_model=vertex_model,",
+        'vertex_model="",',
+        ("tests/cloud/test_submit_cli.py", "-k", "vertex_model_reaches"),
+    ),
+    Mutant(
+        "sharpened",
+        "_per_class_section",
+        "names = fmt.names_for(class_names, count)",
+        "names = [str(index) for index in range(count)]",
+        ("tests/unit/test_report.py",),
+    ),
+    Mutant(
+        "sharpened",
+        "app.py::main",
+        'code = getattr(error, "exit_code", EXIT_USAGE)',
+        'code = getattr(error, "exit_code", 1)',
+        ("tests/reliability/test_faults.py", "-m", "not slow"),
+    ),
+    Mutant(
+        "sharpened",
+        "restore",
+        "storage.copy_tree(storage.join(folder, name), local_dir)",
+        "pass",
+        ("tests/reliability/test_cluster_recovery.py", "-k", "killed_step"),
+    ),
+    Mutant(
+        "sharpened",
+        "run_pretrain",
+        '"knn_accuracy": _knn(encoder, knn_sample[0], config, layout),',
+        '"knn_accuracy": 0.5,',
+        ("tests/unit/test_streaming_steps.py", "-k", "whole_split"),
+    ),
+    Mutant(
+        "sharpened",
+        "run_pretrain",
+        '"final_loss": _last(history, "loss"),',
+        '"final_loss": _last(history, "contrastive_loss"),',
+        ("tests/components/test_components.py", "-k", "pretrain_component"),
+    ),
+    Mutant(
+        "sharpened",
+        "measure_costs",
+        "training = _TIMED_STEPS * batch_size / (time.perf_counter() - start)",
+        "training = batch_size / (time.perf_counter() - start)",
+        ("tests/unit/test_estimate.py",),
+    ),
+    Mutant(
+        "sharpened_slow",
+        "_ratios",
+        '"ratio_of_medians": round(entry["median"] / results[reference]["median"], 3),',
+        '"ratio_of_medians": round(results[reference]["median"] / entry["median"], 3),',
+        ("bench/test_smoke.py", "-k", "speed"),
+    ),
+]
+
+# Survivors that are not faults, each with the reason (a list of (group, function, original)).
+EXPLAINED: dict[tuple[str, str, str], str] = {}
+
+
 def locate(function: str) -> tuple[Path, int, int]:
     """`(file, start offset, end offset)` of the one top-level function named `function`, or
-    of the one method, for `Class.method`."""
+    of the one method, for `Class.method`; `file.py::function` looks in files of that name
+    only (when several modules define one)."""
+    file_name, _, function = function.rpartition("::")
     owner, _, name = function.rpartition(".")
     found = []
-    for path in sorted(SOURCE.rglob("*.py")):
+    for path in sorted(path for source in SOURCES for path in source.rglob("*.py")):
+        if file_name and path.name != file_name:
+            continue
         text = path.read_text()
         scopes = [ast.parse(text)]
         if owner:
@@ -390,7 +968,7 @@ def locate(function: str) -> tuple[Path, int, int]:
                 end = sum(map(len, lines[: node.end_lineno]))
                 found.append((path, start, end))
     if len(found) != 1:
-        raise LookupError(f"function {function!r} found {len(found)} times under {SOURCE}")
+        raise LookupError(f"function {function!r} found {len(found)} times under {SOURCES}")
     return found[0]
 
 
@@ -428,21 +1006,38 @@ def run_mutant(mutant: Mutant, timeout: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="comma-separated groups (default: all)")
+    parser.add_argument(
+        "--pick", default="", help="only mutants whose function or text contains this"
+    )
     parser.add_argument("--timeout", type=int, default=600, help="seconds per mutant")
     args = parser.parse_args(argv)
     groups = {g for g in args.only.split(",") if g}
+    unknown = groups - {mutant.group for mutant in MUTANTS}
+    if unknown:
+        parser.error(f"unknown groups {sorted(unknown)}")
     counts: dict[str, int] = {}
+    per_group: dict[str, list[int]] = {}
     for mutant in MUTANTS:
         if groups and mutant.group not in groups:
             continue
+        if args.pick and args.pick not in mutant.function + mutant.original:
+            continue
         outcome = run_mutant(mutant, args.timeout)
-        kind = outcome.split(":")[0].split(" ")[0]
+        explained = EXPLAINED.get((mutant.group, mutant.function, mutant.original))
+        if outcome == "SURVIVED" and explained:
+            outcome = f"survived, explained: {explained}"
+        kind = outcome.split(":")[0].split(" ")[0].split(",")[0]
         counts[kind] = counts.get(kind, 0) + 1
+        tally = per_group.setdefault(mutant.group, [0, 0])
+        tally[0] += kind == "killed"
+        tally[1] += 1
         print(
             f"{mutant.group:9s} {mutant.function}: {mutant.original!r} -> {mutant.mutated!r}: "
             f"{outcome}",
             flush=True,
         )
+    for group, (killed, total) in per_group.items():
+        print(f"group {group}: {killed}/{total} killed")
     print("summary:", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return 1 if counts.get("SURVIVED") or counts.get("stale") or counts.get("error") else 0
 

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {"contrastive": 0, "components": 1, "pipelines": 2, "tests": 3}
 # Inside `pipelines/`: a module may import one of the same or a lower rank, never a higher.
@@ -79,6 +81,7 @@ def test_library_never_imports_kfp():
     assert not offenders
 
 
+@pytest.mark.slow
 def test_model_code_imports_without_tensorflow():
     # Make `import tensorflow` fail, then import the backend-independent modules on JAX.
     code = (
@@ -98,6 +101,7 @@ def test_model_code_imports_without_tensorflow():
     assert result.stdout.strip().endswith("ok")
 
 
+@pytest.mark.slow
 def test_registries_import_without_keras():
     code = (
         "import importlib, json, sys\n"

@@ -30,7 +30,6 @@ import http.server
 import json
 import os
 import re
-import socket
 import threading
 import uuid
 from collections.abc import Callable
@@ -161,19 +160,6 @@ def _hermetic_clients(monkeypatch, tmp_path):
         monkeypatch.setattr(initializer.global_config, name, value)
     for name in ("GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_REGION", "CLOUD_ML_REGION"):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch):
-    """A test that tries to open a socket to anything but 127.0.0.1 fails at once."""
-    real_connect = socket.socket.connect
-
-    def connect(self, address):
-        if isinstance(address, tuple) and address[0] not in ("127.0.0.1", "::1", "localhost"):
-            raise ConnectionRefusedError(f"cloud tests reach loopback only. Received: {address}")
-        return real_connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
 
 
 # ---------------------------------------------------------------- request schemas
@@ -657,27 +643,7 @@ def root(request, tmp_path) -> str:
 
 
 @pytest.fixture
-def candidate(tmp_path):
+def candidate(untrained_classifier):
     """A complete 3-class classifier model directory, as a training step leaves it (the
     candidate the champion gate and the Vertex upload tests judge)."""
-    import keras
-    import numpy as np
-
-    from contrastive.config import load_config
-    from contrastive.modeldir import save_model_dir
-
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((8, 8, 1))
-    x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
-    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
-    model.predict(np.zeros((1, 8, 8, 1), np.uint8), verbose=0)
-    model_dir = tmp_path / "candidate"
-    save_model_dir(
-        model_dir,
-        model,
-        config=load_config("tiny"),
-        history={},
-        metrics={},
-        info={"kind": "classifier", "num_classes": 3, "image_shape": [8, 8, 1]},
-    )
-    return str(model_dir)
+    return untrained_classifier(3, (8, 8, 1), "candidate")

@@ -17,6 +17,8 @@ from tests.cloud.conftest import PROJECT, REGION
 from tests.cloud.dataflow_fake import FAILURE
 from tests.data_helpers import dataset_bytes, small_npz
 
+pytestmark = pytest.mark.slow  # the DataflowRunner's job submission starts a Python process
+
 pytest.importorskip("apache_beam")
 
 IMAGE = "us-docker.pkg.dev/my-project/repo/contrastive:abc123"

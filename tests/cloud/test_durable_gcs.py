@@ -103,3 +103,14 @@ def test_failure_record_fails_the_retry_with_the_original_message(root):
         with durable.recording_failures(other):
             raise TimeoutError("read timed out")  # transient: the retry must run
     assert not storage.exists(storage.join(other, durable.FAILED))
+
+
+def test_a_latest_pointer_that_names_no_copy_is_refused(root, tmp_path):
+    step = storage.join(root, "run-1", "pretrain-supcon")
+    storage.write_text(storage.join(step, durable.LATEST), "../../elsewhere")
+    pointer = storage.join(step, durable.LATEST)
+    message = f"{pointer} must name an epoch-NNNNNN copy. Received: '../../elsewhere'"
+    with pytest.raises(ValueError) as raised:
+        durable.restore(step, tmp_path / "pod" / "checkpoints")
+    assert str(raised.value) == message
+    assert not (tmp_path / "pod").exists()

@@ -97,3 +97,24 @@ def test_promoted_and_kept_carry_their_outcome(tmp_path, candidate):
     )
     assert (again["outcome"], again["promoted"]) == ("kept", False)
     assert ModelRegistry(tmp_path / "registry").decision("run-3")["reason"] == again["reason"]
+
+
+def test_a_lost_race_won_on_the_second_decision_promotes_and_says_so(tmp_path, candidate):
+    registry = ModelRegistry(tmp_path / "registry")
+    registry.promote("run-0", candidate, 0.5)
+
+    def evaluate(model_dir):  # a weaker rival promotes while the first decision is made
+        if registry.champion()["run_id"] == "run-0":
+            registry.promote("rival", candidate, 0.6)
+            return 0.5
+        return 0.6
+
+    decision = _gate(tmp_path / "registry", candidate, evaluate)
+
+    assert (decision["outcome"], decision["promoted"]) == ("promoted", True)
+    assert decision["champion_run_id"] == "rival" and decision["champion_accuracy"] == 0.6
+    assert decision["reason"] == (
+        "promote: candidate 0.9 > champion 0.6 + margin 0 (after losing a promotion race: "
+        "champion is at generation 2, the decision was made against generation 1; evaluate again)"
+    )
+    assert registry.champion()["run_id"] == "run-2"

@@ -153,6 +153,7 @@ def _name(requirement):
     return re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
 
 
+@pytest.mark.slow
 def test_images_gpu_requirements_swap_tensorflow_cpu_and_keep_every_pin(tmp_path):
     requirements, constraints = _gpu_files(tmp_path)
     original = (REPO / "constraints.txt").read_text().splitlines()
@@ -189,6 +190,7 @@ TENSORFLOW_CUDA_WHEELS = {
 }
 
 
+@pytest.mark.slow
 def test_images_gpu_constraints_pin_every_cuda_wheel_inside_tensorflows_range(tmp_path):
     from packaging.version import Version
 

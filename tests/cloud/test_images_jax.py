@@ -40,6 +40,7 @@ def test_jax_image_is_the_tensorflow_image_but_for_the_backend_and_its_requireme
     assert ignore == (REPO / "images" / "Dockerfile.dockerignore").read_text()
 
 
+@pytest.mark.slow
 def test_jax_image_requirements_add_jax_cuda_and_keep_every_pin(tmp_path):
     subprocess.run(
         [sys.executable, str(REPO / "images" / "gpu_requirements.py"), "--backend", "jax"]

@@ -4,7 +4,6 @@ server (gcp-storage-emulator with `ifGenerationMatch` enforced by the fixture)."
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 
@@ -35,14 +34,13 @@ def test_a_second_writer_fails_naming_the_live_holder(root):
 
 def test_a_dead_holder_on_this_host_is_taken_over_at_once(tmp_path):
     folder = str(tmp_path / "out")
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
-    )
+    dead = subprocess.Popen(["true"])  # a process that has ended (not Python: no interpreter)
+    dead.wait(timeout=30)
     import socket
 
     storage.write_bytes(
         storage.join(folder, lease.LEASE_NAME),
-        _holder(host=socket.gethostname(), pid=int(dead.stdout)),
+        _holder(host=socket.gethostname(), pid=dead.pid),
     )
     started = time.monotonic()
     held = lease.acquire(folder, "ingest", stale_seconds=600)

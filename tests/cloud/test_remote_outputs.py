@@ -13,6 +13,7 @@ from contrastive.config import resolve_config
 PROFILE = "tiny"
 
 
+@pytest.mark.slow
 def test_pretrain_and_classifier_write_to_gs_and_read_the_encoder_back(gcs, tiny_dataset, capsys):
     from pipelines.cli import main
 
@@ -49,6 +50,7 @@ def test_pretrain_and_classifier_write_to_gs_and_read_the_encoder_back(gcs, tiny
     assert tasks.run_train_classifier(tiny_dataset, encoder, classifier, config) == result
 
 
+@pytest.mark.slow
 def test_baseline_reads_its_dataset_and_writes_its_model_on_a_gfile_filesystem(tiny_dataset):
     data = "ram://remote-outputs/dataset"
     storage.copy_tree(tiny_dataset, data)

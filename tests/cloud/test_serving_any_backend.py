@@ -45,6 +45,7 @@ CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_jax_trained_champion_is_promoted_with_its_serving_saved_model(tmp_path):
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
@@ -72,6 +73,7 @@ def test_a_jax_trained_champion_is_promoted_with_its_serving_saved_model(tmp_pat
     np.testing.assert_allclose(served, np.load(tmp_path / "expected.npy"), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_export_on_another_backend_reports_the_childs_error(tmp_path, monkeypatch):
     import keras
 

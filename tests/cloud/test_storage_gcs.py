@@ -143,6 +143,7 @@ def test_storage_gcs_uri_parsing():
         storage.split_gcs("/local/path")
 
 
+@pytest.mark.slow
 def test_storage_module_imports_no_kfp_or_cloud_client():
     import subprocess
     import sys

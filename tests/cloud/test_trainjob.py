@@ -262,6 +262,27 @@ def test_bad_trainjob_settings_are_refused(kwargs, message):
     assert str(raised.value) == message
 
 
+def test_the_body_takes_the_gpu_resource_the_runtime_and_env_values_as_strings():
+    body = trainjob_manifest(
+        "job",
+        image="i",
+        command=["contrastive"],
+        num_nodes=1,
+        gpus_per_node=2,
+        gpu_resource="amd.com/gpu",
+        runtime="jax-distributed-rocm",
+        env={"NCCL_DEBUG": "INFO", "XLA_PYTHON_CLIENT_MEM_FRACTION": 0.9},
+    )
+    trainer = body["spec"]["trainer"]
+    assert body["spec"]["runtimeRef"]["name"] == "jax-distributed-rocm"
+    assert trainer["resourcesPerNode"] == {"limits": {"amd.com/gpu": 2}}
+    # a Kubernetes EnvVar's value is a string
+    assert trainer["env"] == [
+        {"name": "NCCL_DEBUG", "value": "INFO"},
+        {"name": "XLA_PYTHON_CLIENT_MEM_FRACTION", "value": "0.9"},
+    ]
+
+
 def _kubeconfig(tmp_path, fake, namespace=None):
     path = tmp_path / "kubeconfig"
     path.write_text(

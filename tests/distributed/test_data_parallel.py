@@ -25,6 +25,7 @@ GRADIENT_TOLERANCE = 1e-5
 WEIGHT_TOLERANCE = 1e-5  # after one epoch of SGD; the figures are in docs/BENCHMARKS.md
 PREDICTION_TOLERANCE = 5e-5  # class probabilities after 2 + 1 epochs (seen: 6.4e-6)
 PROCESS_TIMEOUT = 240  # seconds any child may run: nothing hangs
+pytestmark = pytest.mark.slow  # every check runs in child processes
 
 
 def _env(**extra):
@@ -146,7 +147,6 @@ def _finish(process):
     return process.returncode, output
 
 
-@pytest.mark.slow
 def test_two_processes_fail_together_on_a_kill_and_resume_to_identical_weights(tmp_path):
     metadata = tmp_path / "checkpoints" / "training_metadata.json"
     # First run: 4 epochs, slowed down; SIGKILL process 1 once process 0 backed up epoch 1.

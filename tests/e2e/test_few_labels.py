@@ -1,34 +1,22 @@
-"""Few labels through kfp.local: three labelled fractions, SimCLR pretrained once, the
+"""Few labels through kfp.local: two labelled fractions, SimCLR pretrained once, the
 label-efficiency curve in results.json and in the report (tiny profile, one epoch)."""
 
 import json
 
 import pytest
 
-from tests.e2e.cli_run import run_ok
-
-pytestmark = pytest.mark.slow
-
-FRACTIONS = ("0.25", "0.5", "1")
+FRACTIONS = ("0.5", "1")
 METHODS = ("baseline", "supcon", "simclr")
+# Test-accuracy floors at 100 % of the labels: test_local_run's (the same one-epoch tiny run
+# on the separable 4-class set, chance 0.25; its measured figures are there).
+FLOORS = {"baseline": 0.9, "supcon": 0.6, "simclr": 0.6}
 
 
 @pytest.fixture(scope="module")
-def few_labels_run(separable_npz, tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    result = run_ok(
-        f"npz:{separable_npz}",
-        runs,
-        "--labeled-fractions",
-        "1,0.25,0.5",  # any order: the DAG sorts them
-        "--epochs",
-        "1",
-        "--no-estimate",
-        "--registry",
-        str(runs / "registry"),
-        timeout=1800,
-    )
-    return runs / "latest", result.stdout
+def few_labels_run(tiny_runs):
+    # any order of the fractions: the DAG sorts them
+    run = tiny_runs("--labeled-fractions", "1,0.5", "--epochs", "1", "--no-estimate")
+    return run.latest, run.stdout
 
 
 def test_simclr_pretrains_once_and_every_fraction_has_its_branches(few_labels_run):
@@ -39,7 +27,7 @@ def test_simclr_pretrains_once_and_every_fraction_has_its_branches(few_labels_ru
         for path in sorted(run_dir.glob("pretrain-encoder*/encoder_model"))
     ]
     methods = sorted((info["method"], info["labeled_fraction"]) for info in encoders)
-    assert methods == [("simclr", 1.0), ("supcon", 0.25), ("supcon", 0.5), ("supcon", 1.0)]
+    assert methods == [("simclr", 1.0), ("supcon", 0.5), ("supcon", 1.0)]
     classifiers = [
         json.loads((path / "info.json").read_text())
         for path in sorted(run_dir.glob("train-*/model"))
@@ -48,7 +36,7 @@ def test_simclr_pretrains_once_and_every_fraction_has_its_branches(few_labels_ru
     assert trained == sorted(
         (method, float(fraction)) for method in METHODS for fraction in FRACTIONS
     )
-    assert len(list(run_dir.glob("collect-fraction*/curve"))) == 3
+    assert len(list(run_dir.glob("collect-fraction*/curve"))) == 2
 
 
 def test_results_and_the_gate_are_keyed_by_fraction(few_labels_run):
@@ -56,10 +44,24 @@ def test_results_and_the_gate_are_keyed_by_fraction(few_labels_run):
     results = json.loads((latest / "results.json").read_text())
     curve = results["label_efficiency"]
     assert list(curve) == list(FRACTIONS)
-    for fraction in FRACTIONS:
-        assert set(curve[fraction]) == set(METHODS)
-        for figures in curve[fraction].values():
-            assert 0 <= figures["test_accuracy"] <= 1
+    assert all(set(curve[fraction]) == set(METHODS) for fraction in FRACTIONS)
+    # each point is the evaluation of the classifier trained at that fraction by that method
+    (run_dir,) = (latest / "artifacts").resolve().glob("contrastive-*")
+    evaluations = [
+        json.loads(path.read_text()) for path in run_dir.glob("evaluate-classifier*/evaluation")
+    ]
+    points = {
+        (e["method"], f"{e['config']['train']['labeled_fraction']:g}"): e["accuracy"]
+        for e in evaluations
+    }
+    assert len(evaluations) == len(points) == len(FRACTIONS) * len(METHODS)
+    assert points == {
+        (method, fraction): curve[fraction][method]["test_accuracy"]
+        for fraction in FRACTIONS
+        for method in METHODS
+    }
+    for method, floor in FLOORS.items():
+        assert curve["1"][method]["test_accuracy"] >= floor, (method, curve["1"])
     # the accuracy table and the champion gate are the largest fraction's
     for method in METHODS:
         assert results["methods"][method]["test_accuracy"] == curve["1"][method]["test_accuracy"]
@@ -73,7 +75,7 @@ def test_report_draws_the_curve_and_its_table(few_labels_run):
     section = html[html.index('id="label-efficiency"') :]
     assert 'alt="label-efficiency chart"' in section
     results = json.loads((latest / "results.json").read_text())
-    for fraction, label in zip(FRACTIONS, ("25 %", "50 %", "100 %"), strict=True):
+    for fraction, label in zip(FRACTIONS, ("50 %", "100 %"), strict=True):
         assert f"<td>{label}</td>" in section
         accuracy = results["label_efficiency"][fraction]["simclr"]["test_accuracy"]
         assert f"{100 * accuracy:.2f}" in section

@@ -1,15 +1,12 @@
-"""The whole DAG through kfp.local (SubprocessRunner) on a tiny separable dataset, via the CLI."""
+"""The whole DAG through kfp.local (SubprocessRunner) on a tiny separable dataset, via the CLI
+(the shared `tiny_run`, marked slow by tests/conftest.py), and its refusal of bad parameters."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.cli_run import run_ok
-
-pytestmark = pytest.mark.slow
 
 # Test-accuracy floors on the separable 4-class set (chance 0.25) after one epoch of the tiny
 # profile. Measured (`contrastive run --profile tiny --epochs 1 --seed S`, S = 0, 1, 2):
@@ -35,31 +32,9 @@ def expected_precision() -> str:
 
 
 @pytest.fixture(scope="module")
-def local_run(separable_npz, tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    command = [
-        sys.executable,
-        "-m",
-        "pipelines.cli",
-        "run",
-        "--profile",
-        "tiny",
-        "--source",
-        f"npz:{separable_npz}",
-        "--methods",
-        "baseline,supcon,simclr",
-        "--epochs",
-        "1",
-        "--override",
-        "train.mixed_precision=auto",  # the default of every other profile; tiny pins float32
-        "--runs-dir",
-        str(runs),
-        "--registry",
-        str(runs / "registry"),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return runs, result.stdout
+def local_run(tiny_run):
+    """The shared tiny run (tests/conftest.py: every method, one epoch, precision auto)."""
+    return tiny_run.runs, tiny_run.stdout
 
 
 def test_run_prints_the_table_and_writes_results(local_run):
@@ -205,36 +180,22 @@ def test_a_scheduled_run_on_unchanged_data_and_code_stops_before_training(skippe
     assert [d["outcome"] for d in recorded].count("promoted") == 1  # the first run's
 
 
-def test_bad_parameter_fails_fast_and_writes_nothing(tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "pipelines.cli",
-        "run",
-        "--profile",
-        "tiny",
-        "--batch-size",
-        "1",
-        "--runs-dir",
-        str(tmp_path / "runs"),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2
+def test_bad_parameter_fails_fast_and_writes_nothing(tmp_path, capsys):
+    from pipelines.cli import main
+
+    runs = tmp_path / "runs"
+    assert main(["run", "--profile", "tiny", "--batch-size", "1", "--runs-dir", str(runs)]) == 2
     message = "error: batch_size must be 0 (profile's) or >= 2. Received: batch_size=1"
-    assert message in result.stderr
-    assert not (tmp_path / "runs").exists()
-    result = subprocess.run(
-        command[:6] + ["--methods", "supcon,moco", "--runs-dir", str(tmp_path / "runs")],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    assert message in capsys.readouterr().err
+    assert not runs.exists()
+    assert (
+        main(["run", "--profile", "tiny", "--methods", "supcon,moco", "--runs-dir", str(runs)]) == 2
     )
-    assert result.returncode == 2
     assert (
         "error: methods must be a non-empty subset of ['baseline', 'supcon', 'simclr', "
         "'npairs', 'random_init']. Received: ['supcon', 'moco']"
-    ) in result.stderr
-    assert not Path(tmp_path / "runs").exists()
+    ) in capsys.readouterr().err
+    assert not runs.exists()
 
 
 def test_training_steps_log_to_the_run_tensorboard_folder(local_run):

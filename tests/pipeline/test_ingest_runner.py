@@ -118,6 +118,7 @@ def test_the_cli_refuses_a_portable_runner_without_its_job_server(tmp_path, caps
     ]
 
 
+@pytest.mark.slow  # the DirectRunner starts a Python worker process
 def test_the_ingest_component_runs_its_beam_job_and_commits_the_same_dataset(tmp_path):
     """The component with runner="direct": the DirectRunner in the step, into the artifact's
     path, the same bytes as the in-process component; the artifact's metadata alike."""

@@ -379,3 +379,37 @@ def test_native_notices_are_dropped_as_lines_pass_through(capfd):
         assert passed_on("50%") == "child line\n\r 50% "
         os.write(2, b"W0000 00:00:1796.2   7 x.cc:1] an absl warning line\nlast")
     assert capfd.readouterr().err == "last"
+
+
+def test_no_cache_runs_every_task_afresh_in_a_checkpoint_folder_of_its_own(tmp_path, monkeypatch):
+    """What `contrastive run` hands kfp.local (nothing runs): with the cache, runs of the same
+    parameters share a checkpoint folder keyed by them (a killed run resumes) and kfp.local's
+    cache is on; `--no-cache` turns the cache off and trains from epoch 0 in a folder named
+    by its run id, away from any resumable checkpoint."""
+    from kfp import local
+
+    import pipelines.local.run as runner  # run_local calls its own module's run_with_view
+
+    class Stop(Exception):
+        pass
+
+    inits, params = [], []
+    monkeypatch.setattr(local, "init", lambda **options: inits.append(options))
+
+    def view(pipeline, values, **options):
+        params.append(dict(values))
+        raise Stop
+
+    monkeypatch.setattr(runner, "run_with_view", view)
+    values = {"profile": "tiny", "epochs": 2, "seed": 0}
+    for run_id, cache in (("a", True), ("b", True), ("c", False), ("d", False)):
+        with pytest.raises(Stop):
+            runner.run_local(values, runs_dir=tmp_path, run_id=run_id, cache=cache)
+    key = runner.run_key(runner.build_pipeline(target="local"), runner._with_local_defaults(values))
+    roots = [p["checkpoint_root"] for p in params]
+    assert roots == [f"{tmp_path}/checkpoints/{key}"] * 2 + [
+        f"{tmp_path}/checkpoints/c",
+        f"{tmp_path}/checkpoints/d",
+    ]
+    assert [options["enable_caching"] for options in inits] == [True, True, False, False]
+    assert {options["cache_root"] for options in inits} == {str(tmp_path / ".cache")}

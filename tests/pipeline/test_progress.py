@@ -136,14 +136,17 @@ def test_poller_reads_whole_lines_once(tmp_path):
 
 
 def test_poller_thread_stops_at_once(tmp_path):
+    import threading
     import time
 
     view = RunView(["a"])
     view.start("a")
-    start = time.monotonic()
+    before = set(threading.enumerate())
     with ProgressPoller(tmp_path, view, interval=0.05):
+        (thread,) = [t for t in threading.enumerate() if t not in before]
+        assert thread.name == "progress-poller" and thread.is_alive()
         time.sleep(0.2)
-    assert time.monotonic() - start < 2
+    assert not thread.is_alive()  # stopped and joined, not left behind by the join's timeout
 
 
 def test_notices_of_tensorflow_are_recognised():

@@ -197,3 +197,35 @@ def test_the_faster_alternative_scales_the_epochs_or_the_images():
     )
     quick = resolve_config("quick")  # 7 + 2 epochs: 10 hours -> less than an epoch
     assert run._faster_alternative(estimated(10 * 3600), quick) == "--limit 100 (about an hour)"
+
+
+# Task inputs fed by a pipeline parameter of another name.
+RENAMED = {
+    "mode": "classifier_mode",
+    "runner": "ingest_runner",
+    "beam_options": "ingest_beam_options",
+}
+
+
+@pytest.mark.parametrize(
+    ("target", "fractions"), [("kubeflow", ()), ("vertex", ()), ("kubeflow", (0.5, 1.0))]
+)
+def test_each_task_input_named_after_a_pipeline_parameter_is_wired_from_it(
+    tmp_path, target, fractions
+):
+    """A step's `epochs`, `seed`, `overrides`... come from the run's parameter of that name,
+    never a constant, in every task that takes one; each parameter the steps know reaches
+    at least one task."""
+    path = tmp_path / "pipeline.yaml"
+    pipeline = build_pipeline(target=target, labeled_fractions=fractions)
+    compiler.Compiler().compile(pipeline, str(path))
+    spec = yaml.safe_load(path.read_text())
+    parameters = set(spec["root"]["inputDefinitions"]["parameters"])
+    reached = set()
+    for task_name, task in flat_tasks(spec).items():  # the retrain_when condition's too
+        for name, value in task.get("inputs", {}).get("parameters", {}).items():
+            source = RENAMED.get(name, name)
+            if source in parameters:
+                assert value == {"componentInputParameter": source}, (task_name, name, value)
+                reached.add(source)
+    assert reached == parameters

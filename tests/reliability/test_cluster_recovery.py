@@ -1,12 +1,12 @@
 """Recovery as on a cluster: a training step killed mid-training resumes from its last epoch
 after its output folder is wiped (what the Kubeflow v2 launcher does to a preempted pod), and
 a failure no retry can fix is recorded so the retry fails at once with the original message.
+The component bodies run in this process (`python_func`); a SIGKILL of a whole kfp.local run
+is tested end to end in tests/e2e/test_cached_resumed_run.py.
 """
 
 import json
-import os
 import shutil
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -19,75 +19,30 @@ from contrastive.training.callbacks import TrainingDivergedError
 
 C = components.build("contrastive:test")
 
-# Imported by every Python process of the kfp.local run (PYTHONPATH); with the variable set,
-# the training step's process dies (SIGKILL's exit status) at the end of an epoch, before
-# that epoch's checkpoint: what a preempted pod looks like to the step.
-KILLER = textwrap.dedent(
-    """
-    import os
-
-    if os.environ.get("CONTRASTIVE_TEST_KILL_AT_EPOCH"):
-        import keras
-
-        kill_at = int(os.environ["CONTRASTIVE_TEST_KILL_AT_EPOCH"])
-        logged = keras.callbacks.TensorBoard.on_epoch_end
-
-        # The step's TensorBoard callback runs before its checkpoint callbacks.
-        def on_epoch_end(self, epoch, logs=None):
-            logged(self, epoch, logs)
-            if epoch + 1 == kill_at:
-                os._exit(137)
-
-        keras.callbacks.TensorBoard.on_epoch_end = on_epoch_end
-    """
-)
-
 
 @pytest.mark.slow
 def test_killed_step_resumes_from_its_last_epoch_after_the_output_folder_is_wiped(
-    separable_npz, tmp_path, monkeypatch, capfd
+    tiny_dataset, tmp_path, preempt, caplog
 ):
-    from kfp import local
-
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(KILLER)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]))
-    bin_dir = os.path.dirname(os.sys.executable)
-    monkeypatch.setenv("PATH", bin_dir + os.pathsep + os.environ["PATH"])
-    outputs, checkpoints = tmp_path / "outputs", tmp_path / "checkpoints"
-
-    @dsl.pipeline(name="resume")
-    def resume(source: str, checkpoint_root: str):
-        ingest = C.ingest_data(source=source, validation_fraction=0.1, data_snapshot="s")
-        C.pretrain_encoder(
-            dataset=ingest.outputs["dataset"],
-            profile="tiny",
-            epochs=4,
-            tensorboard_name="pretrain-supcon",
-            checkpoint_root=checkpoint_root,
-            job_id="run-1",  # a retry runs in the same pipeline run: the same job id
-        )
-
-    def attempt():
-        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(outputs))
-        resume(source=f"npz:{separable_npz}", checkpoint_root=str(checkpoints))
-
-    monkeypatch.setenv("CONTRASTIVE_TEST_KILL_AT_EPOCH", "3")
-    with pytest.raises(RuntimeError):
-        attempt()
-    step = checkpoints / "run-1" / "pretrain-supcon"
+    """The pretraining component's body as a retried pod runs it: killed at the end of epoch 3
+    (before that epoch's checkpoint), its output folder wiped, run again in the same pipeline
+    run (same job id): it restores epoch 2 from the durable folder."""
+    kwargs = _pretrain_kwargs(tmp_path, tiny_dataset, epochs=4)
+    with pytest.raises(preempt.at_epoch(3), match="end of epoch 3"):
+        C.pretrain_encoder.python_func(**kwargs)
+    step = tmp_path / "checkpoints" / "run-1" / "pretrain-supcon"
     assert (step / durable.LATEST).read_text() == "epoch-000002"
-    shutil.rmtree(outputs)  # the pod and its output folder are gone
-    capfd.readouterr()
+    assert not (step / durable.FAILED).exists()  # a preemption is not a permanent failure
+    shutil.rmtree(tmp_path / "encoder")  # the pod and its output folder are gone
 
-    monkeypatch.delenv("CONTRASTIVE_TEST_KILL_AT_EPOCH")
-    attempt()
+    with caplog.at_level("INFO", logger="contrastive"):
+        C.pretrain_encoder.python_func(**kwargs)
 
-    assert "resumed from epoch 2 of 4" in "".join(capfd.readouterr())
-    (metrics,) = outputs.glob("*/pretrain-encoder*/encoder_model/metrics.json")
-    assert json.loads(metrics.read_text())["epochs"] == 4
-    history = json.loads(metrics.with_name("history.json").read_text())["pretrain"]
+    assert "restored the checkpoint of epoch 2 from" in caplog.text
+    assert "resumed from epoch 2 of 4" in caplog.text
+    metrics = json.loads((tmp_path / "encoder" / "metrics.json").read_text())
+    assert metrics["epochs"] == 4
+    history = json.loads((tmp_path / "encoder" / "history.json").read_text())["pretrain"]
     assert len(history["loss"]) == 4
     assert not step.exists()  # removed once the model is complete
 
@@ -153,6 +108,7 @@ def test_transient_failures_still_retry(tiny_dataset, tmp_path, monkeypatch):
     assert not (tmp_path / "checkpoints" / "run-1" / "pretrain-supcon" / durable.FAILED).exists()
 
 
+@pytest.mark.slow
 def test_override_with_a_comma_reaches_the_training_task(tiny_dataset, tmp_path):
     """`contrastive run` passes its overrides as a JSON mapping; the task reads it back whole
     (a comma-joined string split `data.image_size=[28, 28]` into two broken overrides)."""

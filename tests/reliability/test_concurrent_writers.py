@@ -77,6 +77,7 @@ def _finish(process: subprocess.Popen, go: Path) -> tuple[int, str]:
     return process.returncode, out.strip()
 
 
+@pytest.mark.slow  # the first ingest runs in a child process
 def test_a_second_ingest_fails_naming_the_one_writing_and_the_first_commits(tmp_path):
     first_source, second_source = _npz(tmp_path / "a.npz", 1), _npz(tmp_path / "b.npz", 2)
     out, go = tmp_path / "out", tmp_path / "go"
@@ -95,6 +96,7 @@ def test_a_second_ingest_fails_naming_the_one_writing_and_the_first_commits(tmp_
     assert not (out / ".writer.json").exists()
 
 
+@pytest.mark.slow  # the other ingest runs in a child process
 def test_an_ingest_that_read_its_source_while_another_committed_fails_naming_the_winner(
     tmp_path,
 ):

@@ -1,68 +1,49 @@
-"""Fault injection with real processes and signals: preemption mid-training, incomplete
-models, and bad parameters that must fail fast, name the value, and write nothing."""
+"""Fault injection: preemption mid-training, incomplete models, and bad parameters that must
+fail fast with exit 2, name the value, and write nothing. The commands run in this process
+(`pipelines.cli.main`, what the `contrastive` script calls): none needs a child process; a
+SIGKILL of a whole run is tested end to end in tests/e2e/test_cached_resumed_run.py."""
 
+import contextlib
+import io
 import json
-import signal
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
+from pipelines.cli import main
 from pipelines.local.logs import is_notice
 
-pytestmark = pytest.mark.slow
 
-CLI = [sys.executable, "-m", "pipelines.cli"]
+def _cli(*args):
+    """`contrastive <args>` in this process: a CompletedProcess (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(arg) for arg in args])
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
-def _cli(*args, timeout=300):
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
-
-
-def _backed_up_epochs(checkpoints: Path):
+def _backed_up_epochs(checkpoints):
     from contrastive.training.callbacks import backed_up_epochs
 
     return backed_up_epochs(checkpoints) if checkpoints.is_dir() else None
 
 
-def test_pretrain_killed_after_epoch_two_resumes_to_six_epochs(tiny_dataset, tmp_path):
+@pytest.mark.slow
+def test_pretrain_killed_after_epoch_two_resumes_to_six_epochs(
+    tiny_dataset, tmp_path, preempt, caplog
+):
     output = tmp_path / "encoder"
-    command = [
-        *CLI,
-        "pretrain",
-        "--data",
-        tiny_dataset,
-        "--output",
-        str(output),
-        "--method",
-        "supcon",
-        "--profile",
-        "tiny",
-        "--epochs",
-        "6",
-        "--override",
-        "data.limit=256",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 240
-    try:
-        while (_backed_up_epochs(output / "checkpoints") or 0) < 2:
-            assert process.poll() is None, process.stdout.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "no epoch-2 checkpoint in time"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)  # a preempted spot node gives no warning
-    finally:
-        process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL
+    command = ["pretrain", "--data", tiny_dataset, "--output", output, "--method", "supcon"]
+    command += ["--profile", "tiny", "--epochs", "6", "--override", "data.limit=256"]
+    with pytest.raises(preempt.at_epoch(3), match="end of epoch 3"):
+        _cli(*command)
     assert not (output / "COMPLETE").exists()
-    finished = _backed_up_epochs(output / "checkpoints")
-    assert 2 <= finished < 6
+    assert _backed_up_epochs(output / "checkpoints") == 2  # epoch 3 died before its backup
 
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    with caplog.at_level("INFO", logger="contrastive.training"):
+        result = _cli(*command)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"resumed from epoch {finished} of 6" in result.stderr
+    assert "resumed from epoch 2 of 6" in caplog.text
     history = json.loads((output / "history.json").read_text())["pretrain"]
     assert len(history["loss"]) == 6
     assert json.loads((output / "metrics.json").read_text())["epochs"] == 6
@@ -74,34 +55,18 @@ def test_evaluate_refuses_a_model_without_completion_marker(tiny_dataset, tmp_pa
     model.mkdir()
     (model / "model.keras").write_bytes(b"PK\x03\x04 truncated")
     result = _cli("evaluate", "--data", tiny_dataset, "--model", str(model))
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert "incomplete" in result.stderr and str(model) in result.stderr
     assert not any(map(is_notice, result.stderr.splitlines())), result.stderr  # as `run`
 
 
-def test_evaluate_refuses_a_dataset_with_another_class_count(tiny_dataset, tmp_path):
+def test_evaluate_refuses_a_dataset_with_another_class_count(untrained_classifier, tmp_path):
     import numpy as np
 
     from contrastive import data
 
-    # Train nothing: take a classifier from a 4-class dataset and a 3-class dataset.
-    classifier = tmp_path / "clf"
-    result = _cli(
-        "train",
-        "--data",
-        tiny_dataset,
-        "--baseline",
-        "--output",
-        str(classifier),
-        "--profile",
-        "tiny",
-        "--epochs",
-        "1",
-        "--classifier-epochs",
-        "1",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert not any(map(is_notice, result.stderr.splitlines())), result.stderr  # as `run`
+    # Train nothing: a complete 4-class classifier of 28x28x1 images and a 3-class dataset.
+    classifier = untrained_classifier(4, (28, 28, 1), "clf")
     rng = np.random.default_rng(0)
     x = rng.integers(0, 255, size=(30, 28, 28, 1), dtype=np.uint8)
     y = np.arange(30) % 3
@@ -109,8 +74,8 @@ def test_evaluate_refuses_a_dataset_with_another_class_count(tiny_dataset, tmp_p
     np.savez(npz, x_train=x, y_train=y, x_test=x, y_test=y)
     three = tmp_path / "three"
     data.ingest(f"npz:{npz}", str(three), progress=False)
-    result = _cli("evaluate", "--data", str(three), "--model", str(classifier))
-    assert result.returncode != 0
+    result = _cli("evaluate", "--data", str(three), "--model", classifier)
+    assert result.returncode == 2
     assert (
         f"class count mismatch: model {classifier} predicts 4 classes, "
         "the dataset has 3 (['0', '1', '2'])"
@@ -190,7 +155,7 @@ def test_bad_ingest_parameters_fail_fast_and_write_nothing(separable_npz, tmp_pa
     if "--source" in args:
         base = ["ingest", "--output", str(output)]
     result = _cli(*base, *args)
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert f"error: {message}" in result.stderr
     assert not output.exists()
 
@@ -210,6 +175,7 @@ def test_compile_refuses_the_wrong_accelerator_name(tmp_path):
     assert not output.exists()
 
 
+@pytest.mark.slow
 def test_divergence_stops_training_with_a_hint(tiny_dataset, tmp_path):
     output = tmp_path / "diverged"
     result = _cli(
@@ -229,7 +195,7 @@ def test_divergence_stops_training_with_a_hint(tiny_dataset, tmp_path):
         "--override",
         "train.online_probe=false",
     )
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert "error: training diverged: loss=" in result.stderr
     # Batch 1's loss is computed before the first update, so the first NaN is batch 2's.
     assert "at epoch 1, batch 2; lower the learning rate, raise the temperature" in result.stderr

@@ -300,6 +300,7 @@ def test_render_preview_rejects_bad_images(tmp_path):
         render_preview(np.zeros((32, 32, 3), "uint8"), weak, weak, tmp_path / "x.png")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
 def test_augmenter_trains_inside_a_jit_compiled_step(shape):
     augmenter = build_augmenter(shape, **STRONG, seed=0)

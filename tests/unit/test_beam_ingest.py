@@ -158,6 +158,7 @@ def test_shard_starts_follow_the_shard_writers_rule(tmp_path):
     assert shard_starts([5000, 10], 1000) == [0, 1]  # an oversized record fills a shard alone
 
 
+@pytest.mark.slow  # Beam starts a Python process for the job
 def test_a_portable_runner_submits_to_a_job_service_over_the_job_api(tmp_path):
     """runner="flink" with --job_endpoint: the pipeline goes to the job server over Beam's
     job API (gRPC: Prepare, staging, Run, GetState), as to a Flink job server on a cluster;

@@ -475,6 +475,7 @@ ingestion.ingest(sys.argv[1], sys.argv[2], shard_size_bytes=1000, progress=False
 """
 
 
+@pytest.mark.slow
 def test_killed_ingest_leaves_no_manifest_and_a_rerun_completes(tmp_path):
     source = write_npz(tmp_path / "d.npz", **make_arrays(num_train=200))
     out = tmp_path / "out"
@@ -504,6 +505,7 @@ def test_killed_ingest_leaves_no_manifest_and_a_rerun_completes(tmp_path):
     assert len(x) == manifest["splits"]["train"]["num_examples"] == 180
 
 
+@pytest.mark.slow  # the second ingest runs in a child process
 def test_the_same_source_ingested_in_two_processes_gives_identical_shards(tmp_path):
     """Shards are reproducible across processes (a protobuf map serializes in a per-process
     order unless asked for a deterministic one), so a re-ingest in a rerun pipeline has the

@@ -120,6 +120,48 @@ def test_labeled_subset_is_seeded():
         labeled_subset(labels, 0, 0)
 
 
+def test_labeled_subset_takes_the_rounded_count_in_position_order():
+    labels = np.arange(10) % 2
+    for seed in range(4):
+        taken = labeled_subset(labels, 0.37, seed=seed)
+        assert len(taken) == 4  # round(3.7), not 3
+        assert (np.diff(taken) > 0).all()  # sorted positions, each once
+    with pytest.raises(ValueError, match=r"Received: fraction=1.5"):
+        labeled_subset(labels, 1.5, 0)
+
+
+def test_labeled_subset_ranks_by_when_each_example_is_due():
+    """Each class's first example is due at 0, place r > 0 of a class of n at (r + 0.5) / n:
+    of 2 + 6 examples, 5 are both firsts and the larger class's places 1-3 (due 0.25, 0.42,
+    0.58, before the smaller class's second at 0.75), whatever the seed."""
+    labels = np.repeat([0, 1], [2, 6])
+    for seed in range(8):
+        taken = labeled_subset(labels, 5 / 8, seed=seed)
+        assert np.bincount(labels[taken], minlength=2).tolist() == [1, 4], seed
+
+
+def test_labeled_subset_draws_which_class_gets_the_odd_example():
+    """Equal classes tie in when their examples are due: the seed, not the position, picks
+    which class gets the one example over an equal share. Labels sorted by class (a folder
+    read class by class): 4 of 30 is one each plus one more, and over 30 seeds that one
+    goes to every class (ordering ties by position would give it to class 0 or 1 only)."""
+    labels = np.repeat(np.arange(3), 10)
+    extra = set()
+    for seed in range(30):
+        counts = np.bincount(labels[labeled_subset(labels, 4 / 30, seed=seed)], minlength=3)
+        assert sorted(counts.tolist()) == [1, 1, 2], (seed, counts)
+        extra.add(int(np.argmax(counts)))
+    assert extra == {0, 1, 2}
+
+
+def test_an_epoch_over_a_small_subset_is_repeated_up_to_the_minimum_steps():
+    from contrastive.data.splits import subset_epoch_examples
+
+    assert subset_epoch_examples(90, 32, 40) == 40 * 32  # 3 batches a pass: repeated
+    assert subset_epoch_examples(90, 32, 0) == 90  # 0: one pass
+    assert subset_epoch_examples(2000, 32, 40) == 2000  # a pass is longer already
+
+
 # --- degenerate classes: the hold-outs never take a class's last train example -------------
 
 

@@ -14,7 +14,7 @@ from contrastive.run_parameters import training_config
 from contrastive.tasks import inspecting
 from tests.conftest import separable_images
 
-pytestmark = pytest.mark.backend
+pytestmark = [pytest.mark.backend, pytest.mark.slow]  # `noisy` trains a baseline
 FLIPPED = 8  # the first 8 training images of the source get the next class's label
 
 

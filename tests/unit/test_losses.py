@@ -465,6 +465,7 @@ def test_get_loss(method, expected_class):
     assert (loss.temperature, loss.base_temperature) == (0.3, 0.07)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("method", "views"), [("supcon", 2), ("simclr", 2), ("npairs", 1)])
 def test_wrappers_train_inside_compiled_model(method, views):
     rng = np.random.default_rng(61)

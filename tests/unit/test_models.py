@@ -218,6 +218,7 @@ def _stack(name, shape, *parts):
     return keras.Model(inputs, outputs, name=name)
 
 
+@pytest.mark.slow
 def test_models_reload_in_a_new_process_with_identical_outputs(tmp_path):
     models_to_save = {
         # The three custom augmentation layers (strong RGB views include grayscale) inside
@@ -288,6 +289,11 @@ NO_TENSORFLOW_SCRIPT = """
 """
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="its child runs on JAX whatever this run's backend: the TensorFlow pass runs it",
+)
 def test_modules_work_without_tensorflow():
     for module in (augment, models):
         source = Path(module.__file__).read_text()

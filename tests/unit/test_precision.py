@@ -130,6 +130,7 @@ def test_precision_policy_auto_builds_in_the_machines_choice(fake_machine, cpuin
     assert keras.config.dtype_policy().name == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "cpuinfo, setting, expected",
     [(ZEN5, "auto", "bfloat16"), ("", "auto", "float32"), (ZEN5, "float32", "float32")],

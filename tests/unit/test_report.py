@@ -122,8 +122,11 @@ def test_every_method_and_class_name_appears(full_report):
     _, text = full_report
     for name in ("baseline", "supcon", "simclr", "Cross-entropy baseline", "SupCon", "SimCLR"):
         assert name in text
-    assert "cat" in text
-    assert html.escape("dog & wolf") in text
+    visible = IMAGE_URI.sub("", text)  # the page's text, not the base64 of its images
+    names = [html.escape(name) for name in CLASS_NAMES]
+    assert f"3: {', '.join(names)}" in visible  # the dataset's classes, in order
+    for name in names:  # each class's row in the per-class table of each of the 3 methods
+        assert visible.count(f"<tr><td>{name}</td>") == 3, name
 
 
 def test_seed_references_are_shown_for_orientation(full_report):

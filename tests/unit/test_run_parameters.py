@@ -37,12 +37,26 @@ from contrastive.run_parameters import check_run_parameters
         ({"validation_fraction": 1.0}, "validation_fraction must be in [0, 1). Received: "),
         ({"labeled_fraction": 1.5}, "labeled_fraction must be in [0, 1] (0 = all)."),
         ({"promotion_margin": float("nan")}, "promotion_margin must be >= 0."),
+        ({"promotion_margin": -0.1}, "promotion_margin must be >= 0. Received: "),
+        ({"promotion_margin": float("inf")}, "promotion_margin must be >= 0. Received: "),
+        ({"on_error": "ignore"}, "on_error must be one of ['skip', 'fail']. Received: "),
+        ({"registry": 3}, "registry must be a string. Received: registry=3"),
         ({"limit": -1}, "limit must be an integer >= 0. Received: limit=-1"),
         (
             {"image_size": "0,64"},
             "image_size must be 'H,W' (or an int, or a (height, width) pair) of positive integers.",
         ),
         ({"source": " "}, "source must name the images to ingest. Received: source=''"),
+        (
+            {"retrain_when": "sometimes"},
+            "retrain_when must be one of ['always', 'changed', 'drifted']. "
+            "Received: retrain_when='sometimes'",
+        ),
+        (
+            {"retrain_when": "drifted", "registry": ""},
+            "retrain_when compares this run with the champion: set registry too. "
+            "Received: retrain_when='drifted', registry=''",
+        ),
         ({"overrides": "train.epochs=3"}, "overrides must be a JSON or YAML mapping"),
         ({"overrides": '{"train.epochs": -1}'}, "train.epochs must be >= 1. Received: "),
         ({"overrides": '{"train.nope": 1}'}, "unknown config field 'train.nope'"),

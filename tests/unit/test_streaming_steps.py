@@ -10,9 +10,10 @@ import json
 
 import pytest
 
-from contrastive import data, tasks
+from contrastive import data, tasks, training
 from contrastive.config import resolve_config
 from contrastive.data import reader
+from contrastive.modeldir import load_model_dir
 
 # The steps feed tf.data to Keras: on the JAX backend too (Keras' tf.data adapter).
 pytestmark = pytest.mark.backend
@@ -46,12 +47,21 @@ def guarded(monkeypatch, tiny_dataset):
     return calls
 
 
+@pytest.mark.slow
 def test_no_step_loads_a_whole_split(guarded, tiny_dataset, tmp_path):
     # data.limit=null: the steps see the whole splits (the tiny profile would cap them).
     config = resolve_config("tiny", overrides=["data.limit=null", "train.knn_max_examples=16"])
     encoder, classifier, baseline = tmp_path / "encoder", tmp_path / "clf", tmp_path / "base"
     pretrained = tasks.run_pretrain(tiny_dataset, encoder, config)
-    assert pretrained["knn_accuracy"] is not None
+    # the kNN figure is the saved encoder's on the bounded sample (16 train, 16 validation)
+    sample = data.knn_sample(tiny_dataset, 16)
+    expected = training.sample_knn_accuracy(
+        load_model_dir(encoder)[0],
+        sample,
+        k=config.train.knn_k,
+        temperature=config.train.knn_temperature,
+    )
+    assert pretrained["knn_accuracy"] == expected and len(sample[3]) == 16
     train_reads = [options for split, _, options in guarded if split == "train"]
     assert train_reads and train_reads[0]["shuffle"] is True
     assert train_reads[0]["shuffle_buffer"] == config.data.shuffle_buffer
@@ -67,6 +77,7 @@ def test_no_step_loads_a_whole_split(guarded, tiny_dataset, tmp_path):
         path.write_text(json.dumps(result))
         results[name] = (str(path), str(model))
     registry = tmp_path / "registry"
+    summaries = []
     neighbours = tmp_path / "neighbours.json"
     tasks.run_explain_neighbours(
         tiny_dataset, results, output_path=neighbours, suspects_path=tmp_path / "suspects.csv"
@@ -91,7 +102,10 @@ def test_no_step_loads_a_whole_split(guarded, tiny_dataset, tmp_path):
             neighbours_path=neighbours,
             drift_path=tmp_path / f"{run_id}-drift.json",
         )
-    assert summary["decision"]["champion_accuracy"] is not None
+        summaries.append(summary["decision"])
+    # the champion (the first run's promoted model) re-evaluated on the test split, streamed
+    assert summaries[0]["promoted"] and summaries[0]["champion_accuracy"] is None
+    assert summaries[1]["champion_accuracy"] == summaries[0]["candidate_accuracy"]
     assert drift["test"] is not None and summary["drift"]["test"]["p_value"] > 0
     assert {split for split, _, _ in guarded} >= {"train", "validation", "test"}
 
@@ -103,21 +117,21 @@ def test_the_guard_catches_a_whole_split_load(guarded, tiny_dataset):
         data.load_training_data(tiny_dataset)
 
 
-def test_evaluation_streams_batch_by_batch_to_the_same_result(tiny_dataset, tmp_path):
+def test_evaluation_streams_batch_by_batch_to_the_same_result(
+    tiny_dataset, trained_models, tmp_path
+):
     """Streamed evaluation (padded last batch, per-batch confusion and Parquet row groups)
     equals the whole-split computation."""
     import numpy as np
     import pyarrow.parquet as pq
 
-    from contrastive import evaluation, training
-    from contrastive.modeldir import load_model_dir
+    from contrastive import evaluation
 
-    config = resolve_config("tiny", overrides=["data.limit=null"])
-    tasks.run_train_baseline(tiny_dataset, tmp_path / "model", config)
+    baseline = trained_models["baseline"]
     result = tasks.run_evaluate(
-        tiny_dataset, tmp_path / "model", predictions_path=tmp_path / "p.parquet", batch_size=32
+        tiny_dataset, baseline, predictions_path=tmp_path / "p.parquet", batch_size=32
     )
-    model, _ = load_model_dir(tmp_path / "model")
+    model, _ = load_model_dir(baseline)
     x, y = data.load_arrays(tiny_dataset, "test")
     probabilities = training.predict_proba(model, x, batch_size=32)
     expected = evaluation.classification_metrics(y, probabilities.argmax(axis=1), 4)

@@ -65,6 +65,7 @@ def test_load_model_dir_refuses_missing_and_incomplete(tmp_path):
         modeldir.load_model_dir(tmp_path)
 
 
+@pytest.mark.slow
 def test_semi_supervised_simclr_then_finetune(separable_npz, tmp_path):
     dataset = tmp_path / "semi"
     manifest = data.ingest(
@@ -94,6 +95,7 @@ def test_semi_supervised_simclr_then_finetune(separable_npz, tmp_path):
     assert len(evaluation["embedding_2d"]["x"]) == 10
 
 
+@pytest.mark.slow
 def test_few_labels_no_unlabelled_image_reaches_a_cross_entropy_loss(
     tiny_dataset, tmp_path, monkeypatch
 ):

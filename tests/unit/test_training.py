@@ -100,6 +100,7 @@ def weights_of(model):
 # pretraining
 
 
+@pytest.mark.slow
 def test_supcon_pretraining_lowers_loss_and_separates_classes(pretrained):
     _, history = pretrained
     assert len(history["loss"]) == 2
@@ -115,6 +116,7 @@ def test_supcon_pretraining_lowers_loss_and_separates_classes(pretrained):
     )
 
 
+@pytest.mark.slow
 def test_pretrain_returns_bare_encoder(pretrained):
     encoder, _ = pretrained
     assert not isinstance(encoder, PretrainModel)
@@ -123,6 +125,7 @@ def test_pretrain_returns_bare_encoder(pretrained):
     assert tuple(features.shape) == (3, encoder.output_shape[-1])
 
 
+@pytest.mark.slow
 def test_simclr_pretraining_lowers_loss_and_separates_classes(data):
     x, y = data["train"]
     y = np.where(np.arange(len(y)) % 2 == 0, -1, y)  # half unlabelled: simclr ignores labels
@@ -244,6 +247,7 @@ def test_pretrain_rejects_labels_out_of_range(data):
 # classifiers
 
 
+@pytest.mark.slow
 def test_linear_mode_freezes_encoder_and_learns(pretrained, data):
     encoder, _ = pretrained
     before = weights_of(encoder)
@@ -266,6 +270,7 @@ def test_linear_mode_freezes_encoder_and_learns(pretrained, data):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_finetune_mode_updates_encoder_and_learns(pretrained, data):
     pretrained_encoder, _ = pretrained
     encoder = keras.models.clone_model(pretrained_encoder)
@@ -280,6 +285,7 @@ def test_finetune_mode_updates_encoder_and_learns(pretrained, data):
     assert history["accuracy"][-1] > 0.6
 
 
+@pytest.mark.slow
 def test_baseline_learns_with_the_same_epoch_budget(data):
     config = make_config(epochs=2, classifier_epochs=1, learning_rate=0.003)
     model, history = training.train_baseline(config, data["train"], num_classes=NUM_CLASSES)
@@ -290,6 +296,7 @@ def test_baseline_learns_with_the_same_epoch_budget(data):
     assert model.output_shape == (None, NUM_CLASSES)
 
 
+@pytest.mark.slow
 def test_classifier_trains_on_a_dataset_of_batches(pretrained, data):
     """Datasets go to `fit` as they are; shape and length come from the dataset itself."""
     tf = pytest.importorskip("tensorflow")
@@ -305,6 +312,7 @@ def test_classifier_trains_on_a_dataset_of_batches(pretrained, data):
     assert training.fitting.steps_per_epoch_of(dataset, 64) == 8
 
 
+@pytest.mark.slow
 def test_classifier_rejects_unlabelled_only_data_and_bad_mode(pretrained, data):
     encoder, _ = pretrained
     x, y = data["train"]
@@ -383,6 +391,7 @@ def test_mixed_precision_builds_under_policy_and_restores_it():
 # divergence guard, checkpoints
 
 
+@pytest.mark.slow
 def test_nan_loss_raises_training_diverged_error(data):
     config = make_config(learning_rate=1e30, schedule="constant")
     with pytest.raises(
@@ -391,6 +400,7 @@ def test_nan_loss_raises_training_diverged_error(data):
         training.train_baseline(config, data["train"], num_classes=NUM_CLASSES)
 
 
+@pytest.mark.slow
 def test_resume_from_checkpoint_runs_the_remaining_epochs(data, tmp_path, caplog):
     checkpoint_dir = tmp_path / "checkpoints"
     first = make_config(epochs=1, classifier_epochs=1)  # baseline: 2 epochs
@@ -418,6 +428,65 @@ def test_resume_from_checkpoint_runs_the_remaining_epochs(data, tmp_path, caplog
         )
 
 
+class _Preempted(BaseException):
+    """The node is lost: not an Exception, so no handler of ours catches it."""
+
+
+class _Watch(keras.callbacks.Callback):
+    """Weights and optimizer step where the first epoch of a fit begins and where each epoch
+    ends; with `die_after`, raises `_Preempted` at the end of that epoch, before its backup
+    (user callbacks run before the checkpoint ones)."""
+
+    def __init__(self, die_after=None):
+        super().__init__()
+        self.die_after, self.begin, self.ends = die_after, None, {}
+
+    def _state(self):
+        return weights_of(self.model), int(np.asarray(self.model.optimizer.iterations))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.begin is None:
+            self.begin = (epoch, *self._state())
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.ends[epoch + 1] = self._state()
+        if epoch + 1 == self.die_after:
+            raise _Preempted(f"lost after epoch {epoch + 1}")
+
+
+@pytest.mark.slow
+def test_preempted_training_resumes_from_the_weights_of_its_last_backup(data, tmp_path):
+    """Killed after epoch 3, before its backup: the rerun starts epoch 3 again from exactly
+    the weights and optimizer step that epoch 2 ended with (not fresh ones, not epoch 3's)."""
+    config = make_config(epochs=3, classifier_epochs=1)  # baseline: 4 epochs
+    checkpoint_dir = str(tmp_path / "checkpoints")
+    killed = _Watch(die_after=3)
+    with pytest.raises(_Preempted):
+        training.train_baseline(
+            config,
+            data["train"],
+            num_classes=NUM_CLASSES,
+            checkpoint_dir=checkpoint_dir,
+            callbacks=[killed],
+        )
+    resumed = _Watch()
+    _, history = training.train_baseline(
+        config,
+        data["train"],
+        num_classes=NUM_CLASSES,
+        checkpoint_dir=checkpoint_dir,
+        callbacks=[resumed],
+    )
+    epoch, weights, step = resumed.begin
+    saved_weights, saved_step = killed.ends[2]
+    assert epoch == 2 and step == saved_step == 2 * math.ceil(len(data["train"][1]) / 64)
+    for restored, saved in zip(weights, saved_weights, strict=True):
+        np.testing.assert_array_equal(restored, saved)
+    assert any(not np.array_equal(a, b) for a, b in zip(weights, killed.ends[3][0], strict=True))
+    assert sorted(resumed.ends) == [3, 4] and len(history["loss"]) == 4
+
+
+@pytest.mark.slow
 def test_progress_log_writes_one_line_per_epoch_across_a_resume(data, tmp_path):
     from contrastive.training.callbacks import ProgressLog
 
@@ -447,6 +516,7 @@ def test_progress_log_writes_one_line_per_epoch_across_a_resume(data, tmp_path):
     assert all(r["seconds"] > 0 for r in records)
 
 
+@pytest.mark.slow
 def test_progress_log_that_cannot_write_warns_and_training_goes_on(data, tmp_path, caplog):
     from contrastive.training.callbacks import ProgressLog
 
@@ -489,6 +559,7 @@ RELOAD_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_models_reload_in_a_new_process_with_identical_outputs(tmp_path):
     config = make_config()
     images, _ = textures(16, seed=7)
