@@ -147,6 +147,8 @@ def test_compiled_defaults_keep_the_profiles_classifier_mode(
     monkeypatch.setattr(tasks.training, "_request", lambda step, config, data_uri, **kw: kw)
     # The fitted defaults (issue 27) read the dataset's size from its manifest: none here.
     monkeypatch.setattr(tasks.training.conventions, "data_size", lambda dataset: None)
+    # finetune streams its labelled subset (issue 23) before training: nothing to stream here.
+    monkeypatch.setattr(tasks.training, "_labelled_stream", lambda data_uri, config: None)
     component = components.build(IMAGE).train_classifier.python_func
     with pytest.raises(Captured) as caught:
         component(

@@ -42,15 +42,16 @@ def test_run_prints_the_table_and_writes_results(local_run):
     latest = runs / "latest"
     assert latest.is_symlink()
     results = json.loads((latest / "results.json").read_text())
-    assert set(results["methods"]) == set(FLOORS)
+    assert set(results["methods"]) == {*FLOORS, "random_init"}
     for name, method in results["methods"].items():
-        assert method["test_accuracy"] >= FLOORS[name], (name, method)
-        if name != "baseline":
+        assert method["test_accuracy"] >= FLOORS.get(name, 0.0), (name, method)
+        if name not in ("baseline", "random_init"):  # trained encoders
             assert method["knn_accuracy"] >= KNN_FLOOR, (name, method)
         assert method["train_seconds"] > 0, name
         assert method["mixed_precision"] == expected_precision(), (name, method)
         assert f"{100 * method['test_accuracy']:.2f} %" in stdout
     scores = {name: method["test_accuracy"] for name, method in results["methods"].items()}
+    scores.pop("random_init")  # a control is never the candidate
     assert scores[results["best"]] == max(scores.values())  # best is an argmax (ties allowed)
     decision = results["decision"]
     assert decision["candidate"] == results["best"]
@@ -66,7 +67,7 @@ def test_every_task_left_its_artifacts(local_run):
     # the pipeline run's folder, alone: the durable checkpoint root of a local run is
     # runs/checkpoints/<key>, each step's folder cleared after success
     (run_dir,) = list(artifacts.iterdir())
-    assert run_dir.name.startswith("contrastive-")
+    assert run_dir.name == (runs / "latest").resolve().name  # kfp.local's job: the run id
     assert not any(runs.glob("checkpoints/*/local/*"))
     task_dirs = {p.name for p in run_dir.iterdir() if p.is_dir()}
     for task in (
@@ -206,8 +207,6 @@ def test_training_steps_log_to_the_run_tensorboard_folder(local_run):
         "train-baseline",
         "pretrain-supcon",
         "pretrain-simclr",
-        "classifier-supcon",
-        "classifier-simclr",
-    }
+    }  # tiny's classifiers are fitted heads (a solve, no Keras epochs): nothing to log
     for step in steps:
         assert list((tensorboard / step / "train").glob("events.out.tfevents.*")), step

@@ -215,9 +215,10 @@ def test_task_names_are_the_display_names_in_run_order():
     # every task after the tasks it needs
     assert shown.index("pretrain-supcon") < shown.index("classifier-supcon")
     assert shown.index("classifier-supcon") < shown.index("evaluate-supcon")
-    # the README's count of `--profile few-labels` (three fractions, SimCLR pretrained once)
+    # the README's count of `--profile few-labels` (three fractions, SimCLR and the control's
+    # encoder built once)
     few_labels = build_pipeline(target="local", labeled_fractions=(0.01, 0.1, 1.0))
-    assert len(task_names(few_labels)) == 29
+    assert len(task_names(few_labels)) == 36
 
 
 def test_a_changed_source_or_profile_file_is_a_new_run_and_ingests_again(tmp_path):
@@ -316,6 +317,7 @@ def test_a_cached_task_links_the_tensorboard_logs_of_the_run_that_trained_it(tmp
     assert link_cached_tensorboard(rerun, cached) == []  # already there
 
 
+@pytest.mark.slow
 def test_runs_latest_points_at_the_last_successful_run(tmp_path, monkeypatch):
     """A failed run leaves `runs/latest` on the last run that finished (its results, report
     and TensorBoard complete); the failure message names the failed run's log."""
@@ -354,6 +356,7 @@ def test_runs_latest_points_at_the_last_successful_run(tmp_path, monkeypatch):
     assert (runs / "latest" / "results.json").is_file() and (runs / "3-failed" / "logs").is_dir()
 
 
+@pytest.mark.slow
 def test_native_notices_are_dropped_as_lines_pass_through(capfd):
     """What hides TensorFlow's start-up notices (`contrastive run`, `pretrain`, `train`,
     `evaluate`): fd 2 of the process and its children, filtered line by line, live."""
@@ -405,7 +408,8 @@ def test_no_cache_runs_every_task_afresh_in_a_checkpoint_folder_of_its_own(tmp_p
     for run_id, cache in (("a", True), ("b", True), ("c", False), ("d", False)):
         with pytest.raises(Stop):
             runner.run_local(values, runs_dir=tmp_path, run_id=run_id, cache=cache)
-    key = runner.run_key(runner.build_pipeline(target="local"), runner._with_local_defaults(values))
+    pipeline = runner.build_pipeline(target="local")
+    key = runner.run_key(pipeline, runner.local_parameters(pipeline, values))
     roots = [p["checkpoint_root"] for p in params]
     assert roots == [f"{tmp_path}/checkpoints/{key}"] * 2 + [
         f"{tmp_path}/checkpoints/c",

@@ -111,3 +111,12 @@ def test_the_run_folders_results_json_keeps_the_controls():
     results = compact_results(summary, run_id="r1")
     assert results["controls"]["supcon"]["beats_control"] is False
     assert "controls_by_fraction" not in results
+
+
+def test_the_best_method_is_never_a_control_while_a_method_was_evaluated():
+    from contrastive.tasks.evaluating import best_method
+
+    scores = {"baseline": 0.80, "random_init": 0.90, "supcon": 0.85}
+    evaluations = {name: {"accuracy": accuracy} for name, accuracy in scores.items()}
+    assert best_method(evaluations) == "supcon"  # the control scored highest: not shipped
+    assert best_method({"random_init": {"accuracy": 0.5}}) == "random_init"  # nothing else

@@ -146,6 +146,7 @@ def test_few_labels_counts_each_fraction_and_simclr_once(monkeypatch):
 
 
 @pytest.mark.backend
+@pytest.mark.slow
 def test_costs_are_measured_through_the_training_entry_points():
     config = resolve_config("tiny", batch_size=4)
     kinds = [BASELINE, CLASSIFIER, PRETRAIN]
@@ -161,6 +162,7 @@ def test_costs_are_measured_through_the_training_entry_points():
         estimate.measure_costs(config, (16, 16, 1), 3, [CLASSIFIER], fresh=False)
 
 
+@pytest.mark.slow
 def test_each_kind_is_measured_in_a_fresh_process(monkeypatch):
     """As kfp.local runs each task: a process's first model pays what later ones reuse."""
     pids = []

@@ -249,10 +249,16 @@ def _publisher(options: dict | None, environ: Mapping[str, str]):
 
 def best_method(evaluations: dict[str, dict]) -> str:
     """The method with the highest test accuracy (`run_evaluate` results by name; the first
-    listed wins a tie): the candidate the gate compares and the report explains."""
+    listed wins a tie): the candidate the gate compares and the report explains. A control
+    (`methods.Method.control`, e.g. `random_init`) is a measurement, never the candidate,
+    unless nothing else was evaluated."""
+    from contrastive import methods
+
     if not evaluations:
         raise ValueError("no method was evaluated: enable at least one of the branches")
-    return max(evaluations, key=lambda name: evaluations[name]["accuracy"])
+    controls = set(methods.controls())
+    candidates = [name for name in evaluations if name not in controls] or list(evaluations)
+    return max(candidates, key=lambda name: evaluations[name]["accuracy"])
 
 
 def run_collect_fraction(
