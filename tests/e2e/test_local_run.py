@@ -76,11 +76,14 @@ def test_every_task_left_its_artifacts(local_run):
         "train-baseline",
         "pretrain-encoder",
         "pretrain-encoder-2",
+        "pretrain-encoder-3",
         "train-classifier",
         "train-classifier-2",
+        "train-classifier-3",
         "evaluate-classifier",
         "evaluate-classifier-2",
         "evaluate-classifier-3",
+        "evaluate-classifier-4",
         "explain-neighbours",
         "compare-and-report",
     ):
@@ -88,11 +91,12 @@ def test_every_task_left_its_artifacts(local_run):
     models = sorted(artifacts.glob("*/train-*/model")) + sorted(
         artifacts.glob("*/pretrain-encoder*/encoder_model")
     )
-    assert len(models) == 5, models  # 3 classifiers (baseline + 2 on encoders), 2 encoders
+    # 4 classifiers (baseline + 3 on encoders), 3 encoders (supcon, simclr, random_init)
+    assert len(models) == 7, models
     for model_dir in models:
         assert (model_dir / "COMPLETE").is_file() and (model_dir / "model.keras").is_file()
     evaluations = sorted(artifacts.glob("*/evaluate-classifier*/evaluation"))
-    assert len(evaluations) == 3
+    assert len(evaluations) == 4
     results = json.loads((runs / "latest" / "results.json").read_text())
     evaluated = {}
     for path in evaluations:

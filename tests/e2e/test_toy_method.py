@@ -30,12 +30,17 @@ def test_a_plugin_method_runs_end_to_end(separable_npz, tmp_path):
     assert list(results["methods"]) == ["random_init", "toy"] and results["best"] == "toy"
     assert 0.0 <= results["methods"]["toy"]["test_accuracy"] <= 1.0
     (run_dir,) = (latest / "artifacts").resolve().iterdir()  # named by the run id
-    (encoder,) = run_dir.glob("pretrain-encoder*/encoder_model")
-    assert json.loads((encoder / "info.json").read_text())["method"] == "toy"
-    assert json.loads((encoder / "metrics.json").read_text())["final_loss"] is not None
-    (classifier,) = run_dir.glob("train-classifier*/model")
-    assert json.loads((classifier / "info.json").read_text())["method"] == "toy"
+
+    def by_method(pattern):
+        paths = run_dir.glob(pattern)
+        return {json.loads((path / "info.json").read_text())["method"]: path for path in paths}
+
+    encoders = by_method("pretrain-encoder*/encoder_model")
+    assert set(encoders) == {"toy", "random_init"}
+    assert json.loads((encoders["toy"] / "metrics.json").read_text())["final_loss"] is not None
+    assert set(by_method("train-classifier*/model")) == {"toy", "random_init"}
+    # only the toy loss trains with Keras epochs (tiny's classifiers are fitted heads)
     steps = {path.name for path in (latest / "tensorboard").resolve().iterdir()}
-    assert steps == {"pretrain-toy", "classifier-toy"}
+    assert steps == {"pretrain-toy"}
     assert "Toy (alignment + uniformity)" in (latest / "report.html").read_text()
     assert "toy *" in result.stdout  # the results table, best marked
