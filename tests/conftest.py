@@ -38,6 +38,7 @@ SLOW_FIXTURES = {"trained_models", "tiny_runs", "tiny_run"}
 SHARED_FIXTURES = ("tiny_run", "trained_models")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into node ids
 def pytest_collection_modifyitems(config, items):
     grouped = config.pluginmanager.hasplugin("xdist")
     for item in items:
@@ -48,6 +49,23 @@ def pytest_collection_modifyitems(config, items):
             shared = [name for name in SHARED_FIXTURES if name in names]
             group = shared[0] if shared else item.nodeid.split("::")[0]
             item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_xdist_node_collection_finished(node, ids):
+    """Under `--dist loadgroup` the groups must reach the scheduler: pytest-xdist 3.8 sends
+    them as node-id suffixes, which pytest 9.2 silently dropped (pytest-dev/pytest-xdist#1386):
+    every worker then built the shared runs again. Stop at once, saying so."""
+    if node.config.getvalue("dist") != "loadgroup" or not ids:
+        return
+    lost = [nodeid for nodeid in ids if "@" not in nodeid]
+    if lost:
+        pytest.exit(
+            f"--dist loadgroup: {len(lost)} of {len(ids)} tests reached pytest-xdist without "
+            f"their group (first: {lost[0]}), so the shared fixtures would be built on every "
+            f"worker; pytest {pytest.__version__} with this pytest-xdist (pyproject.toml pins "
+            "pytest < 9.2)",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
 
 
 # The unmarked test whose setup or call is running now (None: a `slow` test, or none).
