@@ -56,6 +56,10 @@ class Costs:
     epoch_seconds: float  # an epoch beyond its steps: checkpoint, callbacks
     inference_images_per_second: float  # the model's forward pass (validation, kNN)
     measured_batch: int  # the batch the step was timed at (< the run's: scaled by images)
+    # A fitted classifier (no epochs): its cross-validation per scored labelled row (at most
+    # `probe.CV_MAX_ROWS` are scored) and its final fit per labelled row.
+    cv_seconds_per_row: float = 0.0
+    fit_seconds_per_row: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,7 @@ def estimate_run(
     with `labeled_fractions`, SimCLR pretraining once) on `data`, with `config` already
     fitted to it (`config.resolve_config(fit_to=...)`)."""
     from contrastive.training.optim import machine_mixed_precision
+    from contrastive.training.probe import CV_MAX_ROWS
 
     started = time.perf_counter()
     train = config.train
@@ -153,6 +158,18 @@ def estimate_run(
         least = max(train.labeled_steps_per_epoch, train.min_steps_per_epoch)
         return max(subset, least * train.batch_size)
 
+    def fitted_seconds(fraction: float | None) -> float:
+        """A fitted classifier: the features of the pool and of the validation split, the
+        cross-validation on at most `CV_MAX_ROWS` labelled rows, the fit on all of them."""
+        cost = costs[CLASSIFIER]
+        labelled = data.train if fraction is None else max(1, round(fraction * data.train))
+        return (
+            cost.fixed_seconds
+            + (data.train + data.validation) / cost.inference_images_per_second
+            + min(labelled, CV_MAX_ROWS) * cost.cv_seconds_per_row
+            + labelled * cost.fit_seconds_per_row
+        )
+
     steps: dict[str, float] = {}
     for fraction in list(labeled_fractions) or [None]:
         tag = "" if fraction is None else f" {100 * fraction:g}%"
@@ -169,7 +186,7 @@ def estimate_run(
             elif once and fraction != labeled_fractions[0]:
                 pretrain = 0.0  # one encoder serves every fraction
             if train.classifier_mode == "fitted":  # one feature pass over the pool and a solve
-                classifier = seconds(CLASSIFIER, 1, data.train)
+                classifier = fitted_seconds(fraction)
             else:
                 classifier = seconds(CLASSIFIER, train.classifier_epochs, labelled(fraction))
             steps[method + tag] = pretrain + classifier
@@ -254,6 +271,7 @@ def measure_step(
         }
     )
     encoder = keras.saving.load_model(encoder_path) if kind == CLASSIFIER else None
+    details: dict = {}  # a fitted classifier's selection record (its timings)
     with tempfile.TemporaryDirectory(prefix="contrastive-estimate-") as folder:
         timer = _epoch_timer()
         common = dict(
@@ -268,18 +286,26 @@ def measure_step(
             )
             model.save(encoder_path)
         elif kind == CLASSIFIER:
-            model, _ = training.train_classifier(measured, encoder, train, validation, **common)
+            model, _ = training.train_classifier(
+                measured, encoder, train, validation, details=details, **common
+            )
         else:
             once = measured.replace({"train.epochs": 1, "train.classifier_epochs": 1})
             model, _ = training.train_baseline(once, train, validation, **common)
-    if not timer.epoch_ends:  # a fitted classifier: one feature pass and a solve, no epochs
+    if not timer.epoch_ends:  # a fitted classifier: a feature pass and a solve, no epochs
         elapsed = time.perf_counter() - timer.started
+        rate = _inference_rate(model, validation[0])
+        solve, cv = details.get("seconds", 0.0), details.get("cv_seconds", 0.0)
+        scored = max(1, details.get("cross_validated", count))
         return Costs(
-            fixed_seconds=0.0,
-            step_seconds=elapsed / count * config.train.batch_size,
+            # building the head and the model, the training-accuracy pass
+            fixed_seconds=max(elapsed - solve - (count + len(validation[0])) / rate, 0.0),
+            step_seconds=0.0,
             epoch_seconds=0.0,
-            inference_images_per_second=_inference_rate(model, validation[0]),
+            inference_images_per_second=rate,
             measured_batch=batch,
+            cv_seconds_per_row=cv / scored,
+            fit_seconds_per_row=max(solve - cv, 0.0) / count,
         )
     views = measured.train.num_views if kind == PRETRAIN else 1
     return timer.costs(

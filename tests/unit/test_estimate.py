@@ -17,21 +17,30 @@ def _folder(root, sizes):
             Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(path)
 
 
-def _costs(step, fixed, rate):
+def _costs(step, fixed, rate, **fitted):
     return Costs(
         fixed_seconds=fixed,
         step_seconds=step,
         epoch_seconds=0.5,
         inference_images_per_second=rate,
         measured_batch=32,
+        **fitted,
     )
 
 
 COSTS = {
     PRETRAIN: _costs(0.4, 10.0, 100.0),
-    CLASSIFIER: _costs(0.1, 4.0, 400.0),
+    # a linear head's epochs, or a fitted head's cross-validation and fit per labelled row
+    CLASSIFIER: _costs(0.1, 4.0, 400.0, cv_seconds_per_row=0.003, fit_seconds_per_row=0.001),
     BASELINE: _costs(0.2, 6.0, 200.0),
 }
+
+
+def _fitted(pool, validation, labelled):
+    """A fitted classifier's seconds by the rule, written out: COSTS[CLASSIFIER]'s set-up,
+    the features of pool and validation at 400 images/s, cross-validation on at most 5,000
+    labelled rows, the final fit on all."""
+    return 4.0 + (pool + validation) / 400 + min(labelled, 5000) * 0.003 + labelled * 0.001
 
 
 def test_the_training_set_is_counted_as_ingest_will_cut_it(tmp_path, tiny_dataset):
@@ -93,7 +102,13 @@ def test_seconds_count_steps_epochs_views_validation_and_knn(monkeypatch):
     # A fitted classifier reads its images once, whatever classifier_epochs says.
     fitted = config.replace({"train.classifier_mode": "fitted"})
     steps = estimate.estimate_run(data, fitted, ["supcon"]).steps
-    assert steps["supcon"] == pytest.approx(pretrain + 4 + 1 * (4 * 0.1 + 0.5 + 20 / 400))
+    assert steps["supcon"] == pytest.approx(pretrain + 4 + 120 / 400 + 100 * 0.003 + 100 * 0.001)
+    # past CV_MAX_ROWS labelled rows only the final fit grows
+    big = TrainingSet(train=20_000, validation=0, classes=2, image_shape=(16, 16, 3))
+    pretrain_big = 10 + 3 * (625 * 0.4 + 0.5 + 50 / 100)  # ceil(20,000 / 32) steps
+    assert estimate.estimate_run(big, fitted, ["supcon"]).steps["supcon"] == pytest.approx(
+        pretrain_big + _fitted(20_000, 0, 20_000)
+    )
 
     filled = config.replace({"train.min_steps_per_epoch": 10})  # fitted to small data
     steps = estimate.estimate_run(data, filled, ["baseline"]).steps
@@ -135,12 +150,13 @@ def test_few_labels_counts_each_fraction_and_simclr_once(monkeypatch):
         data, fitted, ["supcon", "random_init"], labeled_fractions=(0.01, 1.0)
     ).steps
     untrained = COSTS[PRETRAIN].fixed_seconds  # the control's encoder is built and saved
+    # (1 % of 1,000 = 10 labelled rows)
     assert steps == pytest.approx(
         {
-            "supcon 1%": pretrain + fit(CLASSIFIER, 1, 10),
-            "random_init 1%": untrained + fit(CLASSIFIER, 1, 10),
-            "supcon 100%": pretrain + fit(CLASSIFIER, 1, 10),
-            "random_init 100%": untrained + fit(CLASSIFIER, 1, 10),
+            "supcon 1%": pretrain + _fitted(1000, 0, 10),
+            "random_init 1%": untrained + _fitted(1000, 0, 10),
+            "supcon 100%": pretrain + _fitted(1000, 0, 1000),
+            "random_init 100%": untrained + _fitted(1000, 0, 1000),
         }
     )
 
@@ -154,10 +170,13 @@ def test_costs_are_measured_through_the_training_entry_points():
     assert list(costs) == [PRETRAIN, CLASSIFIER, BASELINE]  # the encoder first
     for kind, cost in costs.items():
         assert cost.measured_batch == 4
-        assert cost.step_seconds > 0
-        # the fitted classifier (tiny's mode) has no epochs: its whole time is per image
-        assert cost.fixed_seconds == 0 if kind == CLASSIFIER else cost.fixed_seconds > 0
         assert cost.inference_images_per_second > 0 and cost.epoch_seconds >= 0
+        if kind == CLASSIFIER:  # fitted (tiny's mode): no steps; its selection timed per row
+            assert cost.step_seconds == 0 and cost.cv_seconds_per_row > 0
+            assert cost.fit_seconds_per_row > 0 and cost.fixed_seconds >= 0
+        else:
+            assert cost.step_seconds > 0 and cost.fixed_seconds > 0
+            assert cost.cv_seconds_per_row == cost.fit_seconds_per_row == 0
     with pytest.raises(ValueError, match="measure PRETRAIN before CLASSIFIER"):
         estimate.measure_costs(config, (16, 16, 1), 3, [CLASSIFIER], fresh=False)
 
