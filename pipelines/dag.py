@@ -193,6 +193,21 @@ def build_pipeline(
                     ).set_display_name(f"train-{method}{tag}")
                 elif spec.pretrain_once and method in shared:
                     pretrained = shared[method]  # its loss uses no label: one encoder for all
+                elif spec.control:  # an untrained encoder: built and saved, on a CPU
+                    pretrained = place.untrained(
+                        c.pretrain_encoder(
+                            dataset=dataset,
+                            method=method,
+                            epochs=epochs,
+                            temperature=temperature,
+                            encoder=encoder,
+                            tensorboard_root=tensorboard_root,
+                            tensorboard_name=f"pretrain-{method}",
+                            **common,
+                            **durable,
+                        )
+                    ).set_display_name(f"pretrain-{method}")
+                    shared[method] = pretrained
                 else:
                     # A method that pretrains once does so on every image: no fraction in its
                     # name or inputs.

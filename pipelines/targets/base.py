@@ -178,6 +178,13 @@ class Target:
         """A small step (collect a fraction, compare and report)."""
         return task
 
+    def untrained(self, task):
+        """A step that builds a model and trains nothing (the random-init control's encoder):
+        no accelerator, no retries, the training steps' Keras backend."""
+        if self.options.backend == "jax":
+            task.set_env_variable("KERAS_BACKEND", "jax")
+        return self.light(task)
+
     def gate(self, task):
         """The compare-and-report step, which promotes a champion."""
         return self.light(task)

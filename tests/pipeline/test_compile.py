@@ -20,13 +20,13 @@ GPU_TASKS = {
     "evaluate-baseline",
     "evaluate-supcon",
     "evaluate-simclr",
-    # the random-init control, added beside every contrastive method
-    "pretrain-random_init",
+    # the random-init control, added beside every contrastive method (its encoder is built
+    # untrained, on a CPU: CPU_TASKS)
     "classifier-random_init",
     "evaluate-random_init",
     "explain-neighbours",
 }
-CPU_TASKS = {"ingest", "check-drift", "compare-and-report"}
+CPU_TASKS = {"ingest", "check-drift", "compare-and-report", "pretrain-random_init"}
 
 
 def _compile(tmp_path, **kwargs):
@@ -307,7 +307,8 @@ def test_retrain_when_gates_every_training_task_behind_the_drift_check(tmp_path,
     )
     inside = spec["components"][gate["componentRef"]["name"]]["dag"]["tasks"]
     names = {task["taskInfo"]["name"] for task in inside.values()}
-    assert names == GPU_TASKS | {"compare-and-report"}  # every training step is gated
+    # every training step is gated (the control's encoder too)
+    assert names == GPU_TASKS | {"compare-and-report", "pretrain-random_init"}
     tasks = _tasks(spec)
     key = {t["taskInfo"]["name"]: k for k, t in flat_tasks(spec).items()}
     compare = _producers(tasks["compare-and-report"][0])
