@@ -440,10 +440,7 @@ def describe(estimate: Estimate) -> str:
         if smallest < (estimate.batch_size)
         else ""
     )
-    per_step = ", ".join(
-        f"{kind} {cost.step_seconds:.3g} s a step + {cost.fixed_seconds:.0f} s set-up"
-        for kind, cost in estimate.costs.items()
-    )
+    per_step = ", ".join(_describe_cost(kind, cost) for kind, cost in estimate.costs.items())
     return (
         f"estimated training time on this machine: {describe_duration(estimate.seconds)} ({steps}; "
         f"{estimate.encoder} at {height}x{width}x{channels}, {estimate.train_images:,} training "
@@ -451,6 +448,16 @@ def describe(estimate: Estimate) -> str:
         f"{estimate.measured_seconds:.0f} s: {per_step}). Ingest, evaluation and task start-up "
         "come on top."
     )
+
+
+def _describe_cost(kind: str, cost: Costs) -> str:
+    if cost.step_seconds == 0 and (cost.cv_seconds_per_row or cost.fit_seconds_per_row):
+        return (  # a fitted classifier: a feature pass, then a solve
+            f"{kind} features at {cost.inference_images_per_second:,.0f} images/s + "
+            f"{1000 * (cost.cv_seconds_per_row + cost.fit_seconds_per_row):.2g} ms a "
+            "labelled image"
+        )
+    return f"{kind} {cost.step_seconds:.3g} s a step + {cost.fixed_seconds:.0f} s set-up"
 
 
 def describe_duration(seconds: float) -> str:

@@ -110,6 +110,12 @@ def test_seconds_count_steps_epochs_views_validation_and_knn(monkeypatch):
         pretrain_big + _fitted(20_000, 0, 20_000)
     )
 
+    # as the measurement gives it: no steps, its feature rate and its seconds per row
+    measured = {**COSTS, CLASSIFIER: _costs(0.0, 0.0, 400.0, cv_seconds_per_row=0.003)}
+    monkeypatch.setattr(estimate, "measure_costs", lambda *args: measured)
+    text = estimate.describe(estimate.estimate_run(data, fitted, ["supcon"]))
+    assert "classifier features at 400 images/s + 3 ms a labelled image" in text
+
     filled = config.replace({"train.min_steps_per_epoch": 10})  # fitted to small data
     steps = estimate.estimate_run(data, filled, ["baseline"]).steps
     assert steps["baseline"] == pytest.approx(6 + 5 * (10 * 0.2 + 0.5 + 20 / 200))
