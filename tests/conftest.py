@@ -23,6 +23,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -77,12 +78,17 @@ def _refused_unless_slow(original, what: str):
     def guarded(*args, **kwargs):
         item = _unmarked["item"]
         if item is not None:
-            pytest.fail(
+            message = (
                 f"{item.nodeid} {what} but is not marked slow: mark it `@pytest.mark.slow` "
                 "(make test-quick leaves it out), or read the session fixtures of "
-                "tests/conftest.py",
-                pytrace=False,
+                "tests/conftest.py"
             )
+            if threading.current_thread() is threading.main_thread():
+                pytest.fail(message, pytrace=False)
+            # Off the main thread (a Beam DirectRunner worker, a thread pool) a failure here
+            # would end only that thread, and the test would wait for it until its timeout:
+            # let the call through and fail the test when its phase ends (`_late_refusal`).
+            _unmarked.setdefault("late", message)
         return original(*args, **kwargs)
 
     guarded.refuses_unmarked_tests = True
@@ -169,16 +175,28 @@ def _watching(item):
         _unmarked["item"] = None
 
 
+def _late_refusal() -> None:
+    """Fails the test phase that just ended if an unmarked call was refused off the main
+    thread during it (`_refused_unless_slow`)."""
+    message = _unmarked.pop("late", None)
+    if message is not None:
+        pytest.fail(message, pytrace=False)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item):
     with _watching(item):
-        return (yield)
+        result = yield
+    _late_refusal()
+    return result
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
     with _watching(item):
-        return (yield)
+        result = yield
+    _late_refusal()
+    return result
 
 
 def pytest_collection_finish(session):

@@ -89,3 +89,25 @@ def test_a_test_of_a_slow_fixture_is_marked_slow(rules):
     config = SimpleNamespace(pluginmanager=SimpleNamespace(hasplugin=lambda name: False))
     rules.pytest_collection_modifyitems(config, [item, plain])
     assert [mark.name for mark in marks] == ["slow"]
+
+
+def test_a_refusal_off_the_main_thread_fails_the_test_after_the_call_not_the_thread(rules, request):
+    """A Python child started by a worker thread (Beam's DirectRunner) is let through there, so
+    the test does not wait for a thread that died; the test fails when its call ends."""
+    import threading
+
+    done = {}
+
+    def worker():
+        done["code"] = subprocess.run([sys.executable, "-c", "pass"], check=False).returncode
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive() and done == {"code": 0}  # the thread finished its work
+    late = rules._unmarked.pop("late")  # taken here, or this test would fail as it should
+    assert late.startswith(f"{request.node.nodeid} starts a Python process but is not marked")
+    with pytest.raises(pytest.fail.Exception, match="starts a Python process"):
+        rules._unmarked["late"] = late
+        rules._late_refusal()
+    assert "late" not in rules._unmarked
