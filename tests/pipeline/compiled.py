@@ -1,4 +1,36 @@
-"""Reading a compiled pipeline's tasks whatever `dsl.If` sub-DAGs they sit in."""
+"""Compiling the pipeline once per option set in a test process, and reading a compiled
+pipeline's tasks whatever `dsl.If` sub-DAGs they sit in."""
+
+import tempfile
+from pathlib import Path
+
+import yaml
+
+# The YAML of each option set compiled in this process: a few-labels compile takes 10-20 s
+# on the CI machine, and several modules read the same option sets.
+_TEXTS: dict[str, str] = {}
+
+
+def compiled_text(**options) -> str:
+    """The YAML `kfp.compiler` writes for `pipelines.dag.build_pipeline(**options)`, compiled
+    once per distinct `options` in this process."""
+    key = repr(sorted(options.items()))
+    if key not in _TEXTS:
+        from kfp import compiler
+
+        from pipelines.dag import build_pipeline
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "pipeline.yaml"
+            compiler.Compiler().compile(build_pipeline(**options), str(path))
+            _TEXTS[key] = path.read_text()
+    return _TEXTS[key]
+
+
+def compiled(**options) -> dict:
+    """`compiled_text(**options)` loaded: the pipeline spec (the first YAML document; a
+    Kubeflow target's platform spec is the second), a new dict for each caller."""
+    return next(yaml.safe_load_all(compiled_text(**options)))
 
 
 def flat_tasks(spec: dict) -> dict[str, dict]:

@@ -3,12 +3,11 @@
 import pytest
 import yaml
 from google.protobuf import json_format
-from kfp import compiler
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipelines import cli
 from pipelines.dag import build_pipeline
-from tests.pipeline.compiled import flat_tasks
+from tests.pipeline.compiled import compiled, flat_tasks
 
 IMAGE = "us-docker.pkg.dev/acme/ml/contrastive:1a2b3c4"
 GPU_TASKS = {
@@ -30,10 +29,7 @@ CPU_TASKS = {"ingest", "check-drift", "compare-and-report", "pretrain-random_ini
 
 
 def _compile(tmp_path, **kwargs):
-    path = tmp_path / "pipeline.yaml"
-    compiler.Compiler().compile(build_pipeline(image=IMAGE, **kwargs), str(path))
-    documents = list(yaml.safe_load_all(path.read_text()))
-    return documents[0]
+    return compiled(image=IMAGE, **kwargs)  # once per option set in the process
 
 
 def _tasks(spec):

@@ -2,23 +2,19 @@
 checked before a run is submitted, and a Dataflow job's workers given the pipeline's image."""
 
 import pytest
-import yaml
-from kfp import compiler
 
 from contrastive import tasks
 from contrastive.config import ConfigError
 from contrastive.run_parameters import check_run_parameters
 from pipelines import cli
 from pipelines.cli import steps
-from pipelines.dag import build_pipeline
+from tests.pipeline.compiled import compiled
 
 IMAGE = "us-docker.pkg.dev/acme/ml/contrastive:1a2b3c4"
 
 
 def _ingest_task(tmp_path, target):
-    path = tmp_path / f"{target}.yaml"
-    compiler.Compiler().compile(build_pipeline(target=target, image=IMAGE), str(path))
-    spec = yaml.safe_load(path.read_text())
+    spec = compiled(target=target, image=IMAGE)
     tasks_ = spec["root"]["dag"]["tasks"]
     ingest = next(t for t in tasks_.values() if t["taskInfo"]["name"] == "ingest")
     return spec, ingest["inputs"]["parameters"]

@@ -22,13 +22,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
-from kfp import compiler
 
-from pipelines.dag import build_pipeline
 from pipelines.targets.kubernetes import KubernetesSettings
 from pipelines.targets.vertex import SERVICE_ACCOUNT_PLACEHOLDER as VERTEX_SERVICE_ACCOUNT
-from tests.pipeline.compiled import flat_tasks
+from tests.pipeline.compiled import compiled, flat_tasks
 
 ROOT = Path(__file__).resolve().parents[2]
 TF_IMAGE = "registry.example.com/ml/contrastive:t1"
@@ -143,15 +140,8 @@ for fractions in FRACTIONS:
     )
 
 
-@functools.cache
 def _compiled(name: str) -> dict:
-    import tempfile
-
-    options = COMBINATIONS[name]
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "pipeline.yaml"
-        compiler.Compiler().compile(build_pipeline(**options), str(path))
-        return next(yaml.safe_load_all(path.read_text()))
+    return compiled(**COMBINATIONS[name])  # once per option set in the process
 
 
 def _dags(spec):

@@ -3,12 +3,10 @@
 import argparse
 
 import pytest
-import yaml
-from kfp import compiler
 
 from pipelines import cli
 from pipelines.cli import run
-from pipelines.dag import build_pipeline
+from tests.pipeline.compiled import compiled as compiled_spec
 from tests.pipeline.compiled import flat_tasks
 
 
@@ -20,9 +18,7 @@ def _run_parser() -> argparse.ArgumentParser:
 
 @pytest.mark.parametrize("target", ["kubeflow", "vertex"])
 def test_run_flags_are_the_compiled_pipeline_inputs(tmp_path, target):
-    path = tmp_path / "pipeline.yaml"
-    compiler.Compiler().compile(build_pipeline(target=target), str(path))
-    compiled = yaml.safe_load(path.read_text())["root"]["inputDefinitions"]["parameters"]
+    compiled = compiled_spec(target=target)["root"]["inputDefinitions"]["parameters"]
     flags = {
         action.dest: action
         for action in _run_parser()._actions
@@ -91,9 +87,7 @@ def test_bad_image_size_fails_before_any_task(tmp_path, capsys):
 
 
 def test_the_ingest_step_gets_the_profile_and_overrides(tmp_path):
-    path = tmp_path / "pipeline.yaml"
-    compiler.Compiler().compile(build_pipeline(target="kubeflow"), str(path))
-    tasks = flat_tasks(yaml.safe_load(path.read_text()))
+    tasks = flat_tasks(compiled_spec(target="kubeflow"))
     ingest = next(t for t in tasks.values() if t["taskInfo"]["name"] == "ingest")
     for name in ("profile", "overrides", "image_size", "test_fraction", "source"):
         assert ingest["inputs"]["parameters"][name] == {"componentInputParameter": name}
@@ -216,10 +210,7 @@ def test_each_task_input_named_after_a_pipeline_parameter_is_wired_from_it(
     """A step's `epochs`, `seed`, `overrides`... come from the run's parameter of that name,
     never a constant, in every task that takes one; each parameter the steps know reaches
     at least one task."""
-    path = tmp_path / "pipeline.yaml"
-    pipeline = build_pipeline(target=target, labeled_fractions=fractions)
-    compiler.Compiler().compile(pipeline, str(path))
-    spec = yaml.safe_load(path.read_text())
+    spec = compiled_spec(target=target, labeled_fractions=fractions)
     parameters = set(spec["root"]["inputDefinitions"]["parameters"])
     reached = set()
     for task_name, task in flat_tasks(spec).items():  # the retrain_when condition's too

@@ -6,11 +6,10 @@ import json
 import pytest
 import yaml
 from google.protobuf import json_format
-from kfp import compiler
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipelines.dag import build_pipeline
-from tests.pipeline.compiled import flat_tasks
+from tests.pipeline.compiled import compiled_text, flat_tasks
 
 IMAGE = "us-docker.pkg.dev/acme/ml/contrastive-jax:1a2b3c4"
 TRAINING = {
@@ -24,9 +23,7 @@ EVALUATION = {"evaluate-baseline", "evaluate-supcon", "evaluate-simclr"}
 
 
 def _compile(tmp_path, **kwargs):
-    path = tmp_path / "pipeline.yaml"
-    compiler.Compiler().compile(build_pipeline(image=IMAGE, **kwargs), str(path))
-    text = path.read_text()
+    text = compiled_text(image=IMAGE, **kwargs)  # once per option set in the process
     spec = yaml.safe_load(text)
     json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
     return spec, text
