@@ -9,6 +9,7 @@ from kfp.kubernetes import kubernetes_executor_config_pb2
 from pipelines import cli
 from pipelines.dag import build_pipeline
 from pipelines.targets.kubernetes import KubernetesSettings, Toleration, parse_toleration
+from tests.pipeline.compiled import flat_tasks
 
 IMAGE = "registry.example.com/ml/contrastive:1a2b3c4"
 FLAGS = dict(
@@ -57,7 +58,13 @@ def test_kubernetes_settings_land_in_the_platform_spec_of_each_executor(tmp_path
 
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert set(executors) == set(spec["deploymentSpec"]["executors"])
-    cpu_only = {"exec-ingest-data", "exec-check-drift", "exec-compare-and-report"}
+    # the random-init control's encoder is built untrained: a CPU pod like ingest's
+    control = next(
+        spec["components"][task["componentRef"]["name"]]["executorLabel"]
+        for task in flat_tasks(spec).values()
+        if task["taskInfo"]["name"] == "pretrain-random_init"
+    )
+    cpu_only = {"exec-ingest-data", "exec-check-drift", "exec-compare-and-report", control}
     expected = {name: EVERY_POD if name in cpu_only else GPU_POD for name in executors}
     assert {"exec-train-baseline", "exec-pretrain-encoder", "exec-evaluate-classifier-2"} <= set(
         executors
