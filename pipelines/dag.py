@@ -193,44 +193,30 @@ def build_pipeline(
                     ).set_display_name(f"train-{method}{tag}")
                 elif spec.pretrain_once and method in shared:
                     pretrained = shared[method]  # its loss uses no label: one encoder for all
-                elif spec.control:  # an untrained encoder: built and saved, on a CPU
-                    pretrained = place.untrained(
-                        c.pretrain_encoder(
-                            dataset=dataset,
-                            method=method,
-                            epochs=epochs,
-                            temperature=temperature,
-                            encoder=encoder,
-                            tensorboard_root=tensorboard_root,
-                            tensorboard_name=f"pretrain-{method}",
-                            **common,
-                            **durable,
-                        )
-                    ).set_display_name(f"pretrain-{method}")
-                    shared[method] = pretrained
                 else:
                     # A method that pretrains once does so on every image: no fraction in its
                     # name or inputs.
                     once = {} if spec.pretrain_once else few
                     pretrain_tag = "" if spec.pretrain_once else tag
-                    pretrained = retried(
-                        on_gpu(
-                            training.pretrain_encoder(
-                                dataset=dataset,
-                                method=method,
-                                epochs=epochs,
-                                temperature=temperature,
-                                encoder=encoder,
-                                tensorboard_root=tensorboard_root,
-                                tensorboard_name=f"pretrain-{method}{pretrain_tag}",
-                                **common,
-                                **scale,
-                                **durable,
-                                **wrapper,
-                                **once,
-                            )
+                    inputs = dict(
+                        dataset=dataset,
+                        method=method,
+                        epochs=epochs,
+                        temperature=temperature,
+                        encoder=encoder,
+                        tensorboard_root=tensorboard_root,
+                        tensorboard_name=f"pretrain-{method}{pretrain_tag}",
+                        **common,
+                        **durable,
+                        **once,
+                    )
+                    if spec.control:  # an untrained encoder: built and saved, on a CPU
+                        pretrained = place.untrained(c.pretrain_encoder(**inputs))
+                    else:
+                        pretrained = retried(
+                            on_gpu(training.pretrain_encoder(**inputs, **scale, **wrapper))
                         )
-                    ).set_display_name(f"pretrain-{method}{pretrain_tag}")
+                    pretrained.set_display_name(f"pretrain-{method}{pretrain_tag}")
                     shared[method] = pretrained
                 if spec.pretrains:
                     trained = retried(
