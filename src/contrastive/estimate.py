@@ -60,6 +60,12 @@ class Costs:
     # `probe.CV_MAX_ROWS` are scored) and its final fit per labelled row.
     cv_seconds_per_row: float = 0.0
     fit_seconds_per_row: float = 0.0
+    # Its candidates that spread labels over the unlabelled pool (scored only where some
+    # rows have no label): fixed + per pool row, and the pool's neighbour graph per pool
+    # row squared (`measure_spreading`).
+    spreading_fixed_seconds: float = 0.0
+    spreading_seconds_per_row: float = 0.0
+    graph_seconds_per_row_squared: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -136,7 +142,14 @@ def estimate_run(
     kinds = ([BASELINE] if any(end_to_end) else []) + (
         [PRETRAIN, CLASSIFIER] if not all(end_to_end) else []
     )
-    costs = measure_costs(config, data.image_shape, data.classes, kinds)
+    # One branch per labelled fraction, or the run's one `train.labeled_fraction`.
+    fractions = list(labeled_fractions) or [
+        train.labeled_fraction if train.labeled_fraction < 1 else None
+    ]
+    spreading = train.classifier_mode == "fitted" and any(
+        fraction is not None and fraction < 1 for fraction in fractions
+    )
+    costs = measure_costs(config, data.image_shape, data.classes, kinds, spreading=spreading)
     knn = min(data.train, train.knn_max_examples) + min(data.validation, train.knn_max_examples)
 
     def seconds(kind: str, epochs: int, images: int, knn_images: int = 0) -> float:
@@ -163,23 +176,31 @@ def estimate_run(
         cross-validation on at most `CV_MAX_ROWS` labelled rows, the fit on all of them."""
         cost = costs[CLASSIFIER]
         labelled = data.train if fraction is None else max(1, round(fraction * data.train))
+        spreading = 0.0
+        if labelled < data.train:  # label spreading has rows to spread to
+            spreading = (
+                cost.spreading_fixed_seconds
+                + data.train * cost.spreading_seconds_per_row
+                + data.train**2 * cost.graph_seconds_per_row_squared
+            )
         return (
             cost.fixed_seconds
             + (data.train + data.validation) / cost.inference_images_per_second
             + min(labelled, CV_MAX_ROWS) * cost.cv_seconds_per_row
             + labelled * cost.fit_seconds_per_row
+            + spreading
         )
 
     steps: dict[str, float] = {}
-    for fraction in list(labeled_fractions) or [None]:
-        tag = "" if fraction is None else f" {100 * fraction:g}%"
+    for fraction in fractions:
+        tag = f" {100 * fraction:g}%" if labeled_fractions else ""
         for method in methods:
             entry = method_registry.get(method)
             if entry.end_to_end:
                 epochs = train.epochs + train.classifier_epochs
                 steps[method + tag] = seconds(BASELINE, epochs, labelled(fraction))
                 continue
-            once = entry.pretrain_once and fraction is not None
+            once = entry.pretrain_once and bool(labeled_fractions)
             pretrain = seconds(PRETRAIN, train.epochs, data.train, knn)
             if entry.control:  # an untrained encoder: the step only builds and saves it
                 pretrain = seconds(PRETRAIN, 0, data.train)
@@ -210,12 +231,15 @@ def measure_costs(
     kinds: Sequence[str],
     *,
     fresh: bool = True,
+    spreading: bool = False,
 ) -> dict[str, Costs]:
     """Time each kind of step (`BASELINE`, `PRETRAIN`, `CLASSIFIER`: on the pretrained
     encoder, in `train.classifier_mode`) through its training entry point
-    (`measure_step`). `fresh`: each in a new Python process, as `kfp.local` runs every task
-    (a process's first model pays for loading kernels and libraries that later ones reuse:
-    measured in one process, the second and third kinds came out twice too cheap)."""
+    (`measure_step`; `spreading`: a fitted classifier's label-spreading candidates too, for
+    a run with unlabelled rows). `fresh`: each in a new Python process, as `kfp.local` runs
+    every task (a process's first model pays for loading kernels and libraries that later
+    ones reuse: measured in one process, the second and third kinds came out twice too
+    cheap)."""
     image_shape = tuple(int(size) for size in image_shape)
     batch, steps = _measured_batch(config, image_shape)
     order = [kind for kind in (PRETRAIN, CLASSIFIER, BASELINE) if kind in kinds]
@@ -233,6 +257,7 @@ def measure_costs(
                 "batch": batch,
                 "steps": steps,
                 "encoder": encoder,
+                "spreading": spreading,
             }
             costs[kind] = _measure_fresh(request) if fresh else _measure(request)
     return costs
@@ -246,11 +271,14 @@ def measure_step(
     batch: int,
     encoder_path: str,
     steps: int = MIN_STEPS,
+    spreading: bool = False,
 ) -> Costs:
     """Time one kind of step through its training entry point: two epochs of
     `steps` steps of `batch` random images, with a checkpoint folder and
     TensorBoard logs like a real step's. PRETRAIN saves its encoder to `encoder_path`;
-    CLASSIFIER loads it from there (before its clock starts, as the real step)."""
+    CLASSIFIER loads it from there (before its clock starts, as the real step). A fitted
+    classifier sees every row labelled; `spreading` adds `measure_spreading`'s costs of the
+    candidates that only run where some rows have no label."""
     import keras
 
     from contrastive import training
@@ -297,6 +325,14 @@ def measure_step(
         rate = _inference_rate(model, validation[0])
         solve, cv = details.get("seconds", 0.0), details.get("cv_seconds", 0.0)
         scored = max(1, details.get("cross_validated", count))
+        pool_costs = {}
+        if spreading:
+            pool_costs = measure_spreading(
+                details.get("feature_dim", 1),
+                num_classes,
+                config.train.probe_candidates,
+                folds=config.train.probe_folds,
+            )
         return Costs(
             # building the head and the model, the training-accuracy pass
             fixed_seconds=max(elapsed - solve - (count + len(validation[0])) / rate, 0.0),
@@ -306,6 +342,7 @@ def measure_step(
             measured_batch=batch,
             cv_seconds_per_row=cv / scored,
             fit_seconds_per_row=max(solve - cv, 0.0) / count,
+            **pool_costs,
         )
     views = measured.train.num_views if kind == PRETRAIN else 1
     return timer.costs(
@@ -314,6 +351,53 @@ def measure_step(
         scale=config.train.batch_size / batch,
         batch=batch,
     )
+
+
+SPREADING_CANDIDATES = ("label_spreading", "spread_ridge")  # they read the unlabelled pool
+# The pools `measure_spreading` times, 10 % of their rows labelled: two sizes give each
+# part's fixed cost (eigendecompositions of the feature dimension's Gram matrix) apart from
+# its cost per pool row.
+SPREADING_POOLS = (1000, 4000)
+
+
+def measure_spreading(
+    feature_dim: int,
+    num_classes: int,
+    candidates: Sequence[str],
+    *,
+    folds: int = 5,
+    pools: Sequence[int] = SPREADING_POOLS,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Time the label-spreading candidates among `candidates` (the classifier selection's
+    cross-validation, `probe.select_classifier`) on random clustered features of
+    `feature_dim` at two pool sizes; returns the `Costs` fields `spreading_fixed_seconds`,
+    `spreading_seconds_per_row` (their cross-validation: affine in the pool's rows) and
+    `graph_seconds_per_row_squared` (the pool's kNN graph: every row against every row)."""
+    from contrastive.training import probe
+
+    scored = [name for name in candidates if name in SPREADING_CANDIDATES]
+    if not scored:
+        return {}
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(num_classes, feature_dim)).astype(np.float32)
+    timed = []
+    for pool in pools:
+        truth = np.arange(pool) % num_classes
+        features = centres[truth] + 2 * rng.normal(size=(pool, feature_dim)).astype(np.float32)
+        labels = np.where(np.arange(pool) % 10 == 0, truth, -1)
+        selection = probe.select_classifier(
+            np.maximum(features, 0), labels, num_classes, candidates=scored, folds=folds
+        ).selection
+        parts = selection["cv_timings"]
+        timed.append((sum(parts[name] for name in scored), parts["graph"]))
+    (small, _), (large, graph) = timed
+    per_row = max((large - small) / (pools[1] - pools[0]), 0.0)
+    return {
+        "spreading_fixed_seconds": max(small - per_row * pools[0], 0.0),
+        "spreading_seconds_per_row": per_row,
+        "graph_seconds_per_row_squared": graph / pools[1] ** 2,
+    }
 
 
 def _measure(request: dict) -> Costs:
@@ -327,6 +411,7 @@ def _measure(request: dict) -> Costs:
         request["batch"],
         request["encoder"],
         request["steps"],
+        request.get("spreading", False),
     )
 
 

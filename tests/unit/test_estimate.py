@@ -1,5 +1,7 @@
 """`contrastive.estimate`: the training-time estimate printed before a run."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -62,8 +64,14 @@ def test_the_training_set_is_counted_as_ingest_will_cut_it(tmp_path, tiny_datase
 def test_seconds_count_steps_epochs_views_validation_and_knn(monkeypatch):
     seen = {}
 
-    def measure(config, shape, classes, kinds):
-        seen.update(batch=config.train.batch_size, shape=shape, classes=classes, kinds=kinds)
+    def measure(config, shape, classes, kinds, spreading=False):
+        seen.update(
+            batch=config.train.batch_size,
+            shape=shape,
+            classes=classes,
+            kinds=kinds,
+            spreading=spreading,
+        )
         return COSTS
 
     monkeypatch.setattr(estimate, "measure_costs", measure)
@@ -84,6 +92,7 @@ def test_seconds_count_steps_epochs_views_validation_and_knn(monkeypatch):
         "shape": (16, 16, 3),
         "classes": 2,
         "kinds": [BASELINE, PRETRAIN, CLASSIFIER],
+        "spreading": False,  # every row labelled: label spreading is not scored
     }
     # ceil(100 / 32) = 4 steps an epoch; validation 20 images (x 2 views in pretraining);
     # the kNN monitor embeds min(100, 50) + min(20, 50) images each pretraining epoch
@@ -112,7 +121,7 @@ def test_seconds_count_steps_epochs_views_validation_and_knn(monkeypatch):
 
     # as the measurement gives it: no steps, its feature rate and its seconds per row
     measured = {**COSTS, CLASSIFIER: _costs(0.0, 0.0, 400.0, cv_seconds_per_row=0.003)}
-    monkeypatch.setattr(estimate, "measure_costs", lambda *args: measured)
+    monkeypatch.setattr(estimate, "measure_costs", lambda *args, **kwargs: measured)
     text = estimate.describe(estimate.estimate_run(data, fitted, ["supcon"]))
     assert "classifier features at 400 images/s + 3 ms a labelled image" in text
 
@@ -122,7 +131,10 @@ def test_seconds_count_steps_epochs_views_validation_and_knn(monkeypatch):
 
 
 def test_few_labels_counts_each_fraction_and_simclr_once(monkeypatch):
-    monkeypatch.setattr(estimate, "measure_costs", lambda *args: COSTS)
+    seen = []
+    monkeypatch.setattr(
+        estimate, "measure_costs", lambda *args, spreading: seen.append(spreading) or COSTS
+    )
     config = resolve_config(
         "few-labels",
         overrides=["train.knn_max_examples=50", "train.classifier_mode=linear"],
@@ -150,21 +162,82 @@ def test_few_labels_counts_each_fraction_and_simclr_once(monkeypatch):
             "simclr 100%": fit(CLASSIFIER, 2, 10),  # its encoder is the 1 % branch's
         }
     )
-    # Fitted (the default): the classifier embeds the whole pool once at every fraction.
+    assert seen == [False]  # linear heads: no label spreading to measure
+    # Fitted (the default): the classifier embeds the whole pool once at every fraction;
+    # with unlabelled rows (1 %) its label-spreading candidates cost a fixed part, a part per
+    # pool row and the pool's neighbour graph per pool row squared.
+    spreading = {
+        "spreading_fixed_seconds": 3.0,
+        "spreading_seconds_per_row": 0.002,
+        "graph_seconds_per_row_squared": 1e-6,
+    }
+    costs = {**COSTS, CLASSIFIER: dataclasses.replace(COSTS[CLASSIFIER], **spreading)}
+    monkeypatch.setattr(
+        estimate, "measure_costs", lambda *args, spreading: seen.append(spreading) or costs
+    )
     fitted = config.replace({"train.classifier_mode": "fitted"})
     steps = estimate.estimate_run(
         data, fitted, ["supcon", "random_init"], labeled_fractions=(0.01, 1.0)
     ).steps
+    assert seen == [False, True]
     untrained = COSTS[PRETRAIN].fixed_seconds  # the control's encoder is built and saved
+    spread = 3.0 + 1000 * 0.002 + 1000**2 * 1e-6
     # (1 % of 1,000 = 10 labelled rows)
     assert steps == pytest.approx(
         {
-            "supcon 1%": pretrain + _fitted(1000, 0, 10),
-            "random_init 1%": untrained + _fitted(1000, 0, 10),
+            "supcon 1%": pretrain + _fitted(1000, 0, 10) + spread,
+            "random_init 1%": untrained + _fitted(1000, 0, 10) + spread,
             "supcon 100%": pretrain + _fitted(1000, 0, 1000),
             "random_init 100%": untrained + _fitted(1000, 0, 1000),
         }
     )
+    # One labelled fraction set for the whole run: its subset, priced the same way.
+    single = fitted.replace({"train.labeled_fractions": (), "train.labeled_fraction": 0.01})
+    steps = estimate.estimate_run(data, single, ["supcon", "baseline"]).steps
+    assert seen == [False, True, True]
+    assert steps == pytest.approx(
+        {"supcon": pretrain + _fitted(1000, 0, 10) + spread, "baseline": fit(BASELINE, 6, 40)}
+    )
+
+
+def test_spreading_costs_separate_fixed_per_row_and_graph(monkeypatch):
+    """`measure_spreading` reads the selection's timings at two pool sizes: an affine part
+    (fixed + per row) and the graph's part per row squared, recovered exactly."""
+    from contrastive.training import probe
+
+    calls = []
+
+    def timed(features, labels, num_classes, *, candidates, folds):
+        pool = len(labels)
+        calls.append((features.shape, int((labels >= 0).sum()), tuple(candidates), folds))
+        timings = {"standardize": 9.0, "pca": 9.0, "graph": 2e-7 * pool**2, "ridge": 9.0}
+        timings.update({name: 1.0 + 0.001 * pool for name in candidates})
+        return probe.FittedClassifier("ridge", None, None, selection={"cv_timings": timings})
+
+    monkeypatch.setattr(probe, "select_classifier", timed)
+    costs = estimate.measure_spreading(
+        64, 4, ("ridge", "label_spreading", "spread_ridge"), folds=3, pools=(100, 400)
+    )
+    # two spreading candidates: 2 * (1 + 0.001 n); ridge, the PCA and the standardisation
+    # are in the measurement with every row labelled, not here
+    assert costs == pytest.approx(
+        {
+            "spreading_fixed_seconds": 2.0,
+            "spreading_seconds_per_row": 0.002,
+            "graph_seconds_per_row_squared": 2e-7,
+        }
+    )
+    assert calls == [
+        ((100, 64), 10, ("label_spreading", "spread_ridge"), 3),
+        ((400, 64), 40, ("label_spreading", "spread_ridge"), 3),
+    ]
+    assert estimate.measure_spreading(64, 4, ("ridge", "knn")) == {}
+
+
+def test_spreading_is_measured_on_this_machine():
+    costs = estimate.measure_spreading(32, 3, ("label_spreading",), folds=2, pools=(300, 900))
+    assert costs["graph_seconds_per_row_squared"] > 0
+    assert costs["spreading_fixed_seconds"] + 900 * costs["spreading_seconds_per_row"] > 0
 
 
 @pytest.mark.backend

@@ -141,6 +141,12 @@ def test_select_classifier_fits_every_candidate_on_separable_blobs(candidate):
     assert fitted.selection["labelled"] == int((labels >= 0).sum())
     assert fitted.selection["pool"] == len(labels)
     assert np.mean(fitted.predict(test_x) == test_y) > 0.95
+    # the cross-validation's seconds by part: the graph only where a candidate spreads
+    timings = fitted.selection["cv_timings"]
+    assert set(timings) == {"standardize", "pca", "graph", candidate}
+    assert (timings["graph"] > 0) == (candidate in ("label_spreading", "spread_ridge"))
+    assert (timings["pca"] > 0) == (candidate not in ("ridge", "logistic"))
+    assert sum(timings.values()) <= fitted.selection["cv_seconds"]
 
 
 def test_selection_picks_the_best_cross_validated_candidate():
