@@ -11,7 +11,7 @@ no longer in its function is reported as *stale* (update this list after a refac
 Usage (from the repository root; a few minutes per group on 2 cores):
     KERAS_BACKEND=tensorflow .venv/bin/python bench/mutation_check.py \
         [--only loss,knn,embedding,confusion,commit,champion,durable,run_parameters,subsets,
-                trainjob,gate_outcomes,wiring,sharpened,sharpened_slow] [--pick TEXT]
+                trainjob,gate_outcomes,wiring,sharpened,sharpened_slow,few_labels] [--pick TEXT]
 (the champion group needs TensorFlow: the Vertex upload of a promoted SavedModel is tested there)
 
 Prints one line per mutant, then killed/total per group; exits 1 when a mutant survives or is
@@ -399,6 +399,75 @@ WIRING = (
     "-m",
     "not slow",
 )
+
+# Few labels: class-balanced labelled images in SupCon batches, the estimate's pricing of
+# the label-spreading candidates and the selection's timings it reads.
+BALANCED = (
+    "tests/unit/test_data_reader.py",
+    "tests/unit/test_training.py",
+    "-k",
+    "balanced or labelled_images_of_each_class",
+)
+SPREADING = ("tests/unit/test_estimate.py", "tests/unit/test_probe.py", "-m", "not slow")
+
+MUTANTS += [
+    Mutant(
+        "few_labels",
+        "balanced_batches",
+        ".batch(per_class * len(classes), drop_remainder=True)",
+        ".batch(per_class * len(classes) - 1, drop_remainder=True)",
+        BALANCED,
+    ),
+    Mutant(
+        "few_labels",
+        "balanced_batches",
+        "tf.data.Dataset.range(len(classes)).repeat()",
+        "tf.data.Dataset.range(len(classes) - 1).repeat()",
+        BALANCED,
+    ),
+    Mutant(
+        "few_labels",
+        "with_balanced_labels",
+        "if labelled >= batch_size:",
+        "if labelled > batch_size:",
+        BALANCED,
+    ),
+    Mutant(
+        "few_labels",
+        "_balanced",
+        "config.train.labeled_per_class and uses_labels and (labels < 0).any()",
+        "config.train.labeled_per_class and (labels < 0).any()",
+        BALANCED,
+    ),
+    Mutant(
+        "few_labels",
+        "measure_spreading",
+        "per_row = max((large - small) / (pools[1] - pools[0]), 0.0)",
+        "per_row = max(large / pools[1], 0.0)",
+        SPREADING,
+    ),
+    Mutant(
+        "few_labels",
+        "measure_spreading",
+        '"graph_seconds_per_row_squared": graph / pools[1] ** 2,',
+        '"graph_seconds_per_row_squared": graph / pools[1],',
+        SPREADING,
+    ),
+    Mutant(
+        "few_labels",
+        "fitted_seconds",
+        "if labelled < data.train:",
+        "if labelled <= data.train:",
+        SPREADING,
+    ),
+    Mutant(
+        "few_labels",
+        "_select",
+        "timings[name] = time.perf_counter() - clock",
+        "timings[name] = 0.0",
+        SPREADING,
+    ),
+]
 
 MUTANTS += [
     # durable checkpoints: the step's folder, its failure record, mirror and restore

@@ -175,6 +175,11 @@ class TrainConfig:
     # subset is repeated to fill them when one pass is shorter, so that 1 % of the labels
     # still gets this many updates an epoch; 0 = one pass over the subset.
     labeled_steps_per_epoch: int = 0
+    # SupCon at few labels (labeled_fraction < 1): every pretraining batch ends with this
+    # many labelled images of each class, drawn from the labelled subset (each class
+    # reshuffled on every pass over it), the rest of the batch from the whole pool as
+    # before; 0 = random batches, which at 1 % carry about 2.6 labelled images in 256.
+    labeled_per_class: int = 0
     # Batches per epoch at least: a shorter pass over the train split is repeated (in a new
     # shuffled order) to fill them; 0 = one pass. Set by `fit_to_data` on small data.
     min_steps_per_epoch: int = 0
@@ -421,7 +426,7 @@ def validate(config: Config) -> None:
         lambda v: all(validation.is_number(f) and 0 < f <= 1 for f in v),
         "must be fractions in (0, 1]",
     )
-    for name in ("labeled_steps_per_epoch", "min_steps_per_epoch"):
+    for name in ("labeled_steps_per_epoch", "min_steps_per_epoch", "labeled_per_class"):
         _check(f"train.{name}", getattr(t, name), lambda v: v >= 0, "must be >= 0")
     _check_choice("train.fit_to_data", t.fit_to_data, (True, False))
     _check("train.verbose", t.verbose, lambda v: v in (0, 1, 2), "must be 0, 1 or 2")

@@ -546,3 +546,47 @@ def test_a_pretraining_step_sees_every_image_with_the_others_unlabelled(dataset)
     assert {image: label for image, label in pairs.items() if label >= 0} == subset
     assert all(label == -1 for image, label in pairs.items() if image not in subset)
     assert set(pairs) == set(every)
+
+
+def test_balanced_batches_carry_labelled_images_of_every_class(dataset):
+    """SupCon at few labels (`labeled_per_class`): every batch ends with that many labelled
+    images of each class, all from the labelled subset with their stored labels; the rest
+    of the batch is the pool as without it (unlabelled but for the subset); the epoch keeps
+    its batch count, and the labelled images cycle through the whole subset."""
+    out, _ = dataset
+    every = dict(_images_and_labels(data.stream_training_data(out, batch_size=16, seed=0)))
+    subset = dict(
+        _images_and_labels(
+            data.stream_training_data(
+                out, batch_size=16, seed=4, labeled_fraction=0.2, labelled_only=True
+            )
+        )
+    )
+    plain = data.stream_training_data(out, batch_size=16, seed=4, labeled_fraction=0.2)
+    balanced = data.stream_training_data(
+        out, batch_size=16, seed=4, labeled_fraction=0.2, labeled_per_class=2
+    )
+    assert len(balanced.train) == len(plain.train) == 12  # ceil(180 / 16)
+    seen = set()
+    for _epoch in range(2):
+        for x, y in batches(balanced.train):
+            assert len(y) == 16
+            tail = [
+                (image.tobytes(), int(label)) for image, label in zip(x[8:], y[8:], strict=True)
+            ]
+            assert sorted(label for _, label in tail) == [0, 0, 1, 1, 2, 2, 3, 3]
+            assert all(subset[image] == label for image, label in tail)
+            seen.update(image for image, _ in tail)
+            for image, label in zip(x[:8], y[:8], strict=True):  # the pool's part
+                assert label == subset.get(image.tobytes(), -1)
+                assert image.tobytes() in every
+    # 2 epochs x 12 batches x 2 of each class: 48 draws of each class's 9 images
+    assert seen == set(subset)
+
+
+def test_balanced_batches_refuse_a_batch_without_room(dataset):
+    out, _ = dataset
+    with pytest.raises(DataError, match=r"train.labeled_per_class: 16 labelled images"):
+        data.stream_training_data(
+            out, batch_size=16, seed=4, labeled_fraction=0.2, labeled_per_class=4
+        )

@@ -144,6 +144,7 @@ def test_select_classifier_fits_every_candidate_on_separable_blobs(candidate):
     # the cross-validation's seconds by part: the graph only where a candidate spreads
     timings = fitted.selection["cv_timings"]
     assert set(timings) == {"standardize", "pca", "graph", candidate}
+    assert timings[candidate] > 0
     assert (timings["graph"] > 0) == (candidate in ("label_spreading", "spread_ridge"))
     assert (timings["pca"] > 0) == (candidate not in ("ridge", "logistic"))
     assert sum(timings.values()) <= fitted.selection["cv_seconds"]

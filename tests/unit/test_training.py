@@ -231,6 +231,41 @@ def test_pretrain_model_validates_arguments():
         PretrainModel(encoder, head, augmenter, num_classes=0)
 
 
+@pytest.mark.parametrize("method, balanced", [("supcon", True), ("simclr", False)])
+def test_few_labels_pretraining_batches_carry_labelled_images_of_each_class(
+    data, monkeypatch, method, balanced
+):
+    """`train.labeled_per_class` with NumPy data: a method that reads labels gets batches of
+    the run's size ending with that many labelled images of each class (stored labels, from
+    the labelled rows only), the epoch's batch count unchanged; SimCLR reads no label and
+    keeps Keras' own batching of the arrays."""
+    from contrastive.training import fitting
+
+    x, y = data["train"]
+    masked = np.where(np.arange(len(y)) % 8 == 0, y, -1)  # 64 labelled rows of 512
+    seen = {}
+
+    def spy(model, config, train, validation, **kwargs):
+        seen["train"] = train
+        return {}
+
+    monkeypatch.setattr(fitting, "fit_model", spy)
+    config = make_config(method=method, use_unlabeled=True, labeled_per_class=3)
+    training.pretrain(config, (x, masked), num_classes=NUM_CLASSES)
+    if not balanced:
+        assert isinstance(seen["train"], tuple)
+        return
+    stream = seen["train"]
+    assert len(stream) == 8  # 512 / 64, as Keras would batch the arrays
+    owner = {image.tobytes(): label for image, label in zip(x, masked, strict=True)}
+    for images, labels in stream.as_numpy_iterator():
+        assert images.shape == (64, *IMAGE_SHAPE)
+        assert sorted(labels[-12:].tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+        assert all(
+            owner[image.tobytes()] == label for image, label in zip(images, labels, strict=True)
+        )
+
+
 def test_pretrain_rejects_all_unlabelled_data_without_use_unlabeled(data):
     x, y = data["train"]
     with pytest.raises(ValueError, match="no labelled example.*use_unlabeled"):

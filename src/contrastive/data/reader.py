@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from contrastive import storage, validation
+from contrastive.data.balanced import balanced_batches, with_balanced_labels
 from contrastive.data.commit import FORMAT_VERSION, MANIFEST_NAME
 from contrastive.data.errors import CorruptShardError, DataError, DatasetIncompleteError
 from contrastive.data.images import parse_image_size
@@ -546,6 +547,7 @@ def stream_training_data(
     labeled_steps_per_epoch: int = 0,
     min_steps_per_epoch: int = 0,
     whole_batches: bool = False,
+    labeled_per_class: int = 0,
 ) -> TrainingData:
     """The train (and validation) split of a committed dataset as streaming `tf.data` inputs.
 
@@ -578,6 +580,10 @@ def stream_training_data(
         min_steps_per_epoch: an epoch over train holds at least this many batches: a
             shorter pass is repeated, reshuffled, to fill them (`num_train` counts the
             examples of one epoch); 0 = one pass.
+        labeled_per_class: with `labeled_fraction` < 1 and not `labelled_only` (SupCon at
+            few labels): every train batch ends with this many labelled images of each
+            class that has some (`class_balanced_subset`), the rest of the batch drawn from
+            the pool as without it; the epoch keeps its number of batches.
     """
     manifest = read_manifest(uri)
     splits = manifest["splits"]
@@ -661,6 +667,14 @@ def stream_training_data(
             .apply(tf.data.experimental.assert_cardinality(steps))
             .prefetch(tf.data.AUTOTUNE)
         )
+    if labeled_per_class and subset is not None and not labelled_only:
+        train = with_balanced_labels(
+            train,
+            class_balanced_subset(
+                uri, subset, labeled_per_class, seed=seed + process_index, limit=limit
+            ),
+            batch_size,
+        )
     validation = None
     full_batches = size("validation") // (batch_size * process_count)
     if size("validation") and (not whole or full_batches):
@@ -717,6 +731,51 @@ def _labelled_subset(
     chosen = labeled_subset(labels, fraction, seed)
     counts = np.bincount(labels[chosen][labels[chosen] >= 0], minlength=manifest["num_classes"])
     return [ids[position] for position in chosen], counts
+
+
+# The labelled subset `class_balanced_subset` holds in memory, at most.
+BALANCED_SUBSET_MAX_BYTES = 512 << 20
+
+
+def class_balanced_subset(
+    uri: str,
+    subset: Sequence[str],
+    per_class: int,
+    *,
+    seed: int = 0,
+    limit: int | None = None,
+) -> tf.data.Dataset:
+    """An endless stream of batches of the train split's labelled `subset` (record ids), each
+    `per_class` images of every class that has labelled images, class by class; each
+    class's images are dealt in a new `seed`-seeded order on every pass over them.
+
+    The subset is read once into memory (at most `BALANCED_SUBSET_MAX_BYTES` of images).
+
+    Raises:
+        DataError: the subset is empty, or too large to hold.
+    """
+    validation.check_int("train.labeled_per_class", per_class, minimum=1, error=DataError)
+    manifest = read_manifest(uri)
+    image_shape = tuple(manifest["image_shape"])
+    count = len(subset) if limit is None else min(len(subset), limit)
+    needed = count * int(np.prod(image_shape))
+    if needed > BALANCED_SUBSET_MAX_BYTES:
+        raise DataError(
+            f"train.labeled_per_class={per_class} holds the labelled subset in memory: "
+            f"{count} images of {image_shape} are {needed >> 20} MiB, more than "
+            f"{BALANCED_SUBSET_MAX_BYTES >> 20} MiB; lower train.labeled_fraction or set "
+            "train.labeled_per_class=0"
+        )
+    images, labels = [], []
+    for image_batch, label_batch in read_split(
+        uri, "train", _LOAD_BATCH, limit=limit, labelled_ids=subset, drop_unlabelled=True
+    ):
+        images.append(image_batch.numpy())
+        labels.append(label_batch.numpy())
+    labels = np.concatenate(labels) if labels else np.zeros([0], np.int64)
+    if labels.size == 0:
+        raise DataError(f"the labelled subset of {uri} is empty; raise train.labeled_fraction")
+    return balanced_batches(np.concatenate(images), labels, per_class, seed=seed)
 
 
 def _labelled_subset_epochs(

@@ -88,6 +88,8 @@ def run_pretrain(
         uses_labels=_supervised(config),
         include_unlabeled=config.train.use_unlabeled,
         labelled_only=False,  # few labels: the others are anchors of their own views
+        # a class-balanced labelled sample in every batch, for a method that reads labels
+        labeled_per_class=config.train.labeled_per_class if _supervised(config) else 0,
         sinks=sinks,
     )
 
@@ -409,6 +411,7 @@ def _train_step(
     uses_labels: bool = True,
     check: Callable[[TrainingData], None] | None = None,
     sinks: StepSinks | None = None,
+    labeled_per_class: int = 0,
 ) -> dict:
     """The sequence every training step shares: reuse → claim → open the data → train → time
     → commit.
@@ -438,6 +441,8 @@ def _train_step(
             labelled images of fewer than two classes is refused. Every step warns, naming
             them, about classes without labelled train images.
         check: refuses data the step cannot use (raises), before training.
+        labeled_per_class: with a labelled subset and not `labelled_only`, every batch
+            carries this many labelled images of each class (`stream_training_data`).
         sinks: where TensorBoard logs, durable checkpoints and progress records go
             (`StepSinks`; None: every default).
 
@@ -482,6 +487,7 @@ def _train_step(
             uses_labels=uses_labels,
             check=check,
             sinks=sinks,
+            labeled_per_class=labeled_per_class,
         )
 
 
@@ -505,6 +511,7 @@ def _train_claimed(
     uses_labels,
     check,
     sinks,
+    labeled_per_class=0,
 ) -> dict:
     """`_train_step` once the output is held (`held`: the chief's lease, None elsewhere;
     `generation`: of `COMPLETE` when it was claimed): open the data, train, time, commit."""
@@ -531,6 +538,7 @@ def _train_claimed(
         labelled_only=labelled_only,
         labeled_steps_per_epoch=config.train.labeled_steps_per_epoch,
         min_steps_per_epoch=config.train.min_steps_per_epoch,
+        labeled_per_class=labeled_per_class,
         shuffle_buffer=config.data.shuffle_buffer,
         shuffle_buffer_bytes=config.data.shuffle_buffer_mib << 20,
         process_index=0 if whole_pool else layout.process_index,

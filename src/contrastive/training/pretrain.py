@@ -338,7 +338,10 @@ def pretrain(
     """Pretrains an encoder with `config.train.method` for `config.train.epochs` epochs.
 
     NumPy training data without `config.train.use_unlabeled` drops its unlabelled (-1)
-    rows; with it, they stay and count as images of their own (see `PretrainModel`).
+    rows; with it, they stay and count as images of their own (see `PretrainModel`), and
+    with `train.labeled_per_class` a method that reads labels gets that many labelled images
+    of each class at the end of every batch (`contrastive.data.balanced`, as the pipeline's
+    streamed data).
     Datasets are passed to `fit` as they are. A `KnnMonitor` logs `val_knn_accuracy` each
     epoch (at most `train.knn_max_examples` of each set) on `knn_sample` when given, else,
     when both `train` and `validation` are NumPy pairs, with their labelled images.
@@ -375,6 +378,8 @@ def pretrain(
     if validation_arrays is not None:
         validation = validation_arrays
     layout = distribution.plan_layout(config.train)
+    if arrays is not None and _balanced(config, arrays[1]):
+        train = _balanced_stream(config, *arrays, layout)
     with distribution.distribution_scope(layout):
         model = build_pretrain_model(config, fitting.image_shape_of(train), num_classes)
         monitors = []
@@ -408,6 +413,37 @@ def pretrain(
             callbacks=[*monitors, *callbacks],
         )
     return model.encoder, history
+
+
+def _balanced(config, labels) -> bool:
+    """Whether pretraining batches carry `train.labeled_per_class` labelled images of each
+    class: a method that reads labels, on data with unlabelled rows (few labels)."""
+    uses_labels = methods.get(config.train.method).uses_labels
+    return bool(config.train.labeled_per_class and uses_labels and (labels < 0).any())
+
+
+def _balanced_stream(config, images, labels, layout):
+    """NumPy training data as the pipeline streams it with `train.labeled_per_class`: this
+    process's shuffled batches, each ending with that many labelled images of each class
+    (`contrastive.data.balanced`)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from contrastive.data.balanced import balanced_batches, with_balanced_labels
+
+    if layout.distribution != "none":
+        images, labels = distribution.process_slice(images, labels, layout)
+    seed = config.train.seed + layout.process_index
+    pool = (
+        tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int64)))
+        .shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+        .batch(layout.per_process_batch, drop_remainder=layout.distribution != "none")
+    )
+    known = labels >= 0
+    balanced = balanced_batches(
+        images[known], labels[known], config.train.labeled_per_class, seed=seed
+    )
+    return with_balanced_labels(pool, balanced, layout.per_process_batch)
 
 
 def random_init(config, train, validation=None, *, num_classes, **unused):
