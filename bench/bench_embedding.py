@@ -18,6 +18,7 @@ the new images' brightness scaled by 0.9 and 0.8.
 Usage (from the repository root; ~10 min on 2 cores):
     KERAS_BACKEND=tensorflow PYTHONPATH=src:. .venv/bin/python bench/bench_embedding.py \
         [--train-limit 20000] [--noise 0.02] [--drift-seeds 20] [--output FILE]
+    ... bench/bench_embedding.py --smoke --output FILE   # the tiny profile on 600 images
 """
 
 from __future__ import annotations
@@ -175,7 +176,7 @@ def drift_rates(args, model_dir: str) -> dict:
 
     settings = drift.DriftSettings()
     encoder = find_encoder(keras.saving.load_model(Path(model_dir) / "model.keras"))
-    x, y = common.load_fashion_mnist("train")
+    x, y = common.load_fashion_mnist("train", limit=args.drift_limit or None)
     features = training.embed(encoder, x)
     n = settings.sample_size
     conditions = {}
@@ -226,7 +227,21 @@ def main(argv=None) -> int:
         help="keep the dataset and models here (reused when complete); default: a temporary folder",
     )
     parser.add_argument("--only", choices=("noise", "drift"), help="run one part only")
+    parser.add_argument(
+        "--drift-limit",
+        type=int,
+        default=0,
+        help="training images the drift part embeds (0 = all 60k)",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="seconds: the tiny profile on 600 images (5 %% noise), one drift seed on 3,000",
+    )
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.profile, args.train_limit, args.noise = "tiny", 600, 0.05
+        args.drift_seeds, args.drift_limit = 1, 3000
     started, date = time.perf_counter(), common.now()
     machine = common.machine()
     with tempfile.TemporaryDirectory(prefix="bench-embedding-") as folder:

@@ -140,6 +140,7 @@ def run_one(variant: dict, config, train, validation, test) -> dict:
     train_cpu_seconds = time.process_time() - cpu_started
     return {
         **_scores(model, config, train, test),
+        "validation_accuracy": _accuracy(model, validation),
         "train_seconds": round(train_seconds, 1),
         "train_cpu_seconds": round(train_cpu_seconds, 1),
         "mixed_precision": machine_mixed_precision(config.train.mixed_precision)[0],
@@ -147,6 +148,19 @@ def run_one(variant: dict, config, train, validation, test) -> dict:
         **_choice(details),
         "final": {k: (None if v is None else round(float(v), 4)) for k, v in final.items()},
     }
+
+
+def _accuracy(model, images_and_labels) -> float | None:
+    """Accuracy on the validation split: what a choice between settings may read."""
+    import numpy as np
+
+    from contrastive import training
+
+    if images_and_labels is None or not len(images_and_labels[1]):
+        return None
+    images, labels = images_and_labels
+    predicted = training.predict_proba(model, images).argmax(axis=1)
+    return round(float(np.mean(predicted == labels)), 4)
 
 
 def _scores(model, config, references, test) -> dict:
@@ -262,6 +276,7 @@ def run_fractions(base, seeds, fractions, data, methods) -> list[dict]:
                     "labeled_fraction": fraction,
                     "labeled_images": int(len(subset)),
                     **_scores(model, base, (x[subset], y[subset]), test),
+                    "validation_accuracy": _accuracy(model, validation),
                     "train_seconds": round(time.perf_counter() - started, 1),
                     "train_cpu_seconds": round(time.process_time() - cpu_started, 1),
                     **{key: round(value, 1) for key, value in phases.items()},

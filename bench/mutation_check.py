@@ -455,7 +455,7 @@ MUTANTS += [
     ),
     Mutant(
         "few_labels",
-        "fitted_seconds",
+        "estimate_run",  # its fitted_seconds
         "if labelled < data.train:",
         "if labelled <= data.train:",
         SPREADING,
@@ -998,10 +998,10 @@ MUTANTS += [
     ),
     Mutant(
         "sharpened",
-        "measure_costs",
-        "training = _TIMED_STEPS * batch_size / (time.perf_counter() - start)",
-        "training = batch_size / (time.perf_counter() - start)",
-        ("tests/unit/test_estimate.py",),
+        "estimate_run",  # its seconds(): a step's epochs
+        "views = train.num_views if kind == PRETRAIN else 1",
+        "views = 1",
+        ("tests/unit/test_estimate.py", "-m", "not slow"),
     ),
     Mutant(
         "sharpened_slow",

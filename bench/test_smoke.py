@@ -76,7 +76,9 @@ def test_forbid_tensorflow_blocks_the_import():
     assert "blocked by --no-tf" in result.stderr
 
 
-@pytest.mark.parametrize("script", ["bench_speed.py", "bench_quality.py", "bench_memory.py"])
+@pytest.mark.parametrize(
+    "script", ["bench_speed.py", "bench_quality.py", "bench_memory.py", "bench_embedding.py"]
+)
 def test_help_lists_smoke_and_output(script):
     result = subprocess.run(
         [sys.executable, str(BENCH / script), "--help"],
@@ -151,6 +153,31 @@ def test_quality_fractions_smoke_summarizes_every_fraction_and_method(tmp_path):
         assert all(
             entry["n"] == 1 and "train_cpu_seconds_mean" in entry for entry in fraction.values()
         )
+
+
+@pytest.mark.skipif(not HAS_FASHION_MNIST, reason="needs dataset-fashion-mnist")
+def test_embedding_smoke_scores_suspects_against_the_flipped_labels(tmp_path):
+    """The label-noise part end to end on 600 images (5 % flipped) and one drift seed: every
+    method's suspects scored against the flipped labels of the train split, the sweep over
+    `min_share`, and each drift condition once in both spaces."""
+    payload = _smoke("bench_embedding.py", tmp_path / "embedding.json")
+    noise = payload["label_noise"]
+    assert noise["train_images"] == 540 and noise["noise"] == 0.05  # 600 - 10 % validation
+    assert 0 < noise["flipped_in_train"] <= 30
+    for name in ("supcon", "baseline"):
+        default = noise["methods"][name]["default"]
+        assert default["flipped"] == noise["flipped_in_train"]
+        assert 0 <= default["found"] <= min(default["suspects"], default["flipped"])
+        if default["suspects"]:
+            assert default["precision"] == default["found"] / default["suspects"]
+    for name in ("supcon", "baseline", "untrained", "pixels"):
+        sweep = noise["methods"][name]["sweep"]
+        assert list(sweep) == ["0.5", "0.6", "0.7", "0.8", "0.9", "1"]
+        suspects = [row["suspects"] for row in sweep.values()]
+        assert suspects == sorted(suspects, reverse=True)  # a higher share lists fewer
+    drift = payload["drift"]
+    conditions = [name for name in drift if name not in ("sample_size", "permutations")]
+    assert len(conditions) == 8 and all(drift[name]["runs"] == 1 for name in conditions)
 
 
 def test_memory_smoke_records_a_peak_per_size(tmp_path):
