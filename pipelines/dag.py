@@ -266,7 +266,7 @@ def build_pipeline(
                     registry=registry,
                     promotion_margin=promotion_margin,
                     run_id=run_id,
-                    vertex_model="",
+                    vertex_model=vertex_model,
                     vertex_project=vertex_project,
                     vertex_region=vertex_region,
                     neighbours=explained.outputs["neighbours"],

@@ -146,10 +146,12 @@ def estimate_run(
     fractions = list(labeled_fractions) or [
         train.labeled_fraction if train.labeled_fraction < 1 else None
     ]
-    spreading = train.classifier_mode == "fitted" and any(
+    unlabelled = train.classifier_mode == "fitted" and any(
         fraction is not None and fraction < 1 for fraction in fractions
     )
-    costs = measure_costs(config, data.image_shape, data.classes, kinds, spreading=spreading)
+    costs = measure_costs(
+        config, data.image_shape, data.classes, kinds, spreading=data.train if unlabelled else 0
+    )
     knn = min(data.train, train.knn_max_examples) + min(data.validation, train.knn_max_examples)
 
     def seconds(kind: str, epochs: int, images: int, knn_images: int = 0) -> float:
@@ -231,15 +233,15 @@ def measure_costs(
     kinds: Sequence[str],
     *,
     fresh: bool = True,
-    spreading: bool = False,
+    spreading: int = 0,
 ) -> dict[str, Costs]:
     """Time each kind of step (`BASELINE`, `PRETRAIN`, `CLASSIFIER`: on the pretrained
     encoder, in `train.classifier_mode`) through its training entry point
-    (`measure_step`; `spreading`: a fitted classifier's label-spreading candidates too, for
-    a run with unlabelled rows). `fresh`: each in a new Python process, as `kfp.local` runs
-    every task (a process's first model pays for loading kernels and libraries that later
-    ones reuse: measured in one process, the second and third kinds came out twice too
-    cheap)."""
+    (`measure_step`; `spreading`: the pool of a run with unlabelled rows, whose fitted
+    classifier's label-spreading candidates are timed too; 0: none). `fresh`: each in a
+    new Python process, as `kfp.local` runs every task (a process's first model pays for
+    loading kernels and libraries that later ones reuse: measured in one process, the
+    second and third kinds came out twice too cheap)."""
     image_shape = tuple(int(size) for size in image_shape)
     batch, steps = _measured_batch(config, image_shape)
     order = [kind for kind in (PRETRAIN, CLASSIFIER, BASELINE) if kind in kinds]
@@ -271,14 +273,15 @@ def measure_step(
     batch: int,
     encoder_path: str,
     steps: int = MIN_STEPS,
-    spreading: bool = False,
+    spreading: int = 0,
 ) -> Costs:
     """Time one kind of step through its training entry point: two epochs of
     `steps` steps of `batch` random images, with a checkpoint folder and
     TensorBoard logs like a real step's. PRETRAIN saves its encoder to `encoder_path`;
     CLASSIFIER loads it from there (before its clock starts, as the real step). A fitted
-    classifier sees every row labelled; `spreading` adds `measure_spreading`'s costs of the
-    candidates that only run where some rows have no label."""
+    classifier sees every row labelled; `spreading` (a pool's size, 0: none) adds
+    `measure_spreading`'s costs of the candidates that only run where some rows have no
+    label, timed at pools of at most that size (`spreading_pools`)."""
     import keras
 
     from contrastive import training
@@ -332,6 +335,7 @@ def measure_step(
                 num_classes,
                 config.train.probe_candidates,
                 folds=config.train.probe_folds,
+                pools=spreading_pools(spreading),
             )
         return Costs(
             # building the head and the model, the training-accuracy pass
@@ -358,6 +362,13 @@ SPREADING_CANDIDATES = ("label_spreading", "spread_ridge")  # they read the unla
 # part's fixed cost (eigendecompositions of the feature dimension's Gram matrix) apart from
 # its cost per pool row.
 SPREADING_POOLS = (1000, 4000)
+
+
+def spreading_pools(pool: int) -> tuple[int, int]:
+    """The two pool sizes `measure_spreading` times for a run whose pool has `pool` rows:
+    `SPREADING_POOLS`, or the pool itself and a quarter of it when it is smaller."""
+    large = min(SPREADING_POOLS[1], max(int(pool), 100))
+    return min(SPREADING_POOLS[0], max(large // 4, 25)), large
 
 
 def measure_spreading(
@@ -411,7 +422,7 @@ def _measure(request: dict) -> Costs:
         request["batch"],
         request["encoder"],
         request["steps"],
-        request.get("spreading", False),
+        request.get("spreading", 0),
     )
 
 

@@ -64,7 +64,7 @@ def test_the_training_set_is_counted_as_ingest_will_cut_it(tmp_path, tiny_datase
 def test_seconds_count_steps_epochs_views_validation_and_knn(monkeypatch):
     seen = {}
 
-    def measure(config, shape, classes, kinds, spreading=False):
+    def measure(config, shape, classes, kinds, spreading=0):
         seen.update(
             batch=config.train.batch_size,
             shape=shape,
@@ -92,7 +92,7 @@ def test_seconds_count_steps_epochs_views_validation_and_knn(monkeypatch):
         "shape": (16, 16, 3),
         "classes": 2,
         "kinds": [BASELINE, PRETRAIN, CLASSIFIER],
-        "spreading": False,  # every row labelled: label spreading is not scored
+        "spreading": 0,  # every row labelled: label spreading is not scored
     }
     # ceil(100 / 32) = 4 steps an epoch; validation 20 images (x 2 views in pretraining);
     # the kNN monitor embeds min(100, 50) + min(20, 50) images each pretraining epoch
@@ -162,7 +162,7 @@ def test_few_labels_counts_each_fraction_and_simclr_once(monkeypatch):
             "simclr 100%": fit(CLASSIFIER, 2, 10),  # its encoder is the 1 % branch's
         }
     )
-    assert seen == [False]  # linear heads: no label spreading to measure
+    assert seen == [0]  # linear heads: no label spreading to measure
     # Fitted (the default): the classifier embeds the whole pool once at every fraction;
     # with unlabelled rows (1 %) its label-spreading candidates cost a fixed part, a part per
     # pool row and the pool's neighbour graph per pool row squared.
@@ -179,7 +179,7 @@ def test_few_labels_counts_each_fraction_and_simclr_once(monkeypatch):
     steps = estimate.estimate_run(
         data, fitted, ["supcon", "random_init"], labeled_fractions=(0.01, 1.0)
     ).steps
-    assert seen == [False, True]
+    assert seen == [0, 1000]  # the pool it is timed at, at most
     untrained = COSTS[PRETRAIN].fixed_seconds  # the control's encoder is built and saved
     spread = 3.0 + 1000 * 0.002 + 1000**2 * 1e-6
     # (1 % of 1,000 = 10 labelled rows)
@@ -194,7 +194,7 @@ def test_few_labels_counts_each_fraction_and_simclr_once(monkeypatch):
     # One labelled fraction set for the whole run: its subset, priced the same way.
     single = fitted.replace({"train.labeled_fractions": (), "train.labeled_fraction": 0.01})
     steps = estimate.estimate_run(data, single, ["supcon", "baseline"]).steps
-    assert seen == [False, True, True]
+    assert seen == [0, 1000, 1000]
     assert steps == pytest.approx(
         {"supcon": pretrain + _fitted(1000, 0, 10) + spread, "baseline": fit(BASELINE, 6, 40)}
     )
@@ -232,6 +232,12 @@ def test_spreading_costs_separate_fixed_per_row_and_graph(monkeypatch):
         ((400, 64), 40, ("label_spreading", "spread_ridge"), 3),
     ]
     assert estimate.measure_spreading(64, 4, ("ridge", "knn")) == {}
+
+
+def test_spreading_is_timed_at_pools_no_larger_than_the_runs():
+    assert estimate.spreading_pools(20_000) == (1000, 4000)
+    assert estimate.spreading_pools(1_000) == (250, 1000)
+    assert estimate.spreading_pools(40) == (25, 100)  # enough rows for the folds
 
 
 def test_spreading_is_measured_on_this_machine():
