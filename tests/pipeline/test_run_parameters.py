@@ -128,7 +128,7 @@ def test_run_flags_verbose_either_side_and_no_cache():
         assert (args.verbose, args.cache) == (verbose, cache), argv
 
 
-def _slow_costs(*args):
+def _slow_costs(*args, **options):
     """Costs of a step that takes 5 s per optimizer step: the photos profile is hours."""
     from contrastive.estimate import BASELINE, CLASSIFIER, PRETRAIN, Costs
 
