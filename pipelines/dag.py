@@ -13,6 +13,7 @@ from components.branches import input_name
 from contrastive import methods as method_registry
 from contrastive.drift import RETRAIN
 from pipelines import targets
+from pipelines.kfp_setters import fast_setters
 from pipelines.options import CompileOptions
 
 PIPELINE_NAME = "contrastive"
@@ -281,11 +282,12 @@ def build_pipeline(
             compared.set_env_variable("KERAS_BACKEND", "tensorflow")
             place.gate(compared)
 
-    return dsl.pipeline(
-        name=PIPELINE_NAME,
-        description="SupCon and SimCLR pretraining vs a cross-entropy baseline; "
-        "the best classifier is promoted if it beats the champion.",
-    )(components.document(contrastive_pipeline))
+    with fast_setters():  # the pipeline function runs here, once
+        return dsl.pipeline(
+            name=PIPELINE_NAME,
+            description="SupCon and SimCLR pretraining vs a cross-entropy baseline; "
+            "the best classifier is promoted if it beats the champion.",
+        )(components.document(contrastive_pipeline))
 
 
 def _branches(methods, fractions):
