@@ -11,7 +11,8 @@ no longer in its function is reported as *stale* (update this list after a refac
 Usage (from the repository root; a few minutes per group on 2 cores):
     KERAS_BACKEND=tensorflow .venv/bin/python bench/mutation_check.py \
         [--only loss,knn,embedding,confusion,commit,champion,durable,run_parameters,subsets,
-                trainjob,gate_outcomes,wiring,sharpened,sharpened_slow,few_labels] [--pick TEXT]
+                trainjob,gate_outcomes,wiring,sharpened,sharpened_slow,few_labels,
+                kfp_setters] [--pick TEXT]
 (the champion group needs TensorFlow: the Vertex upload of a promoted SavedModel is tested there)
 
 Prints one line per mutant, then killed/total per group; exits 1 when a mutant survives or is
@@ -466,6 +467,32 @@ MUTANTS += [
         "timings[name] = time.perf_counter() - clock",
         "timings[name] = 0.0",
         SPREADING,
+    ),
+]
+
+KFP_SETTERS = ("tests/pipeline/test_kfp_setters.py",)
+
+MUTANTS += [  # the compile's fast task setters (pipelines/kfp_setters.py)
+    Mutant(
+        "kfp_setters",
+        "_FramesOnly.stack",
+        "entries, frame = [], sys._getframe(1)",
+        "entries, frame = [], sys._getframe(0)",
+        KFP_SETTERS,
+    ),
+    Mutant(
+        "kfp_setters",
+        "fast_setters",
+        "            pipeline_task.inspect = previous",
+        "            pass",
+        KFP_SETTERS,
+    ),
+    Mutant(
+        "kfp_setters",
+        "fast_setters",
+        "        pipeline_task.inspect = _FramesOnly()",
+        "        pass",
+        KFP_SETTERS,
     ),
 ]
 

@@ -48,8 +48,8 @@ def fast_setters() -> Iterator[None]:
 
     with _lock:
         previous = getattr(pipeline_task, "inspect", None)
-        if previous is not inspect and not isinstance(previous, _FramesOnly):
-            yield  # not the KFP this was written against: change nothing
+        if previous is not inspect:  # set by an enclosing block, or another KFP: keep it
+            yield
             return
         pipeline_task.inspect = _FramesOnly()
         try:
