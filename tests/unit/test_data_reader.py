@@ -530,16 +530,18 @@ def test_a_labelled_subset_step_sees_the_nested_stratified_subset_only(dataset):
     assert set(image for image, _ in pairs) == set(fed[0.2])  # the same 36, cycled
 
 
+def _every_and_subset(out):
+    """`({image: label} of every train image, {image: label} of the 20 % subset)`."""
+    every = dict(_images_and_labels(data.stream_training_data(out, batch_size=16, seed=0)))
+    streamed = data.stream_training_data(
+        out, batch_size=16, seed=4, labeled_fraction=0.2, labelled_only=True
+    )
+    return every, dict(_images_and_labels(streamed))
+
+
 def test_a_pretraining_step_sees_every_image_with_the_others_unlabelled(dataset):
     out, _ = dataset
-    every = dict(_images_and_labels(data.stream_training_data(out, batch_size=16, seed=0)))
-    subset = dict(
-        _images_and_labels(
-            data.stream_training_data(
-                out, batch_size=16, seed=4, labeled_fraction=0.2, labelled_only=True
-            )
-        )
-    )
+    every, subset = _every_and_subset(out)
     masked = data.stream_training_data(out, batch_size=16, seed=4, labeled_fraction=0.2)
     pairs = dict(_images_and_labels(masked))
     assert masked.num_train == len(pairs) == 180
@@ -554,14 +556,7 @@ def test_balanced_batches_carry_labelled_images_of_every_class(dataset):
     of the batch is the pool as without it (unlabelled but for the subset); the epoch keeps
     its batch count, and the labelled images cycle through the whole subset."""
     out, _ = dataset
-    every = dict(_images_and_labels(data.stream_training_data(out, batch_size=16, seed=0)))
-    subset = dict(
-        _images_and_labels(
-            data.stream_training_data(
-                out, batch_size=16, seed=4, labeled_fraction=0.2, labelled_only=True
-            )
-        )
-    )
+    every, subset = _every_and_subset(out)
     plain = data.stream_training_data(out, batch_size=16, seed=4, labeled_fraction=0.2)
     balanced = data.stream_training_data(
         out, batch_size=16, seed=4, labeled_fraction=0.2, labeled_per_class=2
