@@ -19,7 +19,14 @@ PYTEST_ARGS ?=
 # tests, and each shared session fixture's, on one worker.
 WORKERS ?= 2
 XDIST := $(if $(filter-out 0,$(WORKERS)),-n $(WORKERS) --dist loadgroup,)
+# The installer: uv (pinned in constraints.txt; ~6x faster than pip on a fresh machine, the
+# same versions), or pip (INSTALLER=pip; also what uv's failure falls back to). uv reads no
+# pip.conf: a private index is given as UV_ARGS="--index-url ..." (or UV_INDEX_URL),
+# PIP_ARGS="--index-url ..." for pip and for installing uv itself.
+INSTALLER ?= uv
 PIP_ARGS ?=
+UV_ARGS ?=
+EXTRAS := .[tf,jax,dev,vertex,beam]
 
 .PHONY: help install data run test test-quick test-fast lint format compile submit schedule \
         images bench bench-ingest bench-smoke clean tensorboard
@@ -46,9 +53,14 @@ $(STAMP): pyproject.toml constraints.txt
 	  rm -rf $(VENV); \
 	  $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 2; }; \
 	fi
-	@echo "installing the project into $(VENV) (pip errors only; PIP_ARGS=-v adds its warnings)"
-	@$(BIN)/python -m pip install -qq $(PIP_ARGS) --upgrade pip
-	@$(BIN)/python -m pip install -qq $(PIP_ARGS) -c constraints.txt -e ".[tf,jax,dev,vertex,beam]"
+	@echo "installing the project into $(VENV) with $(INSTALLER) (errors only)"
+	@if [ "$(INSTALLER)" = uv ] && $(BIN)/python -m pip install -qq $(PIP_ARGS) -c constraints.txt uv && \
+	  $(BIN)/uv pip install -q --python $(BIN)/python $(UV_ARGS) -c constraints.txt -e "$(EXTRAS)"; then :; \
+	else \
+	  if [ "$(INSTALLER)" = uv ]; then echo "uv failed (its error above): installing with pip"; fi; \
+	  $(BIN)/python -m pip install -qq $(PIP_ARGS) --upgrade pip && \
+	  $(BIN)/python -m pip install -qq $(PIP_ARGS) -c constraints.txt -e "$(EXTRAS)"; \
+	fi
 	@touch $(STAMP)
 
 install: $(STAMP) data ## Create .venv, install the project (editable) and Fashion-MNIST
