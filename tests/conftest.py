@@ -369,12 +369,15 @@ def tiny_runs(separable_npz, tmp_path_factory):
     return run
 
 
-# The e2e tests' shared run: every method, one epoch, the machine's compute precision.
+# The e2e tests' shared run: every method, one epoch, the machine's compute precision; no
+# training-time estimate (it measures the steps first, ~40 s here: tests/e2e/test_own_images.py
+# reads it on its run).
 TINY_RUN_FLAGS = (
     "--methods",
     "baseline,supcon,simclr",
     "--epochs",
     "1",
+    "--no-estimate",
     "--override",
     "train.mixed_precision=auto",  # the default of every other profile; tiny pins float32
 )

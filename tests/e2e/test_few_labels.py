@@ -1,22 +1,47 @@
 """Few labels through kfp.local: two labelled fractions, SimCLR pretrained once, the
-label-efficiency curve in results.json and in the report (tiny profile, one epoch)."""
+label-efficiency curve in results.json and in the report (tiny profile, one epoch). The run
+also carries a method added from outside the package: the toy method of
+`tests/toy_method.py`, installed as a plugin (an entry point) that every process finds, runs
+through every step beside the built-in ones (one run for both: each costs ~7 s a task)."""
 
 import json
+import math
+import re
 
 import pytest
 
+from tests import toy_method
+from tests.e2e.cli_run import run_ok
+
+pytestmark = pytest.mark.slow
+
 FRACTIONS = ("0.5", "1")
-METHODS = ("baseline", "supcon", "simclr", "random_init")  # the control beside them
+# the control runs beside them; `toy` reads no label, so it pretrains once, like SimCLR
+METHODS = ("baseline", "supcon", "simclr", "toy", "random_init")
 # Test-accuracy floors at 100 % of the labels: test_local_run's (the same one-epoch tiny run
 # on the separable 4-class set, chance 0.25; its measured figures are there).
 FLOORS = {"baseline": 0.9, "supcon": 0.6, "simclr": 0.6}
 
 
 @pytest.fixture(scope="module")
-def few_labels_run(tiny_runs):
-    # any order of the fractions: the DAG sorts them
-    run = tiny_runs("--labeled-fractions", "1,0.5", "--epochs", "1", "--no-estimate")
-    return run.latest, run.stdout
+def few_labels_run(separable_npz, tmp_path_factory):
+    root = tmp_path_factory.mktemp("few-labels")
+    result = run_ok(
+        f"npz:{separable_npz}",
+        root / "runs",
+        "--methods",
+        "baseline,supcon,simclr,toy",
+        "--labeled-fractions",
+        "1,0.5",  # any order: the DAG sorts them
+        "--epochs",
+        "1",
+        "--no-estimate",
+        "--registry",
+        str(root / "registry"),
+        timeout=1200,
+        env=toy_method.install(root / "plugin"),
+    )
+    return root / "runs" / "latest", result.stdout
 
 
 def test_simclr_pretrains_once_and_every_fraction_has_its_branches(few_labels_run):
@@ -28,7 +53,13 @@ def test_simclr_pretrains_once_and_every_fraction_has_its_branches(few_labels_ru
     ]
     methods = sorted((info["method"], info["labeled_fraction"]) for info in encoders)
     # SimCLR and the untrained control read no labels: one encoder each, for every fraction
-    assert methods == [("random_init", 1.0), ("simclr", 1.0), ("supcon", 0.5), ("supcon", 1.0)]
+    assert methods == [
+        ("random_init", 1.0),
+        ("simclr", 1.0),
+        ("supcon", 0.5),
+        ("supcon", 1.0),
+        ("toy", 1.0),
+    ]
     classifiers = [
         json.loads((path / "info.json").read_text())
         for path in sorted(run_dir.glob("train-*/model"))
@@ -81,3 +112,29 @@ def test_report_draws_the_curve_and_its_table(few_labels_run):
         accuracy = results["label_efficiency"][fraction]["simclr"]["test_accuracy"]
         assert f"{100 * accuracy:.2f}" in section
     assert "STL-10" in section and "65.32" in section
+
+
+def test_a_plugin_method_runs_through_every_step(few_labels_run):
+    """The toy method, known to the run only through its entry point: pretrained (its loss
+    trains with Keras epochs), a classifier and an evaluation at each fraction, in the
+    table, the results and the report under its own label."""
+    latest, stdout = few_labels_run
+    results = json.loads((latest / "results.json").read_text())
+    toy = results["methods"]["toy"]
+    assert 0.25 <= toy["test_accuracy"] <= 1.0 and toy["knn_accuracy"] is not None
+    assert results["best"] != "random_init"  # a control is never the candidate
+    (run_dir,) = (latest / "artifacts").resolve().iterdir()  # named by the run id
+    (encoder,) = [
+        path
+        for path in run_dir.glob("pretrain-encoder*/encoder_model")
+        if json.loads((path / "info.json").read_text())["method"] == "toy"
+    ]
+    history = json.loads((encoder / "history.json").read_text())["pretrain"]
+    assert len(history["loss"]) == 1 and math.isfinite(history["loss"][0])
+    # only the pretraining losses train with Keras epochs (tiny's classifiers are fitted
+    # heads, solved without epochs); the baseline trains once per fraction
+    steps = {path.name for path in (latest / "tensorboard").resolve().iterdir()}
+    assert {"pretrain-toy", "pretrain-simclr"} <= steps
+    assert not any(step.startswith(("classifier", "pretrain-random")) for step in steps)
+    assert "Toy (alignment + uniformity)" in (latest / "report.html").read_text()
+    assert re.search(r"^\W*toy\b", stdout, re.MULTILINE), stdout[-2000:]  # a table row

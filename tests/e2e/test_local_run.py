@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TINY_RUN_FLAGS
 from tests.e2e.cli_run import run_ok
 
 # Test-accuracy floors on the separable 4-class set (chance 0.25) after one epoch of the tiny
@@ -163,8 +164,7 @@ def skipped_run(local_run, separable_npz, tmp_path_factory):
     champion (its own runs folder: `runs/latest` of the first stays)."""
     runs, _ = local_run
     again = tmp_path_factory.mktemp("again")
-    flags = ["--methods", "baseline,supcon,simclr", "--epochs", "1", "--override"]
-    flags += ["train.mixed_precision=auto", "--registry", str(runs / "registry")]
+    flags = [*TINY_RUN_FLAGS, "--registry", str(runs / "registry")]
     result = run_ok(f"npz:{separable_npz}", again, *flags, "--retrain-when", "changed", timeout=600)
     return runs, again, result.stdout
 

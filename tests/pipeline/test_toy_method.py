@@ -1,6 +1,7 @@
 """A method registered from the test suite (`tests/toy_method.py`: one module, one entry)
 gets its branch in the DAG on every target, its inputs in the compare and collect steps, and
-its label in the report, with no other file touched. `tests/e2e/test_toy_method.py` runs it."""
+its label in the report, with no other file touched. `tests/e2e/test_few_labels.py` runs
+it."""
 
 import pytest
 from google.protobuf import json_format
