@@ -87,7 +87,7 @@ def run_local(
     run_dir.mkdir(parents=True, exist_ok=False)
     logs_dir, progress_dir = run_dir / "logs", run_dir / "progress"
     logs_dir.mkdir()
-    pipeline = build_pipeline(target="local", methods=methods, labeled_fractions=labeled_fractions)
+    pipeline = local_pipeline(methods, labeled_fractions)
     params = local_parameters(pipeline, params)
     # Checkpoints keyed by what the run computes: the same parameters resume, others do not
     # (and --no-cache starts from epoch 0 in a folder of its own). A given checkpoint_root
@@ -164,7 +164,7 @@ def earlier_run(
 ) -> str | None:
     """The id of an earlier finished run of the same pipeline and parameters whose folder is
     still there (the cache holds its tasks' outputs), or None."""
-    pipeline = build_pipeline(target="local", methods=methods, labeled_fractions=labeled_fractions)
+    pipeline = local_pipeline(methods, labeled_fractions)
     key = run_key(pipeline, local_parameters(pipeline, params))
     marker = _finished_marker(Path(runs_dir).resolve(), key)
     if not marker.is_file():
@@ -249,6 +249,33 @@ def run_with_view(
     if (failed := view.failed()) is not None:
         raise LocalRunError(_failure_message(failed, logs.path(failed), view, verbose))
     return view
+
+
+# How kfp starts a lightweight component's task (its `sh -ec` command line), and how a local
+# run starts it instead: the same executor, then an immediate exit (`pipelines.task_main`).
+KFP_EXECUTOR = "python3 -m kfp.dsl.executor_main"
+TASK_MAIN = "python3 -m pipelines.task_main kfp.dsl.executor_main"
+
+
+def local_pipeline(methods: Sequence[str] | None, labeled_fractions: Sequence[float] = ()):
+    """The DAG compiled for the local target, every task started by `TASK_MAIN`."""
+    pipeline = build_pipeline(target="local", methods=methods, labeled_fractions=labeled_fractions)
+    exit_at_once(pipeline)
+    return pipeline
+
+
+def exit_at_once(pipeline) -> int:
+    """Has every task of `pipeline` start as `TASK_MAIN` where kfp wrote `KFP_EXECUTOR`, in its
+    pipeline spec (what kfp.local runs); returns the number of executors changed."""
+    executors = pipeline.pipeline_spec.deployment_spec["executors"]
+    changed = 0
+    for label in executors:
+        command = executors[label]["container"]["command"]
+        for index, part in enumerate(command):
+            if isinstance(part, str) and KFP_EXECUTOR in part:
+                command[index] = part.replace(KFP_EXECUTOR, TASK_MAIN)
+                changed += 1
+    return changed
 
 
 def run_key(pipeline, params: dict) -> str:

@@ -13,6 +13,7 @@ from kfp import dsl, local
 from rich.console import Console
 
 from pipelines.local import LocalRunError, run_with_view
+from pipelines.local.run import exit_at_once
 
 NOTICE = "I0000 00:00:1795994672.867316   18957 port.cc:153] oneDNN custom operations are on."
 
@@ -67,6 +68,9 @@ def kfp_local(tmp_path, monkeypatch):
 
 
 def _run(pipeline, tmp_path, name, verbose=False):
+    # as `contrastive run` starts its tasks: through pipelines.task_main (an in-place change,
+    # idempotent: these module-level pipelines run again)
+    exit_at_once(pipeline)
     out = io.StringIO()
     console = Console(file=out, width=200, force_terminal=False)
     logs = tmp_path / name / "logs"
@@ -224,15 +228,20 @@ def test_task_names_are_the_display_names_in_run_order():
 def test_a_changed_source_or_profile_file_is_a_new_run_and_ingests_again(tmp_path):
     """The stale-cache fault: the same --source naming changed files, or an edited profile
     file, must not be served the old run's outputs; unchanged ones must."""
-    from pipelines.dag import build_pipeline
-    from pipelines.local.run import _finished_marker, earlier_run, local_parameters, run_key
+    from pipelines.local.run import (
+        _finished_marker,
+        earlier_run,
+        local_parameters,
+        local_pipeline,
+        run_key,
+    )
 
     photos, profile = tmp_path / "photos", tmp_path / "mine.yaml"
     for label in ("cats", "dogs"):
         (photos / label).mkdir(parents=True)
         (photos / label / "1.png").write_bytes(b"png of " + label.encode())
     profile.write_text("base: tiny\ntrain: {epochs: 2}\n")
-    pipeline = build_pipeline(target="local")
+    pipeline = local_pipeline(None)
     params = {"source": str(photos), "profile": str(profile)}
 
     def key():
@@ -269,15 +278,20 @@ def test_a_changed_source_or_profile_file_is_a_new_run_and_ingests_again(tmp_pat
 
 
 def test_run_key_and_earlier_run(tmp_path):
-    from pipelines.dag import build_pipeline
-    from pipelines.local.run import _finished_marker, earlier_run, local_parameters, run_key
+    from pipelines.local.run import (
+        _finished_marker,
+        earlier_run,
+        local_parameters,
+        local_pipeline,
+        run_key,
+    )
 
-    pipeline = build_pipeline(target="local")
+    pipeline = local_pipeline(None)
     params = {"profile": "tiny", "epochs": 2, "seed": 0}
     key = run_key(pipeline, params)
-    assert key == run_key(build_pipeline(target="local"), dict(reversed(params.items())))
+    assert key == run_key(local_pipeline(None), dict(reversed(params.items())))
     assert key != run_key(pipeline, {**params, "epochs": 3})
-    assert key != run_key(build_pipeline(target="local", methods=["supcon"]), params)
+    assert key != run_key(local_pipeline(["supcon"]), params)
 
     methods = ("baseline", "supcon", "simclr")
     assert earlier_run(params, methods=methods, runs_dir=tmp_path) is None
@@ -408,7 +422,7 @@ def test_no_cache_runs_every_task_afresh_in_a_checkpoint_folder_of_its_own(tmp_p
     for run_id, cache in (("a", True), ("b", True), ("c", False), ("d", False)):
         with pytest.raises(Stop):
             runner.run_local(values, runs_dir=tmp_path, run_id=run_id, cache=cache)
-    pipeline = runner.build_pipeline(target="local")
+    pipeline = runner.local_pipeline(None)
     key = runner.run_key(pipeline, runner.local_parameters(pipeline, values))
     roots = [p["checkpoint_root"] for p in params]
     assert roots == [f"{tmp_path}/checkpoints/{key}"] * 2 + [
