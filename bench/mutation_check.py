@@ -12,7 +12,7 @@ Usage (from the repository root; a few minutes per group on 2 cores):
     KERAS_BACKEND=tensorflow .venv/bin/python bench/mutation_check.py \
         [--only loss,knn,embedding,confusion,commit,champion,durable,run_parameters,subsets,
                 trainjob,gate_outcomes,wiring,sharpened,sharpened_slow,few_labels,
-                kfp_setters] [--pick TEXT]
+                kfp_setters,task_main] [--pick TEXT]
 (the champion group needs TensorFlow: the Vertex upload of a promoted SavedModel is tested there)
 
 Prints one line per mutant, then killed/total per group; exits 1 when a mutant survives or is
@@ -493,6 +493,38 @@ MUTANTS += [  # the compile's fast task setters (pipelines/kfp_setters.py)
         "        pipeline_task.inspect = _FramesOnly()",
         "        pass",
         KFP_SETTERS,
+    ),
+]
+
+TASK_MAIN = ("tests/pipeline/test_task_main.py",)
+TASK_MAIN_RUN = ("tests/pipeline/test_task_main.py", "tests/pipeline/test_local_view.py")
+
+MUTANTS += [  # a local run's task processes (pipelines/task_main.py, pipelines/local/run.py)
+    Mutant("task_main", "exit_status", "        return 0", "        return 1", TASK_MAIN),
+    Mutant("task_main", "exit_status", "    return 1", "    return 0", TASK_MAIN),
+    Mutant("task_main", "main", "        return 130", "        return 1", TASK_MAIN),
+    Mutant("task_main", "main", "    sys.argv = [argv[0], *argv[2:]]", "    pass", TASK_MAIN),
+    Mutant(
+        "task_main",
+        "main",
+        "        sys.excepthook(*sys.exc_info())\n        return 1",
+        "        return 1",
+        TASK_MAIN,
+    ),
+    Mutant("task_main", "finish", "    os._exit(status)", "    os._exit(0)", TASK_MAIN),
+    Mutant(
+        "task_main",
+        "exit_at_once",
+        "                changed += 1",
+        "                pass",
+        TASK_MAIN,
+    ),
+    Mutant(
+        "task_main",
+        "local_pipeline",
+        "    exit_at_once(pipeline)",
+        "    pass",
+        TASK_MAIN_RUN,
     ),
 ]
 
