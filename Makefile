@@ -19,9 +19,10 @@ PYTEST_ARGS ?=
 # shared session fixture's, on one worker. `make test` runs 3 on this 2-core machine: its
 # end-to-end tests wait on child processes, and a third worker fills those gaps (TensorFlow
 # pass 706 s against 750 s with 2, the same CPU seconds; README "Test"). `make test-quick`
-# is CPU-bound compiles: 2.
+# is CPU-bound compiles: 2; so is the JAX pass (217.6 s on 2, 223.1 s on 3, back to back).
 WORKERS ?= 3
 QUICK_WORKERS ?= 2
+JAX_WORKERS ?= 2
 xdist = $(if $(filter-out 0,$(1)),-n $(1) --dist loadgroup,)
 XDIST := $(call xdist,$(WORKERS))
 # The installer: uv (pinned in constraints.txt; 2.6x faster than pip on a fresh machine, the
@@ -96,7 +97,7 @@ format: $(STAMP) ## Apply ruff fixes and formatting
 
 test: install lint ## Lint, the whole suite (TensorFlow backend), then library tests on JAX
 	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q $(XDIST) $(PYTEST_ARGS)
-	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -m backend $(XDIST) $(PYTEST_ARGS)
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -m backend $(call xdist,$(JAX_WORKERS)) $(PYTEST_ARGS)
 
 test-quick: install ## The inner loop (< 2 min): tests that train nothing and start no process
 	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -m "not slow" $(call xdist,$(QUICK_WORKERS)) $(PYTEST_ARGS)
