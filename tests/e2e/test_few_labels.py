@@ -21,6 +21,7 @@ METHODS = ("baseline", "supcon", "simclr", "toy", "random_init")
 # Test-accuracy floors at 100 % of the labels: test_local_run's (the same one-epoch tiny run
 # on the separable 4-class set, chance 0.25; its measured figures are there).
 FLOORS = {"baseline": 0.9, "supcon": 0.6, "simclr": 0.6}
+TOY_FLOOR = 0.6  # the plugin method's test and kNN accuracy at 100 % (measured below)
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +122,11 @@ def test_a_plugin_method_runs_through_every_step(few_labels_run):
     latest, stdout = few_labels_run
     results = json.loads((latest / "results.json").read_text())
     toy = results["methods"]["toy"]
-    assert 0.25 <= toy["test_accuracy"] <= 1.0 and toy["knn_accuracy"] is not None
+    # Its classifier and evaluation worked: 1.00 test and kNN accuracy in each of the four
+    # runs of this test measured on 2026-12-07 (chance 0.25; a one-class model scores 0.25).
+    # The untrained control scores 1.00 here too (a separable set), so these floors check the
+    # branch's plumbing; that the toy loss trained is its finite loss history below.
+    assert toy["test_accuracy"] >= TOY_FLOOR and toy["knn_accuracy"] >= TOY_FLOOR, toy
     assert results["best"] != "random_init"  # a control is never the candidate
     (run_dir,) = (latest / "artifacts").resolve().iterdir()  # named by the run id
     (encoder,) = [
