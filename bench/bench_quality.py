@@ -195,6 +195,10 @@ def _choice(details: dict) -> dict:
         out["classifier"] = details["chosen"]
         out["classifier_cv_accuracy"] = round(details["cv_accuracy"], 4)
         out["classifier_setting"] = details.get("setting")
+    if details.get("distill_kept"):
+        out["distill_kept"] = details["distill_kept"]
+        out["fitted_val_accuracy"] = details.get("fitted_val_accuracy")
+        out["distilled_val_accuracy"] = details.get("distilled_val_accuracy")
     if details.get("kept"):
         out["finetune_kept"] = details["kept"]
         out["fitted_val_accuracy"] = details.get("fitted_val_accuracy")

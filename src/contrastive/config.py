@@ -147,6 +147,17 @@ class TrainConfig:
     classifier_learning_rate: float = 1e-3
     # Learning rate of the whole classifier (encoder and head) in classifier_mode finetune.
     finetune_learning_rate: float = 1e-4
+    # Self-distillation after the fitted head (classifier_mode fitted; 0: off): a student
+    # (the encoder and a linear head from the fitted one) trained for distill_epochs on every
+    # pool image against the fitted head's class distribution at distill_temperature (the
+    # label where there is one), kept only if its validation accuracy is at least the fitted
+    # head's (`contrastive.training.distill`). Does nothing where every image is labelled.
+    distill_epochs: int = 0
+    distill_learning_rate: float = 1e-3
+    distill_temperature: float = 1.0
+    # The student's views: "strong" (augment.strong, the noise Noisy Student finds essential:
+    # a student fed the teacher's own views learns the teacher back) or "weak".
+    distill_augment: str = "strong"
     momentum: float = 0.9
     weight_decay: float = 0.0
     schedule: str = "cosine"
@@ -406,8 +417,22 @@ def validate(config: Config) -> None:
     _check("train.seed", t.seed, lambda v: v >= 0, "must be >= 0")  # ingest's splits take >= 0
     for name in ("temperature", "knn_temperature", "learning_rate"):
         _check(f"train.{name}", getattr(t, name), lambda v: v > 0, "must be > 0")
-    for name in ("classifier_learning_rate", "finetune_learning_rate"):
+    for name in (
+        "classifier_learning_rate",
+        "finetune_learning_rate",
+        "distill_learning_rate",
+        "distill_temperature",
+    ):
         _check(f"train.{name}", getattr(t, name), lambda v: v > 0, "must be > 0")
+    _check("train.distill_epochs", t.distill_epochs, lambda v: v >= 0, "must be >= 0")
+    _check_choice("train.distill_augment", t.distill_augment, ("weak", "strong"))
+    _check(
+        "train.distill_epochs",
+        t.distill_epochs,
+        lambda v: v == 0 or t.classifier_mode == "fitted",
+        f"distils from the fitted head: it needs train.classifier_mode fitted, not "
+        f"{t.classifier_mode!r} (or 0)",
+    )
     if t.base_temperature is not None:
         _check("train.base_temperature", t.base_temperature, lambda v: v > 0, "must be > 0")
     _check("train.weight_decay", t.weight_decay, lambda v: v >= 0, "must be >= 0")
@@ -462,7 +487,12 @@ def validate(config: Config) -> None:
 # SGD with the linear scaling rule reaches 0.3 x batch / 256 (4.8 at batch 4096).
 TEMPERATURE_RANGE = (0.01, 1.0)
 LEARNING_RATE_RANGES = {"adam": (1e-6, 0.1), "sgd": (1e-5, 10.0)}
-_LEARNING_RATES = ("learning_rate", "classifier_learning_rate", "finetune_learning_rate")
+_LEARNING_RATES = (
+    "learning_rate",
+    "classifier_learning_rate",
+    "finetune_learning_rate",
+    "distill_learning_rate",
+)
 
 
 def unusual_settings(config: Config, fields=None) -> list[str]:

@@ -149,6 +149,10 @@ def estimate_run(
     unlabelled = train.classifier_mode == "fitted" and any(
         fraction is not None and fraction < 1 for fraction in fractions
     )
+    # A distilled student trains like the baseline (one view, the whole encoder) on the pool.
+    distilling = unlabelled and train.distill_epochs > 0
+    if distilling and BASELINE not in kinds:
+        kinds.append(BASELINE)
     costs = measure_costs(
         config, data.image_shape, data.classes, kinds, spreading=data.train if unlabelled else 0
     )
@@ -210,6 +214,8 @@ def estimate_run(
                 pretrain = 0.0  # one encoder serves every fraction
             if train.classifier_mode == "fitted":  # one feature pass over the pool and a solve
                 classifier = fitted_seconds(fraction)
+                if distilling and fraction is not None and fraction < 1:
+                    classifier += seconds(BASELINE, train.distill_epochs, data.train)
             else:
                 classifier = seconds(CLASSIFIER, train.classifier_epochs, labelled(fraction))
             steps[method + tag] = pretrain + classifier

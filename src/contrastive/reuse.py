@@ -42,6 +42,10 @@ _CLASSIFIER_ONLY = (
     "train.classifier_mode",
     "train.classifier_learning_rate",
     "train.finetune_learning_rate",
+    "train.distill_epochs",
+    "train.distill_learning_rate",
+    "train.distill_temperature",
+    "train.distill_augment",
     "train.labeled_steps_per_epoch",
     "model.classifier_head",
     "model.classifier_hidden_dim",
@@ -70,7 +74,15 @@ _IGNORED = {
     + ("train.epochs", "train.learning_rate", "model.encoder", "model.width"),
     "baseline": _NOT_SHAPING
     + _PRETRAIN_ONLY
-    + ("train.classifier_mode", "train.classifier_learning_rate", "train.finetune_learning_rate"),
+    + (
+        "train.classifier_mode",
+        "train.classifier_learning_rate",
+        "train.finetune_learning_rate",
+        "train.distill_epochs",
+        "train.distill_learning_rate",
+        "train.distill_temperature",
+        "train.distill_augment",
+    ),
 }
 STEPS = tuple(_IGNORED)
 REQUEST_FILE = "request.json"  # in a checkpoint folder; a model directory keeps it in info.json

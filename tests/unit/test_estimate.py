@@ -198,6 +198,24 @@ def test_few_labels_counts_each_fraction_and_simclr_once(monkeypatch):
     assert steps == pytest.approx(
         {"supcon": pretrain + _fitted(1000, 0, 10) + spread, "baseline": fit(BASELINE, 6, 40)}
     )
+    # Self-distillation after the fitted head: a student trained like the baseline on the
+    # whole pool for distill_epochs, where the pool has unlabelled rows; the baseline's step
+    # is measured for it even in a run without the baseline.
+    kinds = []
+    monkeypatch.setattr(
+        estimate,
+        "measure_costs",
+        lambda config, shape, classes, measured, spreading: kinds.append(list(measured)) or costs,
+    )
+    distilled = fitted.replace({"train.distill_epochs": 3})
+    steps = estimate.estimate_run(data, distilled, ["supcon"], labeled_fractions=(0.01, 1.0)).steps
+    assert kinds == [[PRETRAIN, CLASSIFIER, BASELINE]]
+    assert steps == pytest.approx(
+        {
+            "supcon 1%": pretrain + _fitted(1000, 0, 10) + spread + fit(BASELINE, 3, 10),
+            "supcon 100%": pretrain + _fitted(1000, 0, 1000),
+        }
+    )
 
 
 def test_spreading_costs_separate_fixed_per_row_and_graph(monkeypatch):

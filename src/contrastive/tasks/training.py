@@ -173,6 +173,8 @@ def run_train_classifier(
             metrics["classifier_cv_accuracy"] = selection.get("cv_accuracy")
             if "kept" in selection:
                 metrics["finetuned"] = selection["kept"] == "finetuned"
+            if "distill_kept" in selection:
+                metrics["distilled"] = selection["distill_kept"] == "student"
         info = {
             "kind": "classifier",
             "method": method,

@@ -15,7 +15,7 @@ from contrastive.models import (
     build_fitted_head,
     feature_model,
 )
-from contrastive.training import distribution, fitting, probe
+from contrastive.training import distill, distribution, fitting, probe
 from contrastive.training.knn import embed, embed_batches
 from contrastive.training.optim import precision_policy
 from contrastive.training.pretrain import (
@@ -179,6 +179,13 @@ def train_classifier(
       else the fitted model (with the encoder's weights before fine-tuning) is returned.
       Without validation data the fine-tuned model is kept.
 
+    With `train.distill_epochs > 0` (`fitted` only), the fitted head then teaches a student
+    over the unlabelled images of `train` (`training.distill`): the encoder and a linear head
+    started from the fitted one, trained on the teacher's soft targets; the student is kept
+    when its validation accuracy is at least the fitted head's (`details`: `distill_kept`,
+    `fitted_val_accuracy`, `distilled_val_accuracy`), else the fitted model with the
+    encoder's weights before.
+
     Sparse cross-entropy, metric `accuracy`. Datasets must yield `(x, y)` batches.
 
     Args:
@@ -235,6 +242,19 @@ def train_classifier(
         config, extractor, train, validation, num_classes=num_classes, details=details
     )
     if mode == "fitted":
+        if config.train.distill_epochs > 0:
+            return _distill(
+                config,
+                extractor,
+                fitted,
+                model,
+                history,
+                train,
+                validation,
+                num_classes=num_classes,
+                callbacks=callbacks,
+                details=details,
+            )
         return model, history
     return _finetune(
         config,
@@ -350,6 +370,88 @@ def _finetune(
         set_trainable(extractor, False)
         return fitted_model, fitted_history
     return model, history
+
+
+def _distill(
+    config,
+    extractor,
+    fitted,
+    fitted_model,
+    fitted_history,
+    train,
+    validation,
+    *,
+    num_classes,
+    callbacks,
+    details,
+):
+    """`train_classifier`'s self-distillation after the fitted head (`training.distill`):
+    the student is kept when its validation accuracy is at least the fitted head's."""
+    before = extractor.get_weights()
+    # The student's model carries its views' augmenter (inactive when it serves).
+    views = dataclasses.asdict(getattr(config.augment, config.train.distill_augment))
+    student_config = config.replace({"augment.weak": views})
+    trained = distill.train_student(
+        config,
+        extractor,
+        fitted,
+        train,
+        num_classes=num_classes,
+        build_student=lambda images, labels: linear_start(
+            student_config, extractor, fitted, (images, labels), num_classes=num_classes
+        ),
+        callbacks=callbacks,
+    )
+    if trained is None:
+        details.update(distill_kept="fitted", distill_skipped="every image is labelled")
+        return fitted_model, fitted_history
+    student, history, record = trained
+    _, validation = _labelled_data(None, validation, num_classes)
+    student_accuracy = _model_accuracy(student, validation, config.train.batch_size)
+    teacher_accuracy = fitted_history.get("val_accuracy", [None])[-1]
+    keep = (
+        "student"
+        if student_accuracy is None
+        or teacher_accuracy is None
+        or student_accuracy >= teacher_accuracy
+        else "fitted"
+    )
+    details.update(
+        distill_images=record["images"],
+        distill_unlabelled=record["unlabelled"],
+        fitted_val_accuracy=teacher_accuracy,
+        distilled_val_accuracy=student_accuracy,
+        distill_kept=keep,
+    )
+    log.info(
+        "distillation: validation accuracy %s fitted, %s student: kept %s",
+        teacher_accuracy,
+        student_accuracy,
+        keep,
+    )
+    if keep == "fitted":
+        extractor.set_weights(before)
+        set_trainable(extractor, False)
+        return fitted_model, fitted_history
+    if student_accuracy is not None:
+        history["val_accuracy"] = [student_accuracy]
+    return student, history
+
+
+def _model_accuracy(model, validation, batch_size):
+    """`model`'s accuracy on `(x, y)` NumPy validation rows or a dataset of batches, or None."""
+    if validation is None:
+        return None
+    arrays = fitting.as_arrays(validation, "validation")
+    batches = [arrays] if arrays is not None else validation
+    right = total = 0
+    for images, labels in _bounded(batches, batch_size):
+        labels = labels.reshape(-1)
+        keep = labels >= 0
+        predicted = np.argmax(np.asarray(model.predict_on_batch(images)), axis=1)
+        right += int((predicted[keep] == labels[keep]).sum())
+        total += int(keep.sum())
+    return right / total if total else None
 
 
 def linear_start(config, extractor, fitted, train, *, num_classes):
