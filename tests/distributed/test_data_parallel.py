@@ -52,8 +52,14 @@ def _devices_check(mode, *args, devices=8):
 
 
 @pytest.fixture(scope="module")
-def loss_check():
-    return _devices_check("loss")
+def eight_devices():
+    """The loss and the one-epoch checks, in one child process of 8 devices."""
+    return _devices_check("loss,epoch")
+
+
+@pytest.fixture(scope="module")
+def loss_check(eight_devices):
+    return eight_devices["loss"]
 
 
 @pytest.mark.parametrize("method", ["supcon", "simclr"])
@@ -80,8 +86,8 @@ def test_global_batch_that_does_not_divide_over_devices_is_refused(loss_check):
     )
 
 
-def test_one_epoch_on_8_devices_matches_1_device():
-    result = _devices_check("epoch")
+def test_one_epoch_on_8_devices_matches_1_device(eight_devices):
+    result = eight_devices["epoch"]
     assert result["devices_used"] == 8
     assert result["loss_8_devices"] == pytest.approx(result["loss_1_device"], abs=LOSS_TOLERANCE)
     assert result["max_weight_difference"] < WEIGHT_TOLERANCE
