@@ -1,8 +1,11 @@
-"""Few labels through kfp.local: two labelled fractions, SimCLR pretrained once, the
-label-efficiency curve in results.json and in the report (tiny profile, one epoch). The run
-also carries a method added from outside the package: the toy method of
+"""Few labels through kfp.local: two labelled fractions, the methods that read no label
+pretrained once, the label-efficiency curve in results.json and in the report (tiny profile,
+one epoch). The run carries a method added from outside the package: the toy method of
 `tests/toy_method.py`, installed as a plugin (an entry point) that every process finds, runs
-through every step beside the built-in ones (one run for both: each costs ~7 s a task)."""
+through every step beside the built-in ones (one run for both: each costs ~7 s a task).
+SimCLR is left out (five tasks less): the toy method reads no label either, so it takes the
+pretrain-once path here, and SimCLR's own single pretraining is checked where the DAG is
+compiled (tests/pipeline/test_compile.py) and its steps run in tests/e2e/test_local_run.py."""
 
 import json
 import math
@@ -16,11 +19,11 @@ from tests.e2e.cli_run import run_ok
 pytestmark = pytest.mark.slow
 
 FRACTIONS = ("0.5", "1")
-# the control runs beside them; `toy` reads no label, so it pretrains once, like SimCLR
-METHODS = ("baseline", "supcon", "simclr", "toy", "random_init")
+# the control runs beside them; `toy` reads no label, so it pretrains once, as SimCLR does
+METHODS = ("baseline", "supcon", "toy", "random_init")
 # Test-accuracy floors at 100 % of the labels: test_local_run's (the same one-epoch tiny run
 # on the separable 4-class set, chance 0.25; its measured figures are there).
-FLOORS = {"baseline": 0.9, "supcon": 0.6, "simclr": 0.6}
+FLOORS = {"baseline": 0.9, "supcon": 0.6}
 TOY_FLOOR = 0.6  # the plugin method's test and kNN accuracy at 100 % (measured below)
 
 
@@ -31,7 +34,7 @@ def few_labels_run(separable_npz, tmp_path_factory):
         f"npz:{separable_npz}",
         root / "runs",
         "--methods",
-        "baseline,supcon,simclr,toy",
+        "baseline,supcon,toy",
         "--labeled-fractions",
         "1,0.5",  # any order: the DAG sorts them
         "--epochs",
@@ -45,7 +48,7 @@ def few_labels_run(separable_npz, tmp_path_factory):
     return root / "runs" / "latest", result.stdout
 
 
-def test_simclr_pretrains_once_and_every_fraction_has_its_branches(few_labels_run):
+def test_label_free_methods_pretrain_once_and_every_fraction_has_its_branches(few_labels_run):
     latest, _ = few_labels_run
     (run_dir,) = (latest / "artifacts").resolve().iterdir()  # named by the run id
     encoders = [
@@ -53,10 +56,10 @@ def test_simclr_pretrains_once_and_every_fraction_has_its_branches(few_labels_ru
         for path in sorted(run_dir.glob("pretrain-encoder*/encoder_model"))
     ]
     methods = sorted((info["method"], info["labeled_fraction"]) for info in encoders)
-    # SimCLR and the untrained control read no labels: one encoder each, for every fraction
+    # the toy method and the untrained control read no labels: one encoder each, for every
+    # fraction; SupCon reads them: one per fraction
     assert methods == [
         ("random_init", 1.0),
-        ("simclr", 1.0),
         ("supcon", 0.5),
         ("supcon", 1.0),
         ("toy", 1.0),
@@ -110,7 +113,7 @@ def test_report_draws_the_curve_and_its_table(few_labels_run):
     results = json.loads((latest / "results.json").read_text())
     for fraction, label in zip(FRACTIONS, ("50 %", "100 %"), strict=True):
         assert f"<td>{label}</td>" in section
-        accuracy = results["label_efficiency"][fraction]["simclr"]["test_accuracy"]
+        accuracy = results["label_efficiency"][fraction]["supcon"]["test_accuracy"]
         assert f"{100 * accuracy:.2f}" in section
     assert "STL-10" in section and "65.32" in section
 
@@ -139,7 +142,7 @@ def test_a_plugin_method_runs_through_every_step(few_labels_run):
     # only the pretraining losses train with Keras epochs (tiny's classifiers are fitted
     # heads, solved without epochs); the baseline trains once per fraction
     steps = {path.name for path in (latest / "tensorboard").resolve().iterdir()}
-    assert {"pretrain-toy", "pretrain-simclr"} <= steps
+    assert {"pretrain-toy", "pretrain-supcon-50pct", "pretrain-supcon-100pct"} <= steps
     assert not any(step.startswith(("classifier", "pretrain-random")) for step in steps)
     assert "Toy (alignment + uniformity)" in (latest / "report.html").read_text()
     assert re.search(r"^\W*toy\b", stdout, re.MULTILINE), stdout[-2000:]  # a table row
