@@ -12,7 +12,7 @@ Usage (from the repository root; a few minutes per group on 2 cores):
     KERAS_BACKEND=tensorflow .venv/bin/python bench/mutation_check.py \
         [--only loss,knn,embedding,confusion,commit,champion,durable,run_parameters,subsets,
                 trainjob,gate_outcomes,wiring,sharpened,sharpened_slow,few_labels,
-                kfp_setters,task_main] [--pick TEXT]
+                kfp_setters,task_main,distill] [--pick TEXT]
 (the champion group needs TensorFlow: the Vertex upload of a promoted SavedModel is tested there)
 
 Prints one line per mutant, then killed/total per group; exits 1 when a mutant survives or is
@@ -531,6 +531,75 @@ MUTANTS += [  # a local run's task processes (pipelines/task_main.py, pipelines/
         "    exit_at_once(pipeline)",
         "    pass",
         TASK_MAIN_RUN,
+    ),
+]
+
+DISTILL = ("tests/unit/test_distill.py",)
+DISTILL_COST = ("tests/unit/test_estimate.py",)
+
+MUTANTS += [  # self-distillation after the fitted head (training/distill.py, classifier.py)
+    Mutant(
+        "distill", "teacher_targets", "logits = scores / temperature", "logits = scores", DISTILL
+    ),
+    Mutant(
+        "distill",
+        "teacher_targets",
+        "        scores = np.log(np.maximum(scores, 1e-12))\n",
+        "",
+        DISTILL,
+    ),
+    Mutant(
+        "distill",
+        "teacher_targets",
+        "    targets[labelled] = np.eye(num_classes)[labels[labelled]]\n",
+        "",
+        DISTILL,
+    ),
+    Mutant("distill", "teacher_targets", "if not temperature > 0:", "if temperature < 0:", DISTILL),
+    Mutant("distill", "pool_arrays", "if room < len(batch_labels):", "if False:", DISTILL),
+    Mutant("distill", "train_student", "if unlabelled == 0:", "if False:", DISTILL),
+    Mutant(
+        "distill",
+        "train_student",
+        "(images, targets),",
+        "(images, np.eye(num_classes)[np.maximum(labels, 0)]),",
+        DISTILL,
+    ),
+    Mutant(
+        "distill",
+        "train_classifier",
+        "if config.train.distill_epochs > 0:",
+        "if False:",
+        DISTILL,
+    ),
+    Mutant(
+        "distill",
+        "_distill",
+        "or student_accuracy >= teacher_accuracy",
+        "or student_accuracy <= teacher_accuracy",
+        DISTILL,
+    ),
+    Mutant("distill", "_distill", "        extractor.set_weights(before)\n", "", DISTILL),
+    Mutant(
+        "distill",
+        "_distill",
+        'student_config = config.replace({"augment.weak": views})',
+        "student_config = config",
+        DISTILL,
+    ),
+    Mutant(
+        "distill",
+        "_model_accuracy",
+        "right += int((predicted[keep] == labels[keep]).sum())",
+        "right += int(keep.sum())",
+        DISTILL,
+    ),
+    Mutant(
+        "distill",
+        "estimate_run",
+        "classifier += seconds(BASELINE, train.distill_epochs, data.train)",
+        "pass",
+        DISTILL_COST,
     ),
 ]
 

@@ -5,11 +5,14 @@ training, its selection on validation (never on test) and the encoder's restorat
 the fitted head is kept run on tiny textures on each Keras backend.
 """
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
 
 from contrastive import training
+from contrastive.augment import build_augmenter
 from contrastive.config import ConfigError, load_config
 from contrastive.training import classifier as classifier_module
 from contrastive.training import distill, probe
@@ -140,6 +143,19 @@ def distill_config(**train):
     return make_config(distill_epochs=2, distill_learning_rate=0.003, **train)
 
 
+def augmenter_settings(augmenter):
+    """Each stage's settings, names and seeds aside (they differ by construction only)."""
+    return [
+        {k: v for k, v in layer.get_config().items() if k not in ("name", "seed")}
+        for layer in augmenter.layers
+    ]
+
+
+def views_of(config, strength):
+    settings = dataclasses.asdict(getattr(config.augment, strength))
+    return augmenter_settings(build_augmenter((16, 16, 1), **settings))
+
+
 @pytest.mark.slow
 def test_the_student_trains_on_every_pool_image_and_is_kept_when_validation_agrees(
     encoder, pool, monkeypatch
@@ -170,11 +186,18 @@ def test_the_student_trains_on_every_pool_image_and_is_kept_when_validation_agre
     labelled = pool["train"][1] >= 0
     np.testing.assert_array_equal(targets[labelled].argmax(1), pool["train"][1][labelled])
     np.testing.assert_allclose(targets.sum(1), 1.0, rtol=1e-5)
+    # the unlabelled rows carry the teacher's distribution: every class predicted, not hard
+    assert set(targets[~labelled].argmax(1)) == set(range(NUM_CLASSES))
+    assert targets[~labelled].max(1).mean() < 0.999
     assert details["distill_kept"] == "student"
     assert details["distill_unlabelled"] == 512 - 16
     assert len(history["loss"]) == 2 and history["val_accuracy"] == [1.0]
     assert not any(isinstance(layer, training.FrozenEncoder) for layer in model.layers)
     assert any(not np.array_equal(a, b) for a, b in zip(before, weights_of(copy), strict=True))
+    # the student saw the strong views (train.distill_augment's default), not the weak ones
+    config = distill_config()
+    assert views_of(config, "strong") != views_of(config, "weak")
+    assert augmenter_settings(model.get_layer("weak_augmenter")) == views_of(config, "strong")
 
 
 @pytest.mark.slow
