@@ -545,7 +545,7 @@ MUTANTS += [  # self-distillation after the fitted head (training/distill.py, cl
         "distill",
         "teacher_targets",
         "        scores = np.log(np.maximum(scores, 1e-12))\n",
-        "",
+        "        scores = scores\n",
         DISTILL,
     ),
     Mutant(
@@ -567,7 +567,7 @@ MUTANTS += [  # self-distillation after the fitted head (training/distill.py, cl
     ),
     Mutant(
         "distill",
-        "train_classifier",
+        "classifier.py::train_classifier",
         "if config.train.distill_epochs > 0:",
         "if False:",
         DISTILL,

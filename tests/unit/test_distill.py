@@ -89,9 +89,17 @@ def test_the_pool_is_gathered_from_batches_and_cut_at_the_memory_bound():
     np.testing.assert_array_equal(got_images, images)
     np.testing.assert_array_equal(got_labels, labels)
     row = 4 + 4 * 4  # 4 bytes of image, 4 float32 targets
-    cut_images, cut_labels = distill.pool_arrays(batches, 4, max_bytes=6 * row + 3)
+    pulled = []
+
+    def stream():
+        for batch in batches:
+            pulled.append(len(batch[1]))
+            yield batch
+
+    cut_images, cut_labels = distill.pool_arrays(stream(), 4, max_bytes=6 * row + 3)
     np.testing.assert_array_equal(cut_images, images[:6])
     np.testing.assert_array_equal(cut_labels, labels[:6])
+    assert pulled == [4, 4]  # the stream is not read past the cut
     same = distill.pool_arrays((images, labels), 4)
     assert same[0] is images or np.shares_memory(same[0], images)
     with pytest.raises(ValueError, match="no image"):
