@@ -216,6 +216,56 @@ def test_fitted_classifier_selection_reads_no_test_or_validation_image(
     assert int((labels >= 0).sum()) == 180 and int((labels == -1).sum()) == 180
 
 
+@pytest.mark.slow
+def test_distillation_in_the_classifier_step_trains_on_the_streamed_pool(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    """`train.distill_epochs` through the pipeline's classifier step: the student trains on
+    every train image read from the shards (half of them unlabelled), never on validation
+    or test images, and the step records the choice and saves a model that loads."""
+    from contrastive.data import reader
+    from contrastive.training import distill
+
+    config = resolve_config(
+        "tiny", overrides=["data.limit=null", "train.distill_epochs=1"], labeled_fraction=0.5
+    )
+    tasks.run_pretrain(tiny_dataset, tmp_path / "encoder", config, method="simclr")
+    splits_read, trained_on = [], []
+    read_split, fit_model = reader.read_split, distill.fitting.fit_model
+
+    def spy_read(uri, split, *args, **kwargs):
+        splits_read.append(split)
+        return read_split(uri, split, *args, **kwargs)
+
+    def spy_fit(model, config, train, validation, **kwargs):
+        trained_on.append((np.asarray(train[0]), np.asarray(train[1]), validation))
+        return fit_model(model, config, train, validation, **kwargs)
+
+    monkeypatch.setattr(reader, "read_split", spy_read)
+    monkeypatch.setattr(distill.fitting, "fit_model", spy_fit)
+    result = tasks.run_train_classifier(
+        tiny_dataset, tmp_path / "encoder", tmp_path / "classifier", config
+    )
+    monkeypatch.undo()
+    assert "test" not in splits_read
+    ((images, targets, validation),) = trained_on
+    train_x, train_y = data.load_arrays(tiny_dataset, "train")
+    validation_x, _ = data.load_arrays(tiny_dataset, "validation")
+    assert validation is None and images.shape == train_x.shape and targets.shape == (360, 4)
+    as_rows = {row.tobytes() for row in images}
+    assert as_rows == {row.tobytes() for row in train_x}
+    assert not as_rows & {row.tobytes() for row in validation_x}
+    assert int((targets.max(1) == 1.0).sum()) >= 180  # the labelled half: one-hot rows
+    info = json.loads((tmp_path / "classifier" / "info.json").read_text())
+    selection = info["classifier_selection"]
+    assert selection["distill_images"] == 360 and selection["distill_unlabelled"] == 180
+    kept_student = selection["distill_kept"] == "student"
+    assert result["distilled"] is kept_student
+    assert kept_student == (selection["distilled_val_accuracy"] >= selection["fitted_val_accuracy"])
+    model, _ = modeldir.load_model_dir(tmp_path / "classifier")
+    assert model.output_shape == (None, 4)
+
+
 def test_a_pipeline_steps_sinks_come_from_its_parameters_and_environment(tmp_path):
     from contrastive.tasks import StepSinks
 
