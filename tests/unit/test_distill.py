@@ -2,7 +2,8 @@
 
 The targets are checked against a NumPy computation written out here; the student's
 training, its selection on validation (never on test) and the encoder's restoration when
-the fitted head is kept run on tiny textures on each Keras backend.
+the fitted head is kept run on tiny textures on each Keras backend (`backend`; the NumPy
+checks run once).
 """
 
 import dataclasses
@@ -17,8 +18,6 @@ from contrastive.config import ConfigError, load_config
 from contrastive.training import classifier as classifier_module
 from contrastive.training import distill, probe
 from tests.unit.test_training import NUM_CLASSES, make_config, textures, weights_of
-
-pytestmark = pytest.mark.backend
 
 
 def linear_teacher(dim=3, classes=4, seed=0):
@@ -165,6 +164,7 @@ def views_of(config, strength):
 
 
 @pytest.mark.slow
+@pytest.mark.backend  # the student trains: each Keras backend
 def test_the_student_trains_on_every_pool_image_and_is_kept_when_validation_agrees(
     encoder, pool, monkeypatch
 ):
@@ -209,6 +209,7 @@ def test_the_student_trains_on_every_pool_image_and_is_kept_when_validation_agre
 
 
 @pytest.mark.slow
+@pytest.mark.backend  # the student trains: each Keras backend
 def test_the_fitted_head_is_kept_and_the_encoder_restored_when_the_student_is_worse(
     encoder, pool, monkeypatch
 ):
@@ -234,6 +235,7 @@ def test_the_fitted_head_is_kept_and_the_encoder_restored_when_the_student_is_wo
 
 
 @pytest.mark.slow
+@pytest.mark.backend  # the student trains: each Keras backend
 def test_the_students_validation_accuracy_is_its_own_prediction(encoder, pool):
     """Real selection: the recorded student accuracy is the returned model's on validation."""
     details = {}
@@ -256,6 +258,7 @@ def test_the_students_validation_accuracy_is_its_own_prediction(encoder, pool):
 
 
 @pytest.mark.slow
+@pytest.mark.backend  # the student trains: each Keras backend
 def test_a_fully_labelled_pool_skips_distillation(encoder, pool):
     details = {}
     x, y = pool["train"]
