@@ -822,6 +822,20 @@ MUTANTS += [
         SUBSETS,
     ),
     # the TrainJob body (kubeflow/trainer v1alpha1)
+    Mutant(
+        "trainjob",
+        "poll_seconds",
+        "if not (math.isfinite(value) and value > 0):",
+        "if not value > 0:",
+        TRAINJOB,
+    ),
+    Mutant(
+        "trainjob",
+        "poll_seconds",
+        "        return POLL_SECONDS\n",
+        "        return 1.0\n",
+        TRAINJOB,
+    ),
     Mutant("trainjob", "trainjob_manifest", '"numNodes": num_nodes,', '"numNodes": 1,', TRAINJOB),
     Mutant("trainjob", "trainjob_manifest", "    if gpus_per_node:\n", "    if False:\n", TRAINJOB),
     Mutant(

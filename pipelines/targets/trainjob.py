@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import re
 import signal
 import threading
@@ -38,6 +39,8 @@ import uuid
 log = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
+POLL_SECONDS = 10.0  # between two looks at a TrainJob (its status and its pods' new logs)
+POLL_VARIABLE = "CONTRASTIVE_TRAINJOB_POLL_SECONDS"  # a launcher pod's override of it
 JAX_RUNTIME = "jax-distributed"
 # The replicated job of the `jax-distributed` runtime whose pods train (kubeflow/trainer
 # v2.2.0 manifests/base/runtimes/jax_distributed.yaml: replicatedJobs[0].name).
@@ -164,7 +167,7 @@ def run_trainjob(
     namespace,
     *,
     api_client,
-    poll_seconds=10.0,
+    poll_seconds=POLL_SECONDS,
     timeout=7 * 24 * 3600.0,
     write=print,
     sleep=time.sleep,
@@ -492,7 +495,22 @@ def launch_training_step(call, *, environ, **settings):
         api_client=api_client,
         namespace=namespace,
         pod_name=environ.get("HOSTNAME", ""),
+        poll_seconds=poll_seconds(environ.get(POLL_VARIABLE, ""), POLL_VARIABLE),
     )
+
+
+def poll_seconds(text, name):
+    """Seconds between two looks at a TrainJob: `text` as a positive finite number, or
+    `POLL_SECONDS` when empty; ValueError naming `name` otherwise."""
+    if text in ("", None):
+        return POLL_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive number of seconds. Received: {text!r}")
+    return value
 
 
 # ------------------------------------------------------------------- contrastive trainjob
@@ -518,10 +536,25 @@ def add_command(subparsers) -> None:
     p.add_argument("--gpus-per-node", type=int, default=1, help="GPUs of each node (1)")
     p.add_argument("--timeout", type=float, default=7 * 24 * 3600.0, help="seconds, then delete")
     p.add_argument(
+        "--poll-seconds",
+        type=_poll_argument,
+        default=POLL_SECONDS,
+        help=f"seconds between two looks at the job and its logs ({POLL_SECONDS:g})",
+    )
+    p.add_argument(
         "--kubeconfig", default="", help="kubeconfig file (default: in-cluster, ~/.kube)"
     )
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- pretrain ... | -- train ...")
     p.set_defaults(func=cmd_trainjob)
+
+
+def _poll_argument(text):
+    import argparse
+
+    try:
+        return poll_seconds(text, "--poll-seconds")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def cmd_trainjob(args) -> int:
@@ -540,6 +573,12 @@ def cmd_trainjob(args) -> int:
         env={"KERAS_BACKEND": "jax"},
     )
     api_client, _ = kubernetes_connection(args.kubeconfig)
-    run_trainjob(manifest, args.namespace, api_client=api_client, timeout=args.timeout)
+    run_trainjob(
+        manifest,
+        args.namespace,
+        api_client=api_client,
+        timeout=args.timeout,
+        poll_seconds=args.poll_seconds,
+    )
     print(f"TrainJob {args.namespace}/{args.name} completed")
     return 0

@@ -11,7 +11,14 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from kubernetes import client
 
-from pipelines.targets.trainjob import TrainJobError, run_trainjob, trainjob_manifest
+from pipelines.targets.trainjob import (
+    POLL_SECONDS,
+    POLL_VARIABLE,
+    TrainJobError,
+    poll_seconds,
+    run_trainjob,
+    trainjob_manifest,
+)
 
 NAMESPACE = "team-ml"
 JOBS = f"/apis/trainer.kubeflow.org/v1alpha1/namespaces/{NAMESPACE}/trainjobs"
@@ -331,7 +338,8 @@ def test_cli_trainjob_creates_follows_and_exits_with_the_jobs_outcome(
     assert (
         main(
             ["trainjob", "--namespace", NAMESPACE, "--name", "supcon-1", "--image", "img:1"]
-            + ["--nodes", "3", "--gpus-per-node", "8", "--kubeconfig", kubeconfig, "--", *step]
+            + ["--nodes", "3", "--gpus-per-node", "8", "--kubeconfig", kubeconfig]
+            + ["--poll-seconds", "0.01", "--", *step]
         )
         == code
     )
@@ -344,6 +352,25 @@ def test_cli_trainjob_creates_follows_and_exits_with_the_jobs_outcome(
     captured = capsys.readouterr()
     assert "job-node-0-0-x1: job-node-0-0-x1 epoch 1" in captured.out
     assert captured.err.strip() == message
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "nan", "inf", "ten"])
+def test_a_poll_interval_that_is_not_a_positive_number_is_refused_by_name(text, capsys):
+    from pipelines.cli import main
+
+    with pytest.raises(ValueError, match=f"{POLL_VARIABLE} must be a positive number"):
+        poll_seconds(text, POLL_VARIABLE)
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            ["trainjob", "--namespace", "n", "--name", "j", "--image", "i:1"]
+            + ["--poll-seconds", text, "--", "pretrain"]
+        )
+    assert exit_info.value.code == 2
+    assert f"--poll-seconds must be a positive number of seconds. Received: {text!r}" in (
+        capsys.readouterr().err
+    )
+    assert poll_seconds("", POLL_VARIABLE) == POLL_SECONDS == 10.0
+    assert poll_seconds("2.5", POLL_VARIABLE) == 2.5
 
 
 # ---------------------------------------------------------------- a pipeline step's TrainJob
@@ -395,6 +422,7 @@ def in_the_launcher_pod(monkeypatch, tmp_path):
         monkeypatch.setenv("KUBECONFIG", _kubeconfig(tmp_path, fake, namespace=NAMESPACE))
         monkeypatch.setenv("CONTRASTIVE_LAUNCHER", _launcher_env(tmp_path))
         monkeypatch.setenv("HOSTNAME", LAUNCHER_POD)  # Kubernetes names a pod's host so
+        monkeypatch.setenv(POLL_VARIABLE, "0.01")  # the fake needs no 10 s between looks
 
     return enter
 
