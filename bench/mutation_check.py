@@ -574,12 +574,12 @@ MUTANTS += [  # self-distillation after the fitted head (training/distill.py, cl
     ),
     Mutant(
         "distill",
-        "_distill",
-        "or student_accuracy >= teacher_accuracy",
-        "or student_accuracy <= teacher_accuracy",
+        "_trained_is_kept",
+        "or trained_accuracy >= fitted_accuracy",
+        "or trained_accuracy <= fitted_accuracy",
         DISTILL,
     ),
-    Mutant("distill", "_distill", "        extractor.set_weights(before)\n", "", DISTILL),
+    Mutant("distill", "_restore_frozen", "    extractor.set_weights(weights)\n", "", DISTILL),
     Mutant(
         "distill",
         "_distill",

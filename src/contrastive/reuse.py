@@ -36,16 +36,19 @@ _NOT_SHAPING = (
     "train.knn_max_examples",
     "train.labeled_fractions",
 )
-# Fields only the classifier and the baseline read.
-_CLASSIFIER_ONLY = (
-    "train.classifier_epochs",
-    "train.classifier_mode",
-    "train.classifier_learning_rate",
-    "train.finetune_learning_rate",
+# Self-distillation after a fitted head: the classifier step's alone.
+_DISTILL = (
     "train.distill_epochs",
     "train.distill_learning_rate",
     "train.distill_temperature",
     "train.distill_augment",
+)
+# Fields only the classifier and the baseline read.
+_CLASSIFIER_ONLY = _DISTILL + (
+    "train.classifier_epochs",
+    "train.classifier_mode",
+    "train.classifier_learning_rate",
+    "train.finetune_learning_rate",
     "train.labeled_steps_per_epoch",
     "model.classifier_head",
     "model.classifier_hidden_dim",
@@ -74,15 +77,8 @@ _IGNORED = {
     + ("train.epochs", "train.learning_rate", "model.encoder", "model.width"),
     "baseline": _NOT_SHAPING
     + _PRETRAIN_ONLY
-    + (
-        "train.classifier_mode",
-        "train.classifier_learning_rate",
-        "train.finetune_learning_rate",
-        "train.distill_epochs",
-        "train.distill_learning_rate",
-        "train.distill_temperature",
-        "train.distill_augment",
-    ),
+    + _DISTILL
+    + ("train.classifier_mode", "train.classifier_learning_rate", "train.finetune_learning_rate"),
 }
 STEPS = tuple(_IGNORED)
 REQUEST_FILE = "request.json"  # in a checkpoint folder; a model directory keeps it in info.json

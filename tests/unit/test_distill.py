@@ -150,6 +150,20 @@ def distill_config(**train):
     return make_config(distill_epochs=2, distill_learning_rate=0.003, **train)
 
 
+def distilled(encoder, pool):
+    """`train_classifier` with distillation on `pool`: `(model, history, details)`."""
+    details = {}
+    model, history = training.train_classifier(
+        distill_config(),
+        encoder,
+        pool["train"],
+        pool["validation"],
+        num_classes=NUM_CLASSES,
+        details=details,
+    )
+    return model, history, details
+
+
 def augmenter_settings(augmenter):
     """Each stage's settings, names and seeds aside (they differ by construction only)."""
     return [
@@ -179,15 +193,7 @@ def test_the_student_trains_on_every_pool_image_and_is_kept_when_validation_agre
     monkeypatch.setattr(classifier_module, "_model_accuracy", lambda *args: 1.0)
     copy = fresh(encoder)
     before = weights_of(copy)
-    details = {}
-    model, history = training.train_classifier(
-        distill_config(),
-        copy,
-        pool["train"],
-        pool["validation"],
-        num_classes=NUM_CLASSES,
-        details=details,
-    )
+    model, history, details = distilled(copy, pool)
     images, targets = seen["train"]
     assert seen["validation"] is None  # the student's epochs read no held-out split
     assert images.shape[0] == 512 and targets.shape == (512, NUM_CLASSES)
@@ -216,15 +222,7 @@ def test_the_fitted_head_is_kept_and_the_encoder_restored_when_the_student_is_wo
     monkeypatch.setattr(classifier_module, "_model_accuracy", lambda *args: 0.0)
     copy = fresh(encoder)
     before = weights_of(copy)
-    details = {}
-    model, history = training.train_classifier(
-        distill_config(),
-        copy,
-        pool["train"],
-        pool["validation"],
-        num_classes=NUM_CLASSES,
-        details=details,
-    )
+    model, history, details = distilled(copy, pool)
     assert details["distill_kept"] == "fitted"
     assert details["distilled_val_accuracy"] == 0.0
     assert history["val_accuracy"] == [details["fitted_val_accuracy"]]

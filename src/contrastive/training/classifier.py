@@ -360,16 +360,29 @@ def _finetune(
     )
     tuned = history.get("val_accuracy", [None])[-1]
     untuned = fitted_history.get("val_accuracy", [None])[-1]
-    keep = "finetuned" if tuned is None or untuned is None or tuned >= untuned else "fitted"
+    keep = "finetuned" if _trained_is_kept(tuned, untuned) else "fitted"
     details.update(fitted_val_accuracy=untuned, finetuned_val_accuracy=tuned, kept=keep)
     log.info(
         "finetune: validation accuracy %s fitted, %s fine-tuned: kept %s", untuned, tuned, keep
     )
     if keep == "fitted":
-        extractor.set_weights(before)
-        set_trainable(extractor, False)
+        _restore_frozen(extractor, before)
         return fitted_model, fitted_history
     return model, history
+
+
+def _trained_is_kept(trained_accuracy, fitted_accuracy):
+    """A model trained from the fitted head (fine-tuned, distilled) is kept unless its
+    validation accuracy is below the fitted head's (kept when either has none)."""
+    return (
+        trained_accuracy is None or fitted_accuracy is None or trained_accuracy >= fitted_accuracy
+    )
+
+
+def _restore_frozen(extractor, weights):
+    """The encoder back to its weights before a discarded training, frozen again."""
+    extractor.set_weights(weights)
+    set_trainable(extractor, False)
 
 
 def _distill(
@@ -406,16 +419,9 @@ def _distill(
         details.update(distill_kept="fitted", distill_skipped="every image is labelled")
         return fitted_model, fitted_history
     student, history, record = trained
-    _, validation = _labelled_data(None, validation, num_classes)
     student_accuracy = _model_accuracy(student, validation, config.train.batch_size)
     teacher_accuracy = fitted_history.get("val_accuracy", [None])[-1]
-    keep = (
-        "student"
-        if student_accuracy is None
-        or teacher_accuracy is None
-        or student_accuracy >= teacher_accuracy
-        else "fitted"
-    )
+    keep = "student" if _trained_is_kept(student_accuracy, teacher_accuracy) else "fitted"
     details.update(
         distill_images=record["images"],
         distill_unlabelled=record["unlabelled"],
@@ -430,8 +436,7 @@ def _distill(
         keep,
     )
     if keep == "fitted":
-        extractor.set_weights(before)
-        set_trainable(extractor, False)
+        _restore_frozen(extractor, before)
         return fitted_model, fitted_history
     if student_accuracy is not None:
         history["val_accuracy"] = [student_accuracy]
@@ -439,7 +444,8 @@ def _distill(
 
 
 def _model_accuracy(model, validation, batch_size):
-    """`model`'s accuracy on `(x, y)` NumPy validation rows or a dataset of batches, or None."""
+    """`model`'s accuracy on the labelled rows of `(x, y)` NumPy validation data or of a
+    dataset of batches; None without validation data or labelled rows."""
     if validation is None:
         return None
     arrays = fitting.as_arrays(validation, "validation")
