@@ -12,6 +12,12 @@ and the exit status Python would have given (0; 1 and the traceback on an except
 executor's output file too), so nothing is lost. (kfp.local's subprocess runner accepts a
 task only if its command names `kfp.dsl.executor_main`: it still does.)
 
+Where the run started a warm task server (`pipelines.task_server`, named by
+`CONTRASTIVE_TASK_SERVER`), the task runs in a child of that server, which has TensorFlow and
+Keras imported already; this process waits for it and exits with its status (`run`). Where
+the server is missing or refuses the task (the reason goes to the task's log), the task runs
+here as above.
+
 Kept out of `pipelines.local` (whose package imports the DAG): a task imports only what kfp's
 executor imports.
 """
@@ -54,6 +60,23 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def run(argv: list[str]) -> int:
+    """Runs the task `argv` (as `main`) in the warm task server named by the environment, or
+    here when there is none or it refuses; returns the exit status."""
+    from pipelines import task_server
+
+    path = os.environ.get(task_server.SERVER_VARIABLE)
+    if path:
+        try:
+            return task_server.run_in_server(path, argv)
+        except task_server.Refused as reason:
+            print(f"warm start refused ({reason}): this task imports afresh", file=sys.stderr)
+        except ConnectionError as error:
+            print(f"task failed: {error}", file=sys.stderr)
+            return 1
+    return main(argv)
+
+
 def finish(status: int) -> None:
     """Flushes the logs and the standard streams, then ends the process with `status`."""
     logging.shutdown()
@@ -66,4 +89,4 @@ def finish(status: int) -> None:
 
 
 if __name__ == "__main__":
-    finish(main(sys.argv))
+    finish(run(sys.argv))

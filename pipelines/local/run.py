@@ -109,7 +109,10 @@ def run_local(
     start = time.perf_counter()
     cached: dict[str, dict] = {}
     try:
-        with job_named(run_id):  # the registry names a promoted version by it
+        with (
+            job_named(run_id),  # the registry names a promoted version by it
+            warm_tasks(logs_dir / "task-server.log"),
+        ):
             run_with_view(
                 pipeline,
                 params,
@@ -284,6 +287,21 @@ def run_key(pipeline, params: dict) -> str:
     digest = hashlib.sha256(pipeline.pipeline_spec.SerializeToString(deterministic=True))
     digest.update(json.dumps(params, sort_keys=True, default=str).encode("utf-8"))
     return digest.hexdigest()[:12]
+
+
+@contextlib.contextmanager
+def warm_tasks(log_path: Path):
+    """The run's tasks start warm inside the block: a task server (`pipelines.task_server`,
+    its output in `log_path`) imports TensorFlow and Keras once and forks each task, named to
+    the tasks by its variable; nothing changes when `CONTRASTIVE_WARM_TASKS=0`."""
+    from pipelines import task_server
+
+    with task_server.serving(log_path) as path:
+        if path is None:
+            yield
+            return
+        with _environment(task_server.SERVER_VARIABLE, path):
+            yield
 
 
 @contextlib.contextmanager

@@ -214,3 +214,16 @@ def test_training_steps_log_to_the_run_tensorboard_folder(local_run):
     }  # tiny's classifiers are fitted heads (a solve, no Keras epochs): nothing to log
     for step in steps:
         assert list((tensorboard / step / "train").glob("events.out.tfevents.*")), step
+
+
+def test_the_training_tasks_ran_warm_and_nothing_of_the_server_is_left(local_run):
+    """The run's task server (pipelines.task_server) forked the training and evaluation tasks
+    (each log names its child), and it ended with the run, its children with it."""
+    runs, _ = local_run
+    logs = runs / "latest" / "logs"
+    assert (logs / "task-server.log").is_file()
+    for task in ("pretrain-supcon", "classifier-simclr", "train-baseline", "evaluate-baseline"):
+        text = (logs / f"{task}.log").read_text()
+        (line,) = [x for x in text.splitlines() if "forked from the task server" in x]
+        child = int(line.split("runs in process ")[1].split(",")[0])
+        assert not Path(f"/proc/{child}").exists(), (task, child)

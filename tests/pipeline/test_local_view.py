@@ -412,6 +412,7 @@ def test_no_cache_runs_every_task_afresh_in_a_checkpoint_folder_of_its_own(tmp_p
 
     inits, params = [], []
     monkeypatch.setattr(local, "init", lambda **options: inits.append(options))
+    monkeypatch.setenv("CONTRASTIVE_WARM_TASKS", "0")  # no task server: no task runs
 
     def view(pipeline, values, **options):
         params.append(dict(values))
