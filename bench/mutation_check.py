@@ -12,7 +12,7 @@ Usage (from the repository root; a few minutes per group on 2 cores):
     KERAS_BACKEND=tensorflow .venv/bin/python bench/mutation_check.py \
         [--only loss,knn,embedding,confusion,commit,champion,durable,run_parameters,subsets,
                 trainjob,gate_outcomes,wiring,sharpened,sharpened_slow,few_labels,
-                kfp_setters,task_main,distill] [--pick TEXT]
+                kfp_setters,task_main,distill,task_server] [--pick TEXT]
 (the champion group needs TensorFlow: the Vertex upload of a promoted SavedModel is tested there)
 
 Prints one line per mutant, then killed/total per group; exits 1 when a mutant survives or is
@@ -600,6 +600,92 @@ MUTANTS += [  # self-distillation after the fitted head (training/distill.py, cl
         "classifier += seconds(BASELINE, train.distill_epochs, data.train)",
         "pass",
         DISTILL_COST,
+    ),
+]
+
+# warm task processes (pipelines/task_server.py): refusals, the child's take-over, signals
+TASK_SERVER = ("tests/pipeline/test_task_server.py", "-k", "not warm_child")
+MUTANTS += [
+    Mutant(
+        "task_server",
+        "differing_variable",
+        "sorted(names - set(PER_PROCESS))",
+        "sorted(names)",
+        TASK_SERVER,
+    ),
+    Mutant(
+        "task_server",
+        "differing_variable",
+        "name.startswith(IMPORT_VARIABLES)",
+        'name.startswith("KERAS_")',
+        TASK_SERVER,
+    ),
+    Mutant(
+        "task_server",
+        "warm_tasks_wanted",
+        'not in ("0", "false", "no", "off")',
+        'not in ("0",)',
+        TASK_SERVER,
+    ),
+    Mutant(
+        "task_server",
+        "_reason_to_refuse",
+        'name = differing_variable(request.get("env", {}), environ)',
+        "name = None",
+        TASK_SERVER,
+    ),
+    Mutant("task_server", "run_in_server", "os.kill(child, signum)", "pass", TASK_SERVER),
+    Mutant(
+        "task_server",
+        "run_in_server",
+        "        os.kill(os.getpid(), -status)\n",
+        "",
+        TASK_SERVER,
+    ),
+    Mutant("task_server", "_become_task", 'os.chdir(request["cwd"])', "pass", TASK_SERVER),
+    Mutant(
+        "task_server",
+        "_become_task",
+        'os.environ.update(request["env"])',
+        "os.environ.update({})",
+        TASK_SERVER,
+    ),
+    Mutant("task_server", "_become_task", "numpy.random.seed()", "pass", TASK_SERVER),
+    Mutant(
+        "task_server",
+        "_Server._accept",
+        'request["env"].update(self.set_by_imports)',
+        "pass",
+        TASK_SERVER,
+    ),
+    Mutant(
+        "task_server",
+        "_Server.serve",
+        "while not self.stopping and os.getppid() == self.parent:",
+        "while not self.stopping:",
+        TASK_SERVER,
+    ),
+    Mutant(
+        "task_server",
+        "_Server.serve",
+        "                    os.kill(pid, signal.SIGKILL)\n",
+        "                    pass\n",
+        TASK_SERVER,
+    ),
+    Mutant(
+        "task_server",
+        "_Server._check_task_process",
+        "                    os.kill(pid, signal.SIGKILL)\n",
+        "                    pass\n",
+        TASK_SERVER,
+    ),
+    Mutant("task_server", "_Server._reap", '{"status": status}', '{"status": 0}', TASK_SERVER),
+    Mutant(
+        "task_server",
+        "serving",
+        "            os.rmdir(folder)\n",
+        "            pass\n",
+        TASK_SERVER,
     ),
 ]
 

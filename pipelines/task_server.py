@@ -96,7 +96,8 @@ def _send_message(sock: socket.socket, payload: dict, fds: list[int]) -> None:
     data = json.dumps(payload).encode("utf-8")
     message = _LENGTH.pack(len(data)) + data
     sent = socket.send_fds(sock, [message[:4096]], fds)
-    sock.sendall(message[sent:])
+    if sent < len(message):  # (no empty send: the server may have answered and closed)
+        sock.sendall(message[sent:])
 
 
 def _read_line(stream) -> dict:
@@ -257,8 +258,11 @@ class _Server:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C is the tasks' to take
         signal.set_wakeup_fd(self.wake_write)
-        self.listener.bind(self.path)
+        # Bound under another name and renamed once listening: a task process that finds the
+        # path can connect (a connect between bind and listen would be refused).
+        self.listener.bind(self.path + ".new")
         self.listener.listen(16)
+        os.replace(self.path + ".new", self.path)
         try:
             while not self.stopping and os.getppid() == self.parent:
                 watched = [self.listener, self.wake_read, *self.children.values()]
@@ -294,6 +298,7 @@ class _Server:
         except (OSError, ValueError) as error:
             reason = f"an unreadable request: {error}"
         if reason is not None:
+            print(f"refused a task: {reason}", file=sys.stderr, flush=True)
             _answer(conn, {"refused": reason})
             for fd in fds:
                 os.close(fd)
