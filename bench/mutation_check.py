@@ -680,6 +680,22 @@ MUTANTS += [
         TASK_SERVER,
     ),
     Mutant("task_server", "_Server._reap", '{"status": status}', '{"status": 0}', TASK_SERVER),
+    Mutant("task_server", "wait_while_starting", "if not _running(pid):", "if False:", TASK_SERVER),
+    Mutant("task_server", "_running", 'not in ("Z", "X")', 'not in ("X",)', TASK_SERVER),
+    Mutant(
+        "task_server",
+        "task_server.py::serve",
+        "            os.unlink(starting_path(path))\n",
+        "            pass\n",
+        TASK_SERVER,
+    ),
+    Mutant(
+        "task_server",
+        "_Server.serve",
+        "            os.unlink(starting_path(self.path))\n",
+        "            pass\n",
+        TASK_SERVER,
+    ),
     Mutant(
         "task_server",
         "serving",

@@ -13,10 +13,12 @@ that takes them over and runs kfp's executor exactly as the task process would h
 the task process waits and exits with the child's status (or dies by the same signal). What
 kfp.local sees is unchanged: the same process, its output on the same pipes, the same status.
 
-A task runs in its own fresh process instead (as without the server) when the server is not
-there (yet), or when the task's environment differs from the server's in a variable read at
-import (`IMPORT_VARIABLES`, e.g. `KERAS_BACKEND`), or its interpreter is another one; the
-server's refusal names the variable. A task process that dies (even by SIGKILL) takes its
+A task that comes while the server still imports waits for it (`wait_while_starting`, at most
+`STARTING_SECONDS`, no longer once the server's import has failed or it died). A task runs in
+its own fresh process instead (as without the server) when the server is not there, or when
+the task's environment differs from the server's in a variable read at import
+(`IMPORT_VARIABLES`, e.g. `KERAS_BACKEND`), or its interpreter is another one; the server's
+refusal names the variable. A task process that dies (even by SIGKILL) takes its
 child with it: the server kills a child whose task process has gone. The server ends with
 its run, or when its parent process has gone.
 
@@ -58,6 +60,10 @@ PER_PROCESS = ("PYTHONUNBUFFERED",)
 # How long a task process waits to connect and for the server's answer (the fork), seconds;
 # it then waits for its child as long as the child runs.
 CONNECT_SECONDS = 5.0
+# How long a task process waits for a server that is still importing (`starting_path` names
+# its process), seconds: about the import the task would otherwise do itself, so the first
+# tasks of a run do not import TensorFlow a second time beside the server.
+STARTING_SECONDS = 60.0
 ANSWER_SECONDS = 60.0
 # The server's check that its parent (the run) is still there, seconds.
 PARENT_CHECK_SECONDS = 1.0
@@ -100,6 +106,41 @@ def _send_message(sock: socket.socket, payload: dict, fds: list[int]) -> None:
         sock.sendall(message[sent:])
 
 
+def starting_path(path: str) -> str:
+    """The file that holds the process id of the server about to listen at `path`; it goes
+    once the server listens, or fails to start."""
+    return path + ".starting"
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` runs: it exists, is ours, and (where /proc tells) is no zombie
+    (a server that died is one until the run reaps it at its end)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):  # gone, or someone else's: not our server
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(") ", 1)[1][:1] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def wait_while_starting(path: str, seconds: float = STARTING_SECONDS) -> None:
+    """Returns once the server at `path` listens, or is not starting (no `starting_path`, its
+    process gone), or after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        try:
+            with open(starting_path(path)) as starting:
+                pid = int(starting.read())
+        except (OSError, ValueError):
+            return
+        if not _running(pid):
+            return
+        time.sleep(0.05)
+
+
 def _read_line(stream) -> dict:
     line = stream.readline()
     if not line:
@@ -115,6 +156,7 @@ def run_in_server(path: str, argv: list[str]) -> int:
         Refused: the server is not there, or cannot run this task (the reason); nothing ran.
         ConnectionError: the server went away after it started the task.
     """
+    wait_while_starting(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(CONNECT_SECONDS)
     try:
@@ -263,6 +305,8 @@ class _Server:
         self.listener.bind(self.path + ".new")
         self.listener.listen(16)
         os.replace(self.path + ".new", self.path)
+        with contextlib.suppress(OSError):
+            os.unlink(starting_path(self.path))
         try:
             while not self.stopping and os.getppid() == self.parent:
                 watched = [self.listener, self.wake_read, *self.children.values()]
@@ -355,9 +399,31 @@ def serve(path: str, preload: tuple[str, ...] = PRELOAD) -> None:
     import importlib
 
     environ = dict(os.environ)  # before the imports, which may set some (TensorFlow's logging)
-    for name in preload:
-        importlib.import_module(name)
+    try:
+        for name in preload:
+            importlib.import_module(name)
+    except BaseException:  # the tasks waiting for this server import afresh at once
+        with contextlib.suppress(OSError):
+            os.unlink(starting_path(path))
+        raise
     _Server(path, environ).serve()
+
+
+def start(path: str, output, environ: Mapping[str, str], preload: tuple[str, ...] = ()):
+    """Starts a server process at `path` (`preload`: its modules, else `PRELOAD`), its output
+    to the file `output`, and names it in `starting_path` for the tasks that come before it
+    listens; returns the `subprocess.Popen`."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.task_server", path, *preload],
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        env=dict(environ),
+    )
+    with open(starting_path(path) + ".new", "w") as starting:
+        starting.write(str(server.pid))
+    os.replace(starting_path(path) + ".new", starting_path(path))
+    return server
 
 
 @contextlib.contextmanager
@@ -372,13 +438,7 @@ def serving(log_path, environ: dict | None = None) -> Iterator[str | None]:
     folder = tempfile.mkdtemp(prefix="contrastive-tasks-")  # short: a socket path is < 108
     path = os.path.join(folder, "server.sock")
     with open(log_path, "ab") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.task_server", path],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=dict(environ),
-        )
+        server = start(path, log, environ)
     try:
         yield path
     finally:
@@ -388,8 +448,9 @@ def serving(log_path, environ: dict | None = None) -> Iterator[str | None]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(timeout=10)
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+        for name in (path, starting_path(path)):
+            with contextlib.suppress(OSError):
+                os.unlink(name)
         with contextlib.suppress(OSError):
             os.rmdir(folder)
 

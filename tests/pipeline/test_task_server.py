@@ -82,26 +82,25 @@ def environ(workdir):
 def server(workdir, environ):
     """A running server preloading `warm_marker`; yields its socket's path."""
     path = str(workdir / "s.sock")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.task_server", path, "warm_marker"],
-        env=environ,
-        cwd=workdir,
-    )
+    process = task_server.start(path, None, environ, ("warm_marker",))
     assert _wait_until(lambda: os.path.exists(path)), "the server never listened"
+    assert not os.path.exists(task_server.starting_path(path))  # gone once it listens
     yield path
     process.terminate()
     assert process.wait(timeout=20) == 0
     assert not os.path.exists(path)
 
 
-def _task(workdir, environ, *args, server=None, wait=True, **env):
+def _task(workdir, environ, *args, server=None, wait=True, timeout=60, **env):
     env = {**environ, **env}
     if server is not None:
         env[task_server.SERVER_VARIABLE] = server
     command = [sys.executable, "-m", "pipelines.task_main", "probe", *args]
     if not wait:
         return subprocess.Popen(command, cwd=workdir, env=env, text=True)
-    return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        command, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.slow
@@ -165,6 +164,42 @@ def test_a_task_whose_backend_differs_or_without_a_server_imports_afresh(workdir
     missing = _task(workdir, environ, server=str(workdir / "none.sock"))
     assert missing.returncode == 0 and not _seen(missing)["warm"]
     assert f"no task server at {workdir / 'none.sock'}" in missing.stderr
+
+
+@pytest.mark.slow
+def test_a_task_started_while_the_server_imports_waits_for_it_and_runs_warm(workdir, environ):
+    (workdir / "slow_marker.py").write_text("import time\ntime.sleep(2)\n")
+    path = str(workdir / "s.sock")
+    process = task_server.start(path, None, environ, ("warm_marker", "slow_marker"))
+    try:
+        result = _task(workdir, environ, server=path)  # at once: the server is importing
+        assert result.returncode == 0 and _seen(result)["warm"], result.stderr
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("failure", "status", "left"),
+    [("raise ImportError('no')", 1, False), ("import os\nos._exit(3)", 3, True)],
+    ids=["import-error", "crash"],
+)
+def test_a_server_that_fails_to_start_lets_its_waiting_task_start_afresh_at_once(
+    workdir, environ, failure, status, left
+):
+    """An import error removes the starting file; a crash leaves it, and a zombie server
+    (not yet reaped by its parent) counts as gone: either way the task stops waiting."""
+    (workdir / "broken_marker.py").write_text(f"import time\ntime.sleep(1)\n{failure}\n")
+    path = str(workdir / "s.sock")
+    process = task_server.start(path, subprocess.DEVNULL, environ, ("broken_marker",))
+    # well within STARTING_SECONDS (the subprocess timeout), and the server not reaped yet
+    assert task_server.STARTING_SECONDS >= 60
+    result = _task(workdir, environ, server=path, timeout=30)
+    assert result.returncode == 0 and not _seen(result)["warm"]
+    assert f"no task server at {path}" in result.stderr
+    assert process.wait(timeout=20) == status
+    assert os.path.exists(task_server.starting_path(path)) is left
 
 
 @pytest.mark.slow
