@@ -680,6 +680,13 @@ MUTANTS += [
         TASK_SERVER,
     ),
     Mutant("task_server", "_Server._reap", '{"status": status}', '{"status": 0}', TASK_SERVER),
+    Mutant(
+        "task_server",
+        "warm_tasks_wanted",
+        'return platform.startswith("linux")',
+        "return True",
+        TASK_SERVER,
+    ),
     Mutant("task_server", "wait_while_starting", "if not _running(pid):", "if False:", TASK_SERVER),
     Mutant("task_server", "_running", 'not in ("Z", "X")', 'not in ("X",)', TASK_SERVER),
     Mutant(

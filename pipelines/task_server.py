@@ -47,7 +47,8 @@ from collections.abc import Iterator, Mapping
 
 # The task processes' variable naming the server's socket (absent: no server).
 SERVER_VARIABLE = "CONTRASTIVE_TASK_SERVER"
-# `contrastive run`'s switch: 0 / false / no / off start no server (every task imports afresh).
+# `contrastive run`'s switch: 0 / false / no / off start no server (every task imports afresh);
+# unset: on Linux, off elsewhere (`warm_tasks_wanted`).
 WARM_VARIABLE = "CONTRASTIVE_WARM_TASKS"
 # What the server imports once: the backend (through keras), the library's step functions and
 # kfp's executor; a task imports its component and anything else itself.
@@ -74,9 +75,13 @@ class Refused(Exception):
     """The server cannot run this task (the message says why): the task runs afresh."""
 
 
-def warm_tasks_wanted(environ: Mapping[str, str]) -> bool:
-    """Whether `contrastive run` starts the server (`WARM_VARIABLE`, on unless 0/false/no/off)."""
-    value = environ.get(WARM_VARIABLE, "1").strip().lower()
+def warm_tasks_wanted(environ: Mapping[str, str], platform: str = sys.platform) -> bool:
+    """Whether `contrastive run` starts the server: `WARM_VARIABLE` (0/false/no/off: no),
+    by default on Linux only (macOS forbids some system frameworks in a forked child once
+    loaded, and Windows has no fork): elsewhere `CONTRASTIVE_WARM_TASKS=1` asks for it."""
+    value = environ.get(WARM_VARIABLE, "").strip().lower()
+    if not value:
+        return platform.startswith("linux")
     return value not in ("0", "false", "no", "off")
 
 
@@ -432,7 +437,7 @@ def serving(log_path, environ: dict | None = None) -> Iterator[str | None]:
     (for `SERVER_VARIABLE` in the tasks' environment), or None when warm tasks are off
     (`WARM_VARIABLE`) or Unix sockets are missing. Ends the server, bounded, on the way out."""
     environ = os.environ if environ is None else environ
-    if not warm_tasks_wanted(environ) or not hasattr(socket, "AF_UNIX"):
+    if not warm_tasks_wanted(environ) or not hasattr(socket, "AF_UNIX") or not hasattr(os, "fork"):
         yield None
         return
     folder = tempfile.mkdtemp(prefix="contrastive-tasks-")  # short: a socket path is < 108

@@ -302,11 +302,24 @@ def test_a_model_trained_in_a_warm_child_equals_one_trained_afresh(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("value", "wanted"), [(None, True), ("1", True), ("0", False), ("off", False), ("No", False)]
+    ("value", "platform", "wanted"),
+    [
+        (None, "linux", True),
+        ("", "linux", True),
+        ("1", "linux", True),
+        ("0", "linux", False),
+        ("off", "linux", False),
+        ("No", "linux", False),
+        (None, "darwin", False),
+        ("1", "darwin", True),
+        ("0", "darwin", False),
+    ],
 )
-def test_warm_tasks_are_on_unless_switched_off(value, wanted):
+def test_warm_tasks_are_on_linux_unless_switched_off_and_elsewhere_when_asked(
+    value, platform, wanted
+):
     environ = {} if value is None else {task_server.WARM_VARIABLE: value}
-    assert task_server.warm_tasks_wanted(environ) is wanted
+    assert task_server.warm_tasks_wanted(environ, platform) is wanted
 
 
 def test_only_variables_read_at_import_must_match():
