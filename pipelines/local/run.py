@@ -111,6 +111,8 @@ def run_local(
     try:
         with (
             job_named(run_id),  # the registry names a promoted version by it
+            # (before the task server starts: it compares the tasks' JAX_ variables with its own)
+            _environment_default(JAX_CACHE_VARIABLE, str(runs_dir / ".cache" / "jax")),
             warm_tasks(logs_dir / "task-server.log"),
         ):
             run_with_view(
@@ -302,6 +304,21 @@ def warm_tasks(log_path: Path):
             return
         with _environment(task_server.SERVER_VARIABLE, path):
             yield
+
+
+# JAX's persistent compilation cache: a local run's JAX steps compile their programs once per
+# machine, not once per task process and run (a rerun with other parameters, a schedule).
+JAX_CACHE_VARIABLE = "JAX_COMPILATION_CACHE_DIR"
+
+
+@contextlib.contextmanager
+def _environment_default(name: str, value: str):
+    """`_environment(name, value)` unless the variable is set already (the user's choice)."""
+    if os.environ.get(name):
+        yield
+        return
+    with _environment(name, value):
+        yield
 
 
 @contextlib.contextmanager

@@ -432,3 +432,36 @@ def test_no_cache_runs_every_task_afresh_in_a_checkpoint_folder_of_its_own(tmp_p
     ]
     assert [options["enable_caching"] for options in inits] == [True, True, False, False]
     assert {options["cache_root"] for options in inits} == {str(tmp_path / ".cache")}
+
+
+@pytest.mark.parametrize("given", [None, "/elsewhere/jax-cache"])
+def test_a_local_runs_tasks_share_jax_compilation_cache_unless_one_is_given(
+    tmp_path, monkeypatch, given
+):
+    """What the tasks inherit while the pipeline runs (nothing runs): JAX's persistent
+    compilation cache in runs/.cache/jax, or the user's own; afterwards, as before."""
+    from kfp import local
+
+    import pipelines.local.run as runner
+
+    monkeypatch.setattr(local, "init", lambda **options: None)
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def view(pipeline, values, **options):
+        seen.append(os.environ.get(runner.JAX_CACHE_VARIABLE))
+        raise Stop
+
+    monkeypatch.setattr(runner, "run_with_view", view)
+    monkeypatch.setenv("CONTRASTIVE_WARM_TASKS", "0")  # no task server: no task runs
+    if given is None:
+        monkeypatch.delenv(runner.JAX_CACHE_VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(runner.JAX_CACHE_VARIABLE, given)
+    with pytest.raises(Stop):
+        runner.run_local({"profile": "tiny"}, runs_dir=tmp_path, run_id="a")
+    assert seen == [given or str(tmp_path / ".cache" / "jax")]
+    assert os.environ.get(runner.JAX_CACHE_VARIABLE) == given
