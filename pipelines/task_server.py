@@ -226,16 +226,21 @@ def run_in_server(path: str, argv: list[str]) -> int:
 def _read_request(conn: socket.socket) -> tuple[dict, list[int]]:
     conn.settimeout(ANSWER_SECONDS)
     data, fds, _flags, _address = socket.recv_fds(conn, 65536, 3)
-    if len(data) < _LENGTH.size:
-        raise ValueError("a request shorter than its length")
-    (length,) = _LENGTH.unpack(data[: _LENGTH.size])
-    body = bytearray(data[_LENGTH.size :])
-    while len(body) < length:
-        chunk = conn.recv(min(1 << 20, length - len(body)))
-        if not chunk:
-            raise ValueError("a request cut short")
-        body += chunk
-    return json.loads(body.decode("utf-8")), fds
+    try:
+        if len(data) < _LENGTH.size:
+            raise ValueError("a request shorter than its length")
+        (length,) = _LENGTH.unpack(data[: _LENGTH.size])
+        body = bytearray(data[_LENGTH.size :])
+        while len(body) < length:
+            chunk = conn.recv(min(1 << 20, length - len(body)))
+            if not chunk:
+                raise ValueError("a request cut short")
+            body += chunk
+        return json.loads(body.decode("utf-8")), fds
+    except BaseException:  # the streams it carried stay with nobody: close them
+        for fd in fds:
+            os.close(fd)
+        raise
 
 
 def _answer(conn: socket.socket, payload: dict) -> None:
@@ -432,18 +437,21 @@ def start(path: str, output, environ: Mapping[str, str], preload: tuple[str, ...
 
 
 @contextlib.contextmanager
-def serving(log_path, environ: dict | None = None) -> Iterator[str | None]:
+def serving(log_path) -> Iterator[str | None]:
     """Starts a task server for the block, its output in `log_path`; yields its socket's path
     (for `SERVER_VARIABLE` in the tasks' environment), or None when warm tasks are off
     (`WARM_VARIABLE`) or Unix sockets are missing. Ends the server, bounded, on the way out."""
-    environ = os.environ if environ is None else environ
-    if not warm_tasks_wanted(environ) or not hasattr(socket, "AF_UNIX") or not hasattr(os, "fork"):
+    if (
+        not warm_tasks_wanted(os.environ)
+        or not hasattr(socket, "AF_UNIX")
+        or not hasattr(os, "fork")
+    ):
         yield None
         return
     folder = tempfile.mkdtemp(prefix="contrastive-tasks-")  # short: a socket path is < 108
     path = os.path.join(folder, "server.sock")
     with open(log_path, "ab") as log:
-        server = start(path, log, environ)
+        server = start(path, log, os.environ)
     try:
         yield path
     finally:
