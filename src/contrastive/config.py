@@ -135,6 +135,10 @@ class TrainConfig:
     # "fitted": the candidates and the cross-validation folds.
     probe_candidates: tuple[str, ...] = PROBE_CANDIDATES
     probe_folds: int = 5
+    # How many times the k-fold split is drawn, every setting scored over all of them: an
+    # int >= 1, or "auto" (more draws the fewer labelled images: 3 at 200, 1 from 600;
+    # `training.probe.cv_repeats`).
+    probe_repeats: int | str = "auto"
     batch_size: int = 256
     # Softmax temperature of the contrastive losses.
     temperature: float = 0.1
@@ -396,6 +400,12 @@ def validate(config: Config) -> None:
         f"must be a non-empty list of {list(PROBE_CANDIDATES)}",
     )
     _check("train.probe_folds", t.probe_folds, lambda v: v >= 2, "must be >= 2")
+    _check(
+        "train.probe_repeats",
+        t.probe_repeats,
+        lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+        'must be "auto" or an int >= 1',
+    )
     _check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
     _check_choice("train.schedule", t.schedule, SCHEDULES)
     _check_choice("train.mixed_precision", t.mixed_precision, MIXED_PRECISIONS)

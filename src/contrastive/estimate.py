@@ -56,8 +56,9 @@ class Costs:
     epoch_seconds: float  # an epoch beyond its steps: checkpoint, callbacks
     inference_images_per_second: float  # the model's forward pass (validation, kNN)
     measured_batch: int  # the batch the step was timed at (< the run's: scaled by images)
-    # A fitted classifier (no epochs): its cross-validation per scored labelled row (at most
-    # `probe.CV_MAX_ROWS` are scored) and its final fit per labelled row.
+    # A fitted classifier (no epochs): its cross-validation per scored labelled row and draw
+    # of the folds (at most `probe.CV_MAX_ROWS` are scored, `train.probe_repeats` draws) and
+    # its final fit per labelled row.
     cv_seconds_per_row: float = 0.0
     fit_seconds_per_row: float = 0.0
     # Its candidates that spread labels over the unlabelled pool (scored only where some
@@ -134,7 +135,7 @@ def estimate_run(
     with `labeled_fractions`, SimCLR pretraining once) on `data`, with `config` already
     fitted to it (`config.resolve_config(fit_to=...)`)."""
     from contrastive.training.optim import machine_mixed_precision
-    from contrastive.training.probe import CV_MAX_ROWS
+    from contrastive.training.probe import CV_MAX_ROWS, cv_repeats
 
     started = time.perf_counter()
     train = config.train
@@ -182,17 +183,19 @@ def estimate_run(
         cross-validation on at most `CV_MAX_ROWS` labelled rows, the fit on all of them."""
         cost = costs[CLASSIFIER]
         labelled = data.train if fraction is None else max(1, round(fraction * data.train))
+        scored = min(labelled, CV_MAX_ROWS)
+        repeats = cv_repeats(train.probe_repeats, scored)  # the CV runs this many times
         spreading = 0.0
-        if labelled < data.train:  # label spreading has rows to spread to
+        if labelled < data.train:  # label spreading has rows to spread to (one graph)
             spreading = (
-                cost.spreading_fixed_seconds
-                + data.train * cost.spreading_seconds_per_row
+                repeats
+                * (cost.spreading_fixed_seconds + data.train * cost.spreading_seconds_per_row)
                 + data.train**2 * cost.graph_seconds_per_row_squared
             )
         return (
             cost.fixed_seconds
             + (data.train + data.validation) / cost.inference_images_per_second
-            + min(labelled, CV_MAX_ROWS) * cost.cv_seconds_per_row
+            + repeats * scored * cost.cv_seconds_per_row
             + labelled * cost.fit_seconds_per_row
             + spreading
         )
@@ -350,7 +353,7 @@ def measure_step(
             epoch_seconds=0.0,
             inference_images_per_second=rate,
             measured_batch=batch,
-            cv_seconds_per_row=cv / scored,
+            cv_seconds_per_row=cv / scored / details.get("repeats", 1),  # one draw's
             fit_seconds_per_row=max(solve - cv, 0.0) / count,
             **pool_costs,
         )

@@ -80,6 +80,9 @@ def test_config_is_frozen():
         ("model.dropout=1.5", "model.dropout=1.5"),
         ("augment.strong.min_area=0", "augment.strong.min_area=0"),
         ("train.epochs=abc", "train.epochs=abc"),
+        ("train.probe_repeats=0", "train.probe_repeats=0"),
+        ("train.probe_repeats=often", "train.probe_repeats=often"),
+        ("train.probe_repeats=true", "train.probe_repeats=True"),
     ],
 )
 def test_invalid_values_name_the_field_and_value(override, fragment):

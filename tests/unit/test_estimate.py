@@ -1,6 +1,7 @@
 """`contrastive.estimate`: the training-time estimate printed before a run."""
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -38,11 +39,18 @@ COSTS = {
 }
 
 
+def _repeats(labelled):
+    """`train.probe_repeats: auto`, written out: the folds drawn until 600 held-out
+    predictions, at most 5 times."""
+    return min(5, max(1, math.ceil(600 / min(labelled, 5000))))
+
+
 def _fitted(pool, validation, labelled):
     """A fitted classifier's seconds by the rule, written out: COSTS[CLASSIFIER]'s set-up,
     the features of pool and validation at 400 images/s, cross-validation on at most 5,000
-    labelled rows, the final fit on all."""
-    return 4.0 + (pool + validation) / 400 + min(labelled, 5000) * 0.003 + labelled * 0.001
+    labelled rows (`_repeats` times), the final fit on all."""
+    cv = min(labelled, 5000) * 0.003 * _repeats(labelled)
+    return 4.0 + (pool + validation) / 400 + cv + labelled * 0.001
 
 
 def test_the_training_set_is_counted_as_ingest_will_cut_it(tmp_path, tiny_dataset):
@@ -111,7 +119,10 @@ def test_seconds_count_steps_epochs_views_validation_and_knn(monkeypatch):
     # A fitted classifier reads its images once, whatever classifier_epochs says.
     fitted = config.replace({"train.classifier_mode": "fitted"})
     steps = estimate.estimate_run(data, fitted, ["supcon"]).steps
-    assert steps["supcon"] == pytest.approx(pretrain + 4 + 120 / 400 + 100 * 0.003 + 100 * 0.001)
+    # (100 labelled rows: the folds drawn 5 times)
+    assert steps["supcon"] == pytest.approx(
+        pretrain + 4 + 120 / 400 + 5 * 100 * 0.003 + 100 * 0.001
+    )
     # past CV_MAX_ROWS labelled rows only the final fit grows
     big = TrainingSet(train=20_000, validation=0, classes=2, image_shape=(16, 16, 3))
     pretrain_big = 10 + 3 * (625 * 0.4 + 0.5 + 50 / 100)  # ceil(20,000 / 32) steps
@@ -181,8 +192,8 @@ def test_few_labels_counts_each_fraction_and_simclr_once(monkeypatch):
     ).steps
     assert seen == [0, 1000]  # the pool it is timed at, at most
     untrained = COSTS[PRETRAIN].fixed_seconds  # the control's encoder is built and saved
-    spread = 3.0 + 1000 * 0.002 + 1000**2 * 1e-6
-    # (1 % of 1,000 = 10 labelled rows)
+    # (1 % of 1,000 = 10 labelled rows: the folds drawn 5 times, the graph built once)
+    spread = 5 * (3.0 + 1000 * 0.002) + 1000**2 * 1e-6
     assert steps == pytest.approx(
         {
             "supcon 1%": pretrain + _fitted(1000, 0, 10) + spread,

@@ -198,6 +198,40 @@ def test_selection_fits_only_on_labelled_rows(monkeypatch):
         assert {tuple(np.round(row, 4)) for row in rows} <= labelled_rows
 
 
+@pytest.mark.parametrize(
+    "candidate", ["ridge", "logistic", "knn", "label_spreading", "spread_ridge"]
+)
+def test_repeated_cross_validation_scores_each_setting_over_every_split(candidate):
+    """Every setting's score with `repeats=3` is the mean of its scores over the three splits
+    that single cross-validations draw with the repeats' fold seeds."""
+    x, y = blobs(n_per_class=12, seed=4, spread=2.5)  # overlapping: the folds matter
+    labels = y.copy()
+    labels[::3] = -1  # a pool to spread to
+    step = probe.REPEAT_SEED_STEP
+    single = [
+        probe.select_classifier(x, labels, 3, candidates=(candidate,), folds=3, seed=5 + step * r)
+        for r in range(3)
+    ]
+    repeated = probe.select_classifier(
+        x, labels, 3, candidates=(candidate,), folds=3, seed=5, repeats=3
+    )
+    grids = [fitted.selection["candidates"][candidate]["grid"] for fitted in single]
+    assert len({tuple(grid.values()) for grid in grids}) > 1  # the splits do differ
+    expected = {key: np.mean([grid[key] for grid in grids]) for key in grids[0]}
+    record = repeated.selection["candidates"][candidate]
+    assert record["grid"] == pytest.approx(expected, abs=1e-12)
+    assert record["cv_accuracy"] == pytest.approx(max(expected.values()), abs=1e-12)
+    assert repeated.selection["repeats"] == 3
+    with pytest.raises(ValueError, match="repeats"):
+        probe.select_classifier(x, labels, 3, candidates=(candidate,), repeats=0)
+
+
+def test_auto_repeats_draw_the_folds_until_600_predictions_at_most_5_times():
+    labelled = (50, 120, 200, 201, 300, 599, 600, 5000)
+    assert [probe.cv_repeats("auto", rows) for rows in labelled] == [5, 5, 3, 3, 2, 2, 1, 1]
+    assert probe.cv_repeats(2, 5000) == 2  # a number is taken as it is
+
+
 def test_select_classifier_rejects_bad_input():
     x, y = blobs(n_per_class=5)
     with pytest.raises(ValueError, match="Received: candidate='svm'"):

@@ -49,6 +49,13 @@ CV_MAX_ROWS = 5000  # labelled rows the cross-validation scores at most (a strat
 FINAL_LOGISTIC_TOL = 1e-3  # the refit on every labelled row (max-abs gradient)
 KNN_KS = (1, 3, 5, 10, 20, 50, 100, 200)
 SPREADING_ALPHAS = (0.5, 0.9, 0.99)
+REPEAT_SEED_STEP = 7919  # the fold seed of repeat r is seed + r * this
+# `train.probe_repeats: auto`: the k-fold split is drawn until about this many held-out
+# predictions score each setting (3 draws at 200 labelled rows, one from 600), at most
+# AUTO_MAX_REPEATS. With 200 labels one draw's folds decided between heads 4 points apart
+# (docs/BENCHMARKS.md 4c, "repeated cross-validation").
+AUTO_SCORED_ROWS = 600
+AUTO_MAX_REPEATS = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -519,6 +526,15 @@ def label_spreading(graph, labels, num_classes, *, alpha=0.99, iterations=30):
 # selection
 
 
+def cv_repeats(setting, labelled: int) -> int:
+    """The cross-validation's repeats for `train.probe_repeats` (`"auto"` or an int >= 1)
+    and `labelled` scored rows."""
+    if setting == "auto":
+        wanted = math.ceil(AUTO_SCORED_ROWS / max(int(labelled), 1))
+        return int(min(AUTO_MAX_REPEATS, max(1, wanted)))
+    return int(setting)
+
+
 def stratified_folds(labels, folds, seed):
     """Fold index `[N]` in `[0, folds)` for labelled rows, each class dealt round-robin in a
     seeded order (so every fold gets its share of every class); -1 for unlabelled rows."""
@@ -546,6 +562,7 @@ def select_classifier(
     neighbour_dim: int = 128,
     cv_max_rows: int = CV_MAX_ROWS,
     knn_max_reference: int = 20_000,
+    repeats: int = 1,
 ) -> FittedClassifier:
     """Chooses and fits a classifier on frozen features by stratified k-fold cross-validation.
 
@@ -575,6 +592,9 @@ def select_classifier(
             cross-validation costs minutes and a linear head wins there); a label-spreading
             head keeps at most this many pool rows. Label spreading is skipped when every row
             is labelled.
+        repeats: the k-fold split is drawn this many times (the first with `seed`) and every
+            setting is scored by its accuracy over all of them: with few labelled rows one
+            split's folds decide between candidates by a few images.
 
     Returns:
         `FittedClassifier` with `selection` = `{"chosen", "cv_accuracy", "candidates": {name:
@@ -597,6 +617,7 @@ def select_classifier(
             neighbour_dim=neighbour_dim,
             cv_max_rows=cv_max_rows,
             knn_max_reference=knn_max_reference,
+            repeats=repeats,
         )
 
 
@@ -613,11 +634,13 @@ def _select(
     neighbour_dim,
     cv_max_rows,
     knn_max_reference,
+    repeats,
 ):
     started = time.perf_counter()
     for name in candidates:
         validation.check_choice("candidate", name, CANDIDATES)
     validation.check_int("folds", folds, minimum=2)
+    validation.check_int("repeats", repeats, minimum=1)
     features = np.asarray(features, dtype=np.float32)
     labels = np.asarray(labels).astype(np.int64).reshape(-1)
     if features.ndim != 2 or features.shape[0] != labels.shape[0]:
@@ -637,9 +660,12 @@ def _select(
     if labelled.size > cv_max_rows:  # a stratified subset, the same for every candidate
         part = stratified_folds(labels, math.ceil(labelled.size / cv_max_rows), seed + 1) == 0
         scored_rows = np.flatnonzero(part)
-    fold_of = stratified_folds(
-        np.where(np.isin(np.arange(labels.size), scored_rows), labels, -1), folds, seed
-    )
+    scored_labels = np.where(np.isin(np.arange(labels.size), scored_rows), labels, -1)
+    # repeat 0 is the plain k-fold split; each other repeat draws the folds again
+    splits = [
+        stratified_folds(scored_labels, folds, seed + REPEAT_SEED_STEP * repeat)
+        for repeat in range(repeats)
+    ]
     results, skipped = {}, {}
     projection = reduced = graph = pool_stats = None
     # Where the cross-validation's time goes, for the estimate (which prices each part by
@@ -662,19 +688,19 @@ def _select(
             timings["graph"] = time.perf_counter() - clock
         clock = time.perf_counter()
         if name == "ridge":
-            results[name] = _cv_ridge(z, labels, fold_of, folds, num_classes)
+            results[name] = _cv_ridge(z, labels, splits, folds, num_classes)
         elif name == "logistic":
-            results[name] = _cv_logistic(z, labels, fold_of, folds, num_classes)
+            results[name] = _cv_logistic(z, labels, splits, folds, num_classes)
         elif name == "knn":
-            results[name] = _cv_knn(reduced, labels, fold_of, folds, num_classes, knn_temperature)
+            results[name] = _cv_knn(reduced, labels, splits, folds, num_classes, knn_temperature)
         elif name == "label_spreading":
             results[name] = _cv_spreading(
-                graph, reduced, labels, fold_of, folds, num_classes, knn_temperature
+                graph, reduced, labels, splits, folds, num_classes, knn_temperature
             )
         else:
             pool_stats = gram_stats(z)
             results[name] = _cv_spread_ridge(
-                graph, z, labels, fold_of, folds, num_classes, pool_stats
+                graph, z, labels, splits, folds, num_classes, pool_stats
             )
         timings[name] = time.perf_counter() - clock
         log.info(
@@ -734,6 +760,7 @@ def _select(
         "candidates": results,
         "skipped": skipped,
         "folds": folds,
+        "repeats": repeats,
         "labelled": int(labelled.size),
         "cross_validated": int(scored_rows.size),
         "pool": int(labels.size),
@@ -755,20 +782,32 @@ def _skip_reason(name, labelled, pool, knn_max_reference):
     return ""
 
 
-def _cv_ridge(z, labels, fold_of, folds, num_classes):
+def _held_out(splits, folds):
+    """`(train, held)` row masks of every fold of every repeat of the cross-validation
+    (`splits`: one fold assignment per repeat, -1 for rows never scored)."""
+    for fold_of in splits:
+        for fold in range(folds):
+            yield (fold_of != fold) & (fold_of >= 0), fold_of == fold
+
+
+def _scored(splits):
+    """Held-out predictions a candidate's accuracy is counted over: every scored row, once a
+    repeat."""
+    return sum(int((fold_of >= 0).sum()) for fold_of in splits)
+
+
+def _cv_ridge(z, labels, splits, folds, num_classes):
     correct = np.zeros(len(RIDGE_STRENGTHS))
     scores_by_strength = [[] for _ in RIDGE_STRENGTHS]
     truth = []
-    for fold in range(folds):
-        train = (fold_of != fold) & (fold_of >= 0)
-        held = fold_of == fold
+    for train, held in _held_out(splits, folds):
         solver = _RidgeSolver(z[train], _one_hot(labels[train], num_classes))
         predictions = solver.predictions(z[held], RIDGE_STRENGTHS)
         correct += (predictions.argmax(axis=2) == labels[held]).sum(axis=1)
         for index in range(len(RIDGE_STRENGTHS)):
             scores_by_strength[index].append(predictions[index])
         truth.append(labels[held])
-    accuracy = correct / (fold_of >= 0).sum()
+    accuracy = correct / _scored(splits)
     # strengths ascend: on a tie prefer the stronger (the later)
     best = _best_index(accuracy, prefer_last=True)
     score_scale = _calibrate(np.concatenate(scores_by_strength[best]), np.concatenate(truth))
@@ -779,11 +818,9 @@ def _cv_ridge(z, labels, fold_of, folds, num_classes):
     }
 
 
-def _cv_logistic(z, labels, fold_of, folds, num_classes):
+def _cv_logistic(z, labels, splits, folds, num_classes):
     correct = np.zeros(len(LOGISTIC_LAMBDAS))
-    for fold in range(folds):
-        train = (fold_of != fold) & (fold_of >= 0)
-        held = fold_of == fold
+    for train, held in _held_out(splits, folds):
         init = None
         for index, strength in enumerate(LOGISTIC_LAMBDAS):  # strong to weak, warm-started
             weights, bias, _ = logistic_fit(
@@ -791,7 +828,7 @@ def _cv_logistic(z, labels, fold_of, folds, num_classes):
             )
             init = (weights, bias)
             correct[index] += ((z[held] @ weights + bias).argmax(axis=1) == labels[held]).sum()
-    accuracy = correct / (fold_of >= 0).sum()
+    accuracy = correct / _scored(splits)
     best = _best_index(accuracy, prefer_last=False)  # strengths descend: the first is strongest
     return {
         "cv_accuracy": float(accuracy[best]),
@@ -800,11 +837,9 @@ def _cv_logistic(z, labels, fold_of, folds, num_classes):
     }
 
 
-def _cv_knn(z, labels, fold_of, folds, num_classes, temperature):
+def _cv_knn(z, labels, splits, folds, num_classes, temperature):
     correct = np.zeros(len(KNN_KS))
-    for fold in range(folds):
-        train = (fold_of != fold) & (fold_of >= 0)
-        held = fold_of == fold
+    for train, held in _held_out(splits, folds):
         targets = _one_hot(labels[train], num_classes).astype(np.float32)
         order, sims = _neighbours(z[held], z[train], max(KNN_KS))
         weights = np.exp((sims - sims[:, :1]) / temperature)
@@ -812,7 +847,7 @@ def _cv_knn(z, labels, fold_of, folds, num_classes, temperature):
         for index, k in enumerate(KNN_KS):
             kk = min(k, order.shape[1])
             correct[index] += (votes[:, kk - 1].argmax(axis=1) == labels[held]).sum()
-    accuracy = correct / (fold_of >= 0).sum()
+    accuracy = correct / _scored(splits)
     best = _best_index(accuracy, prefer_last=True)  # ties: more neighbours
     return {
         "cv_accuracy": float(accuracy[best]),
@@ -836,15 +871,14 @@ def _neighbours(query, reference, k, batch_size=1024):
     return indices, sims
 
 
-def _cv_spreading(graph, z, labels, fold_of, folds, num_classes, temperature):
+def _cv_spreading(graph, z, labels, splits, folds, num_classes, temperature):
     """Label spreading scored on held-out labelled rows: their labels hidden, spread from
     the others; the held-out rows are classified as new images would be (a kNN vote of
     their neighbours' spread labels, themselves excluded)."""
     ks = (10, 50)
     settings = [(alpha, k) for alpha in SPREADING_ALPHAS for k in ks]
     correct = np.zeros(len(settings))
-    for fold in range(folds):
-        held = fold_of == fold
+    for _, held in _held_out(splits, folds):
         hidden = np.where(held, -1, labels)
         others = np.flatnonzero(~held)
         order, sims = _neighbours(z[held], z[others], max(ks))
@@ -855,7 +889,7 @@ def _cv_spreading(graph, z, labels, fold_of, folds, num_classes, temperature):
             for k in ks:
                 predicted = votes[:, min(k, order.shape[1]) - 1].argmax(axis=1)
                 correct[settings.index((alpha, k))] += (predicted == labels[held]).sum()
-    accuracy = correct / (fold_of >= 0).sum()
+    accuracy = correct / _scored(splits)
     best = _best_index(accuracy, prefer_last=False)
     alpha, k = settings[best]
     return {
@@ -865,7 +899,7 @@ def _cv_spreading(graph, z, labels, fold_of, folds, num_classes, temperature):
     }
 
 
-def _cv_spread_ridge(graph, z, labels, fold_of, folds, num_classes, pool_stats):
+def _cv_spread_ridge(graph, z, labels, splits, folds, num_classes, pool_stats):
     """`spread_ridge` scored on held-out labelled rows: their labels hidden, the others
     spread over the pool, ridge fitted on every other pool row, the held-out rows scored.
     One eigendecomposition per fold (the pool's Gram statistics minus the held-out rows')
@@ -875,8 +909,7 @@ def _cv_spread_ridge(graph, z, labels, fold_of, folds, num_classes, pool_stats):
     correct = np.zeros(len(settings))
     scores = {setting: [] for setting in settings}
     truth = []
-    for fold in range(folds):
-        held = fold_of == fold
+    for _, held in _held_out(splits, folds):
         held_products, held_total, held_count = gram_stats(z[held])
         others = ~held
         solver = _RidgeSolver(
@@ -895,7 +928,7 @@ def _cv_spread_ridge(graph, z, labels, fold_of, folds, num_classes, pool_stats):
                 ).sum()
                 scores[setting].append(predictions[index])
         truth.append(labels[held])
-    accuracy = correct / (fold_of >= 0).sum()
+    accuracy = correct / _scored(splits)
     best = _best_index(accuracy, prefer_last=True)  # ties: the stronger ridge
     alpha, strength = settings[best]
     score_scale = _calibrate(np.concatenate(scores[settings[best]]), np.concatenate(truth))
