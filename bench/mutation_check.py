@@ -468,6 +468,63 @@ MUTANTS += [
         "timings[name] = 0.0",
         SPREADING,
     ),
+    # the repeated cross-validation (`train.probe_repeats`) and the estimate's pricing of it
+    Mutant(
+        "few_labels",
+        "_select",
+        "stratified_folds(scored_labels, folds, seed + REPEAT_SEED_STEP * repeat)",
+        "stratified_folds(scored_labels, folds, seed + REPEAT_SEED_STEP)",
+        SPREADING,
+    ),
+    Mutant(
+        "few_labels",
+        "_scored",
+        "return sum(int((fold_of >= 0).sum()) for fold_of in splits)",
+        "return int((splits[0] >= 0).sum())",
+        SPREADING,
+    ),
+    Mutant(
+        "few_labels",
+        "_held_out",
+        "yield (fold_of != fold) & (fold_of >= 0), fold_of == fold",
+        "yield (fold_of != fold), fold_of == fold",
+        SPREADING,
+    ),
+    Mutant(
+        "few_labels",
+        "cv_repeats",
+        "return int(min(AUTO_MAX_REPEATS, max(1, wanted)))",
+        "return int(max(1, wanted))",
+        SPREADING,
+    ),
+    Mutant(
+        "few_labels",
+        "cv_repeats",
+        "wanted = math.ceil(AUTO_SCORED_ROWS / max(int(labelled), 1))",
+        "wanted = AUTO_SCORED_ROWS // max(int(labelled), 1)",
+        SPREADING,
+    ),
+    Mutant(
+        "few_labels",
+        "estimate_run",  # its fitted_seconds
+        "+ repeats * scored * cost.cv_seconds_per_row",
+        "+ scored * cost.cv_seconds_per_row",
+        SPREADING,
+    ),
+    Mutant(
+        "few_labels",
+        "estimate_run",  # its fitted_seconds
+        "* (cost.spreading_fixed_seconds + data.train * cost.spreading_seconds_per_row)",
+        "* cost.spreading_fixed_seconds + data.train * cost.spreading_seconds_per_row",
+        SPREADING,
+    ),
+    Mutant(
+        "few_labels",
+        "fit_head",
+        "config.train.probe_repeats, min(int((labels >= 0).sum()), probe.CV_MAX_ROWS)",
+        "1, min(int((labels >= 0).sum()), probe.CV_MAX_ROWS)",
+        ("tests/unit/test_fitted_classifier.py", "tests/unit/test_tasks.py"),
+    ),
 ]
 
 KFP_SETTERS = ("tests/pipeline/test_kfp_setters.py",)

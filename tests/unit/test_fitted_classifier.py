@@ -54,6 +54,9 @@ def test_fitted_ridge_head_equals_an_independent_numpy_solve():
         config, encoder, (x, labels), num_classes=NUM_CLASSES, mode="fitted", details=details
     )
     assert details["chosen"] == "ridge"
+    # train.probe_repeats: auto, 64 labelled rows: the folds drawn ceil(600 / 64) = 10 times,
+    # at most 5
+    assert (details["labelled"], details["repeats"]) == (64, 5)
     setting = details["candidates"]["ridge"]["setting"]
 
     extractor = feature_model(encoder, "flatten")
