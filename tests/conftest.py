@@ -42,7 +42,6 @@ SHARED_FIXTURES = ("tiny_run", "trained_models")
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into node ids
 def pytest_collection_modifyitems(config, items):
     grouped = config.pluginmanager.hasplugin("xdist")
-    groups = {}
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         if SLOW_FIXTURES & names:
@@ -51,29 +50,6 @@ def pytest_collection_modifyitems(config, items):
             shared = [name for name in SHARED_FIXTURES if name in names]
             group = shared[0] if shared else item.nodeid.split("::")[0]
             item.add_marker(pytest.mark.xdist_group(group))
-            groups[item.nodeid] = group
-    if grouped:
-        items[:] = longest_first(items, groups)
-
-
-# Groups of whole pipeline runs and multi-process checks: a minute or two each on this machine.
-LONGEST_GROUPS = ("tiny_run", "tests/e2e/", "tests/distributed/")
-
-
-def longest_first(items, groups):
-    """`items` with the longest groups first (`LONGEST_GROUPS`, then any group with a `slow`
-    test, then the rest), each group's tests in their collected order. pytest-xdist hands the
-    groups out in this order: started last, a two-minute run would leave the other workers
-    idle at the end (the short groups fill the gaps instead)."""
-    rank = {}
-    for item in items:
-        group = groups[item.nodeid]
-        if group.startswith(LONGEST_GROUPS):
-            value = 0
-        else:
-            value = 1 if item.get_closest_marker("slow") else 2
-        rank[group] = min(rank.get(group, 2), value)
-    return sorted(items, key=lambda item: rank[groups[item.nodeid]])
 
 
 def pytest_xdist_node_collection_finished(node, ids):

@@ -91,46 +91,6 @@ def test_a_test_of_a_slow_fixture_is_marked_slow(rules):
     assert [mark.name for mark in marks] == ["slow"]
 
 
-def test_under_xdist_the_longest_groups_are_handed_out_first_each_in_its_own_order(rules):
-    def item(nodeid, *, slow=False, fixtures=()):
-        marks = [pytest.mark.slow.mark] if slow else []
-        return SimpleNamespace(
-            nodeid=nodeid,
-            fixturenames=list(fixtures),
-            add_marker=lambda mark: marks.append(getattr(mark, "mark", mark)),
-            get_closest_marker=lambda name: next((m for m in marks if m.name == name), None),
-            marks=marks,
-        )
-
-    items = [
-        item("tests/a.py::test_quick"),
-        item("tests/b.py::test_quick"),
-        item("tests/b.py::test_trains", slow=True),  # its module's group moves up with it
-        item("tests/c.py::test_reads_the_run", fixtures=["tiny_run"]),
-        item("tests/d.py::test_quick"),
-        item("tests/e2e/test_x.py::test_one", slow=True),
-        item("tests/e2e/test_x.py::test_two", slow=True),
-    ]
-    config = SimpleNamespace(pluginmanager=SimpleNamespace(hasplugin=lambda name: True))
-    rules.pytest_collection_modifyitems(config, items)
-    assert [entry.nodeid for entry in items] == [
-        "tests/c.py::test_reads_the_run",  # the shared run's group
-        "tests/e2e/test_x.py::test_one",
-        "tests/e2e/test_x.py::test_two",
-        "tests/b.py::test_quick",
-        "tests/b.py::test_trains",
-        "tests/a.py::test_quick",
-        "tests/d.py::test_quick",
-    ]
-    groups = [[m.args[0] for m in entry.marks if m.name == "xdist_group"] for entry in items]
-    assert groups[:4] == [
-        ["tiny_run"],
-        ["tests/e2e/test_x.py"],
-        ["tests/e2e/test_x.py"],
-        ["tests/b.py"],
-    ]
-
-
 def test_a_refusal_off_the_main_thread_fails_the_test_after_the_call_not_the_thread(rules, request):
     """A Python child started by a worker thread (Beam's DirectRunner) is let through there, so
     the test does not wait for a thread that died; the test fails when its call ends."""
