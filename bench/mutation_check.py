@@ -521,9 +521,45 @@ MUTANTS += [
     Mutant(
         "few_labels",
         "fit_head",
-        "config.train.probe_repeats, min(int((labels >= 0).sum()), probe.CV_MAX_ROWS)",
-        "1, min(int((labels >= 0).sum()), probe.CV_MAX_ROWS)",
+        "repeats=config.train.probe_repeats,",
+        "repeats=1,",
         ("tests/unit/test_fitted_classifier.py", "tests/unit/test_tasks.py"),
+    ),
+    Mutant(
+        "few_labels",
+        "_select",  # "auto" resolved from the rows the CV scores
+        "repeats = cv_repeats(repeats, scored_rows.size)",
+        "repeats = cv_repeats(repeats, labelled.size)",
+        SPREADING,
+    ),
+    # the pool's heads preferred within `train.probe_pool_tolerance` standard errors
+    Mutant(
+        "few_labels",
+        "fit_head",
+        "pool_tolerance=config.train.probe_pool_tolerance,",
+        "",
+        ("tests/unit/test_fitted_classifier.py", "tests/unit/test_tasks.py"),
+    ),
+    Mutant(
+        "few_labels",
+        "_select",
+        "_prefer_pool(results, best, scored_rows.size, pool_tolerance)",
+        "_prefer_pool(results, best, _scored(splits), pool_tolerance)",
+        SPREADING,
+    ),
+    Mutant(
+        "few_labels",
+        "_prefer_pool",
+        "floor = accuracy - tolerance * standard_error",
+        "floor = accuracy - standard_error",
+        SPREADING,
+    ),
+    Mutant(
+        "few_labels",
+        "_prefer_pool",
+        "for name in POOL_PREFERENCE:",
+        "for name in reversed(POOL_PREFERENCE):",
+        SPREADING,
     ),
 ]
 

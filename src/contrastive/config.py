@@ -11,6 +11,7 @@ import dataclasses
 import importlib.resources
 import json
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +140,12 @@ class TrainConfig:
     # int >= 1, or "auto" (more draws the fewer labelled images: 3 at 200, 1 from 600;
     # `training.probe.cv_repeats`).
     probe_repeats: int | str = "auto"
+    # Standard errors of the best head's CV accuracy within which a head that reads the
+    # unlabelled pool (ridge on spread labels, then label spreading) is chosen instead: at
+    # 200 labels the CV's error (about 3 points) is larger than the heads' differences, and
+    # on validation the pool's heads were the better ones (docs/BENCHMARKS.md 4c). 0: the
+    # best CV accuracy always (`training.probe.select_classifier`'s `pool_tolerance`).
+    probe_pool_tolerance: float = 1.0
     batch_size: int = 256
     # Softmax temperature of the contrastive losses.
     temperature: float = 0.1
@@ -405,6 +412,14 @@ def validate(config: Config) -> None:
         t.probe_repeats,
         lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
         'must be "auto" or an int >= 1',
+    )
+    _check(
+        "train.probe_pool_tolerance",
+        t.probe_pool_tolerance,
+        lambda v: (
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+        ),
+        "must be a finite number >= 0",
     )
     _check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
     _check_choice("train.schedule", t.schedule, SCHEDULES)

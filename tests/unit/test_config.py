@@ -83,6 +83,9 @@ def test_config_is_frozen():
         ("train.probe_repeats=0", "train.probe_repeats=0"),
         ("train.probe_repeats=often", "train.probe_repeats=often"),
         ("train.probe_repeats=true", "train.probe_repeats=True"),
+        ("train.probe_pool_tolerance=-1", "train.probe_pool_tolerance=-1"),
+        ("train.probe_pool_tolerance=.nan", "train.probe_pool_tolerance=nan"),
+        ("train.probe_pool_tolerance=wide", "train.probe_pool_tolerance=wide"),
     ],
 )
 def test_invalid_values_name_the_field_and_value(override, fragment):

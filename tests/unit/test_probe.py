@@ -1,6 +1,8 @@
 """Classifiers fitted on frozen features (`contrastive.training.probe`): each solver against an
 independent NumPy solution, the cross-validated choice, and the Keras heads built from them."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -230,6 +232,65 @@ def test_auto_repeats_draw_the_folds_until_600_predictions_at_most_5_times():
     labelled = (50, 120, 200, 201, 300, 599, 600, 5000)
     assert [probe.cv_repeats("auto", rows) for rows in labelled] == [5, 5, 3, 3, 2, 2, 1, 1]
     assert probe.cv_repeats(2, 5000) == 2  # a number is taken as it is
+
+
+def test_pool_tolerance_takes_a_pool_head_within_that_many_standard_errors_of_the_best():
+    """`pool_tolerance`: ridge on spread labels, then label spreading, is chosen over the best
+    cross-validated head when its CV accuracy is within that many binomial standard errors of
+    the best's (over the scored labelled rows); just outside, the best is kept."""
+    x, y = blobs(n_per_class=12, seed=3, spread=2.5)
+    labels = y.copy()
+    labels[::3] = -1  # 24 labelled rows and a pool to spread to
+
+    def select(tolerance, candidates=probe.CANDIDATES):
+        return probe.select_classifier(
+            x,
+            labels,
+            3,
+            candidates=candidates,
+            folds=3,
+            seed=5,
+            repeats=2,
+            pool_tolerance=tolerance,
+        )
+
+    plain = select(0.0).selection
+    accuracy = {name: record["cv_accuracy"] for name, record in plain["candidates"].items()}
+    best = max(accuracy, key=accuracy.get)
+    assert plain["best"] == plain["chosen"] == best == "ridge"  # a labelled-only head wins
+    se = math.sqrt(accuracy[best] * (1 - accuracy[best]) / 24)
+    assert plain["standard_error"] == pytest.approx(se, rel=1e-12)
+    spread_gap = (accuracy[best] - accuracy["spread_ridge"]) / se
+    spreading_gap = (accuracy[best] - accuracy["label_spreading"]) / se
+    assert 0 < spread_gap < spreading_gap
+    assert select(spread_gap * 0.99).selection["chosen"] == "ridge"
+    fitted = select(spread_gap * 1.01)
+    assert (fitted.kind, fitted.selection["best"]) == ("spread_ridge", "ridge")
+    assert fitted.selection["pool_tolerance"] == pytest.approx(spread_gap * 1.01)
+    assert fitted.selection["setting"] == plain["candidates"]["spread_ridge"]["setting"]
+    assert select(100.0).kind == "spread_ridge"  # preferred to label spreading
+    without = [name for name in probe.CANDIDATES if name != "spread_ridge"]
+    assert select(spreading_gap * 0.99, without).kind == "ridge"
+    assert select(spreading_gap * 1.01, without).kind == "label_spreading"
+    for bad in (-0.5, float("nan"), True, "1"):
+        with pytest.raises(ValueError, match="pool_tolerance must be a finite number >= 0"):
+            select(bad)
+
+
+def test_auto_repeats_are_resolved_from_the_scored_rows():
+    x, y = blobs(n_per_class=20, seed=1)  # 60 labelled rows: ceil(600 / 60) = 10, at most 5
+    assert (
+        probe.select_classifier(x, y, 3, candidates=("ridge",), repeats="auto").selection["repeats"]
+        == 5
+    )
+    # 300 labelled rows, of which the CV scores a stratified 150: ceil(600 / 150) = 4 draws
+    x, y = blobs(n_per_class=100, seed=1)
+    fitted = probe.select_classifier(
+        x, y, 3, candidates=("ridge",), repeats="auto", cv_max_rows=150
+    )
+    assert (fitted.selection["cross_validated"], fitted.selection["repeats"]) == (150, 4)
+    with pytest.raises(ValueError, match="Received: repeats='often'"):
+        probe.select_classifier(x, y, 3, candidates=("ridge",), repeats="often")
 
 
 def test_select_classifier_rejects_bad_input():

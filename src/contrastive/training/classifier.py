@@ -277,7 +277,8 @@ def fit_head(config, extractor, train, validation=None, *, num_classes, details=
     The features of every `train` image are computed once (inference mode, no augmentation;
     memory `N x D` floats, no image kept); the standardisation uses all of them, the
     selection and the fit only the labelled ones, with `train.probe_candidates`,
-    `train.probe_folds` folds and `train.probe_repeats` draws of them. `validation` is
+    `train.probe_folds` folds, `train.probe_repeats` draws of them and
+    `train.probe_pool_tolerance`. `validation` is
     embedded only to report `val_accuracy`.
 
     Returns:
@@ -305,9 +306,8 @@ def fit_head(config, extractor, train, validation=None, *, num_classes, details=
         folds=config.train.probe_folds,
         seed=config.train.seed,
         knn_temperature=config.train.knn_temperature,
-        repeats=probe.cv_repeats(
-            config.train.probe_repeats, min(int((labels >= 0).sum()), probe.CV_MAX_ROWS)
-        ),
+        repeats=config.train.probe_repeats,
+        pool_tolerance=config.train.probe_pool_tolerance,
     )
     labelled = labels >= 0
     history = {"accuracy": [float(np.mean(fitted.predict(features[labelled]) == labels[labelled]))]}

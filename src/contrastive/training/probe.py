@@ -56,6 +56,10 @@ REPEAT_SEED_STEP = 7919  # the fold seed of repeat r is seed + r * this
 # (docs/BENCHMARKS.md 4c, "repeated cross-validation").
 AUTO_SCORED_ROWS = 600
 AUTO_MAX_REPEATS = 5
+# The heads that read the unlabelled pool, in the order `pool_tolerance` prefers them: on
+# validation data at 200 labels (docs/BENCHMARKS.md 4c) ridge on spread labels beat every
+# other head in all six encoder/seed cases, label spreading came second in five.
+POOL_PREFERENCE = ("spread_ridge", "label_spreading")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -562,7 +566,8 @@ def select_classifier(
     neighbour_dim: int = 128,
     cv_max_rows: int = CV_MAX_ROWS,
     knn_max_reference: int = 20_000,
-    repeats: int = 1,
+    repeats: int | str = 1,
+    pool_tolerance: float = 0.0,
 ) -> FittedClassifier:
     """Chooses and fits a classifier on frozen features by stratified k-fold cross-validation.
 
@@ -594,12 +599,19 @@ def select_classifier(
             is labelled.
         repeats: the k-fold split is drawn this many times (the first with `seed`) and every
             setting is scored by its accuracy over all of them: with few labelled rows one
-            split's folds decide between candidates by a few images.
+            split's folds decide between candidates by a few images. `"auto"`: `cv_repeats`
+            of the rows the cross-validation scores.
+        pool_tolerance: a head that reads the unlabelled pool (`POOL_PREFERENCE`, in that
+            order) is chosen over the best cross-validated head when its CV accuracy is
+            within this many standard errors of the best one's; the standard error is the
+            binomial one of the best accuracy over the scored rows, sqrt(p (1 - p) / n).
+            0: the best CV accuracy always wins (ties as above).
 
     Returns:
         `FittedClassifier` with `selection` = `{"chosen", "cv_accuracy", "candidates": {name:
         {"cv_accuracy", "setting", "grid": {setting: accuracy}}}, "skipped": {name: reason},
-        "folds", "labelled", "cross_validated", "pool", "feature_dim", "seconds",
+        "best", "standard_error", "pool_tolerance", "folds", "repeats", "labelled",
+        "cross_validated", "pool", "feature_dim", "seconds",
         "cv_seconds", "cv_timings"}` (`cv_seconds`: the standardisation and the
         cross-validation, of `seconds` in all; the rest is the final fit. `cv_timings`: its
         seconds by part: "standardize", "pca", "graph" and each scored candidate).
@@ -618,6 +630,7 @@ def select_classifier(
             cv_max_rows=cv_max_rows,
             knn_max_reference=knn_max_reference,
             repeats=repeats,
+            pool_tolerance=pool_tolerance,
         )
 
 
@@ -635,12 +648,23 @@ def _select(
     cv_max_rows,
     knn_max_reference,
     repeats,
+    pool_tolerance,
 ):
     started = time.perf_counter()
     for name in candidates:
         validation.check_choice("candidate", name, CANDIDATES)
     validation.check_int("folds", folds, minimum=2)
-    validation.check_int("repeats", repeats, minimum=1)
+    if repeats != "auto":
+        validation.check_int("repeats", repeats, minimum=1)
+    if not (
+        isinstance(pool_tolerance, (int, float))
+        and not isinstance(pool_tolerance, bool)
+        and math.isfinite(pool_tolerance)
+        and pool_tolerance >= 0
+    ):
+        raise ValueError(
+            f"pool_tolerance must be a finite number >= 0. Received: {pool_tolerance=!r}"
+        )
     features = np.asarray(features, dtype=np.float32)
     labels = np.asarray(labels).astype(np.int64).reshape(-1)
     if features.ndim != 2 or features.shape[0] != labels.shape[0]:
@@ -661,6 +685,7 @@ def _select(
         part = stratified_folds(labels, math.ceil(labelled.size / cv_max_rows), seed + 1) == 0
         scored_rows = np.flatnonzero(part)
     scored_labels = np.where(np.isin(np.arange(labels.size), scored_rows), labels, -1)
+    repeats = cv_repeats(repeats, scored_rows.size)
     # repeat 0 is the plain k-fold split; each other repeat draws the folds again
     splits = [
         stratified_folds(scored_labels, folds, seed + REPEAT_SEED_STEP * repeat)
@@ -713,7 +738,8 @@ def _select(
     if not results:
         raise ValueError(f"every candidate was skipped: {skipped}. Received: {candidates=}")
     scored = [name for name in candidates if name in results]
-    chosen = max(scored, key=lambda name: (results[name]["cv_accuracy"], -scored.index(name)))
+    best = max(scored, key=lambda name: (results[name]["cv_accuracy"], -scored.index(name)))
+    chosen, standard_error = _prefer_pool(results, best, scored_rows.size, pool_tolerance)
     setting = results[chosen]["setting"]
     x, y = z[labelled], labels[labelled]
     common = {"mean": mean, "scale": scale}
@@ -759,6 +785,9 @@ def _select(
         "cv_accuracy": results[chosen]["cv_accuracy"],
         "candidates": results,
         "skipped": skipped,
+        "best": best,
+        "standard_error": standard_error,
+        "pool_tolerance": float(pool_tolerance),
         "folds": folds,
         "repeats": repeats,
         "labelled": int(labelled.size),
@@ -770,6 +799,20 @@ def _select(
         "cv_timings": timings,  # cv_seconds by part (`_select`'s loop)
     }
     return dataclasses.replace(fitted, selection=_plain(selection))
+
+
+def _prefer_pool(results, best, scored_rows, tolerance):
+    """`(chosen, standard_error)`: with `tolerance` > 0, the first head of `POOL_PREFERENCE`
+    that was scored and whose CV accuracy is within `tolerance` standard errors of `best`'s;
+    else `best`."""
+    accuracy = results[best]["cv_accuracy"]
+    standard_error = math.sqrt(accuracy * (1.0 - accuracy) / scored_rows)
+    if tolerance > 0:
+        floor = accuracy - tolerance * standard_error
+        for name in POOL_PREFERENCE:
+            if name in results and results[name]["cv_accuracy"] >= floor:
+                return name, standard_error
+    return best, standard_error
 
 
 def _skip_reason(name, labelled, pool, knn_max_reference):
