@@ -195,6 +195,10 @@ def _choice(details: dict) -> dict:
         out["classifier"] = details["chosen"]
         out["classifier_cv_accuracy"] = round(details["cv_accuracy"], 4)
         out["classifier_setting"] = details.get("setting")
+        # the best cross-validated head (the pool's heads are preferred within
+        # train.probe_pool_tolerance standard errors of it)
+        out["classifier_best"] = details.get("best")
+        out["classifier_standard_error"] = details.get("standard_error")
     if details.get("distill_kept"):
         out["distill_kept"] = details["distill_kept"]
         out["fitted_val_accuracy"] = details.get("fitted_val_accuracy")

@@ -313,19 +313,41 @@ def preempt(monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def trained_models(tiny_dataset, tmp_path_factory) -> dict[str, str]:
+def trained_models(tiny_dataset, tmp_path_factory) -> "TrainedModels":
     """Model directories trained once per session on `tiny_dataset` by the tiny profile, as
-    the pipeline's steps leave them: `encoder` (SupCon), `classifier` (its linear probe) and
-    `baseline` (cross-entropy). Shared: read them, copy one before changing it."""
+    the pipeline's steps leave them: `encoder` (SupCon), `classifier` (its fitted head) and
+    `baseline` (cross-entropy). Shared: read them, copy one before changing it. They train
+    inside `whole_split_guard` (tests/streaming_guard.py: a step that loads a whole split
+    fails here), and the fixture keeps what `test_streaming_steps.py` checks of that: the
+    configuration, the pretraining step's result and every `read_split` call."""
     from contrastive import tasks
     from contrastive.config import resolve_config
+    from tests.streaming_guard import whole_split_guard
 
     root = tmp_path_factory.mktemp("trained")
-    config = resolve_config("tiny")
-    tasks.run_pretrain(tiny_dataset, root / "encoder", config, method="supcon")
-    tasks.run_train_classifier(tiny_dataset, root / "encoder", root / "classifier", config)
-    tasks.run_train_baseline(tiny_dataset, root / "baseline", config)
-    return {name: str(root / name) for name in ("encoder", "classifier", "baseline")}
+    # data.limit=null: the steps see the whole splits (the tiny profile would cap them); a
+    # kNN monitor on 16 images, so that it reads a bounded sample
+    config = resolve_config("tiny", overrides=["data.limit=null", "train.knn_max_examples=16"])
+    with whole_split_guard(tiny_dataset) as reads:
+        pretrained = tasks.run_pretrain(tiny_dataset, root / "encoder", config, method="supcon")
+        tasks.run_train_classifier(tiny_dataset, root / "encoder", root / "classifier", config)
+        tasks.run_train_baseline(tiny_dataset, root / "baseline", config)
+    return TrainedModels(
+        {name: str(root / name) for name in ("encoder", "classifier", "baseline")},
+        config=config,
+        pretrained=pretrained,
+        reads=tuple(reads),
+    )
+
+
+class TrainedModels(dict):
+    """`trained_models`: {"encoder", "classifier", "baseline": model directory}, with the
+    `config` they trained by, `pretrained` (`tasks.run_pretrain`'s result) and `reads` (the
+    `read_split` calls of the three steps, `(split, batch_size, options)`)."""
+
+    def __init__(self, models, *, config, pretrained, reads):
+        super().__init__(models)
+        self.config, self.pretrained, self.reads = config, pretrained, reads
 
 
 @dataclass(frozen=True)

@@ -11,48 +11,27 @@ import json
 import pytest
 
 from contrastive import data, tasks, training
-from contrastive.config import resolve_config
-from contrastive.data import reader
 from contrastive.modeldir import load_model_dir
+from tests.streaming_guard import whole_split_guard
 
 # The steps feed tf.data to Keras: on the JAX backend too (Keras' tf.data adapter).
 pytestmark = pytest.mark.backend
 
 
 @pytest.fixture
-def guarded(monkeypatch, tiny_dataset):
+def guarded(tiny_dataset):
     """Forbid whole-split loads; return the list of `read_split` calls `(split, options)`."""
-    manifest = data.read_manifest(tiny_dataset)
-    calls = []
-    read_split = reader.read_split
-
-    def recording_read_split(uri, split, batch_size, **options):
-        calls.append((split, batch_size, options))
-        assert not options.get("cache"), f"{split} cached in memory"
-        return read_split(uri, split, batch_size, **options)
-
-    def bounded_load_arrays(uri, split, limit=None):
-        size = manifest["splits"][split]["num_examples"]
-        assert limit is not None and limit < size, f"load_arrays on the whole {split} split"
-        return reader.load_arrays.__wrapped__(uri, split, limit)
-
-    def no_load_training_data(*args, **kwargs):
-        raise AssertionError("load_training_data loads whole splits")
-
-    bounded_load_arrays.__wrapped__ = reader.load_arrays
-    for module in (data, reader):  # the package first: it caches what the reader holds
-        monkeypatch.setattr(module, "read_split", recording_read_split)
-        monkeypatch.setattr(module, "load_arrays", bounded_load_arrays)
-        monkeypatch.setattr(module, "load_training_data", no_load_training_data)
-    return calls
+    with whole_split_guard(tiny_dataset) as calls:
+        yield calls
 
 
-@pytest.mark.slow
-def test_no_step_loads_a_whole_split(guarded, tiny_dataset, tmp_path):
-    # data.limit=null: the steps see the whole splits (the tiny profile would cap them).
-    config = resolve_config("tiny", overrides=["data.limit=null", "train.knn_max_examples=16"])
-    encoder, classifier, baseline = tmp_path / "encoder", tmp_path / "clf", tmp_path / "base"
-    pretrained = tasks.run_pretrain(tiny_dataset, encoder, config)
+def test_no_step_loads_a_whole_split(trained_models, guarded, tiny_dataset, tmp_path):
+    """`trained_models` pretrained, fitted the classifier and trained the baseline inside the
+    guard (tests/conftest.py); the other steps run inside it here."""
+    config = trained_models.config
+    encoder, classifier, baseline = (
+        trained_models[name] for name in ("encoder", "classifier", "baseline")
+    )
     # the kNN figure is the saved encoder's on the bounded sample (16 train, 16 validation)
     sample = data.knn_sample(tiny_dataset, 16)
     expected = training.sample_knn_accuracy(
@@ -61,12 +40,10 @@ def test_no_step_loads_a_whole_split(guarded, tiny_dataset, tmp_path):
         k=config.train.knn_k,
         temperature=config.train.knn_temperature,
     )
-    assert pretrained["knn_accuracy"] == expected and len(sample[3]) == 16
-    train_reads = [options for split, _, options in guarded if split == "train"]
+    assert trained_models.pretrained["knn_accuracy"] == expected and len(sample[3]) == 16
+    train_reads = [options for split, _, options in trained_models.reads if split == "train"]
     assert train_reads and train_reads[0]["shuffle"] is True
     assert train_reads[0]["shuffle_buffer"] == config.data.shuffle_buffer
-    tasks.run_train_classifier(tiny_dataset, encoder, classifier, config)
-    tasks.run_train_baseline(tiny_dataset, baseline, config)
     results = {}
     for name, model in (("supcon", classifier), ("baseline", baseline)):
         result = tasks.run_evaluate(
@@ -107,7 +84,8 @@ def test_no_step_loads_a_whole_split(guarded, tiny_dataset, tmp_path):
     assert summaries[0]["promoted"] and summaries[0]["champion_accuracy"] is None
     assert summaries[1]["champion_accuracy"] == summaries[0]["candidate_accuracy"]
     assert drift["test"] is not None and summary["drift"]["test"]["p_value"] > 0
-    assert {split for split, _, _ in guarded} >= {"train", "validation", "test"}
+    read = {split for split, _, _ in (*trained_models.reads, *guarded)}
+    assert read >= {"train", "validation", "test"}
 
 
 def test_the_guard_catches_a_whole_split_load(guarded, tiny_dataset):
