@@ -72,7 +72,7 @@ def sweep(features, labels, ids, flipped_ids) -> dict:
 
 
 def label_noise(args, workdir: Path) -> tuple[dict, str]:
-    from contrastive import data, tasks
+    from contrastive import data, neighbours, tasks
     from contrastive.config import resolve_config
     from contrastive.models import build_encoder
     from contrastive.tasks import inspecting
@@ -138,6 +138,13 @@ def label_noise(args, workdir: Path) -> tuple[dict, str]:
             encoder, dataset, "train", 10**9, batch_size=512, seed=0
         )
         results.setdefault(name, {})["sweep"] = sweep(features, labels, ids, flipped_train)
+        # the space the explain step searches (`neighbours.NeighbourSpace`, its default
+        # directions) against the features as they are
+        space = neighbours.NeighbourSpace.fit(
+            features, inspecting.NeighbourSettings().neighbour_dim
+        )
+        results[name]["sweep_searched_space"] = sweep(space(features), labels, ids, flipped_train)
+        results[name]["feature_dim"] = int(features.shape[1])
     pixels, labels, ids = _pixels(dataset)
     results["pixels"] = {"sweep": sweep(pixels, labels, ids, flipped_train)}
     summary = {

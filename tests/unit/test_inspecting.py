@@ -73,18 +73,24 @@ def test_suspects_are_the_flipped_training_labels(noisy):
     )
 
 
-def test_agreement_and_mistakes_match_an_in_memory_recomputation(noisy):
+@pytest.mark.parametrize("neighbour_dim", [256, 6])  # the 128-d features themselves; 6 directions
+def test_agreement_and_mistakes_match_an_in_memory_recomputation(noisy, neighbour_dim):
     from contrastive import training
     from contrastive.modeldir import load_model_dir
     from contrastive.models import find_encoder
 
-    result = _explain(noisy, "explained")
+    result = _explain(noisy, f"explained-{neighbour_dim}", neighbour_dim=neighbour_dim)
     model, _ = load_model_dir(noisy["candidates"]["baseline"][1])
     encoder = find_encoder(model)
     x_train, y_train = data.load_arrays(noisy["dataset"], "train")
     x_test, y_test = data.load_arrays(noisy["dataset"], "test")
-    reference = training.embed(encoder, x_train)
-    query = training.embed(encoder, x_test)
+    reference = training.embed(encoder, x_train).astype(np.float64)
+    query = training.embed(encoder, x_test).astype(np.float64)
+    assert result["reference"]["dim"] == reference.shape[1] == 128
+    assert result["reference"]["neighbour_dim"] == min(neighbour_dim, 128)
+    if neighbour_dim < reference.shape[1]:  # the leading right singular vectors (NumPy's SVD)
+        directions = np.linalg.svd(reference, full_matrices=False)[2][:neighbour_dim].T
+        reference, query = reference @ directions, query @ directions
     unit = reference / np.linalg.norm(reference, axis=1, keepdims=True)
     nearest = (query / np.linalg.norm(query, axis=1, keepdims=True) @ unit.T).argmax(axis=1)
     agree = y_train[nearest] == y_test
@@ -105,7 +111,7 @@ def test_agreement_and_mistakes_match_an_in_memory_recomputation(noisy):
 
 def test_the_reference_is_a_bounded_sample(noisy):
     result = _explain(noisy, "bounded", max_reference=100, mistakes=2, shown_suspects=1)
-    assert result["reference"] == {"examples": 100, "seen": 360, "dim": result["reference"]["dim"]}
+    assert result["reference"] == {"examples": 100, "seen": 360, "dim": 128, "neighbour_dim": 128}
     assert result["suspects"]["checked"] == 100 and len(result["suspects"]["top"]) <= 1
     assert len(result["mistakes"]) <= 2
 

@@ -43,6 +43,29 @@ def test_nearest_neighbours_cap_k_and_refuse_bad_input():
         next(nearest_neighbours(reference[:1], reference[:1], 1, exclude_self=True))
 
 
+def test_neighbour_space_keeps_the_dot_products_of_the_best_rank_k_approximation():
+    """The projection onto `dim` directions preserves the Gram matrix of the reference's best
+    rank-`dim` approximation (NumPy's SVD: U_k S_k^2 U_k^T), whatever the directions' signs;
+    with `dim` 0 or at least D the features are searched as they are."""
+    rng = np.random.default_rng(3)
+    reference = (rng.normal(size=(50, 12)) * np.linspace(3, 0.1, 12)).astype(np.float32)
+    space = neighbours.NeighbourSpace.fit(reference, 4)
+    projected = space(reference)
+    assert projected.shape == (50, 4) and projected.dtype == np.float32
+    u, s, _ = np.linalg.svd(reference.astype(np.float64), full_matrices=False)
+    expected = (u[:, :4] * s[:4] ** 2) @ u[:, :4].T
+    np.testing.assert_allclose(projected @ projected.T, expected, rtol=1e-4, atol=1e-3)
+    query = rng.normal(size=(3, 12)).astype(np.float32)  # a new row: the same linear map
+    np.testing.assert_allclose(space(query), query @ space.basis, rtol=1e-6)
+    assert space.dim(12) == 4
+    for dim in (0, 12, 40):
+        identity = neighbours.NeighbourSpace.fit(reference, dim)
+        assert identity.basis is None and identity.dim(12) == 12
+        assert np.array_equal(identity(query), query)
+    with pytest.raises(ValueError, match="Received: dim=-1"):
+        neighbours.NeighbourSpace.fit(reference, -1)
+
+
 def _clusters(rng, per_class=30, num_classes=4, dim=8, spread=0.1):
     centres = rng.normal(size=(num_classes, dim)) * 3
     labels = np.repeat(np.arange(num_classes), per_class)

@@ -52,16 +52,25 @@ class NeighbourSettings:
     shown_suspects: int = 12  # suspects shown in the report (the file lists all)
     max_reference: int = 60_000  # training features held (a uniform sample beyond)
     max_reference_mib: int = 256  # ... and at most this much memory for them
+    # directions of the space searched (`neighbours.NeighbourSpace`); 0: the raw features
+    neighbour_dim: int = 256
     thumbnail_size: int = 48  # longest side of a thumbnail, pixels
     batch_size: int = 512
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("k", "suspect_k", "max_reference", "max_reference_mib", "thumbnail_size"):
+        for name in (
+            "k",
+            "suspect_k",
+            "max_reference",
+            "max_reference_mib",
+            "thumbnail_size",
+        ):
             validation.check_int(name, getattr(self, name))
         for name in ("mistakes", "shown_suspects"):
             validation.check_int(name, getattr(self, name), minimum=0)
         validation.check_int("batch_size", self.batch_size)
+        validation.check_int("neighbour_dim", self.neighbour_dim, minimum=0)
 
 
 def embed_sample(encoder, data_uri: str, split: str, capacity: int, *, batch_size: int, seed: int):
@@ -132,6 +141,9 @@ def run_explain_neighbours(
     positions, reference, reference_labels, ids, seen = embed_sample(
         encoder, data_uri, "train", capacity, batch_size=size, seed=settings.seed
     )
+    # every search below is in the reference's leading singular directions
+    space = neighbours.NeighbourSpace.fit(reference, settings.neighbour_dim)
+    reference = space(reference)
     suspects = neighbours.suspect_labels(
         reference, reference_labels, k=settings.suspect_k, min_share=settings.min_share
     )
@@ -151,7 +163,7 @@ def run_explain_neighbours(
     for images, labels in data_io.read_split(data_uri, "test", size).as_numpy_iterator():
         count, padded = len(labels), pad_batch(images, size)
         probabilities = training.predict_proba(model, padded, size)[:count]
-        features = training.embed(encoder, padded, size)[:count]
+        features = space(training.embed(encoder, padded, size)[:count])
         nearest = np.concatenate(
             [
                 block[1][:, 0]
@@ -171,7 +183,10 @@ def run_explain_neighbours(
 
     rows = mistakes.rows
     explained = neighbours.explain_mistakes(
-        labelled_reference, labelled_labels, rows.get("features", np.zeros((0, dim))), k=settings.k
+        labelled_reference,
+        labelled_labels,
+        rows.get("features", np.zeros((0, space.dim(dim)))),
+        k=settings.k,
     )
     # Reference rows (in `reference`) whose image is shown: neighbours and the top suspects.
     neighbour_rows = np.flatnonzero(labelled)[explained[0]]
@@ -191,7 +206,12 @@ def run_explain_neighbours(
     result = {
         "method": best,
         "class_names": class_names,
-        "reference": {"examples": int(len(positions)), "seen": int(seen), "dim": dim},
+        "reference": {
+            "examples": int(len(positions)),
+            "seen": int(seen),
+            "dim": dim,
+            "neighbour_dim": space.dim(dim),
+        },
         "agreement": agreement.result(),
         "mistakes": [
             {
