@@ -119,6 +119,28 @@ MUTANTS = [
     Mutant("embedding", "mmd_test", "np.fill_diagonal(kernel, 0.0)", "pass", EMBEDDING),
     Mutant("embedding", "ReservoirSample.add", "(later + 1)).astype", "(later)).astype", EMBEDDING),
     Mutant("embedding", "decide_retraining", "if not same_code:", "if False:", EMBEDDING),
+    # the space the explain step searches (`neighbours.NeighbourSpace`)
+    Mutant(
+        "embedding",
+        "NeighbourSpace.fit",
+        "vectors[:, ::-1][:, :dim]",
+        "vectors[:, :dim]",
+        EMBEDDING,
+    ),
+    Mutant(
+        "embedding",
+        "NeighbourSpace.fit",
+        "if dim == 0 or dim >= reference.shape[1]:",
+        "if dim == 0:",
+        EMBEDDING,
+    ),
+    Mutant(
+        "embedding",
+        "run_explain_neighbours",
+        "features = space(training.embed(encoder, padded, size)[:count])",
+        "features = training.embed(encoder, padded, size)[:count]",
+        ("tests/unit/test_inspecting.py",),
+    ),
     # confusion matrix and the metrics read from it
     Mutant(
         "confusion",
