@@ -523,6 +523,7 @@ def label_spreading(graph, labels, num_classes, *, alpha=0.99, iterations=30):
     affinity = sparse.csr_matrix(
         (values, cols, np.r_[starts, rows.size]), shape=(count, count), dtype=np.float32
     )
+    alpha = float(alpha)  # a Python float: a NumPy float64 would make `spread` float64
     for _ in range(iterations):
         spread = alpha * (affinity @ spread) + (1 - alpha) * seed
     total = spread.sum(axis=1, keepdims=True)
