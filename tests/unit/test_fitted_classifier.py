@@ -57,7 +57,7 @@ def test_fitted_ridge_head_equals_an_independent_numpy_solve():
     # train.probe_repeats: auto, 64 labelled rows: the folds drawn ceil(600 / 64) = 10 times,
     # at most 5; train.probe_pool_tolerance reaches the selection
     assert (details["labelled"], details["repeats"]) == (64, 5)
-    assert details["pool_tolerance"] == config.train.probe_pool_tolerance == 1.0
+    assert details["pool_tolerance"] == config.train.probe_pool_tolerance == 0.25
     setting = details["candidates"]["ridge"]["setting"]
 
     extractor = feature_model(encoder, "flatten")
