@@ -11,7 +11,6 @@ import dataclasses
 import importlib.resources
 import json
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -413,13 +412,8 @@ def validate(config: Config) -> None:
         lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
         'must be "auto" or an int >= 1',
     )
-    _check(
-        "train.probe_pool_tolerance",
-        t.probe_pool_tolerance,
-        lambda v: (
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-        ),
-        "must be a finite number >= 0",
+    validation.check_non_negative(
+        "train.probe_pool_tolerance", t.probe_pool_tolerance, error=ConfigError
     )
     _check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
     _check_choice("train.schedule", t.schedule, SCHEDULES)

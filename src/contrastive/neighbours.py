@@ -18,6 +18,7 @@ import numpy as np
 
 from contrastive import validation
 from contrastive.training.knn import nearest_neighbours
+from contrastive.training.probe import gram_stats
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,7 @@ class NeighbourSpace:
         reference = np.asarray(reference, dtype=np.float32)
         if dim == 0 or dim >= reference.shape[1]:
             return cls(None)
-        second_moment = np.zeros((reference.shape[1],) * 2)
-        for start in range(0, reference.shape[0], 4096):  # float32 products, float64 sum
-            rows = reference[start : start + 4096]
-            second_moment += rows.T @ rows
+        second_moment, _, _ = gram_stats(reference)  # not centred
         _, vectors = np.linalg.eigh(second_moment)  # ascending eigenvalues
         return cls(np.ascontiguousarray(vectors[:, ::-1][:, :dim]).astype(np.float32))
 

@@ -80,6 +80,13 @@ def check_finite(name: str, value: Any, *, error: type[Exception] = ValueError) 
     return value
 
 
+def check_non_negative(name: str, value: Any, *, error: type[Exception] = ValueError) -> Any:
+    """A finite number >= 0."""
+    if not (is_number(value) and math.isfinite(value) and value >= 0):
+        raise error(f"{name} must be a finite number >= 0. Received: {name}={value!r}")
+    return value
+
+
 def check_choice(
     name: str, value: Any, choices: Collection, *, error: type[Exception] = ValueError
 ) -> Any:

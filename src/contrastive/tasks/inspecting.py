@@ -59,13 +59,7 @@ class NeighbourSettings:
     seed: int = 0
 
     def __post_init__(self):
-        for name in (
-            "k",
-            "suspect_k",
-            "max_reference",
-            "max_reference_mib",
-            "thumbnail_size",
-        ):
+        for name in ("k", "suspect_k", "max_reference", "max_reference_mib", "thumbnail_size"):
             validation.check_int(name, getattr(self, name))
         for name in ("mistakes", "shown_suspects"):
             validation.check_int(name, getattr(self, name), minimum=0)
