@@ -33,6 +33,14 @@ XDIST := $(call xdist,$(WORKERS))
 JAX_CACHE ?= build/jax-cache
 JAX_CACHE_ENV = $(if $(JAX_CACHE),JAX_COMPILATION_CACHE_DIR=$(abspath $(JAX_CACHE)) \
 	JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0)
+# XLA compiles the tests' programs without LLVM's optimisations: each test runs a handful of
+# steps of a program it compiled, so compiling dominates, and the tests check results, not
+# speed. JAX pass 178 -> 134 s wall, 318 -> 232 CPU s (2026-12-07, README "Test"). Added to
+# any XLA_FLAGS of the caller's; TEST_XLA_FLAGS= turns it off. Runs, benchmarks and the
+# pipeline never get it, nor do the data-parallel checks' children (tests/distributed: they set
+# their own XLA_FLAGS, and their 1- and 8-device kNN accuracies agree to the image only there).
+TEST_XLA_FLAGS ?= --xla_backend_optimization_level=0
+TEST_ENV = $(JAX_CACHE_ENV) $(if $(strip $(XLA_FLAGS) $(TEST_XLA_FLAGS)),XLA_FLAGS="$(strip $(XLA_FLAGS) $(TEST_XLA_FLAGS))")
 # The installer: uv (pinned in constraints.txt; 2.6x faster than pip on a fresh machine, the
 # same versions; --compile-bytecode as pip: with PYTHONDONTWRITEBYTECODE set, every process
 # would otherwise compile TensorFlow's source), or pip (INSTALLER=pip; also what uv's failure falls back to). uv reads no
@@ -104,11 +112,11 @@ format: $(STAMP) ## Apply ruff fixes and formatting
 	$(BIN)/ruff format .
 
 test: install lint ## Lint, the whole suite (TensorFlow backend), then library tests on JAX
-	$(JAX_CACHE_ENV) KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q $(XDIST) $(PYTEST_ARGS)
-	$(JAX_CACHE_ENV) KERAS_BACKEND=jax $(BIN)/python -m pytest -q -m backend $(call xdist,$(JAX_WORKERS)) $(PYTEST_ARGS)
+	$(TEST_ENV) KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q $(XDIST) $(PYTEST_ARGS)
+	$(TEST_ENV) KERAS_BACKEND=jax $(BIN)/python -m pytest -q -m backend $(call xdist,$(JAX_WORKERS)) $(PYTEST_ARGS)
 
 test-quick: install ## The inner loop (< 2 min): tests that train nothing and start no process
-	$(JAX_CACHE_ENV) KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -m "not slow" $(call xdist,$(QUICK_WORKERS)) $(PYTEST_ARGS)
+	$(TEST_ENV) KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -m "not slow" $(call xdist,$(QUICK_WORKERS)) $(PYTEST_ARGS)
 
 test-fast: test-quick # its former name
 

@@ -15,6 +15,7 @@ from contrastive.tasks import inspecting
 from tests.conftest import separable_images
 
 pytestmark = [pytest.mark.backend, pytest.mark.slow]  # `noisy` trains a baseline
+TIE = 1e-6  # cosine similarities this close are a tie for a float32 search
 FLIPPED = 8  # the first 8 training images of the source get the next class's label
 
 
@@ -92,11 +93,18 @@ def test_agreement_and_mistakes_match_an_in_memory_recomputation(noisy, neighbou
         directions = np.linalg.svd(reference, full_matrices=False)[2][:neighbour_dim].T
         reference, query = reference @ directions, query @ directions
     unit = reference / np.linalg.norm(reference, axis=1, keepdims=True)
-    nearest = (query / np.linalg.norm(query, axis=1, keepdims=True) @ unit.T).argmax(axis=1)
-    agree = y_train[nearest] == y_test
-    expected = [float(agree[y_test == c].mean()) for c in range(4)]
-    assert result["agreement"]["per_class"] == pytest.approx(expected)
-    assert result["agreement"]["overall"] == pytest.approx(agree.mean())
+    similarity = query / np.linalg.norm(query, axis=1, keepdims=True) @ unit.T
+    # The step searches in float32: a neighbour within TIE of the nearest may be the one it
+    # finds (seen once, at XLA's optimisation level 0), so a test image whose near-ties
+    # disagree on the label counts as agreeing at most, and as disagreeing at least.
+    near = similarity >= similarity.max(axis=1, keepdims=True) - TIE
+    same_label = y_train[None, :] == y_test[:, None]
+    agree_all, agree_any = (same_label | ~near).all(axis=1), (same_label & near).any(axis=1)
+    assert int((agree_all != agree_any).sum()) <= 3  # undecided images stay rare: a sharp check
+    for c, value in enumerate(result["agreement"]["per_class"]):
+        low, high = agree_all[y_test == c].mean(), agree_any[y_test == c].mean()
+        assert low - 1e-9 <= value <= high + 1e-9, (c, value, low, high)
+    assert agree_all.mean() - 1e-9 <= result["agreement"]["overall"] <= agree_any.mean() + 1e-9
     probabilities = training.predict_proba(model, x_test)
     wrong = np.flatnonzero(probabilities.argmax(axis=1) != y_test)
     order = wrong[np.lexsort((wrong, -probabilities.max(axis=1)[wrong]))][:8]
