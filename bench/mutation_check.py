@@ -141,6 +141,21 @@ MUTANTS = [
         "features = training.embed(encoder, padded, size)[:count]",
         ("tests/unit/test_inspecting.py",),
     ),
+    # the explain step's nearest-neighbour agreement (test_inspecting's tie-aware recomputation)
+    Mutant(
+        "embedding",
+        "NeighbourAgreement.add",
+        "agree = labels[nearest_labels == labels]",
+        "agree = nearest_labels[nearest_labels != labels]",
+        ("tests/unit/test_inspecting.py",),
+    ),
+    Mutant(
+        "embedding",
+        "run_explain_neighbours",
+        "agreement.add(labelled_labels[nearest], labels)",
+        "agreement.add(labelled_labels[nearest[::-1]], labels)",
+        ("tests/unit/test_inspecting.py",),
+    ),
     # confusion matrix and the metrics read from it
     Mutant(
         "confusion",
