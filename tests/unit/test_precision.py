@@ -52,6 +52,7 @@ flags\t\t: fpu sse2 avx2 avx512f avx512_vnni avx512_bf16x amx_tile
         ("", []),
         ("processor\t: 0\nFeatures\t: fp asimd bf16\n", []),  # arm64: not a flag we use
     ],
+    ids=["zen5", "amx-only", "sapphire-rapids", "ice-lake", "empty", "arm64"],
 )
 def test_cpu_bfloat16_flags_reads_whole_flags_of_the_flags_lines(cpuinfo, expected):
     assert cpu_bfloat16_flags(cpuinfo) == expected
@@ -83,7 +84,7 @@ def test_auto_resolves_by_backend_device_and_cpu_flags(machine, expected):
 
 
 @pytest.mark.parametrize("setting", ["float32", "bfloat16", "float16"])
-@pytest.mark.parametrize("cpuinfo", [ZEN5, ""])
+@pytest.mark.parametrize("cpuinfo", [ZEN5, ""], ids=["zen5", "empty"])
 def test_explicit_values_are_kept_whatever_the_machine(setting, cpuinfo):
     for accelerator in (None, gpu((9, 0))):
         assert resolve_mixed_precision(
@@ -120,7 +121,9 @@ def fake_machine(monkeypatch):
     return use
 
 
-@pytest.mark.parametrize("cpuinfo, policy", [(ZEN5, "mixed_bfloat16"), ("", "float32")])
+@pytest.mark.parametrize(
+    "cpuinfo, policy", [(ZEN5, "mixed_bfloat16"), ("", "float32")], ids=["zen5", "empty"]
+)
 def test_precision_policy_auto_builds_in_the_machines_choice(fake_machine, cpuinfo, policy):
     fake_machine(cpuinfo)
     before = keras.config.dtype_policy().name
@@ -134,6 +137,7 @@ def test_precision_policy_auto_builds_in_the_machines_choice(fake_machine, cpuin
 @pytest.mark.parametrize(
     "cpuinfo, setting, expected",
     [(ZEN5, "auto", "bfloat16"), ("", "auto", "float32"), (ZEN5, "float32", "float32")],
+    ids=["zen5-auto", "empty-auto", "zen5-float32"],
 )
 def test_training_step_records_the_precision_up_to_the_summary(
     tiny_dataset, tmp_path, fake_machine, caplog, cpuinfo, setting, expected
