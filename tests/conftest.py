@@ -14,7 +14,8 @@ Shared fixtures (session scope: built once, read by many tests; copy before chan
 - `trained_models`: an encoder, a classifier on it and a baseline, trained once by the tiny
   profile (`slow`).
 - `tiny_runs`: `contrastive run --profile tiny` on the separable set, once per distinct set of
-  flags in a session; `tiny_run`: the e2e tests' shared run (`slow`).
+  flags in a session, with the toy plugin method installed; `tiny_run`: the e2e tests' shared
+  run, every method at 100 and 50 % of the labels (`slow`).
 """
 
 import contextlib
@@ -358,6 +359,7 @@ class TinyRun:
     runs: Path
     stdout: str
     stderr: str
+    env: dict  # the run's environment: the toy plugin installed (tests/toy_method.py)
 
     @property
     def latest(self) -> Path:
@@ -369,10 +371,13 @@ def tiny_runs(separable_npz, tmp_path_factory):
     """`tiny_runs(*flags)`: `contrastive run --profile tiny --source npz:<separable set>
     --registry <runs>/registry <flags>` in a child process, as a user starts it; run once per
     distinct `flags` in a session (tests that can read the same run pass the same flags) and
-    asserted to succeed. Returns a `TinyRun`."""
+    asserted to succeed, with the toy plugin method installed (`--methods ...,toy` runs it).
+    Returns a `TinyRun`."""
+    from tests import toy_method
     from tests.e2e.cli_run import run_ok
 
     done: dict[tuple, TinyRun] = {}
+    env = toy_method.install(tmp_path_factory.mktemp("plugin"))
 
     def run(*flags: str, timeout: float = 1200) -> TinyRun:
         if flags not in done:
@@ -384,19 +389,24 @@ def tiny_runs(separable_npz, tmp_path_factory):
                 str(runs / "registry"),
                 *flags,
                 timeout=timeout,
+                env=env,
             )
-            done[flags] = TinyRun(runs, result.stdout, result.stderr)
+            done[flags] = TinyRun(runs, result.stdout, result.stderr, env)
         return done[flags]
 
     return run
 
 
-# The e2e tests' shared run: every method, one epoch, the machine's compute precision; no
-# training-time estimate (it measures the steps first, ~40 s here: tests/e2e/test_own_images.py
-# reads it on its run).
+# The e2e tests' shared run: every method and the toy plugin method, at 100 and 50 % of the
+# labels (tests/e2e/test_local_run.py reads the whole run, tests/e2e/test_few_labels.py its
+# curve and the plugin: one run for both, 101 s against 50 + 73 s for two, measured alone),
+# one epoch, the machine's compute precision; no training-time estimate (it measures the steps
+# first, ~40 s here: tests/e2e/test_own_images.py reads it on its run).
 TINY_RUN_FLAGS = (
     "--methods",
-    "baseline,supcon,simclr",
+    "baseline,supcon,simclr,toy",
+    "--labeled-fractions",
+    "1,0.5",  # any order: the DAG sorts them
     "--epochs",
     "1",
     "--no-estimate",

@@ -2,10 +2,8 @@
 pretrained once, the label-efficiency curve in results.json and in the report (tiny profile,
 one epoch). The run carries a method added from outside the package: the toy method of
 `tests/toy_method.py`, installed as a plugin (an entry point) that every process finds, runs
-through every step beside the built-in ones (one run for both: each costs ~7 s a task).
-SimCLR is left out (five tasks less): the toy method reads no label either, so it takes the
-pretrain-once path here, and SimCLR's own single pretraining is checked where the DAG is
-compiled (tests/pipeline/test_compile.py) and its steps run in tests/e2e/test_local_run.py."""
+through every step beside the built-in ones. The run is the suite's shared `tiny_run`
+(tests/conftest.py), which tests/e2e/test_local_run.py reads too: one run instead of two."""
 
 import json
 import math
@@ -13,14 +11,11 @@ import re
 
 import pytest
 
-from tests import toy_method
-from tests.e2e.cli_run import run_ok
-
 pytestmark = pytest.mark.slow
 
 FRACTIONS = ("0.5", "1")
-# the control runs beside them; `toy` reads no label, so it pretrains once, as SimCLR does
-METHODS = ("baseline", "supcon", "toy", "random_init")
+# the control runs beside them; SimCLR and `toy` read no label, so they pretrain once
+METHODS = ("baseline", "supcon", "simclr", "toy", "random_init")
 # Test-accuracy floors at 100 % of the labels: test_local_run's (the same one-epoch tiny run
 # on the separable 4-class set, chance 0.25; its measured figures are there).
 FLOORS = {"baseline": 0.9, "supcon": 0.6}
@@ -28,24 +23,9 @@ TOY_FLOOR = 0.6  # the plugin method's test and kNN accuracy at 100 % (measured 
 
 
 @pytest.fixture(scope="module")
-def few_labels_run(separable_npz, tmp_path_factory):
-    root = tmp_path_factory.mktemp("few-labels")
-    result = run_ok(
-        f"npz:{separable_npz}",
-        root / "runs",
-        "--methods",
-        "baseline,supcon,toy",
-        "--labeled-fractions",
-        "1,0.5",  # any order: the DAG sorts them
-        "--epochs",
-        "1",
-        "--no-estimate",
-        "--registry",
-        str(root / "registry"),
-        timeout=1200,
-        env=toy_method.install(root / "plugin"),
-    )
-    return root / "runs" / "latest", result.stdout
+def few_labels_run(tiny_run):
+    """The shared run: baseline, SupCon, SimCLR and the toy plugin at 100 and 50 %."""
+    return tiny_run.latest, tiny_run.stdout
 
 
 def test_label_free_methods_pretrain_once_and_every_fraction_has_its_branches(few_labels_run):
@@ -56,10 +36,11 @@ def test_label_free_methods_pretrain_once_and_every_fraction_has_its_branches(fe
         for path in sorted(run_dir.glob("pretrain-encoder*/encoder_model"))
     ]
     methods = sorted((info["method"], info["labeled_fraction"]) for info in encoders)
-    # the toy method and the untrained control read no labels: one encoder each, for every
-    # fraction; SupCon reads them: one per fraction
+    # SimCLR, the toy method and the untrained control read no labels: one encoder each, for
+    # every fraction; SupCon reads them: one per fraction
     assert methods == [
         ("random_init", 1.0),
+        ("simclr", 1.0),
         ("supcon", 0.5),
         ("supcon", 1.0),
         ("toy", 1.0),

@@ -1,5 +1,7 @@
 """The whole DAG through kfp.local (SubprocessRunner) on a tiny separable dataset, via the CLI
-(the shared `tiny_run`, marked slow by tests/conftest.py), and its refusal of bad parameters."""
+(the shared `tiny_run`, marked slow by tests/conftest.py: every method and the toy plugin
+method at 100 and 50 % of the labels; tests/e2e/test_few_labels.py reads its curve), and its
+refusal of bad parameters."""
 
 import json
 from pathlib import Path
@@ -18,6 +20,20 @@ from tests.e2e.cli_run import run_ok
 # 0 passed the same floors (2026-11-30).
 FLOORS = {"baseline": 0.9, "supcon": 0.6, "simclr": 0.6}
 KNN_FLOOR = 0.9  # the encoders' kNN accuracy: 1.00 in every measured seed
+# every task of the run, as kfp.local names them: 2 baselines, 5 pretrainings (SupCon per
+# fraction; SimCLR, the toy method and the untrained control once), 8 classifiers, 10
+# evaluations, one collection per fraction
+TASKS = {
+    "ingest-data",
+    "check-drift",
+    "explain-neighbours",
+    "compare-and-report",
+    *(f"train-baseline{suffix}" for suffix in ("", "-2")),
+    *(f"pretrain-encoder{suffix}" for suffix in ("", "-2", "-3", "-4", "-5")),
+    *(f"train-classifier{suffix}" for suffix in ("", *(f"-{i}" for i in range(2, 9)))),
+    *(f"evaluate-classifier{suffix}" for suffix in ("", *(f"-{i}" for i in range(2, 11)))),
+    *(f"collect-fraction{suffix}" for suffix in ("", "-2")),
+}
 
 
 def expected_precision() -> str:
@@ -43,10 +59,10 @@ def test_run_prints_the_table_and_writes_results(local_run):
     latest = runs / "latest"
     assert latest.is_symlink()
     results = json.loads((latest / "results.json").read_text())
-    assert set(results["methods"]) == {*FLOORS, "random_init"}
+    assert set(results["methods"]) == {*FLOORS, "toy", "random_init"}  # the 100 % branches
     for name, method in results["methods"].items():
         assert method["test_accuracy"] >= FLOORS.get(name, 0.0), (name, method)
-        if name not in ("baseline", "random_init"):  # trained encoders
+        if name in ("supcon", "simclr"):  # trained encoders (the toy's: test_few_labels.py)
             assert method["knn_accuracy"] >= KNN_FLOOR, (name, method)
         assert method["train_seconds"] > 0, name
         assert method["mixed_precision"] == expected_precision(), (name, method)
@@ -70,34 +86,16 @@ def test_every_task_left_its_artifacts(local_run):
     (run_dir,) = list(artifacts.iterdir())
     assert run_dir.name == (runs / "latest").resolve().name  # kfp.local's job: the run id
     assert not any(runs.glob("checkpoints/*/local/*"))
-    task_dirs = {p.name for p in run_dir.iterdir() if p.is_dir()}
-    for task in (
-        "ingest-data",
-        "check-drift",
-        "train-baseline",
-        "pretrain-encoder",
-        "pretrain-encoder-2",
-        "pretrain-encoder-3",
-        "train-classifier",
-        "train-classifier-2",
-        "train-classifier-3",
-        "evaluate-classifier",
-        "evaluate-classifier-2",
-        "evaluate-classifier-3",
-        "evaluate-classifier-4",
-        "explain-neighbours",
-        "compare-and-report",
-    ):
-        assert task in task_dirs, (task, sorted(task_dirs))
+    assert {p.name for p in run_dir.iterdir() if p.is_dir()} == TASKS
     models = sorted(artifacts.glob("*/train-*/model")) + sorted(
         artifacts.glob("*/pretrain-encoder*/encoder_model")
     )
-    # 4 classifiers (baseline + 3 on encoders), 3 encoders (supcon, simclr, random_init)
-    assert len(models) == 7, models
+    # 10 classifiers (a baseline and 4 on encoders per fraction), 5 encoders
+    assert len(models) == 15, models
     for model_dir in models:
         assert (model_dir / "COMPLETE").is_file() and (model_dir / "model.keras").is_file()
     evaluations = sorted(artifacts.glob("*/evaluate-classifier*/evaluation"))
-    assert len(evaluations) == 4
+    assert len(evaluations) == 10
     results = json.loads((runs / "latest" / "results.json").read_text())
     evaluated = {}
     for path in evaluations:
@@ -107,7 +105,8 @@ def test_every_task_left_its_artifacts(local_run):
         assert total == 100 == result["num_examples"]
         correct = sum(matrix[i][i] for i in range(len(matrix)))
         assert result["accuracy"] == pytest.approx(correct / total)
-        evaluated[result["method"]] = result["accuracy"]
+        if result["config"]["train"]["labeled_fraction"] == 1.0:  # the table's
+            evaluated[result["method"]] = result["accuracy"]
     assert evaluated == {
         name: method["test_accuracy"] for name, method in results["methods"].items()
     }
@@ -159,13 +158,13 @@ def test_report_explains_mistakes_lists_suspects_and_checks_drift(local_run):
 
 
 @pytest.fixture(scope="module")
-def skipped_run(local_run, separable_npz, tmp_path_factory):
+def skipped_run(local_run, tiny_run, separable_npz, tmp_path_factory):
     """The same run again, scheduled with retrain_when=changed against the first run's
     champion (its own runs folder: `runs/latest` of the first stays)."""
     runs, _ = local_run
     again = tmp_path_factory.mktemp("again")
-    flags = [*TINY_RUN_FLAGS, "--registry", str(runs / "registry")]
-    result = run_ok(f"npz:{separable_npz}", again, *flags, "--retrain-when", "changed", timeout=600)
+    flags = [*TINY_RUN_FLAGS, "--registry", str(runs / "registry"), "--retrain-when", "changed"]
+    result = run_ok(f"npz:{separable_npz}", again, *flags, timeout=600, env=tiny_run.env)
     return runs, again, result.stdout
 
 
@@ -207,11 +206,16 @@ def test_training_steps_log_to_the_run_tensorboard_folder(local_run):
     runs, _ = local_run
     tensorboard = (runs / "latest" / "tensorboard").resolve()
     steps = {p.name for p in tensorboard.iterdir()}
+    # tiny's classifiers are fitted heads (a solve, no Keras epochs): nothing to log; a
+    # training that runs once per fraction is named by its fraction
     assert steps == {
-        "train-baseline",
-        "pretrain-supcon",
+        "train-baseline-100pct",
+        "train-baseline-50pct",
+        "pretrain-supcon-100pct",
+        "pretrain-supcon-50pct",
         "pretrain-simclr",
-    }  # tiny's classifiers are fitted heads (a solve, no Keras epochs): nothing to log
+        "pretrain-toy",
+    }
     for step in steps:
         assert list((tensorboard / step / "train").glob("events.out.tfevents.*")), step
 
@@ -222,7 +226,12 @@ def test_the_training_tasks_ran_warm_and_nothing_of_the_server_is_left(local_run
     runs, _ = local_run
     logs = runs / "latest" / "logs"
     assert (logs / "task-server.log").is_file()
-    for task in ("pretrain-supcon", "classifier-simclr", "train-baseline", "evaluate-baseline"):
+    for task in (
+        "pretrain-supcon-100pct",
+        "classifier-simclr-50pct",
+        "train-baseline-100pct",
+        "evaluate-baseline-50pct",
+    ):
         text = (logs / f"{task}.log").read_text()
         (line,) = [x for x in text.splitlines() if "forked from the task server" in x]
         child = int(line.split("runs in process ")[1].split(",")[0])
