@@ -1,6 +1,7 @@
 """Compiling the pipeline once per option set in a test process, and reading a compiled
 pipeline's tasks whatever `dsl.If` sub-DAGs they sit in."""
 
+import copy
 import tempfile
 from pathlib import Path
 
@@ -9,6 +10,10 @@ import yaml
 # The YAML of each option set compiled in this process: a few-labels compile takes 10-20 s
 # on the CI machine, and several modules read the same option sets.
 _TEXTS: dict[str, str] = {}
+# Each text's pipeline spec, loaded once (LibYAML's parser where PyYAML has it) and copied for
+# each caller: the tests read the same texts ~90 times, 0.5 s each with PyYAML's pure-Python
+# parser (a few-labels spec), against 5 ms for a deep copy.
+_SPECS: dict[str, dict] = {}
 
 
 def compiled_text(**options) -> str:
@@ -30,7 +35,11 @@ def compiled_text(**options) -> str:
 def compiled(**options) -> dict:
     """`compiled_text(**options)` loaded: the pipeline spec (the first YAML document; a
     Kubeflow target's platform spec is the second), a new dict for each caller."""
-    return next(yaml.safe_load_all(compiled_text(**options)))
+    key = repr(sorted(options.items()))
+    if key not in _SPECS:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        _SPECS[key] = next(yaml.load_all(compiled_text(**options), Loader=loader))
+    return copy.deepcopy(_SPECS[key])
 
 
 def flat_tasks(spec: dict) -> dict[str, dict]:

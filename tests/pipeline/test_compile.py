@@ -7,7 +7,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipelines import cli
 from pipelines.dag import build_pipeline
-from tests.pipeline.compiled import compiled, flat_tasks
+from tests.pipeline.compiled import compiled, compiled_text, flat_tasks
 
 IMAGE = "us-docker.pkg.dev/acme/ml/contrastive:1a2b3c4"
 GPU_TASKS = {
@@ -313,3 +313,16 @@ def test_retrain_when_gates_every_training_task_behind_the_drift_check(tmp_path,
     explain = _producers(tasks["explain-neighbours"][0])
     assert explain["supcon_model"] == key["classifier-supcon"]
     assert explain["baseline_evaluation"] == key["evaluate-baseline"]
+
+
+def test_a_package_loads_through_libyaml_to_the_pure_python_parsers_documents(tmp_path):
+    from pipelines.package import _YAML_LOADER, load_package
+
+    assert _YAML_LOADER is yaml.CSafeLoader  # PyYAML's wheels carry LibYAML: the fast path
+    text = compiled_text(target="kubeflow", labeled_fractions=(1.0, 0.01, 0.1))
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text)
+    package = load_package(path)
+    documents = list(yaml.load_all(text, Loader=yaml.SafeLoader))
+    assert package.spec == documents[0]
+    assert package.platform_spec == (documents[1] if len(documents) > 1 else None)
