@@ -28,20 +28,25 @@ PROCESS_TIMEOUT = 240  # seconds any child may run: nothing hangs
 pytestmark = pytest.mark.slow  # every check runs in child processes
 
 
-def _env(**extra):
+def _env(devices=1, caller_flags=True):
+    """A JAX child's environment: `devices` virtual CPU devices, and the caller's other XLA
+    flags (`make test` compiles without LLVM's optimisations) unless `caller_flags` is off."""
     env = {key: value for key, value in os.environ.items() if key != "XLA_FLAGS"}
-    env.update(KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2", **extra)
+    env.update(KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    flags = os.environ.get("XLA_FLAGS", "").split() if caller_flags else []
+    flags = [flag for flag in flags if not flag.startswith("--xla_force_host_platform_device")]
+    if devices > 1:
+        flags.append(f"--xla_force_host_platform_device_count={devices}")
+    if flags:
+        env["XLA_FLAGS"] = " ".join(flags)
     return env
 
 
-def _devices_check(mode, *args, devices=8):
-    flags = (
-        {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"} if devices > 1 else {}
-    )
+def _devices_check(mode, *args, devices=8, caller_flags=True):
     completed = subprocess.run(
         [sys.executable, str(HERE / "devices_check.py"), mode, *args],
-        env=_env(**flags),
+        env=_env(devices, caller_flags),
         capture_output=True,
         text=True,
         timeout=PROCESS_TIMEOUT,
@@ -101,8 +106,10 @@ def test_splits_of_any_size_train_and_evaluate_on_8_devices_like_on_1(tmp_path):
     step runs (training, validation, the kNN monitor and summary, evaluation, predictions),
     each epoch leaves out the remainders (counted in info.json) and 8 devices give what 1
     device gives under the same rule."""
-    one = _devices_check("ragged", str(tmp_path / "one"), devices=1)
-    eight = _devices_check("ragged", str(tmp_path / "eight"), devices=8)
+    # XLA's default optimisation: with `make test`'s flag the 1- and 8-device kNN accuracy
+    # differed by one validation image of 37 (a near-tie), and this compares them exactly.
+    one = _devices_check("ragged", str(tmp_path / "one"), devices=1, caller_flags=False)
+    eight = _devices_check("ragged", str(tmp_path / "eight"), devices=8, caller_flags=False)
     assert (one["devices"], eight["devices"]) == (1, 8)
     assert eight["splits"] == {"train": 227, "validation": 37, "test": 41}
     for step in ("pretrain", "baseline"):
