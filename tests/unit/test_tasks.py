@@ -166,9 +166,19 @@ def test_few_labels_no_unlabelled_image_reaches_a_cross_entropy_loss(
     assert info["classifier_selection"]["pool"] == 360
 
 
+@pytest.fixture(scope="module")
+def simclr_encoder(tiny_dataset, tmp_path_factory):
+    """SimCLR pretrained once on the tiny set at 50 % of the labels (it reads none), read by
+    the classifier-step tests below (each writes its classifier elsewhere)."""
+    encoder = tmp_path_factory.mktemp("simclr") / "encoder"
+    config = resolve_config("tiny", overrides=["data.limit=null"], labeled_fraction=0.5)
+    tasks.run_pretrain(tiny_dataset, encoder, config, method="simclr")
+    return encoder
+
+
 @pytest.mark.slow  # pretrains and fits (issue 26: tests that train carry the mark)
 def test_fitted_classifier_selection_reads_no_test_or_validation_image(
-    tiny_dataset, tmp_path, monkeypatch
+    tiny_dataset, simclr_encoder, tmp_path, monkeypatch
 ):
     """A spy on the reader and on the selection: the classifier step never opens the test
     split, and what the selection fits and scores is the train pool's features only; the
@@ -179,7 +189,6 @@ def test_fitted_classifier_selection_reads_no_test_or_validation_image(
     from contrastive.training import probe
 
     config = resolve_config("tiny", overrides=["data.limit=null"], labeled_fraction=0.5)
-    tasks.run_pretrain(tiny_dataset, tmp_path / "encoder", config, method="simclr")
     splits_read, selected = [], []
     read_split = reader.read_split
 
@@ -195,7 +204,7 @@ def test_fitted_classifier_selection_reads_no_test_or_validation_image(
     monkeypatch.setattr(reader, "read_split", spy_read)
     monkeypatch.setattr(probe, "select_classifier", spy_select)
     result = tasks.run_train_classifier(
-        tiny_dataset, tmp_path / "encoder", tmp_path / "classifier", config, mode="fitted"
+        tiny_dataset, simclr_encoder, tmp_path / "classifier", config, mode="fitted"
     )
     monkeypatch.undo()
     assert "test" not in splits_read and splits_read.count("validation") == 1
@@ -218,7 +227,7 @@ def test_fitted_classifier_selection_reads_no_test_or_validation_image(
 
 @pytest.mark.slow
 def test_distillation_in_the_classifier_step_trains_on_the_streamed_pool(
-    tiny_dataset, tmp_path, monkeypatch
+    tiny_dataset, simclr_encoder, tmp_path, monkeypatch
 ):
     """`train.distill_epochs` through the pipeline's classifier step: the student trains on
     every train image read from the shards (half of them unlabelled), never on validation
@@ -229,7 +238,6 @@ def test_distillation_in_the_classifier_step_trains_on_the_streamed_pool(
     config = resolve_config(
         "tiny", overrides=["data.limit=null", "train.distill_epochs=1"], labeled_fraction=0.5
     )
-    tasks.run_pretrain(tiny_dataset, tmp_path / "encoder", config, method="simclr")
     splits_read, trained_on = [], []
     read_split, fit_model = reader.read_split, distill.fitting.fit_model
 
@@ -244,7 +252,7 @@ def test_distillation_in_the_classifier_step_trains_on_the_streamed_pool(
     monkeypatch.setattr(reader, "read_split", spy_read)
     monkeypatch.setattr(distill.fitting, "fit_model", spy_fit)
     result = tasks.run_train_classifier(
-        tiny_dataset, tmp_path / "encoder", tmp_path / "classifier", config
+        tiny_dataset, simclr_encoder, tmp_path / "classifier", config
     )
     monkeypatch.undo()
     assert "test" not in splits_read
