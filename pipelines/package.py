@@ -26,7 +26,7 @@ from components import DEFAULT_IMAGE as PLACEHOLDER_IMAGE
 # LibYAML's parser where PyYAML was built with it (its wheels are): a compiled few-labels
 # package (258 kB) loads in 0.06 s against 0.50 s with the pure-Python parser, the same
 # documents (tests/pipeline/test_compile.py).
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class SubmitError(ValueError):
@@ -76,7 +76,7 @@ def load_package(path: str | os.PathLike) -> PipelinePackage:
         )
     try:
         with open(path, encoding="utf-8") as stream:
-            loaded = yaml.load_all(stream, Loader=_YAML_LOADER)
+            loaded = yaml.load_all(stream, Loader=YAML_LOADER)
             documents = [doc for doc in loaded if doc is not None]
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise SubmitError(f"package {path!r} is not readable YAML: {err}") from None

@@ -23,17 +23,19 @@ KNN_FLOOR = 0.9  # the encoders' kNN accuracy: 1.00 in every measured seed
 # every task of the run, as kfp.local names them: 2 baselines, 5 pretrainings (SupCon per
 # fraction; SimCLR, the toy method and the untrained control once), 8 classifiers, 10
 # evaluations, one collection per fraction
-TASKS = {
-    "ingest-data",
-    "check-drift",
-    "explain-neighbours",
-    "compare-and-report",
-    *(f"train-baseline{suffix}" for suffix in ("", "-2")),
-    *(f"pretrain-encoder{suffix}" for suffix in ("", "-2", "-3", "-4", "-5")),
-    *(f"train-classifier{suffix}" for suffix in ("", *(f"-{i}" for i in range(2, 9)))),
-    *(f"evaluate-classifier{suffix}" for suffix in ("", *(f"-{i}" for i in range(2, 11)))),
-    *(f"collect-fraction{suffix}" for suffix in ("", "-2")),
+COUNTS = {
+    "ingest-data": 1,
+    "check-drift": 1,
+    "explain-neighbours": 1,
+    "compare-and-report": 1,
+    "train-baseline": 2,
+    "pretrain-encoder": 5,
+    "train-classifier": 8,
+    "evaluate-classifier": 10,
+    "collect-fraction": 2,
 }
+# kfp.local names a component's first task after it, the next ones `-2`, `-3`, ...
+TASKS = {f"{name}-{i}" if i > 1 else name for name, n in COUNTS.items() for i in range(1, n + 1)}
 
 
 def expected_precision() -> str:

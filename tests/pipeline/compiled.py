@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from pipelines.package import YAML_LOADER
+
 # The YAML of each option set compiled in this process: a few-labels compile takes 10-20 s
 # on the CI machine, and several modules read the same option sets.
 _TEXTS: dict[str, str] = {}
@@ -16,10 +18,14 @@ _TEXTS: dict[str, str] = {}
 _SPECS: dict[str, dict] = {}
 
 
+def _key(options: dict) -> str:
+    return repr(sorted(options.items()))
+
+
 def compiled_text(**options) -> str:
     """The YAML `kfp.compiler` writes for `pipelines.dag.build_pipeline(**options)`, compiled
     once per distinct `options` in this process."""
-    key = repr(sorted(options.items()))
+    key = _key(options)
     if key not in _TEXTS:
         from kfp import compiler
 
@@ -35,10 +41,9 @@ def compiled_text(**options) -> str:
 def compiled(**options) -> dict:
     """`compiled_text(**options)` loaded: the pipeline spec (the first YAML document; a
     Kubeflow target's platform spec is the second), a new dict for each caller."""
-    key = repr(sorted(options.items()))
-    if key not in _SPECS:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        _SPECS[key] = next(yaml.load_all(compiled_text(**options), Loader=loader))
+    key = _key(options)
+    if key not in _SPECS:  # the loader `contrastive submit` reads packages with
+        _SPECS[key] = next(yaml.load_all(compiled_text(**options), Loader=YAML_LOADER))
     return copy.deepcopy(_SPECS[key])
 
 

@@ -316,13 +316,16 @@ def test_retrain_when_gates_every_training_task_behind_the_drift_check(tmp_path,
 
 
 def test_a_package_loads_through_libyaml_to_the_pure_python_parsers_documents(tmp_path):
-    from pipelines.package import _YAML_LOADER, load_package
+    from pipelines.package import YAML_LOADER, load_package
 
-    assert _YAML_LOADER is yaml.CSafeLoader  # PyYAML's wheels carry LibYAML: the fast path
-    text = compiled_text(target="kubeflow", labeled_fractions=(1.0, 0.01, 0.1))
+    assert YAML_LOADER is yaml.CSafeLoader  # PyYAML's wheels carry LibYAML: the fast path
+    from pipelines.targets.kubernetes import KubernetesSettings
+
+    # pod settings: the package has a second document, Kubeflow's platform spec
+    settings = KubernetesSettings.from_flags(image_pull_secrets=["regcred"], task_timeout=60)
+    text = compiled_text(target="kubeflow", labeled_fractions=(1.0, 0.01, 0.1), kubernetes=settings)
     path = tmp_path / "pipeline.yaml"
     path.write_text(text)
     package = load_package(path)
-    documents = list(yaml.load_all(text, Loader=yaml.SafeLoader))
-    assert package.spec == documents[0]
-    assert package.platform_spec == (documents[1] if len(documents) > 1 else None)
+    spec, platform_spec = yaml.load_all(text, Loader=yaml.SafeLoader)  # pure Python
+    assert package.spec == spec and package.platform_spec == platform_spec
