@@ -1,13 +1,13 @@
 """Kubeflow pod settings from kfp-kubernetes, chosen at compile time, in the compiled YAML."""
 
 import pytest
-import yaml
 from google.protobuf import json_format
 from kfp import compiler
 from kfp.kubernetes import kubernetes_executor_config_pb2
 
 from pipelines import cli
 from pipelines.dag import build_pipeline
+from pipelines.package import load_package
 from pipelines.targets.kubernetes import KubernetesSettings, Toleration, parse_toleration
 from tests.pipeline.compiled import flat_tasks
 
@@ -40,8 +40,10 @@ GPU_POD = {
 
 
 def _documents(path):
-    with open(path) as stream:
-        return [doc for doc in yaml.safe_load_all(stream) if doc is not None]
+    """The package's documents as `contrastive submit` reads them: the pipeline spec, then the
+    platform spec where there is one."""
+    package = load_package(path)
+    return [doc for doc in (package.spec, package.platform_spec) if doc is not None]
 
 
 def _compile(tmp_path, settings, target="kubeflow"):
