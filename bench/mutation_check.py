@@ -598,21 +598,6 @@ MUTANTS += [
         "for name in reversed(POOL_PREFERENCE):",
         SPREADING,
     ),
-    # logistic regression's strength rescaled from the CV's fits to the final fit's rows
-    Mutant(
-        "few_labels",
-        "final_logistic_strength",
-        "return float(strength) * (scored * (folds - 1) / folds) / labelled",
-        "return float(strength) * scored / labelled",
-        SPREADING,
-    ),
-    Mutant(
-        "few_labels",
-        "_select",
-        "x, y, num_classes, strength, tol=FINAL_LOGISTIC_TOL, max_iter=300",
-        'x, y, num_classes, setting["lambda"], tol=FINAL_LOGISTIC_TOL, max_iter=300',
-        SPREADING,
-    ),
 ]
 
 KFP_SETTERS = ("tests/pipeline/test_kfp_setters.py",)

@@ -94,29 +94,6 @@ def test_logistic_fit_converges_to_the_newton_solution():
     np.testing.assert_allclose(x @ weights + bias, x @ expected_weights + expected_bias, atol=1e-3)
 
 
-def test_the_final_logistic_fit_rescales_the_chosen_strength_to_every_labelled_row(monkeypatch):
-    """The CV's fits train on `scored * (folds - 1) / folds` rows; the final fit on every
-    labelled row gets the chosen strength times that over the labelled rows (the penalty is
-    on the mean loss), checked against an independent Newton solve at that strength."""
-    monkeypatch.setattr(probe, "FINAL_LOGISTIC_TOL", 1e-7)  # a tight final fit to compare
-    x, y = blobs(n_per_class=30, num_classes=3, dim=4, spread=2.0, seed=8)
-    fitted = probe.select_classifier(
-        x, y, 3, candidates=("logistic",), folds=3, seed=0, cv_max_rows=45
-    )
-    selection = fitted.selection
-    assert (selection["cross_validated"], selection["labelled"]) == (45, 90)
-    chosen = selection["setting"]["lambda"]
-    expected = chosen * (45 * 2 / 3) / 90  # each CV fit trained on 30 rows: a third of 90
-    assert selection["candidates"]["logistic"]["final_fit"]["lambda"] == pytest.approx(expected)
-    assert probe.final_logistic_strength(0.3, 45, 3, 90) == pytest.approx(0.1)
-    z = probe.standardize(x, fitted.mean, fitted.scale)
-    logits = z @ fitted.weights + fitted.bias
-    weights, bias = newton_logistic(z, y, 3, expected)
-    np.testing.assert_allclose(logits, z @ weights + bias, atol=1e-3)
-    unscaled_weights, unscaled_bias = newton_logistic(z, y, 3, chosen)
-    assert np.abs(logits - (z @ unscaled_weights + unscaled_bias)).max() > 0.05
-
-
 def test_label_spreading_reaches_the_closed_form():
     x, y = blobs(n_per_class=8, seed=5)
     labels = np.full_like(y, -1)

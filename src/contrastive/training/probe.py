@@ -580,8 +580,7 @@ def select_classifier(
     Only `features` / `labels` are read: the training pool, `-1` marking rows without a label
     (used by the standardisation and by label spreading's graph, never scored). Every
     candidate's settings are scored by the mean accuracy over the folds of the labelled rows;
-    the best (candidate, setting) is refitted on every labelled row (logistic regression's
-    strength rescaled to those rows: `final_logistic_strength`). Ties go to the earlier
+    the best (candidate, setting) is refitted on every labelled row. Ties go to the earlier
     candidate in `candidates` and to the stronger regularisation.
 
     Args:
@@ -758,13 +757,10 @@ def _select(
         # The cross-validation's tolerance: on the 54,000 Fashion-MNIST training images
         # (small_cnn flatten features, lambda 0.01) 1e-4 took 235 iterations and 36 s for a
         # validation accuracy of 88.68 %, 1e-3 took 54 iterations and 8.6 s for 88.80 %.
-        strength = final_logistic_strength(
-            setting["lambda"], scored_rows.size, folds, labelled.size
-        )
         weights, bias, info = logistic_fit(
-            x, y, num_classes, strength, tol=FINAL_LOGISTIC_TOL, max_iter=300
+            x, y, num_classes, setting["lambda"], tol=FINAL_LOGISTIC_TOL, max_iter=300
         )
-        results[chosen]["final_fit"] = {**info, "lambda": strength}
+        results[chosen]["final_fit"] = info
         fitted = FittedClassifier("logistic", weights=weights, bias=bias, **common)
     else:
         if chosen == "knn":
@@ -801,20 +797,6 @@ def _select(
         "cv_timings": timings,  # cv_seconds by part (`_select`'s loop)
     }
     return dataclasses.replace(fitted, selection=_plain(selection))
-
-
-def final_logistic_strength(strength, scored, folds, labelled):
-    """Logistic regression's L2 weight for the fit on all `labelled` rows, from the `strength`
-    the cross-validation chose with fits on `scored * (folds - 1) / folds` rows each.
-
-    `logistic_fit` penalises the *mean* loss, so a fixed strength weighs the prior more, the
-    fewer the rows: the same prior against `labelled` rows is `strength` times the fits'
-    rows over `labelled`. Where the cross-validation scores a subset (`cv_max_rows`) this
-    matters: on the 54,000 labelled `quick` images (folds of 3,928 rows) the unscaled 0.1 and
-    0.01, which the CV told apart by five images, scored 90.33 and 91.52 % on validation for
-    one SupCon encoder, and 91.58 and 91.42 % scaled (docs/BENCHMARKS.md § 4c).
-    """
-    return float(strength) * (scored * (folds - 1) / folds) / labelled
 
 
 def _prefer_pool(results, best, scored_rows, tolerance):
