@@ -7,6 +7,8 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipelines import cli
 from pipelines.dag import build_pipeline
+from pipelines.package import YAML_LOADER, load_package
+from pipelines.targets.kubernetes import KubernetesSettings
 from tests.pipeline.compiled import compiled, compiled_text, flat_tasks
 
 IMAGE = "us-docker.pkg.dev/acme/ml/contrastive:1a2b3c4"
@@ -316,11 +318,7 @@ def test_retrain_when_gates_every_training_task_behind_the_drift_check(tmp_path,
 
 
 def test_a_package_loads_through_libyaml_to_the_pure_python_parsers_documents(tmp_path):
-    from pipelines.package import YAML_LOADER, load_package
-
     assert YAML_LOADER is yaml.CSafeLoader  # PyYAML's wheels carry LibYAML: the fast path
-    from pipelines.targets.kubernetes import KubernetesSettings
-
     # pod settings: the package has a second document, Kubeflow's platform spec
     settings = KubernetesSettings.from_flags(image_pull_secrets=["regcred"], task_timeout=60)
     text = compiled_text(target="kubeflow", labeled_fractions=(1.0, 0.01, 0.1), kubernetes=settings)
