@@ -42,14 +42,14 @@ COSTS = {
 def _repeats(labelled):
     """`train.probe_repeats: auto`, written out: the folds drawn until 600 held-out
     predictions, at most 5 times."""
-    return min(5, max(1, math.ceil(600 / min(labelled, 5000))))
+    return min(5, max(1, math.ceil(600 / min(labelled, 10_000))))
 
 
 def _fitted(pool, validation, labelled):
     """A fitted classifier's seconds by the rule, written out: COSTS[CLASSIFIER]'s set-up,
-    the features of pool and validation at 400 images/s, cross-validation on at most 5,000
+    the features of pool and validation at 400 images/s, cross-validation on at most 10,000
     labelled rows (`_repeats` times), the final fit on all."""
-    cv = min(labelled, 5000) * 0.003 * _repeats(labelled)
+    cv = min(labelled, 10_000) * 0.003 * _repeats(labelled)
     return 4.0 + (pool + validation) / 400 + cv + labelled * 0.001
 
 
