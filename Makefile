@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 # pytest-xdist workers (0: one process); tests/conftest.py keeps each module's tests, and each
 # shared session fixture's, on one worker. `make test` runs 3 on this 2-core machine: its
 # end-to-end tests wait on child processes, and a third worker fills those gaps (TensorFlow
-# pass 706 s against 750 s with 2, the same CPU seconds; README "Test"). `make test-quick`
+# pass 706 s against 750 s with 2, the same CPU seconds; docs/BENCHMARKS.md § 10). `make test-quick`
 # is CPU-bound compiles: 2; so is the JAX pass (217.6 s on 2, 223.1 s on 3, back to back).
 WORKERS ?= 3
 QUICK_WORKERS ?= 2
@@ -28,14 +28,14 @@ XDIST := $(call xdist,$(WORKERS))
 # JAX's persistent compilation cache for the tests (the JAX pass, and the JAX children of the
 # TensorFlow pass): every test builds a new Keras train step, so the same small programs are
 # compiled again and again. From an empty cache (a fresh clone) the JAX pass took 155 s
-# against 203 s without, back to back (README "Test"). Kept in build/ between runs (the key
+# against 203 s without, back to back (docs/BENCHMARKS.md § 10). Kept in build/ between runs (the key
 # holds the program, the flags and JAX's version); `make clean` empties it; JAX_CACHE= turns it off.
 JAX_CACHE ?= build/jax-cache
 JAX_CACHE_ENV = $(if $(JAX_CACHE),JAX_COMPILATION_CACHE_DIR=$(abspath $(JAX_CACHE)) \
 	JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0)
 # XLA compiles the tests' programs without LLVM's optimisations: each test runs a handful of
 # steps of a program it compiled, so compiling dominates, and the tests check results, not
-# speed. JAX pass 178 -> 134 s wall, 318 -> 232 CPU s (2026-12-07, README "Test"). Added to
+# speed. JAX pass 178 -> 134 s wall, 318 -> 232 CPU s (2026-12-07, docs/BENCHMARKS.md § 10). Added to
 # any XLA_FLAGS of the caller's; TEST_XLA_FLAGS= turns it off. Runs, benchmarks and the
 # pipeline never get it, nor does the ragged data-parallel check's child (tests/distributed:
 # with it, its 1- and 8-device kNN accuracies differed by one near-tied validation image).
